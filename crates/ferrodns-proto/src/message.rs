@@ -1,0 +1,558 @@
+//! DNS messages: parsing a query in place, and writing a response with name
+//! compression into a reusable buffer.
+//!
+//! Both sides are built for the answer path: [`parse_query`] copies the qname
+//! into a fixed array and never allocates, and [`MessageWriter`] writes into a
+//! caller-owned `Vec` whose capacity is reused from query to query.
+
+use crate::name::{self, NameError, MAX_NAME_LEN};
+use crate::rdata::RdataLayout;
+use crate::rtype::{Class, Opcode, Rcode, RecordType};
+
+/// Length of the fixed header (RFC 1035 §4.1.1).
+pub const HEADER_LEN: usize = 12;
+
+/// Header flag bits in the second 16-bit word.
+pub mod flags {
+    pub const QR: u16 = 0x8000;
+    pub const AA: u16 = 0x0400;
+    pub const TC: u16 = 0x0200;
+    pub const RD: u16 = 0x0100;
+    pub const RA: u16 = 0x0080;
+    pub const AD: u16 = 0x0020;
+    pub const CD: u16 = 0x0010;
+}
+
+/// The EDNS(0) OPT pseudo-record of a query (RFC 6891 §6.1).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Edns {
+    /// The requestor's UDP payload size.
+    pub udp_payload: u16,
+    /// EDNS version.
+    pub version: u8,
+    /// The DO bit (RFC 3225).
+    pub dnssec_ok: bool,
+}
+
+/// A parsed query. The qname is kept as sent (for the echo in the question
+/// section) and lowercased (for lookup).
+#[derive(Clone)]
+pub struct Query {
+    pub id: u16,
+    /// The raw second header word of the query.
+    pub flags: u16,
+    pub opcode: Opcode,
+    pub qname: [u8; MAX_NAME_LEN],
+    pub qname_lower: [u8; MAX_NAME_LEN],
+    pub qname_len: usize,
+    pub qtype: RecordType,
+    pub qclass: Class,
+    pub edns: Option<Edns>,
+    /// Number of OPT records seen; more than one is a FORMERR (RFC 6891 §6.1.1).
+    pub opt_count: u8,
+}
+
+impl Query {
+    /// The qname as sent.
+    pub fn qname(&self) -> &[u8] {
+        &self.qname[..self.qname_len]
+    }
+
+    /// The qname lowercased.
+    pub fn qname_lower(&self) -> &[u8] {
+        &self.qname_lower[..self.qname_len]
+    }
+}
+
+/// Why a query could not be read, and so how to reply.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum QueryError {
+    /// Not worth a reply: shorter than a header, or a response (QR set).
+    Drop,
+    /// Reply FORMERR, echoing the header (id, opcode, RD).
+    FormErr,
+}
+
+impl From<NameError> for QueryError {
+    fn from(_: NameError) -> QueryError {
+        QueryError::FormErr
+    }
+}
+
+fn read_u16(msg: &[u8], pos: usize) -> Result<u16, QueryError> {
+    msg.get(pos..pos + 2)
+        .map(|b| u16::from_be_bytes([b[0], b[1]]))
+        .ok_or(QueryError::FormErr)
+}
+
+/// Reads the header, the one question, and any OPT record of a query.
+///
+/// Other records in the answer, authority and additional sections are stepped
+/// over, checked only for framing; a message that does not frame is FORMERR.
+pub fn parse_query(msg: &[u8]) -> Result<Query, QueryError> {
+    if msg.len() < HEADER_LEN {
+        return Err(QueryError::Drop);
+    }
+    let id = u16::from_be_bytes([msg[0], msg[1]]);
+    let flag_word = u16::from_be_bytes([msg[2], msg[3]]);
+    if flag_word & flags::QR != 0 {
+        return Err(QueryError::Drop);
+    }
+    let qdcount = read_u16(msg, 4)?;
+    let ancount = read_u16(msg, 6)?;
+    let nscount = read_u16(msg, 8)?;
+    let arcount = read_u16(msg, 10)?;
+    let mut query = Query {
+        id,
+        flags: flag_word,
+        opcode: Opcode(((flag_word >> 11) & 0x0f) as u8),
+        qname: [0; MAX_NAME_LEN],
+        qname_lower: [0; MAX_NAME_LEN],
+        qname_len: 0,
+        qtype: RecordType(0),
+        qclass: Class(0),
+        edns: None,
+        opt_count: 0,
+    };
+    if qdcount != 1 {
+        return Err(QueryError::FormErr);
+    }
+    let (len, mut pos) = name::read_compressed(msg, HEADER_LEN, &mut query.qname)?;
+    query.qname_len = len;
+    query.qname_lower[..len].copy_from_slice(&query.qname[..len]);
+    query.qname_lower[..len].make_ascii_lowercase();
+    query.qtype = RecordType(read_u16(msg, pos)?);
+    query.qclass = Class(read_u16(msg, pos + 2)?);
+    pos += 4;
+    let mut scratch = [0u8; MAX_NAME_LEN];
+    let skipped = ancount as usize + nscount as usize;
+    for index in 0..skipped + arcount as usize {
+        let (owner_len, after_owner) = name::read_compressed(msg, pos, &mut scratch)?;
+        let rtype = read_u16(msg, after_owner)?;
+        let class = read_u16(msg, after_owner + 2)?;
+        let ttl_high = read_u16(msg, after_owner + 4)?;
+        let ttl_low = read_u16(msg, after_owner + 6)?;
+        let rdlen = read_u16(msg, after_owner + 8)? as usize;
+        let rdata_start = after_owner + 10;
+        if msg.len() < rdata_start + rdlen {
+            return Err(QueryError::FormErr);
+        }
+        if rtype == RecordType::OPT.0 {
+            // OPT belongs in the additional section, owned by the root.
+            if index < skipped || owner_len != 1 {
+                return Err(QueryError::FormErr);
+            }
+            query.opt_count = query.opt_count.saturating_add(1);
+            validate_options(&msg[rdata_start..rdata_start + rdlen])?;
+            query.edns = Some(Edns {
+                udp_payload: class,
+                version: (ttl_high & 0xff) as u8,
+                dnssec_ok: ttl_low & 0x8000 != 0,
+            });
+        }
+        pos = rdata_start + rdlen;
+    }
+    Ok(query)
+}
+
+/// Checks that the OPT RDATA is a well-framed list of options; their contents
+/// are ignored, as RFC 6891 §6.1.2 asks for options we do not know.
+fn validate_options(mut options: &[u8]) -> Result<(), QueryError> {
+    while !options.is_empty() {
+        if options.len() < 4 {
+            return Err(QueryError::FormErr);
+        }
+        let len = u16::from_be_bytes([options[2], options[3]]) as usize;
+        options = options.get(4 + len..).ok_or(QueryError::FormErr)?;
+    }
+    Ok(())
+}
+
+/// The response did not fit the size limit; the caller rolls back and sets TC.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Full;
+
+/// A point to roll a [`MessageWriter`] back to when a record does not fit.
+#[derive(Clone, Copy, Debug)]
+pub struct Checkpoint {
+    len: usize,
+    names: usize,
+    arena: usize,
+}
+
+const MAX_COMPRESSION_NAMES: usize = 48;
+
+/// Writes a response message with name compression into a reusable buffer.
+pub struct MessageWriter<'b> {
+    buf: &'b mut Vec<u8>,
+    limit: usize,
+    /// Compression targets: (start in `arena`, length, offset in the message)
+    /// of lowercase uncompressed name suffixes already written.
+    names: [(u16, u8, u16); MAX_COMPRESSION_NAMES],
+    name_count: usize,
+    arena: [u8; 2048],
+    arena_len: usize,
+}
+
+/// The four section counters, in header order.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Section {
+    Answer = 0,
+    Authority = 1,
+    Additional = 2,
+}
+
+impl<'b> MessageWriter<'b> {
+    /// Starts a message in `buf` (cleared) that must not grow past `limit` bytes.
+    pub fn new(buf: &'b mut Vec<u8>, limit: usize) -> MessageWriter<'b> {
+        buf.clear();
+        buf.resize(HEADER_LEN, 0);
+        MessageWriter {
+            buf,
+            limit,
+            names: [(0, 0, 0); MAX_COMPRESSION_NAMES],
+            name_count: 0,
+            arena: [0; 2048],
+            arena_len: 0,
+        }
+    }
+
+    /// Bytes written so far.
+    pub fn len(&self) -> usize {
+        self.buf.len()
+    }
+
+    /// True when only the header is written.
+    pub fn is_empty(&self) -> bool {
+        self.buf.len() <= HEADER_LEN
+    }
+
+    /// The size limit.
+    pub fn limit(&self) -> usize {
+        self.limit
+    }
+
+    /// Changes the size limit, e.g. to reserve room for an OPT record.
+    pub fn set_limit(&mut self, limit: usize) {
+        self.limit = limit;
+    }
+
+    /// Sets id and flag word (opcode and rcode included).
+    pub fn set_header(&mut self, id: u16, flag_word: u16) {
+        self.buf[0..2].copy_from_slice(&id.to_be_bytes());
+        self.buf[2..4].copy_from_slice(&flag_word.to_be_bytes());
+    }
+
+    /// The flag word as written so far.
+    pub fn flag_word(&self) -> u16 {
+        u16::from_be_bytes([self.buf[2], self.buf[3]])
+    }
+
+    fn bump_count(&mut self, index: usize) {
+        let at = 4 + index * 2;
+        let count = u16::from_be_bytes([self.buf[at], self.buf[at + 1]]) + 1;
+        self.buf[at..at + 2].copy_from_slice(&count.to_be_bytes());
+    }
+
+    /// Count of records in a section.
+    pub fn count(&self, section: Section) -> u16 {
+        let at = 6 + section as usize * 2;
+        u16::from_be_bytes([self.buf[at], self.buf[at + 1]])
+    }
+
+    /// Writes the question. The qname is written as given (the client's case)
+    /// and becomes a compression target.
+    pub fn push_question(
+        &mut self,
+        qname: &[u8],
+        qtype: RecordType,
+        qclass: Class,
+    ) -> Result<(), Full> {
+        if self.buf.len() + qname.len() + 4 > self.limit {
+            return Err(Full);
+        }
+        self.push_name(qname, true);
+        self.buf.extend_from_slice(&qtype.0.to_be_bytes());
+        self.buf.extend_from_slice(&qclass.0.to_be_bytes());
+        self.bump_count(0);
+        Ok(())
+    }
+
+    /// Marks the current state for [`MessageWriter::rollback`].
+    pub fn checkpoint(&self) -> Checkpoint {
+        Checkpoint {
+            len: self.buf.len(),
+            names: self.name_count,
+            arena: self.arena_len,
+        }
+    }
+
+    /// Drops everything written after `checkpoint`; the caller fixes counters
+    /// by writing whole RRsets only (see [`MessageWriter::push_rrset`]).
+    pub fn rollback(&mut self, checkpoint: Checkpoint) {
+        self.buf.truncate(checkpoint.len);
+        self.name_count = checkpoint.names;
+        self.arena_len = checkpoint.arena;
+    }
+
+    /// Writes every record of an RRset, or none of it if it does not fit.
+    /// `rdatas` is the RRset's RDATA list in this crate's packed form
+    /// (each RDATA prefixed by its 16-bit length).
+    pub fn push_rrset(
+        &mut self,
+        section: Section,
+        owner: &[u8],
+        rtype: RecordType,
+        ttl: u32,
+        packed_rdatas: &[u8],
+    ) -> Result<(), Full> {
+        let checkpoint = self.checkpoint();
+        let mut written = 0u16;
+        let mut pos = 0;
+        while pos + 2 <= packed_rdatas.len() {
+            let len = u16::from_be_bytes([packed_rdatas[pos], packed_rdatas[pos + 1]]) as usize;
+            let rdata = &packed_rdatas[pos + 2..pos + 2 + len];
+            pos += 2 + len;
+            if self.push_record_raw(owner, rtype, ttl, rdata).is_err() {
+                self.rollback(checkpoint);
+                return Err(Full);
+            }
+            written += 1;
+        }
+        let at = 6 + section as usize * 2;
+        let count = u16::from_be_bytes([self.buf[at], self.buf[at + 1]]) + written;
+        self.buf[at..at + 2].copy_from_slice(&count.to_be_bytes());
+        Ok(())
+    }
+
+    /// Writes one record into `section`.
+    pub fn push_record(
+        &mut self,
+        section: Section,
+        owner: &[u8],
+        rtype: RecordType,
+        ttl: u32,
+        rdata: &[u8],
+    ) -> Result<(), Full> {
+        self.push_record_raw(owner, rtype, ttl, rdata)?;
+        self.bump_count(1 + section as usize);
+        Ok(())
+    }
+
+    fn push_record_raw(
+        &mut self,
+        owner: &[u8],
+        rtype: RecordType,
+        ttl: u32,
+        rdata: &[u8],
+    ) -> Result<(), Full> {
+        let checkpoint = self.checkpoint();
+        self.push_name(owner, true);
+        self.buf.extend_from_slice(&rtype.0.to_be_bytes());
+        self.buf.extend_from_slice(&Class::IN.0.to_be_bytes());
+        self.buf.extend_from_slice(&ttl.to_be_bytes());
+        let rdlen_at = self.buf.len();
+        self.buf.extend_from_slice(&[0, 0]);
+        match RdataLayout::of(rtype) {
+            RdataLayout::CompressibleNameAt(offset) if rdata.len() > offset => {
+                self.buf.extend_from_slice(&rdata[..offset]);
+                let name_len = name::wire_len(&rdata[offset..]).unwrap_or(rdata.len() - offset);
+                self.push_name(&rdata[offset..offset + name_len], true);
+                self.buf.extend_from_slice(&rdata[offset + name_len..]);
+            }
+            RdataLayout::Soa => {
+                let first = name::wire_len(rdata).unwrap_or(rdata.len());
+                let second = name::wire_len(&rdata[first..]).unwrap_or(rdata.len() - first);
+                self.push_name(&rdata[..first], true);
+                self.push_name(&rdata[first..first + second], true);
+                self.buf.extend_from_slice(&rdata[first + second..]);
+            }
+            _ => self.buf.extend_from_slice(rdata),
+        }
+        let rdlen = self.buf.len() - rdlen_at - 2;
+        if self.buf.len() > self.limit || rdlen > u16::MAX as usize {
+            self.rollback(checkpoint);
+            return Err(Full);
+        }
+        self.buf[rdlen_at..rdlen_at + 2].copy_from_slice(&(rdlen as u16).to_be_bytes());
+        Ok(())
+    }
+
+    /// Writes a name, compressed against earlier names where possible, and
+    /// records its suffixes as compression targets.
+    fn push_name(&mut self, wire: &[u8], compress: bool) {
+        let mut pos = 0;
+        while wire[pos] != 0 {
+            let suffix = &wire[pos..];
+            if compress {
+                if let Some(offset) = self.find_suffix(suffix) {
+                    self.buf.extend_from_slice(&(0xc000 | offset).to_be_bytes());
+                    return;
+                }
+            }
+            let here = self.buf.len();
+            if here < 0x3fff {
+                self.remember(suffix, here as u16);
+            }
+            let len = wire[pos] as usize;
+            self.buf.extend_from_slice(&wire[pos..pos + 1 + len]);
+            pos += 1 + len;
+        }
+        self.buf.push(0);
+    }
+
+    fn find_suffix(&self, suffix: &[u8]) -> Option<u16> {
+        for &(start, len, offset) in &self.names[..self.name_count] {
+            if len as usize == suffix.len() {
+                let stored = &self.arena[start as usize..start as usize + len as usize];
+                if stored.eq_ignore_ascii_case(suffix) {
+                    return Some(offset);
+                }
+            }
+        }
+        None
+    }
+
+    fn remember(&mut self, suffix: &[u8], offset: u16) {
+        if self.name_count == MAX_COMPRESSION_NAMES
+            || self.arena_len + suffix.len() > self.arena.len()
+        {
+            return;
+        }
+        let start = self.arena_len;
+        self.arena[start..start + suffix.len()].copy_from_slice(suffix);
+        self.arena_len += suffix.len();
+        self.names[self.name_count] = (start as u16, suffix.len() as u8, offset);
+        self.name_count += 1;
+    }
+
+    /// Appends an OPT record (RFC 6891 §6.1.2). It is never compressed and the
+    /// caller has reserved room for it, so it ignores the limit.
+    pub fn push_opt(&mut self, udp_payload: u16, extended_rcode: u8, dnssec_ok: bool) {
+        self.buf.push(0);
+        self.buf.extend_from_slice(&RecordType::OPT.0.to_be_bytes());
+        self.buf.extend_from_slice(&udp_payload.to_be_bytes());
+        self.buf.push(extended_rcode);
+        self.buf.push(0);
+        self.buf
+            .extend_from_slice(&(if dnssec_ok { 0x8000u16 } else { 0 }).to_be_bytes());
+        self.buf.extend_from_slice(&[0, 0]);
+        self.bump_count(3);
+    }
+
+    /// Sets the TC flag.
+    pub fn set_truncated(&mut self) {
+        self.buf[2] |= (flags::TC >> 8) as u8;
+    }
+
+    /// Sets the rcode's header bits.
+    pub fn set_rcode(&mut self, rcode: Rcode) {
+        self.buf[3] = (self.buf[3] & 0xf0) | rcode.header_bits();
+    }
+
+    /// Sets or clears AA.
+    pub fn set_authoritative(&mut self, on: bool) {
+        if on {
+            self.buf[2] |= (flags::AA >> 8) as u8;
+        } else {
+            self.buf[2] &= !((flags::AA >> 8) as u8);
+        }
+    }
+}
+
+/// Size of an OPT record with no options.
+pub const OPT_LEN: usize = 11;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn query_bytes(qname: &[u8], qtype: u16, extra: &[u8], arcount: u16) -> Vec<u8> {
+        let mut msg = vec![0x12, 0x34, 0x01, 0x00, 0, 1, 0, 0, 0, 0];
+        msg.extend_from_slice(&arcount.to_be_bytes());
+        msg.extend_from_slice(qname);
+        msg.extend_from_slice(&qtype.to_be_bytes());
+        msg.extend_from_slice(&1u16.to_be_bytes());
+        msg.extend_from_slice(extra);
+        msg
+    }
+
+    #[test]
+    fn parses_a_query_with_edns() {
+        let opt = [0, 0, 41, 0x04, 0xd0, 0, 0, 0x80, 0, 0, 4, 0, 10, 0, 0];
+        let msg = query_bytes(b"\x03WwW\x07example\x00", 1, &opt, 1);
+        let query = parse_query(&msg).unwrap();
+        assert_eq!(query.id, 0x1234);
+        assert_eq!(query.qname(), b"\x03WwW\x07example\x00");
+        assert_eq!(query.qname_lower(), b"\x03www\x07example\x00");
+        assert_eq!(
+            query.edns,
+            Some(Edns {
+                udp_payload: 1232,
+                version: 0,
+                dnssec_ok: true
+            })
+        );
+    }
+
+    #[test]
+    fn refuses_malformed_queries() {
+        assert_eq!(parse_query(&[0; 5]).err(), Some(QueryError::Drop));
+        let mut response = query_bytes(b"\x00", 1, &[], 0);
+        response[2] |= 0x80;
+        assert_eq!(parse_query(&response).err(), Some(QueryError::Drop));
+        let cut = query_bytes(b"\x03www\x07exam", 1, &[], 0);
+        assert_eq!(
+            parse_query(&cut[..cut.len() - 4]).err(),
+            Some(QueryError::FormErr)
+        );
+        let bad_opt = [0, 0, 41, 0x04, 0xd0, 0, 0, 0, 0, 0, 3, 0, 10, 0];
+        assert_eq!(
+            parse_query(&query_bytes(b"\x00", 1, &bad_opt, 1)).err(),
+            Some(QueryError::FormErr)
+        );
+        let no_question = [0u8, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0];
+        assert_eq!(parse_query(&no_question).err(), Some(QueryError::FormErr));
+    }
+
+    #[test]
+    fn compresses_owner_and_rdata_names() {
+        let mut buf = Vec::new();
+        let mut writer = MessageWriter::new(&mut buf, 512);
+        writer
+            .push_question(b"\x03WWW\x07example\x00", RecordType::MX, Class::IN)
+            .unwrap();
+        let rdatas = [&[0u8, 10][..], b"\x04mail\x07EXAMPLE\x00"].concat();
+        let mut packed = vec![0, rdatas.len() as u8];
+        packed.extend_from_slice(&rdatas);
+        writer
+            .push_rrset(
+                Section::Answer,
+                b"\x03www\x07example\x00",
+                RecordType::MX,
+                300,
+                &packed,
+            )
+            .unwrap();
+        assert_eq!(writer.count(Section::Answer), 1);
+        // Owner is a pointer to the qname at offset 12; the exchange reuses "example".
+        assert_eq!(&buf[29..31], &[0xc0, 12]);
+        assert_eq!(&buf[buf.len() - 7..], b"\x04mail\xc0\x10");
+    }
+
+    #[test]
+    fn an_rrset_that_does_not_fit_is_left_out_whole() {
+        let mut buf = Vec::new();
+        let mut writer = MessageWriter::new(&mut buf, 60);
+        writer
+            .push_question(b"\x01a\x00", RecordType::A, Class::IN)
+            .unwrap();
+        let packed: Vec<u8> = (0..4u8).flat_map(|i| [0, 4, 192, 0, 2, i]).collect();
+        assert_eq!(
+            writer.push_rrset(Section::Answer, b"\x01a\x00", RecordType::A, 1, &packed),
+            Err(Full)
+        );
+        assert_eq!(writer.count(Section::Answer), 0);
+        assert_eq!(writer.len(), 12 + 7);
+    }
+}

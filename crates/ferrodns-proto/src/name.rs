@@ -1,0 +1,499 @@
+//! Domain names in uncompressed wire format.
+//!
+//! A [`Name`] owns the wire bytes of an absolute name, in the case it was written
+//! with. Comparisons are ASCII case-insensitive (RFC 4343); output keeps the
+//! original case. The free functions work on borrowed wire slices so that the
+//! answer path can compare and hash names without building a `Name`.
+
+use std::fmt;
+
+/// The longest a name may be on the wire, root label included (RFC 1035 §2.3.4).
+pub const MAX_NAME_LEN: usize = 255;
+/// The longest a single label may be (RFC 1035 §2.3.4).
+pub const MAX_LABEL_LEN: usize = 63;
+
+/// Why text or wire bytes are not a valid name.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NameError {
+    /// A label is longer than 63 octets.
+    LabelTooLong,
+    /// The name is longer than 255 octets.
+    NameTooLong,
+    /// Two dots in a row, or a leading dot on a name that is not the root.
+    EmptyLabel,
+    /// A `\` escape is cut short or names a value above 255.
+    BadEscape,
+    /// A relative name was given where there is no origin to complete it.
+    RelativeWithoutOrigin,
+    /// Wire bytes end inside a name.
+    Truncated,
+    /// A compression pointer points forward, at itself, or loops.
+    BadPointer,
+    /// A label type other than a plain label or a pointer (RFC 6891 §5).
+    BadLabelType,
+}
+
+impl fmt::Display for NameError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            NameError::LabelTooLong => "label longer than 63 octets",
+            NameError::NameTooLong => "name longer than 255 octets",
+            NameError::EmptyLabel => "empty label",
+            NameError::BadEscape => "bad escape sequence",
+            NameError::RelativeWithoutOrigin => "relative name with no origin",
+            NameError::Truncated => "name truncated",
+            NameError::BadPointer => "bad compression pointer",
+            NameError::BadLabelType => "unsupported label type",
+        })
+    }
+}
+
+impl std::error::Error for NameError {}
+
+/// An absolute domain name in uncompressed wire format, original case kept.
+#[derive(Clone)]
+pub struct Name(Box<[u8]>);
+
+impl Name {
+    /// The root name, `.`.
+    pub fn root() -> Name {
+        Name(Box::new([0]))
+    }
+
+    /// Takes wire bytes that must already be one valid uncompressed name.
+    pub fn from_wire(wire: &[u8]) -> Result<Name, NameError> {
+        let len = wire_len(wire)?;
+        if len != wire.len() {
+            return Err(NameError::Truncated);
+        }
+        Ok(Name(wire.into()))
+    }
+
+    /// Parses presentation format (RFC 1035 §5.1). A name without a final dot is
+    /// relative and gets `origin` appended; `@` is the origin itself.
+    pub fn parse(text: &str, origin: Option<&Name>) -> Result<Name, NameError> {
+        Name::parse_bytes(text.as_bytes(), origin)
+    }
+
+    /// As [`Name::parse`], on raw master-file bytes.
+    pub fn parse_bytes(bytes: &[u8], origin: Option<&Name>) -> Result<Name, NameError> {
+        if bytes == b"@" {
+            return origin.cloned().ok_or(NameError::RelativeWithoutOrigin);
+        }
+        if bytes == b"." {
+            return Ok(Name::root());
+        }
+        let mut wire = Vec::with_capacity(bytes.len() + 2);
+        let mut label_start = 0usize;
+        wire.push(0);
+        let mut i = 0;
+        let mut absolute = false;
+        while i < bytes.len() {
+            let c = bytes[i];
+            match c {
+                b'.' => {
+                    let label_len = wire.len() - label_start - 1;
+                    if label_len == 0 {
+                        return Err(NameError::EmptyLabel);
+                    }
+                    wire[label_start] = label_len as u8;
+                    if i + 1 == bytes.len() {
+                        absolute = true;
+                    } else {
+                        label_start = wire.len();
+                        wire.push(0);
+                    }
+                    i += 1;
+                    continue;
+                }
+                b'\\' => {
+                    let (value, used) = unescape(&bytes[i + 1..])?;
+                    wire.push(value);
+                    i += 1 + used;
+                }
+                _ => {
+                    wire.push(c);
+                    i += 1;
+                }
+            }
+            if wire.len() - label_start - 1 > MAX_LABEL_LEN {
+                return Err(NameError::LabelTooLong);
+            }
+        }
+        if !absolute {
+            let label_len = wire.len() - label_start - 1;
+            if label_len == 0 {
+                return Err(NameError::EmptyLabel);
+            }
+            wire[label_start] = label_len as u8;
+            match origin {
+                Some(origin) => wire.extend_from_slice(&origin.0),
+                None => return Err(NameError::RelativeWithoutOrigin),
+            }
+        } else {
+            wire.push(0);
+        }
+        if wire.len() > MAX_NAME_LEN {
+            return Err(NameError::NameTooLong);
+        }
+        Ok(Name(wire.into_boxed_slice()))
+    }
+
+    /// The wire bytes, original case.
+    pub fn as_wire(&self) -> &[u8] {
+        &self.0
+    }
+
+    /// Gives up the wire bytes.
+    pub fn into_wire(self) -> Box<[u8]> {
+        self.0
+    }
+
+    /// True for `.`.
+    pub fn is_root(&self) -> bool {
+        self.0.len() == 1
+    }
+
+    /// How many labels, not counting the root.
+    pub fn label_count(&self) -> usize {
+        label_count(&self.0)
+    }
+
+    /// True when `self` equals `ancestor` or lies below it.
+    pub fn is_subdomain_of(&self, ancestor: &Name) -> bool {
+        is_subdomain(&self.0, &ancestor.0)
+    }
+
+    /// The name with its first label removed; the root's parent is `None`.
+    pub fn parent(&self) -> Option<Name> {
+        if self.is_root() {
+            None
+        } else {
+            let skip = self.0[0] as usize + 1;
+            Some(Name(self.0[skip..].into()))
+        }
+    }
+
+    /// A lowercase copy.
+    pub fn to_lowercase(&self) -> Name {
+        let mut wire = self.0.clone();
+        wire.make_ascii_lowercase();
+        Name(wire)
+    }
+
+    /// The first label's bytes, without its length octet; empty for the root.
+    pub fn first_label(&self) -> &[u8] {
+        &self.0[1..1 + self.0[0] as usize]
+    }
+}
+
+impl PartialEq for Name {
+    fn eq(&self, other: &Name) -> bool {
+        self.0.eq_ignore_ascii_case(&other.0)
+    }
+}
+
+impl Eq for Name {}
+
+impl std::hash::Hash for Name {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        for b in self.0.iter() {
+            state.write_u8(b.to_ascii_lowercase());
+        }
+    }
+}
+
+impl PartialOrd for Name {
+    fn partial_cmp(&self, other: &Name) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for Name {
+    /// Canonical DNS order (RFC 4034 §6.1): compare labels from the root down.
+    fn cmp(&self, other: &Name) -> std::cmp::Ordering {
+        canonical_cmp(&self.0, &other.0)
+    }
+}
+
+impl fmt::Display for Name {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write_presentation(&self.0, f)
+    }
+}
+
+impl fmt::Debug for Name {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Name({self})")
+    }
+}
+
+/// Decodes the part of a `\X` or `\DDD` escape after the backslash; returns the
+/// octet and how many input bytes it used.
+pub fn unescape(rest: &[u8]) -> Result<(u8, usize), NameError> {
+    match rest.first() {
+        None => Err(NameError::BadEscape),
+        Some(c) if c.is_ascii_digit() => {
+            if rest.len() < 3 || !rest[1].is_ascii_digit() || !rest[2].is_ascii_digit() {
+                return Err(NameError::BadEscape);
+            }
+            let value = (rest[0] - b'0') as u32 * 100
+                + (rest[1] - b'0') as u32 * 10
+                + (rest[2] - b'0') as u32;
+            if value > 255 {
+                return Err(NameError::BadEscape);
+            }
+            Ok((value as u8, 3))
+        }
+        Some(&c) => Ok((c, 1)),
+    }
+}
+
+/// Writes a wire name in presentation format, escaping as RFC 1035 §5.1 and
+/// RFC 4343 §2.1 ask.
+pub fn write_presentation(wire: &[u8], out: &mut impl fmt::Write) -> fmt::Result {
+    if wire.first() == Some(&0) {
+        return out.write_char('.');
+    }
+    let mut pos = 0;
+    while pos < wire.len() {
+        let len = wire[pos] as usize;
+        if len == 0 {
+            break;
+        }
+        for &b in &wire[pos + 1..pos + 1 + len] {
+            match b {
+                b'.' | b'\\' | b'"' | b'(' | b')' | b';' | b'@' | b'$' => {
+                    out.write_char('\\')?;
+                    out.write_char(b as char)?;
+                }
+                0x21..=0x7e => out.write_char(b as char)?,
+                _ => write!(out, "\\{b:03}")?,
+            }
+        }
+        out.write_char('.')?;
+        pos += 1 + len;
+    }
+    Ok(())
+}
+
+/// The length of the uncompressed name at the start of `wire`, checked.
+pub fn wire_len(wire: &[u8]) -> Result<usize, NameError> {
+    let mut pos = 0;
+    loop {
+        let len = *wire.get(pos).ok_or(NameError::Truncated)? as usize;
+        if len == 0 {
+            return Ok(pos + 1);
+        }
+        if len > MAX_LABEL_LEN {
+            return Err(NameError::BadLabelType);
+        }
+        pos += 1 + len;
+        if pos >= MAX_NAME_LEN {
+            return Err(NameError::NameTooLong);
+        }
+    }
+}
+
+/// Number of labels in a valid wire name, not counting the root.
+pub fn label_count(wire: &[u8]) -> usize {
+    let mut pos = 0;
+    let mut count = 0;
+    while wire[pos] != 0 {
+        pos += 1 + wire[pos] as usize;
+        count += 1;
+    }
+    count
+}
+
+/// True when wire name `name` equals `ancestor` or lies below it, ignoring case.
+pub fn is_subdomain(name: &[u8], ancestor: &[u8]) -> bool {
+    if ancestor.len() > name.len() {
+        return false;
+    }
+    let offset = name.len() - ancestor.len();
+    // The suffix must start on a label boundary.
+    let mut pos = 0;
+    while pos < offset {
+        pos += 1 + name[pos] as usize;
+    }
+    pos == offset && name[offset..].eq_ignore_ascii_case(ancestor)
+}
+
+/// Canonical DNS name order (RFC 4034 §6.1) on two valid wire names.
+pub fn canonical_cmp(a: &[u8], b: &[u8]) -> std::cmp::Ordering {
+    let mut a_starts = [0u8; 128];
+    let mut b_starts = [0u8; 128];
+    let a_count = label_starts(a, &mut a_starts);
+    let b_count = label_starts(b, &mut b_starts);
+    let mut i = a_count;
+    let mut j = b_count;
+    while i > 0 && j > 0 {
+        i -= 1;
+        j -= 1;
+        let a_pos = a_starts[i] as usize;
+        let b_pos = b_starts[j] as usize;
+        let a_label = &a[a_pos + 1..a_pos + 1 + a[a_pos] as usize];
+        let b_label = &b[b_pos + 1..b_pos + 1 + b[b_pos] as usize];
+        let ordering = a_label
+            .iter()
+            .map(u8::to_ascii_lowercase)
+            .cmp(b_label.iter().map(u8::to_ascii_lowercase));
+        if ordering.is_ne() {
+            return ordering;
+        }
+    }
+    a_count.cmp(&b_count)
+}
+
+fn label_starts(wire: &[u8], starts: &mut [u8; 128]) -> usize {
+    let mut pos = 0;
+    let mut count = 0;
+    while wire[pos] != 0 {
+        starts[count] = pos as u8;
+        count += 1;
+        pos += 1 + wire[pos] as usize;
+    }
+    count
+}
+
+/// Reads a possibly compressed name from `message` at `start` into `out`
+/// (uncompressed, original case). Returns the name's length in `out` and the
+/// position just after the name in `message`.
+///
+/// Pointers must point strictly backwards, which rules out loops (RFC 1035
+/// §4.1.4 does not demand it, but every sane encoder does it and it bounds the work).
+pub fn read_compressed(
+    message: &[u8],
+    start: usize,
+    out: &mut [u8; MAX_NAME_LEN],
+) -> Result<(usize, usize), NameError> {
+    let mut pos = start;
+    let mut out_len = 0;
+    let mut end = None;
+    let mut limit = start;
+    loop {
+        let len = *message.get(pos).ok_or(NameError::Truncated)?;
+        match len & 0xc0 {
+            0x00 => {
+                let len = len as usize;
+                if out_len + 1 + len > MAX_NAME_LEN {
+                    return Err(NameError::NameTooLong);
+                }
+                let label = message
+                    .get(pos..pos + 1 + len)
+                    .ok_or(NameError::Truncated)?;
+                out[out_len..out_len + 1 + len].copy_from_slice(label);
+                out_len += 1 + len;
+                pos += 1 + len;
+                if len == 0 {
+                    return Ok((out_len, end.unwrap_or(pos)));
+                }
+            }
+            0xc0 => {
+                let low = *message.get(pos + 1).ok_or(NameError::Truncated)?;
+                let target = (((len & 0x3f) as usize) << 8) | low as usize;
+                if end.is_none() {
+                    end = Some(pos + 2);
+                }
+                if target >= limit {
+                    return Err(NameError::BadPointer);
+                }
+                limit = target;
+                pos = target;
+            }
+            _ => return Err(NameError::BadLabelType),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn name(text: &str) -> Name {
+        Name::parse(text, None).unwrap()
+    }
+
+    #[test]
+    fn parse_and_display_round_trip() {
+        let origin = name("Example.COM.");
+        let cases = [
+            ("www", "www.Example.COM."),
+            ("@", "Example.COM."),
+            ("a\\.b.c.", "a\\.b.c."),
+            ("\\065bc.", "Abc."),
+            ("x\\032y.", "x\\032y."),
+            (".", "."),
+        ];
+        for (input, shown) in cases {
+            assert_eq!(
+                Name::parse(input, Some(&origin)).unwrap().to_string(),
+                shown,
+                "{input}"
+            );
+        }
+    }
+
+    #[test]
+    fn rejects_bad_names() {
+        assert_eq!(Name::parse("a..b.", None), Err(NameError::EmptyLabel));
+        assert_eq!(
+            Name::parse("a", None),
+            Err(NameError::RelativeWithoutOrigin)
+        );
+        assert_eq!(
+            Name::parse(&format!("{}.", "a".repeat(64)), None),
+            Err(NameError::LabelTooLong)
+        );
+        let long = format!("{}.", vec!["a".repeat(63); 4].join("."));
+        assert_eq!(Name::parse(&long, None), Err(NameError::NameTooLong));
+        assert_eq!(Name::parse("a\\25", None), Err(NameError::BadEscape));
+        assert_eq!(Name::parse("a\\256.", None), Err(NameError::BadEscape));
+    }
+
+    #[test]
+    fn compares_without_case_and_in_canonical_order() {
+        assert_eq!(name("WWW.example.com."), name("www.EXAMPLE.com."));
+        let mut names = vec![
+            name("z.example."),
+            name("a.example."),
+            name("example."),
+            name("yljkjljk.a.example."),
+        ];
+        names.sort();
+        let shown: Vec<String> = names.iter().map(Name::to_string).collect();
+        assert_eq!(
+            shown,
+            [
+                "example.",
+                "a.example.",
+                "yljkjljk.a.example.",
+                "z.example."
+            ]
+        );
+        assert!(name("a.b.example.").is_subdomain_of(&name("EXAMPLE.")));
+        assert!(!name("aexample.").is_subdomain_of(&name("example.")));
+    }
+
+    #[test]
+    fn reads_compressed_names_and_refuses_loops() {
+        let mut message = vec![0u8; 12];
+        message.extend_from_slice(b"\x03www\x07example\x03com\x00");
+        message.extend_from_slice(b"\x04mail\xc0\x10");
+        let mut out = [0u8; MAX_NAME_LEN];
+        let (len, end) = read_compressed(&message, 29, &mut out).unwrap();
+        assert_eq!(&out[..len], b"\x04mail\x07example\x03com\x00");
+        assert_eq!(end, message.len());
+        let looped = [0u8, 0, 0xc0, 0x02];
+        assert_eq!(
+            read_compressed(&looped, 2, &mut out),
+            Err(NameError::BadPointer)
+        );
+        let forward = [0xc0u8, 0x05, 0, 0, 0, 0];
+        assert_eq!(
+            read_compressed(&forward, 0, &mut out),
+            Err(NameError::BadPointer)
+        );
+    }
+}

@@ -1,0 +1,18 @@
+//! The zone model: immutable zone snapshots, the master-file parser and
+//! writer, load-time checks, and the in-zone lookup algorithm.
+//!
+//! This crate does no network I/O and knows nothing of tokio, SQL or HTTP.
+//! Reading a zone file from disk ([`load`]) is its only contact with the
+//! outside world.
+
+pub mod load;
+pub mod lookup;
+pub mod masterfile;
+pub mod writer;
+pub mod zone;
+pub mod zoneset;
+
+pub use load::{load_zone_file, LoadError, Loaded};
+pub use lookup::{Answer, Lookup};
+pub use zone::{Node, RRset, Zone, ZoneBuilder, ZoneError};
+pub use zoneset::ZoneSet;

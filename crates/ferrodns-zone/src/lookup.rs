@@ -1,0 +1,224 @@
+//! The lookup half of RFC 1034 §4.3.2 within one zone, with RFC 4592 wildcards
+//! and RFC 6672 DNAME, returning a typed [`Answer`].
+//!
+//! This module decides *what* the answer is; the engine crate decides how it
+//! is written (CNAME chasing across zones, SOA in authority, glue, EDNS, TC).
+
+use ferrodns_proto::name::MAX_NAME_LEN;
+use ferrodns_proto::RecordType;
+
+use crate::zone::{Node, RRset, Zone};
+
+/// What a zone holds for a qname and qtype.
+#[derive(Debug, Clone, Copy)]
+pub enum Answer<'z> {
+    /// The RRset asked for.
+    Found(&'z Node, &'z RRset),
+    /// A qtype of ANY at a name with data: the node, for RFC 8482 handling.
+    Any(&'z Node),
+    /// The name holds a CNAME and the qtype is something else.
+    Cname(&'z Node, &'z RRset),
+    /// The name exists but has no RRset of the qtype.
+    NoData(&'z Node),
+    /// The name does not exist and no wildcard covers it.
+    NxDomain,
+    /// The qname is at or below a zone cut; the node holds the cut's NS RRset.
+    Referral(&'z Node),
+    /// An ancestor of the qname owns a DNAME (RFC 6672 §2.3).
+    Dname(&'z Node, &'z RRset),
+}
+
+/// An [`Answer`] plus whether it was synthesized from a wildcard; a wildcard
+/// answer is owned by the qname, not by the `*` node that holds its data.
+#[derive(Debug, Clone, Copy)]
+pub struct Lookup<'z> {
+    pub answer: Answer<'z>,
+    pub wildcard: bool,
+}
+
+impl Zone {
+    /// Looks up a lowercase wire qname that is at or below this zone's apex.
+    pub fn lookup(&self, qname_lower: &[u8], qtype: RecordType) -> Lookup<'_> {
+        debug_assert!(ferrodns_proto::name::is_subdomain(
+            qname_lower,
+            self.apex_lower()
+        ));
+        // Offsets of each label of the qname, so that suffixes can be walked from the apex down.
+        let mut starts = [0u8; 128];
+        let mut count = 0;
+        let mut pos = 0;
+        while qname_lower[pos] != 0 {
+            starts[count] = pos as u8;
+            count += 1;
+            pos += 1 + qname_lower[pos] as usize;
+        }
+        let apex_offset = qname_lower.len() - self.apex_lower().len();
+        let apex_index = starts[..count]
+            .iter()
+            .position(|&s| s as usize == apex_offset)
+            .unwrap_or(count);
+        let mut index = apex_index;
+        let mut encloser: Option<&Node> = None;
+        loop {
+            let offset = if index == count {
+                qname_lower.len() - 1
+            } else {
+                starts[index] as usize
+            };
+            let suffix = if index == apex_index {
+                self.apex_lower()
+            } else {
+                &qname_lower[offset..]
+            };
+            let Some(node) = self.node(suffix) else { break };
+            let at_apex = index == apex_index;
+            let at_qname = index == 0;
+            if !at_apex
+                && node.rrset(RecordType::NS).is_some()
+                && !(at_qname && qtype == RecordType::DS)
+            {
+                return Lookup {
+                    answer: Answer::Referral(node),
+                    wildcard: false,
+                };
+            }
+            if !at_qname {
+                if let Some(dname) = node.rrset(RecordType::DNAME) {
+                    return Lookup {
+                        answer: Answer::Dname(node, dname),
+                        wildcard: false,
+                    };
+                }
+            }
+            if at_qname {
+                return Lookup {
+                    answer: exact(node, qtype),
+                    wildcard: false,
+                };
+            }
+            encloser = Some(node);
+            if index == 0 {
+                break;
+            }
+            index -= 1;
+        }
+        let Some(encloser) = encloser else {
+            return Lookup {
+                answer: Answer::NxDomain,
+                wildcard: false,
+            };
+        };
+        // RFC 4592 §3.3.1: the source of synthesis is `*.<closest encloser>`.
+        let mut wildcard = [0u8; MAX_NAME_LEN + 2];
+        let closest = encloser.name();
+        if closest.len() + 2 > MAX_NAME_LEN {
+            return Lookup {
+                answer: Answer::NxDomain,
+                wildcard: false,
+            };
+        }
+        wildcard[0] = 1;
+        wildcard[1] = b'*';
+        wildcard[2..2 + closest.len()].copy_from_slice(closest);
+        wildcard[2..2 + closest.len()].make_ascii_lowercase();
+        match self.node(&wildcard[..2 + closest.len()]) {
+            Some(source) => Lookup {
+                answer: exact(source, qtype),
+                wildcard: true,
+            },
+            None => Lookup {
+                answer: Answer::NxDomain,
+                wildcard: false,
+            },
+        }
+    }
+}
+
+fn exact(node: &Node, qtype: RecordType) -> Answer<'_> {
+    if qtype == RecordType::ANY {
+        return if node.is_empty_non_terminal() {
+            Answer::NoData(node)
+        } else {
+            Answer::Any(node)
+        };
+    }
+    if qtype != RecordType::CNAME {
+        if let Some(cname) = node.rrset(RecordType::CNAME) {
+            return Answer::Cname(node, cname);
+        }
+    }
+    match node.rrset(qtype) {
+        Some(rrset) => Answer::Found(node, rrset),
+        None => Answer::NoData(node),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ferrodns_proto::Name;
+
+    fn zone() -> Zone {
+        crate::zone::tests::build(
+            "$ORIGIN example.\n$TTL 300\n@ SOA ns h 1 1 1 1 60\n@ NS ns\nns A 192.0.2.1\n\
+             *.wild TXT \"w\"\n*.wild MX 10 ns\nalias.wild CNAME ns\nx.ent.deep A 192.0.2.9\n\
+             sub NS ns.sub\nns.sub A 192.0.2.53\nsub DS 1 8 2 ABCD\n\
+             d DNAME example.net.\n*.cn CNAME ns\n",
+        )
+        .unwrap()
+    }
+
+    fn ask(zone: &Zone, qname: &str, qtype: RecordType) -> String {
+        let name = Name::parse(qname, None).unwrap().to_lowercase();
+        let lookup = zone.lookup(name.as_wire(), qtype);
+        let what = match lookup.answer {
+            Answer::Found(_, rrset) => format!("found {}", rrset.rtype),
+            Answer::Any(_) => "any".into(),
+            Answer::Cname(..) => "cname".into(),
+            Answer::NoData(_) => "nodata".into(),
+            Answer::NxDomain => "nxdomain".into(),
+            Answer::Referral(node) => format!("referral {}", Name::from_wire(node.name()).unwrap()),
+            Answer::Dname(node, _) => format!("dname {}", Name::from_wire(node.name()).unwrap()),
+        };
+        if lookup.wildcard {
+            format!("{what} (wildcard)")
+        } else {
+            what
+        }
+    }
+
+    #[test]
+    fn follows_rfc_1034_and_4592() {
+        let zone = zone();
+        let cases = [
+            ("example.", RecordType::SOA, "found SOA"),
+            ("EXAMPLE.", RecordType::A, "nodata"),
+            ("ns.example.", RecordType::A, "found A"),
+            ("nope.example.", RecordType::A, "nxdomain"),
+            ("a.wild.example.", RecordType::TXT, "found TXT (wildcard)"),
+            ("a.b.wild.example.", RecordType::MX, "found MX (wildcard)"),
+            ("a.wild.example.", RecordType::A, "nodata (wildcard)"),
+            ("wild.example.", RecordType::A, "nodata"),
+            ("alias.wild.example.", RecordType::TXT, "cname"),
+            ("x.alias.wild.example.", RecordType::TXT, "nxdomain"),
+            ("deep.example.", RecordType::A, "nodata"),
+            ("ent.deep.example.", RecordType::A, "nodata"),
+            ("y.ent.deep.example.", RecordType::A, "nxdomain"),
+            ("sub.example.", RecordType::A, "referral sub.example."),
+            ("sub.example.", RecordType::DS, "found DS"),
+            ("sub.example.", RecordType::NS, "referral sub.example."),
+            ("ns.sub.example.", RecordType::A, "referral sub.example."),
+            ("x.ns.sub.example.", RecordType::DS, "referral sub.example."),
+            ("d.example.", RecordType::A, "nodata"),
+            ("d.example.", RecordType::DNAME, "found DNAME"),
+            ("x.d.example.", RecordType::A, "dname d.example."),
+            ("q.cn.example.", RecordType::A, "cname (wildcard)"),
+            ("q.cn.example.", RecordType::CNAME, "found CNAME (wildcard)"),
+            ("ns.example.", RecordType::ANY, "any"),
+            ("deep.example.", RecordType::ANY, "nodata"),
+        ];
+        for (qname, qtype, expected) in cases {
+            assert_eq!(ask(&zone, qname, qtype), expected, "{qname} {qtype}");
+        }
+    }
+}

@@ -1,0 +1,91 @@
+//! The set of zones a server is authoritative for, found by longest suffix.
+//!
+//! A `ZoneSet` is immutable like the zones in it. Adding, replacing or removing
+//! a zone builds a new set that shares every untouched zone by `Arc`, and the
+//! server publishes it with one atomic pointer swap.
+
+use std::hash::BuildHasher;
+use std::sync::Arc;
+
+use hashbrown::HashTable;
+
+use crate::zone::Zone;
+
+/// Zones indexed by lowercase apex.
+#[derive(Clone, Default)]
+pub struct ZoneSet {
+    zones: HashTable<Arc<Zone>>,
+    hasher: foldhash::fast::RandomState,
+}
+
+impl ZoneSet {
+    /// An empty set.
+    pub fn new() -> ZoneSet {
+        ZoneSet::default()
+    }
+
+    /// Adds or replaces the zone with the same apex; returns the old one.
+    pub fn insert(&mut self, zone: Arc<Zone>) -> Option<Arc<Zone>> {
+        let hash = self.hasher.hash_one(zone.apex_lower());
+        let hasher = &self.hasher;
+        match self.zones.entry(
+            hash,
+            |z| z.apex_lower() == zone.apex_lower(),
+            |z| hasher.hash_one(z.apex_lower()),
+        ) {
+            hashbrown::hash_table::Entry::Occupied(mut entry) => {
+                Some(std::mem::replace(entry.get_mut(), zone))
+            }
+            hashbrown::hash_table::Entry::Vacant(entry) => {
+                entry.insert(zone);
+                None
+            }
+        }
+    }
+
+    /// Removes the zone with this lowercase apex.
+    pub fn remove(&mut self, apex_lower: &[u8]) -> Option<Arc<Zone>> {
+        let hash = self.hasher.hash_one(apex_lower);
+        self.zones
+            .find_entry(hash, |z| z.apex_lower() == apex_lower)
+            .ok()
+            .map(|e| e.remove().0)
+    }
+
+    /// The zone whose apex is exactly this lowercase name.
+    pub fn get(&self, apex_lower: &[u8]) -> Option<&Arc<Zone>> {
+        let hash = self.hasher.hash_one(apex_lower);
+        self.zones.find(hash, |z| z.apex_lower() == apex_lower)
+    }
+
+    /// The deepest zone containing a lowercase wire name, if any.
+    #[inline]
+    pub fn find(&self, name_lower: &[u8]) -> Option<&Arc<Zone>> {
+        let mut pos = 0;
+        loop {
+            if let Some(zone) = self.get(&name_lower[pos..]) {
+                return Some(zone);
+            }
+            let len = name_lower[pos] as usize;
+            if len == 0 {
+                return None;
+            }
+            pos += 1 + len;
+        }
+    }
+
+    /// How many zones.
+    pub fn len(&self) -> usize {
+        self.zones.len()
+    }
+
+    /// True when there are no zones.
+    pub fn is_empty(&self) -> bool {
+        self.zones.is_empty()
+    }
+
+    /// Every zone, in no particular order.
+    pub fn iter(&self) -> impl Iterator<Item = &Arc<Zone>> {
+        self.zones.iter()
+    }
+}
