@@ -1,1 +1,414 @@
+//! The authoritative answer path: query bytes in, response bytes out.
+//!
+//! [`respond`] is a fixed stack of layers, each of which either answers (with
+//! an rcode) or lets the query continue:
+//!
+//! ```text
+//!   bytes ─▶ parse ─▶ opcode ─▶ edns ─▶ question ─▶ zone ─▶ resolve ─▶ bytes
+//!            │        │         │       │            │         │
+//!            drop/    NOTIMP    BADVERS FORMERR/     REFUSED   NOERROR/NXDOMAIN/
+//!            FORMERR            FORMERR NOTIMP/                YXDOMAIN
+//!                                       REFUSED
+//! ```
+//!
+//! The engine is synchronous and does no I/O; transports call it with a
+//! borrowed zone set and a reusable output buffer. It does not allocate per
+//! query: the message writer works in the caller's buffer and every scratch
+//! space here is a fixed-size array on the stack.
 
+use ferrodns_proto::message::{flags, Section, OPT_LEN};
+use ferrodns_proto::name::{self, MAX_NAME_LEN};
+use ferrodns_proto::{
+    parse_query, Class, MessageWriter, Opcode, Query, QueryError, Rcode, RecordType,
+};
+use ferrodns_zone::{Answer, Node, Zone, ZoneSet};
+
+/// The largest UDP response we send when the client's EDNS buffer allows it
+/// (DNS Flag Day 2020 default, which also avoids IP fragmentation).
+pub const MAX_UDP_PAYLOAD: u16 = 1232;
+
+/// Longest CNAME/DNAME chain we follow before stopping, which also bounds loops.
+const MAX_CHAIN: usize = 12;
+
+/// The transport a query came over; it sets the response size limit.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Transport {
+    Udp,
+    Tcp,
+}
+
+/// What the transport should do with the output buffer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    /// Send the bytes in the buffer.
+    Reply,
+    /// Send nothing (not a query, or too broken to answer).
+    Drop,
+}
+
+/// Answers one query from `zones`, writing the response into `out`.
+pub fn respond(zones: &ZoneSet, packet: &[u8], transport: Transport, out: &mut Vec<u8>) -> Outcome {
+    let query = match parse_query(packet) {
+        Ok(query) => query,
+        Err(QueryError::Drop) => return Outcome::Drop,
+        Err(QueryError::FormErr) => return header_only_reply(packet, Rcode::FORMERR, out),
+    };
+    let limit = match (transport, query.edns) {
+        (Transport::Tcp, _) => u16::MAX as usize,
+        (Transport::Udp, None) => 512,
+        (Transport::Udp, Some(edns)) => edns.udp_payload.clamp(512, MAX_UDP_PAYLOAD) as usize,
+    };
+    let reserve = if query.edns.is_some() { OPT_LEN } else { 0 };
+    let mut writer = MessageWriter::new(out, limit - reserve);
+    // Copy opcode, RD and CD from the query (RFC 1035 §4.1.1, RFC 6840 §5.9).
+    let copied = query.flags & (0x7800 | flags::RD | flags::CD);
+    writer.set_header(query.id, flags::QR | copied);
+    let rcode = layers(zones, &query, &mut writer);
+    finish(&query, rcode, &mut writer);
+    Outcome::Reply
+}
+
+/// The layer stack, in order. Each layer returns `Some(rcode)` when it has
+/// decided the answer, `None` to pass the query on.
+fn layers(zones: &ZoneSet, query: &Query, writer: &mut MessageWriter<'_>) -> Rcode {
+    let stack: [fn(&ZoneSet, &Query, &mut MessageWriter<'_>) -> Option<Rcode>; 5] = [
+        opcode_layer,
+        edns_layer,
+        question_layer,
+        zone_layer,
+        resolve_layer,
+    ];
+    for layer in stack {
+        if let Some(rcode) = layer(zones, query, writer) {
+            return rcode;
+        }
+    }
+    Rcode::SERVFAIL
+}
+
+/// Only QUERY is served; the rest get NOTIMP (RFC 1035 §4.1.1). The question
+/// is echoed for every opcode that carries one.
+fn opcode_layer(_: &ZoneSet, query: &Query, writer: &mut MessageWriter<'_>) -> Option<Rcode> {
+    let _ = writer.push_question(query.qname(), query.qtype, query.qclass);
+    if query.opcode != Opcode::QUERY {
+        return Some(Rcode::NOTIMP);
+    }
+    None
+}
+
+/// RFC 6891 §6.1.1: more than one OPT is FORMERR; §6.1.3: a version above 0 is BADVERS.
+fn edns_layer(_: &ZoneSet, query: &Query, _: &mut MessageWriter<'_>) -> Option<Rcode> {
+    if query.opt_count > 1 {
+        return Some(Rcode::FORMERR);
+    }
+    match query.edns {
+        Some(edns) if edns.version > 0 => Some(Rcode::BADVERS),
+        _ => None,
+    }
+}
+
+/// Question checks: class IN (or ANY) only, no transfers here, no meta types.
+fn question_layer(_: &ZoneSet, query: &Query, _: &mut MessageWriter<'_>) -> Option<Rcode> {
+    if query.qclass != Class::IN && query.qclass != Class::ANY {
+        return Some(Rcode::REFUSED);
+    }
+    match query.qtype {
+        // Zone transfers are served by the transfer service, not this path.
+        RecordType::AXFR | RecordType::IXFR => Some(Rcode::REFUSED),
+        RecordType::OPT | RecordType::TSIG | RecordType::TKEY => Some(Rcode::FORMERR),
+        RecordType::MAILA | RecordType::MAILB => Some(Rcode::NOTIMP),
+        _ => None,
+    }
+}
+
+/// A qname outside every zone we serve is REFUSED (we are not a resolver).
+fn zone_layer(zones: &ZoneSet, query: &Query, _: &mut MessageWriter<'_>) -> Option<Rcode> {
+    match zones.find(query.qname_lower()) {
+        Some(_) => None,
+        None => Some(Rcode::REFUSED),
+    }
+}
+
+/// Picks the zone for a name. A DS query at a zone apex belongs to the parent
+/// side of the cut (RFC 4035 §3.1.4.1), so it goes to the parent zone when we
+/// serve that too.
+fn zone_for<'z>(zones: &'z ZoneSet, name_lower: &[u8], qtype: RecordType) -> Option<&'z Zone> {
+    let zone = zones.find(name_lower)?;
+    if qtype == RecordType::DS && zone.apex_lower() == name_lower && name_lower.len() > 1 {
+        let parent = &name_lower[1 + name_lower[0] as usize..];
+        if let Some(parent_zone) = zones.find(parent) {
+            return Some(parent_zone);
+        }
+    }
+    Some(zone)
+}
+
+/// A name buffer for the current link of a CNAME/DNAME chain.
+struct ChainName {
+    wire: [u8; MAX_NAME_LEN],
+    lower: [u8; MAX_NAME_LEN],
+    len: usize,
+}
+
+impl ChainName {
+    fn set(&mut self, wire: &[u8]) {
+        self.len = wire.len();
+        self.wire[..wire.len()].copy_from_slice(wire);
+        self.lower[..wire.len()].copy_from_slice(wire);
+        self.lower[..wire.len()].make_ascii_lowercase();
+    }
+    fn wire(&self) -> &[u8] {
+        &self.wire[..self.len]
+    }
+    fn lower(&self) -> &[u8] {
+        &self.lower[..self.len]
+    }
+}
+
+/// RFC 1034 §4.3.2 steps 3–6 across the zones we serve, following CNAME and
+/// DNAME chains, then additional-section processing.
+fn resolve_layer(zones: &ZoneSet, query: &Query, writer: &mut MessageWriter<'_>) -> Option<Rcode> {
+    let mut current = ChainName {
+        wire: [0; MAX_NAME_LEN],
+        lower: [0; MAX_NAME_LEN],
+        len: 0,
+    };
+    current.set(query.qname());
+    let mut visited = [[0u8; 8]; MAX_CHAIN];
+    let mut visited_count = 0;
+    let mut rcode = Rcode::NOERROR;
+    let mut authoritative = true;
+    let qtype = query.qtype;
+    let mut zone = zone_for(zones, current.lower(), qtype)?;
+    for step in 0..MAX_CHAIN {
+        let lookup = zone.lookup(current.lower(), qtype);
+        let owner_is_qname = lookup.wildcard;
+        match lookup.answer {
+            Answer::Found(node, rrset) => {
+                let owner = if owner_is_qname {
+                    current.wire()
+                } else {
+                    node.name()
+                };
+                if push(writer, Section::Answer, owner, rrset).is_err() {
+                    return Some(rcode);
+                }
+                additional_for(zone, zones, rrset, writer);
+                break;
+            }
+            Answer::Any(node) => {
+                let owner = if owner_is_qname {
+                    current.wire()
+                } else {
+                    node.name()
+                };
+                for rrset in node.rrsets() {
+                    if push(writer, Section::Answer, owner, rrset).is_err() {
+                        return Some(rcode);
+                    }
+                }
+                break;
+            }
+            Answer::NoData(_) => {
+                push_soa(zone, writer);
+                break;
+            }
+            Answer::NxDomain => {
+                rcode = Rcode::NXDOMAIN;
+                push_soa(zone, writer);
+                break;
+            }
+            Answer::Referral(cut) => {
+                if step == 0 {
+                    authoritative = false;
+                }
+                let ns = cut.rrset(RecordType::NS).expect("a referral node has NS");
+                if push(writer, Section::Authority, cut.name(), ns).is_err() {
+                    return Some(rcode);
+                }
+                additional_for(zone, zones, ns, writer);
+                break;
+            }
+            Answer::Cname(node, cname) => {
+                let owner = if owner_is_qname {
+                    current.wire()
+                } else {
+                    node.name()
+                };
+                if push(writer, Section::Answer, owner, cname).is_err() {
+                    return Some(rcode);
+                }
+                let target = cname.rdatas().next().expect("an RRset has a record");
+                if !seen(&mut visited, &mut visited_count, target) {
+                    break;
+                }
+                current.set(target);
+            }
+            Answer::Dname(node, dname) => {
+                if push(writer, Section::Answer, node.name(), dname).is_err() {
+                    return Some(rcode);
+                }
+                // RFC 6672 §2.2: replace the DNAME owner suffix of the qname with the target.
+                let target = dname.rdatas().next().expect("an RRset has a record");
+                let prefix_len = current.len - node.name().len();
+                let new_len = prefix_len + target.len();
+                if new_len > MAX_NAME_LEN {
+                    return Some(Rcode::YXDOMAIN);
+                }
+                let mut synthesized = [0u8; MAX_NAME_LEN];
+                synthesized[..prefix_len].copy_from_slice(&current.wire()[..prefix_len]);
+                synthesized[prefix_len..new_len].copy_from_slice(target);
+                let mut rdata_packed = [0u8; MAX_NAME_LEN + 2];
+                rdata_packed[..2].copy_from_slice(&(new_len as u16).to_be_bytes());
+                rdata_packed[2..2 + new_len].copy_from_slice(&synthesized[..new_len]);
+                let synthesized_owner: &[u8] = &current.wire[..current.len];
+                if writer
+                    .push_rrset(
+                        Section::Answer,
+                        synthesized_owner,
+                        RecordType::CNAME,
+                        dname.ttl,
+                        &rdata_packed[..2 + new_len],
+                    )
+                    .is_err()
+                {
+                    writer.set_truncated();
+                    return Some(rcode);
+                }
+                if !seen(&mut visited, &mut visited_count, &synthesized[..new_len]) {
+                    break;
+                }
+                current.set(&synthesized[..new_len]);
+            }
+        }
+        // Follow the chain into whichever zone we serve holds the new name.
+        match zone_for(zones, current.lower(), qtype) {
+            Some(next) => zone = next,
+            None => break,
+        }
+    }
+    writer.set_authoritative(authoritative);
+    Some(rcode)
+}
+
+/// Remembers a chain target by a cheap fingerprint; false when seen before,
+/// which means a loop.
+fn seen(visited: &mut [[u8; 8]; MAX_CHAIN], count: &mut usize, target: &[u8]) -> bool {
+    let mut lower = [0u8; MAX_NAME_LEN];
+    lower[..target.len()].copy_from_slice(target);
+    lower[..target.len()].make_ascii_lowercase();
+    let fingerprint = fingerprint(&lower[..target.len()]);
+    if visited[..*count].contains(&fingerprint) {
+        return false;
+    }
+    if *count < MAX_CHAIN {
+        visited[*count] = fingerprint;
+        *count += 1;
+    }
+    true
+}
+
+fn fingerprint(name_lower: &[u8]) -> [u8; 8] {
+    // FNV-1a: collisions only shorten a chain early, never loop it.
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for &b in name_lower {
+        hash = (hash ^ b as u64).wrapping_mul(0x0100_0000_01b3);
+    }
+    hash.to_be_bytes()
+}
+
+/// Writes an RRset into a section; on overflow sets TC (RFC 2181 §9) and reports it.
+fn push(
+    writer: &mut MessageWriter<'_>,
+    section: Section,
+    owner: &[u8],
+    rrset: &ferrodns_zone::RRset,
+) -> Result<(), ()> {
+    writer
+        .push_rrset(section, owner, rrset.rtype, rrset.ttl, rrset.packed())
+        .map_err(|_| writer.set_truncated())
+}
+
+/// The zone's SOA in the authority section with the negative-caching TTL
+/// (RFC 2308 §3). Leaving it out when it does not fit is harmless, so no TC.
+fn push_soa(zone: &Zone, writer: &mut MessageWriter<'_>) {
+    let apex = zone.apex_node();
+    let soa = zone.soa();
+    let _ = writer.push_rrset(
+        Section::Authority,
+        apex.name(),
+        RecordType::SOA,
+        zone.negative_ttl(),
+        soa.packed(),
+    );
+}
+
+/// RFC 1034 §4.3.2 step 6 and RFC 2782: addresses of NS, MX and SRV targets,
+/// from the zone's own data or glue, as space allows.
+fn additional_for(
+    zone: &Zone,
+    zones: &ZoneSet,
+    rrset: &ferrodns_zone::RRset,
+    writer: &mut MessageWriter<'_>,
+) {
+    let offset = match rrset.rtype {
+        RecordType::NS => 0,
+        RecordType::MX => 2,
+        RecordType::SRV => 6,
+        _ => return,
+    };
+    for rdata in rrset.rdatas() {
+        let Some(target) = rdata.get(offset..) else {
+            continue;
+        };
+        let mut lower = [0u8; MAX_NAME_LEN];
+        lower[..target.len()].copy_from_slice(target);
+        lower[..target.len()].make_ascii_lowercase();
+        let target_lower = &lower[..target.len()];
+        let node = if name::is_subdomain(target_lower, zone.apex_lower()) {
+            zone.node(target_lower)
+        } else {
+            zones.find(target_lower).and_then(|z| z.node(target_lower))
+        };
+        if let Some(node) = node {
+            push_addresses(node, writer);
+        }
+    }
+}
+
+fn push_addresses(node: &Node, writer: &mut MessageWriter<'_>) {
+    for rtype in [RecordType::A, RecordType::AAAA] {
+        if let Some(rrset) = node.rrset(rtype) {
+            let _ = writer.push_rrset(
+                Section::Additional,
+                node.name(),
+                rtype,
+                rrset.ttl,
+                rrset.packed(),
+            );
+        }
+    }
+}
+
+/// Sets the rcode and appends OPT when the query had EDNS.
+fn finish(query: &Query, rcode: Rcode, writer: &mut MessageWriter<'_>) {
+    writer.set_rcode(rcode);
+    if let Some(edns) = query.edns {
+        if query.opt_count == 1 {
+            writer.set_limit(writer.limit() + OPT_LEN);
+            writer.push_opt(MAX_UDP_PAYLOAD, rcode.extended_bits(), edns.dnssec_ok);
+        }
+    }
+}
+
+/// FORMERR for a query we could not parse: the header's id, opcode and RD
+/// echoed, no sections (RFC 1035 §4.1.1).
+fn header_only_reply(packet: &[u8], rcode: Rcode, out: &mut Vec<u8>) -> Outcome {
+    out.clear();
+    out.extend_from_slice(&packet[..2]);
+    let flag_word = u16::from_be_bytes([packet[2], packet[3]]);
+    let copied = flag_word & (0x7800 | flags::RD | flags::CD);
+    out.extend_from_slice(&(flags::QR | copied | rcode.header_bits() as u16).to_be_bytes());
+    out.extend_from_slice(&[0; 8]);
+    Outcome::Reply
+}

@@ -1,1 +1,138 @@
+//! The DNS transports: UDP workers and the TCP server, both answering through
+//! [`ferrodns_engine::respond`] from a shared, atomically swapped [`ZoneSet`].
+//!
+//! This crate owns the sockets and nothing else: it takes its listeners'
+//! addresses, the zone set handle and a shutdown signal from the caller
+//! (tests bind `127.0.0.1:0`).
 
+pub mod tcp;
+pub mod udp;
+
+use std::io;
+use std::net::{SocketAddr, UdpSocket};
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+
+use arc_swap::ArcSwap;
+use ferrodns_zone::ZoneSet;
+use tokio::sync::watch;
+
+pub use tcp::TcpSettings;
+
+/// Where and how to serve DNS.
+#[derive(Clone, Debug)]
+pub struct DnsSettings {
+    /// Addresses to serve on, UDP and TCP each.
+    pub listen: Vec<SocketAddr>,
+    /// UDP worker threads per address (each with its own SO_REUSEPORT socket).
+    pub udp_workers: usize,
+    pub tcp: TcpSettings,
+}
+
+/// Sockets bound and ready to serve.
+pub struct BoundDns {
+    udp: Vec<UdpSocket>,
+    tcp: Vec<std::net::TcpListener>,
+    local: Vec<SocketAddr>,
+    tcp_settings: TcpSettings,
+}
+
+/// Binds every listen address for UDP and TCP. A port of 0 picks one free
+/// port and uses it for both transports of that address.
+pub fn bind(settings: &DnsSettings) -> io::Result<BoundDns> {
+    let workers = settings.udp_workers.max(1);
+    let mut bound = BoundDns {
+        udp: Vec::new(),
+        tcp: Vec::new(),
+        local: Vec::new(),
+        tcp_settings: settings.tcp,
+    };
+    for &requested in &settings.listen {
+        let (udp, tcp, local) = bind_one(requested, workers)?;
+        bound.udp.extend(udp);
+        bound.tcp.push(tcp);
+        bound.local.push(local);
+    }
+    Ok(bound)
+}
+
+fn bind_one(
+    requested: SocketAddr,
+    workers: usize,
+) -> io::Result<(Vec<UdpSocket>, std::net::TcpListener, SocketAddr)> {
+    // With port 0 the TCP port the kernel gave UDP may be taken; try a few.
+    let attempts = if requested.port() == 0 { 16 } else { 1 };
+    let mut last_error = None;
+    for _ in 0..attempts {
+        let first = udp::bind_udp(requested).map_err(|e| annotate(e, "UDP", requested))?;
+        let local = first.local_addr()?;
+        match tcp::bind_tcp(local) {
+            Ok(tcp) => {
+                let mut sockets = vec![first];
+                for _ in 1..workers {
+                    sockets.push(udp::bind_udp(local).map_err(|e| annotate(e, "UDP", local))?);
+                }
+                return Ok((sockets, tcp, local));
+            }
+            Err(e) => last_error = Some(annotate(e, "TCP", local)),
+        }
+    }
+    Err(last_error.expect("at least one attempt"))
+}
+
+fn annotate(e: io::Error, transport: &str, addr: SocketAddr) -> io::Error {
+    io::Error::new(e.kind(), format!("cannot bind DNS {transport} {addr}: {e}"))
+}
+
+impl BoundDns {
+    /// The bound addresses, one per listen address, ports resolved.
+    pub fn local_addrs(&self) -> &[SocketAddr] {
+        &self.local
+    }
+
+    /// Serves until `shutdown` turns true; returns once every socket is closed.
+    pub async fn run(
+        self,
+        zones: Arc<ArcSwap<ZoneSet>>,
+        shutdown: watch::Receiver<bool>,
+    ) -> io::Result<()> {
+        let stop = Arc::new(AtomicBool::new(false));
+        let mut threads = Vec::new();
+        for (index, socket) in self.udp.into_iter().enumerate() {
+            let zones = zones.clone();
+            let stop = stop.clone();
+            threads.push(
+                std::thread::Builder::new()
+                    .name(format!("dns-udp-{index}"))
+                    .spawn(move || udp::run_worker(socket, zones, stop))?,
+            );
+        }
+        let mut tcp_tasks = Vec::new();
+        for listener in self.tcp {
+            tcp_tasks.push(tokio::spawn(tcp::serve(
+                listener,
+                zones.clone(),
+                self.tcp_settings,
+                shutdown.clone(),
+            )));
+        }
+        let mut shutdown = shutdown;
+        while !*shutdown.borrow() {
+            if shutdown.changed().await.is_err() {
+                break;
+            }
+        }
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        for task in tcp_tasks {
+            let _ = task.await;
+        }
+        tokio::task::spawn_blocking(move || {
+            for thread in threads {
+                let _ = thread.join();
+            }
+        })
+        .await
+        .map_err(io::Error::other)?;
+        Ok(())
+    }
+}

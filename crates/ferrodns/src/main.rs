@@ -1,1 +1,205 @@
-fn main() {}
+//! The `ferrodns` binary: `serve` runs the server; other subcommands are tools
+//! and, in later releases, API clients. This is the only place that uses
+//! `anyhow` and installs the log subscriber.
+
+mod config;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::{bail, Context};
+use arc_swap::ArcSwap;
+use clap::{Parser, Subcommand};
+use ferrodns_server::{DnsSettings, TcpSettings};
+use ferrodns_zone::{load_zone_file, ZoneSet};
+use tokio::sync::watch;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "ferrodns",
+    version,
+    about = "Authoritative DNS server with a zone API"
+)]
+struct Cli {
+    /// Log level: error, warn, info, debug, trace, or a tracing filter [default: info].
+    #[arg(long = "log-level", env = "FERRODNS_LOG_LEVEL", global = true)]
+    log_level: Option<String>,
+    /// Log format: text or json.
+    #[arg(
+        long = "log-format",
+        env = "FERRODNS_LOG_FORMAT",
+        global = true,
+        default_value = "text"
+    )]
+    log_format: LogFormat,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(clap::ValueEnum, Clone, Copy, Debug)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Run the server.
+    Serve(config::ServeArgs),
+    /// Check master files as `serve --zone-file` would load them, and print every problem.
+    CheckZone {
+        /// Let the files use $INCLUDE.
+        #[arg(long = "allow-include")]
+        allow_include: bool,
+        /// Zone files to check.
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+    },
+}
+
+fn init_logging(level: &str, format: LogFormat) -> anyhow::Result<()> {
+    let filter = tracing_subscriber::EnvFilter::try_new(level)
+        .with_context(|| format!("bad --log-level '{level}'"))?;
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+    Ok(())
+}
+
+fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Serve(args) => serve(args, cli.log_level, cli.log_format),
+        Command::CheckZone {
+            allow_include,
+            files,
+        } => check_zone(&files, allow_include),
+    };
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("ferrodns: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+fn check_zone(files: &[PathBuf], allow_include: bool) -> anyhow::Result<()> {
+    let mut failed = 0;
+    for file in files {
+        match load_zone_file(file, allow_include) {
+            Ok(loaded) => {
+                for warning in &loaded.warnings {
+                    println!("warning: {warning}");
+                }
+                println!(
+                    "{}: zone {} serial {} loaded, {} records",
+                    file.display(),
+                    loaded.zone.apex(),
+                    loaded.zone.serial().0,
+                    loaded.zone.record_count()
+                );
+            }
+            Err(e) => {
+                failed += 1;
+                for problem in &e.problems {
+                    println!("{problem}");
+                }
+            }
+        }
+    }
+    if failed > 0 {
+        bail!("{failed} of {} zone files have errors", files.len());
+    }
+    Ok(())
+}
+
+fn load_zones(files: &[PathBuf], allow_include: bool) -> anyhow::Result<ZoneSet> {
+    let mut zones = ZoneSet::new();
+    for file in files {
+        let started = std::time::Instant::now();
+        let loaded = load_zone_file(file, allow_include)
+            .map_err(|e| anyhow::anyhow!("zone file {} did not load:\n{e}", file.display()))?;
+        for warning in &loaded.warnings {
+            tracing::warn!("{warning}");
+        }
+        let zone = loaded.zone;
+        tracing::info!(
+            zone = %zone.apex(),
+            serial = zone.serial().0,
+            records = zone.record_count(),
+            file = %file.display(),
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            "zone loaded"
+        );
+        let apex = zone.apex().to_string();
+        if zones.insert(Arc::new(zone)).is_some() {
+            bail!("zone {apex} is given by more than one --zone-file");
+        }
+    }
+    Ok(zones)
+}
+
+fn serve(
+    args: config::ServeArgs,
+    log_level: Option<String>,
+    log_format: LogFormat,
+) -> anyhow::Result<()> {
+    let settings = args.resolve()?;
+    let level = log_level
+        .or(settings.file_log_level.clone())
+        .unwrap_or_else(|| "info".into());
+    init_logging(&level, log_format)?;
+    let dns = DnsSettings {
+        listen: settings.dns_listen.clone(),
+        udp_workers: settings.udp_workers,
+        tcp: TcpSettings {
+            idle_timeout: settings.tcp_idle_timeout,
+            max_connections: settings.tcp_max_connections,
+        },
+    };
+    let bound = ferrodns_server::bind(&dns)?;
+    let zones = Arc::new(ArcSwap::from_pointee(load_zones(
+        &settings.zone_files,
+        settings.allow_include,
+    )?));
+    if let Some(api) = settings.api_listen {
+        tracing::warn!(%api, "the REST API is not part of this build yet; only DNS is served");
+    }
+    if settings.database_url.is_some() {
+        tracing::warn!(
+            "--database-url is accepted but not used yet: zones come from --zone-file only"
+        );
+    }
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(settings.udp_workers.clamp(1, 4))
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    runtime.block_on(async move {
+        let (stop, shutdown) = watch::channel(false);
+        tracing::info!(dns = ?bound.local_addrs(), zones = zones.load().len(), udp_workers = settings.udp_workers, "serving");
+        let server = tokio::spawn(bound.run(zones, shutdown));
+        wait_for_signal().await?;
+        tracing::info!("shutting down");
+        let _ = stop.send(true);
+        server.await.context("DNS server task failed")??;
+        tracing::info!("stopped");
+        Ok(())
+    })
+}
+
+async fn wait_for_signal() -> anyhow::Result<()> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut terminate = signal(SignalKind::terminate()).context("cannot watch SIGTERM")?;
+    let mut interrupt = signal(SignalKind::interrupt()).context("cannot watch SIGINT")?;
+    tokio::select! {
+        _ = terminate.recv() => {}
+        _ = interrupt.recv() => {}
+    }
+    Ok(())
+}

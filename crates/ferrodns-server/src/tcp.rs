@@ -1,0 +1,125 @@
+//! DNS over TCP (RFC 7766): 2-octet length framing, several queries per
+//! connection answered in order, an idle timeout, and a cap on connections.
+
+use std::io;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
+use ferrodns_engine::{respond, Outcome, Transport};
+use ferrodns_zone::ZoneSet;
+use tokio::io::{AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{watch, Semaphore};
+
+/// TCP settings.
+#[derive(Clone, Copy, Debug)]
+pub struct TcpSettings {
+    /// Close a connection with no complete query for this long (RFC 7766 §6.2.3).
+    pub idle_timeout: Duration,
+    /// Most connections open at once; further ones are closed at accept.
+    pub max_connections: usize,
+}
+
+impl Default for TcpSettings {
+    fn default() -> TcpSettings {
+        TcpSettings {
+            idle_timeout: Duration::from_secs(10),
+            max_connections: 512,
+        }
+    }
+}
+
+/// Binds a TCP listener with SO_REUSEADDR, as servers restart often.
+pub fn bind_tcp(addr: SocketAddr) -> io::Result<std::net::TcpListener> {
+    let socket = socket2::Socket::new(
+        socket2::Domain::for_address(addr),
+        socket2::Type::STREAM,
+        Some(socket2::Protocol::TCP),
+    )?;
+    if addr.is_ipv6() {
+        socket.set_only_v6(true)?;
+    }
+    socket.set_reuse_address(true)?;
+    socket.bind(&addr.into())?;
+    socket.listen(1024)?;
+    socket.set_nonblocking(true)?;
+    Ok(socket.into())
+}
+
+/// Accepts and serves connections until `shutdown` turns true.
+pub async fn serve(
+    listener: std::net::TcpListener,
+    zones: Arc<ArcSwap<ZoneSet>>,
+    settings: TcpSettings,
+    mut shutdown: watch::Receiver<bool>,
+) -> io::Result<()> {
+    let listener = TcpListener::from_std(listener)?;
+    let slots = Arc::new(Semaphore::new(settings.max_connections));
+    loop {
+        let (stream, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(pair) => pair,
+                Err(e) => {
+                    tracing::warn!(error = %e, "TCP accept failed");
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                    continue;
+                }
+            },
+            _ = shutdown.changed() => return Ok(()),
+        };
+        let Ok(permit) = slots.clone().try_acquire_owned() else {
+            tracing::debug!(%peer, "TCP connection limit reached; closing");
+            drop(stream);
+            continue;
+        };
+        let zones = zones.clone();
+        let shutdown = shutdown.clone();
+        tokio::spawn(async move {
+            if let Err(e) = connection(stream, zones, settings, shutdown).await {
+                tracing::debug!(%peer, error = %e, "TCP connection ended");
+            }
+            drop(permit);
+        });
+    }
+}
+
+async fn connection(
+    stream: TcpStream,
+    zones: Arc<ArcSwap<ZoneSet>>,
+    settings: TcpSettings,
+    mut shutdown: watch::Receiver<bool>,
+) -> io::Result<()> {
+    stream.set_nodelay(true)?;
+    let (reader, mut writer) = stream.into_split();
+    let mut reader = BufReader::with_capacity(16 * 1024, reader);
+    let mut query = vec![0u8; u16::MAX as usize];
+    let mut response = Vec::with_capacity(u16::MAX as usize + 2);
+    let mut answer = Vec::with_capacity(u16::MAX as usize);
+    loop {
+        let read = async {
+            let len = reader.read_u16().await? as usize;
+            reader.read_exact(&mut query[..len]).await?;
+            Ok::<usize, io::Error>(len)
+        };
+        let len = tokio::select! {
+            result = tokio::time::timeout(settings.idle_timeout, read) => match result {
+                Ok(Ok(len)) => len,
+                Ok(Err(e)) if e.kind() == io::ErrorKind::UnexpectedEof => return Ok(()),
+                Ok(Err(e)) => return Err(e),
+                Err(_) => return Ok(()),
+            },
+            _ = shutdown.changed() => return Ok(()),
+        };
+        let outcome = respond(&zones.load(), &query[..len], Transport::Tcp, &mut answer);
+        if outcome == Outcome::Drop {
+            continue;
+        }
+        response.clear();
+        response.extend_from_slice(&(answer.len() as u16).to_be_bytes());
+        response.extend_from_slice(&answer);
+        // Answer queries as they come; a pipelining client reads them in order.
+        writer.write_all(&response).await?;
+    }
+}

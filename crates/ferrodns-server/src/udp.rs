@@ -1,0 +1,228 @@
+//! UDP serving: one blocking OS thread per socket, batching with recvmmsg and
+//! sendmmsg.
+//!
+//! Each listen address gets one SO_REUSEPORT socket per worker so the kernel
+//! spreads queries across workers without a shared queue. A worker loads the
+//! current zone set once per batch (an atomic pointer load, no lock), answers
+//! every datagram of the batch into buffers it owns, and sends the replies with
+//! one system call. Nothing on this path allocates once the buffers are warm.
+
+use std::io;
+use std::net::{SocketAddr, UdpSocket};
+use std::os::fd::AsRawFd;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
+use ferrodns_engine::{respond, Outcome, Transport};
+use ferrodns_zone::ZoneSet;
+use socket2::{Domain, Protocol, Socket, Type};
+
+/// Datagrams read or written per system call.
+const BATCH: usize = 64;
+/// Largest query we read; anything longer is cut and then answered FORMERR.
+const RECEIVE_BUFFER: usize = 4096;
+/// How often a blocked worker wakes to check for shutdown.
+const POLL_INTERVAL: Duration = Duration::from_millis(200);
+
+/// Binds one UDP socket for `addr` with SO_REUSEPORT set, so that more can
+/// share the port.
+pub fn bind_udp(addr: SocketAddr) -> io::Result<UdpSocket> {
+    let socket = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))?;
+    if addr.is_ipv6() {
+        socket.set_only_v6(true)?;
+    }
+    socket.set_reuse_port(true)?;
+    socket.set_recv_buffer_size(4 << 20).ok();
+    socket.set_send_buffer_size(4 << 20).ok();
+    socket.bind(&addr.into())?;
+    socket.set_read_timeout(Some(POLL_INTERVAL))?;
+    Ok(socket.into())
+}
+
+/// Runs a worker on `socket` until `stop` is set.
+pub fn run_worker(socket: UdpSocket, zones: Arc<ArcSwap<ZoneSet>>, stop: Arc<AtomicBool>) {
+    let mut worker = Worker::new();
+    while !stop.load(Ordering::Relaxed) {
+        match worker.receive(&socket) {
+            Ok(0) => continue,
+            Ok(count) => {
+                let zone_set = zones.load();
+                worker.answer(&zone_set, count);
+                if let Err(e) = worker.send(&socket) {
+                    tracing::debug!(error = %e, "sendmmsg failed");
+                }
+            }
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::WouldBlock
+                        | io::ErrorKind::TimedOut
+                        | io::ErrorKind::Interrupted
+                ) => {}
+            Err(e) => {
+                tracing::warn!(error = %e, "recvmmsg failed");
+                std::thread::sleep(Duration::from_millis(10));
+            }
+        }
+    }
+}
+
+struct Worker {
+    inputs: Vec<[u8; RECEIVE_BUFFER]>,
+    input_lengths: [usize; BATCH],
+    input_truncated: [bool; BATCH],
+    outputs: Vec<Vec<u8>>,
+    reply: [bool; BATCH],
+    reply_count: usize,
+    addresses: Vec<libc::sockaddr_storage>,
+    address_lengths: [libc::socklen_t; BATCH],
+    iovecs: Vec<libc::iovec>,
+    headers: Vec<libc::mmsghdr>,
+}
+
+// SAFETY: the raw pointers inside the libc structs only ever point into this
+// worker's own buffers, and a worker is used by one thread at a time.
+unsafe impl Send for Worker {}
+
+impl Worker {
+    fn new() -> Worker {
+        // SAFETY: all-zero is a valid value for these plain C structs.
+        let zeroed_storage: libc::sockaddr_storage = unsafe { std::mem::zeroed() };
+        let zeroed_header: libc::mmsghdr = unsafe { std::mem::zeroed() };
+        Worker {
+            inputs: vec![[0u8; RECEIVE_BUFFER]; BATCH],
+            input_lengths: [0; BATCH],
+            input_truncated: [false; BATCH],
+            outputs: (0..BATCH)
+                .map(|_| Vec::with_capacity(RECEIVE_BUFFER))
+                .collect(),
+            reply: [false; BATCH],
+            reply_count: 0,
+            addresses: vec![zeroed_storage; BATCH],
+            address_lengths: [0; BATCH],
+            iovecs: vec![
+                libc::iovec {
+                    iov_base: std::ptr::null_mut(),
+                    iov_len: 0
+                };
+                BATCH
+            ],
+            headers: vec![zeroed_header; BATCH],
+        }
+    }
+
+    /// Reads up to BATCH datagrams, blocking until at least one arrives or the
+    /// poll interval passes.
+    fn receive(&mut self, socket: &UdpSocket) -> io::Result<usize> {
+        for i in 0..BATCH {
+            self.iovecs[i] = libc::iovec {
+                iov_base: self.inputs[i].as_mut_ptr().cast(),
+                iov_len: RECEIVE_BUFFER,
+            };
+            let header = &mut self.headers[i].msg_hdr;
+            header.msg_name = (&mut self.addresses[i] as *mut libc::sockaddr_storage).cast();
+            header.msg_namelen = std::mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
+            header.msg_iov = &mut self.iovecs[i];
+            header.msg_iovlen = 1;
+            header.msg_control = std::ptr::null_mut();
+            header.msg_controllen = 0;
+            header.msg_flags = 0;
+            self.headers[i].msg_len = 0;
+        }
+        // SAFETY: every header points at live buffers owned by self, sized as declared.
+        let count = unsafe {
+            libc::recvmmsg(
+                socket.as_raw_fd(),
+                self.headers.as_mut_ptr(),
+                BATCH as libc::c_uint,
+                libc::MSG_WAITFORONE,
+                std::ptr::null_mut(),
+            )
+        };
+        if count < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        let count = count as usize;
+        for i in 0..count {
+            self.input_lengths[i] = self.headers[i].msg_len as usize;
+            self.input_truncated[i] = self.headers[i].msg_hdr.msg_flags & libc::MSG_TRUNC != 0;
+            self.address_lengths[i] = self.headers[i].msg_hdr.msg_namelen;
+        }
+        Ok(count)
+    }
+
+    fn answer(&mut self, zones: &ZoneSet, count: usize) {
+        for i in 0..count {
+            let packet = &self.inputs[i][..self.input_lengths[i]];
+            let outcome = if self.input_truncated[i] {
+                // Longer than any sane query: answer with just the header, FORMERR.
+                formerr_for_oversized(packet, &mut self.outputs[i])
+            } else {
+                respond(zones, packet, Transport::Udp, &mut self.outputs[i])
+            };
+            self.reply[i] = outcome == Outcome::Reply;
+        }
+        let mut out = 0;
+        for i in 0..count {
+            if !self.reply[i] {
+                continue;
+            }
+            self.iovecs[out] = libc::iovec {
+                iov_base: self.outputs[i].as_mut_ptr().cast(),
+                iov_len: self.outputs[i].len(),
+            };
+            let header = &mut self.headers[out].msg_hdr;
+            header.msg_name = (&mut self.addresses[i] as *mut libc::sockaddr_storage).cast();
+            header.msg_namelen = self.address_lengths[i];
+            header.msg_iov = &mut self.iovecs[out];
+            header.msg_iovlen = 1;
+            header.msg_flags = 0;
+            out += 1;
+        }
+        self.reply_count = out;
+    }
+
+    fn send(&mut self, socket: &UdpSocket) -> io::Result<()> {
+        let total = self.reply_count;
+        let mut sent = 0;
+        while sent < total {
+            // SAFETY: headers[sent..total] were filled by answer() and point into self.
+            let n = unsafe {
+                libc::sendmmsg(
+                    socket.as_raw_fd(),
+                    self.headers[sent..].as_mut_ptr(),
+                    (total - sent) as libc::c_uint,
+                    0,
+                )
+            };
+            if n < 0 {
+                let e = io::Error::last_os_error();
+                if e.kind() == io::ErrorKind::Interrupted {
+                    continue;
+                }
+                // Skip the datagram that failed (e.g. an unreachable peer) and go on.
+                sent += 1;
+                if sent >= total {
+                    return Err(e);
+                }
+                continue;
+            }
+            sent += n as usize;
+        }
+        Ok(())
+    }
+}
+
+fn formerr_for_oversized(packet: &[u8], out: &mut Vec<u8>) -> Outcome {
+    if packet.len() < 12 || packet[2] & 0x80 != 0 {
+        return Outcome::Drop;
+    }
+    out.clear();
+    out.extend_from_slice(&packet[..2]);
+    out.push(0x80 | (packet[2] & 0x79));
+    out.push(ferrodns_proto::Rcode::FORMERR.header_bits());
+    out.extend_from_slice(&[0; 8]);
+    Outcome::Reply
+}

@@ -1,0 +1,193 @@
+//! `ferrodns serve` settings: command-line flags, `FERRODNS_*` environment
+//! variables and a TOML file, merged in that order of precedence.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+use clap::Args;
+use serde::Deserialize;
+
+/// Flags of `ferrodns serve`. Each has a `FERRODNS_*` variable and a key of the
+/// same name (with `_` for `-`) in the `--config` file.
+#[derive(Args, Debug, Default)]
+pub struct ServeArgs {
+    /// TOML file with any of the settings below.
+    #[arg(long, env = "FERRODNS_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// DNS listen address, UDP and TCP (repeatable) [default: 127.0.0.1:5353].
+    #[arg(
+        long = "dns-listen",
+        env = "FERRODNS_DNS_LISTEN",
+        value_delimiter = ','
+    )]
+    pub dns_listen: Vec<SocketAddr>,
+    /// REST API listen address, or `off` [default: 127.0.0.1:8053].
+    #[arg(long = "api-listen", env = "FERRODNS_API_LISTEN")]
+    pub api_listen: Option<String>,
+    /// Data directory [default: ./ferrodns-data].
+    #[arg(long = "data-dir", env = "FERRODNS_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Database URL [default: SQLite in the data directory].
+    #[arg(long = "database-url", env = "FERRODNS_DATABASE_URL")]
+    pub database_url: Option<String>,
+    /// Serve this RFC 1035 master file read-only (repeatable).
+    #[arg(long = "zone-file", env = "FERRODNS_ZONE_FILE", value_delimiter = ',')]
+    pub zone_file: Vec<PathBuf>,
+    /// Let zone files use $INCLUDE.
+    #[arg(long = "allow-include", env = "FERRODNS_ALLOW_INCLUDE")]
+    pub allow_include: bool,
+    /// UDP worker threads per address [default: the CPUs this process may use].
+    #[arg(long = "udp-workers", env = "FERRODNS_UDP_WORKERS")]
+    pub udp_workers: Option<usize>,
+    /// Seconds before an idle TCP connection is closed [default: 10].
+    #[arg(long = "tcp-idle-timeout", env = "FERRODNS_TCP_IDLE_TIMEOUT")]
+    pub tcp_idle_timeout: Option<u64>,
+    /// Most TCP connections open at once [default: 512].
+    #[arg(long = "tcp-max-connections", env = "FERRODNS_TCP_MAX_CONNECTIONS")]
+    pub tcp_max_connections: Option<usize>,
+}
+
+/// The `--config` file. Unknown keys are errors, so a typo does not go unseen.
+#[derive(Deserialize, Debug, Default)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+struct FileSettings {
+    dns_listen: Option<Vec<SocketAddr>>,
+    api_listen: Option<String>,
+    data_dir: Option<PathBuf>,
+    database_url: Option<String>,
+    zone_file: Option<Vec<PathBuf>>,
+    allow_include: Option<bool>,
+    udp_workers: Option<usize>,
+    tcp_idle_timeout: Option<u64>,
+    tcp_max_connections: Option<usize>,
+    log_level: Option<String>,
+}
+
+/// The settings `serve` runs with, every default filled in.
+#[derive(Debug)]
+pub struct ServeSettings {
+    pub dns_listen: Vec<SocketAddr>,
+    pub api_listen: Option<SocketAddr>,
+    /// Where the embedded database and the admin token will live (used once the API lands).
+    #[allow(dead_code)]
+    pub data_dir: PathBuf,
+    pub database_url: Option<String>,
+    pub zone_files: Vec<PathBuf>,
+    pub allow_include: bool,
+    pub udp_workers: usize,
+    pub tcp_idle_timeout: Duration,
+    pub tcp_max_connections: usize,
+    /// The log level from the file, used when neither flag nor variable sets one.
+    pub file_log_level: Option<String>,
+}
+
+fn read_file(path: &Path) -> anyhow::Result<FileSettings> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read config {}", path.display()))?;
+    toml::from_str(&text).with_context(|| format!("bad config {}", path.display()))
+}
+
+impl ServeArgs {
+    /// Merges flags and environment over the config file over the defaults.
+    pub fn resolve(self) -> anyhow::Result<ServeSettings> {
+        let file = match &self.config {
+            Some(path) => read_file(path)?,
+            None => FileSettings::default(),
+        };
+        let dns_listen = if !self.dns_listen.is_empty() {
+            self.dns_listen
+        } else {
+            file.dns_listen
+                .unwrap_or_else(|| vec!["127.0.0.1:5353".parse().expect("valid literal")])
+        };
+        if dns_listen.is_empty() {
+            bail!("no DNS listen address");
+        }
+        let api_text = self
+            .api_listen
+            .or(file.api_listen)
+            .unwrap_or_else(|| "127.0.0.1:8053".into());
+        let api_listen =
+            if api_text.eq_ignore_ascii_case("off") {
+                None
+            } else {
+                Some(api_text.parse().with_context(|| {
+                    format!("bad --api-listen '{api_text}': want ADDR:PORT or off")
+                })?)
+            };
+        let zone_files = if !self.zone_file.is_empty() {
+            self.zone_file
+        } else {
+            file.zone_file.unwrap_or_default()
+        };
+        let default_workers = std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1);
+        Ok(ServeSettings {
+            dns_listen,
+            api_listen,
+            data_dir: self
+                .data_dir
+                .or(file.data_dir)
+                .unwrap_or_else(|| PathBuf::from("./ferrodns-data")),
+            database_url: self.database_url.or(file.database_url),
+            zone_files,
+            allow_include: self.allow_include || file.allow_include.unwrap_or(false),
+            udp_workers: self
+                .udp_workers
+                .or(file.udp_workers)
+                .unwrap_or(default_workers)
+                .max(1),
+            tcp_idle_timeout: Duration::from_secs(
+                self.tcp_idle_timeout
+                    .or(file.tcp_idle_timeout)
+                    .unwrap_or(10),
+            ),
+            tcp_max_connections: self
+                .tcp_max_connections
+                .or(file.tcp_max_connections)
+                .unwrap_or(512)
+                .max(1),
+            file_log_level: file.log_level,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flags_win_over_the_file_and_defaults_fill_the_rest() {
+        let dir = std::env::temp_dir().join(format!("ferrodns-config-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("ferrodns.toml");
+        std::fs::write(
+            &path,
+            "dns-listen = [\"127.0.0.1:5400\"]\napi-listen = \"off\"\ntcp-idle-timeout = 3\n",
+        )
+        .unwrap();
+        let args = ServeArgs {
+            config: Some(path.clone()),
+            tcp_idle_timeout: Some(7),
+            ..ServeArgs::default()
+        };
+        let settings = args.resolve().unwrap();
+        assert_eq!(
+            settings.dns_listen,
+            ["127.0.0.1:5400".parse::<SocketAddr>().unwrap()]
+        );
+        assert_eq!(settings.api_listen, None);
+        assert_eq!(settings.tcp_idle_timeout, Duration::from_secs(7));
+        assert_eq!(settings.data_dir, PathBuf::from("./ferrodns-data"));
+        std::fs::write(&path, "dns-listn = []\n").unwrap();
+        let args = ServeArgs {
+            config: Some(path),
+            ..ServeArgs::default()
+        };
+        assert!(format!("{:#}", args.resolve().unwrap_err()).contains("unknown field `dns-listn`"));
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+}
