@@ -18,9 +18,7 @@
 
 use ferrodns_proto::message::{flags, Section, OPT_LEN};
 use ferrodns_proto::name::{self, MAX_NAME_LEN};
-use ferrodns_proto::{
-    parse_query, Class, MessageWriter, Opcode, Query, QueryError, Rcode, RecordType,
-};
+use ferrodns_proto::{parse_query, Class, MessageWriter, Opcode, Query, QueryError, Rcode, RecordType};
 use ferrodns_zone::{Answer, Node, Zone, ZoneSet};
 
 /// The largest UDP response we send when the client's EDNS buffer allows it
@@ -63,23 +61,20 @@ pub fn respond(zones: &ZoneSet, packet: &[u8], transport: Transport, out: &mut V
     // Copy opcode, RD and CD from the query (RFC 1035 §4.1.1, RFC 6840 §5.9).
     let copied = query.flags & (0x7800 | flags::RD | flags::CD);
     writer.set_header(query.id, flags::QR | copied);
-    let rcode = layers(zones, &query, &mut writer);
+    let rcode = layers(zones, &query, transport, &mut writer);
     finish(&query, rcode, &mut writer);
     Outcome::Reply
 }
 
+/// One layer of the stack: `Some(rcode)` decides the reply, `None` continues.
+type Layer = fn(&ZoneSet, &Query, Transport, &mut MessageWriter<'_>) -> Option<Rcode>;
+
 /// The layer stack, in order. Each layer returns `Some(rcode)` when it has
 /// decided the answer, `None` to pass the query on.
-fn layers(zones: &ZoneSet, query: &Query, writer: &mut MessageWriter<'_>) -> Rcode {
-    let stack: [fn(&ZoneSet, &Query, &mut MessageWriter<'_>) -> Option<Rcode>; 5] = [
-        opcode_layer,
-        edns_layer,
-        question_layer,
-        zone_layer,
-        resolve_layer,
-    ];
+fn layers(zones: &ZoneSet, query: &Query, transport: Transport, writer: &mut MessageWriter<'_>) -> Rcode {
+    let stack: [Layer; 5] = [opcode_layer, edns_layer, question_layer, zone_layer, resolve_layer];
     for layer in stack {
-        if let Some(rcode) = layer(zones, query, writer) {
+        if let Some(rcode) = layer(zones, query, transport, writer) {
             return rcode;
         }
     }
@@ -88,7 +83,7 @@ fn layers(zones: &ZoneSet, query: &Query, writer: &mut MessageWriter<'_>) -> Rco
 
 /// Only QUERY is served; the rest get NOTIMP (RFC 1035 §4.1.1). The question
 /// is echoed for every opcode that carries one.
-fn opcode_layer(_: &ZoneSet, query: &Query, writer: &mut MessageWriter<'_>) -> Option<Rcode> {
+fn opcode_layer(_: &ZoneSet, query: &Query, _: Transport, writer: &mut MessageWriter<'_>) -> Option<Rcode> {
     let _ = writer.push_question(query.qname(), query.qtype, query.qclass);
     if query.opcode != Opcode::QUERY {
         return Some(Rcode::NOTIMP);
@@ -97,7 +92,7 @@ fn opcode_layer(_: &ZoneSet, query: &Query, writer: &mut MessageWriter<'_>) -> O
 }
 
 /// RFC 6891 §6.1.1: more than one OPT is FORMERR; §6.1.3: a version above 0 is BADVERS.
-fn edns_layer(_: &ZoneSet, query: &Query, _: &mut MessageWriter<'_>) -> Option<Rcode> {
+fn edns_layer(_: &ZoneSet, query: &Query, _: Transport, _: &mut MessageWriter<'_>) -> Option<Rcode> {
     if query.opt_count > 1 {
         return Some(Rcode::FORMERR);
     }
@@ -108,7 +103,7 @@ fn edns_layer(_: &ZoneSet, query: &Query, _: &mut MessageWriter<'_>) -> Option<R
 }
 
 /// Question checks: class IN (or ANY) only, no transfers here, no meta types.
-fn question_layer(_: &ZoneSet, query: &Query, _: &mut MessageWriter<'_>) -> Option<Rcode> {
+fn question_layer(_: &ZoneSet, query: &Query, _: Transport, _: &mut MessageWriter<'_>) -> Option<Rcode> {
     if query.qclass != Class::IN && query.qclass != Class::ANY {
         return Some(Rcode::REFUSED);
     }
@@ -122,7 +117,7 @@ fn question_layer(_: &ZoneSet, query: &Query, _: &mut MessageWriter<'_>) -> Opti
 }
 
 /// A qname outside every zone we serve is REFUSED (we are not a resolver).
-fn zone_layer(zones: &ZoneSet, query: &Query, _: &mut MessageWriter<'_>) -> Option<Rcode> {
+fn zone_layer(zones: &ZoneSet, query: &Query, _: Transport, _: &mut MessageWriter<'_>) -> Option<Rcode> {
     match zones.find(query.qname_lower()) {
         Some(_) => None,
         None => Some(Rcode::REFUSED),
@@ -167,29 +162,21 @@ impl ChainName {
 
 /// RFC 1034 §4.3.2 steps 3–6 across the zones we serve, following CNAME and
 /// DNAME chains, then additional-section processing.
-fn resolve_layer(zones: &ZoneSet, query: &Query, writer: &mut MessageWriter<'_>) -> Option<Rcode> {
-    let mut current = ChainName {
-        wire: [0; MAX_NAME_LEN],
-        lower: [0; MAX_NAME_LEN],
-        len: 0,
-    };
+fn resolve_layer(zones: &ZoneSet, query: &Query, _: Transport, writer: &mut MessageWriter<'_>) -> Option<Rcode> {
+    let mut current = ChainName { wire: [0; MAX_NAME_LEN], lower: [0; MAX_NAME_LEN], len: 0 };
     current.set(query.qname());
     let mut visited = [[0u8; 8]; MAX_CHAIN];
     let mut visited_count = 0;
     let mut rcode = Rcode::NOERROR;
-    let mut authoritative = true;
     let qtype = query.qtype;
-    let mut zone = zone_for(zones, current.lower(), qtype)?;
+    let zone = zone_for(zones, current.lower(), qtype)?;
+    writer.set_authoritative(true);
     for step in 0..MAX_CHAIN {
         let lookup = zone.lookup(current.lower(), qtype);
         let owner_is_qname = lookup.wildcard;
         match lookup.answer {
             Answer::Found(node, rrset) => {
-                let owner = if owner_is_qname {
-                    current.wire()
-                } else {
-                    node.name()
-                };
+                let owner = if owner_is_qname { current.wire() } else { node.name() };
                 if push(writer, Section::Answer, owner, rrset).is_err() {
                     return Some(rcode);
                 }
@@ -197,15 +184,11 @@ fn resolve_layer(zones: &ZoneSet, query: &Query, writer: &mut MessageWriter<'_>)
                 break;
             }
             Answer::Any(node) => {
-                let owner = if owner_is_qname {
-                    current.wire()
-                } else {
-                    node.name()
-                };
-                for rrset in node.rrsets() {
-                    if push(writer, Section::Answer, owner, rrset).is_err() {
-                        return Some(rcode);
-                    }
+                // RFC 8482 §4.1: one RRset answers ANY. Like Knot (and NSD), the
+                // lowest type, over UDP and TCP alike.
+                let owner = if owner_is_qname { current.wire() } else { node.name() };
+                if push(writer, Section::Answer, owner, &node.rrsets()[0]).is_err() {
+                    return Some(rcode);
                 }
                 break;
             }
@@ -220,7 +203,7 @@ fn resolve_layer(zones: &ZoneSet, query: &Query, writer: &mut MessageWriter<'_>)
             }
             Answer::Referral(cut) => {
                 if step == 0 {
-                    authoritative = false;
+                    writer.set_authoritative(false);
                 }
                 let ns = cut.rrset(RecordType::NS).expect("a referral node has NS");
                 if push(writer, Section::Authority, cut.name(), ns).is_err() {
@@ -230,11 +213,7 @@ fn resolve_layer(zones: &ZoneSet, query: &Query, writer: &mut MessageWriter<'_>)
                 break;
             }
             Answer::Cname(node, cname) => {
-                let owner = if owner_is_qname {
-                    current.wire()
-                } else {
-                    node.name()
-                };
+                let owner = if owner_is_qname { current.wire() } else { node.name() };
                 if push(writer, Section::Answer, owner, cname).is_err() {
                     return Some(rcode);
                 }
@@ -256,7 +235,8 @@ fn resolve_layer(zones: &ZoneSet, query: &Query, writer: &mut MessageWriter<'_>)
                     return Some(Rcode::YXDOMAIN);
                 }
                 let mut synthesized = [0u8; MAX_NAME_LEN];
-                synthesized[..prefix_len].copy_from_slice(&current.wire()[..prefix_len]);
+                // The prefix comes from the qname lowercased, as Knot and NSD write it.
+                synthesized[..prefix_len].copy_from_slice(&current.lower()[..prefix_len]);
                 synthesized[prefix_len..new_len].copy_from_slice(target);
                 let mut rdata_packed = [0u8; MAX_NAME_LEN + 2];
                 rdata_packed[..2].copy_from_slice(&(new_len as u16).to_be_bytes());
@@ -275,19 +255,19 @@ fn resolve_layer(zones: &ZoneSet, query: &Query, writer: &mut MessageWriter<'_>)
                     writer.set_truncated();
                     return Some(rcode);
                 }
-                if !seen(&mut visited, &mut visited_count, &synthesized[..new_len]) {
+                // For qtype CNAME the synthesized CNAME is itself the answer.
+                if qtype == RecordType::CNAME || !seen(&mut visited, &mut visited_count, &synthesized[..new_len]) {
                     break;
                 }
                 current.set(&synthesized[..new_len]);
             }
         }
-        // Follow the chain into whichever zone we serve holds the new name.
-        match zone_for(zones, current.lower(), qtype) {
-            Some(next) => zone = next,
-            None => break,
+        // Like Knot, follow the chain only inside this zone: data from another
+        // zone would ride on this zone's authority, and the resolver asks anyway.
+        if !name::is_subdomain(current.lower(), zone.apex_lower()) {
+            break;
         }
     }
-    writer.set_authoritative(authoritative);
     Some(rcode)
 }
 
@@ -324,9 +304,7 @@ fn push(
     owner: &[u8],
     rrset: &ferrodns_zone::RRset,
 ) -> Result<(), ()> {
-    writer
-        .push_rrset(section, owner, rrset.rtype, rrset.ttl, rrset.packed())
-        .map_err(|_| writer.set_truncated())
+    writer.push_rrset(section, owner, rrset.rtype, rrset.ttl, rrset.packed()).map_err(|_| writer.set_truncated())
 }
 
 /// The zone's SOA in the authority section with the negative-caching TTL
@@ -334,23 +312,12 @@ fn push(
 fn push_soa(zone: &Zone, writer: &mut MessageWriter<'_>) {
     let apex = zone.apex_node();
     let soa = zone.soa();
-    let _ = writer.push_rrset(
-        Section::Authority,
-        apex.name(),
-        RecordType::SOA,
-        zone.negative_ttl(),
-        soa.packed(),
-    );
+    let _ = writer.push_rrset(Section::Authority, apex.name(), RecordType::SOA, zone.negative_ttl(), soa.packed());
 }
 
 /// RFC 1034 §4.3.2 step 6 and RFC 2782: addresses of NS, MX and SRV targets,
 /// from the zone's own data or glue, as space allows.
-fn additional_for(
-    zone: &Zone,
-    zones: &ZoneSet,
-    rrset: &ferrodns_zone::RRset,
-    writer: &mut MessageWriter<'_>,
-) {
+fn additional_for(zone: &Zone, zones: &ZoneSet, rrset: &ferrodns_zone::RRset, writer: &mut MessageWriter<'_>) {
     let offset = match rrset.rtype {
         RecordType::NS => 0,
         RecordType::MX => 2,
@@ -379,13 +346,7 @@ fn additional_for(
 fn push_addresses(node: &Node, writer: &mut MessageWriter<'_>) {
     for rtype in [RecordType::A, RecordType::AAAA] {
         if let Some(rrset) = node.rrset(rtype) {
-            let _ = writer.push_rrset(
-                Section::Additional,
-                node.name(),
-                rtype,
-                rrset.ttl,
-                rrset.packed(),
-            );
+            let _ = writer.push_rrset(Section::Additional, node.name(), rtype, rrset.ttl, rrset.packed());
         }
     }
 }

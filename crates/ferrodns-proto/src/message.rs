@@ -80,9 +80,7 @@ impl From<NameError> for QueryError {
 }
 
 fn read_u16(msg: &[u8], pos: usize) -> Result<u16, QueryError> {
-    msg.get(pos..pos + 2)
-        .map(|b| u16::from_be_bytes([b[0], b[1]]))
-        .ok_or(QueryError::FormErr)
+    msg.get(pos..pos + 2).map(|b| u16::from_be_bytes([b[0], b[1]])).ok_or(QueryError::FormErr)
 }
 
 /// Reads the header, the one question, and any OPT record of a query.
@@ -144,11 +142,8 @@ pub fn parse_query(msg: &[u8]) -> Result<Query, QueryError> {
             }
             query.opt_count = query.opt_count.saturating_add(1);
             validate_options(&msg[rdata_start..rdata_start + rdlen])?;
-            query.edns = Some(Edns {
-                udp_payload: class,
-                version: (ttl_high & 0xff) as u8,
-                dnssec_ok: ttl_low & 0x8000 != 0,
-            });
+            query.edns =
+                Some(Edns { udp_payload: class, version: (ttl_high & 0xff) as u8, dnssec_ok: ttl_low & 0x8000 != 0 });
         }
         pos = rdata_start + rdlen;
     }
@@ -262,12 +257,7 @@ impl<'b> MessageWriter<'b> {
 
     /// Writes the question. The qname is written as given (the client's case)
     /// and becomes a compression target.
-    pub fn push_question(
-        &mut self,
-        qname: &[u8],
-        qtype: RecordType,
-        qclass: Class,
-    ) -> Result<(), Full> {
+    pub fn push_question(&mut self, qname: &[u8], qtype: RecordType, qclass: Class) -> Result<(), Full> {
         if self.buf.len() + qname.len() + 4 > self.limit {
             return Err(Full);
         }
@@ -280,11 +270,7 @@ impl<'b> MessageWriter<'b> {
 
     /// Marks the current state for [`MessageWriter::rollback`].
     pub fn checkpoint(&self) -> Checkpoint {
-        Checkpoint {
-            len: self.buf.len(),
-            names: self.name_count,
-            arena: self.arena_len,
-        }
+        Checkpoint { len: self.buf.len(), names: self.name_count, arena: self.arena_len }
     }
 
     /// Drops everything written after `checkpoint`; the caller fixes counters
@@ -339,13 +325,7 @@ impl<'b> MessageWriter<'b> {
         Ok(())
     }
 
-    fn push_record_raw(
-        &mut self,
-        owner: &[u8],
-        rtype: RecordType,
-        ttl: u32,
-        rdata: &[u8],
-    ) -> Result<(), Full> {
+    fn push_record_raw(&mut self, owner: &[u8], rtype: RecordType, ttl: u32, rdata: &[u8]) -> Result<(), Full> {
         let checkpoint = self.checkpoint();
         self.push_name(owner, true);
         self.buf.extend_from_slice(&rtype.0.to_be_bytes());
@@ -414,9 +394,7 @@ impl<'b> MessageWriter<'b> {
     }
 
     fn remember(&mut self, suffix: &[u8], offset: u16) {
-        if self.name_count == MAX_COMPRESSION_NAMES
-            || self.arena_len + suffix.len() > self.arena.len()
-        {
+        if self.name_count == MAX_COMPRESSION_NAMES || self.arena_len + suffix.len() > self.arena.len() {
             return;
         }
         let start = self.arena_len;
@@ -434,8 +412,7 @@ impl<'b> MessageWriter<'b> {
         self.buf.extend_from_slice(&udp_payload.to_be_bytes());
         self.buf.push(extended_rcode);
         self.buf.push(0);
-        self.buf
-            .extend_from_slice(&(if dnssec_ok { 0x8000u16 } else { 0 }).to_be_bytes());
+        self.buf.extend_from_slice(&(if dnssec_ok { 0x8000u16 } else { 0 }).to_be_bytes());
         self.buf.extend_from_slice(&[0, 0]);
         self.bump_count(3);
     }
@@ -485,14 +462,7 @@ mod tests {
         assert_eq!(query.id, 0x1234);
         assert_eq!(query.qname(), b"\x03WwW\x07example\x00");
         assert_eq!(query.qname_lower(), b"\x03www\x07example\x00");
-        assert_eq!(
-            query.edns,
-            Some(Edns {
-                udp_payload: 1232,
-                version: 0,
-                dnssec_ok: true
-            })
-        );
+        assert_eq!(query.edns, Some(Edns { udp_payload: 1232, version: 0, dnssec_ok: true }));
     }
 
     #[test]
@@ -502,15 +472,9 @@ mod tests {
         response[2] |= 0x80;
         assert_eq!(parse_query(&response).err(), Some(QueryError::Drop));
         let cut = query_bytes(b"\x03www\x07exam", 1, &[], 0);
-        assert_eq!(
-            parse_query(&cut[..cut.len() - 4]).err(),
-            Some(QueryError::FormErr)
-        );
+        assert_eq!(parse_query(&cut[..cut.len() - 4]).err(), Some(QueryError::FormErr));
         let bad_opt = [0, 0, 41, 0x04, 0xd0, 0, 0, 0, 0, 0, 3, 0, 10, 0];
-        assert_eq!(
-            parse_query(&query_bytes(b"\x00", 1, &bad_opt, 1)).err(),
-            Some(QueryError::FormErr)
-        );
+        assert_eq!(parse_query(&query_bytes(b"\x00", 1, &bad_opt, 1)).err(), Some(QueryError::FormErr));
         let no_question = [0u8, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0];
         assert_eq!(parse_query(&no_question).err(), Some(QueryError::FormErr));
     }
@@ -519,21 +483,11 @@ mod tests {
     fn compresses_owner_and_rdata_names() {
         let mut buf = Vec::new();
         let mut writer = MessageWriter::new(&mut buf, 512);
-        writer
-            .push_question(b"\x03WWW\x07example\x00", RecordType::MX, Class::IN)
-            .unwrap();
+        writer.push_question(b"\x03WWW\x07example\x00", RecordType::MX, Class::IN).unwrap();
         let rdatas = [&[0u8, 10][..], b"\x04mail\x07EXAMPLE\x00"].concat();
         let mut packed = vec![0, rdatas.len() as u8];
         packed.extend_from_slice(&rdatas);
-        writer
-            .push_rrset(
-                Section::Answer,
-                b"\x03www\x07example\x00",
-                RecordType::MX,
-                300,
-                &packed,
-            )
-            .unwrap();
+        writer.push_rrset(Section::Answer, b"\x03www\x07example\x00", RecordType::MX, 300, &packed).unwrap();
         assert_eq!(writer.count(Section::Answer), 1);
         // Owner is a pointer to the qname at offset 12; the exchange reuses "example".
         assert_eq!(&buf[29..31], &[0xc0, 12]);
@@ -544,14 +498,9 @@ mod tests {
     fn an_rrset_that_does_not_fit_is_left_out_whole() {
         let mut buf = Vec::new();
         let mut writer = MessageWriter::new(&mut buf, 60);
-        writer
-            .push_question(b"\x01a\x00", RecordType::A, Class::IN)
-            .unwrap();
+        writer.push_question(b"\x01a\x00", RecordType::A, Class::IN).unwrap();
         let packed: Vec<u8> = (0..4u8).flat_map(|i| [0, 4, 192, 0, 2, i]).collect();
-        assert_eq!(
-            writer.push_rrset(Section::Answer, b"\x01a\x00", RecordType::A, 1, &packed),
-            Err(Full)
-        );
+        assert_eq!(writer.push_rrset(Section::Answer, b"\x01a\x00", RecordType::A, 1, &packed), Err(Full));
         assert_eq!(writer.count(Section::Answer), 0);
         assert_eq!(writer.len(), 12 + 7);
     }

@@ -237,9 +237,7 @@ pub fn unescape(rest: &[u8]) -> Result<(u8, usize), NameError> {
             if rest.len() < 3 || !rest[1].is_ascii_digit() || !rest[2].is_ascii_digit() {
                 return Err(NameError::BadEscape);
             }
-            let value = (rest[0] - b'0') as u32 * 100
-                + (rest[1] - b'0') as u32 * 10
-                + (rest[2] - b'0') as u32;
+            let value = (rest[0] - b'0') as u32 * 100 + (rest[1] - b'0') as u32 * 10 + (rest[2] - b'0') as u32;
             if value > 255 {
                 return Err(NameError::BadEscape);
             }
@@ -335,10 +333,7 @@ pub fn canonical_cmp(a: &[u8], b: &[u8]) -> std::cmp::Ordering {
         let b_pos = b_starts[j] as usize;
         let a_label = &a[a_pos + 1..a_pos + 1 + a[a_pos] as usize];
         let b_label = &b[b_pos + 1..b_pos + 1 + b[b_pos] as usize];
-        let ordering = a_label
-            .iter()
-            .map(u8::to_ascii_lowercase)
-            .cmp(b_label.iter().map(u8::to_ascii_lowercase));
+        let ordering = a_label.iter().map(u8::to_ascii_lowercase).cmp(b_label.iter().map(u8::to_ascii_lowercase));
         if ordering.is_ne() {
             return ordering;
         }
@@ -380,9 +375,7 @@ pub fn read_compressed(
                 if out_len + 1 + len > MAX_NAME_LEN {
                     return Err(NameError::NameTooLong);
                 }
-                let label = message
-                    .get(pos..pos + 1 + len)
-                    .ok_or(NameError::Truncated)?;
+                let label = message.get(pos..pos + 1 + len).ok_or(NameError::Truncated)?;
                 out[out_len..out_len + 1 + len].copy_from_slice(label);
                 out_len += 1 + len;
                 pos += 1 + len;
@@ -427,25 +420,15 @@ mod tests {
             (".", "."),
         ];
         for (input, shown) in cases {
-            assert_eq!(
-                Name::parse(input, Some(&origin)).unwrap().to_string(),
-                shown,
-                "{input}"
-            );
+            assert_eq!(Name::parse(input, Some(&origin)).unwrap().to_string(), shown, "{input}");
         }
     }
 
     #[test]
     fn rejects_bad_names() {
         assert_eq!(Name::parse("a..b.", None), Err(NameError::EmptyLabel));
-        assert_eq!(
-            Name::parse("a", None),
-            Err(NameError::RelativeWithoutOrigin)
-        );
-        assert_eq!(
-            Name::parse(&format!("{}.", "a".repeat(64)), None),
-            Err(NameError::LabelTooLong)
-        );
+        assert_eq!(Name::parse("a", None), Err(NameError::RelativeWithoutOrigin));
+        assert_eq!(Name::parse(&format!("{}.", "a".repeat(64)), None), Err(NameError::LabelTooLong));
         let long = format!("{}.", vec!["a".repeat(63); 4].join("."));
         assert_eq!(Name::parse(&long, None), Err(NameError::NameTooLong));
         assert_eq!(Name::parse("a\\25", None), Err(NameError::BadEscape));
@@ -455,23 +438,10 @@ mod tests {
     #[test]
     fn compares_without_case_and_in_canonical_order() {
         assert_eq!(name("WWW.example.com."), name("www.EXAMPLE.com."));
-        let mut names = vec![
-            name("z.example."),
-            name("a.example."),
-            name("example."),
-            name("yljkjljk.a.example."),
-        ];
+        let mut names = vec![name("z.example."), name("a.example."), name("example."), name("yljkjljk.a.example.")];
         names.sort();
         let shown: Vec<String> = names.iter().map(Name::to_string).collect();
-        assert_eq!(
-            shown,
-            [
-                "example.",
-                "a.example.",
-                "yljkjljk.a.example.",
-                "z.example."
-            ]
-        );
+        assert_eq!(shown, ["example.", "a.example.", "yljkjljk.a.example.", "z.example."]);
         assert!(name("a.b.example.").is_subdomain_of(&name("EXAMPLE.")));
         assert!(!name("aexample.").is_subdomain_of(&name("example.")));
     }
@@ -486,14 +456,8 @@ mod tests {
         assert_eq!(&out[..len], b"\x04mail\x07example\x03com\x00");
         assert_eq!(end, message.len());
         let looped = [0u8, 0, 0xc0, 0x02];
-        assert_eq!(
-            read_compressed(&looped, 2, &mut out),
-            Err(NameError::BadPointer)
-        );
+        assert_eq!(read_compressed(&looped, 2, &mut out), Err(NameError::BadPointer));
         let forward = [0xc0u8, 0x05, 0, 0, 0, 0];
-        assert_eq!(
-            read_compressed(&forward, 0, &mut out),
-            Err(NameError::BadPointer)
-        );
+        assert_eq!(read_compressed(&forward, 0, &mut out), Err(NameError::BadPointer));
     }
 }

@@ -27,10 +27,7 @@ pub struct Token<'a> {
 impl<'a> Token<'a> {
     /// A bare token, for callers that build tokens from strings.
     pub fn bare(text: &'a str) -> Token<'a> {
-        Token {
-            text: text.as_bytes(),
-            quoted: false,
-        }
+        Token { text: text.as_bytes(), quoted: false }
     }
 
     fn as_str(&self) -> &'a str {
@@ -77,13 +74,9 @@ impl fmt::Display for RdataError {
             RdataError::BadName(e) => write!(f, "bad name: {e}"),
             RdataError::BadHex => f.write_str("bad hexadecimal data"),
             RdataError::BadBase64 => f.write_str("bad base64 data"),
-            RdataError::BadString => {
-                f.write_str("bad character-string (over 255 octets or bad escape)")
-            }
+            RdataError::BadString => f.write_str("bad character-string (over 255 octets or bad escape)"),
             RdataError::BadGeneric => f.write_str("bad RFC 3597 generic data (\\# length hex)"),
-            RdataError::GenericRequired => {
-                f.write_str("this type must be written in RFC 3597 form (\\# length hex)")
-            }
+            RdataError::GenericRequired => f.write_str("this type must be written in RFC 3597 form (\\# length hex)"),
             RdataError::BadSvcParam(why) => write!(f, "bad SvcParam: {why}"),
             RdataError::TooLong => f.write_str("RDATA longer than 65535 octets"),
         }
@@ -105,10 +98,7 @@ struct Fields<'t, 'a> {
 
 impl<'t, 'a> Fields<'t, 'a> {
     fn take(&mut self, field: &'static str) -> Result<Token<'a>, RdataError> {
-        let token = *self
-            .tokens
-            .get(self.next)
-            .ok_or(RdataError::Missing(field))?;
+        let token = *self.tokens.get(self.next).ok_or(RdataError::Missing(field))?;
         self.next += 1;
         Ok(token)
     }
@@ -133,18 +123,10 @@ impl<'t, 'a> Fields<'t, 'a> {
 
     fn number<T: std::str::FromStr>(&mut self, field: &'static str) -> Result<T, RdataError> {
         let token = self.take(field)?;
-        token
-            .as_str()
-            .parse()
-            .map_err(|_| RdataError::BadNumber(field))
+        token.as_str().parse().map_err(|_| RdataError::BadNumber(field))
     }
 
-    fn name(
-        &mut self,
-        field: &'static str,
-        origin: &Name,
-        out: &mut Vec<u8>,
-    ) -> Result<(), RdataError> {
+    fn name(&mut self, field: &'static str, origin: &Name, out: &mut Vec<u8>) -> Result<(), RdataError> {
         let token = self.take(field)?;
         let name = Name::parse_bytes(token.text, Some(origin))?;
         out.extend_from_slice(name.as_wire());
@@ -157,20 +139,14 @@ impl<'t, 'a> Fields<'t, 'a> {
     }
 
     fn hex_rest(&mut self, out: &mut Vec<u8>, allow_empty: bool) -> Result<(), RdataError> {
-        let joined: Vec<u8> = self
-            .rest()
-            .iter()
-            .flat_map(|t| t.text.iter().copied())
-            .collect();
+        let joined: Vec<u8> = self.rest().iter().flat_map(|t| t.text.iter().copied()).collect();
         if joined.is_empty() && !allow_empty {
             return Err(RdataError::Missing("hex data"));
         }
         if joined == b"-" && allow_empty {
             return Ok(());
         }
-        let decoded = HEXUPPER_PERMISSIVE
-            .decode(&joined)
-            .map_err(|_| RdataError::BadHex)?;
+        let decoded = HEXUPPER_PERMISSIVE.decode(&joined).map_err(|_| RdataError::BadHex)?;
         out.extend_from_slice(&decoded);
         Ok(())
     }
@@ -182,22 +158,13 @@ pub fn parse_ttl(text: &str) -> Option<u32> {
         return None;
     }
     if text.bytes().all(|b| b.is_ascii_digit()) {
-        return text
-            .parse::<u64>()
-            .ok()
-            .filter(|v| *v <= u32::MAX as u64)
-            .map(|v| v as u32);
+        return text.parse::<u64>().ok().filter(|v| *v <= u32::MAX as u64).map(|v| v as u32);
     }
     let mut total: u64 = 0;
     let mut current: Option<u64> = None;
     for b in text.bytes() {
         if b.is_ascii_digit() {
-            current = Some(
-                current
-                    .unwrap_or(0)
-                    .checked_mul(10)?
-                    .checked_add((b - b'0') as u64)?,
-            );
+            current = Some(current.unwrap_or(0).checked_mul(10)?.checked_add((b - b'0') as u64)?);
             continue;
         }
         let unit = match b.to_ascii_lowercase() {
@@ -234,8 +201,7 @@ fn decode_escaped(token: &[u8], out: &mut Vec<u8>) -> Result<(), RdataError> {
     let mut i = 0;
     while i < token.len() {
         if token[i] == b'\\' {
-            let (value, used) =
-                name::unescape(&token[i + 1..]).map_err(|_| RdataError::BadString)?;
+            let (value, used) = name::unescape(&token[i + 1..]).map_err(|_| RdataError::BadString)?;
             out.push(value);
             i += 1 + used;
         } else {
@@ -255,10 +221,7 @@ pub fn parse_rdata(
     out: &mut Vec<u8>,
 ) -> Result<(), RdataError> {
     let start = out.len();
-    if tokens
-        .first()
-        .is_some_and(|t| t.text == b"\\#" && !t.quoted)
-    {
+    if tokens.first().is_some_and(|t| t.text == b"\\#" && !t.quoted) {
         parse_generic(&tokens[1..], out)?;
     } else {
         parse_known(rtype, tokens, origin, out)?;
@@ -271,41 +234,24 @@ pub fn parse_rdata(
 
 fn parse_generic(tokens: &[Token<'_>], out: &mut Vec<u8>) -> Result<(), RdataError> {
     let mut fields = Fields { tokens, next: 0 };
-    let len: usize = fields
-        .number("generic data length")
-        .map_err(|_| RdataError::BadGeneric)?;
+    let len: usize = fields.number("generic data length").map_err(|_| RdataError::BadGeneric)?;
     let start = out.len();
-    fields
-        .hex_rest(out, true)
-        .map_err(|_| RdataError::BadGeneric)?;
+    fields.hex_rest(out, true).map_err(|_| RdataError::BadGeneric)?;
     if out.len() - start != len {
         return Err(RdataError::BadGeneric);
     }
     Ok(())
 }
 
-fn parse_known(
-    rtype: RecordType,
-    tokens: &[Token<'_>],
-    origin: &Name,
-    out: &mut Vec<u8>,
-) -> Result<(), RdataError> {
+fn parse_known(rtype: RecordType, tokens: &[Token<'_>], origin: &Name, out: &mut Vec<u8>) -> Result<(), RdataError> {
     let mut f = Fields { tokens, next: 0 };
     match rtype {
         RecordType::A => {
-            let addr: Ipv4Addr = f
-                .take("address")?
-                .as_str()
-                .parse()
-                .map_err(|_| RdataError::BadAddress)?;
+            let addr: Ipv4Addr = f.take("address")?.as_str().parse().map_err(|_| RdataError::BadAddress)?;
             out.extend_from_slice(&addr.octets());
         }
         RecordType::AAAA => {
-            let addr: Ipv6Addr = f
-                .take("address")?
-                .as_str()
-                .parse()
-                .map_err(|_| RdataError::BadAddress)?;
+            let addr: Ipv6Addr = f.take("address")?.as_str().parse().map_err(|_| RdataError::BadAddress)?;
             out.extend_from_slice(&addr.octets());
         }
         RecordType::NS | RecordType::CNAME | RecordType::PTR | RecordType::DNAME => {
@@ -349,10 +295,7 @@ fn parse_known(
         RecordType::CAA => {
             out.push(f.number::<u8>("flags")?);
             let tag = f.take("tag")?;
-            if tag.text.is_empty()
-                || tag.text.len() > 255
-                || !tag.text.iter().all(u8::is_ascii_alphanumeric)
-            {
+            if tag.text.is_empty() || tag.text.len() > 255 || !tag.text.iter().all(u8::is_ascii_alphanumeric) {
                 return Err(RdataError::BadNumber("tag (letters and digits only)"));
             }
             out.push(tag.text.len() as u8);
@@ -388,11 +331,7 @@ fn parse_known(
             out.extend_from_slice(&f.number::<u16>("flags")?.to_be_bytes());
             out.push(f.number::<u8>("protocol")?);
             out.push(f.number::<u8>("algorithm")?);
-            let joined: Vec<u8> = f
-                .rest()
-                .iter()
-                .flat_map(|t| t.text.iter().copied())
-                .collect();
+            let joined: Vec<u8> = f.rest().iter().flat_map(|t| t.text.iter().copied()).collect();
             out.extend_from_slice(&BASE64.decode(&joined).map_err(|_| RdataError::BadBase64)?);
         }
         RecordType::SVCB | RecordType::HTTPS => {
@@ -405,24 +344,14 @@ fn parse_known(
     f.finish()
 }
 
-const SVC_KEYS: [&str; 7] = [
-    "mandatory",
-    "alpn",
-    "no-default-alpn",
-    "port",
-    "ipv4hint",
-    "ech",
-    "ipv6hint",
-];
+const SVC_KEYS: [&str; 7] = ["mandatory", "alpn", "no-default-alpn", "port", "ipv4hint", "ech", "ipv6hint"];
 
 fn svc_key_from_text(text: &str) -> Option<u16> {
     if let Some(index) = SVC_KEYS.iter().position(|k| *k == text) {
         return Some(index as u16);
     }
     let digits = text.strip_prefix("key")?;
-    if digits.is_empty()
-        || !digits.bytes().all(|b| b.is_ascii_digit())
-        || (digits.len() > 1 && digits.starts_with('0'))
+    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) || (digits.len() > 1 && digits.starts_with('0'))
     {
         return None;
     }
@@ -440,8 +369,8 @@ fn split_value_list(raw: &[u8]) -> Result<Vec<Vec<u8>>, RdataError> {
                 i += 1;
             }
             b'\\' => {
-                let (value, used) = name::unescape(&raw[i + 1..])
-                    .map_err(|_| RdataError::BadSvcParam("bad escape in value"))?;
+                let (value, used) =
+                    name::unescape(&raw[i + 1..]).map_err(|_| RdataError::BadSvcParam("bad escape in value"))?;
                 items.last_mut().expect("never empty").push(value);
                 i += 1 + used;
             }
@@ -465,24 +394,19 @@ fn parse_svc_params(tokens: &[Token<'_>], out: &mut Vec<u8>) -> Result<(), Rdata
         let token = tokens[i];
         i += 1;
         let text = token.text;
-        let (key_text, raw_value): (&[u8], Option<&[u8]>) =
-            match text.iter().position(|&b| b == b'=') {
-                None => (text, None),
-                Some(eq) if eq + 1 == text.len() && i < tokens.len() && tokens[i].quoted => {
-                    i += 1;
-                    (&text[..eq], Some(tokens[i - 1].text))
-                }
-                Some(eq) => {
-                    let value = &text[eq + 1..];
-                    let value = value
-                        .strip_prefix(b"\"")
-                        .and_then(|v| v.strip_suffix(b"\""))
-                        .unwrap_or(value);
-                    (&text[..eq], Some(value))
-                }
-            };
-        let key_text =
-            std::str::from_utf8(key_text).map_err(|_| RdataError::BadSvcParam("unknown key"))?;
+        let (key_text, raw_value): (&[u8], Option<&[u8]>) = match text.iter().position(|&b| b == b'=') {
+            None => (text, None),
+            Some(eq) if eq + 1 == text.len() && i < tokens.len() && tokens[i].quoted => {
+                i += 1;
+                (&text[..eq], Some(tokens[i - 1].text))
+            }
+            Some(eq) => {
+                let value = &text[eq + 1..];
+                let value = value.strip_prefix(b"\"").and_then(|v| v.strip_suffix(b"\"")).unwrap_or(value);
+                (&text[..eq], Some(value))
+            }
+        };
+        let key_text = std::str::from_utf8(key_text).map_err(|_| RdataError::BadSvcParam("unknown key"))?;
         let key = svc_key_from_text(key_text).ok_or(RdataError::BadSvcParam("unknown key"))?;
         if key == 65535 {
             return Err(RdataError::BadSvcParam("key65535 is reserved"));
@@ -498,9 +422,7 @@ fn parse_svc_params(tokens: &[Token<'_>], out: &mut Vec<u8>) -> Result<(), Rdata
         for pair in mandatory.chunks(2) {
             let listed = u16::from_be_bytes([pair[0], pair[1]]);
             if !params.iter().any(|(k, _)| *k == listed) {
-                return Err(RdataError::BadSvcParam(
-                    "mandatory lists a key that is absent",
-                ));
+                return Err(RdataError::BadSvcParam("mandatory lists a key that is absent"));
             }
         }
     }
@@ -517,22 +439,17 @@ fn parse_svc_params(tokens: &[Token<'_>], out: &mut Vec<u8>) -> Result<(), Rdata
 
 fn svc_value(key: u16, raw: Option<&[u8]>) -> Result<Vec<u8>, RdataError> {
     fn need(raw: Option<&[u8]>) -> Result<&[u8], RdataError> {
-        raw.filter(|r| !r.is_empty())
-            .ok_or(RdataError::BadSvcParam("value required"))
+        raw.filter(|r| !r.is_empty()).ok_or(RdataError::BadSvcParam("value required"))
     }
     let mut value = Vec::new();
     match key {
         0 => {
             let mut keys = Vec::new();
             for item in split_value_list(need(raw)?)? {
-                let text = std::str::from_utf8(&item)
-                    .map_err(|_| RdataError::BadSvcParam("unknown key"))?;
-                let k = svc_key_from_text(text)
-                    .ok_or(RdataError::BadSvcParam("unknown key in mandatory"))?;
+                let text = std::str::from_utf8(&item).map_err(|_| RdataError::BadSvcParam("unknown key"))?;
+                let k = svc_key_from_text(text).ok_or(RdataError::BadSvcParam("unknown key in mandatory"))?;
                 if k == 0 || keys.contains(&k) {
-                    return Err(RdataError::BadSvcParam(
-                        "mandatory lists itself or a key twice",
-                    ));
+                    return Err(RdataError::BadSvcParam("mandatory lists itself or a key twice"));
                 }
                 keys.push(k);
             }
@@ -556,38 +473,28 @@ fn svc_value(key: u16, raw: Option<&[u8]>) -> Result<Vec<u8>, RdataError> {
             }
         }
         3 => {
-            let text =
-                std::str::from_utf8(need(raw)?).map_err(|_| RdataError::BadSvcParam("bad port"))?;
-            let port: u16 = text
-                .parse()
-                .map_err(|_| RdataError::BadSvcParam("bad port"))?;
+            let text = std::str::from_utf8(need(raw)?).map_err(|_| RdataError::BadSvcParam("bad port"))?;
+            let port: u16 = text.parse().map_err(|_| RdataError::BadSvcParam("bad port"))?;
             value.extend_from_slice(&port.to_be_bytes());
         }
         4 | 6 => {
             for item in split_value_list(need(raw)?)? {
                 let text = std::str::from_utf8(&item).map_err(|_| RdataError::BadAddress)?;
                 if key == 4 {
-                    let addr: Ipv4Addr = text
-                        .parse()
-                        .map_err(|_| RdataError::BadSvcParam("bad ipv4hint"))?;
+                    let addr: Ipv4Addr = text.parse().map_err(|_| RdataError::BadSvcParam("bad ipv4hint"))?;
                     value.extend_from_slice(&addr.octets());
                 } else {
-                    let addr: Ipv6Addr = text
-                        .parse()
-                        .map_err(|_| RdataError::BadSvcParam("bad ipv6hint"))?;
+                    let addr: Ipv6Addr = text.parse().map_err(|_| RdataError::BadSvcParam("bad ipv6hint"))?;
                     value.extend_from_slice(&addr.octets());
                 }
             }
         }
         5 => {
-            value = BASE64
-                .decode(need(raw)?)
-                .map_err(|_| RdataError::BadSvcParam("bad base64 in ech"))?;
+            value = BASE64.decode(need(raw)?).map_err(|_| RdataError::BadSvcParam("bad base64 in ech"))?;
         }
         _ => {
             if let Some(raw) = raw {
-                decode_escaped(raw, &mut value)
-                    .map_err(|_| RdataError::BadSvcParam("bad escape in value"))?;
+                decode_escaped(raw, &mut value).map_err(|_| RdataError::BadSvcParam("bad escape in value"))?;
             }
         }
     }
@@ -612,9 +519,7 @@ impl RdataLayout {
     /// The layout for a record type.
     pub fn of(rtype: RecordType) -> RdataLayout {
         match rtype {
-            RecordType::NS | RecordType::CNAME | RecordType::PTR => {
-                RdataLayout::CompressibleNameAt(0)
-            }
+            RecordType::NS | RecordType::CNAME | RecordType::PTR => RdataLayout::CompressibleNameAt(0),
             RecordType::MX => RdataLayout::CompressibleNameAt(2),
             RecordType::SOA => RdataLayout::Soa,
             RecordType::SRV => RdataLayout::NameAt(6),
@@ -643,9 +548,7 @@ pub fn validate_wire(rtype: RecordType, rdata: &[u8]) -> Result<(), RdataError> 
     match rtype {
         RecordType::A => fixed(4),
         RecordType::AAAA => fixed(16),
-        RecordType::NS | RecordType::CNAME | RecordType::PTR | RecordType::DNAME => {
-            fixed(name_at(0)?)
-        }
+        RecordType::NS | RecordType::CNAME | RecordType::PTR | RecordType::DNAME => fixed(name_at(0)?),
         RecordType::MX | RecordType::KX | RecordType::AFSDB => fixed(name_at(2)?),
         RecordType::SRV => fixed(name_at(6)?),
         RecordType::SOA => {
@@ -700,8 +603,7 @@ impl<'a> Reader<'a> {
         self.bytes(2).map(|b| u16::from_be_bytes([b[0], b[1]]))
     }
     fn u32(&mut self) -> Option<u32> {
-        self.bytes(4)
-            .map(|b| u32::from_be_bytes([b[0], b[1], b[2], b[3]]))
+        self.bytes(4).map(|b| u32::from_be_bytes([b[0], b[1], b[2], b[3]]))
     }
     fn name(&mut self) -> Option<&'a [u8]> {
         let len = name::wire_len(&self.data[self.pos..]).ok()?;
@@ -744,10 +646,7 @@ pub fn write_character_string(bytes: &[u8], out: &mut String) {
 }
 
 fn write_known(rtype: RecordType, rdata: &[u8], out: &mut String) -> Option<()> {
-    let mut r = Reader {
-        data: rdata,
-        pos: 0,
-    };
+    let mut r = Reader { data: rdata, pos: 0 };
     match rtype {
         RecordType::A => {
             let b = r.bytes(4)?;
@@ -757,9 +656,7 @@ fn write_known(rtype: RecordType, rdata: &[u8], out: &mut String) -> Option<()> 
             let b: [u8; 16] = r.bytes(16)?.try_into().ok()?;
             let _ = write!(out, "{}", Ipv6Addr::from(b));
         }
-        RecordType::NS | RecordType::CNAME | RecordType::PTR | RecordType::DNAME => {
-            push_name(r.name()?, out)
-        }
+        RecordType::NS | RecordType::CNAME | RecordType::PTR | RecordType::DNAME => push_name(r.name()?, out),
         RecordType::SOA => {
             push_name(r.name()?, out);
             out.push(' ');
@@ -886,10 +783,7 @@ fn write_svc_param(key: u16, value: &[u8], out: &mut String) -> Option<()> {
         }
         1 => {
             out.push_str("=\"");
-            let mut r = Reader {
-                data: value,
-                pos: 0,
-            };
+            let mut r = Reader { data: value, pos: 0 };
             let mut first = true;
             while !r.done() {
                 if !first {
@@ -974,10 +868,7 @@ mod tests {
         while !rest.is_empty() {
             if let Some(stripped) = rest.strip_prefix('"') {
                 let end = stripped.find('"').unwrap();
-                out.push(Token {
-                    text: stripped[..end].as_bytes(),
-                    quoted: true,
-                });
+                out.push(Token { text: stripped[..end].as_bytes(), quoted: true });
                 rest = stripped[end + 1..].trim_start();
             } else {
                 let end = rest.find(' ').unwrap_or(rest.len());
@@ -991,8 +882,7 @@ mod tests {
     fn round_trip(rtype: RecordType, text: &str, shown: &str) {
         let origin = Name::parse("example.com.", None).unwrap();
         let mut wire = Vec::new();
-        parse_rdata(rtype, &tokens(text), &origin, &mut wire)
-            .unwrap_or_else(|e| panic!("{rtype} {text}: {e}"));
+        parse_rdata(rtype, &tokens(text), &origin, &mut wire).unwrap_or_else(|e| panic!("{rtype} {text}: {e}"));
         validate_wire(rtype, &wire).unwrap();
         let mut out = String::new();
         write_rdata(rtype, &wire, &mut out);
@@ -1020,7 +910,11 @@ mod tests {
                 "100 10 \"S\" \"SIP+D2U\" \"\" _sip._udp",
                 "100 10 \"S\" \"SIP+D2U\" \"\" _sip._udp.example.com.",
             ),
-            (RecordType::DS, "60485 5 1 2BB183AF5F22588179A53B0A 98631FAD1A292118", "60485 5 1 2BB183AF5F22588179A53B0A98631FAD1A292118"),
+            (
+                RecordType::DS,
+                "60485 5 1 2BB183AF5F22588179A53B0A 98631FAD1A292118",
+                "60485 5 1 2BB183AF5F22588179A53B0A98631FAD1A292118",
+            ),
             (RecordType::SSHFP, "4 2 abcdef0123", "4 2 ABCDEF0123"),
             (RecordType::TLSA, "3 1 1 0011AABB", "3 1 1 0011AABB"),
             (RecordType::DNAME, "example.net.", "example.net."),
@@ -1050,38 +944,19 @@ mod tests {
             (RecordType::A, "192.0.2", RdataError::BadAddress),
             (RecordType::A, "192.0.2.1 extra", RdataError::TrailingData),
             (RecordType::MX, "10", RdataError::Missing("exchange")),
-            (
-                RecordType::MX,
-                "70000 mail",
-                RdataError::BadNumber("preference"),
-            ),
+            (RecordType::MX, "70000 mail", RdataError::BadNumber("preference")),
             (RecordType(65280), "abc", RdataError::GenericRequired),
             (RecordType(65280), "\\# 2 ABCDEF", RdataError::BadGeneric),
             (RecordType::DS, "1 2 3 XYZ", RdataError::BadHex),
-            (
-                RecordType::HTTPS,
-                "1 . alpn=h2 alpn=h3",
-                RdataError::BadSvcParam("key appears twice"),
-            ),
-            (
-                RecordType::HTTPS,
-                "1 . mandatory=port",
-                RdataError::BadSvcParam("mandatory lists a key that is absent"),
-            ),
+            (RecordType::HTTPS, "1 . alpn=h2 alpn=h3", RdataError::BadSvcParam("key appears twice")),
+            (RecordType::HTTPS, "1 . mandatory=port", RdataError::BadSvcParam("mandatory lists a key that is absent")),
         ];
         for (rtype, text, expected) in cases {
             let mut wire = Vec::new();
-            assert_eq!(
-                parse_rdata(rtype, &tokens(text), &origin, &mut wire),
-                Err(expected),
-                "{rtype} {text}"
-            );
+            assert_eq!(parse_rdata(rtype, &tokens(text), &origin, &mut wire), Err(expected), "{rtype} {text}");
         }
         let long = format!("\"{}\"", "a".repeat(256));
-        assert_eq!(
-            parse_rdata(RecordType::TXT, &tokens(&long), &origin, &mut Vec::new()),
-            Err(RdataError::BadString)
-        );
+        assert_eq!(parse_rdata(RecordType::TXT, &tokens(&long), &origin, &mut Vec::new()), Err(RdataError::BadString));
     }
 
     #[test]

@@ -183,10 +183,7 @@ mod tests {
     #[test]
     fn mnemonics_round_trip() {
         assert_eq!(RecordType::from_mnemonic("aaaa"), Some(RecordType::AAAA));
-        assert_eq!(
-            RecordType::from_mnemonic("TYPE65534"),
-            Some(RecordType(65534))
-        );
+        assert_eq!(RecordType::from_mnemonic("TYPE65534"), Some(RecordType(65534)));
         assert_eq!(RecordType::from_mnemonic("type1"), Some(RecordType::A));
         assert_eq!(RecordType::from_mnemonic("TYPE"), None);
         assert_eq!(RecordType::from_mnemonic("TYPE70000"), None);

@@ -41,12 +41,7 @@ pub struct BoundDns {
 /// port and uses it for both transports of that address.
 pub fn bind(settings: &DnsSettings) -> io::Result<BoundDns> {
     let workers = settings.udp_workers.max(1);
-    let mut bound = BoundDns {
-        udp: Vec::new(),
-        tcp: Vec::new(),
-        local: Vec::new(),
-        tcp_settings: settings.tcp,
-    };
+    let mut bound = BoundDns { udp: Vec::new(), tcp: Vec::new(), local: Vec::new(), tcp_settings: settings.tcp };
     for &requested in &settings.listen {
         let (udp, tcp, local) = bind_one(requested, workers)?;
         bound.udp.extend(udp);
@@ -56,10 +51,7 @@ pub fn bind(settings: &DnsSettings) -> io::Result<BoundDns> {
     Ok(bound)
 }
 
-fn bind_one(
-    requested: SocketAddr,
-    workers: usize,
-) -> io::Result<(Vec<UdpSocket>, std::net::TcpListener, SocketAddr)> {
+fn bind_one(requested: SocketAddr, workers: usize) -> io::Result<(Vec<UdpSocket>, std::net::TcpListener, SocketAddr)> {
     // With port 0 the TCP port the kernel gave UDP may be taken; try a few.
     let attempts = if requested.port() == 0 { 16 } else { 1 };
     let mut last_error = None;
@@ -91,11 +83,7 @@ impl BoundDns {
     }
 
     /// Serves until `shutdown` turns true; returns once every socket is closed.
-    pub async fn run(
-        self,
-        zones: Arc<ArcSwap<ZoneSet>>,
-        shutdown: watch::Receiver<bool>,
-    ) -> io::Result<()> {
+    pub async fn run(self, zones: Arc<ArcSwap<ZoneSet>>, shutdown: watch::Receiver<bool>) -> io::Result<()> {
         let stop = Arc::new(AtomicBool::new(false));
         let mut threads = Vec::new();
         for (index, socket) in self.udp.into_iter().enumerate() {
@@ -109,12 +97,7 @@ impl BoundDns {
         }
         let mut tcp_tasks = Vec::new();
         for listener in self.tcp {
-            tcp_tasks.push(tokio::spawn(tcp::serve(
-                listener,
-                zones.clone(),
-                self.tcp_settings,
-                shutdown.clone(),
-            )));
+            tcp_tasks.push(tokio::spawn(tcp::serve(listener, zones.clone(), self.tcp_settings, shutdown.clone())));
         }
         let mut shutdown = shutdown;
         while !*shutdown.borrow() {

@@ -24,20 +24,14 @@ pub struct TcpSettings {
 
 impl Default for TcpSettings {
     fn default() -> TcpSettings {
-        TcpSettings {
-            idle_timeout: Duration::from_secs(10),
-            max_connections: 512,
-        }
+        TcpSettings { idle_timeout: Duration::from_secs(10), max_connections: 512 }
     }
 }
 
 /// Binds a TCP listener with SO_REUSEADDR, as servers restart often.
 pub fn bind_tcp(addr: SocketAddr) -> io::Result<std::net::TcpListener> {
-    let socket = socket2::Socket::new(
-        socket2::Domain::for_address(addr),
-        socket2::Type::STREAM,
-        Some(socket2::Protocol::TCP),
-    )?;
+    let socket =
+        socket2::Socket::new(socket2::Domain::for_address(addr), socket2::Type::STREAM, Some(socket2::Protocol::TCP))?;
     if addr.is_ipv6() {
         socket.set_only_v6(true)?;
     }

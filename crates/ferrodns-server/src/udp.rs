@@ -57,9 +57,7 @@ pub fn run_worker(socket: UdpSocket, zones: Arc<ArcSwap<ZoneSet>>, stop: Arc<Ato
             Err(e)
                 if matches!(
                     e.kind(),
-                    io::ErrorKind::WouldBlock
-                        | io::ErrorKind::TimedOut
-                        | io::ErrorKind::Interrupted
+                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut | io::ErrorKind::Interrupted
                 ) => {}
             Err(e) => {
                 tracing::warn!(error = %e, "recvmmsg failed");
@@ -95,20 +93,12 @@ impl Worker {
             inputs: vec![[0u8; RECEIVE_BUFFER]; BATCH],
             input_lengths: [0; BATCH],
             input_truncated: [false; BATCH],
-            outputs: (0..BATCH)
-                .map(|_| Vec::with_capacity(RECEIVE_BUFFER))
-                .collect(),
+            outputs: (0..BATCH).map(|_| Vec::with_capacity(RECEIVE_BUFFER)).collect(),
             reply: [false; BATCH],
             reply_count: 0,
             addresses: vec![zeroed_storage; BATCH],
             address_lengths: [0; BATCH],
-            iovecs: vec![
-                libc::iovec {
-                    iov_base: std::ptr::null_mut(),
-                    iov_len: 0
-                };
-                BATCH
-            ],
+            iovecs: vec![libc::iovec { iov_base: std::ptr::null_mut(), iov_len: 0 }; BATCH],
             headers: vec![zeroed_header; BATCH],
         }
     }
@@ -117,10 +107,7 @@ impl Worker {
     /// poll interval passes.
     fn receive(&mut self, socket: &UdpSocket) -> io::Result<usize> {
         for i in 0..BATCH {
-            self.iovecs[i] = libc::iovec {
-                iov_base: self.inputs[i].as_mut_ptr().cast(),
-                iov_len: RECEIVE_BUFFER,
-            };
+            self.iovecs[i] = libc::iovec { iov_base: self.inputs[i].as_mut_ptr().cast(), iov_len: RECEIVE_BUFFER };
             let header = &mut self.headers[i].msg_hdr;
             header.msg_name = (&mut self.addresses[i] as *mut libc::sockaddr_storage).cast();
             header.msg_namelen = std::mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
@@ -169,10 +156,8 @@ impl Worker {
             if !self.reply[i] {
                 continue;
             }
-            self.iovecs[out] = libc::iovec {
-                iov_base: self.outputs[i].as_mut_ptr().cast(),
-                iov_len: self.outputs[i].len(),
-            };
+            self.iovecs[out] =
+                libc::iovec { iov_base: self.outputs[i].as_mut_ptr().cast(), iov_len: self.outputs[i].len() };
             let header = &mut self.headers[out].msg_hdr;
             header.msg_name = (&mut self.addresses[i] as *mut libc::sockaddr_storage).cast();
             header.msg_namelen = self.address_lengths[i];
@@ -190,12 +175,7 @@ impl Worker {
         while sent < total {
             // SAFETY: headers[sent..total] were filled by answer() and point into self.
             let n = unsafe {
-                libc::sendmmsg(
-                    socket.as_raw_fd(),
-                    self.headers[sent..].as_mut_ptr(),
-                    (total - sent) as libc::c_uint,
-                    0,
-                )
+                libc::sendmmsg(socket.as_raw_fd(), self.headers[sent..].as_mut_ptr(), (total - sent) as libc::c_uint, 0)
             };
             if n < 0 {
                 let e = io::Error::last_os_error();

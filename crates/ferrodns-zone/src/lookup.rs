@@ -39,10 +39,7 @@ pub struct Lookup<'z> {
 impl Zone {
     /// Looks up a lowercase wire qname that is at or below this zone's apex.
     pub fn lookup(&self, qname_lower: &[u8], qtype: RecordType) -> Lookup<'_> {
-        debug_assert!(ferrodns_proto::name::is_subdomain(
-            qname_lower,
-            self.apex_lower()
-        ));
+        debug_assert!(ferrodns_proto::name::is_subdomain(qname_lower, self.apex_lower()));
         // Offsets of each label of the qname, so that suffixes can be walked from the apex down.
         let mut starts = [0u8; 128];
         let mut count = 0;
@@ -53,48 +50,25 @@ impl Zone {
             pos += 1 + qname_lower[pos] as usize;
         }
         let apex_offset = qname_lower.len() - self.apex_lower().len();
-        let apex_index = starts[..count]
-            .iter()
-            .position(|&s| s as usize == apex_offset)
-            .unwrap_or(count);
+        let apex_index = starts[..count].iter().position(|&s| s as usize == apex_offset).unwrap_or(count);
         let mut index = apex_index;
         let mut encloser: Option<&Node> = None;
         loop {
-            let offset = if index == count {
-                qname_lower.len() - 1
-            } else {
-                starts[index] as usize
-            };
-            let suffix = if index == apex_index {
-                self.apex_lower()
-            } else {
-                &qname_lower[offset..]
-            };
+            let offset = if index == count { qname_lower.len() - 1 } else { starts[index] as usize };
+            let suffix = if index == apex_index { self.apex_lower() } else { &qname_lower[offset..] };
             let Some(node) = self.node(suffix) else { break };
             let at_apex = index == apex_index;
             let at_qname = index == 0;
-            if !at_apex
-                && node.rrset(RecordType::NS).is_some()
-                && !(at_qname && qtype == RecordType::DS)
-            {
-                return Lookup {
-                    answer: Answer::Referral(node),
-                    wildcard: false,
-                };
+            if !at_apex && node.rrset(RecordType::NS).is_some() && !(at_qname && qtype == RecordType::DS) {
+                return Lookup { answer: Answer::Referral(node), wildcard: false };
             }
             if !at_qname {
                 if let Some(dname) = node.rrset(RecordType::DNAME) {
-                    return Lookup {
-                        answer: Answer::Dname(node, dname),
-                        wildcard: false,
-                    };
+                    return Lookup { answer: Answer::Dname(node, dname), wildcard: false };
                 }
             }
             if at_qname {
-                return Lookup {
-                    answer: exact(node, qtype),
-                    wildcard: false,
-                };
+                return Lookup { answer: exact(node, qtype), wildcard: false };
             }
             encloser = Some(node);
             if index == 0 {
@@ -103,44 +77,28 @@ impl Zone {
             index -= 1;
         }
         let Some(encloser) = encloser else {
-            return Lookup {
-                answer: Answer::NxDomain,
-                wildcard: false,
-            };
+            return Lookup { answer: Answer::NxDomain, wildcard: false };
         };
         // RFC 4592 §3.3.1: the source of synthesis is `*.<closest encloser>`.
         let mut wildcard = [0u8; MAX_NAME_LEN + 2];
         let closest = encloser.name();
         if closest.len() + 2 > MAX_NAME_LEN {
-            return Lookup {
-                answer: Answer::NxDomain,
-                wildcard: false,
-            };
+            return Lookup { answer: Answer::NxDomain, wildcard: false };
         }
         wildcard[0] = 1;
         wildcard[1] = b'*';
         wildcard[2..2 + closest.len()].copy_from_slice(closest);
         wildcard[2..2 + closest.len()].make_ascii_lowercase();
         match self.node(&wildcard[..2 + closest.len()]) {
-            Some(source) => Lookup {
-                answer: exact(source, qtype),
-                wildcard: true,
-            },
-            None => Lookup {
-                answer: Answer::NxDomain,
-                wildcard: false,
-            },
+            Some(source) => Lookup { answer: exact(source, qtype), wildcard: true },
+            None => Lookup { answer: Answer::NxDomain, wildcard: false },
         }
     }
 }
 
 fn exact(node: &Node, qtype: RecordType) -> Answer<'_> {
     if qtype == RecordType::ANY {
-        return if node.is_empty_non_terminal() {
-            Answer::NoData(node)
-        } else {
-            Answer::Any(node)
-        };
+        return if node.is_empty_non_terminal() { Answer::NoData(node) } else { Answer::Any(node) };
     }
     if qtype != RecordType::CNAME {
         if let Some(cname) = node.rrset(RecordType::CNAME) {

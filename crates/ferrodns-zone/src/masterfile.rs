@@ -103,11 +103,7 @@ impl State {
             soa_minimum: None,
             last_owner: None,
             allow_include: options.allow_include,
-            max_errors: if options.max_errors == 0 {
-                100
-            } else {
-                options.max_errors
-            },
+            max_errors: if options.max_errors == 0 { 100 } else { options.max_errors },
         }
     }
 }
@@ -116,11 +112,7 @@ fn read_path(path: &Path, state: &mut State, parsed: &mut Parsed, depth: usize) 
     let file = path.display().to_string();
     match std::fs::read(path) {
         Ok(text) => parse_into(&text, &file, path.parent(), state, parsed, depth),
-        Err(e) => parsed.errors.push(ParseError {
-            file,
-            line: 0,
-            message: format!("cannot read: {e}"),
-        }),
+        Err(e) => parsed.errors.push(ParseError { file, line: 0, message: format!("cannot read: {e}") }),
     }
 }
 
@@ -154,10 +146,7 @@ impl<'a> Lexer<'a> {
             loop {
                 let Some(&c) = self.text.get(self.pos) else {
                     if depth > 0 {
-                        return Err((
-                            paren_line,
-                            "unbalanced '(': end of file inside parentheses".into(),
-                        ));
+                        return Err((paren_line, "unbalanced '(': end of file inside parentheses".into()));
                     }
                     break;
                 };
@@ -211,10 +200,7 @@ impl<'a> Lexer<'a> {
                             }
                         }
                         let end = i.min(self.text.len());
-                        entry.tokens.push(Token {
-                            text: &self.text[start..end],
-                            quoted: true,
-                        });
+                        entry.tokens.push(Token { text: &self.text[start..end], quoted: true });
                         self.pos = end + 1;
                     }
                     _ => {
@@ -226,10 +212,7 @@ impl<'a> Lexer<'a> {
                                 _ => self.pos += 1,
                             }
                         }
-                        entry.tokens.push(Token {
-                            text: &self.text[start..self.pos],
-                            quoted: false,
-                        });
+                        entry.tokens.push(Token { text: &self.text[start..self.pos], quoted: false });
                     }
                 }
             }
@@ -246,24 +229,9 @@ impl<'a> Lexer<'a> {
     }
 }
 
-fn parse_into(
-    text: &[u8],
-    file: &str,
-    directory: Option<&Path>,
-    state: &mut State,
-    parsed: &mut Parsed,
-    depth: usize,
-) {
-    let mut lexer = Lexer {
-        text,
-        pos: 0,
-        line: 1,
-    };
-    let mut entry = Entry {
-        tokens: Vec::with_capacity(16),
-        blank_owner: false,
-        line: 1,
-    };
+fn parse_into(text: &[u8], file: &str, directory: Option<&Path>, state: &mut State, parsed: &mut Parsed, depth: usize) {
+    let mut lexer = Lexer { text, pos: 0, line: 1 };
+    let mut entry = Entry { tokens: Vec::with_capacity(16), blank_owner: false, line: 1 };
     loop {
         if parsed.errors.len() >= state.max_errors {
             parsed.errors.push(ParseError {
@@ -277,20 +245,12 @@ fn parse_into(
             Ok(false) => return,
             Ok(true) => {}
             Err((line, message)) => {
-                parsed.errors.push(ParseError {
-                    file: file.into(),
-                    line,
-                    message,
-                });
+                parsed.errors.push(ParseError { file: file.into(), line, message });
                 continue;
             }
         }
         let line = entry.line;
-        let error = |message: String| ParseError {
-            file: file.into(),
-            line,
-            message,
-        };
+        let error = |message: String| ParseError { file: file.into(), line, message };
         let first = entry.tokens[0].text;
         if !entry.blank_owner && first.first() == Some(&b'$') && !entry.tokens[0].quoted {
             if let Err(message) = directive(&entry.tokens, directory, state, parsed, depth) {
@@ -334,8 +294,7 @@ fn directive(
             let [_, ttl] = tokens else {
                 return Err("$TTL takes exactly one value".into());
             };
-            let ttl = rdata::parse_ttl(token_str(ttl))
-                .ok_or_else(|| format!("bad $TTL '{}'", token_str(ttl)))?;
+            let ttl = rdata::parse_ttl(token_str(ttl)).ok_or_else(|| format!("bad $TTL '{}'", token_str(ttl)))?;
             state.default_ttl = Some(ttl);
             Ok(())
         }
@@ -378,10 +337,7 @@ fn directive(
 fn record(entry: &Entry<'_>, state: &mut State) -> Result<Record, String> {
     let mut tokens = &entry.tokens[..];
     let owner = if entry.blank_owner {
-        state
-            .last_owner
-            .clone()
-            .ok_or("no owner: the first record must name one")?
+        state.last_owner.clone().ok_or("no owner: the first record must name one")?
     } else {
         let token = &tokens[0];
         tokens = &tokens[1..];
@@ -406,8 +362,7 @@ fn record(entry: &Entry<'_>, state: &mut State) -> Result<Record, String> {
                 continue;
             }
         }
-        break RecordType::from_mnemonic(text)
-            .ok_or_else(|| format!("unknown record type '{text}'"))?;
+        break RecordType::from_mnemonic(text).ok_or_else(|| format!("unknown record type '{text}'"))?;
     };
     if let Some(class) = class {
         if class != Class::IN {
@@ -419,15 +374,10 @@ fn record(entry: &Entry<'_>, state: &mut State) -> Result<Record, String> {
     }
     let origin = state.origin.clone().unwrap_or_else(Name::root);
     let mut wire = Vec::new();
-    rdata::parse_rdata(rtype, tokens, &origin, &mut wire)
-        .map_err(|e| format!("{rtype} record: {e}"))?;
+    rdata::parse_rdata(rtype, tokens, &origin, &mut wire).map_err(|e| format!("{rtype} record: {e}"))?;
     if rtype == RecordType::SOA {
         // RFC 1035 leaves the default TTL open; like BIND, fall back to the SOA minimum.
-        let minimum = u32::from_be_bytes(
-            wire[wire.len() - 4..]
-                .try_into()
-                .expect("SOA has 20 fixed octets"),
-        );
+        let minimum = u32::from_be_bytes(wire[wire.len() - 4..].try_into().expect("SOA has 20 fixed octets"));
         state.soa_minimum = Some(minimum);
     }
     let ttl = match ttl {
@@ -444,13 +394,7 @@ fn record(entry: &Entry<'_>, state: &mut State) -> Result<Record, String> {
     if ttl > 0x7fff_ffff {
         return Err(format!("TTL {ttl} is above 2^31-1 (RFC 2181 §8)"));
     }
-    Ok(Record {
-        owner,
-        rtype,
-        ttl,
-        rdata: wire,
-        line: entry.line,
-    })
+    Ok(Record { owner, rtype, ttl, rdata: wire, line: entry.line })
 }
 
 #[cfg(test)]
@@ -521,23 +465,15 @@ mod tests {
         let parsed = parse("example. 100 IN SOA ns. h. 1 2 3 4 50\nexample. NS ns.\n");
         assert_eq!(parsed.records[1].ttl, 100);
         let parsed = parse("a.example. A 192.0.2.1\n");
-        assert_eq!(
-            parsed.errors[0].message,
-            "no TTL: give one, or set $TTL before the first record"
-        );
+        assert_eq!(parsed.errors[0].message, "no TTL: give one, or set $TTL before the first record");
         let parsed = parse("x 1 A 192.0.2.1\n");
-        assert!(parsed.errors[0]
-            .message
-            .contains("relative name with no origin"));
+        assert!(parsed.errors[0].message.contains("relative name with no origin"));
     }
 
     #[test]
     fn unbalanced_parentheses_are_errors() {
         let parsed = parse("$TTL 1\na.example. TXT ( \"x\"\n");
-        assert_eq!(
-            parsed.errors[0].to_string(),
-            "test.zone:2: unbalanced '(': end of file inside parentheses"
-        );
+        assert_eq!(parsed.errors[0].to_string(), "test.zone:2: unbalanced '(': end of file inside parentheses");
         let parsed = parse("$TTL 1\na.example. TXT \"x\" )\nb.example. A 192.0.2.1\n");
         assert_eq!(parsed.errors[0].to_string(), "test.zone:2: unbalanced ')'");
         assert_eq!(parsed.records.len(), 1);
@@ -548,24 +484,12 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("ferrodns-include-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         std::fs::write(dir.join("inner.zone"), "www A 192.0.2.7\n").unwrap();
-        std::fs::write(
-            dir.join("outer.zone"),
-            "$ORIGIN example.\n$TTL 5\n$INCLUDE inner.zone sub\nmail A 192.0.2.8\n",
-        )
-        .unwrap();
-        let options = ParseOptions {
-            allow_include: true,
-            ..ParseOptions::default()
-        };
+        std::fs::write(dir.join("outer.zone"), "$ORIGIN example.\n$TTL 5\n$INCLUDE inner.zone sub\nmail A 192.0.2.8\n")
+            .unwrap();
+        let options = ParseOptions { allow_include: true, ..ParseOptions::default() };
         let parsed = parse_file(&dir.join("outer.zone"), &options);
         assert!(parsed.errors.is_empty(), "{:?}", parsed.errors);
-        assert_eq!(
-            shown(&parsed),
-            [
-                "www.sub.example. 5 A 192.0.2.7",
-                "mail.example. 5 A 192.0.2.8"
-            ]
-        );
+        assert_eq!(shown(&parsed), ["www.sub.example. 5 A 192.0.2.7", "mail.example. 5 A 192.0.2.8"]);
         std::fs::remove_dir_all(dir).unwrap();
     }
 }

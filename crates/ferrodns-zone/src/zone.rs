@@ -25,21 +25,13 @@ pub struct RRset {
 
 impl RRset {
     /// Builds an RRset from RDATAs in wire form.
-    pub fn new<'a>(
-        rtype: RecordType,
-        ttl: u32,
-        rdatas: impl IntoIterator<Item = &'a [u8]>,
-    ) -> RRset {
+    pub fn new<'a>(rtype: RecordType, ttl: u32, rdatas: impl IntoIterator<Item = &'a [u8]>) -> RRset {
         let mut packed = Vec::new();
         for rdata in rdatas {
             packed.extend_from_slice(&(rdata.len() as u16).to_be_bytes());
             packed.extend_from_slice(rdata);
         }
-        RRset {
-            rtype,
-            ttl,
-            packed: packed.into_boxed_slice(),
-        }
+        RRset { rtype, ttl, packed: packed.into_boxed_slice() }
     }
 
     /// The RDATAs in this crate's packed form, as the message writer takes them.
@@ -49,9 +41,7 @@ impl RRset {
 
     /// Each RDATA in wire form.
     pub fn rdatas(&self) -> RdataIter<'_> {
-        RdataIter {
-            packed: &self.packed,
-        }
+        RdataIter { packed: &self.packed }
     }
 
     /// How many records.
@@ -140,13 +130,7 @@ pub struct Zone {
 
 impl fmt::Debug for Zone {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "Zone({} serial={} nodes={})",
-            self.apex,
-            self.serial.0,
-            self.nodes.len()
-        )
+        write!(f, "Zone({} serial={} nodes={})", self.apex, self.serial.0, self.nodes.len())
     }
 }
 
@@ -190,23 +174,19 @@ impl Zone {
 
     /// The apex node.
     pub fn apex_node(&self) -> &Node {
-        self.node(&self.apex_lower)
-            .expect("a built zone has its apex")
+        self.node(&self.apex_lower).expect("a built zone has its apex")
     }
 
     /// The apex SOA RRset.
     pub fn soa(&self) -> &RRset {
-        self.apex_node()
-            .rrset(RecordType::SOA)
-            .expect("a built zone has an SOA")
+        self.apex_node().rrset(RecordType::SOA).expect("a built zone has an SOA")
     }
 
     /// Looks up a node by lowercase wire name.
     #[inline]
     pub fn node(&self, name_lower: &[u8]) -> Option<&Node> {
         let hash = self.hasher.hash_one(name_lower);
-        self.nodes
-            .find(hash, |node| node.name.eq_ignore_ascii_case(name_lower))
+        self.nodes.find(hash, |node| node.name.eq_ignore_ascii_case(name_lower))
     }
 
     /// Looks up a node by a name in any case.
@@ -263,12 +243,7 @@ pub struct ZoneBuilder {
 impl ZoneBuilder {
     /// Starts a zone with this apex.
     pub fn new(apex: Name) -> ZoneBuilder {
-        ZoneBuilder {
-            apex,
-            nodes: HashMap::new(),
-            errors: Vec::new(),
-            warnings: Vec::new(),
-        }
+        ZoneBuilder { apex, nodes: HashMap::new(), errors: Vec::new(), warnings: Vec::new() }
     }
 
     /// The apex.
@@ -278,26 +253,13 @@ impl ZoneBuilder {
 
     /// Adds one record. Out-of-zone owners are refused at once. A record equal
     /// to one already present is dropped, as an RRset is a set.
-    pub fn add(
-        &mut self,
-        owner: Name,
-        rtype: RecordType,
-        ttl: u32,
-        rdata: &[u8],
-        line: Option<usize>,
-    ) {
+    pub fn add(&mut self, owner: Name, rtype: RecordType, ttl: u32, rdata: &[u8], line: Option<usize>) {
         if !owner.is_subdomain_of(&self.apex) {
-            self.errors.push(ZoneError {
-                line,
-                message: format!("{owner} is outside the zone {}", self.apex),
-            });
+            self.errors.push(ZoneError { line, message: format!("{owner} is outside the zone {}", self.apex) });
             return;
         }
         if let Err(e) = ferrodns_proto::rdata::validate_wire(rtype, rdata) {
-            self.errors.push(ZoneError {
-                line,
-                message: format!("{owner} {rtype}: {e}"),
-            });
+            self.errors.push(ZoneError { line, message: format!("{owner} {rtype}: {e}") });
             return;
         }
         let rrsets = self.nodes.entry(owner).or_default();
@@ -317,12 +279,7 @@ impl ZoneBuilder {
                     rrset.rdatas.push(rdata.to_vec());
                 }
             }
-            None => rrsets.push(PendingRRset {
-                rtype,
-                ttl,
-                rdatas: vec![rdata.to_vec()],
-                line,
-            }),
+            None => rrsets.push(PendingRRset { rtype, ttl, rdatas: vec![rdata.to_vec()], line }),
         }
     }
 
@@ -339,8 +296,7 @@ impl ZoneBuilder {
         }
         let apex_lower: Box<[u8]> = self.apex.to_lowercase().into_wire();
         let apex_len = apex_lower.len();
-        let mut nodes: HashTable<Node> =
-            HashTable::with_capacity(self.nodes.len() + self.nodes.len() / 8);
+        let mut nodes: HashTable<Node> = HashTable::with_capacity(self.nodes.len() + self.nodes.len() / 8);
         let hasher = foldhash::fast::RandomState::default();
         let mut record_count = 0;
         let mut buffer = [0u8; MAX_NAME_LEN];
@@ -361,9 +317,7 @@ impl ZoneBuilder {
             }
             let hash = hasher.hash_one(lower);
             let node = Node { name: wire, rrsets };
-            nodes.insert_unique(hash, node, |n| {
-                hasher.hash_one(lowercase_into(&n.name, &mut [0u8; MAX_NAME_LEN]))
-            });
+            nodes.insert_unique(hash, node, |n| hasher.hash_one(lowercase_into(&n.name, &mut [0u8; MAX_NAME_LEN])));
         }
         // Empty non-terminals: every name between an owner and the apex exists.
         let owners: Vec<Box<[u8]>> = nodes.iter().map(|n| n.name.clone()).collect();
@@ -377,27 +331,17 @@ impl ZoneBuilder {
                 let ancestor = &owner[pos..];
                 let lower = lowercase_into(ancestor, &mut buffer);
                 let hash = hasher.hash_one(lower);
-                if nodes
-                    .find(hash, |n| n.name.eq_ignore_ascii_case(lower))
-                    .is_some()
-                {
+                if nodes.find(hash, |n| n.name.eq_ignore_ascii_case(lower)).is_some() {
                     break;
                 }
-                let node = Node {
-                    name: ancestor.into(),
-                    rrsets: Box::new([]),
-                };
-                nodes.insert_unique(hash, node, |n| {
-                    hasher.hash_one(lowercase_into(&n.name, &mut [0u8; MAX_NAME_LEN]))
-                });
+                let node = Node { name: ancestor.into(), rrsets: Box::new([]) };
+                nodes.insert_unique(hash, node, |n| hasher.hash_one(lowercase_into(&n.name, &mut [0u8; MAX_NAME_LEN])));
             }
         }
         let soa = soa.expect("check() guarantees an apex SOA");
         let soa_rdata = soa.rdatas().next().expect("SOA RRset has a record");
         let fixed = &soa_rdata[soa_rdata.len() - 20..];
-        let serial = Serial(u32::from_be_bytes(
-            fixed[0..4].try_into().expect("4 octets"),
-        ));
+        let serial = Serial(u32::from_be_bytes(fixed[0..4].try_into().expect("4 octets")));
         let minimum = u32::from_be_bytes(fixed[16..20].try_into().expect("4 octets"));
         let zone = Zone {
             apex: self.apex,
@@ -414,16 +358,10 @@ impl ZoneBuilder {
     fn check(&mut self) {
         let apex = self.apex.clone();
         match self.nodes.get(&apex) {
-            None => self.errors.push(ZoneError {
-                line: None,
-                message: format!("no SOA at the apex {apex}"),
-            }),
+            None => self.errors.push(ZoneError { line: None, message: format!("no SOA at the apex {apex}") }),
             Some(rrsets) => {
                 match rrsets.iter().find(|r| r.rtype == RecordType::SOA) {
-                    None => self.errors.push(ZoneError {
-                        line: None,
-                        message: format!("no SOA at the apex {apex}"),
-                    }),
+                    None => self.errors.push(ZoneError { line: None, message: format!("no SOA at the apex {apex}") }),
                     Some(soa) if soa.rdatas.len() > 1 => self.errors.push(ZoneError {
                         line: soa.line,
                         message: format!("more than one SOA record at the apex {apex}"),
@@ -431,19 +369,14 @@ impl ZoneBuilder {
                     Some(_) => {}
                 }
                 if !rrsets.iter().any(|r| r.rtype == RecordType::NS) {
-                    self.errors.push(ZoneError {
-                        line: None,
-                        message: format!("no NS records at the apex {apex}"),
-                    });
+                    self.errors.push(ZoneError { line: None, message: format!("no NS records at the apex {apex}") });
                 }
             }
         }
         let cuts: Vec<Name> = self
             .nodes
             .iter()
-            .filter(|(owner, rrsets)| {
-                **owner != apex && rrsets.iter().any(|r| r.rtype == RecordType::NS)
-            })
+            .filter(|(owner, rrsets)| **owner != apex && rrsets.iter().any(|r| r.rtype == RecordType::NS))
             .map(|(owner, _)| owner.clone())
             .collect();
         let dnames: Vec<Name> = self
@@ -464,61 +397,41 @@ impl ZoneBuilder {
             if let Some(cname) = rrsets.iter().find(|r| r.rtype == RecordType::CNAME) {
                 let others: Vec<String> = rrsets
                     .iter()
-                    .filter(|r| {
-                        !matches!(
-                            r.rtype,
-                            RecordType::CNAME | RecordType::RRSIG | RecordType::NSEC
-                        )
-                    })
+                    .filter(|r| !matches!(r.rtype, RecordType::CNAME | RecordType::RRSIG | RecordType::NSEC))
                     .map(|r| r.rtype.to_string())
                     .collect();
                 if !others.is_empty() {
                     self.errors.push(ZoneError {
                         line: cname.line,
-                        message: format!("CNAME at {owner} beside other data ({}); a CNAME excludes all other data", others.join(", ")),
+                        message: format!(
+                            "CNAME at {owner} beside other data ({}); a CNAME excludes all other data",
+                            others.join(", ")
+                        ),
                     });
                 } else if cname.rdatas.len() > 1 {
-                    self.errors.push(ZoneError {
-                        line: cname.line,
-                        message: format!("more than one CNAME at {owner}"),
-                    });
+                    self.errors
+                        .push(ZoneError { line: cname.line, message: format!("more than one CNAME at {owner}") });
                 }
                 if *owner == apex {
-                    self.errors.push(ZoneError {
-                        line: cname.line,
-                        message: format!("CNAME at the apex {apex}"),
-                    });
+                    self.errors.push(ZoneError { line: cname.line, message: format!("CNAME at the apex {apex}") });
                 }
             }
             if let Some(dname) = rrsets.iter().find(|r| r.rtype == RecordType::DNAME) {
                 if dname.rdatas.len() > 1 {
-                    self.errors.push(ZoneError {
-                        line: dname.line,
-                        message: format!("more than one DNAME at {owner}"),
-                    });
+                    self.errors
+                        .push(ZoneError { line: dname.line, message: format!("more than one DNAME at {owner}") });
                 }
             }
-            let below_cut = cuts
-                .iter()
-                .find(|cut| *owner != **cut && owner.is_subdomain_of(cut));
+            let below_cut = cuts.iter().find(|cut| *owner != **cut && owner.is_subdomain_of(cut));
             if let Some(cut) = below_cut {
-                for rrset in rrsets
-                    .iter()
-                    .filter(|r| !matches!(r.rtype, RecordType::A | RecordType::AAAA))
-                {
+                for rrset in rrsets.iter().filter(|r| !matches!(r.rtype, RecordType::A | RecordType::AAAA)) {
                     self.warnings.push(ZoneError {
                         line: rrset.line,
-                        message: format!(
-                            "{owner} {} is below the zone cut at {cut} and is occluded",
-                            rrset.rtype
-                        ),
+                        message: format!("{owner} {} is below the zone cut at {cut} and is occluded", rrset.rtype),
                     });
                 }
             }
-            if let Some(dname) = dnames
-                .iter()
-                .find(|d| *owner != **d && owner.is_subdomain_of(d))
-            {
+            if let Some(dname) = dnames.iter().find(|d| *owner != **d && owner.is_subdomain_of(d)) {
                 self.warnings.push(ZoneError {
                     line: rrsets.first().and_then(|r| r.line),
                     message: format!("{owner} is below the DNAME at {dname} and is occluded"),
@@ -541,47 +454,26 @@ pub(crate) mod tests {
         let apex = parsed
             .first_origin
             .clone()
-            .or_else(|| {
-                parsed
-                    .records
-                    .iter()
-                    .find(|r| r.rtype == RecordType::SOA)
-                    .map(|r| r.owner.clone())
-            })
+            .or_else(|| parsed.records.iter().find(|r| r.rtype == RecordType::SOA).map(|r| r.owner.clone()))
             .unwrap_or_else(Name::root);
         let mut builder = ZoneBuilder::new(apex);
         for r in parsed.records {
             builder.add(r.owner, r.rtype, r.ttl, &r.rdata, Some(r.line));
         }
-        builder
-            .finish()
-            .map(|(zone, _)| zone)
-            .map_err(|errors| errors.iter().map(ToString::to_string).collect())
+        builder.finish().map(|(zone, _)| zone).map_err(|errors| errors.iter().map(ToString::to_string).collect())
     }
 
-    const HEAD: &str =
-        "$ORIGIN example.\n$TTL 300\n@ SOA ns h 7 1 1 1 60\n@ NS ns\nns A 192.0.2.1\n";
+    const HEAD: &str = "$ORIGIN example.\n$TTL 300\n@ SOA ns h 7 1 1 1 60\n@ NS ns\nns A 192.0.2.1\n";
 
     #[test]
     fn builds_nodes_and_empty_non_terminals() {
-        let zone = build(&format!(
-            "{HEAD}a.b.c A 192.0.2.2\nA.B.C A 192.0.2.2\nA.B.C A 192.0.2.3\n"
-        ))
-        .unwrap();
+        let zone = build(&format!("{HEAD}a.b.c A 192.0.2.2\nA.B.C A 192.0.2.2\nA.B.C A 192.0.2.3\n")).unwrap();
         assert_eq!(zone.serial(), Serial(7));
         assert_eq!(zone.negative_ttl(), 60);
         assert_eq!(zone.record_count(), 5);
-        assert!(zone
-            .node(b"\x01b\x01c\x07example\x00")
-            .unwrap()
-            .is_empty_non_terminal());
-        assert!(zone
-            .node(b"\x01c\x07example\x00")
-            .unwrap()
-            .is_empty_non_terminal());
-        let node = zone
-            .node_any_case(b"\x01A\x01b\x01C\x07EXAMPLE\x00")
-            .unwrap();
+        assert!(zone.node(b"\x01b\x01c\x07example\x00").unwrap().is_empty_non_terminal());
+        assert!(zone.node(b"\x01c\x07example\x00").unwrap().is_empty_non_terminal());
+        let node = zone.node_any_case(b"\x01A\x01b\x01C\x07EXAMPLE\x00").unwrap();
         assert_eq!(node.rrset(RecordType::A).unwrap().len(), 2);
         assert_eq!(zone.node_count(), 5);
     }
@@ -591,7 +483,10 @@ pub(crate) mod tests {
         let cases = [
             ("$ORIGIN example.\n$TTL 1\n@ NS ns\n", "no SOA at the apex example."),
             ("$ORIGIN example.\n$TTL 1\n@ SOA ns h 1 1 1 1 1\n", "no NS records at the apex example."),
-            (&format!("{HEAD}www CNAME a\nwww A 192.0.2.1\n"), "line 6: CNAME at www.example. beside other data (A); a CNAME excludes all other data"),
+            (
+                &format!("{HEAD}www CNAME a\nwww A 192.0.2.1\n"),
+                "line 6: CNAME at www.example. beside other data (A); a CNAME excludes all other data",
+            ),
             (&format!("{HEAD}x.other. A 192.0.2.1\n"), "line 6: x.other. is outside the zone example."),
             (&format!("{HEAD}sub SOA ns h 1 1 1 1 1\n"), "line 6: SOA at sub.example., which is not the apex"),
         ];

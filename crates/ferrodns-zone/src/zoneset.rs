@@ -28,14 +28,8 @@ impl ZoneSet {
     pub fn insert(&mut self, zone: Arc<Zone>) -> Option<Arc<Zone>> {
         let hash = self.hasher.hash_one(zone.apex_lower());
         let hasher = &self.hasher;
-        match self.zones.entry(
-            hash,
-            |z| z.apex_lower() == zone.apex_lower(),
-            |z| hasher.hash_one(z.apex_lower()),
-        ) {
-            hashbrown::hash_table::Entry::Occupied(mut entry) => {
-                Some(std::mem::replace(entry.get_mut(), zone))
-            }
+        match self.zones.entry(hash, |z| z.apex_lower() == zone.apex_lower(), |z| hasher.hash_one(z.apex_lower())) {
+            hashbrown::hash_table::Entry::Occupied(mut entry) => Some(std::mem::replace(entry.get_mut(), zone)),
             hashbrown::hash_table::Entry::Vacant(entry) => {
                 entry.insert(zone);
                 None
@@ -46,10 +40,7 @@ impl ZoneSet {
     /// Removes the zone with this lowercase apex.
     pub fn remove(&mut self, apex_lower: &[u8]) -> Option<Arc<Zone>> {
         let hash = self.hasher.hash_one(apex_lower);
-        self.zones
-            .find_entry(hash, |z| z.apex_lower() == apex_lower)
-            .ok()
-            .map(|e| e.remove().0)
+        self.zones.find_entry(hash, |z| z.apex_lower() == apex_lower).ok().map(|e| e.remove().0)
     }
 
     /// The zone whose apex is exactly this lowercase name.

@@ -17,11 +17,7 @@ pub struct ServeArgs {
     #[arg(long, env = "FERRODNS_CONFIG")]
     pub config: Option<PathBuf>,
     /// DNS listen address, UDP and TCP (repeatable) [default: 127.0.0.1:5353].
-    #[arg(
-        long = "dns-listen",
-        env = "FERRODNS_DNS_LISTEN",
-        value_delimiter = ','
-    )]
+    #[arg(long = "dns-listen", env = "FERRODNS_DNS_LISTEN", value_delimiter = ',')]
     pub dns_listen: Vec<SocketAddr>,
     /// REST API listen address, or `off` [default: 127.0.0.1:8053].
     #[arg(long = "api-listen", env = "FERRODNS_API_LISTEN")]
@@ -84,8 +80,7 @@ pub struct ServeSettings {
 }
 
 fn read_file(path: &Path) -> anyhow::Result<FileSettings> {
-    let text = std::fs::read_to_string(path)
-        .with_context(|| format!("cannot read config {}", path.display()))?;
+    let text = std::fs::read_to_string(path).with_context(|| format!("cannot read config {}", path.display()))?;
     toml::from_str(&text).with_context(|| format!("bad config {}", path.display()))
 }
 
@@ -99,57 +94,29 @@ impl ServeArgs {
         let dns_listen = if !self.dns_listen.is_empty() {
             self.dns_listen
         } else {
-            file.dns_listen
-                .unwrap_or_else(|| vec!["127.0.0.1:5353".parse().expect("valid literal")])
+            file.dns_listen.unwrap_or_else(|| vec!["127.0.0.1:5353".parse().expect("valid literal")])
         };
         if dns_listen.is_empty() {
             bail!("no DNS listen address");
         }
-        let api_text = self
-            .api_listen
-            .or(file.api_listen)
-            .unwrap_or_else(|| "127.0.0.1:8053".into());
-        let api_listen =
-            if api_text.eq_ignore_ascii_case("off") {
-                None
-            } else {
-                Some(api_text.parse().with_context(|| {
-                    format!("bad --api-listen '{api_text}': want ADDR:PORT or off")
-                })?)
-            };
-        let zone_files = if !self.zone_file.is_empty() {
-            self.zone_file
+        let api_text = self.api_listen.or(file.api_listen).unwrap_or_else(|| "127.0.0.1:8053".into());
+        let api_listen = if api_text.eq_ignore_ascii_case("off") {
+            None
         } else {
-            file.zone_file.unwrap_or_default()
+            Some(api_text.parse().with_context(|| format!("bad --api-listen '{api_text}': want ADDR:PORT or off"))?)
         };
-        let default_workers = std::thread::available_parallelism()
-            .map(|n| n.get())
-            .unwrap_or(1);
+        let zone_files = if !self.zone_file.is_empty() { self.zone_file } else { file.zone_file.unwrap_or_default() };
+        let default_workers = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
         Ok(ServeSettings {
             dns_listen,
             api_listen,
-            data_dir: self
-                .data_dir
-                .or(file.data_dir)
-                .unwrap_or_else(|| PathBuf::from("./ferrodns-data")),
+            data_dir: self.data_dir.or(file.data_dir).unwrap_or_else(|| PathBuf::from("./ferrodns-data")),
             database_url: self.database_url.or(file.database_url),
             zone_files,
             allow_include: self.allow_include || file.allow_include.unwrap_or(false),
-            udp_workers: self
-                .udp_workers
-                .or(file.udp_workers)
-                .unwrap_or(default_workers)
-                .max(1),
-            tcp_idle_timeout: Duration::from_secs(
-                self.tcp_idle_timeout
-                    .or(file.tcp_idle_timeout)
-                    .unwrap_or(10),
-            ),
-            tcp_max_connections: self
-                .tcp_max_connections
-                .or(file.tcp_max_connections)
-                .unwrap_or(512)
-                .max(1),
+            udp_workers: self.udp_workers.or(file.udp_workers).unwrap_or(default_workers).max(1),
+            tcp_idle_timeout: Duration::from_secs(self.tcp_idle_timeout.or(file.tcp_idle_timeout).unwrap_or(10)),
+            tcp_max_connections: self.tcp_max_connections.or(file.tcp_max_connections).unwrap_or(512).max(1),
             file_log_level: file.log_level,
         })
     }
@@ -164,29 +131,16 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("ferrodns-config-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let path = dir.join("ferrodns.toml");
-        std::fs::write(
-            &path,
-            "dns-listen = [\"127.0.0.1:5400\"]\napi-listen = \"off\"\ntcp-idle-timeout = 3\n",
-        )
-        .unwrap();
-        let args = ServeArgs {
-            config: Some(path.clone()),
-            tcp_idle_timeout: Some(7),
-            ..ServeArgs::default()
-        };
+        std::fs::write(&path, "dns-listen = [\"127.0.0.1:5400\"]\napi-listen = \"off\"\ntcp-idle-timeout = 3\n")
+            .unwrap();
+        let args = ServeArgs { config: Some(path.clone()), tcp_idle_timeout: Some(7), ..ServeArgs::default() };
         let settings = args.resolve().unwrap();
-        assert_eq!(
-            settings.dns_listen,
-            ["127.0.0.1:5400".parse::<SocketAddr>().unwrap()]
-        );
+        assert_eq!(settings.dns_listen, ["127.0.0.1:5400".parse::<SocketAddr>().unwrap()]);
         assert_eq!(settings.api_listen, None);
         assert_eq!(settings.tcp_idle_timeout, Duration::from_secs(7));
         assert_eq!(settings.data_dir, PathBuf::from("./ferrodns-data"));
         std::fs::write(&path, "dns-listn = []\n").unwrap();
-        let args = ServeArgs {
-            config: Some(path),
-            ..ServeArgs::default()
-        };
+        let args = ServeArgs { config: Some(path), ..ServeArgs::default() };
         assert!(format!("{:#}", args.resolve().unwrap_err()).contains("unknown field `dns-listn`"));
         std::fs::remove_dir_all(dir).unwrap();
     }

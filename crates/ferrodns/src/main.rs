@@ -15,22 +15,13 @@ use ferrodns_zone::{load_zone_file, ZoneSet};
 use tokio::sync::watch;
 
 #[derive(Parser, Debug)]
-#[command(
-    name = "ferrodns",
-    version,
-    about = "Authoritative DNS server with a zone API"
-)]
+#[command(name = "ferrodns", version, about = "Authoritative DNS server with a zone API")]
 struct Cli {
     /// Log level: error, warn, info, debug, trace, or a tracing filter [default: info].
     #[arg(long = "log-level", env = "FERRODNS_LOG_LEVEL", global = true)]
     log_level: Option<String>,
     /// Log format: text or json.
-    #[arg(
-        long = "log-format",
-        env = "FERRODNS_LOG_FORMAT",
-        global = true,
-        default_value = "text"
-    )]
+    #[arg(long = "log-format", env = "FERRODNS_LOG_FORMAT", global = true, default_value = "text")]
     log_format: LogFormat,
     #[command(subcommand)]
     command: Command,
@@ -58,11 +49,8 @@ enum Command {
 }
 
 fn init_logging(level: &str, format: LogFormat) -> anyhow::Result<()> {
-    let filter = tracing_subscriber::EnvFilter::try_new(level)
-        .with_context(|| format!("bad --log-level '{level}'"))?;
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+    let filter = tracing_subscriber::EnvFilter::try_new(level).with_context(|| format!("bad --log-level '{level}'"))?;
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
     match format {
         LogFormat::Text => builder.init(),
         LogFormat::Json => builder.json().init(),
@@ -74,10 +62,7 @@ fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Serve(args) => serve(args, cli.log_level, cli.log_format),
-        Command::CheckZone {
-            allow_include,
-            files,
-        } => check_zone(&files, allow_include),
+        Command::CheckZone { allow_include, files } => check_zone(&files, allow_include),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
@@ -144,36 +129,22 @@ fn load_zones(files: &[PathBuf], allow_include: bool) -> anyhow::Result<ZoneSet>
     Ok(zones)
 }
 
-fn serve(
-    args: config::ServeArgs,
-    log_level: Option<String>,
-    log_format: LogFormat,
-) -> anyhow::Result<()> {
+fn serve(args: config::ServeArgs, log_level: Option<String>, log_format: LogFormat) -> anyhow::Result<()> {
     let settings = args.resolve()?;
-    let level = log_level
-        .or(settings.file_log_level.clone())
-        .unwrap_or_else(|| "info".into());
+    let level = log_level.or(settings.file_log_level.clone()).unwrap_or_else(|| "info".into());
     init_logging(&level, log_format)?;
     let dns = DnsSettings {
         listen: settings.dns_listen.clone(),
         udp_workers: settings.udp_workers,
-        tcp: TcpSettings {
-            idle_timeout: settings.tcp_idle_timeout,
-            max_connections: settings.tcp_max_connections,
-        },
+        tcp: TcpSettings { idle_timeout: settings.tcp_idle_timeout, max_connections: settings.tcp_max_connections },
     };
     let bound = ferrodns_server::bind(&dns)?;
-    let zones = Arc::new(ArcSwap::from_pointee(load_zones(
-        &settings.zone_files,
-        settings.allow_include,
-    )?));
+    let zones = Arc::new(ArcSwap::from_pointee(load_zones(&settings.zone_files, settings.allow_include)?));
     if let Some(api) = settings.api_listen {
         tracing::warn!(%api, "the REST API is not part of this build yet; only DNS is served");
     }
     if settings.database_url.is_some() {
-        tracing::warn!(
-            "--database-url is accepted but not used yet: zones come from --zone-file only"
-        );
+        tracing::warn!("--database-url is accepted but not used yet: zones come from --zone-file only");
     }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(settings.udp_workers.clamp(1, 4))

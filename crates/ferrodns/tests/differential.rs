@@ -1,0 +1,158 @@
+//! Differential test: ferrodns against real Knot DNS and NSD.
+//!
+//! All three serve the zones under test-data/zones. Every query in
+//! test-data/queries/corpus.txt goes to each of them, and ferrodns must give
+//! the same rcode, AA and TC flags, and answer and authority sections (as sets)
+//! as Knot or as NSD. Known, intended differences are listed in
+//! docs/differences.md; none is waived here.
+
+mod support;
+
+use std::collections::BTreeSet;
+use std::fmt;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use ferrodns_proto::{Name, RecordType};
+use hickory_proto::op::Message;
+use support::{build_query, corpus_zones, query_tcp, query_udp, start_ferrodns, start_knot, start_nsd, test_data};
+
+/// One corpus line.
+struct Case {
+    line: String,
+    qname: Vec<u8>,
+    qtype: u16,
+    edns: Option<u16>,
+    tcp: bool,
+}
+
+fn read_corpus() -> Vec<Case> {
+    let text = std::fs::read_to_string(test_data().join("queries/corpus.txt")).unwrap();
+    let mut cases = Vec::new();
+    for line in text.lines() {
+        let line = line.trim();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let mut words = line.split_whitespace();
+        let qname = Name::parse(words.next().unwrap(), None).unwrap_or_else(|e| panic!("{line}: {e}"));
+        let qtype = RecordType::from_mnemonic(words.next().unwrap()).unwrap_or_else(|| panic!("{line}: bad type"));
+        let mut case = Case {
+            line: line.to_string(),
+            qname: qname.as_wire().to_vec(),
+            qtype: qtype.0,
+            edns: Some(1232),
+            tcp: false,
+        };
+        for flag in words {
+            match flag {
+                "noedns" => case.edns = None,
+                "tcp" => case.tcp = true,
+                _ if flag.starts_with("edns=") => case.edns = Some(flag[5..].parse().unwrap()),
+                _ => panic!("{line}: unknown flag {flag}"),
+            }
+        }
+        cases.push(case);
+    }
+    cases
+}
+
+/// The parts of a response that must match.
+#[derive(PartialEq, Eq, Clone)]
+struct Outcome {
+    rcode: String,
+    aa: bool,
+    tc: bool,
+    answer: BTreeSet<String>,
+    authority: BTreeSet<String>,
+}
+
+impl fmt::Display for Outcome {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(f, "      rcode={} aa={} tc={}", self.rcode, self.aa, self.tc)?;
+        for r in &self.answer {
+            writeln!(f, "      AN {r}")?;
+        }
+        for r in &self.authority {
+            writeln!(f, "      NS {r}")?;
+        }
+        Ok(())
+    }
+}
+
+fn record_text(record: &hickory_proto::rr::Record) -> String {
+    format!("{} {} {} {}", record.name.to_ascii().to_ascii_lowercase(), record.ttl, record.record_type(), record.data)
+}
+
+fn outcome(reply: Option<Vec<u8>>) -> Outcome {
+    let Some(reply) = reply else {
+        return Outcome {
+            rcode: "TIMEOUT".into(),
+            aa: false,
+            tc: false,
+            answer: BTreeSet::new(),
+            authority: BTreeSet::new(),
+        };
+    };
+    match Message::from_vec(&reply) {
+        Ok(message) => Outcome {
+            rcode: format!("{:?}", message.metadata.response_code),
+            aa: message.metadata.authoritative,
+            tc: message.metadata.truncation,
+            answer: message.answers.iter().map(record_text).collect(),
+            authority: message.authorities.iter().map(record_text).collect(),
+        },
+        Err(e) => Outcome {
+            rcode: format!("UNPARSABLE ({e})"),
+            aa: false,
+            tc: false,
+            answer: BTreeSet::new(),
+            authority: BTreeSet::new(),
+        },
+    }
+}
+
+fn ask(addr: SocketAddr, id: u16, case: &Case) -> Outcome {
+    let query = build_query(id, &case.qname, case.qtype, case.edns, false);
+    let timeout = Duration::from_secs(2);
+    outcome(if case.tcp { query_tcp(addr, &query, timeout) } else { query_udp(addr, &query, timeout) })
+}
+
+#[test]
+fn answers_match_knot_or_nsd() {
+    let zones = corpus_zones();
+    let cases = read_corpus();
+    assert!(cases.len() >= 1000, "the corpus must hold at least 1,000 queries, has {}", cases.len());
+    let knot = start_knot(&zones);
+    let nsd = start_nsd(&zones);
+    let ferrodns = start_ferrodns(&zones, &[]);
+    let mut mismatches = Vec::new();
+    let mut knot_matches = 0;
+    let mut nsd_only_matches = 0;
+    for (index, case) in cases.iter().enumerate() {
+        let id = index as u16;
+        let ours = ask(ferrodns.addr, id, case);
+        let theirs_knot = ask(knot.addr, id, case);
+        let theirs_nsd = ask(nsd.addr, id, case);
+        if ours == theirs_knot {
+            knot_matches += 1;
+        } else if ours == theirs_nsd {
+            nsd_only_matches += 1;
+            eprintln!("matches NSD, not Knot: {}", case.line);
+        } else {
+            mismatches
+                .push(format!("{}\n    ferrodns:\n{ours}    knot:\n{theirs_knot}    nsd:\n{theirs_nsd}", case.line));
+        }
+    }
+    eprintln!(
+        "{} queries: {} match Knot, {} match NSD only, {} match neither",
+        cases.len(),
+        knot_matches,
+        nsd_only_matches,
+        mismatches.len()
+    );
+    if !mismatches.is_empty() {
+        let shown = mismatches.iter().take(40).cloned().collect::<Vec<_>>().join("\n");
+        panic!("{} of {} queries match neither Knot nor NSD:\n{shown}", mismatches.len(), cases.len());
+    }
+}

@@ -1,0 +1,240 @@
+//! Helpers shared by the integration tests: start ferrodns and real peer
+//! servers (Knot, NSD) on loopback ports, and send them DNS queries.
+//!
+//! Every server gets its own temporary directory and is killed when its
+//! [`Server`] is dropped.
+
+#![allow(dead_code)]
+
+use std::net::{SocketAddr, TcpStream, UdpSocket};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use ferrodns_proto::Name;
+
+/// The repository's test-data directory.
+pub fn test_data() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../test-data")
+}
+
+/// A zone file and its origin, taken from the file name (`<origin>.zone`).
+pub struct ZoneFile {
+    pub origin: String,
+    pub path: PathBuf,
+}
+
+/// Every zone under test-data/zones.
+pub fn corpus_zones() -> Vec<ZoneFile> {
+    let mut zones: Vec<ZoneFile> = std::fs::read_dir(test_data().join("zones"))
+        .expect("test-data/zones exists")
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "zone"))
+        .map(|path| {
+            let stem = path.file_stem().unwrap().to_string_lossy().to_string();
+            ZoneFile { origin: format!("{stem}."), path: path.canonicalize().unwrap() }
+        })
+        .collect();
+    zones.sort_by(|a, b| a.origin.cmp(&b.origin));
+    zones
+}
+
+/// A free loopback port (UDP and TCP both free at the time of asking).
+pub fn free_port() -> u16 {
+    loop {
+        let udp = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let port = udp.local_addr().unwrap().port();
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+}
+
+/// A running server process.
+pub struct Server {
+    pub name: &'static str,
+    pub addr: SocketAddr,
+    child: Child,
+    pub dir: PathBuf,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+impl Server {
+    /// Sends SIGTERM and waits for the exit status.
+    pub fn terminate(&mut self) -> std::process::ExitStatus {
+        unsafe {
+            libc_kill(self.child.id() as i32, 15);
+        }
+        self.child.wait().unwrap()
+    }
+
+    /// True while the process runs.
+    pub fn is_running(&mut self) -> bool {
+        self.child.try_wait().unwrap().is_none()
+    }
+}
+
+extern "C" {
+    #[link_name = "kill"]
+    fn libc_kill(pid: i32, signal: i32) -> i32;
+}
+
+fn temp_dir(name: &str) -> PathBuf {
+    static COUNTER: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let n = COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let dir = std::env::temp_dir().join(format!("ferrodns-test-{name}-{}-{n}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+fn require(binary: &str) -> PathBuf {
+    for dir in ["/usr/sbin", "/usr/bin", "/usr/local/sbin", "/usr/local/bin"] {
+        let path = Path::new(dir).join(binary);
+        if path.exists() {
+            return path;
+        }
+    }
+    panic!("{binary} is not installed; .ci/run installs it (apt-get install knot nsd)");
+}
+
+fn spawn(name: &'static str, port: u16, dir: PathBuf, command: &mut Command, probe: &str) -> Server {
+    let log = std::fs::File::create(dir.join("server.log")).unwrap();
+    let child = command.stdout(log.try_clone().unwrap()).stderr(log).stdin(Stdio::null()).spawn().unwrap();
+    let mut server = Server { name, addr: SocketAddr::from(([127, 0, 0, 1], port)), child, dir };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let qname = Name::parse(probe, None).unwrap();
+    loop {
+        if !server.is_running() {
+            let log = std::fs::read_to_string(server.dir.join("server.log")).unwrap_or_default();
+            panic!("{name} exited at start:\n{log}");
+        }
+        if let Some(reply) =
+            query_udp(server.addr, &build_query(1, qname.as_wire(), 6, Some(1232), false), Duration::from_millis(200))
+        {
+            if reply.len() >= 12 && reply[3] & 0x0f == 0 {
+                return server;
+            }
+        }
+        if Instant::now() > deadline {
+            let log = std::fs::read_to_string(server.dir.join("server.log")).unwrap_or_default();
+            panic!("{name} did not answer within 30 s:\n{log}");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Starts ferrodns serving `zones` from files.
+pub fn start_ferrodns(zones: &[ZoneFile], extra: &[&str]) -> Server {
+    let port = free_port();
+    let dir = temp_dir("ferrodns");
+    let mut command = Command::new(env!("CARGO_BIN_EXE_ferrodns"));
+    command.arg("serve").arg("--dns-listen").arg(format!("127.0.0.1:{port}")).arg("--api-listen").arg("off");
+    command.arg("--data-dir").arg(&dir);
+    for zone in zones {
+        command.arg("--zone-file").arg(&zone.path);
+    }
+    command.args(extra);
+    spawn("ferrodns", port, dir, &mut command, &zones[0].origin)
+}
+
+/// Starts Knot DNS serving `zones`.
+pub fn start_knot(zones: &[ZoneFile]) -> Server {
+    let binary = require("knotd");
+    let port = free_port();
+    let dir = temp_dir("knot");
+    let mut config = format!(
+        "server:\n    rundir: \"{d}\"\n    listen: 127.0.0.1@{port}\n    udp-workers: 1\n    tcp-workers: 1\n    background-workers: 1\n\
+         database:\n    storage: \"{d}\"\nlog:\n  - target: stderr\n    any: warning\nzone:\n",
+        d = dir.display()
+    );
+    for zone in zones {
+        config.push_str(&format!(
+            "  - domain: {}\n    file: \"{}\"\n    zonefile-sync: -1\n    journal-content: none\n",
+            zone.origin,
+            zone.path.display()
+        ));
+    }
+    std::fs::write(dir.join("knot.conf"), config).unwrap();
+    let mut command = Command::new(binary);
+    command.arg("-c").arg(dir.join("knot.conf"));
+    spawn("knot", port, dir, &mut command, &zones[0].origin)
+}
+
+/// Starts NSD serving `zones`, with response rate limiting off.
+pub fn start_nsd(zones: &[ZoneFile]) -> Server {
+    let binary = require("nsd");
+    let port = free_port();
+    let dir = temp_dir("nsd");
+    let mut config = format!(
+        "server:\n    ip-address: 127.0.0.1@{port}\n    server-count: 1\n    username: \"\"\n    zonesdir: \"{d}\"\n    database: \"\"\n\
+         pidfile: \"{d}/nsd.pid\"\n    xfrdfile: \"{d}/xfrd.state\"\n    zonelistfile: \"{d}/zone.list\"\n    verbosity: 0\n\
+         rrl-ratelimit: 0\n    rrl-whitelist-ratelimit: 0\nremote-control:\n    control-enable: no\n",
+        d = dir.display()
+    );
+    for zone in zones {
+        config.push_str(&format!("zone:\n    name: \"{}\"\n    zonefile: \"{}\"\n", zone.origin, zone.path.display()));
+    }
+    std::fs::write(dir.join("nsd.conf"), config).unwrap();
+    let mut command = Command::new(binary);
+    command.arg("-d").arg("-c").arg(dir.join("nsd.conf"));
+    spawn("nsd", port, dir, &mut command, &zones[0].origin)
+}
+
+/// Builds a query message. `edns` is the advertised UDP payload size, or None
+/// for a query without OPT.
+pub fn build_query(id: u16, qname_wire: &[u8], qtype: u16, edns: Option<u16>, dnssec_ok: bool) -> Vec<u8> {
+    let mut msg = Vec::with_capacity(64);
+    msg.extend_from_slice(&id.to_be_bytes());
+    msg.extend_from_slice(&[0x00, 0x00, 0, 1, 0, 0, 0, 0, 0, u8::from(edns.is_some())]);
+    msg.extend_from_slice(qname_wire);
+    msg.extend_from_slice(&qtype.to_be_bytes());
+    msg.extend_from_slice(&1u16.to_be_bytes());
+    if let Some(size) = edns {
+        msg.extend_from_slice(&[0, 0, 41]);
+        msg.extend_from_slice(&size.to_be_bytes());
+        msg.extend_from_slice(&[0, 0, if dnssec_ok { 0x80 } else { 0 }, 0, 0, 0]);
+    }
+    msg
+}
+
+/// Sends one UDP query and waits for the reply with the same id.
+pub fn query_udp(addr: SocketAddr, query: &[u8], timeout: Duration) -> Option<Vec<u8>> {
+    let socket = UdpSocket::bind("127.0.0.1:0").ok()?;
+    socket.set_read_timeout(Some(timeout)).ok()?;
+    for _ in 0..3 {
+        socket.send_to(query, addr).ok()?;
+        let mut buf = vec![0u8; 65535];
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            match socket.recv_from(&mut buf) {
+                Ok((len, _)) if len >= 2 && buf[..2] == query[..2] => return Some(buf[..len].to_vec()),
+                Ok(_) => continue,
+                Err(_) => break,
+            }
+        }
+    }
+    None
+}
+
+/// Sends one query over a new TCP connection and reads one reply.
+pub fn query_tcp(addr: SocketAddr, query: &[u8], timeout: Duration) -> Option<Vec<u8>> {
+    use std::io::{Read, Write};
+    let mut stream = TcpStream::connect_timeout(&addr, timeout).ok()?;
+    stream.set_read_timeout(Some(timeout)).ok()?;
+    let mut framed = (query.len() as u16).to_be_bytes().to_vec();
+    framed.extend_from_slice(query);
+    stream.write_all(&framed).ok()?;
+    let mut len = [0u8; 2];
+    stream.read_exact(&mut len).ok()?;
+    let mut reply = vec![0u8; u16::from_be_bytes(len) as usize];
+    stream.read_exact(&mut reply).ok()?;
+    Some(reply)
+}
