@@ -438,7 +438,7 @@ mod tests {
     #[test]
     fn compares_without_case_and_in_canonical_order() {
         assert_eq!(name("WWW.example.com."), name("www.EXAMPLE.com."));
-        let mut names = vec![name("z.example."), name("a.example."), name("example."), name("yljkjljk.a.example.")];
+        let mut names = [name("z.example."), name("a.example."), name("example."), name("yljkjljk.a.example.")];
         names.sort();
         let shown: Vec<String> = names.iter().map(Name::to_string).collect();
         assert_eq!(shown, ["example.", "a.example.", "yljkjljk.a.example.", "z.example."]);

@@ -868,7 +868,7 @@ mod tests {
         while !rest.is_empty() {
             if let Some(stripped) = rest.strip_prefix('"') {
                 let end = stripped.find('"').unwrap();
-                out.push(Token { text: stripped[..end].as_bytes(), quoted: true });
+                out.push(Token { text: &stripped.as_bytes()[..end], quoted: true });
                 rest = stripped[end + 1..].trim_start();
             } else {
                 let end = rest.find(' ').unwrap_or(rest.len());

@@ -11,7 +11,7 @@ pub struct Serial(pub u32);
 
 impl Serial {
     /// RFC 1982 §3.1 addition; `n` must be at most 2^31 - 1.
-    pub fn add(self, n: u32) -> Serial {
+    pub fn plus(self, n: u32) -> Serial {
         debug_assert!(n <= 0x7fff_ffff);
         Serial(self.0.wrapping_add(n))
     }
@@ -48,6 +48,6 @@ mod tests {
         assert!(!Serial(u32::MAX).is_newer_than(Serial(1)));
         assert!(Serial(100).is_newer_than(Serial(99)));
         assert_eq!(Serial(0).compare(Serial(0x8000_0000)), None);
-        assert_eq!(Serial(u32::MAX).add(2), Serial(1));
+        assert_eq!(Serial(u32::MAX).plus(2), Serial(1));
     }
 }
