@@ -17,9 +17,9 @@
 //! space here is a fixed-size array on the stack.
 
 use ferrodns_proto::message::{flags, Section, OPT_LEN};
-use ferrodns_proto::name::{self, MAX_NAME_LEN};
+use ferrodns_proto::name::{self, NameBuf, MAX_NAME_LEN};
 use ferrodns_proto::{parse_query, Class, MessageWriter, Opcode, Query, QueryError, Rcode, RecordType};
-use ferrodns_zone::{Answer, Node, Zone, ZoneSet};
+use ferrodns_zone::{Answer, Node, RRset, Zone, ZoneSet};
 
 /// The largest UDP response we send when the client's EDNS buffer allows it
 /// (DNS Flag Day 2020 default, which also avoids IP fragmentation).
@@ -61,20 +61,31 @@ pub fn respond(zones: &ZoneSet, packet: &[u8], transport: Transport, out: &mut V
     // Copy opcode, RD and CD from the query (RFC 1035 §4.1.1, RFC 6840 §5.9).
     let copied = query.flags & (0x7800 | flags::RD | flags::CD);
     writer.set_header(query.id, flags::QR | copied);
-    let rcode = layers(zones, &query, transport, &mut writer);
+    let mut context = Context { zones, query: &query, transport, zone: None };
+    let rcode = layers(&mut context, &mut writer);
     finish(&query, rcode, &mut writer);
     Outcome::Reply
 }
 
+/// What the layers share: the inputs, and what earlier layers decided.
+struct Context<'a> {
+    zones: &'a ZoneSet,
+    query: &'a Query,
+    #[allow(dead_code)] // no layer differs by transport yet; TC limits are set before the stack runs
+    transport: Transport,
+    /// The zone the zone layer chose for the qname.
+    zone: Option<&'a Zone>,
+}
+
 /// One layer of the stack: `Some(rcode)` decides the reply, `None` continues.
-type Layer = fn(&ZoneSet, &Query, Transport, &mut MessageWriter<'_>) -> Option<Rcode>;
+type Layer = fn(&mut Context<'_>, &mut MessageWriter<'_>) -> Option<Rcode>;
 
 /// The layer stack, in order. Each layer returns `Some(rcode)` when it has
 /// decided the answer, `None` to pass the query on.
-fn layers(zones: &ZoneSet, query: &Query, transport: Transport, writer: &mut MessageWriter<'_>) -> Rcode {
+fn layers(context: &mut Context<'_>, writer: &mut MessageWriter<'_>) -> Rcode {
     let stack: [Layer; 5] = [opcode_layer, edns_layer, question_layer, zone_layer, resolve_layer];
     for layer in stack {
-        if let Some(rcode) = layer(zones, query, transport, writer) {
+        if let Some(rcode) = layer(context, writer) {
             return rcode;
         }
     }
@@ -83,7 +94,8 @@ fn layers(zones: &ZoneSet, query: &Query, transport: Transport, writer: &mut Mes
 
 /// Only QUERY is served; the rest get NOTIMP (RFC 1035 §4.1.1). The question
 /// is echoed for every opcode that carries one.
-fn opcode_layer(_: &ZoneSet, query: &Query, _: Transport, writer: &mut MessageWriter<'_>) -> Option<Rcode> {
+fn opcode_layer(context: &mut Context<'_>, writer: &mut MessageWriter<'_>) -> Option<Rcode> {
+    let query = context.query;
     let _ = writer.push_question(query.qname(), query.qtype, query.qclass);
     if query.opcode != Opcode::QUERY {
         return Some(Rcode::NOTIMP);
@@ -92,7 +104,8 @@ fn opcode_layer(_: &ZoneSet, query: &Query, _: Transport, writer: &mut MessageWr
 }
 
 /// RFC 6891 §6.1.1: more than one OPT is FORMERR; §6.1.3: a version above 0 is BADVERS.
-fn edns_layer(_: &ZoneSet, query: &Query, _: Transport, _: &mut MessageWriter<'_>) -> Option<Rcode> {
+fn edns_layer(context: &mut Context<'_>, _: &mut MessageWriter<'_>) -> Option<Rcode> {
+    let query = context.query;
     if query.opt_count > 1 {
         return Some(Rcode::FORMERR);
     }
@@ -103,7 +116,8 @@ fn edns_layer(_: &ZoneSet, query: &Query, _: Transport, _: &mut MessageWriter<'_
 }
 
 /// Question checks: class IN (or ANY) only, no transfers here, no meta types.
-fn question_layer(_: &ZoneSet, query: &Query, _: Transport, _: &mut MessageWriter<'_>) -> Option<Rcode> {
+fn question_layer(context: &mut Context<'_>, _: &mut MessageWriter<'_>) -> Option<Rcode> {
+    let query = context.query;
     if query.qclass != Class::IN && query.qclass != Class::ANY {
         return Some(Rcode::REFUSED);
     }
@@ -117,8 +131,9 @@ fn question_layer(_: &ZoneSet, query: &Query, _: Transport, _: &mut MessageWrite
 }
 
 /// A qname outside every zone we serve is REFUSED (we are not a resolver).
-fn zone_layer(zones: &ZoneSet, query: &Query, _: Transport, _: &mut MessageWriter<'_>) -> Option<Rcode> {
-    match zones.find(query.qname_lower()) {
+fn zone_layer(context: &mut Context<'_>, _: &mut MessageWriter<'_>) -> Option<Rcode> {
+    context.zone = zone_for(context.zones, context.query.qname_lower(), context.query.qtype);
+    match context.zone {
         Some(_) => None,
         None => Some(Rcode::REFUSED),
     }
@@ -138,38 +153,37 @@ fn zone_for<'z>(zones: &'z ZoneSet, name_lower: &[u8], qtype: RecordType) -> Opt
     Some(zone)
 }
 
-/// A name buffer for the current link of a CNAME/DNAME chain.
+/// The current link of a CNAME/DNAME chain, as written and lowercased.
 struct ChainName {
-    wire: [u8; MAX_NAME_LEN],
-    lower: [u8; MAX_NAME_LEN],
-    len: usize,
+    wire: NameBuf,
+    lower: NameBuf,
 }
 
 impl ChainName {
     fn set(&mut self, wire: &[u8]) {
-        self.len = wire.len();
-        self.wire[..wire.len()].copy_from_slice(wire);
-        self.lower[..wire.len()].copy_from_slice(wire);
-        self.lower[..wire.len()].make_ascii_lowercase();
+        self.wire.set(wire);
+        self.lower.set_lowercase(wire);
     }
     fn wire(&self) -> &[u8] {
-        &self.wire[..self.len]
+        self.wire.as_slice()
     }
     fn lower(&self) -> &[u8] {
-        &self.lower[..self.len]
+        self.lower.as_slice()
     }
 }
 
 /// RFC 1034 §4.3.2 steps 3–6 across the zones we serve, following CNAME and
 /// DNAME chains, then additional-section processing.
-fn resolve_layer(zones: &ZoneSet, query: &Query, _: Transport, writer: &mut MessageWriter<'_>) -> Option<Rcode> {
-    let mut current = ChainName { wire: [0; MAX_NAME_LEN], lower: [0; MAX_NAME_LEN], len: 0 };
-    current.set(query.qname());
+fn resolve_layer(context: &mut Context<'_>, writer: &mut MessageWriter<'_>) -> Option<Rcode> {
+    let (zones, query) = (context.zones, context.query);
+    let zone = context.zone?;
+    let mut current = ChainName { wire: NameBuf::new(), lower: NameBuf::new() };
+    current.wire.set(query.qname());
+    current.lower.set(query.qname_lower());
     let mut visited = [[0u8; 8]; MAX_CHAIN];
     let mut visited_count = 0;
     let mut rcode = Rcode::NOERROR;
     let qtype = query.qtype;
-    let zone = zone_for(zones, current.lower(), qtype)?;
     writer.set_authoritative(true);
     for step in 0..MAX_CHAIN {
         let lookup = zone.lookup(current.lower(), qtype);
@@ -187,7 +201,7 @@ fn resolve_layer(zones: &ZoneSet, query: &Query, _: Transport, writer: &mut Mess
                 // RFC 8482 §4.1: one RRset answers ANY. Like Knot (and NSD), the
                 // lowest type, over UDP and TCP alike.
                 let owner = if owner_is_qname { current.wire() } else { node.name() };
-                if push(writer, Section::Answer, owner, &node.rrsets()[0]).is_err() {
+                if node.rrsets().next().is_some_and(|first| push(writer, Section::Answer, owner, first).is_err()) {
                     return Some(rcode);
                 }
                 break;
@@ -217,7 +231,7 @@ fn resolve_layer(zones: &ZoneSet, query: &Query, _: Transport, writer: &mut Mess
                 if push(writer, Section::Answer, owner, cname).is_err() {
                     return Some(rcode);
                 }
-                let target = cname.rdatas().next().expect("an RRset has a record");
+                let target = cname.first();
                 if !seen(&mut visited, &mut visited_count, target) {
                     break;
                 }
@@ -228,8 +242,8 @@ fn resolve_layer(zones: &ZoneSet, query: &Query, _: Transport, writer: &mut Mess
                     return Some(rcode);
                 }
                 // RFC 6672 §2.2: replace the DNAME owner suffix of the qname with the target.
-                let target = dname.rdatas().next().expect("an RRset has a record");
-                let prefix_len = current.len - node.name().len();
+                let target = dname.first();
+                let prefix_len = current.wire().len() - node.name().len();
                 let new_len = prefix_len + target.len();
                 if new_len > MAX_NAME_LEN {
                     return Some(Rcode::YXDOMAIN);
@@ -241,7 +255,7 @@ fn resolve_layer(zones: &ZoneSet, query: &Query, _: Transport, writer: &mut Mess
                 let mut rdata_packed = [0u8; MAX_NAME_LEN + 2];
                 rdata_packed[..2].copy_from_slice(&(new_len as u16).to_be_bytes());
                 rdata_packed[2..2 + new_len].copy_from_slice(&synthesized[..new_len]);
-                let synthesized_owner: &[u8] = &current.wire[..current.len];
+                let synthesized_owner: &[u8] = current.wire();
                 if writer
                     .push_rrset(
                         Section::Answer,
@@ -298,12 +312,7 @@ fn fingerprint(name_lower: &[u8]) -> [u8; 8] {
 }
 
 /// Writes an RRset into a section; on overflow sets TC (RFC 2181 §9) and reports it.
-fn push(
-    writer: &mut MessageWriter<'_>,
-    section: Section,
-    owner: &[u8],
-    rrset: &ferrodns_zone::RRset,
-) -> Result<(), ()> {
+fn push(writer: &mut MessageWriter<'_>, section: Section, owner: &[u8], rrset: RRset<'_>) -> Result<(), ()> {
     writer.push_rrset(section, owner, rrset.rtype, rrset.ttl, rrset.packed()).map_err(|_| writer.set_truncated())
 }
 
@@ -317,7 +326,7 @@ fn push_soa(zone: &Zone, writer: &mut MessageWriter<'_>) {
 
 /// RFC 1034 §4.3.2 step 6 and RFC 2782: addresses of NS, MX and SRV targets,
 /// from the zone's own data or glue, as space allows.
-fn additional_for(zone: &Zone, zones: &ZoneSet, rrset: &ferrodns_zone::RRset, writer: &mut MessageWriter<'_>) {
+fn additional_for(zone: &Zone, zones: &ZoneSet, rrset: RRset<'_>, writer: &mut MessageWriter<'_>) {
     let offset = match rrset.rtype {
         RecordType::NS => 0,
         RecordType::MX => 2,
@@ -328,10 +337,9 @@ fn additional_for(zone: &Zone, zones: &ZoneSet, rrset: &ferrodns_zone::RRset, wr
         let Some(target) = rdata.get(offset..) else {
             continue;
         };
-        let mut lower = [0u8; MAX_NAME_LEN];
-        lower[..target.len()].copy_from_slice(target);
-        lower[..target.len()].make_ascii_lowercase();
-        let target_lower = &lower[..target.len()];
+        let mut lower = NameBuf::new();
+        lower.set_lowercase(target);
+        let target_lower = lower.as_slice();
         let node = if name::is_subdomain(target_lower, zone.apex_lower()) {
             zone.node(target_lower)
         } else {
@@ -343,7 +351,7 @@ fn additional_for(zone: &Zone, zones: &ZoneSet, rrset: &ferrodns_zone::RRset, wr
     }
 }
 
-fn push_addresses(node: &Node, writer: &mut MessageWriter<'_>) {
+fn push_addresses(node: Node<'_>, writer: &mut MessageWriter<'_>) {
     for rtype in [RecordType::A, RecordType::AAAA] {
         if let Some(rrset) = node.rrset(rtype) {
             let _ = writer.push_rrset(Section::Additional, node.name(), rtype, rrset.ttl, rrset.packed());

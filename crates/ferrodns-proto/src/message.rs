@@ -5,7 +5,9 @@
 //! into a fixed array and never allocates, and [`MessageWriter`] writes into a
 //! caller-owned `Vec` whose capacity is reused from query to query.
 
-use crate::name::{self, NameError, MAX_NAME_LEN};
+use std::mem::MaybeUninit;
+
+use crate::name::{self, NameBuf, NameError};
 use crate::rdata::RdataLayout;
 use crate::rtype::{Class, Opcode, Rcode, RecordType};
 
@@ -42,9 +44,8 @@ pub struct Query {
     /// The raw second header word of the query.
     pub flags: u16,
     pub opcode: Opcode,
-    pub qname: [u8; MAX_NAME_LEN],
-    pub qname_lower: [u8; MAX_NAME_LEN],
-    pub qname_len: usize,
+    qname: NameBuf,
+    qname_lower: NameBuf,
     pub qtype: RecordType,
     pub qclass: Class,
     pub edns: Option<Edns>,
@@ -55,12 +56,12 @@ pub struct Query {
 impl Query {
     /// The qname as sent.
     pub fn qname(&self) -> &[u8] {
-        &self.qname[..self.qname_len]
+        self.qname.as_slice()
     }
 
     /// The qname lowercased.
     pub fn qname_lower(&self) -> &[u8] {
-        &self.qname_lower[..self.qname_len]
+        self.qname_lower.as_slice()
     }
 }
 
@@ -104,9 +105,8 @@ pub fn parse_query(msg: &[u8]) -> Result<Query, QueryError> {
         id,
         flags: flag_word,
         opcode: Opcode(((flag_word >> 11) & 0x0f) as u8),
-        qname: [0; MAX_NAME_LEN],
-        qname_lower: [0; MAX_NAME_LEN],
-        qname_len: 0,
+        qname: NameBuf::new(),
+        qname_lower: NameBuf::new(),
         qtype: RecordType(0),
         qclass: Class(0),
         edns: None,
@@ -115,17 +115,16 @@ pub fn parse_query(msg: &[u8]) -> Result<Query, QueryError> {
     if qdcount != 1 {
         return Err(QueryError::FormErr);
     }
-    let (len, mut pos) = name::read_compressed(msg, HEADER_LEN, &mut query.qname)?;
-    query.qname_len = len;
-    query.qname_lower[..len].copy_from_slice(&query.qname[..len]);
-    query.qname_lower[..len].make_ascii_lowercase();
+    let mut pos = name::read_compressed(msg, HEADER_LEN, &mut query.qname)?;
+    query.qname_lower.set_lowercase(query.qname.as_slice());
     query.qtype = RecordType(read_u16(msg, pos)?);
     query.qclass = Class(read_u16(msg, pos + 2)?);
     pos += 4;
-    let mut scratch = [0u8; MAX_NAME_LEN];
+    let mut scratch = NameBuf::new();
     let skipped = ancount as usize + nscount as usize;
     for index in 0..skipped + arcount as usize {
-        let (owner_len, after_owner) = name::read_compressed(msg, pos, &mut scratch)?;
+        let after_owner = name::read_compressed(msg, pos, &mut scratch)?;
+        let owner_len = scratch.len();
         let rtype = read_u16(msg, after_owner)?;
         let class = read_u16(msg, after_owner + 2)?;
         let ttl_high = read_u16(msg, after_owner + 4)?;
@@ -183,9 +182,9 @@ pub struct MessageWriter<'b> {
     limit: usize,
     /// Compression targets: (start in `arena`, length, offset in the message)
     /// of lowercase uncompressed name suffixes already written.
-    names: [(u16, u8, u16); MAX_COMPRESSION_NAMES],
+    names: [MaybeUninit<(u16, u8, u16)>; MAX_COMPRESSION_NAMES],
     name_count: usize,
-    arena: [u8; 2048],
+    arena: [MaybeUninit<u8>; 2048],
     arena_len: usize,
 }
 
@@ -205,9 +204,9 @@ impl<'b> MessageWriter<'b> {
         MessageWriter {
             buf,
             limit,
-            names: [(0, 0, 0); MAX_COMPRESSION_NAMES],
+            names: [MaybeUninit::uninit(); MAX_COMPRESSION_NAMES],
             name_count: 0,
-            arena: [0; 2048],
+            arena: [MaybeUninit::uninit(); 2048],
             arena_len: 0,
         }
     }
@@ -382,9 +381,14 @@ impl<'b> MessageWriter<'b> {
     }
 
     fn find_suffix(&self, suffix: &[u8]) -> Option<u16> {
-        for &(start, len, offset) in &self.names[..self.name_count] {
+        for entry in &self.names[..self.name_count] {
+            // SAFETY: entries below name_count were written by `remember`.
+            let (start, len, offset) = unsafe { entry.assume_init() };
             if len as usize == suffix.len() {
-                let stored = &self.arena[start as usize..start as usize + len as usize];
+                // SAFETY: `remember` wrote arena[start..start + len] before recording it.
+                let stored = unsafe {
+                    std::slice::from_raw_parts(self.arena.as_ptr().add(start as usize).cast::<u8>(), len as usize)
+                };
                 if stored.eq_ignore_ascii_case(suffix) {
                     return Some(offset);
                 }
@@ -398,9 +402,11 @@ impl<'b> MessageWriter<'b> {
             return;
         }
         let start = self.arena_len;
-        self.arena[start..start + suffix.len()].copy_from_slice(suffix);
+        for (slot, &b) in self.arena[start..start + suffix.len()].iter_mut().zip(suffix) {
+            slot.write(b);
+        }
         self.arena_len += suffix.len();
-        self.names[self.name_count] = (start as u16, suffix.len() as u8, offset);
+        self.names[self.name_count].write((start as u16, suffix.len() as u8, offset));
         self.name_count += 1;
     }
 

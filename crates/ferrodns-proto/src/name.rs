@@ -6,6 +6,7 @@
 //! answer path can compare and hash names without building a `Name`.
 
 use std::fmt;
+use std::mem::MaybeUninit;
 
 /// The longest a name may be on the wire, root label included (RFC 1035 §2.3.4).
 pub const MAX_NAME_LEN: usize = 255;
@@ -228,6 +229,78 @@ impl fmt::Debug for Name {
     }
 }
 
+/// A buffer for one wire name that needs no zeroing: bytes are written before
+/// they are read, so the answer path does not pay a 255-byte memset per name.
+#[derive(Clone, Copy)]
+pub struct NameBuf {
+    bytes: [MaybeUninit<u8>; MAX_NAME_LEN],
+    len: usize,
+}
+
+impl Default for NameBuf {
+    fn default() -> NameBuf {
+        NameBuf::new()
+    }
+}
+
+impl NameBuf {
+    /// An empty buffer.
+    pub const fn new() -> NameBuf {
+        NameBuf { bytes: [MaybeUninit::uninit(); MAX_NAME_LEN], len: 0 }
+    }
+
+    /// Replaces the contents with `wire` (at most 255 octets).
+    #[inline]
+    pub fn set(&mut self, wire: &[u8]) {
+        self.len = 0;
+        self.extend(wire).expect("a wire name fits in 255 octets");
+    }
+
+    /// Replaces the contents with `wire` lowercased.
+    #[inline]
+    pub fn set_lowercase(&mut self, wire: &[u8]) {
+        self.set(wire);
+        self.as_mut_slice().make_ascii_lowercase();
+    }
+
+    /// Appends octets; fails, changing nothing, past 255.
+    #[inline]
+    pub fn extend(&mut self, more: &[u8]) -> Result<(), NameError> {
+        if self.len + more.len() > MAX_NAME_LEN {
+            return Err(NameError::NameTooLong);
+        }
+        for (slot, &b) in self.bytes[self.len..self.len + more.len()].iter_mut().zip(more) {
+            slot.write(b);
+        }
+        self.len += more.len();
+        Ok(())
+    }
+
+    /// The octets written so far.
+    #[inline]
+    pub fn as_slice(&self) -> &[u8] {
+        // SAFETY: the first `len` bytes were all written by `extend`.
+        unsafe { std::slice::from_raw_parts(self.bytes.as_ptr().cast::<u8>(), self.len) }
+    }
+
+    /// The octets written so far, mutable.
+    #[inline]
+    pub fn as_mut_slice(&mut self) -> &mut [u8] {
+        // SAFETY: as in `as_slice`.
+        unsafe { std::slice::from_raw_parts_mut(self.bytes.as_mut_ptr().cast::<u8>(), self.len) }
+    }
+
+    /// How many octets.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// True when nothing is written.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+}
+
 /// Decodes the part of a `\X` or `\DDD` escape after the backslash; returns the
 /// octet and how many input bytes it used.
 pub fn unescape(rest: &[u8]) -> Result<(u8, usize), NameError> {
@@ -353,18 +426,14 @@ fn label_starts(wire: &[u8], starts: &mut [u8; 128]) -> usize {
 }
 
 /// Reads a possibly compressed name from `message` at `start` into `out`
-/// (uncompressed, original case). Returns the name's length in `out` and the
-/// position just after the name in `message`.
+/// (uncompressed, original case). Returns the position just after the name in
+/// `message`.
 ///
 /// Pointers must point strictly backwards, which rules out loops (RFC 1035
 /// §4.1.4 does not demand it, but every sane encoder does it and it bounds the work).
-pub fn read_compressed(
-    message: &[u8],
-    start: usize,
-    out: &mut [u8; MAX_NAME_LEN],
-) -> Result<(usize, usize), NameError> {
+pub fn read_compressed(message: &[u8], start: usize, out: &mut NameBuf) -> Result<usize, NameError> {
+    out.len = 0;
     let mut pos = start;
-    let mut out_len = 0;
     let mut end = None;
     let mut limit = start;
     loop {
@@ -372,15 +441,11 @@ pub fn read_compressed(
         match len & 0xc0 {
             0x00 => {
                 let len = len as usize;
-                if out_len + 1 + len > MAX_NAME_LEN {
-                    return Err(NameError::NameTooLong);
-                }
                 let label = message.get(pos..pos + 1 + len).ok_or(NameError::Truncated)?;
-                out[out_len..out_len + 1 + len].copy_from_slice(label);
-                out_len += 1 + len;
+                out.extend(label)?;
                 pos += 1 + len;
                 if len == 0 {
-                    return Ok((out_len, end.unwrap_or(pos)));
+                    return Ok(end.unwrap_or(pos));
                 }
             }
             0xc0 => {
@@ -451,9 +516,9 @@ mod tests {
         let mut message = vec![0u8; 12];
         message.extend_from_slice(b"\x03www\x07example\x03com\x00");
         message.extend_from_slice(b"\x04mail\xc0\x10");
-        let mut out = [0u8; MAX_NAME_LEN];
-        let (len, end) = read_compressed(&message, 29, &mut out).unwrap();
-        assert_eq!(&out[..len], b"\x04mail\x07example\x03com\x00");
+        let mut out = NameBuf::new();
+        let end = read_compressed(&message, 29, &mut out).unwrap();
+        assert_eq!(out.as_slice(), b"\x04mail\x07example\x03com\x00");
         assert_eq!(end, message.len());
         let looped = [0u8, 0, 0xc0, 0x02];
         assert_eq!(read_compressed(&looped, 2, &mut out), Err(NameError::BadPointer));

@@ -34,8 +34,8 @@ pub fn bind_udp(addr: SocketAddr) -> io::Result<UdpSocket> {
         socket.set_only_v6(true)?;
     }
     socket.set_reuse_port(true)?;
-    socket.set_recv_buffer_size(4 << 20).ok();
-    socket.set_send_buffer_size(4 << 20).ok();
+    // Room for bursts of a few thousand queries; the send side keeps the kernel default.
+    socket.set_recv_buffer_size(1 << 20).ok();
     socket.bind(&addr.into())?;
     socket.set_read_timeout(Some(POLL_INTERVAL))?;
     Ok(socket.into())

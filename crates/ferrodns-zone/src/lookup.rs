@@ -13,19 +13,19 @@ use crate::zone::{Node, RRset, Zone};
 #[derive(Debug, Clone, Copy)]
 pub enum Answer<'z> {
     /// The RRset asked for.
-    Found(&'z Node, &'z RRset),
+    Found(Node<'z>, RRset<'z>),
     /// A qtype of ANY at a name with data: the node, for RFC 8482 handling.
-    Any(&'z Node),
+    Any(Node<'z>),
     /// The name holds a CNAME and the qtype is something else.
-    Cname(&'z Node, &'z RRset),
+    Cname(Node<'z>, RRset<'z>),
     /// The name exists but has no RRset of the qtype.
-    NoData(&'z Node),
+    NoData(Node<'z>),
     /// The name does not exist and no wildcard covers it.
     NxDomain,
     /// The qname is at or below a zone cut; the node holds the cut's NS RRset.
-    Referral(&'z Node),
+    Referral(Node<'z>),
     /// An ancestor of the qname owns a DNAME (RFC 6672 §2.3).
-    Dname(&'z Node, &'z RRset),
+    Dname(Node<'z>, RRset<'z>),
 }
 
 /// An [`Answer`] plus whether it was synthesized from a wildcard; a wildcard
@@ -52,11 +52,15 @@ impl Zone {
         let apex_offset = qname_lower.len() - self.apex_lower().len();
         let apex_index = starts[..count].iter().position(|&s| s as usize == apex_offset).unwrap_or(count);
         let mut index = apex_index;
-        let mut encloser: Option<&Node> = None;
+        let mut encloser: Option<Node<'_>> = None;
         loop {
             let offset = if index == count { qname_lower.len() - 1 } else { starts[index] as usize };
-            let suffix = if index == apex_index { self.apex_lower() } else { &qname_lower[offset..] };
-            let Some(node) = self.node(suffix) else { break };
+            let node = if index == apex_index {
+                self.apex_node()
+            } else {
+                let Some(node) = self.node(&qname_lower[offset..]) else { break };
+                node
+            };
             let at_apex = index == apex_index;
             let at_qname = index == 0;
             if !at_apex && node.rrset(RecordType::NS).is_some() && !(at_qname && qtype == RecordType::DS) {
@@ -96,7 +100,7 @@ impl Zone {
     }
 }
 
-fn exact(node: &Node, qtype: RecordType) -> Answer<'_> {
+fn exact(node: Node<'_>, qtype: RecordType) -> Answer<'_> {
     if qtype == RecordType::ANY {
         return if node.is_empty_non_terminal() { Answer::NoData(node) } else { Answer::Any(node) };
     }

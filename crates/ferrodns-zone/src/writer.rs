@@ -28,13 +28,19 @@ pub fn write_zone(zone: &Zone) -> String {
             if rrset.rtype == RecordType::SOA && node.name().eq_ignore_ascii_case(zone.apex_lower()) {
                 continue;
             }
-            write_rrset(node, rrset.rtype, rrset.ttl, rrset.rdatas(), &mut out);
+            write_rrset(&node, rrset.rtype, rrset.ttl, rrset.rdatas(), &mut out);
         }
     }
     out
 }
 
-fn write_rrset<'a>(node: &Node, rtype: RecordType, ttl: u32, rdatas: impl Iterator<Item = &'a [u8]>, out: &mut String) {
+fn write_rrset<'a>(
+    node: &Node<'_>,
+    rtype: RecordType,
+    ttl: u32,
+    rdatas: impl Iterator<Item = &'a [u8]>,
+    out: &mut String,
+) {
     for rdata in rdatas {
         let _ = name::write_presentation(node.name(), out);
         let _ = write!(out, " {ttl} IN {rtype} ");

@@ -16,6 +16,8 @@ use crate::zone::Zone;
 pub struct ZoneSet {
     zones: HashTable<Arc<Zone>>,
     hasher: foldhash::fast::RandomState,
+    /// The most labels any apex has: longer suffixes of a qname cannot be apexes.
+    max_labels: usize,
 }
 
 impl ZoneSet {
@@ -26,6 +28,7 @@ impl ZoneSet {
 
     /// Adds or replaces the zone with the same apex; returns the old one.
     pub fn insert(&mut self, zone: Arc<Zone>) -> Option<Arc<Zone>> {
+        self.max_labels = self.max_labels.max(zone.apex().label_count());
         let hash = self.hasher.hash_one(zone.apex_lower());
         let hasher = &self.hasher;
         match self.zones.entry(hash, |z| z.apex_lower() == zone.apex_lower(), |z| hasher.hash_one(z.apex_lower())) {
@@ -40,7 +43,9 @@ impl ZoneSet {
     /// Removes the zone with this lowercase apex.
     pub fn remove(&mut self, apex_lower: &[u8]) -> Option<Arc<Zone>> {
         let hash = self.hasher.hash_one(apex_lower);
-        self.zones.find_entry(hash, |z| z.apex_lower() == apex_lower).ok().map(|e| e.remove().0)
+        let removed = self.zones.find_entry(hash, |z| z.apex_lower() == apex_lower).ok().map(|e| e.remove().0);
+        self.max_labels = self.zones.iter().map(|z| z.apex().label_count()).max().unwrap_or(0);
+        removed
     }
 
     /// The zone whose apex is exactly this lowercase name.
@@ -52,7 +57,13 @@ impl ZoneSet {
     /// The deepest zone containing a lowercase wire name, if any.
     #[inline]
     pub fn find(&self, name_lower: &[u8]) -> Option<&Arc<Zone>> {
+        // Skip the suffixes with more labels than any apex has.
         let mut pos = 0;
+        let mut labels = ferrodns_proto::name::label_count(name_lower);
+        while labels > self.max_labels {
+            pos += 1 + name_lower[pos] as usize;
+            labels -= 1;
+        }
         loop {
             if let Some(zone) = self.get(&name_lower[pos..]) {
                 return Some(zone);
