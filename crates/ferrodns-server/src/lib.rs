@@ -18,6 +18,7 @@ use ferrodns_zone::ZoneSet;
 use tokio::sync::watch;
 
 pub use tcp::TcpSettings;
+pub use udp::UdpSettings;
 
 /// Where and how to serve DNS.
 #[derive(Clone, Debug)]
@@ -26,6 +27,7 @@ pub struct DnsSettings {
     pub listen: Vec<SocketAddr>,
     /// UDP worker threads per address (each with its own SO_REUSEPORT socket).
     pub udp_workers: usize,
+    pub udp: UdpSettings,
     pub tcp: TcpSettings,
 }
 
@@ -34,6 +36,7 @@ pub struct BoundDns {
     udp: Vec<UdpSocket>,
     tcp: Vec<std::net::TcpListener>,
     local: Vec<SocketAddr>,
+    udp_settings: UdpSettings,
     tcp_settings: TcpSettings,
 }
 
@@ -41,7 +44,13 @@ pub struct BoundDns {
 /// port and uses it for both transports of that address.
 pub fn bind(settings: &DnsSettings) -> io::Result<BoundDns> {
     let workers = settings.udp_workers.max(1);
-    let mut bound = BoundDns { udp: Vec::new(), tcp: Vec::new(), local: Vec::new(), tcp_settings: settings.tcp };
+    let mut bound = BoundDns {
+        udp: Vec::new(),
+        tcp: Vec::new(),
+        local: Vec::new(),
+        udp_settings: settings.udp,
+        tcp_settings: settings.tcp,
+    };
     for &requested in &settings.listen {
         let (udp, tcp, local) = bind_one(requested, workers)?;
         bound.udp.extend(udp);
@@ -89,10 +98,11 @@ impl BoundDns {
         for (index, socket) in self.udp.into_iter().enumerate() {
             let zones = zones.clone();
             let stop = stop.clone();
+            let udp_settings = self.udp_settings;
             threads.push(
                 std::thread::Builder::new()
                     .name(format!("dns-udp-{index}"))
-                    .spawn(move || udp::run_worker(socket, zones, stop))?,
+                    .spawn(move || udp::run_worker(socket, zones, stop, udp_settings))?,
             );
         }
         let mut tcp_tasks = Vec::new();

@@ -37,6 +37,9 @@ pub struct ServeArgs {
     /// UDP worker threads per address [default: the CPUs this process may use].
     #[arg(long = "udp-workers", env = "FERRODNS_UDP_WORKERS")]
     pub udp_workers: Option<usize>,
+    /// Microseconds a busy UDP worker may wait for a batch to fill; 0 turns it off [default: 20].
+    #[arg(long = "udp-coalesce-us", env = "FERRODNS_UDP_COALESCE_US")]
+    pub udp_coalesce_us: Option<u64>,
     /// Seconds before an idle TCP connection is closed [default: 10].
     #[arg(long = "tcp-idle-timeout", env = "FERRODNS_TCP_IDLE_TIMEOUT")]
     pub tcp_idle_timeout: Option<u64>,
@@ -56,6 +59,7 @@ struct FileSettings {
     zone_file: Option<Vec<PathBuf>>,
     allow_include: Option<bool>,
     udp_workers: Option<usize>,
+    udp_coalesce_us: Option<u64>,
     tcp_idle_timeout: Option<u64>,
     tcp_max_connections: Option<usize>,
     log_level: Option<String>,
@@ -73,6 +77,7 @@ pub struct ServeSettings {
     pub zone_files: Vec<PathBuf>,
     pub allow_include: bool,
     pub udp_workers: usize,
+    pub udp_coalesce: Duration,
     pub tcp_idle_timeout: Duration,
     pub tcp_max_connections: usize,
     /// The log level from the file, used when neither flag nor variable sets one.
@@ -115,6 +120,7 @@ impl ServeArgs {
             zone_files,
             allow_include: self.allow_include || file.allow_include.unwrap_or(false),
             udp_workers: self.udp_workers.or(file.udp_workers).unwrap_or(default_workers).max(1),
+            udp_coalesce: Duration::from_micros(self.udp_coalesce_us.or(file.udp_coalesce_us).unwrap_or(20).min(1000)),
             tcp_idle_timeout: Duration::from_secs(self.tcp_idle_timeout.or(file.tcp_idle_timeout).unwrap_or(10)),
             tcp_max_connections: self.tcp_max_connections.or(file.tcp_max_connections).unwrap_or(512).max(1),
             file_log_level: file.log_level,

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use anyhow::{bail, Context};
 use arc_swap::ArcSwap;
 use clap::{Parser, Subcommand};
-use ferrodns_server::{DnsSettings, TcpSettings};
+use ferrodns_server::{DnsSettings, TcpSettings, UdpSettings};
 use ferrodns_zone::{load_zone_file, ZoneSet};
 use tokio::sync::watch;
 
@@ -136,6 +136,7 @@ fn serve(args: config::ServeArgs, log_level: Option<String>, log_format: LogForm
     let dns = DnsSettings {
         listen: settings.dns_listen.clone(),
         udp_workers: settings.udp_workers,
+        udp: UdpSettings { coalesce: settings.udp_coalesce },
         tcp: TcpSettings { idle_timeout: settings.tcp_idle_timeout, max_connections: settings.tcp_max_connections },
     };
     let bound = ferrodns_server::bind(&dns)?;
