@@ -5,7 +5,7 @@ use std::path::Path;
 
 use ferrodns_proto::{Name, RecordType};
 
-use crate::masterfile::{parse_file, ParseOptions};
+use crate::masterfile::{stream_file, ParseOptions};
 use crate::zone::{Zone, ZoneBuilder};
 
 /// Why a zone file did not load: every problem found, each `file:line: message`.
@@ -33,32 +33,37 @@ pub struct Loaded {
 pub fn load_zone_file(path: &Path, allow_include: bool) -> Result<Loaded, LoadError> {
     let file = path.display().to_string();
     let options = ParseOptions { allow_include, ..ParseOptions::default() };
-    let parsed = parse_file(path, &options);
-    let mut problems: Vec<String> = parsed.errors.iter().map(ToString::to_string).collect();
-    let apex: Option<Name> = parsed
-        .first_origin
-        .clone()
-        .or_else(|| parsed.records.iter().find(|r| r.rtype == RecordType::SOA).map(|r| r.owner.clone()));
-    let Some(apex) = apex else {
+    // Records stream straight into the builder; the zone is named at the end.
+    let mut builder = ZoneBuilder::new(Name::root());
+    let mut soa_owner: Option<Name> = None;
+    let report = stream_file(path, &options, &mut |record| {
+        if record.rtype == RecordType::SOA && soa_owner.is_none() {
+            soa_owner = Some(record.owner.clone());
+        }
+        builder.add_wire(record.owner.as_wire(), record.rtype, record.ttl, record.rdata, Some(record.line));
+    });
+    let mut problems: Vec<String> = report.errors.iter().map(ToString::to_string).collect();
+    let Some(apex) = report.first_origin.or(soa_owner) else {
         problems.push(format!("{file}: no $ORIGIN and no SOA record: cannot tell the zone's name"));
         return Err(LoadError { problems });
     };
-    let mut builder = ZoneBuilder::new(apex);
-    for record in parsed.records {
-        builder.add(record.owner, record.rtype, record.ttl, &record.rdata, Some(record.line));
-    }
+    builder.set_apex(apex);
     let locate = |line: Option<usize>, message: &str| match line {
         Some(line) => format!("{file}:{line}: {message}"),
         None => format!("{file}: {message}"),
     };
+    if !problems.is_empty() {
+        // Parse errors void the load; the zone checks still run so that one
+        // pass reports everything.
+        if let Err(errors) = builder.finish() {
+            problems.extend(errors.iter().map(|e| locate(e.line, &e.message)));
+        }
+        return Err(LoadError { problems });
+    }
     match builder.finish() {
-        Ok((zone, warnings)) if problems.is_empty() => {
+        Ok((zone, warnings)) => {
             Ok(Loaded { zone, warnings: warnings.iter().map(|w| locate(w.line, &w.message)).collect() })
         }
-        Ok(_) => Err(LoadError { problems }),
-        Err(errors) => {
-            problems.extend(errors.iter().map(|e| locate(e.line, &e.message)));
-            Err(LoadError { problems })
-        }
+        Err(errors) => Err(LoadError { problems: errors.iter().map(|e| locate(e.line, &e.message)).collect() }),
     }
 }

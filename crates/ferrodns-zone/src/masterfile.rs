@@ -25,6 +25,38 @@ pub struct Record {
     pub line: usize,
 }
 
+/// One record as the parser hands it to a sink, borrowed from the parser's
+/// buffers: nothing is allocated per record.
+#[derive(Clone, Copy, Debug)]
+pub struct RecordRef<'a> {
+    pub owner: &'a Name,
+    pub rtype: RecordType,
+    pub ttl: u32,
+    pub rdata: &'a [u8],
+    pub line: usize,
+}
+
+impl RecordRef<'_> {
+    /// An owned copy.
+    pub fn to_record(&self) -> Record {
+        Record {
+            owner: self.owner.clone(),
+            rtype: self.rtype,
+            ttl: self.ttl,
+            rdata: self.rdata.to_vec(),
+            line: self.line,
+        }
+    }
+}
+
+/// What a streaming parse reports besides its records.
+#[derive(Debug, Default)]
+pub struct Report {
+    pub errors: Vec<ParseError>,
+    /// The first `$ORIGIN` seen, if any, for callers that name the zone from it.
+    pub first_origin: Option<Name>,
+}
+
 /// A problem found at one line of a master file.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ParseError {
@@ -68,18 +100,38 @@ pub struct Parsed {
 
 /// Reads a master file from disk. `file` in errors is the path as given.
 pub fn parse_file(path: &Path, options: &ParseOptions) -> Parsed {
-    let mut parsed = Parsed::default();
-    let mut state = State::new(options);
-    read_path(path, &mut state, &mut parsed, 0);
-    parsed
+    let mut records = Vec::new();
+    let report = stream_file(path, options, &mut |r| records.push(r.to_record()));
+    Parsed { records, errors: report.errors, first_origin: report.first_origin }
 }
 
 /// Reads master-file text; `file` names it in error messages.
 pub fn parse_str(text: &[u8], file: &str, options: &ParseOptions) -> Parsed {
-    let mut parsed = Parsed::default();
+    let mut records = Vec::new();
+    let report = stream_str(text, file, options, &mut |r| records.push(r.to_record()));
+    Parsed { records, errors: report.errors, first_origin: report.first_origin }
+}
+
+/// Reads a master file from disk, handing each good record to `sink` as it is read.
+pub fn stream_file(path: &Path, options: &ParseOptions, sink: &mut dyn FnMut(RecordRef<'_>)) -> Report {
+    let mut out = Output { sink, report: Report::default() };
     let mut state = State::new(options);
-    parse_into(text, file, None, &mut state, &mut parsed, 0);
-    parsed
+    read_path(path, &mut state, &mut out, 0);
+    out.report
+}
+
+/// Reads master-file text, handing each good record to `sink` as it is read.
+pub fn stream_str(text: &[u8], file: &str, options: &ParseOptions, sink: &mut dyn FnMut(RecordRef<'_>)) -> Report {
+    let mut out = Output { sink, report: Report::default() };
+    let mut state = State::new(options);
+    parse_into(text, file, None, &mut state, &mut out, 0);
+    out.report
+}
+
+/// Where parsed records and problems go.
+struct Output<'s> {
+    sink: &'s mut dyn FnMut(RecordRef<'_>),
+    report: Report,
 }
 
 const MAX_INCLUDE_DEPTH: usize = 8;
@@ -92,6 +144,8 @@ struct State {
     last_owner: Option<Name>,
     allow_include: bool,
     max_errors: usize,
+    /// The current record's RDATA, reused from record to record.
+    rdata: Vec<u8>,
 }
 
 impl State {
@@ -104,15 +158,16 @@ impl State {
             last_owner: None,
             allow_include: options.allow_include,
             max_errors: if options.max_errors == 0 { 100 } else { options.max_errors },
+            rdata: Vec::with_capacity(512),
         }
     }
 }
 
-fn read_path(path: &Path, state: &mut State, parsed: &mut Parsed, depth: usize) {
+fn read_path(path: &Path, state: &mut State, out: &mut Output<'_>, depth: usize) {
     let file = path.display().to_string();
     match std::fs::read(path) {
-        Ok(text) => parse_into(&text, &file, path.parent(), state, parsed, depth),
-        Err(e) => parsed.errors.push(ParseError { file, line: 0, message: format!("cannot read: {e}") }),
+        Ok(text) => parse_into(&text, &file, path.parent(), state, out, depth),
+        Err(e) => out.report.errors.push(ParseError { file, line: 0, message: format!("cannot read: {e}") }),
     }
 }
 
@@ -229,12 +284,19 @@ impl<'a> Lexer<'a> {
     }
 }
 
-fn parse_into(text: &[u8], file: &str, directory: Option<&Path>, state: &mut State, parsed: &mut Parsed, depth: usize) {
+fn parse_into(
+    text: &[u8],
+    file: &str,
+    directory: Option<&Path>,
+    state: &mut State,
+    out: &mut Output<'_>,
+    depth: usize,
+) {
     let mut lexer = Lexer { text, pos: 0, line: 1 };
     let mut entry = Entry { tokens: Vec::with_capacity(16), blank_owner: false, line: 1 };
     loop {
-        if parsed.errors.len() >= state.max_errors {
-            parsed.errors.push(ParseError {
+        if out.report.errors.len() >= state.max_errors {
+            out.report.errors.push(ParseError {
                 file: file.into(),
                 line: lexer.line,
                 message: "too many errors; stopped".into(),
@@ -245,7 +307,7 @@ fn parse_into(text: &[u8], file: &str, directory: Option<&Path>, state: &mut Sta
             Ok(false) => return,
             Ok(true) => {}
             Err((line, message)) => {
-                parsed.errors.push(ParseError { file: file.into(), line, message });
+                out.report.errors.push(ParseError { file: file.into(), line, message });
                 continue;
             }
         }
@@ -253,14 +315,17 @@ fn parse_into(text: &[u8], file: &str, directory: Option<&Path>, state: &mut Sta
         let error = |message: String| ParseError { file: file.into(), line, message };
         let first = entry.tokens[0].text;
         if !entry.blank_owner && first.first() == Some(&b'$') && !entry.tokens[0].quoted {
-            if let Err(message) = directive(&entry.tokens, directory, state, parsed, depth) {
-                parsed.errors.push(error(message));
+            if let Err(message) = directive(&entry.tokens, directory, state, out, depth) {
+                out.report.errors.push(error(message));
             }
             continue;
         }
         match record(&entry, state) {
-            Ok(record) => parsed.records.push(record),
-            Err(message) => parsed.errors.push(error(message)),
+            Ok(ttl) => {
+                let owner = state.last_owner.as_ref().expect("a good record has an owner");
+                (out.sink)(RecordRef { owner, rtype: ttl.0, ttl: ttl.1, rdata: &state.rdata, line });
+            }
+            Err(message) => out.report.errors.push(error(message)),
         }
     }
 }
@@ -273,7 +338,7 @@ fn directive(
     tokens: &[Token<'_>],
     directory: Option<&Path>,
     state: &mut State,
-    parsed: &mut Parsed,
+    out: &mut Output<'_>,
     depth: usize,
 ) -> Result<(), String> {
     let name = token_str(&tokens[0]).to_ascii_uppercase();
@@ -284,8 +349,8 @@ fn directive(
             };
             let origin = Name::parse_bytes(origin.text, state.origin.as_ref())
                 .map_err(|e| format!("bad $ORIGIN '{}': {e}", token_str(origin)))?;
-            if parsed.first_origin.is_none() {
-                parsed.first_origin = Some(origin.clone());
+            if out.report.first_origin.is_none() {
+                out.report.first_origin = Some(origin.clone());
             }
             state.origin = Some(origin);
             Ok(())
@@ -324,7 +389,7 @@ fn directive(
                     .map_err(|e| format!("bad $INCLUDE origin: {e}"))?;
                 state.origin = Some(origin);
             }
-            read_path(&path, state, parsed, depth + 1);
+            read_path(&path, state, out, depth + 1);
             state.origin = saved_origin;
             state.last_owner = saved_owner;
             Ok(())
@@ -334,18 +399,25 @@ fn directive(
     }
 }
 
-fn record(entry: &Entry<'_>, state: &mut State) -> Result<Record, String> {
+/// Parses one record entry. On success the owner is `state.last_owner`, the
+/// RDATA is in `state.rdata`, and the type and TTL are returned.
+fn record(entry: &Entry<'_>, state: &mut State) -> Result<(RecordType, u32), String> {
     let mut tokens = &entry.tokens[..];
-    let owner = if entry.blank_owner {
-        state.last_owner.clone().ok_or("no owner: the first record must name one")?
+    if entry.blank_owner {
+        if state.last_owner.is_none() {
+            return Err("no owner: the first record must name one".into());
+        }
     } else {
         let token = &tokens[0];
         tokens = &tokens[1..];
-        let owner = Name::parse_bytes(token.text, state.origin.as_ref())
-            .map_err(|e| format!("bad owner '{}': {e}", token_str(token)))?;
-        state.last_owner = Some(owner.clone());
-        owner
-    };
+        let same =
+            state.last_owner.as_ref().is_some_and(|last| owner_text_matches(token.text, last, state.origin.as_ref()));
+        if !same {
+            let owner = Name::parse_bytes(token.text, state.origin.as_ref())
+                .map_err(|e| format!("bad owner '{}': {e}", token_str(token)))?;
+            state.last_owner = Some(owner);
+        }
+    }
     let mut ttl = None;
     let mut class = None;
     let rtype = loop {
@@ -372,9 +444,11 @@ fn record(entry: &Entry<'_>, state: &mut State) -> Result<Record, String> {
     if rtype.is_meta_or_question_only() {
         return Err(format!("{rtype} cannot appear in a zone"));
     }
-    let origin = state.origin.clone().unwrap_or_else(Name::root);
-    let mut wire = Vec::new();
-    rdata::parse_rdata(rtype, tokens, &origin, &mut wire).map_err(|e| format!("{rtype} record: {e}"))?;
+    let root = Name::root();
+    let origin = state.origin.as_ref().unwrap_or(&root);
+    let wire = &mut state.rdata;
+    wire.clear();
+    rdata::parse_rdata(rtype, tokens, origin, wire).map_err(|e| format!("{rtype} record: {e}"))?;
     if rtype == RecordType::SOA {
         // RFC 1035 leaves the default TTL open; like BIND, fall back to the SOA minimum.
         let minimum = u32::from_be_bytes(wire[wire.len() - 4..].try_into().expect("SOA has 20 fixed octets"));
@@ -394,7 +468,23 @@ fn record(entry: &Entry<'_>, state: &mut State) -> Result<Record, String> {
     if ttl > 0x7fff_ffff {
         return Err(format!("TTL {ttl} is above 2^31-1 (RFC 2181 §8)"));
     }
-    Ok(Record { owner, rtype, ttl, rdata: wire, line: entry.line })
+    Ok((rtype, ttl))
+}
+
+/// True when an owner token spells the same name as `last` did (the common
+/// case of a file listing several records per name), so it need not be parsed
+/// again. Only plain relative labels are compared; anything else is parsed.
+fn owner_text_matches(text: &[u8], last: &Name, origin: Option<&Name>) -> bool {
+    let Some(origin) = origin else { return false };
+    let wire = last.as_wire();
+    if text.is_empty() || text.len() > 63 || !text.iter().all(|b| b.is_ascii_alphanumeric() || *b == b'-' || *b == b'_')
+    {
+        return false;
+    }
+    wire.len() == 1 + text.len() + origin.as_wire().len()
+        && wire[0] as usize == text.len()
+        && &wire[1..1 + text.len()] == text
+        && &wire[1 + text.len()..] == origin.as_wire()
 }
 
 #[cfg(test)]

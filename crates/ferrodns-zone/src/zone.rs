@@ -162,7 +162,7 @@ impl<'z> Iterator for RRsetIter<'z> {
 pub struct Zone {
     apex: Name,
     apex_lower: Box<[u8]>,
-    arena: Box<[u8]>,
+    arena: Vec<u8>,
     index: HashTable<u32>,
     hasher: foldhash::fast::RandomState,
     /// Where the apex node sits in the arena: every lookup starts there.
@@ -283,13 +283,32 @@ impl fmt::Display for ZoneError {
     }
 }
 
-/// One record waiting in a [`ZoneBuilder`].
+/// One record waiting in a [`ZoneBuilder`]; its owner and RDATA live in the
+/// builder's byte store, so adding a record allocates nothing on its own.
+#[derive(Clone, Copy)]
 struct Pending {
-    owner: Box<[u8]>,
+    owner: u32,
+    rdata: u32,
+    rdata_len: u16,
+    owner_len: u8,
     rtype: RecordType,
     ttl: u32,
-    rdata: Box<[u8]>,
-    line: Option<usize>,
+    /// Master-file line, or 0 when unknown.
+    line: u32,
+}
+
+impl Pending {
+    fn line(&self) -> Option<usize> {
+        (self.line != 0).then_some(self.line as usize)
+    }
+}
+
+fn owner_of<'d>(data: &'d [u8], record: &Pending) -> &'d [u8] {
+    &data[record.owner as usize..record.owner as usize + record.owner_len as usize]
+}
+
+fn rdata_of<'d>(data: &'d [u8], record: &Pending) -> &'d [u8] {
+    &data[record.rdata as usize..record.rdata as usize + record.rdata_len as usize]
 }
 
 /// Orders wire names by their lowercase bytes: not canonical order, just a
@@ -302,6 +321,9 @@ fn lower_cmp(a: &[u8], b: &[u8]) -> std::cmp::Ordering {
 pub struct ZoneBuilder {
     apex: Name,
     records: Vec<Pending>,
+    /// Owners and RDATAs of `records`, back to back; an owner repeated by
+    /// consecutive records is stored once.
+    data: Vec<u8>,
     errors: Vec<ZoneError>,
     warnings: Vec<ZoneError>,
 }
@@ -316,7 +338,7 @@ struct Group {
 impl ZoneBuilder {
     /// Starts a zone with this apex.
     pub fn new(apex: Name) -> ZoneBuilder {
-        ZoneBuilder { apex, records: Vec::new(), errors: Vec::new(), warnings: Vec::new() }
+        ZoneBuilder { apex, records: Vec::new(), data: Vec::new(), errors: Vec::new(), warnings: Vec::new() }
     }
 
     /// The apex.
@@ -324,18 +346,49 @@ impl ZoneBuilder {
         &self.apex
     }
 
-    /// Adds one record. Out-of-zone owners and malformed RDATA are refused at
-    /// once. A record equal to one already present is dropped, as an RRset is a set.
+    /// Names the zone after records were added (a master file may name it
+    /// only through its SOA record).
+    pub fn set_apex(&mut self, apex: Name) {
+        self.apex = apex;
+    }
+
+    /// Adds one record. Malformed RDATA is refused at once; owners outside the
+    /// zone are reported by [`ZoneBuilder::finish`]. A record equal to one
+    /// already present is dropped, as an RRset is a set.
     pub fn add(&mut self, owner: Name, rtype: RecordType, ttl: u32, rdata: &[u8], line: Option<usize>) {
-        if !owner.is_subdomain_of(&self.apex) {
-            self.errors.push(ZoneError { line, message: format!("{owner} is outside the zone {}", self.apex) });
-            return;
-        }
+        self.add_wire(owner.as_wire(), rtype, ttl, rdata, line);
+    }
+
+    /// As [`ZoneBuilder::add`], with the owner as a valid wire name.
+    pub fn add_wire(&mut self, owner: &[u8], rtype: RecordType, ttl: u32, rdata: &[u8], line: Option<usize>) {
+        let show = || Name::from_wire(owner).map(|n| n.to_string()).unwrap_or_default();
         if let Err(e) = ferrodns_proto::rdata::validate_wire(rtype, rdata) {
-            self.errors.push(ZoneError { line, message: format!("{owner} {rtype}: {e}") });
+            self.errors.push(ZoneError { line, message: format!("{} {rtype}: {e}", show()) });
             return;
         }
-        self.records.push(Pending { owner: owner.into_wire(), rtype, ttl, rdata: rdata.into(), line });
+        if rdata.len() > u16::MAX as usize || self.data.len() + owner.len() + rdata.len() > u32::MAX as usize {
+            self.errors.push(ZoneError { line, message: format!("{} {rtype}: zone data too large", show()) });
+            return;
+        }
+        let owner_at = match self.records.last() {
+            Some(last) if owner_of(&self.data, last) == owner => last.owner,
+            _ => {
+                let at = self.data.len() as u32;
+                self.data.extend_from_slice(owner);
+                at
+            }
+        };
+        let rdata_at = self.data.len() as u32;
+        self.data.extend_from_slice(rdata);
+        self.records.push(Pending {
+            owner: owner_at,
+            rdata: rdata_at,
+            rdata_len: rdata.len() as u16,
+            owner_len: owner.len() as u8,
+            rtype,
+            ttl,
+            line: line.map_or(0, |l| l.min(u32::MAX as usize) as u32),
+        });
     }
 
     /// Warnings collected so far (data kept, but worth an operator's look).
@@ -345,12 +398,53 @@ impl ZoneBuilder {
 
     /// Runs the load-time checks and freezes the zone. On error nothing is built.
     pub fn finish(mut self) -> Result<(Zone, Vec<ZoneError>), Vec<ZoneError>> {
-        // Group by owner, then type; stable, so the first spelling of a name wins.
-        self.records.sort_by(|a, b| lower_cmp(&a.owner, &b.owner).then(a.rtype.cmp(&b.rtype)));
+        // Group by owner, then type. Only adjacency matters, so sort by a hash
+        // of the lowercase owner and arrival order (plain integers, fast), then
+        // settle the rare runs where different names share a hash, and order
+        // each owner's records by type. Arrival order breaks ties, so the first
+        // spelling of a name wins.
+        let data = &self.data;
+        let hasher = foldhash::fast::FixedState::with_seed(0);
+        let mut buffer = [0u8; MAX_NAME_LEN];
+        let mut keys: Vec<(u64, u32)> = self
+            .records
+            .iter()
+            .enumerate()
+            .map(|(i, r)| (hasher.hash_one(lowercase_into(owner_of(data, r), &mut buffer)), i as u32))
+            .collect();
+        keys.sort_unstable();
+        let records = &self.records;
+        let mut order: Vec<u32> = keys.iter().map(|&(_, i)| i).collect();
+        let mut run = 0;
+        for i in 1..=keys.len() {
+            if i < keys.len() && keys[i].0 == keys[run].0 {
+                continue;
+            }
+            let slice = &mut order[run..i];
+            if slice.len() > 1 {
+                let first = owner_of(data, &records[slice[0] as usize]);
+                let one_name = slice.iter().all(|&k| owner_of(data, &records[k as usize]).eq_ignore_ascii_case(first));
+                if one_name {
+                    slice.sort_by_key(|&k| (records[k as usize].rtype, k));
+                } else {
+                    slice.sort_by(|&a, &b| {
+                        let (ra, rb) = (&records[a as usize], &records[b as usize]);
+                        lower_cmp(owner_of(data, ra), owner_of(data, rb)).then(ra.rtype.cmp(&rb.rtype)).then(a.cmp(&b))
+                    });
+                }
+            }
+            run = i;
+        }
+        drop(keys);
+        self.records = order.iter().map(|&i| records[i as usize]).collect();
+        drop(order);
+        let data = &self.data;
         let mut groups = Vec::new();
         let mut start = 0;
         for i in 1..=self.records.len() {
-            if i == self.records.len() || !self.records[i].owner.eq_ignore_ascii_case(&self.records[start].owner) {
+            if i == self.records.len()
+                || !owner_of(data, &self.records[i]).eq_ignore_ascii_case(owner_of(data, &self.records[start]))
+            {
                 groups.push(Group { start, end: i });
                 start = i;
             }
@@ -367,15 +461,25 @@ impl ZoneBuilder {
     fn check(&mut self, groups: &[Group]) {
         let apex = self.apex.as_wire();
         let records = &self.records;
+        let data = &self.data;
         let mut errors = Vec::new();
         let mut warnings = Vec::new();
         let show = |wire: &[u8]| Name::from_wire(wire).map(|n| n.to_string()).unwrap_or_default();
-        let mut cuts: HashSet<Box<[u8]>> = HashSet::new();
-        let mut dnames: HashSet<Box<[u8]>> = HashSet::new();
+        let mut cuts: HashSet<Box<[u8]>, foldhash::fast::RandomState> = HashSet::default();
+        let mut dnames: HashSet<Box<[u8]>, foldhash::fast::RandomState> = HashSet::default();
         let mut apex_seen = false;
         for group in groups {
-            let owner = &records[group.start].owner;
+            let owner = owner_of(data, &records[group.start]);
             let rrs = &records[group.start..group.end];
+            if !name::is_subdomain(owner, apex) {
+                for r in rrs {
+                    errors.push(ZoneError {
+                        line: r.line(),
+                        message: format!("{} is outside the zone {}", show(owner), self.apex),
+                    });
+                }
+                continue;
+            }
             let at_apex = owner.eq_ignore_ascii_case(apex);
             let has = |t: RecordType| rrs.iter().find(|r| r.rtype == t);
             let count = |t: RecordType| rrs.iter().filter(|r| r.rtype == t).count();
@@ -383,9 +487,9 @@ impl ZoneBuilder {
                 apex_seen = true;
                 match has(RecordType::SOA) {
                     None => errors.push(ZoneError { line: None, message: format!("no SOA at the apex {}", self.apex) }),
-                    Some(soa) if count(RecordType::SOA) > 1 && distinct(rrs, RecordType::SOA) > 1 => {
+                    Some(soa) if count(RecordType::SOA) > 1 && distinct(data, rrs, RecordType::SOA) > 1 => {
                         errors.push(ZoneError {
-                            line: soa.line,
+                            line: soa.line(),
                             message: format!("more than one SOA record at the apex {}", self.apex),
                         })
                     }
@@ -397,7 +501,7 @@ impl ZoneBuilder {
             } else {
                 if let Some(soa) = has(RecordType::SOA) {
                     errors.push(ZoneError {
-                        line: soa.line,
+                        line: soa.line(),
                         message: format!("SOA at {}, which is not the apex", show(owner)),
                     });
                 }
@@ -414,27 +518,27 @@ impl ZoneBuilder {
                 others.dedup();
                 if !others.is_empty() {
                     errors.push(ZoneError {
-                        line: cname.line,
+                        line: cname.line(),
                         message: format!(
                             "CNAME at {} beside other data ({}); a CNAME excludes all other data",
                             show(owner),
                             others.join(", ")
                         ),
                     });
-                } else if distinct(rrs, RecordType::CNAME) > 1 {
+                } else if distinct(data, rrs, RecordType::CNAME) > 1 {
                     errors.push(ZoneError {
-                        line: cname.line,
+                        line: cname.line(),
                         message: format!("more than one CNAME at {}", show(owner)),
                     });
                 }
                 if at_apex {
-                    errors.push(ZoneError { line: cname.line, message: format!("CNAME at the apex {}", self.apex) });
+                    errors.push(ZoneError { line: cname.line(), message: format!("CNAME at the apex {}", self.apex) });
                 }
             }
             if let Some(dname) = has(RecordType::DNAME) {
-                if distinct(rrs, RecordType::DNAME) > 1 {
+                if distinct(data, rrs, RecordType::DNAME) > 1 {
                     errors.push(ZoneError {
-                        line: dname.line,
+                        line: dname.line(),
                         message: format!("more than one DNAME at {}", show(owner)),
                     });
                 }
@@ -444,7 +548,7 @@ impl ZoneBuilder {
                 if pair[0].rtype == pair[1].rtype && pair[0].ttl != pair[1].ttl {
                     // RFC 2181 §5.2: one TTL per RRset. Keep the first, and say so.
                     warnings.push(ZoneError {
-                        line: pair[1].line,
+                        line: pair[1].line(),
                         message: format!(
                             "{} {} TTL {} differs from the RRset's TTL {}; using {}",
                             show(owner),
@@ -464,19 +568,19 @@ impl ZoneBuilder {
         if !cuts.is_empty() || !dnames.is_empty() {
             let mut buffer = [0u8; MAX_NAME_LEN];
             for group in groups {
-                let owner = &records[group.start].owner;
+                let owner = owner_of(data, &records[group.start]);
                 let lower = lowercase_into(owner, &mut buffer);
-                let mut pos = 0;
+                let mut pos = lower[0] as usize + 1;
                 while lower.len() - pos > apex.len() {
-                    pos += 1 + lower[pos] as usize;
                     let ancestor = &lower[pos..];
+                    pos += 1 + lower[pos] as usize;
                     if cuts.contains(ancestor) {
                         for r in records[group.start..group.end]
                             .iter()
                             .filter(|r| !matches!(r.rtype, RecordType::A | RecordType::AAAA))
                         {
                             warnings.push(ZoneError {
-                                line: r.line,
+                                line: r.line(),
                                 message: format!(
                                     "{} {} is below the zone cut at {} and is occluded",
                                     show(owner),
@@ -489,7 +593,7 @@ impl ZoneBuilder {
                     }
                     if dnames.contains(ancestor) {
                         warnings.push(ZoneError {
-                            line: records[group.start].line,
+                            line: records[group.start].line(),
                             message: format!(
                                 "{} is below the DNAME at {} and is occluded",
                                 show(owner),
@@ -506,16 +610,19 @@ impl ZoneBuilder {
     }
 
     fn freeze(self, groups: &[Group]) -> (Zone, Vec<ZoneError>) {
+        let data = &self.data[..];
         let apex_lower: Box<[u8]> = self.apex.to_lowercase().into_wire();
         let hasher = foldhash::fast::RandomState::default();
-        let mut arena: Vec<u8> =
-            Vec::with_capacity(self.records.iter().map(|r| r.rdata.len() + 8).sum::<usize>() + groups.len() * 24);
+        let mut arena: Vec<u8> = Vec::with_capacity(
+            self.records.iter().map(|r| r.rdata_len as usize + 4).sum::<usize>() + groups.len() * 32,
+        );
         let mut index: HashTable<u32> = HashTable::with_capacity(groups.len() + groups.len() / 4);
         let mut buffer = [0u8; MAX_NAME_LEN];
         let mut record_count = 0;
         let records = &self.records;
+        let mut rdatas: Vec<&[u8]> = Vec::new();
         for group in groups {
-            let owner = &records[group.start].owner;
+            let owner = owner_of(data, &records[group.start]);
             let offset = arena.len() as u32;
             arena.push(owner.len() as u8);
             arena.extend_from_slice(owner);
@@ -529,7 +636,8 @@ impl ZoneBuilder {
                     j += 1;
                 }
                 // Canonical RDATA order with duplicates merged, as Knot stores them.
-                let mut rdatas: Vec<&[u8]> = records[i..j].iter().map(|r| &r.rdata[..]).collect();
+                rdatas.clear();
+                rdatas.extend(records[i..j].iter().map(|r| rdata_of(data, r)));
                 rdatas.sort_unstable();
                 rdatas.dedup();
                 record_count += rdatas.len();
@@ -537,7 +645,7 @@ impl ZoneBuilder {
                 arena.extend_from_slice(&records[i].ttl.to_be_bytes());
                 let len: usize = rdatas.iter().map(|r| r.len() + 2).sum();
                 arena.extend_from_slice(&(len as u32).to_be_bytes());
-                for rdata in rdatas {
+                for rdata in &rdatas {
                     arena.extend_from_slice(&(rdata.len() as u16).to_be_bytes());
                     arena.extend_from_slice(rdata);
                 }
@@ -549,7 +657,7 @@ impl ZoneBuilder {
         }
         // Empty non-terminals: every name between an owner and the apex exists.
         for group in groups {
-            let owner = &records[group.start].owner;
+            let owner = owner_of(data, &records[group.start]);
             let mut pos = 0;
             loop {
                 pos += 1 + owner[pos] as usize;
@@ -569,7 +677,8 @@ impl ZoneBuilder {
                 insert(&mut index, &hasher, &arena, hash, offset);
             }
         }
-        let arena = arena.into_boxed_slice();
+        // Kept as a Vec: shrinking would copy the whole arena, and capacity
+        // past the end is never touched, so it costs no resident memory.
         let apex_offset = *index
             .find(hasher.hash_one(&apex_lower[..]), |&o| stored_name(&arena, o).eq_ignore_ascii_case(&apex_lower))
             .expect("check() guarantees the apex");
@@ -585,8 +694,8 @@ impl ZoneBuilder {
 }
 
 /// How many different RDATAs the records of a type carry.
-fn distinct(records: &[Pending], rtype: RecordType) -> usize {
-    let mut rdatas: Vec<&[u8]> = records.iter().filter(|r| r.rtype == rtype).map(|r| &r.rdata[..]).collect();
+fn distinct(data: &[u8], records: &[Pending], rtype: RecordType) -> usize {
+    let mut rdatas: Vec<&[u8]> = records.iter().filter(|r| r.rtype == rtype).map(|r| rdata_of(data, r)).collect();
     rdatas.sort_unstable();
     rdatas.dedup();
     rdatas.len()
