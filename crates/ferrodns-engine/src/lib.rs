@@ -80,6 +80,34 @@ struct Context<'a> {
 /// One layer of the stack: `Some(rcode)` decides the reply, `None` continues.
 type Layer = fn(&mut Context<'_>, &mut MessageWriter<'_>) -> Option<Rcode>;
 
+/// How far [`prefetch`] goes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PrefetchStage {
+    /// Start loading the qname's index slot.
+    Slot,
+    /// Read the slot (loaded by the first stage) and start loading the node.
+    Node,
+}
+
+/// Starts loading the memory that answering `packet` will read first. A
+/// transport holding a batch runs the `Slot` stage over every packet, then the
+/// `Node` stage, then answers them, so the memory loads overlap instead of
+/// stalling one by one. Packets that do not parse simply are skipped;
+/// `respond` deals with them.
+pub fn prefetch(zones: &ZoneSet, packet: &[u8], stage: PrefetchStage) {
+    let mut qname = NameBuf::new();
+    if packet.len() <= 12 || name::read_compressed(packet, 12, &mut qname).is_err() {
+        return;
+    }
+    qname.as_mut_slice().make_ascii_lowercase();
+    if let Some(zone) = zones.find(qname.as_slice()) {
+        match stage {
+            PrefetchStage::Slot => zone.prefetch(qname.as_slice()),
+            PrefetchStage::Node => zone.prefetch_node(qname.as_slice()),
+        }
+    }
+}
+
 /// The layer stack, in order. Each layer returns `Some(rcode)` when it has
 /// decided the answer, `None` to pass the query on.
 fn layers(context: &mut Context<'_>, writer: &mut MessageWriter<'_>) -> Rcode {

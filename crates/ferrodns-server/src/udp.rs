@@ -23,7 +23,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
-use ferrodns_engine::{respond, Outcome, Transport};
+use ferrodns_engine::{prefetch, respond, Outcome, PrefetchStage, Transport};
 use ferrodns_zone::ZoneSet;
 use socket2::{Domain, Protocol, Socket, Type};
 
@@ -212,6 +212,12 @@ impl Worker {
     }
 
     fn answer(&mut self, zones: &ZoneSet, count: usize) {
+        for stage in [PrefetchStage::Slot, PrefetchStage::Node] {
+            for i in 0..count {
+                let packet = &self.inputs[i * RECEIVE_STRIDE..i * RECEIVE_STRIDE + self.input_lengths[i]];
+                prefetch(zones, packet, stage);
+            }
+        }
         for i in 0..count {
             let packet = &self.inputs[i * RECEIVE_STRIDE..i * RECEIVE_STRIDE + self.input_lengths[i]];
             let outcome = if self.input_truncated[i] {

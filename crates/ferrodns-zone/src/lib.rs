@@ -5,6 +5,7 @@
 //! Reading a zone file from disk ([`load`]) is its only contact with the
 //! outside world.
 
+pub mod index;
 pub mod load;
 pub mod lookup;
 pub mod masterfile;

@@ -1,0 +1,137 @@
+//! The name index: open addressing with linear probing over 64-bit slots, each
+//! a 32-bit hash tag and a 32-bit arena offset. One probe reads one slot, and
+//! the slot for a name can be prefetched from its hash alone, which the UDP
+//! path does for a whole batch before answering it.
+
+/// Maps name hashes to arena offsets. Names are compared by the caller.
+pub struct NameIndex {
+    /// `tag << 32 | (offset + 1)`; zero marks an empty slot.
+    slots: Vec<u64>,
+    mask: usize,
+    len: usize,
+}
+
+fn tag_of(hash: u64) -> u32 {
+    (hash >> 32) as u32
+}
+
+impl NameIndex {
+    /// An index sized for `entries` names at a load of at most one half.
+    pub fn with_capacity(entries: usize) -> NameIndex {
+        let slots = (entries.max(4) * 2).next_power_of_two();
+        NameIndex { slots: vec![0; slots], mask: slots - 1, len: 0 }
+    }
+
+    /// How many names.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// True when empty.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Bytes held by the slots.
+    pub fn memory_bytes(&self) -> usize {
+        self.slots.len() * std::mem::size_of::<u64>()
+    }
+
+    /// The offset of the first entry with this hash for which `matches` holds.
+    #[inline]
+    pub fn find(&self, hash: u64, mut matches: impl FnMut(u32) -> bool) -> Option<u32> {
+        let tag = tag_of(hash);
+        let mut i = tag as usize & self.mask;
+        loop {
+            let slot = self.slots[i];
+            if slot == 0 {
+                return None;
+            }
+            if (slot >> 32) as u32 == tag {
+                let offset = (slot as u32).wrapping_sub(1);
+                if matches(offset) {
+                    return Some(offset);
+                }
+            }
+            i = (i + 1) & self.mask;
+        }
+    }
+
+    /// Asks the CPU to start loading the slot for `hash`.
+    #[inline]
+    pub fn prefetch(&self, hash: u64) {
+        let i = tag_of(hash) as usize & self.mask;
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: `i` is within `slots`; a prefetch never faults or changes memory.
+        unsafe {
+            use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
+            _mm_prefetch::<_MM_HINT_T0>(self.slots.as_ptr().add(i).cast());
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        let _ = i;
+    }
+
+    /// The offset in the first slot probed for `hash` whose tag matches, if
+    /// any: a guess at where the name's node is, for prefetching it.
+    #[inline]
+    pub fn first_candidate(&self, hash: u64) -> Option<u32> {
+        let tag = tag_of(hash);
+        let slot = self.slots[tag as usize & self.mask];
+        (slot != 0 && (slot >> 32) as u32 == tag).then(|| (slot as u32).wrapping_sub(1))
+    }
+
+    /// Adds an entry; the caller has checked that the name is not present.
+    /// Offsets must be below `u32::MAX`.
+    pub fn insert(&mut self, hash: u64, offset: u32) {
+        if (self.len + 1) * 2 > self.slots.len() {
+            self.grow();
+        }
+        self.place(tag_of(hash), offset);
+        self.len += 1;
+    }
+
+    fn place(&mut self, tag: u32, offset: u32) {
+        let mut i = tag as usize & self.mask;
+        while self.slots[i] != 0 {
+            i = (i + 1) & self.mask;
+        }
+        self.slots[i] = (tag as u64) << 32 | (offset as u64 + 1);
+    }
+
+    fn grow(&mut self) {
+        let doubled = vec![0; self.slots.len() * 2];
+        let old = std::mem::replace(&mut self.slots, doubled);
+        self.mask = self.slots.len() - 1;
+        for slot in old.into_iter().filter(|&s| s != 0) {
+            self.place((slot >> 32) as u32, (slot as u32).wrapping_sub(1));
+        }
+    }
+
+    /// Every offset, in slot order.
+    pub fn offsets(&self) -> impl Iterator<Item = u32> + '_ {
+        self.slots.iter().filter(|&&s| s != 0).map(|&s| (s as u32).wrapping_sub(1))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn finds_what_it_holds_through_collisions_and_growth() {
+        let mut index = NameIndex::with_capacity(2);
+        // Same tag for all: every lookup walks the probe chain and asks the caller.
+        for offset in 0..100u32 {
+            index.insert(7 << 32, offset * 10);
+        }
+        assert_eq!(index.len(), 100);
+        for offset in 0..100u32 {
+            assert_eq!(index.find(7 << 32, |o| o == offset * 10), Some(offset * 10));
+        }
+        assert_eq!(index.find(7 << 32, |o| o == 5), None);
+        assert_eq!(index.find(8 << 32, |_| true), None);
+        let mut all: Vec<u32> = index.offsets().collect();
+        all.sort_unstable();
+        assert_eq!(all, (0..100).map(|o| o * 10).collect::<Vec<_>>());
+    }
+}
