@@ -61,7 +61,7 @@ pub fn respond(zones: &ZoneSet, packet: &[u8], transport: Transport, out: &mut V
     // Copy opcode, RD and CD from the query (RFC 1035 §4.1.1, RFC 6840 §5.9).
     let copied = query.flags & (0x7800 | flags::RD | flags::CD);
     writer.set_header(query.id, flags::QR | copied);
-    let mut context = Context { zones, query: &query, transport, zone: None };
+    let mut context = Context { zones, query: &query, zone: None };
     let rcode = layers(&mut context, &mut writer);
     finish(&query, rcode, &mut writer);
     Outcome::Reply
@@ -71,8 +71,6 @@ pub fn respond(zones: &ZoneSet, packet: &[u8], transport: Transport, out: &mut V
 struct Context<'a> {
     zones: &'a ZoneSet,
     query: &'a Query,
-    #[allow(dead_code)] // no layer differs by transport yet; TC limits are set before the stack runs
-    transport: Transport,
     /// The zone the zone layer chose for the qname.
     zone: Option<&'a Zone>,
 }

@@ -414,7 +414,9 @@ pub fn canonical_cmp(a: &[u8], b: &[u8]) -> std::cmp::Ordering {
     a_count.cmp(&b_count)
 }
 
-fn label_starts(wire: &[u8], starts: &mut [u8; 128]) -> usize {
+/// Writes the offset of each label of a valid wire name into `starts`, first
+/// label first, and returns how many labels there are (the root not counted).
+pub fn label_starts(wire: &[u8], starts: &mut [u8; 128]) -> usize {
     let mut pos = 0;
     let mut count = 0;
     while wire[pos] != 0 {

@@ -766,21 +766,26 @@ fn write_svc_key(key: u16, out: &mut String) {
     }
 }
 
+/// Writes `=item,item,…` for a value made of fixed-width items; `None` when
+/// the value is empty or not a whole number of items.
+fn write_value_list(value: &[u8], width: usize, out: &mut String, item: impl Fn(&[u8], &mut String)) -> Option<()> {
+    if value.is_empty() || value.len() % width != 0 {
+        return None;
+    }
+    out.push('=');
+    for (i, chunk) in value.chunks(width).enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        item(chunk, out);
+    }
+    Some(())
+}
+
 fn write_svc_param(key: u16, value: &[u8], out: &mut String) -> Option<()> {
     write_svc_key(key, out);
     match key {
-        0 => {
-            if value.is_empty() || value.len() % 2 != 0 {
-                return None;
-            }
-            out.push('=');
-            for (i, pair) in value.chunks(2).enumerate() {
-                if i > 0 {
-                    out.push(',');
-                }
-                write_svc_key(u16::from_be_bytes([pair[0], pair[1]]), out);
-            }
-        }
+        0 => write_value_list(value, 2, out, |pair, out| write_svc_key(u16::from_be_bytes([pair[0], pair[1]]), out))?,
         1 => {
             out.push_str("=\"");
             let mut r = Reader { data: value, pos: 0 };
@@ -819,34 +824,16 @@ fn write_svc_param(key: u16, value: &[u8], out: &mut String) -> Option<()> {
             let port: [u8; 2] = value.try_into().ok()?;
             let _ = write!(out, "={}", u16::from_be_bytes(port));
         }
-        4 => {
-            if value.is_empty() || value.len() % 4 != 0 {
-                return None;
-            }
-            out.push('=');
-            for (i, b) in value.chunks(4).enumerate() {
-                if i > 0 {
-                    out.push(',');
-                }
-                let _ = write!(out, "{}", Ipv4Addr::new(b[0], b[1], b[2], b[3]));
-            }
-        }
+        4 => write_value_list(value, 4, out, |b, out| {
+            let _ = write!(out, "{}", Ipv4Addr::new(b[0], b[1], b[2], b[3]));
+        })?,
         5 => {
             let _ = write!(out, "={}", BASE64.encode(value));
         }
-        6 => {
-            if value.is_empty() || value.len() % 16 != 0 {
-                return None;
-            }
-            out.push('=');
-            for (i, b) in value.chunks(16).enumerate() {
-                if i > 0 {
-                    out.push(',');
-                }
-                let octets: [u8; 16] = b.try_into().ok()?;
-                let _ = write!(out, "{}", Ipv6Addr::from(octets));
-            }
-        }
+        6 => write_value_list(value, 16, out, |b, out| {
+            let octets: [u8; 16] = b.try_into().expect("chunks of 16");
+            let _ = write!(out, "{}", Ipv6Addr::from(octets));
+        })?,
         _ => {
             if !value.is_empty() {
                 out.push('=');

@@ -42,13 +42,7 @@ impl Zone {
         debug_assert!(ferrodns_proto::name::is_subdomain(qname_lower, self.apex_lower()));
         // Offsets of each label of the qname, so that suffixes can be walked from the apex down.
         let mut starts = [0u8; 128];
-        let mut count = 0;
-        let mut pos = 0;
-        while qname_lower[pos] != 0 {
-            starts[count] = pos as u8;
-            count += 1;
-            pos += 1 + qname_lower[pos] as usize;
-        }
+        let count = ferrodns_proto::name::label_starts(qname_lower, &mut starts);
         let apex_offset = qname_lower.len() - self.apex_lower().len();
         let apex_index = starts[..count].iter().position(|&s| s as usize == apex_offset).unwrap_or(count);
         let mut index = apex_index;

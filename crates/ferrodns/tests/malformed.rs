@@ -177,3 +177,25 @@ fn sigterm_stops_the_server_cleanly() {
     assert!(status.success(), "exit status {status:?}");
     assert!(started.elapsed() < Duration::from_secs(5), "shutdown took {:?}", started.elapsed());
 }
+
+#[test]
+fn tcp_idle_timeout_and_connection_cap_hold() {
+    let zones = corpus_zones();
+    let server = start_ferrodns(&zones, &["--tcp-idle-timeout", "1", "--tcp-max-connections", "2"]);
+    let closed_within = |stream: &mut TcpStream, limit: Duration| {
+        stream.set_read_timeout(Some(limit)).unwrap();
+        let mut byte = [0u8; 1];
+        matches!(stream.read(&mut byte), Ok(0))
+    };
+    let mut first = TcpStream::connect(server.addr).unwrap();
+    let mut second = TcpStream::connect(server.addr).unwrap();
+    // Both slots are taken, so a third connection is closed at once.
+    std::thread::sleep(Duration::from_millis(100));
+    let mut third = TcpStream::connect(server.addr).unwrap();
+    assert!(closed_within(&mut third, Duration::from_millis(500)), "third connection over the cap stays open");
+    // Idle connections are closed after the timeout.
+    assert!(closed_within(&mut first, Duration::from_secs(3)), "idle connection outlived the timeout");
+    assert!(closed_within(&mut second, Duration::from_secs(3)), "idle connection outlived the timeout");
+    // With the slots free again, queries are answered.
+    assert!(query_tcp(server.addr, &good_query(7), Duration::from_secs(2)).is_some());
+}
