@@ -75,6 +75,18 @@ impl Server {
         self.child.wait().unwrap()
     }
 
+    /// Sends a signal (e.g. 1 for SIGHUP).
+    pub fn signal(&self, signal: i32) {
+        unsafe {
+            libc_kill(self.child.id() as i32, signal);
+        }
+    }
+
+    /// What the server logged so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.join("server.log")).unwrap_or_default()
+    }
+
     /// True while the process runs.
     pub fn is_running(&mut self) -> bool {
         self.child.try_wait().unwrap().is_none()
