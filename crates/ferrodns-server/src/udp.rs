@@ -11,9 +11,9 @@
 //! a second and a batch comes back less than half full, it pauses for a few
 //! tens of microseconds so that the next batch is bigger. The kernel then wakes
 //! the worker, and the clients, once per batch instead of once per packet,
-//! which is most of the per-answer cost on a fast path. The pause is bounded by
-//! `coalesce` and never happens at low rates, so latency stays well under a
-//! millisecond.
+//! which cuts the kernel time per answer (docs/benchmarks.md has the figures).
+//! The pause is bounded by `coalesce` and never happens at low rates, so
+//! latency stays well under a millisecond.
 
 use std::io;
 use std::net::{SocketAddr, UdpSocket};
