@@ -18,7 +18,7 @@
 
 use ferrodns_proto::message::{flags, Section, OPT_LEN};
 use ferrodns_proto::name::{self, NameBuf, MAX_NAME_LEN};
-use ferrodns_proto::{parse_query, Class, MessageWriter, Opcode, Query, QueryError, Rcode, RecordType};
+use ferrodns_proto::{parse_query_into, Class, MessageWriter, Opcode, Query, QueryError, Rcode, RecordType};
 use ferrodns_zone::{Answer, Node, RRset, Zone, ZoneSet};
 
 /// The largest UDP response we send when the client's EDNS buffer allows it
@@ -46,11 +46,12 @@ pub enum Outcome {
 
 /// Answers one query from `zones`, writing the response into `out`.
 pub fn respond(zones: &ZoneSet, packet: &[u8], transport: Transport, out: &mut Vec<u8>) -> Outcome {
-    let query = match parse_query(packet) {
-        Ok(query) => query,
+    let mut query = Query::new();
+    match parse_query_into(packet, &mut query) {
+        Ok(()) => {}
         Err(QueryError::Drop) => return Outcome::Drop,
         Err(QueryError::FormErr) => return header_only_reply(packet, Rcode::FORMERR, out),
-    };
+    }
     let limit = match (transport, query.edns) {
         (Transport::Tcp, _) => u16::MAX as usize,
         (Transport::Udp, None) => 512,
@@ -78,32 +79,35 @@ struct Context<'a> {
 /// One layer of the stack: `Some(rcode)` decides the reply, `None` continues.
 type Layer = fn(&mut Context<'_>, &mut MessageWriter<'_>) -> Option<Rcode>;
 
-/// How far [`prefetch`] goes.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum PrefetchStage {
-    /// Start loading the qname's index slot.
-    Slot,
-    /// Read the slot (loaded by the first stage) and start loading the node.
-    Node,
+/// A query whose index slot is on its way into cache: the zone it falls in
+/// and the hash of its qname, for [`prefetch_node`].
+#[derive(Clone, Copy)]
+pub struct Prefetched<'z> {
+    zone: &'z Zone,
+    hash: u64,
 }
 
-/// Starts loading the memory that answering `packet` will read first. A
-/// transport holding a batch runs the `Slot` stage over every packet, then the
-/// `Node` stage, then answers them, so the memory loads overlap instead of
-/// stalling one by one. Packets that do not parse simply are skipped;
-/// `respond` deals with them.
-pub fn prefetch(zones: &ZoneSet, packet: &[u8], stage: PrefetchStage) {
+/// Starts loading the index slot that answering `packet` will read first. A
+/// transport holding a batch runs this over every packet, then
+/// [`prefetch_node`] over the results, then answers them, so the memory loads
+/// overlap instead of stalling one by one. Packets that do not parse simply
+/// give `None`; `respond` deals with them.
+pub fn prefetch<'z>(zones: &'z ZoneSet, packet: &[u8]) -> Option<Prefetched<'z>> {
     let mut qname = NameBuf::new();
     if packet.len() <= 12 || name::read_compressed(packet, 12, &mut qname).is_err() {
-        return;
+        return None;
     }
     qname.as_mut_slice().make_ascii_lowercase();
-    if let Some(zone) = zones.find(qname.as_slice()) {
-        match stage {
-            PrefetchStage::Slot => zone.prefetch(qname.as_slice()),
-            PrefetchStage::Node => zone.prefetch_node(qname.as_slice()),
-        }
-    }
+    let zone = zones.find(qname.as_slice())?;
+    let hash = zone.hash_name(qname.as_slice());
+    zone.prefetch(hash);
+    Some(Prefetched { zone, hash })
+}
+
+/// The second prefetch stage: reads the slot the first stage loaded and starts
+/// loading the node it points to.
+pub fn prefetch_node(prefetched: Prefetched<'_>) {
+    prefetched.zone.prefetch_node(prefetched.hash);
 }
 
 /// The layer stack, in order. Each layer returns `Some(rcode)` when it has

@@ -11,7 +11,7 @@ pub mod rdata;
 pub mod rtype;
 pub mod serial;
 
-pub use message::{parse_query, Edns, MessageWriter, Query, QueryError, Section};
+pub use message::{parse_query, parse_query_into, Edns, MessageWriter, Query, QueryError, Section};
 pub use name::{Name, NameError};
 pub use rdata::{RdataError, RdataLayout, Token};
 pub use rtype::{Class, Opcode, Rcode, RecordType};

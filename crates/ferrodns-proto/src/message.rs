@@ -84,11 +84,42 @@ fn read_u16(msg: &[u8], pos: usize) -> Result<u16, QueryError> {
     msg.get(pos..pos + 2).map(|b| u16::from_be_bytes([b[0], b[1]])).ok_or(QueryError::FormErr)
 }
 
+impl Default for Query {
+    fn default() -> Query {
+        Query::new()
+    }
+}
+
+impl Query {
+    /// An empty query to parse into; its name buffers are not zeroed.
+    pub const fn new() -> Query {
+        Query {
+            id: 0,
+            flags: 0,
+            opcode: Opcode::QUERY,
+            qname: NameBuf::new(),
+            qname_lower: NameBuf::new(),
+            qtype: RecordType(0),
+            qclass: Class(0),
+            edns: None,
+            opt_count: 0,
+        }
+    }
+}
+
 /// Reads the header, the one question, and any OPT record of a query.
 ///
 /// Other records in the answer, authority and additional sections are stepped
 /// over, checked only for framing; a message that does not frame is FORMERR.
 pub fn parse_query(msg: &[u8]) -> Result<Query, QueryError> {
+    let mut query = Query::new();
+    parse_query_into(msg, &mut query)?;
+    Ok(query)
+}
+
+/// As [`parse_query`], into a caller's `Query`, so the answer path does not
+/// move a half-kilobyte struct out of a `Result` for every query.
+pub fn parse_query_into(msg: &[u8], query: &mut Query) -> Result<(), QueryError> {
     if msg.len() < HEADER_LEN {
         return Err(QueryError::Drop);
     }
@@ -101,17 +132,11 @@ pub fn parse_query(msg: &[u8]) -> Result<Query, QueryError> {
     let ancount = read_u16(msg, 6)?;
     let nscount = read_u16(msg, 8)?;
     let arcount = read_u16(msg, 10)?;
-    let mut query = Query {
-        id,
-        flags: flag_word,
-        opcode: Opcode(((flag_word >> 11) & 0x0f) as u8),
-        qname: NameBuf::new(),
-        qname_lower: NameBuf::new(),
-        qtype: RecordType(0),
-        qclass: Class(0),
-        edns: None,
-        opt_count: 0,
-    };
+    query.id = id;
+    query.flags = flag_word;
+    query.opcode = Opcode(((flag_word >> 11) & 0x0f) as u8);
+    query.edns = None;
+    query.opt_count = 0;
     if qdcount != 1 {
         return Err(QueryError::FormErr);
     }
@@ -146,7 +171,7 @@ pub fn parse_query(msg: &[u8]) -> Result<Query, QueryError> {
         }
         pos = rdata_start + rdlen;
     }
-    Ok(query)
+    Ok(())
 }
 
 /// Checks that the OPT RDATA is a well-framed list of options; their contents

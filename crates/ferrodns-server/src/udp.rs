@@ -23,7 +23,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
-use ferrodns_engine::{prefetch, respond, Outcome, PrefetchStage, Transport};
+use ferrodns_engine::{prefetch, prefetch_node, respond, Outcome, Transport};
 use ferrodns_zone::ZoneSet;
 use socket2::{Domain, Protocol, Socket, Type};
 
@@ -212,11 +212,12 @@ impl Worker {
     }
 
     fn answer(&mut self, zones: &ZoneSet, count: usize) {
-        for stage in [PrefetchStage::Slot, PrefetchStage::Node] {
-            for i in 0..count {
-                let packet = &self.inputs[i * RECEIVE_STRIDE..i * RECEIVE_STRIDE + self.input_lengths[i]];
-                prefetch(zones, packet, stage);
-            }
+        let mut prefetched = [None; BATCH];
+        for (i, slot) in prefetched.iter_mut().enumerate().take(count) {
+            *slot = prefetch(zones, &self.inputs[i * RECEIVE_STRIDE..i * RECEIVE_STRIDE + self.input_lengths[i]]);
+        }
+        for slot in prefetched.iter().take(count).flatten() {
+            prefetch_node(*slot);
         }
         for i in 0..count {
             let packet = &self.inputs[i * RECEIVE_STRIDE..i * RECEIVE_STRIDE + self.input_lengths[i]];

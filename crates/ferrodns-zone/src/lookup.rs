@@ -98,14 +98,20 @@ fn exact(node: Node<'_>, qtype: RecordType) -> Answer<'_> {
     if qtype == RecordType::ANY {
         return if node.is_empty_non_terminal() { Answer::NoData(node) } else { Answer::Any(node) };
     }
-    if qtype != RecordType::CNAME {
-        if let Some(cname) = node.rrset(RecordType::CNAME) {
-            return Answer::Cname(node, cname);
+    // One pass over the node's RRsets finds both a CNAME and the qtype.
+    let (mut cname, mut found) = (None, None);
+    for rrset in node.rrsets() {
+        if rrset.rtype == RecordType::CNAME {
+            cname = Some(rrset);
+        }
+        if rrset.rtype == qtype {
+            found = Some(rrset);
         }
     }
-    match node.rrset(qtype) {
-        Some(rrset) => Answer::Found(node, rrset),
-        None => Answer::NoData(node),
+    match (cname, found) {
+        (Some(cname), _) if qtype != RecordType::CNAME => Answer::Cname(node, cname),
+        (_, Some(rrset)) => Answer::Found(node, rrset),
+        _ => Answer::NoData(node),
     }
 }
 

@@ -245,18 +245,18 @@ impl Zone {
         self.hasher.hash_one(name_lower)
     }
 
-    /// Starts loading the index slot for a lowercase name, so that a lookup
-    /// shortly after does not wait for memory.
+    /// Starts loading the index slot for a name's hash (from
+    /// [`Zone::hash_name`]), so that a lookup shortly after does not wait for memory.
     #[inline]
-    pub fn prefetch(&self, name_lower: &[u8]) {
-        self.index.prefetch(self.hash_name(name_lower));
+    pub fn prefetch(&self, hash: u64) {
+        self.index.prefetch(hash);
     }
 
-    /// Starts loading the node a lowercase name most likely has, once its
+    /// Starts loading the node a name's hash most likely leads to, once its
     /// index slot is in cache (after [`Zone::prefetch`]).
     #[inline]
-    pub fn prefetch_node(&self, name_lower: &[u8]) {
-        if let Some(offset) = self.index.first_candidate(self.hash_name(name_lower)) {
+    pub fn prefetch_node(&self, hash: u64) {
+        if let Some(offset) = self.index.first_candidate(hash) {
             #[cfg(target_arch = "x86_64")]
             // SAFETY: the offset comes from the index, so it lies inside the
             // arena; a prefetch never faults or changes memory.
