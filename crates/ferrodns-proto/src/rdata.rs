@@ -223,6 +223,8 @@ pub fn parse_rdata(
     let start = out.len();
     if tokens.first().is_some_and(|t| t.text == b"\\#" && !t.quoted) {
         parse_generic(&tokens[1..], out)?;
+        // RFC 3597 §5: generic data for a known type must still be valid for that type.
+        validate_wire(rtype, &out[start..]).map_err(|_| RdataError::BadGeneric)?;
     } else {
         parse_known(rtype, tokens, origin, out)?;
     }
@@ -934,6 +936,8 @@ mod tests {
             (RecordType::MX, "70000 mail", RdataError::BadNumber("preference")),
             (RecordType(65280), "abc", RdataError::GenericRequired),
             (RecordType(65280), "\\# 2 ABCDEF", RdataError::BadGeneric),
+            (RecordType::SOA, "\\# 0", RdataError::BadGeneric),
+            (RecordType::A, "\\# 3 C00002", RdataError::BadGeneric),
             (RecordType::DS, "1 2 3 XYZ", RdataError::BadHex),
             (RecordType::HTTPS, "1 . alpn=h2 alpn=h3", RdataError::BadSvcParam("key appears twice")),
             (RecordType::HTTPS, "1 . mandatory=port", RdataError::BadSvcParam("mandatory lists a key that is absent")),

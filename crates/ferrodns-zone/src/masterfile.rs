@@ -451,8 +451,10 @@ fn record(entry: &Entry<'_>, state: &mut State) -> Result<(RecordType, u32), Str
     rdata::parse_rdata(rtype, tokens, origin, wire).map_err(|e| format!("{rtype} record: {e}"))?;
     if rtype == RecordType::SOA {
         // RFC 1035 leaves the default TTL open; like BIND, fall back to the SOA minimum.
-        let minimum = u32::from_be_bytes(wire[wire.len() - 4..].try_into().expect("SOA has 20 fixed octets"));
-        state.soa_minimum = Some(minimum);
+        // parse_rdata has checked the SOA's layout, so the fixed fields are there.
+        if let Some(fixed) = wire.len().checked_sub(4).and_then(|at| wire.get(at..)) {
+            state.soa_minimum = Some(u32::from_be_bytes(fixed.try_into().expect("four octets")));
+        }
     }
     let ttl = match ttl {
         Some(ttl) => {
@@ -548,6 +550,14 @@ mod tests {
             ]
         );
         assert_eq!(shown(&parsed), ["c.example.com. 300 A 192.0.2.1"]);
+    }
+
+    #[test]
+    fn generic_data_for_a_known_type_must_fit_the_type() {
+        // Found by the masterfile fuzzer: an empty generic SOA once panicked the parser.
+        let parsed = parse("$ORIGIN example.\n$TTL 1\n@ SOA \\# 0\nwww A \\# 4 C0000201\n");
+        assert_eq!(parsed.errors[0].to_string(), "test.zone:3: SOA record: bad RFC 3597 generic data (\\# length hex)");
+        assert_eq!(shown(&parsed), ["www.example. 1 A 192.0.2.1"]);
     }
 
     #[test]
