@@ -486,8 +486,7 @@ impl ZoneBuilder {
             self.errors.sort_by_key(|e| e.line);
             return Err(self.errors);
         }
-        let (zone, warnings) = self.freeze(&groups);
-        Ok((zone, warnings))
+        self.freeze(&groups)
     }
 
     fn check(&mut self, groups: &[Group]) {
@@ -513,6 +512,15 @@ impl ZoneBuilder {
                 continue;
             }
             let at_apex = owner.eq_ignore_ascii_case(apex);
+            // The arena counts a node's RRsets in one octet.
+            let types = 1 + rrs.windows(2).filter(|pair| pair[0].rtype != pair[1].rtype).count();
+            if types > 255 {
+                errors.push(ZoneError {
+                    line: records[group.start].line(),
+                    message: format!("{} has {types} RRsets; at most 255 types per name are supported", show(owner)),
+                });
+                continue;
+            }
             let has = |t: RecordType| rrs.iter().find(|r| r.rtype == t);
             let count = |t: RecordType| rrs.iter().filter(|r| r.rtype == t).count();
             if at_apex {
@@ -641,7 +649,9 @@ impl ZoneBuilder {
         self.warnings.extend(warnings);
     }
 
-    fn freeze(self, groups: &[Group]) -> (Zone, Vec<ZoneError>) {
+    fn freeze(self, groups: &[Group]) -> Result<(Zone, Vec<ZoneError>), Vec<ZoneError>> {
+        // Nodes are addressed by 32-bit arena offsets (4 GiB, some 80 million records).
+        let too_large = || vec![ZoneError { line: None, message: "zone too large: over 4 GiB of node data".into() }];
         let data = &self.data[..];
         let apex_lower: Box<[u8]> = self.apex.to_lowercase().into_wire();
         let hasher = foldhash::fast::RandomState::default();
@@ -655,7 +665,7 @@ impl ZoneBuilder {
         let mut rdatas: Vec<&[u8]> = Vec::new();
         for group in groups {
             let owner = owner_of(data, &records[group.start]);
-            let offset = arena.len() as u32;
+            let offset = u32::try_from(arena.len()).ok().filter(|&o| o < u32::MAX).ok_or_else(too_large)?;
             arena.push(owner.len() as u8);
             arena.extend_from_slice(owner);
             let count_at = arena.len();
@@ -702,7 +712,7 @@ impl ZoneBuilder {
                 if index.find(hash, |o| stored_name(&arena, o).eq_ignore_ascii_case(lower)).is_some() {
                     break;
                 }
-                let offset = arena.len() as u32;
+                let offset = u32::try_from(arena.len()).ok().filter(|&o| o < u32::MAX).ok_or_else(too_large)?;
                 arena.push(ancestor.len() as u8);
                 arena.extend_from_slice(ancestor);
                 arena.push(0);
@@ -721,7 +731,7 @@ impl ZoneBuilder {
         let negative_ttl = soa.ttl.min(minimum);
         let zone =
             Zone { apex: self.apex, apex_lower, arena, index, hasher, apex_offset, serial, negative_ttl, record_count };
-        (zone, self.warnings)
+        Ok((zone, self.warnings))
     }
 }
 
@@ -780,6 +790,10 @@ pub(crate) mod tests {
             ),
             (&format!("{HEAD}x.other. A 192.0.2.1\n"), "line 6: x.other. is outside the zone example."),
             (&format!("{HEAD}sub SOA ns h 1 1 1 1 1\n"), "line 6: SOA at sub.example., which is not the apex"),
+            (
+                &format!("{HEAD}{}", (1..=256).map(|t| format!("many TYPE{} \\# 0\n", 1000 + t)).collect::<String>()),
+                "line 6: many.example. has 256 RRsets; at most 255 types per name are supported",
+            ),
         ];
         for (text, expected) in cases {
             assert_eq!(build(text).unwrap_err(), [expected.to_string()], "{text}");
