@@ -149,3 +149,31 @@ fn layers_answer_as_the_rfcs_say() {
         assert_eq!(reply(&out), expected, "{what}");
     }
 }
+
+#[test]
+fn unknown_edns_options_are_ignored_and_bad_framing_is_formerr() {
+    let zones = zones();
+    let base = Ask {
+        flags: 0x0100,
+        qname: "ns.example.",
+        qtype: 1,
+        qclass: 1,
+        opt: Some((1232, 0)),
+        transport: Transport::Udp,
+    };
+    let mut packet = query(&base);
+    // Give the OPT record one unknown option (code 65001, three octets) and a cookie-sized one.
+    let options: &[u8] = &[0xfd, 0xe9, 0, 3, 1, 2, 3, 0, 10, 0, 8, 1, 2, 3, 4, 5, 6, 7, 8];
+    let rdlen_at = packet.len() - 2;
+    packet[rdlen_at..].copy_from_slice(&(options.len() as u16).to_be_bytes());
+    packet.extend_from_slice(options);
+    let mut out = Vec::new();
+    assert_eq!(respond(&zones, &packet, Transport::Udp, &mut out), Outcome::Reply);
+    assert_eq!(reply(&out), expect(0, "qr aa rd", 1, Some((MAX_UDP_PAYLOAD, 0, 0))));
+    // An option whose length runs past the OPT RDATA is malformed.
+    let mut broken = packet.clone();
+    let length_at = broken.len() - options.len() + 2;
+    broken[length_at + 1] = 200;
+    assert_eq!(respond(&zones, &broken, Transport::Udp, &mut out), Outcome::Reply);
+    assert_eq!(out[3] & 0x0f, 1, "FORMERR");
+}
