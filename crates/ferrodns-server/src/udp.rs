@@ -149,10 +149,6 @@ struct Worker {
     headers: Vec<libc::mmsghdr>,
 }
 
-// SAFETY: the raw pointers inside the libc structs only ever point into this
-// worker's own buffers, and a worker is used by one thread at a time.
-unsafe impl Send for Worker {}
-
 impl Worker {
     fn new() -> Worker {
         // SAFETY: all-zero is a valid value for these plain C structs.
