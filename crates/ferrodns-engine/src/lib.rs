@@ -16,7 +16,7 @@
 //! query: the message writer works in the caller's buffer and every scratch
 //! space here is a fixed-size array on the stack.
 
-use ferrodns_proto::message::{flags, Section, OPT_LEN};
+use ferrodns_proto::message::{flags, Section, HEADER_LEN, OPT_LEN};
 use ferrodns_proto::name::{self, NameBuf, MAX_NAME_LEN};
 use ferrodns_proto::{parse_query_into, Class, MessageWriter, Opcode, Query, QueryError, Rcode, RecordType};
 use ferrodns_zone::{Answer, Node, RRset, Zone, ZoneSet};
@@ -50,7 +50,7 @@ pub fn respond(zones: &ZoneSet, packet: &[u8], transport: Transport, out: &mut V
     match parse_query_into(packet, &mut query) {
         Ok(()) => {}
         Err(QueryError::Drop) => return Outcome::Drop,
-        Err(QueryError::FormErr) => return header_only_reply(packet, Rcode::FORMERR, out),
+        Err(QueryError::FormErr) => return formerr(packet, out),
     }
     let limit = match (transport, query.edns) {
         (Transport::Tcp, _) => u16::MAX as usize,
@@ -261,11 +261,10 @@ fn resolve_layer(context: &mut Context<'_>, writer: &mut MessageWriter<'_>) -> O
                 if push(writer, Section::Answer, owner, cname).is_err() {
                     return Some(rcode);
                 }
-                let target = cname.first();
-                if !seen(&mut visited, &mut visited_count, target) {
+                current.set(cname.first());
+                if !seen(&mut visited, &mut visited_count, current.lower()) {
                     break;
                 }
-                current.set(target);
             }
             Answer::Dname(node, dname) => {
                 if push(writer, Section::Answer, node.name(), dname).is_err() {
@@ -278,13 +277,12 @@ fn resolve_layer(context: &mut Context<'_>, writer: &mut MessageWriter<'_>) -> O
                 if new_len > MAX_NAME_LEN {
                     return Some(Rcode::YXDOMAIN);
                 }
-                let mut synthesized = [0u8; MAX_NAME_LEN];
-                // The prefix comes from the qname lowercased, as Knot and NSD write it.
-                synthesized[..prefix_len].copy_from_slice(&current.lower()[..prefix_len]);
-                synthesized[prefix_len..new_len].copy_from_slice(target);
+                // The synthesized CNAME's RDATA, packed: length, then the new name. The
+                // prefix comes from the qname lowercased, as Knot and NSD write it.
                 let mut rdata_packed = [0u8; MAX_NAME_LEN + 2];
                 rdata_packed[..2].copy_from_slice(&(new_len as u16).to_be_bytes());
-                rdata_packed[2..2 + new_len].copy_from_slice(&synthesized[..new_len]);
+                rdata_packed[2..2 + prefix_len].copy_from_slice(&current.lower()[..prefix_len]);
+                rdata_packed[2 + prefix_len..2 + new_len].copy_from_slice(target);
                 let synthesized_owner: &[u8] = current.wire();
                 if writer
                     .push_rrset(
@@ -300,10 +298,13 @@ fn resolve_layer(context: &mut Context<'_>, writer: &mut MessageWriter<'_>) -> O
                     return Some(rcode);
                 }
                 // For qtype CNAME the synthesized CNAME is itself the answer.
-                if qtype == RecordType::CNAME || !seen(&mut visited, &mut visited_count, &synthesized[..new_len]) {
+                if qtype == RecordType::CNAME {
                     break;
                 }
-                current.set(&synthesized[..new_len]);
+                current.set(&rdata_packed[2..2 + new_len]);
+                if !seen(&mut visited, &mut visited_count, current.lower()) {
+                    break;
+                }
             }
         }
         // Like Knot, follow the chain only inside this zone: data from another
@@ -315,13 +316,10 @@ fn resolve_layer(context: &mut Context<'_>, writer: &mut MessageWriter<'_>) -> O
     Some(rcode)
 }
 
-/// Remembers a chain target by a cheap fingerprint; false when seen before,
-/// which means a loop.
-fn seen(visited: &mut [[u8; 8]; MAX_CHAIN], count: &mut usize, target: &[u8]) -> bool {
-    let mut lower = [0u8; MAX_NAME_LEN];
-    lower[..target.len()].copy_from_slice(target);
-    lower[..target.len()].make_ascii_lowercase();
-    let fingerprint = fingerprint(&lower[..target.len()]);
+/// Remembers a chain target (lowercase) by a cheap fingerprint; false when seen
+/// before, which means a loop.
+fn seen(visited: &mut [[u8; 8]; MAX_CHAIN], count: &mut usize, target_lower: &[u8]) -> bool {
+    let fingerprint = fingerprint(target_lower);
     if visited[..*count].contains(&fingerprint) {
         return false;
     }
@@ -400,9 +398,15 @@ fn finish(query: &Query, rcode: Rcode, writer: &mut MessageWriter<'_>) {
     }
 }
 
-/// FORMERR for a query we could not parse: the header's id, opcode and RD
-/// echoed, no sections (RFC 1035 §4.1.1).
-fn header_only_reply(packet: &[u8], rcode: Rcode, out: &mut Vec<u8>) -> Outcome {
+/// FORMERR for a query that cannot be read: the header's id, opcode, RD and CD
+/// echoed, no sections (RFC 1035 §4.1.1). Anything shorter than a header, or
+/// with QR set, gets no reply. Transports use this too, for datagrams too long
+/// to have been read whole.
+pub fn formerr(packet: &[u8], out: &mut Vec<u8>) -> Outcome {
+    if packet.len() < HEADER_LEN || packet[2] & 0x80 != 0 {
+        return Outcome::Drop;
+    }
+    let rcode = Rcode::FORMERR;
     out.clear();
     out.extend_from_slice(&packet[..2]);
     let flag_word = u16::from_be_bytes([packet[2], packet[3]]);

@@ -23,7 +23,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
-use ferrodns_engine::{prefetch, prefetch_node, respond, Outcome, Transport};
+use ferrodns_engine::{formerr, prefetch, prefetch_node, respond, Outcome, Transport};
 use ferrodns_zone::ZoneSet;
 use socket2::{Domain, Protocol, Socket, Type};
 
@@ -219,7 +219,7 @@ impl Worker {
             let packet = &self.inputs[i * RECEIVE_STRIDE..i * RECEIVE_STRIDE + self.input_lengths[i]];
             let outcome = if self.input_truncated[i] {
                 // Longer than any sane query: answer with just the header, FORMERR.
-                formerr_for_oversized(packet, &mut self.outputs[i])
+                formerr(packet, &mut self.outputs[i])
             } else {
                 respond(zones, packet, Transport::Udp, &mut self.outputs[i])
             };
@@ -267,16 +267,4 @@ impl Worker {
         }
         Ok(())
     }
-}
-
-fn formerr_for_oversized(packet: &[u8], out: &mut Vec<u8>) -> Outcome {
-    if packet.len() < 12 || packet[2] & 0x80 != 0 {
-        return Outcome::Drop;
-    }
-    out.clear();
-    out.extend_from_slice(&packet[..2]);
-    out.push(0x80 | (packet[2] & 0x79));
-    out.push(ferrodns_proto::Rcode::FORMERR.header_bits());
-    out.extend_from_slice(&[0; 8]);
-    Outcome::Reply
 }
