@@ -5,7 +5,9 @@
 //! Reading a zone file from disk ([`load`]) is its only contact with the
 //! outside world.
 
+pub mod edit;
 pub mod index;
+pub mod live;
 pub mod load;
 pub mod lookup;
 pub mod masterfile;

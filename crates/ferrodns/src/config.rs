@@ -7,7 +7,18 @@ use std::time::Duration;
 
 use anyhow::{bail, Context};
 use clap::Args;
+use ferrodns_proto::Name;
+use ferrodns_store::SerialPolicy;
 use serde::Deserialize;
+
+/// The host name, for the default node id.
+fn host_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|s| s.trim().to_string())
+        .ok()
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| "ferrodns".to_string())
+}
 
 /// Flags of `ferrodns serve`. Each has a `FERRODNS_*` variable and a key of the
 /// same name (with `_` for `-`) in the `--config` file.
@@ -46,6 +57,24 @@ pub struct ServeArgs {
     /// Most TCP connections open at once [default: 512].
     #[arg(long = "tcp-max-connections", env = "FERRODNS_TCP_MAX_CONNECTIONS")]
     pub tcp_max_connections: Option<usize>,
+    /// How each change moves SOA serials: increment, or date (YYYYMMDDnn) [default: increment].
+    #[arg(long = "serial-policy", env = "FERRODNS_SERIAL_POLICY")]
+    pub serial_policy: Option<String>,
+    /// Journal entries kept per zone (the IXFR history) [default: 1000].
+    #[arg(long = "journal-keep", env = "FERRODNS_JOURNAL_KEEP")]
+    pub journal_keep: Option<u32>,
+    /// Nameserver for the NS RRset of new zones (repeatable) [default: ns.invalid.].
+    #[arg(long = "default-ns", env = "FERRODNS_DEFAULT_NS", value_delimiter = ',')]
+    pub default_ns: Vec<String>,
+    /// Most records in one RRset [default: 1000].
+    #[arg(long = "max-records-per-rrset", env = "FERRODNS_MAX_RECORDS_PER_RRSET")]
+    pub max_records_per_rrset: Option<usize>,
+    /// Largest API request body in bytes [default: 33554432].
+    #[arg(long = "max-body-bytes", env = "FERRODNS_MAX_BODY_BYTES")]
+    pub max_body_bytes: Option<usize>,
+    /// This node's name in the API [default: the host name].
+    #[arg(long = "node-id", env = "FERRODNS_NODE_ID")]
+    pub node_id: Option<String>,
 }
 
 /// The `--config` file. Unknown keys are errors, so a typo does not go unseen.
@@ -62,6 +91,12 @@ struct FileSettings {
     udp_coalesce_us: Option<u64>,
     tcp_idle_timeout: Option<u64>,
     tcp_max_connections: Option<usize>,
+    serial_policy: Option<String>,
+    journal_keep: Option<u32>,
+    default_ns: Option<Vec<String>>,
+    max_records_per_rrset: Option<usize>,
+    max_body_bytes: Option<usize>,
+    node_id: Option<String>,
     log_level: Option<String>,
 }
 
@@ -70,8 +105,7 @@ struct FileSettings {
 pub struct ServeSettings {
     pub dns_listen: Vec<SocketAddr>,
     pub api_listen: Option<SocketAddr>,
-    /// Where the embedded database and the admin token will live (used once the API lands).
-    #[allow(dead_code)]
+    /// Where the embedded database and the admin token live.
     pub data_dir: PathBuf,
     pub database_url: Option<String>,
     pub zone_files: Vec<PathBuf>,
@@ -80,6 +114,12 @@ pub struct ServeSettings {
     pub udp_coalesce: Duration,
     pub tcp_idle_timeout: Duration,
     pub tcp_max_connections: usize,
+    pub serial_policy: SerialPolicy,
+    pub journal_keep: u32,
+    pub default_ns: Vec<Name>,
+    pub max_records_per_rrset: usize,
+    pub max_body_bytes: usize,
+    pub node_id: String,
     /// The log level from the file, used when neither flag nor variable sets one.
     pub file_log_level: Option<String>,
 }
@@ -111,6 +151,22 @@ impl ServeArgs {
             Some(api_text.parse().with_context(|| format!("bad --api-listen '{api_text}': want ADDR:PORT or off"))?)
         };
         let zone_files = if !self.zone_file.is_empty() { self.zone_file } else { file.zone_file.unwrap_or_default() };
+        let serial_policy = match self.serial_policy.or(file.serial_policy).as_deref() {
+            None | Some("increment") => SerialPolicy::Increment,
+            Some("date") => SerialPolicy::Date,
+            Some(other) => bail!("bad --serial-policy '{other}': want increment or date"),
+        };
+        let default_ns_text =
+            if !self.default_ns.is_empty() { self.default_ns } else { file.default_ns.unwrap_or_default() };
+        let mut default_ns = Vec::new();
+        for text in &default_ns_text {
+            let absolute = if text.ends_with('.') { text.clone() } else { format!("{text}.") };
+            default_ns.push(Name::parse(&absolute, None).with_context(|| format!("bad --default-ns '{text}'"))?);
+        }
+        if default_ns.is_empty() {
+            default_ns.push(Name::parse("ns.invalid.", None).expect("valid literal"));
+        }
+        let node_id = self.node_id.or(file.node_id).unwrap_or_else(host_name);
         let default_workers = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
         Ok(ServeSettings {
             dns_listen,
@@ -123,6 +179,12 @@ impl ServeArgs {
             udp_coalesce: Duration::from_micros(self.udp_coalesce_us.or(file.udp_coalesce_us).unwrap_or(20).min(1000)),
             tcp_idle_timeout: Duration::from_secs(self.tcp_idle_timeout.or(file.tcp_idle_timeout).unwrap_or(10)),
             tcp_max_connections: self.tcp_max_connections.or(file.tcp_max_connections).unwrap_or(512).max(1),
+            serial_policy,
+            journal_keep: self.journal_keep.or(file.journal_keep).unwrap_or(1000).max(1),
+            default_ns,
+            max_records_per_rrset: self.max_records_per_rrset.or(file.max_records_per_rrset).unwrap_or(1000).max(1),
+            max_body_bytes: self.max_body_bytes.or(file.max_body_bytes).unwrap_or(32 << 20).max(1024),
+            node_id,
             file_log_level: file.log_level,
         })
     }

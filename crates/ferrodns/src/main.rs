@@ -1,16 +1,18 @@
-//! The `ferrodns` binary: `serve` runs the server; other subcommands are tools
-//! and, in later releases, API clients. This is the only place that uses
+//! The `ferrodns` binary: `serve` runs the server, `zone`/`rrset`/`token` are
+//! API clients, and `check-zone` checks master files. This is the only place that uses
 //! `anyhow` and installs the log subscriber.
 
+mod client;
 mod config;
+mod control;
 
 use std::path::PathBuf;
 use std::sync::Arc;
 
 use anyhow::{bail, Context};
-use arc_swap::ArcSwap;
 use clap::{Parser, Subcommand};
 use ferrodns_server::{DnsSettings, TcpSettings, UdpSettings};
+use ferrodns_zone::live::LiveZones;
 use ferrodns_zone::{load_zone_file, ZoneSet};
 use tokio::sync::watch;
 
@@ -23,6 +25,8 @@ struct Cli {
     /// Log format: text or json.
     #[arg(long = "log-format", env = "FERRODNS_LOG_FORMAT", global = true, default_value = "text")]
     log_format: LogFormat,
+    #[command(flatten)]
+    client: client::ClientArgs,
     #[command(subcommand)]
     command: Command,
 }
@@ -36,7 +40,16 @@ enum LogFormat {
 #[derive(Subcommand, Debug)]
 enum Command {
     /// Run the server.
-    Serve(config::ServeArgs),
+    Serve(Box<config::ServeArgs>),
+    /// Manage zones through the API.
+    #[command(subcommand)]
+    Zone(client::ZoneCommand),
+    /// Manage RRsets through the API.
+    #[command(subcommand)]
+    Rrset(client::RRsetCommand),
+    /// Manage API tokens through the API.
+    #[command(subcommand)]
+    Token(client::TokenCommand),
     /// Check master files as `serve --zone-file` would load them, and print every problem.
     CheckZone {
         /// Let the files use $INCLUDE.
@@ -61,8 +74,11 @@ fn init_logging(level: &str, format: LogFormat) -> anyhow::Result<()> {
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::Serve(args) => serve(args, cli.log_level, cli.log_format),
+        Command::Serve(args) => serve(*args, cli.log_level, cli.log_format),
         Command::CheckZone { allow_include, files } => check_zone(&files, allow_include),
+        Command::Zone(command) => client::zone(&cli.client, command),
+        Command::Rrset(command) => client::rrset(&cli.client, command),
+        Command::Token(command) => client::token(&cli.client, command),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
@@ -140,14 +156,8 @@ fn serve(args: config::ServeArgs, log_level: Option<String>, log_format: LogForm
         tcp: TcpSettings { idle_timeout: settings.tcp_idle_timeout, max_connections: settings.tcp_max_connections },
     };
     let bound = ferrodns_server::bind(&dns)?;
-    let zones = Arc::new(ArcSwap::from_pointee(load_zones(&settings.zone_files, settings.allow_include)?));
+    let live = Arc::new(LiveZones::new(load_zones(&settings.zone_files, settings.allow_include)?));
     release_freed_memory();
-    if let Some(api) = settings.api_listen {
-        tracing::warn!(%api, "the REST API is not part of this build yet; only DNS is served");
-    }
-    if settings.database_url.is_some() {
-        tracing::warn!("--database-url is accepted but not used yet: zones come from --zone-file only");
-    }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(settings.udp_workers.clamp(1, 4))
         .enable_all()
@@ -155,15 +165,29 @@ fn serve(args: config::ServeArgs, log_level: Option<String>, log_format: LogForm
         .context("cannot start the async runtime")?;
     runtime.block_on(async move {
         let (stop, shutdown) = watch::channel(false);
-        tracing::info!(dns = ?bound.local_addrs(), zones = zones.load().len(), udp_workers = settings.udp_workers, "serving");
-        let server = tokio::spawn(bound.run(zones.clone(), shutdown));
+        // Zone files alone (the benchmark's and differential tests' mode) need
+        // no database and leave no data directory behind.
+        let control = if settings.api_listen.is_some() || settings.database_url.is_some() {
+            Some(control::start(&settings, live.clone()).await?)
+        } else {
+            None
+        };
+        tracing::info!(dns = ?bound.local_addrs(), zones = live.snapshot().len(), udp_workers = settings.udp_workers, "serving DNS");
+        let server = tokio::spawn(bound.run(live.handle(), shutdown.clone()));
+        let api = match (&control, settings.api_listen) {
+            (Some(control), Some(address)) => Some(control::serve_api(control, &settings, address, shutdown).await?),
+            _ => None,
+        };
         let files = settings.zone_files.clone();
-        let reloader = tokio::spawn(reload_on_hangup(zones, files, settings.allow_include));
+        let reloader = tokio::spawn(reload_on_hangup(live, files, settings.allow_include));
         wait_for_signal().await?;
         reloader.abort();
         tracing::info!("shutting down");
         let _ = stop.send(true);
         server.await.context("DNS server task failed")??;
+        if let Some(api) = api {
+            api.await.context("API task failed")??;
+        }
         tracing::info!("stopped");
         Ok(())
     })
@@ -179,15 +203,11 @@ fn release_freed_memory() {
     }
 }
 
-/// Reloads every `--zone-file` on SIGHUP and publishes the new zone set with
-/// one atomic swap: queries in flight finish on the old set, the next ones see
+/// Reloads every `--zone-file` on SIGHUP and publishes them with one atomic
+/// swap (zones from the database stay as they are): queries in flight finish on the old set, the next ones see
 /// the new one, and nobody waits. If any file fails to load, nothing changes
 /// and the problems are logged.
-async fn reload_on_hangup(
-    zones: Arc<ArcSwap<ZoneSet>>,
-    files: Vec<PathBuf>,
-    allow_include: bool,
-) -> anyhow::Result<()> {
+async fn reload_on_hangup(live: Arc<LiveZones>, files: Vec<PathBuf>, allow_include: bool) -> anyhow::Result<()> {
     use tokio::signal::unix::{signal, SignalKind};
     let mut hangup = signal(SignalKind::hangup()).context("cannot watch SIGHUP")?;
     while hangup.recv().await.is_some() {
@@ -196,7 +216,7 @@ async fn reload_on_hangup(
         match tokio::task::spawn_blocking(move || load_zones(&files, allow_include)).await {
             Ok(Ok(new_set)) => {
                 let count = new_set.len();
-                zones.store(Arc::new(new_set));
+                live.replace_file_zones(new_set);
                 tokio::task::spawn_blocking(release_freed_memory);
                 tracing::info!(zones = count, elapsed_ms = started.elapsed().as_millis() as u64, "zone files reloaded");
             }

@@ -13,6 +13,8 @@ use std::time::{Duration, Instant};
 
 use ferrodns_proto::Name;
 
+pub mod control;
+
 /// The repository's test-data directory.
 pub fn test_data() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../test-data")

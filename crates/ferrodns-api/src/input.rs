@@ -1,0 +1,188 @@
+//! Request input: JSON bodies with pointed errors, zone and owner names,
+//! types, presentation-format records, cursors and times.
+
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::http::StatusCode;
+use ferrodns_proto::{Name, RecordType};
+use ferrodns_zone::masterfile::{parse_str, ParseOptions};
+use serde::de::DeserializeOwned;
+
+use crate::problem::Problem;
+
+/// Parses a JSON body. Syntax errors are 400; well-formed JSON of the wrong
+/// shape is 422 with a pointer to the offending member.
+pub fn json_body<T: DeserializeOwned>(body: Result<Bytes, BytesRejection>, limit: usize) -> Result<T, Problem> {
+    let body = body_bytes(body, limit)?;
+    let mut deserializer = serde_json::Deserializer::from_slice(&body);
+    let result: Result<T, _> = serde_path_to_error::deserialize(&mut deserializer);
+    match result {
+        Ok(value) => {
+            deserializer.end().map_err(|e| Problem::bad_json(format!("trailing data after the JSON value: {e}")))?;
+            Ok(value)
+        }
+        Err(error) => {
+            let inner = error.inner();
+            if inner.is_syntax() || inner.is_eof() || inner.is_io() {
+                Err(Problem::bad_json(format!("the body is not valid JSON: {inner}")))
+            } else {
+                let pointer = path_to_pointer(error.path());
+                let message = inner.to_string();
+                let message = message.split(" at line ").next().unwrap_or(&message).to_string();
+                Err(Problem::invalid("the JSON does not have the expected shape").with_error(pointer, message))
+            }
+        }
+    }
+}
+
+/// The body bytes, or 413 when over the limit.
+pub fn body_bytes(body: Result<Bytes, BytesRejection>, limit: usize) -> Result<Bytes, Problem> {
+    match body {
+        Ok(bytes) => Ok(bytes),
+        Err(rejection) if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE => Err(Problem::too_large(limit)),
+        Err(rejection) => Err(Problem::bad_json(format!("the body could not be read: {rejection}"))),
+    }
+}
+
+fn path_to_pointer(path: &serde_path_to_error::Path) -> String {
+    use serde_path_to_error::Segment;
+    let mut pointer = String::new();
+    for segment in path.iter() {
+        match segment {
+            Segment::Seq { index } => pointer.push_str(&format!("/{index}")),
+            Segment::Map { key } => pointer.push_str(&format!("/{}", key.replace('~', "~0").replace('/', "~1"))),
+            Segment::Enum { variant } => pointer.push_str(&format!("/{variant}")),
+            Segment::Unknown => {}
+        }
+    }
+    pointer
+}
+
+/// A zone name from a path: with or without the final dot.
+pub fn zone_name(text: &str) -> Result<Name, Problem> {
+    let absolute = if text.ends_with('.') { text.to_string() } else { format!("{text}.") };
+    Name::parse(&absolute, None)
+        .map(|n| n.to_lowercase())
+        .map_err(|e| Problem::not_found(format!("{text:?} is not a valid zone name ({e}), so no such zone exists")))
+}
+
+/// An owner name relative to the zone (`@` is the apex) or absolute with a final dot.
+pub fn owner_name(text: &str, apex: &Name) -> Result<Name, String> {
+    if text.is_empty() {
+        return Err("the name is empty; use @ for the apex".to_string());
+    }
+    Name::parse(text, Some(apex)).map(|n| n.to_lowercase()).map_err(|e| format!("{text:?} is not a valid name: {e}"))
+}
+
+/// A type mnemonic (`AAAA`) or RFC 3597 form (`TYPE65534`).
+pub fn record_type(text: &str) -> Result<RecordType, String> {
+    RecordType::from_mnemonic(&text.to_ascii_uppercase()).ok_or_else(|| format!("{text:?} is not a known record type"))
+}
+
+/// Parses presentation-format records of one type, each on its own, with
+/// the zone's master-file parser (relative names in RDATA are completed
+/// with the apex). Returns the wire RDATAs, or per-record errors.
+pub fn parse_records(apex: &Name, rtype: RecordType, records: &[String]) -> Result<Vec<Vec<u8>>, Vec<(usize, String)>> {
+    let mut out = Vec::with_capacity(records.len());
+    let mut errors = Vec::new();
+    let options =
+        ParseOptions { origin: Some(apex.clone()), default_ttl: Some(0), allow_include: false, max_errors: 1 };
+    for (index, text) in records.iter().enumerate() {
+        if text.contains(['\n', '\r']) {
+            errors.push((index, "a record must be on one line".to_string()));
+            continue;
+        }
+        if text.trim().is_empty() {
+            errors.push((index, "the record is empty".to_string()));
+            continue;
+        }
+        // One record per parse: an unbalanced parenthesis cannot reach into the next.
+        let line = format!("@ 0 IN {rtype} {text}\n");
+        let parsed = parse_str(line.as_bytes(), "record", &options);
+        if let Some(error) = parsed.errors.first() {
+            errors.push((index, error.message.clone()));
+            continue;
+        }
+        match parsed.records.as_slice() {
+            [record] if record.rtype == rtype => out.push(record.rdata.clone()),
+            _ => errors.push((index, "not exactly one record of the given type".to_string())),
+        }
+    }
+    if errors.is_empty() {
+        Ok(out)
+    } else {
+        Err(errors)
+    }
+}
+
+/// An opaque cursor for a page boundary.
+pub fn encode_cursor(text: &str) -> String {
+    data_encoding::BASE64URL_NOPAD.encode(text.as_bytes())
+}
+
+/// Reads a cursor made by [`encode_cursor`].
+pub fn decode_cursor(cursor: &str) -> Result<String, Problem> {
+    data_encoding::BASE64URL_NOPAD
+        .decode(cursor.as_bytes())
+        .ok()
+        .and_then(|b| String::from_utf8(b).ok())
+        .ok_or_else(|| Problem::invalid("the cursor is not one this server handed out").with_error("", "bad cursor"))
+}
+
+/// A page size: default 100, at most 1000.
+pub fn page_limit(limit: Option<u32>) -> Result<u32, Problem> {
+    match limit {
+        None => Ok(100),
+        Some(n @ 1..=1000) => Ok(n),
+        Some(n) => Err(Problem::invalid(format!("limit {n} is outside 1..=1000"))),
+    }
+}
+
+/// Microseconds since the Unix epoch, now.
+pub fn now_micros() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_micros() as i64)
+}
+
+/// RFC 3339 UTC text for microseconds since the epoch.
+pub fn rfc3339(micros: i64) -> String {
+    let seconds = micros.div_euclid(1_000_000);
+    let fraction = micros.rem_euclid(1_000_000);
+    let days = seconds.div_euclid(86_400);
+    let in_day = seconds.rem_euclid(86_400);
+    let (year, month, day) = civil_from_days(days);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{fraction:06}Z",
+        in_day / 3600,
+        in_day % 3600 / 60,
+        in_day % 60
+    )
+}
+
+fn civil_from_days(days: i64) -> (i64, u32, u32) {
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    (yoe + era * 400 + i64::from(month <= 2), month, day)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn times_and_records() {
+        assert_eq!(rfc3339(0), "1970-01-01T00:00:00.000000Z");
+        assert_eq!(rfc3339(1_763_781_234_500_000), "2025-11-22T03:13:54.500000Z");
+        let apex = Name::parse("example.com.", None).unwrap();
+        let ok = parse_records(&apex, RecordType::MX, &["10 mail".to_string()]).unwrap();
+        assert_eq!(ok[0][..2], [0, 10]);
+        let bad = parse_records(&apex, RecordType::A, &["1.2.3.4".into(), "( 5.6.7.8".into(), "x\n@ A 1.1.1.1".into()])
+            .unwrap_err();
+        assert_eq!(bad.iter().map(|e| e.0).collect::<Vec<_>>(), vec![1, 2]);
+    }
+}

@@ -1,0 +1,181 @@
+//! RFC 9457 problem details: the one error shape of the API, and the one
+//! place where store and edit errors become HTTP statuses.
+
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use ferrodns_store::StoreError;
+use ferrodns_zone::edit::{EditError, Field, Problem as EditProblem};
+use serde::Serialize;
+use utoipa::ToSchema;
+
+/// One failing part of a request.
+#[derive(Clone, Debug, Serialize, ToSchema)]
+pub struct ProblemItem {
+    /// JSON pointer (RFC 6901) into the request body; empty for the whole body.
+    pub pointer: String,
+    pub message: String,
+    /// For master-file bodies: the line the problem is on.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub line: Option<usize>,
+}
+
+/// An `application/problem+json` body.
+#[derive(Clone, Debug, Serialize, ToSchema)]
+pub struct Problem {
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub title: String,
+    pub status: u16,
+    pub detail: String,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub errors: Vec<ProblemItem>,
+}
+
+impl Problem {
+    /// A problem with a status, a short stable title and a specific detail.
+    pub fn new(status: StatusCode, slug: &str, title: &str, detail: impl Into<String>) -> Problem {
+        Problem {
+            kind: format!("https://ferrodns.dev/problems/{slug}"),
+            title: title.to_string(),
+            status: status.as_u16(),
+            detail: detail.into(),
+            errors: Vec::new(),
+        }
+    }
+
+    /// Adds one pointed-at error.
+    pub fn with_error(mut self, pointer: impl Into<String>, message: impl Into<String>) -> Problem {
+        self.errors.push(ProblemItem { pointer: pointer.into(), message: message.into(), line: None });
+        self
+    }
+
+    pub fn bad_json(detail: impl Into<String>) -> Problem {
+        Problem::new(StatusCode::BAD_REQUEST, "malformed-json", "Malformed JSON", detail)
+    }
+
+    pub fn invalid(detail: impl Into<String>) -> Problem {
+        Problem::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid", "Invalid request", detail)
+    }
+
+    pub fn not_found(detail: impl Into<String>) -> Problem {
+        Problem::new(StatusCode::NOT_FOUND, "not-found", "Not found", detail)
+    }
+
+    pub fn conflict(detail: impl Into<String>) -> Problem {
+        Problem::new(StatusCode::CONFLICT, "conflict", "Conflict", detail)
+    }
+
+    pub fn unauthorized(detail: impl Into<String>) -> Problem {
+        Problem::new(StatusCode::UNAUTHORIZED, "unauthorized", "Unauthorized", detail)
+    }
+
+    pub fn forbidden(detail: impl Into<String>) -> Problem {
+        Problem::new(StatusCode::FORBIDDEN, "forbidden", "Forbidden", detail)
+    }
+
+    pub fn too_large(limit: usize) -> Problem {
+        Problem::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "too-large",
+            "Request too large",
+            format!("the request body is larger than the limit of {limit} bytes"),
+        )
+    }
+
+    /// Turns edit errors into one problem. Errors that hold whatever the zone
+    /// contains come first (422); otherwise missing things (404), then
+    /// conflicts (409). `pointer` maps a change index and field to a pointer.
+    pub fn from_edit_errors(errors: &[EditError], pointer: impl Fn(usize, Field) -> String) -> Problem {
+        let class = |e: &EditError| match e.problem {
+            EditProblem::Invalid(_) => 0,
+            EditProblem::Missing(_) => 1,
+            EditProblem::Conflict(_) => 2,
+        };
+        let worst = errors.iter().map(class).min().unwrap_or(0);
+        let chosen: Vec<&EditError> = errors.iter().filter(|e| class(e) == worst).collect();
+        let mut problem = match worst {
+            0 => Problem::invalid(format!("{} problem(s) in the request; nothing was changed", chosen.len())),
+            1 => Problem::not_found(format!(
+                "{} thing(s) the request refers to do not exist; nothing was changed",
+                chosen.len()
+            )),
+            _ => Problem::conflict("the request conflicts with the zone's data; nothing was changed"),
+        };
+        for error in chosen {
+            let message = match &error.problem {
+                EditProblem::Invalid(m) | EditProblem::Missing(m) | EditProblem::Conflict(m) => m.clone(),
+            };
+            problem = problem.with_error(pointer(error.change, error.field), message);
+        }
+        problem
+    }
+}
+
+impl IntoResponse for Problem {
+    fn into_response(self) -> Response {
+        let status = StatusCode::from_u16(self.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        let body = serde_json::to_vec(&self).unwrap_or_default();
+        let mut response = (status, body).into_response();
+        let headers = response.headers_mut();
+        headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/problem+json"));
+        if status == StatusCode::UNAUTHORIZED {
+            headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        }
+        if status == StatusCode::SERVICE_UNAVAILABLE {
+            headers.insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
+        }
+        response
+    }
+}
+
+impl From<StoreError> for Problem {
+    fn from(error: StoreError) -> Problem {
+        match error {
+            StoreError::Unavailable(detail) => {
+                tracing::warn!(%detail, "database unavailable");
+                Problem::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "database-unavailable",
+                    "Database unavailable",
+                    "the database cannot be reached; DNS keeps answering from memory, but changes cannot be made now",
+                )
+            }
+            StoreError::NotFound => Problem::not_found("no such resource"),
+            StoreError::Exists => Problem::conflict("it exists already"),
+            StoreError::VersionMismatch { current } => Problem::new(
+                StatusCode::PRECONDITION_FAILED,
+                "stale-version",
+                "Precondition failed",
+                format!("If-Match names an older version; the zone is at version {current} (ETag \"{current}\")"),
+            ),
+            StoreError::Rejected(errors) => Problem::from_edit_errors(&errors, change_pointer),
+            StoreError::Corrupt(detail) | StoreError::Database(detail) => {
+                tracing::error!(%detail, "store error");
+                Problem::new(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "internal",
+                    "Internal error",
+                    "the store failed; see the server log",
+                )
+            }
+        }
+    }
+}
+
+/// The pointer for a field of change `index` in a `/changes` batch body.
+pub fn change_pointer(index: usize, field: Field) -> String {
+    let base = format!("/changes/{index}");
+    field_pointer(&base, field)
+}
+
+/// The pointer for a field under `base`.
+pub fn field_pointer(base: &str, field: Field) -> String {
+    match field {
+        Field::Change => base.to_string(),
+        Field::Name => format!("{base}/name"),
+        Field::Type => format!("{base}/type"),
+        Field::Ttl => format!("{base}/ttl"),
+        Field::Records => format!("{base}/records"),
+        Field::Record(i) => format!("{base}/records/{i}"),
+    }
+}

@@ -1,0 +1,144 @@
+//! Tokens: create (the secret is shown once), list, revoke.
+
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use ferrodns_store::{StoreError, TokenRecord};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use crate::auth::{hash_secret, new_id, new_secret, Caller, Role};
+use crate::input::{self, json_body, now_micros, rfc3339};
+use crate::problem::Problem;
+use crate::ApiState;
+
+/// The body of `POST /v1/tokens`.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateToken {
+    /// Shown as the actor in change history.
+    pub name: String,
+    /// `admin`, `editor` or `viewer`.
+    pub role: String,
+    /// Defaults to the caller's tenant; only operator tokens may name another.
+    pub tenant: Option<String>,
+    /// Limits the token to these zones.
+    pub zones: Option<Vec<String>>,
+}
+
+/// A token as listed (never the secret).
+#[derive(Serialize, ToSchema)]
+pub struct TokenView {
+    pub id: String,
+    pub name: String,
+    pub tenant: String,
+    pub role: String,
+    pub zones: Option<Vec<String>>,
+    pub created_at: String,
+    pub revoked_at: Option<String>,
+    /// Only in the response that creates the token.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub token: Option<String>,
+}
+
+fn view(token: &TokenRecord, secret: Option<String>) -> TokenView {
+    TokenView {
+        id: token.id.clone(),
+        name: token.name.clone(),
+        tenant: token.tenant.clone(),
+        role: token.role.clone(),
+        zones: token.zones.clone(),
+        created_at: rfc3339(token.created_at),
+        revoked_at: token.revoked_at.map(rfc3339),
+        token: secret,
+    }
+}
+
+/// Creates a token; the response is the only place its secret appears.
+#[utoipa::path(post, path = "/v1/tokens", request_body = CreateToken,
+    responses((status = 201, body = TokenView), (status = 403, body = Problem), (status = 422, body = Problem)))]
+pub async fn create_token(
+    State(state): State<ApiState>,
+    caller: Caller,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, Problem> {
+    caller.require(Role::Admin)?;
+    let request: CreateToken = json_body(body, state.settings.max_body_bytes)?;
+    let mut problem = Problem::invalid("the token cannot be created as asked");
+    if request.name.trim().is_empty() || request.name.len() > 200 {
+        problem = problem.with_error("/name", "a name of 1 to 200 characters is needed");
+    }
+    let role = Role::parse(&request.role);
+    if role.is_none() {
+        problem = problem.with_error("/role", format!("{:?} is not admin, editor or viewer", request.role));
+    }
+    let tenant = request.tenant.clone().unwrap_or_else(|| caller.token.tenant.clone());
+    if tenant.trim().is_empty() || tenant.len() > 200 {
+        problem = problem.with_error("/tenant", "a tenant of 1 to 200 characters is needed");
+    }
+    let mut zones = None;
+    if let Some(list) = &request.zones {
+        let mut names = Vec::new();
+        for (i, text) in list.iter().enumerate() {
+            match input::zone_name(text) {
+                Ok(name) => names.push(name.to_string()),
+                Err(_) => problem = problem.with_error(format!("/zones/{i}"), format!("{text:?} is not a zone name")),
+            }
+        }
+        zones = Some(names);
+    }
+    if !problem.errors.is_empty() {
+        return Err(problem);
+    }
+    if tenant != caller.token.tenant && !caller.is_operator() {
+        return Err(Problem::forbidden("only operator tokens may create tokens for another tenant"));
+    }
+    // A zone-limited admin must not mint a token wider than itself.
+    if let Some(own) = &caller.token.zones {
+        if zones.as_ref().is_none_or(|z: &Vec<String>| z.iter().any(|name| !own.contains(name))) {
+            return Err(Problem::forbidden("this token is limited to some zones and cannot create a token for others"));
+        }
+    }
+    let role = role.expect("checked above");
+    let secret = new_secret();
+    let token = TokenRecord {
+        id: new_id(8),
+        name: request.name.trim().to_string(),
+        tenant,
+        role: role.as_str().to_string(),
+        zones,
+        created_at: now_micros(),
+        revoked_at: None,
+    };
+    state.store.create_token(&token, &hash_secret(&secret)).await?;
+    Ok((StatusCode::CREATED, Json(view(&token, Some(secret)))).into_response())
+}
+
+/// Lists tokens of the caller's tenant (every tenant for operators).
+#[utoipa::path(get, path = "/v1/tokens", responses((status = 200, body = Vec<TokenView>), (status = 403, body = Problem)))]
+pub async fn list_tokens(State(state): State<ApiState>, caller: Caller) -> Result<Json<Vec<TokenView>>, Problem> {
+    caller.require(Role::Admin)?;
+    let tenant = if caller.is_operator() { None } else { Some(caller.token.tenant.as_str()) };
+    let tokens = state.store.list_tokens(tenant).await?;
+    Ok(Json(tokens.iter().map(|t| view(t, None)).collect()))
+}
+
+/// Revokes a token; it fails from the next request on.
+#[utoipa::path(delete, path = "/v1/tokens/{id}", params(("id" = String, Path, description = "token id")),
+    responses((status = 204), (status = 404, body = Problem)))]
+pub async fn revoke_token(
+    State(state): State<ApiState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<StatusCode, Problem> {
+    caller.require(Role::Admin)?;
+    let tenant = if caller.is_operator() { None } else { Some(caller.token.tenant.as_str()) };
+    match state.store.revoke_token(&id, tenant, now_micros()).await {
+        Ok(()) => Ok(StatusCode::NO_CONTENT),
+        Err(StoreError::NotFound) => Err(Problem::not_found(format!("no live token {id:?}"))),
+        Err(e) => Err(e.into()),
+    }
+}

@@ -1,0 +1,424 @@
+//! Zones: create, list, show, delete, and master-file import and export.
+
+use std::collections::BTreeMap;
+
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{Path, Query, State};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use ferrodns_proto::{Name, RecordType};
+use ferrodns_store::{ImportMode, StoreError, ZoneRecord};
+use ferrodns_zone::edit::{RRsetData, RRsetKey, Working};
+use ferrodns_zone::live::build_zone;
+use ferrodns_zone::masterfile::{parse_str, ParseOptions};
+use ferrodns_zone::writer::write_zone;
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+
+use crate::auth::{new_id, Caller, Role};
+use crate::input::{self, json_body, now_micros, rfc3339};
+use crate::problem::{Problem, ProblemItem};
+use crate::{publish, ApiState};
+
+/// A zone as the API shows it.
+#[derive(Serialize, ToSchema)]
+pub struct ZoneView {
+    pub name: String,
+    pub kind: String,
+    pub tenant: String,
+    pub serial: u32,
+    /// Counts committed changes; the ETag is this number in quotes.
+    pub version: i64,
+    pub rrset_count: i64,
+    pub created_at: String,
+    pub updated_at: String,
+}
+
+impl From<&ZoneRecord> for ZoneView {
+    fn from(zone: &ZoneRecord) -> ZoneView {
+        ZoneView {
+            name: zone.name.to_string(),
+            kind: zone.kind.clone(),
+            tenant: zone.tenant.clone(),
+            serial: zone.serial.0,
+            version: zone.version,
+            rrset_count: zone.rrset_count,
+            created_at: rfc3339(zone.created_at),
+            updated_at: rfc3339(zone.updated_at),
+        }
+    }
+}
+
+/// The ETag of a zone version.
+pub fn etag(version: i64) -> HeaderValue {
+    HeaderValue::from_str(&format!("\"{version}\"")).expect("digits are a valid header value")
+}
+
+/// Reads `If-Match`: a zone version in quotes (weak or strong), or `*`.
+pub fn if_match(headers: &HeaderMap) -> Result<Option<i64>, Problem> {
+    let Some(value) = headers.get(header::IF_MATCH) else { return Ok(None) };
+    let text = value.to_str().unwrap_or("").trim();
+    if text == "*" {
+        return Ok(None);
+    }
+    text.trim_start_matches("W/").trim_matches('"').parse().map(Some).map_err(|_| {
+        Problem::new(
+            StatusCode::PRECONDITION_FAILED,
+            "stale-version",
+            "Precondition failed",
+            format!("If-Match {text:?} is not an ETag this server hands out"),
+        )
+    })
+}
+
+/// Answers with a zone and its ETag.
+pub fn zone_response(status: StatusCode, zone: &ZoneRecord) -> Response {
+    let mut response = (status, Json(ZoneView::from(zone))).into_response();
+    response.headers_mut().insert(header::ETAG, etag(zone.version));
+    response
+}
+
+/// The body of `POST /v1/zones`.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateZone {
+    /// The apex, with or without the final dot.
+    pub name: String,
+    /// Only `primary` for now.
+    #[serde(default = "primary")]
+    pub kind: String,
+    /// The owning tenant; only operator tokens may name another tenant.
+    pub tenant: Option<String>,
+    /// The apex NS RRset; the server's default nameservers if absent.
+    pub nameservers: Option<Vec<String>>,
+    /// TTL of the SOA and NS.
+    pub ttl: Option<u32>,
+}
+
+fn primary() -> String {
+    "primary".to_string()
+}
+
+/// Creates a zone with the server's SOA and the given or default NS.
+#[utoipa::path(post, path = "/v1/zones", request_body = CreateZone,
+    responses((status = 201, body = ZoneView), (status = 409, body = Problem), (status = 422, body = Problem)))]
+pub async fn create_zone(
+    State(state): State<ApiState>,
+    caller: Caller,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, Problem> {
+    caller.require(Role::Editor)?;
+    let request: CreateZone = json_body(body, state.settings.max_body_bytes)?;
+    let mut problem = Problem::invalid("the zone cannot be created as asked");
+    let absolute = if request.name.ends_with('.') { request.name.clone() } else { format!("{}.", request.name) };
+    let apex = match Name::parse(&absolute, None) {
+        Ok(name) if !name.is_root() => Some(name.to_lowercase()),
+        Ok(_) => {
+            problem = problem.with_error("/name", "the root zone cannot be created here");
+            None
+        }
+        Err(e) => {
+            problem = problem.with_error("/name", format!("{:?} is not a valid zone name: {e}", request.name));
+            None
+        }
+    };
+    if request.kind != "primary" {
+        problem = problem.with_error("/kind", format!("kind {:?} is not supported; use \"primary\"", request.kind));
+    }
+    let ttl = request.ttl.unwrap_or(state.settings.default_ttl);
+    let limits = &state.store.options().limits;
+    if ttl < limits.min_ttl || ttl > limits.max_ttl {
+        problem = problem.with_error("/ttl", format!("TTL {ttl} is outside {}..={}", limits.min_ttl, limits.max_ttl));
+    }
+    let mut nameservers = Vec::new();
+    match &request.nameservers {
+        Some(list) if list.is_empty() => {
+            problem = problem.with_error("/nameservers", "a zone needs at least one nameserver")
+        }
+        Some(list) => {
+            for (i, text) in list.iter().enumerate() {
+                match Name::parse(text, apex.as_ref()) {
+                    Ok(name) => nameservers.push(name),
+                    Err(e) => problem = problem.with_error(format!("/nameservers/{i}"), format!("{text:?}: {e}")),
+                }
+            }
+        }
+        None => nameservers = state.settings.default_nameservers.clone(),
+    }
+    let tenant = match &request.tenant {
+        Some(tenant) if *tenant != caller.token.tenant && !caller.is_operator() => {
+            return Err(Problem::forbidden("only operator tokens may create zones for another tenant"));
+        }
+        Some(tenant) if tenant.is_empty() => {
+            problem = problem.with_error("/tenant", "the tenant is empty");
+            String::new()
+        }
+        Some(tenant) => tenant.clone(),
+        None => caller.token.tenant.clone(),
+    };
+    let Some(apex) = apex.filter(|_| problem.errors.is_empty()) else { return Err(problem) };
+    if !problem.errors.is_empty() {
+        return Err(problem);
+    }
+    if !caller.may_touch_zone(&apex) {
+        return Err(Problem::forbidden(format!("this token is limited to other zones than {apex}")));
+    }
+    if state.live.is_file_zone(apex.as_wire()) {
+        return Err(Problem::conflict(format!("{apex} is served from a zone file on this server")));
+    }
+    let now = now_micros();
+    let serial = ferrodns_store::initial_serial(state.store.options().serial_policy, now);
+    let mut soa = Vec::new();
+    soa.extend_from_slice(nameservers[0].as_wire());
+    soa.extend_from_slice(
+        Name::parse("hostmaster", Some(&apex)).map_err(|e| Problem::invalid(e.to_string()))?.as_wire(),
+    );
+    soa.extend_from_slice(&serial.0.to_be_bytes());
+    for timer in state.settings.soa_timers {
+        soa.extend_from_slice(&timer.to_be_bytes());
+    }
+    let rrsets = vec![
+        RRsetData::new(&apex, RecordType::SOA, ttl, vec![soa]),
+        RRsetData::new(&apex, RecordType::NS, ttl, nameservers.iter().map(|n| n.as_wire().to_vec()).collect()),
+    ];
+    let created =
+        state.store.create_zone(&apex, &tenant, &request.kind, rrsets, &new_id(8), &caller.actor(), now).await;
+    let (zone, _diff) = match created {
+        Err(StoreError::Exists) => return Err(Problem::conflict(format!("the zone {apex} exists already"))),
+        other => other?,
+    };
+    publish(&state, &zone, None).await?;
+    let mut response = zone_response(StatusCode::CREATED, &zone);
+    if let Ok(location) = HeaderValue::from_str(&format!("/v1/zones/{}", zone.name)) {
+        response.headers_mut().insert(header::LOCATION, location);
+    }
+    Ok(response)
+}
+
+/// Query of `GET /v1/zones`.
+#[derive(Deserialize, IntoParams)]
+pub struct ListZones {
+    /// Page size, 1 to 1000 (default 100).
+    pub limit: Option<u32>,
+    /// From a previous page's `next_cursor`.
+    pub cursor: Option<String>,
+    /// Only zones whose name contains this text.
+    pub name: Option<String>,
+}
+
+/// A page of zones.
+#[derive(Serialize, ToSchema)]
+pub struct ZonePage {
+    pub items: Vec<ZoneView>,
+    /// Pass as `cursor` for the next page; null on the last page.
+    pub next_cursor: Option<String>,
+}
+
+/// Lists the caller's zones in name order.
+#[utoipa::path(get, path = "/v1/zones", params(ListZones), responses((status = 200, body = ZonePage)))]
+pub async fn list_zones(
+    State(state): State<ApiState>,
+    caller: Caller,
+    query: Result<Query<ListZones>, axum::extract::rejection::QueryRejection>,
+) -> Result<Json<ZonePage>, Problem> {
+    let Query(query) = query.map_err(|e| Problem::invalid(e.body_text()))?;
+    let limit = input::page_limit(query.limit)?;
+    let after = query.cursor.as_deref().map(input::decode_cursor).transpose()?;
+    let zones = state.store.list_zones(&caller.scope(), query.name.as_deref(), after.as_deref(), limit + 1).await?;
+    let more = zones.len() > limit as usize;
+    let items: Vec<ZoneView> = zones.iter().take(limit as usize).map(ZoneView::from).collect();
+    let next_cursor = if more { items.last().map(|z| input::encode_cursor(&z.name)) } else { None };
+    Ok(Json(ZonePage { items, next_cursor }))
+}
+
+/// Finds a zone the caller may see, or 404.
+pub async fn zone_for(state: &ApiState, caller: &Caller, text: &str) -> Result<ZoneRecord, Problem> {
+    let apex = input::zone_name(text)?;
+    match state.store.zone_in_scope(&apex, &caller.scope()).await {
+        Err(StoreError::NotFound) => Err(Problem::not_found(format!("no zone {apex}"))),
+        other => Ok(other?),
+    }
+}
+
+/// One zone, with its version as the ETag.
+#[utoipa::path(get, path = "/v1/zones/{zone}", params(("zone" = String, Path, description = "zone name")),
+    responses((status = 200, body = ZoneView), (status = 404, body = Problem)))]
+pub async fn get_zone(
+    State(state): State<ApiState>,
+    caller: Caller,
+    Path(zone): Path<String>,
+) -> Result<Response, Problem> {
+    let zone = zone_for(&state, &caller, &zone).await?;
+    Ok(zone_response(StatusCode::OK, &zone))
+}
+
+/// Deletes a zone; DNS stops answering for it before the response.
+#[utoipa::path(delete, path = "/v1/zones/{zone}", params(("zone" = String, Path, description = "zone name")),
+    responses((status = 204), (status = 404, body = Problem)))]
+pub async fn delete_zone(
+    State(state): State<ApiState>,
+    caller: Caller,
+    Path(zone): Path<String>,
+) -> Result<StatusCode, Problem> {
+    caller.require(Role::Editor)?;
+    let zone = zone_for(&state, &caller, &zone).await?;
+    state.store.delete_zone(zone.id).await?;
+    state.live.remove_zone(zone.name.as_wire());
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// The zone as an RFC 1035 master file.
+#[utoipa::path(get, path = "/v1/zones/{zone}/export", params(("zone" = String, Path, description = "zone name")),
+    responses((status = 200, content_type = "text/dns", body = String), (status = 404, body = Problem)))]
+pub async fn export_zone(
+    State(state): State<ApiState>,
+    caller: Caller,
+    Path(zone): Path<String>,
+) -> Result<Response, Problem> {
+    let zone = zone_for(&state, &caller, &zone).await?;
+    let rrsets = state.store.zone_rrsets(zone.id).await?;
+    let apex = zone.name.clone();
+    let text = tokio::task::spawn_blocking(move || {
+        build_zone(&apex, rrsets.iter()).map(|built| write_zone(&built)).map_err(|errors| format!("{errors:?}"))
+    })
+    .await
+    .map_err(|e| Problem::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "Internal error", e.to_string()))?
+    .map_err(|e| Problem::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "Internal error", e))?;
+    let mut response = ([(header::CONTENT_TYPE, "text/dns")], text).into_response();
+    response.headers_mut().insert(header::ETAG, etag(zone.version));
+    Ok(response)
+}
+
+/// Query of `POST /v1/zones/{zone}/import`.
+#[derive(Deserialize, IntoParams)]
+pub struct ImportQuery {
+    /// `replace` (default) makes the zone hold exactly the file; `merge`
+    /// replaces only the RRsets the file has.
+    pub mode: Option<String>,
+}
+
+/// Imports a master file atomically: every bad line is reported and then
+/// nothing is applied. The file's SOA gives the zone's SOA names and timers;
+/// the serial stays the server's.
+#[utoipa::path(post, path = "/v1/zones/{zone}/import", params(("zone" = String, Path, description = "zone name"), ImportQuery),
+    request_body(content = String, content_type = "text/dns"),
+    responses((status = 200, body = crate::records::ChangeView), (status = 422, body = Problem)))]
+pub async fn import_zone(
+    State(state): State<ApiState>,
+    caller: Caller,
+    Path(zone): Path<String>,
+    Query(query): Query<ImportQuery>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, Problem> {
+    caller.require(Role::Editor)?;
+    let mode = match query.mode.as_deref() {
+        None | Some("replace") => ImportMode::Replace,
+        Some("merge") => ImportMode::Merge,
+        Some(other) => return Err(Problem::invalid(format!("mode {other:?} is neither replace nor merge"))),
+    };
+    let body = input::body_bytes(body, state.settings.max_body_bytes)?;
+    let zone = zone_for(&state, &caller, &zone).await?;
+    let apex = zone.name.clone();
+    let limits = state.store.options().limits;
+    let parse_apex = apex.clone();
+    let parsed = tokio::task::spawn_blocking(move || parse_import(&parse_apex, &body, &limits))
+        .await
+        .map_err(|e| Problem::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "Internal error", e.to_string()))?;
+    let (working, soa) = parsed?;
+    let count: usize = working.values().map(|s| s.rdatas.len()).sum();
+    let summary = serde_json::json!([{"action": "import", "mode": if mode == ImportMode::Replace { "replace" } else { "merge" }, "records": count}]).to_string();
+    let committed = state
+        .store
+        .import(&apex, &caller.scope(), mode, working, soa, &summary, &caller.actor(), now_micros())
+        .await
+        .map_err(|e| match e {
+            StoreError::Rejected(errors) => Problem::from_edit_errors(&errors, |_, _| String::new()),
+            StoreError::NotFound => Problem::not_found(format!("no zone {apex}")),
+            other => Problem::from(other),
+        })?;
+    publish(&state, &committed.zone, committed.diff.clone()).await?;
+    crate::records::change_response(&state, &committed).await
+}
+
+/// Parses an imported file into RRsets, checking each record the way the
+/// change API would. Returns every error with its line.
+fn parse_import(
+    apex: &Name,
+    body: &[u8],
+    limits: &ferrodns_zone::edit::Limits,
+) -> Result<(Working, Option<Vec<u8>>), Problem> {
+    let options =
+        ParseOptions { origin: Some(apex.clone()), default_ttl: None, allow_include: false, max_errors: 1000 };
+    let parsed = parse_str(body, "import", &options);
+    let mut errors: Vec<ProblemItem> = parsed
+        .errors
+        .iter()
+        .map(|e| ProblemItem {
+            pointer: String::new(),
+            message: format!("line {}: {}", e.line, e.message),
+            line: Some(e.line),
+        })
+        .collect();
+    let mut line_error = |line: usize, message: String| {
+        errors.push(ProblemItem {
+            pointer: String::new(),
+            message: format!("line {line}: {message}"),
+            line: Some(line),
+        });
+    };
+    let mut sets: BTreeMap<RRsetKey, (u32, Vec<Vec<u8>>, usize)> = BTreeMap::new();
+    let mut soa = None;
+    for record in &parsed.records {
+        let owner = record.owner.to_lowercase();
+        if !owner.is_subdomain_of(apex) {
+            line_error(record.line, format!("{} is not inside the zone {apex}", record.owner));
+            continue;
+        }
+        if record.ttl < limits.min_ttl || record.ttl > limits.max_ttl {
+            line_error(record.line, format!("TTL {} is outside {}..={}", record.ttl, limits.min_ttl, limits.max_ttl));
+            continue;
+        }
+        if record.rtype == RecordType::SOA {
+            if owner != *apex {
+                line_error(record.line, "an SOA can only be at the apex".to_string());
+            } else if soa.replace(record.rdata.clone()).is_some() {
+                line_error(record.line, "a zone has one SOA record".to_string());
+            }
+            continue;
+        }
+        let entry =
+            sets.entry(RRsetKey { owner, rtype: record.rtype }).or_insert((record.ttl, Vec::new(), record.line));
+        // RFC 2181 §5.2: one TTL per RRset; the first record's TTL wins, as zone loads do.
+        entry.1.push(record.rdata.clone());
+    }
+    let mut working = Working::new();
+    for (key, (ttl, rdatas, line)) in sets {
+        let set = RRsetData::new(&key.owner, key.rtype, ttl, rdatas);
+        if set.rdatas.len() > limits.max_records_per_rrset {
+            line_error(
+                line,
+                format!(
+                    "{} {} has {} records, over the limit of {}",
+                    key.owner,
+                    key.rtype,
+                    set.rdatas.len(),
+                    limits.max_records_per_rrset
+                ),
+            );
+        }
+        if key.rtype == RecordType::CNAME && set.rdatas.len() > 1 {
+            line_error(line, format!("{} has more than one CNAME record", key.owner));
+        }
+        working.insert(key, set);
+    }
+    if !errors.is_empty() {
+        errors.sort_by_key(|e| e.line);
+        let mut problem =
+            Problem::invalid(format!("{} problem(s) in the master file; nothing was imported", errors.len()));
+        problem.errors = errors;
+        return Err(problem);
+    }
+    Ok((working, soa))
+}

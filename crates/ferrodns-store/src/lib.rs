@@ -1,0 +1,1007 @@
+//! All SQL in ferrodns: zones, RRsets, the change journal and API tokens, in
+//! SQLite (the embedded default) or PostgreSQL (for HA).
+//!
+//! One code path serves both databases through sqlx's `Any` driver: the
+//! statements use only syntax both accept (`$n` parameters, `RETURNING`,
+//! `ON CONFLICT`, row values), and the two schemas differ only where the
+//! dialects do (identity columns, BLOB or BYTEA); see `migrations/`.
+//!
+//! A change to a zone is one transaction, in this order:
+//! 1. `UPDATE zones SET version = version + 1 … RETURNING` takes the zone's
+//!    row lock (PostgreSQL) or the database's write lock (SQLite), so writers
+//!    to one zone queue here, on every node, and serials stay gap-free;
+//! 2. the RRsets at the owners the batch touches are read and the batch is
+//!    planned by [`ferrodns_zone::edit::plan`], which may reject it;
+//! 3. RRsets are written, the SOA gets its next serial, and the diff goes to
+//!    `journal`; then commit. A rejected or failed batch rolls back whole.
+//!
+//! Times are microseconds since the Unix epoch, passed in by the caller.
+
+mod migrate;
+mod serial;
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::Path;
+use std::time::Duration;
+
+use ferrodns_proto::{Name, RecordType, Serial};
+use ferrodns_zone::edit::{self, Change, Diff, EditError, Limits, RRsetData, RRsetKey, Record, Working};
+use sqlx::any::{AnyPoolOptions, AnyRow};
+use sqlx::{Any, AnyPool, Executor, Row, Transaction};
+
+pub use serial::{initial_serial, next_serial, soa_serial, with_serial, SerialPolicy};
+
+/// The two databases ferrodns runs on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// Why a store operation failed, in terms the API maps to HTTP statuses.
+#[derive(Debug)]
+pub enum StoreError {
+    /// The database cannot be reached or is shutting down; DNS keeps serving.
+    Unavailable(String),
+    /// The zone, RRset, change or token does not exist.
+    NotFound,
+    /// A zone or token of that name exists already.
+    Exists,
+    /// `If-Match` named an older version of the zone.
+    VersionMismatch { current: i64 },
+    /// The batch breaks the zone rules; nothing was written.
+    Rejected(Vec<EditError>),
+    /// Data in the database does not decode: a bug or tampering.
+    Corrupt(String),
+    /// Any other database error.
+    Database(String),
+}
+
+impl fmt::Display for StoreError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            StoreError::Unavailable(e) => write!(f, "database unavailable: {e}"),
+            StoreError::NotFound => f.write_str("not found"),
+            StoreError::Exists => f.write_str("already exists"),
+            StoreError::VersionMismatch { current } => write!(f, "the zone is at version {current}"),
+            StoreError::Rejected(errors) => write!(f, "{} errors in the change", errors.len()),
+            StoreError::Corrupt(e) => write!(f, "stored data is corrupt: {e}"),
+            StoreError::Database(e) => write!(f, "database error: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for StoreError {}
+
+impl From<sqlx::Error> for StoreError {
+    fn from(error: sqlx::Error) -> StoreError {
+        match &error {
+            sqlx::Error::RowNotFound => StoreError::NotFound,
+            sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_) | sqlx::Error::Tls(_) => {
+                StoreError::Unavailable(error.to_string())
+            }
+            sqlx::Error::Database(db) => {
+                // PostgreSQL class 08 (connection) and 57P (operator intervention:
+                // shutdown, crash recovery) mean the database is going away.
+                let code = db.code().unwrap_or_default();
+                if code.starts_with("08") || code.starts_with("57P") {
+                    StoreError::Unavailable(error.to_string())
+                } else if db.is_unique_violation() {
+                    StoreError::Exists
+                } else {
+                    StoreError::Database(error.to_string())
+                }
+            }
+            _ => StoreError::Database(error.to_string()),
+        }
+    }
+}
+
+type Result<T> = std::result::Result<T, StoreError>;
+
+/// How the store behaves; the binary fills this from its settings.
+#[derive(Clone, Debug)]
+pub struct StoreOptions {
+    pub serial_policy: SerialPolicy,
+    /// Journal entries kept per zone; older ones are deleted after commits.
+    pub journal_keep: u32,
+    pub limits: Limits,
+    /// How long to wait for a database connection before answering "unavailable".
+    pub acquire_timeout: Duration,
+}
+
+impl Default for StoreOptions {
+    fn default() -> StoreOptions {
+        StoreOptions {
+            serial_policy: SerialPolicy::Increment,
+            journal_keep: 1000,
+            limits: Limits::default(),
+            acquire_timeout: Duration::from_secs(3),
+        }
+    }
+}
+
+/// A zone's row.
+#[derive(Clone, Debug)]
+pub struct ZoneRecord {
+    pub id: i64,
+    /// Lowercase apex.
+    pub name: Name,
+    pub tenant: String,
+    pub kind: String,
+    pub serial: Serial,
+    pub version: i64,
+    pub rrset_count: i64,
+    /// RFC 9432 member-zone unique id, stable while the zone exists.
+    pub catalog_id: String,
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
+/// A change-history entry, without its records.
+#[derive(Clone, Debug)]
+pub struct ChangeRecord {
+    pub id: i64,
+    pub zone_id: i64,
+    pub serial_from: Serial,
+    pub serial_to: Serial,
+    pub actor: String,
+    pub at: i64,
+    /// What was asked, as JSON.
+    pub summary: String,
+}
+
+/// What a committed change returns: the zone after it, the history entry,
+/// and the diff to publish.
+#[derive(Clone, Debug)]
+pub struct Committed {
+    pub zone: ZoneRecord,
+    /// `None` when the batch changed nothing (no serial bump, no entry).
+    pub change: Option<ChangeRecord>,
+    pub diff: Option<Diff>,
+}
+
+/// An API token's row (never the secret).
+#[derive(Clone, Debug)]
+pub struct TokenRecord {
+    pub id: String,
+    pub name: String,
+    pub tenant: String,
+    pub role: String,
+    /// Lowercase zone names the token is limited to, if any.
+    pub zones: Option<Vec<String>>,
+    pub created_at: i64,
+    pub revoked_at: Option<i64>,
+}
+
+/// Who may see what: `None` tenant means every tenant.
+#[derive(Clone, Debug, Default)]
+pub struct Scope<'a> {
+    pub tenant: Option<&'a str>,
+    pub zones: Option<&'a [String]>,
+}
+
+impl Scope<'_> {
+    fn allows(&self, zone: &ZoneRecord) -> bool {
+        self.tenant.is_none_or(|t| t == zone.tenant)
+            && self.zones.is_none_or(|list| list.iter().any(|z| *z == zone.name.to_string()))
+    }
+}
+
+/// How an import treats what the zone holds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ImportMode {
+    /// The zone ends up holding exactly the file's RRsets.
+    Replace,
+    /// Each RRset in the file replaces the zone's RRset of that owner and type.
+    Merge,
+}
+
+/// A change between its lock and its commit.
+struct OpenChange<'s> {
+    _guard: Option<tokio::sync::MutexGuard<'s, ()>>,
+    tx: Transaction<'static, Any>,
+    /// The zone with its version already bumped.
+    zone: ZoneRecord,
+}
+
+/// The store: a connection pool and the options.
+pub struct Store {
+    pool: AnyPool,
+    backend: Backend,
+    options: StoreOptions,
+    /// SQLite has one writer at a time; queueing writers here rather than in
+    /// SQLite's busy handler keeps waits fair and short.
+    sqlite_writer: tokio::sync::Mutex<()>,
+}
+
+const ZONE_COLUMNS: &str = "id, name, tenant, kind, serial, version, rrset_count, catalog_id, created_at, updated_at";
+
+impl Store {
+    /// Connects and runs pending migrations. `url` is `sqlite://PATH` or
+    /// `postgres://…`; an SQLite file is created if missing.
+    pub async fn open(url: &str, options: StoreOptions) -> Result<Store> {
+        sqlx::any::install_default_drivers();
+        let backend = if url.starts_with("postgres:") || url.starts_with("postgresql:") {
+            Backend::Postgres
+        } else if url.starts_with("sqlite:") {
+            Backend::Sqlite
+        } else {
+            return Err(StoreError::Database(format!(
+                "unsupported database URL {url:?}: use sqlite:// or postgres://"
+            )));
+        };
+        let mut pool_options = AnyPoolOptions::new().acquire_timeout(options.acquire_timeout);
+        pool_options = match backend {
+            Backend::Sqlite => pool_options.max_connections(8).after_connect(|conn, _| {
+                Box::pin(async move {
+                    // WAL lets readers run beside the writer; FULL makes every
+                    // acknowledged commit survive power loss, not only a crash.
+                    conn.execute("PRAGMA journal_mode = WAL").await?;
+                    conn.execute("PRAGMA synchronous = FULL").await?;
+                    conn.execute("PRAGMA foreign_keys = ON").await?;
+                    conn.execute("PRAGMA busy_timeout = 5000").await?;
+                    Ok(())
+                })
+            }),
+            Backend::Postgres => pool_options.max_connections(16),
+        };
+        let url = match backend {
+            Backend::Sqlite if !url.contains('?') => format!("{url}?mode=rwc"),
+            _ => url.to_string(),
+        };
+        let pool = pool_options.connect(&url).await?;
+        migrate::run(&pool, backend).await?;
+        Ok(Store { pool, backend, options, sqlite_writer: tokio::sync::Mutex::new(()) })
+    }
+
+    /// The SQLite URL for a data directory.
+    pub fn sqlite_url(data_dir: &Path) -> String {
+        format!("sqlite://{}", data_dir.join("ferrodns.db").display())
+    }
+
+    /// Which database this is.
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    /// The options in force.
+    pub fn options(&self) -> &StoreOptions {
+        &self.options
+    }
+
+    /// Closes the pool (tests use this to simulate a database going away).
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+
+    /// True if the database answers.
+    pub async fn ping(&self) -> Result<()> {
+        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        Ok(())
+    }
+
+    async fn begin_write(&self) -> Result<(Option<tokio::sync::MutexGuard<'_, ()>>, Transaction<'static, Any>)> {
+        let guard = match self.backend {
+            Backend::Sqlite => Some(self.sqlite_writer.lock().await),
+            Backend::Postgres => None,
+        };
+        let tx = self.pool.begin().await?;
+        Ok((guard, tx))
+    }
+
+    // ----- zones -----
+
+    /// Creates a zone holding `rrsets` (which must include the SOA and NS),
+    /// and records its creation in the journal.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn create_zone(
+        &self,
+        apex: &Name,
+        tenant: &str,
+        kind: &str,
+        rrsets: Vec<RRsetData>,
+        catalog_id: &str,
+        actor: &str,
+        now: i64,
+    ) -> Result<(ZoneRecord, Diff)> {
+        let apex = apex.to_lowercase();
+        let soa = rrsets
+            .iter()
+            .find(|s| s.rtype == RecordType::SOA && s.owner == apex)
+            .ok_or_else(|| StoreError::Corrupt("a new zone needs an SOA".into()))?;
+        let serial = serial::soa_serial(&soa.rdatas[0]).ok_or_else(|| StoreError::Corrupt("bad SOA".into()))?;
+        let (_guard, mut tx) = self.begin_write().await?;
+        let row = sqlx::query(&format!(
+            "INSERT INTO zones (name, tenant, kind, serial, version, rrset_count, catalog_id, created_at, updated_at) \
+             VALUES ($1, $2, $3, $4, 1, $5, $6, $7, $7) RETURNING {ZONE_COLUMNS}"
+        ))
+        .bind(apex.to_string())
+        .bind(tenant)
+        .bind(kind)
+        .bind(serial.0 as i64)
+        .bind(rrsets.len() as i64)
+        .bind(catalog_id)
+        .bind(now)
+        .fetch_one(&mut *tx)
+        .await?;
+        let zone = zone_from_row(&row)?;
+        let writes: Vec<(RRsetKey, Option<RRsetData>)> = rrsets.iter().map(|s| (s.key(), Some(s.clone()))).collect();
+        write_rrsets(&mut tx, zone.id, &writes).await?;
+        let mut added: Vec<Record> = Vec::new();
+        for set in &rrsets {
+            added.extend(set.rdatas.iter().map(|r| Record {
+                owner: set.owner.clone(),
+                rtype: set.rtype,
+                ttl: set.ttl,
+                rdata: r.clone(),
+            }));
+        }
+        let diff = Diff { old_serial: serial, new_serial: serial, removed: Vec::new(), added };
+        let summary = serde_json::json!([{"action": "create-zone", "kind": kind}]).to_string();
+        insert_journal(&mut tx, zone.id, &diff, actor, now, &summary).await?;
+        tx.commit().await?;
+        Ok((zone, diff))
+    }
+
+    /// The zone with this lowercase apex.
+    pub async fn zone(&self, apex: &Name) -> Result<ZoneRecord> {
+        let row = sqlx::query(&format!("SELECT {ZONE_COLUMNS} FROM zones WHERE name = $1"))
+            .bind(apex.to_lowercase().to_string())
+            .fetch_optional(&self.pool)
+            .await?
+            .ok_or(StoreError::NotFound)?;
+        zone_from_row(&row)
+    }
+
+    /// The zone if `scope` may see it; otherwise not found, so that other
+    /// tenants' zones are indistinguishable from absent ones.
+    pub async fn zone_in_scope(&self, apex: &Name, scope: &Scope<'_>) -> Result<ZoneRecord> {
+        let zone = self.zone(apex).await?;
+        if scope.allows(&zone) {
+            Ok(zone)
+        } else {
+            Err(StoreError::NotFound)
+        }
+    }
+
+    /// Zones in name order after `after`, at most `limit`, whose name
+    /// contains `name_contains`.
+    pub async fn list_zones(
+        &self,
+        scope: &Scope<'_>,
+        name_contains: Option<&str>,
+        after: Option<&str>,
+        limit: u32,
+    ) -> Result<Vec<ZoneRecord>> {
+        let mut sql = format!("SELECT {ZONE_COLUMNS} FROM zones WHERE name > $1");
+        let mut next = 2;
+        if scope.tenant.is_some() {
+            sql.push_str(&format!(" AND tenant = ${next}"));
+            next += 1;
+        }
+        if name_contains.is_some() {
+            sql.push_str(&format!(" AND name LIKE ${next} ESCAPE '\\'"));
+            next += 1;
+        }
+        sql.push_str(&format!(" ORDER BY name LIMIT ${next}"));
+        let mut query = sqlx::query(&sql).bind(after.unwrap_or("").to_string());
+        if let Some(tenant) = scope.tenant {
+            query = query.bind(tenant.to_string());
+        }
+        if let Some(text) = name_contains {
+            let escaped = text.to_lowercase().replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_");
+            query = query.bind(format!("%{escaped}%"));
+        }
+        // A zone list on the token is applied after the query; fetch enough.
+        let fetch = if scope.zones.is_some() { i64::MAX } else { limit as i64 };
+        let rows = query.bind(fetch).fetch_all(&self.pool).await?;
+        let mut zones = Vec::with_capacity(rows.len().min(limit as usize));
+        for row in &rows {
+            let zone = zone_from_row(row)?;
+            if scope.allows(&zone) {
+                zones.push(zone);
+                if zones.len() == limit as usize {
+                    break;
+                }
+            }
+        }
+        Ok(zones)
+    }
+
+    /// Every zone (for loading the served set at start).
+    pub async fn all_zones(&self) -> Result<Vec<ZoneRecord>> {
+        let rows =
+            sqlx::query(&format!("SELECT {ZONE_COLUMNS} FROM zones ORDER BY name")).fetch_all(&self.pool).await?;
+        rows.iter().map(zone_from_row).collect()
+    }
+
+    /// Deletes a zone and everything in it.
+    pub async fn delete_zone(&self, zone_id: i64) -> Result<()> {
+        let (_guard, mut tx) = self.begin_write().await?;
+        // The journal and RRsets go by cascade; delete them first anyway so
+        // that a database without foreign-key enforcement stays clean.
+        sqlx::query("DELETE FROM journal WHERE zone_id = $1").bind(zone_id).execute(&mut *tx).await?;
+        sqlx::query("DELETE FROM rrsets WHERE zone_id = $1").bind(zone_id).execute(&mut *tx).await?;
+        let done = sqlx::query("DELETE FROM zones WHERE id = $1").bind(zone_id).execute(&mut *tx).await?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::NotFound);
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    // ----- RRsets -----
+
+    /// RRsets of a zone in (owner, type) order after `after`, filtered.
+    pub async fn list_rrsets(
+        &self,
+        zone_id: i64,
+        owner: Option<&Name>,
+        rtype: Option<RecordType>,
+        after: Option<(&str, u16)>,
+        limit: u32,
+    ) -> Result<Vec<RRsetData>> {
+        let mut sql = String::from(
+            "SELECT owner, rtype, ttl, rdata FROM rrsets WHERE zone_id = $1 AND (owner, rtype) > ($2, $3)",
+        );
+        let mut next = 4;
+        if owner.is_some() {
+            sql.push_str(&format!(" AND owner = ${next}"));
+            next += 1;
+        }
+        if rtype.is_some() {
+            sql.push_str(&format!(" AND rtype = ${next}"));
+            next += 1;
+        }
+        sql.push_str(&format!(" ORDER BY owner, rtype LIMIT ${next}"));
+        let (after_owner, after_type) = after.unwrap_or(("", 0));
+        let mut query = sqlx::query(&sql).bind(zone_id).bind(after_owner.to_string()).bind(after_type as i64);
+        if let Some(owner) = owner {
+            query = query.bind(owner.to_lowercase().to_string());
+        }
+        if let Some(rtype) = rtype {
+            query = query.bind(rtype.0 as i64);
+        }
+        let rows = query.bind(limit as i64).fetch_all(&self.pool).await?;
+        rows.iter().map(rrset_from_row).collect()
+    }
+
+    /// One RRset.
+    pub async fn rrset(&self, zone_id: i64, owner: &Name, rtype: RecordType) -> Result<RRsetData> {
+        let row =
+            sqlx::query("SELECT owner, rtype, ttl, rdata FROM rrsets WHERE zone_id = $1 AND owner = $2 AND rtype = $3")
+                .bind(zone_id)
+                .bind(owner.to_lowercase().to_string())
+                .bind(rtype.0 as i64)
+                .fetch_optional(&self.pool)
+                .await?
+                .ok_or(StoreError::NotFound)?;
+        rrset_from_row(&row)
+    }
+
+    /// Every RRset of a zone.
+    pub async fn zone_rrsets(&self, zone_id: i64) -> Result<Vec<RRsetData>> {
+        let rows = sqlx::query("SELECT owner, rtype, ttl, rdata FROM rrsets WHERE zone_id = $1")
+            .bind(zone_id)
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(rrset_from_row).collect()
+    }
+
+    // ----- changes -----
+
+    /// Applies a batch atomically; see the module docs for the steps.
+    /// `if_match` is the zone version the client last saw.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn apply_changes(
+        &self,
+        apex: &Name,
+        scope: &Scope<'_>,
+        if_match: Option<i64>,
+        changes: &[Change],
+        summary: &str,
+        actor: &str,
+        now: i64,
+    ) -> Result<Committed> {
+        // Reject what is wrong on its face before taking any lock.
+        let mut errors = Vec::new();
+        for (index, change) in changes.iter().enumerate() {
+            errors.extend(edit::check_change(apex, index, change, &self.options.limits));
+        }
+        if !errors.is_empty() {
+            return Err(StoreError::Rejected(errors));
+        }
+        let mut open = self.begin_change(apex, scope, if_match, now).await?;
+        let current = load_owners(&mut open.tx, open.zone.id, &edit::touched_owners(changes)).await?;
+        let plan = edit::plan(apex, current, changes, &self.options.limits).map_err(StoreError::Rejected)?;
+        self.finish_change(open, plan, None, summary, actor, now).await
+    }
+
+    /// Imports parsed RRsets atomically. `rrsets` holds no SOA; `soa` is the
+    /// file's SOA RDATA, whose names and timers the zone takes (its serial is
+    /// the server's).
+    #[allow(clippy::too_many_arguments)]
+    pub async fn import(
+        &self,
+        apex: &Name,
+        scope: &Scope<'_>,
+        mode: ImportMode,
+        rrsets: Working,
+        soa: Option<Vec<u8>>,
+        summary: &str,
+        actor: &str,
+        now: i64,
+    ) -> Result<Committed> {
+        let apex_lower = apex.to_lowercase();
+        let mut open = self.begin_change(apex, scope, None, now).await?;
+        let mut current = match mode {
+            ImportMode::Replace => {
+                let rows = sqlx::query("SELECT owner, rtype, ttl, rdata FROM rrsets WHERE zone_id = $1")
+                    .bind(open.zone.id)
+                    .fetch_all(&mut *open.tx)
+                    .await?;
+                let mut all = Working::new();
+                for row in &rows {
+                    let set = rrset_from_row(row)?;
+                    all.insert(set.key(), set);
+                }
+                all
+            }
+            ImportMode::Merge => {
+                // The apex too: the NS check below needs its RRsets.
+                let mut owners: Vec<Name> = rrsets.keys().map(|k| k.owner.clone()).collect();
+                owners.push(apex_lower.clone());
+                owners.sort();
+                owners.dedup();
+                load_owners(&mut open.tx, open.zone.id, &owners).await?
+            }
+        };
+        current.remove(&RRsetKey { owner: apex_lower.clone(), rtype: RecordType::SOA });
+        let after = match mode {
+            ImportMode::Replace => rrsets,
+            ImportMode::Merge => {
+                let mut merged = current.clone();
+                merged.extend(rrsets);
+                merged
+            }
+        };
+        let mut errors = Vec::new();
+        if !after.contains_key(&RRsetKey { owner: apex_lower.clone(), rtype: RecordType::NS }) {
+            errors.push("the zone would have no NS RRset at its apex".to_string());
+        }
+        for key in after.keys().filter(|k| k.rtype == RecordType::CNAME) {
+            if key.owner == apex_lower {
+                errors.push(format!("{} is the apex, which cannot have a CNAME", key.owner));
+            } else if after.range(edit::owner_range(&key.owner)).count() > 1 {
+                errors.push(format!("{} has a CNAME and other data", key.owner));
+            }
+        }
+        if !errors.is_empty() {
+            let errors = errors
+                .into_iter()
+                .map(|message| EditError {
+                    change: 0,
+                    field: edit::Field::Change,
+                    problem: edit::Problem::Invalid(message),
+                })
+                .collect();
+            return Err(StoreError::Rejected(errors));
+        }
+        let plan = edit::diff_states(&current, &after);
+        self.finish_change(open, plan, soa, summary, actor, now).await
+    }
+
+    /// Step 1 of a change: lock the zone and check `If-Match`.
+    async fn begin_change(
+        &self,
+        apex: &Name,
+        scope: &Scope<'_>,
+        if_match: Option<i64>,
+        now: i64,
+    ) -> Result<OpenChange<'_>> {
+        let (guard, mut tx) = self.begin_write().await?;
+        // RETURNING gives the bumped version and the serial before the change.
+        let row = sqlx::query(&format!(
+            "UPDATE zones SET version = version + 1, updated_at = $2 WHERE name = $1 RETURNING {ZONE_COLUMNS}"
+        ))
+        .bind(apex.to_lowercase().to_string())
+        .bind(now)
+        .fetch_optional(&mut *tx)
+        .await?
+        .ok_or(StoreError::NotFound)?;
+        let zone = zone_from_row(&row)?;
+        if !scope.allows(&zone) {
+            return Err(StoreError::NotFound);
+        }
+        if let Some(expected) = if_match {
+            if expected != zone.version - 1 {
+                return Err(StoreError::VersionMismatch { current: zone.version - 1 });
+            }
+        }
+        Ok(OpenChange { _guard: guard, tx, zone })
+    }
+
+    /// Step 3 of a change: write the plan, move the serial, journal, commit.
+    async fn finish_change(
+        &self,
+        open: OpenChange<'_>,
+        plan: edit::Plan,
+        new_soa_fields: Option<Vec<u8>>,
+        summary: &str,
+        actor: &str,
+        now: i64,
+    ) -> Result<Committed> {
+        let OpenChange { _guard, mut tx, zone } = open;
+        let apex = zone.name.clone();
+        let soa_row =
+            sqlx::query("SELECT owner, rtype, ttl, rdata FROM rrsets WHERE zone_id = $1 AND owner = $2 AND rtype = $3")
+                .bind(zone.id)
+                .bind(apex.to_string())
+                .bind(RecordType::SOA.0 as i64)
+                .fetch_one(&mut *tx)
+                .await?;
+        let old_soa = rrset_from_row(&soa_row)?;
+        let old_soa_rdata = old_soa.rdatas.first().cloned().unwrap_or_default();
+        let soa_fields_change = new_soa_fields
+            .as_ref()
+            .is_some_and(|fields| serial::with_serial(fields, zone.serial).as_ref() != Some(&old_soa_rdata));
+        if plan.writes.is_empty() && !soa_fields_change {
+            // Nothing changes: roll back, which also returns the version.
+            tx.rollback().await?;
+            let zone = ZoneRecord { version: zone.version - 1, ..zone };
+            return Ok(Committed { zone, change: None, diff: None });
+        }
+        write_rrsets(&mut tx, zone.id, &plan.writes).await?;
+        let serial = next_serial(zone.serial, self.options.serial_policy, now);
+        let base = new_soa_fields.as_deref().unwrap_or(&old_soa_rdata);
+        let new_soa_rdata = serial::with_serial(base, serial).ok_or_else(|| corrupt("SOA RDATA"))?;
+        let new_soa = RRsetData::new(&apex, RecordType::SOA, old_soa.ttl, vec![new_soa_rdata.clone()]);
+        write_rrsets(&mut tx, zone.id, &[(new_soa.key(), Some(new_soa))]).await?;
+        let soa_record =
+            |rdata: Vec<u8>| Record { owner: apex.clone(), rtype: RecordType::SOA, ttl: old_soa.ttl, rdata };
+        let mut removed = vec![soa_record(old_soa_rdata)];
+        removed.extend(plan.removed);
+        let mut added = vec![soa_record(new_soa_rdata)];
+        added.extend(plan.added);
+        let diff = Diff { old_serial: zone.serial, new_serial: serial, removed, added };
+        let row = sqlx::query(&format!(
+            "UPDATE zones SET serial = $2, rrset_count = rrset_count + $3 WHERE id = $1 RETURNING {ZONE_COLUMNS}"
+        ))
+        .bind(zone.id)
+        .bind(serial.0 as i64)
+        .bind(plan.created as i64 - plan.deleted as i64)
+        .fetch_one(&mut *tx)
+        .await?;
+        let zone = zone_from_row(&row)?;
+        let change = insert_journal(&mut tx, zone.id, &diff, actor, now, summary).await?;
+        tx.commit().await?;
+        if zone.version % 16 == 0 {
+            self.trim_journal(zone.id).await?;
+        }
+        Ok(Committed { zone, change: Some(change), diff: Some(diff) })
+    }
+
+    async fn trim_journal(&self, zone_id: i64) -> Result<()> {
+        let keep = self.options.journal_keep.max(1) as i64;
+        sqlx::query(
+            "DELETE FROM journal WHERE zone_id = $1 AND id <= \
+             (SELECT id FROM journal WHERE zone_id = $1 ORDER BY id DESC LIMIT 1 OFFSET $2)",
+        )
+        .bind(zone_id)
+        .bind(keep)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// Change history, newest first, before `before` (an id), at most `limit`.
+    pub async fn list_changes(&self, zone_id: i64, before: Option<i64>, limit: u32) -> Result<Vec<ChangeRecord>> {
+        let rows = sqlx::query(
+            "SELECT id, zone_id, serial_from, serial_to, actor, at, summary FROM journal \
+             WHERE zone_id = $1 AND id < $2 ORDER BY id DESC LIMIT $3",
+        )
+        .bind(zone_id)
+        .bind(before.unwrap_or(i64::MAX))
+        .bind(limit as i64)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(change_from_row).collect()
+    }
+
+    /// One history entry with its diff.
+    pub async fn change(&self, zone_id: i64, id: i64) -> Result<(ChangeRecord, Diff)> {
+        let row = sqlx::query(
+            "SELECT id, zone_id, serial_from, serial_to, actor, at, summary, removed, added FROM journal \
+             WHERE zone_id = $1 AND id = $2",
+        )
+        .bind(zone_id)
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await?
+        .ok_or(StoreError::NotFound)?;
+        let change = change_from_row(&row)?;
+        let diff = diff_from_row(&row, &change)?;
+        Ok((change, diff))
+    }
+
+    /// The zone's whole journal, oldest first: the source for IXFR and for
+    /// checking that replaying it gives the zone.
+    pub async fn journal(&self, zone_id: i64) -> Result<Vec<(ChangeRecord, Diff)>> {
+        let rows = sqlx::query(
+            "SELECT id, zone_id, serial_from, serial_to, actor, at, summary, removed, added FROM journal \
+             WHERE zone_id = $1 ORDER BY id",
+        )
+        .bind(zone_id)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|row| {
+                let change = change_from_row(row)?;
+                let diff = diff_from_row(row, &change)?;
+                Ok((change, diff))
+            })
+            .collect()
+    }
+
+    // ----- tokens -----
+
+    /// How many tokens exist (revoked ones included).
+    pub async fn token_count(&self) -> Result<i64> {
+        let row = sqlx::query("SELECT COUNT(*) AS n FROM tokens").fetch_one(&self.pool).await?;
+        Ok(row.try_get::<i64, _>("n")?)
+    }
+
+    /// Stores a token by the SHA-256 of its secret.
+    pub async fn create_token(&self, token: &TokenRecord, secret_sha256: &[u8]) -> Result<()> {
+        let zones = token.zones.as_ref().map(|z| serde_json::to_string(z).unwrap_or_default());
+        let (_guard, mut tx) = self.begin_write().await?;
+        sqlx::query(
+            "INSERT INTO tokens (id, name, tenant, role, zones, secret_sha256, created_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        )
+        .bind(&token.id)
+        .bind(&token.name)
+        .bind(&token.tenant)
+        .bind(&token.role)
+        .bind(zones)
+        .bind(secret_sha256.to_vec())
+        .bind(token.created_at)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// The live (not revoked) token whose secret hashes to this.
+    pub async fn token_by_hash(&self, secret_sha256: &[u8]) -> Result<Option<TokenRecord>> {
+        let row = sqlx::query(
+            "SELECT id, name, tenant, role, zones, created_at, revoked_at FROM tokens \
+             WHERE secret_sha256 = $1 AND revoked_at IS NULL",
+        )
+        .bind(secret_sha256.to_vec())
+        .fetch_optional(&self.pool)
+        .await?;
+        row.as_ref().map(token_from_row).transpose()
+    }
+
+    /// Tokens of a tenant (all tenants for `None`), oldest first.
+    pub async fn list_tokens(&self, tenant: Option<&str>) -> Result<Vec<TokenRecord>> {
+        let rows =
+            match tenant {
+                Some(tenant) => {
+                    sqlx::query(
+                        "SELECT id, name, tenant, role, zones, created_at, revoked_at FROM tokens \
+                     WHERE tenant = $1 ORDER BY created_at, id",
+                    )
+                    .bind(tenant.to_string())
+                    .fetch_all(&self.pool)
+                    .await?
+                }
+                None => sqlx::query(
+                    "SELECT id, name, tenant, role, zones, created_at, revoked_at FROM tokens ORDER BY created_at, id",
+                )
+                .fetch_all(&self.pool)
+                .await?,
+            };
+        rows.iter().map(token_from_row).collect()
+    }
+
+    /// Revokes a token, if `tenant` (when given) owns it.
+    pub async fn revoke_token(&self, id: &str, tenant: Option<&str>, now: i64) -> Result<()> {
+        let (_guard, mut tx) = self.begin_write().await?;
+        let done = sqlx::query(
+            "UPDATE tokens SET revoked_at = $2 WHERE id = $1 AND revoked_at IS NULL AND ($3 = '' OR tenant = $3)",
+        )
+        .bind(id.to_string())
+        .bind(now)
+        .bind(tenant.unwrap_or("").to_string())
+        .execute(&mut *tx)
+        .await?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::NotFound);
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+}
+
+/// Every RRset at the given owners.
+async fn load_owners(tx: &mut Transaction<'static, Any>, zone_id: i64, owners: &[Name]) -> Result<Working> {
+    let mut working = Working::new();
+    for chunk in owners.chunks(500) {
+        let placeholders: Vec<String> = (0..chunk.len()).map(|i| format!("${}", i + 2)).collect();
+        let sql = format!(
+            "SELECT owner, rtype, ttl, rdata FROM rrsets WHERE zone_id = $1 AND owner IN ({})",
+            placeholders.join(", ")
+        );
+        let mut query = sqlx::query(&sql).bind(zone_id);
+        for owner in chunk {
+            query = query.bind(owner.to_lowercase().to_string());
+        }
+        for row in query.fetch_all(&mut **tx).await? {
+            let set = rrset_from_row(&row)?;
+            working.insert(set.key(), set);
+        }
+    }
+    Ok(working)
+}
+
+/// Upserts and deletes RRset rows, in chunks that keep under both
+/// databases' parameter limits.
+async fn write_rrsets(
+    tx: &mut Transaction<'static, Any>,
+    zone_id: i64,
+    writes: &[(RRsetKey, Option<RRsetData>)],
+) -> Result<()> {
+    let upserts: Vec<&RRsetData> = writes.iter().filter_map(|(_, w)| w.as_ref()).collect();
+    for chunk in upserts.chunks(400) {
+        let mut sql = String::from("INSERT INTO rrsets (zone_id, owner, rtype, ttl, rdata) VALUES ");
+        for i in 0..chunk.len() {
+            let base = 2 + i * 4;
+            if i > 0 {
+                sql.push_str(", ");
+            }
+            sql.push_str(&format!("($1, ${}, ${}, ${}, ${})", base, base + 1, base + 2, base + 3));
+        }
+        sql.push_str(" ON CONFLICT (zone_id, owner, rtype) DO UPDATE SET ttl = excluded.ttl, rdata = excluded.rdata");
+        let mut query = sqlx::query(&sql).bind(zone_id);
+        for set in chunk {
+            query = query
+                .bind(set.owner.to_string())
+                .bind(set.rtype.0 as i64)
+                .bind(set.ttl as i64)
+                .bind(edit::pack_rdatas(set.rdatas.iter().map(Vec::as_slice)));
+        }
+        query.execute(&mut **tx).await?;
+    }
+    let deletes: Vec<&RRsetKey> = writes.iter().filter(|(_, w)| w.is_none()).map(|(k, _)| k).collect();
+    for chunk in deletes.chunks(400) {
+        let pairs: Vec<String> = (0..chunk.len()).map(|i| format!("(${}, ${})", 2 + i * 2, 3 + i * 2)).collect();
+        let sql = format!("DELETE FROM rrsets WHERE zone_id = $1 AND (owner, rtype) IN ({})", pairs.join(", "));
+        let mut query = sqlx::query(&sql).bind(zone_id);
+        for key in chunk {
+            query = query.bind(key.owner.to_string()).bind(key.rtype.0 as i64);
+        }
+        query.execute(&mut **tx).await?;
+    }
+    Ok(())
+}
+
+async fn insert_journal(
+    tx: &mut Transaction<'static, Any>,
+    zone_id: i64,
+    diff: &Diff,
+    actor: &str,
+    now: i64,
+    summary: &str,
+) -> Result<ChangeRecord> {
+    let row = sqlx::query(
+        "INSERT INTO journal (zone_id, serial_from, serial_to, actor, at, summary, removed, added) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING id, zone_id, serial_from, serial_to, actor, at, summary",
+    )
+    .bind(zone_id)
+    .bind(diff.old_serial.0 as i64)
+    .bind(diff.new_serial.0 as i64)
+    .bind(actor.to_string())
+    .bind(now)
+    .bind(summary.to_string())
+    .bind(Diff::encode_records(&diff.removed))
+    .bind(Diff::encode_records(&diff.added))
+    .fetch_one(&mut **tx)
+    .await?;
+    change_from_row(&row)
+}
+
+fn corrupt(what: &str) -> StoreError {
+    StoreError::Corrupt(what.to_string())
+}
+
+fn name_column(row: &AnyRow, column: &str) -> Result<Name> {
+    let text: String = row.try_get(column)?;
+    Name::parse(&text, None).map_err(|_| corrupt(&format!("{column} {text:?}")))
+}
+
+fn serial_column(row: &AnyRow, column: &str) -> Result<Serial> {
+    let value: i64 = row.try_get(column)?;
+    u32::try_from(value).map(Serial).map_err(|_| corrupt(column))
+}
+
+fn zone_from_row(row: &AnyRow) -> Result<ZoneRecord> {
+    Ok(ZoneRecord {
+        id: row.try_get("id")?,
+        name: name_column(row, "name")?,
+        tenant: row.try_get("tenant")?,
+        kind: row.try_get("kind")?,
+        serial: serial_column(row, "serial")?,
+        version: row.try_get("version")?,
+        rrset_count: row.try_get("rrset_count")?,
+        catalog_id: row.try_get("catalog_id")?,
+        created_at: row.try_get("created_at")?,
+        updated_at: row.try_get("updated_at")?,
+    })
+}
+
+fn rrset_from_row(row: &AnyRow) -> Result<RRsetData> {
+    let owner = name_column(row, "owner")?;
+    let rtype: i64 = row.try_get("rtype")?;
+    let ttl: i64 = row.try_get("ttl")?;
+    let packed: Vec<u8> = row.try_get("rdata")?;
+    let rdatas = edit::unpack_rdatas(&packed).ok_or_else(|| corrupt("rrsets.rdata"))?;
+    Ok(RRsetData {
+        owner,
+        rtype: RecordType(u16::try_from(rtype).map_err(|_| corrupt("rrsets.rtype"))?),
+        ttl: u32::try_from(ttl).map_err(|_| corrupt("rrsets.ttl"))?,
+        rdatas,
+    })
+}
+
+fn change_from_row(row: &AnyRow) -> Result<ChangeRecord> {
+    Ok(ChangeRecord {
+        id: row.try_get("id")?,
+        zone_id: row.try_get("zone_id")?,
+        serial_from: serial_column(row, "serial_from")?,
+        serial_to: serial_column(row, "serial_to")?,
+        actor: row.try_get("actor")?,
+        at: row.try_get("at")?,
+        summary: row.try_get("summary")?,
+    })
+}
+
+fn diff_from_row(row: &AnyRow, change: &ChangeRecord) -> Result<Diff> {
+    let removed: Vec<u8> = row.try_get("removed")?;
+    let added: Vec<u8> = row.try_get("added")?;
+    Ok(Diff {
+        old_serial: change.serial_from,
+        new_serial: change.serial_to,
+        removed: Diff::decode_records(&removed).ok_or_else(|| corrupt("journal.removed"))?,
+        added: Diff::decode_records(&added).ok_or_else(|| corrupt("journal.added"))?,
+    })
+}
+
+fn token_from_row(row: &AnyRow) -> Result<TokenRecord> {
+    let zones: Option<String> = row.try_get("zones")?;
+    let zones = match zones {
+        Some(text) => Some(serde_json::from_str(&text).map_err(|_| corrupt("tokens.zones"))?),
+        None => None,
+    };
+    Ok(TokenRecord {
+        id: row.try_get("id")?,
+        name: row.try_get("name")?,
+        tenant: row.try_get("tenant")?,
+        role: row.try_get("role")?,
+        zones,
+        created_at: row.try_get("created_at")?,
+        revoked_at: row.try_get("revoked_at")?,
+    })
+}
+
+/// Groups RRsets by key (helper for callers building a [`Working`]).
+pub fn working_from(rrsets: impl IntoIterator<Item = RRsetData>) -> Working {
+    let mut working = BTreeMap::new();
+    for set in rrsets {
+        working.insert(set.key(), set);
+    }
+    working
+}

@@ -1,0 +1,571 @@
+//! Zone edits: the rules a change batch must follow, and the diff it makes.
+//!
+//! This is the one place that decides whether a batch of RRset changes is
+//! acceptable (CNAME exclusivity, a protected apex, TTL and size limits) and
+//! what it changes, record by record. It does no I/O: the store hands it the
+//! RRsets at the owners a batch touches, as read inside the write
+//! transaction, and writes back what [`plan`] returns. The same [`Diff`] is
+//! appended to the journal, applied to the served zone, and (later) served
+//! as an IXFR step, so its layout follows RFC 1995: the old SOA leads the
+//! removed records and the new SOA leads the added ones.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use ferrodns_proto::{Name, RecordType, Serial};
+
+/// Packs RDATAs the way zones store them: each as a 16-bit length, then the bytes.
+pub fn pack_rdatas<'a>(rdatas: impl IntoIterator<Item = &'a [u8]>) -> Vec<u8> {
+    let mut out = Vec::new();
+    for rdata in rdatas {
+        out.extend_from_slice(&(rdata.len() as u16).to_be_bytes());
+        out.extend_from_slice(rdata);
+    }
+    out
+}
+
+/// The inverse of [`pack_rdatas`]; `None` if the bytes are not well framed.
+pub fn unpack_rdatas(mut packed: &[u8]) -> Option<Vec<Vec<u8>>> {
+    let mut out = Vec::new();
+    while !packed.is_empty() {
+        let len = u16::from_be_bytes([*packed.first()?, *packed.get(1)?]) as usize;
+        out.push(packed.get(2..2 + len)?.to_vec());
+        packed = &packed[2 + len..];
+    }
+    Some(out)
+}
+
+/// One RRset as stored: a lowercase owner, a type, a TTL, and its RDATAs in
+/// wire form, sorted and without duplicates.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RRsetData {
+    pub owner: Name,
+    pub rtype: RecordType,
+    pub ttl: u32,
+    pub rdatas: Vec<Vec<u8>>,
+}
+
+impl RRsetData {
+    /// Builds an RRset, lowercasing the owner and putting the RDATAs in set form.
+    pub fn new(owner: &Name, rtype: RecordType, ttl: u32, mut rdatas: Vec<Vec<u8>>) -> RRsetData {
+        rdatas.sort();
+        rdatas.dedup();
+        RRsetData { owner: owner.to_lowercase(), rtype, ttl, rdatas }
+    }
+
+    /// The key that identifies this RRset within a zone.
+    pub fn key(&self) -> RRsetKey {
+        RRsetKey { owner: self.owner.clone(), rtype: self.rtype }
+    }
+}
+
+/// Identifies an RRset within a zone: lowercase owner and type. Orders by
+/// owner in canonical DNS order, then by type.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct RRsetKey {
+    pub owner: Name,
+    pub rtype: RecordType,
+}
+
+/// One resource record, as journals and transfers carry it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Record {
+    pub owner: Name,
+    pub rtype: RecordType,
+    pub ttl: u32,
+    pub rdata: Vec<u8>,
+}
+
+/// What one committed change did to a zone: an RFC 1995 IXFR step. `removed`
+/// starts with the old SOA and `added` with the new one.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Diff {
+    pub old_serial: Serial,
+    pub new_serial: Serial,
+    pub removed: Vec<Record>,
+    pub added: Vec<Record>,
+}
+
+impl Diff {
+    /// Serializes the records of one side for storage: per record the owner
+    /// (wire), type, TTL, RDATA length and RDATA.
+    pub fn encode_records(records: &[Record]) -> Vec<u8> {
+        let mut out = Vec::with_capacity(records.len() * 32);
+        for record in records {
+            out.extend_from_slice(record.owner.as_wire());
+            out.extend_from_slice(&record.rtype.0.to_be_bytes());
+            out.extend_from_slice(&record.ttl.to_be_bytes());
+            out.extend_from_slice(&(record.rdata.len() as u16).to_be_bytes());
+            out.extend_from_slice(&record.rdata);
+        }
+        out
+    }
+
+    /// The inverse of [`Diff::encode_records`]; `None` on malformed bytes.
+    pub fn decode_records(mut bytes: &[u8]) -> Option<Vec<Record>> {
+        let mut out = Vec::new();
+        while !bytes.is_empty() {
+            let name_len = ferrodns_proto::name::wire_len(bytes).ok()?;
+            let owner = Name::from_wire(&bytes[..name_len]).ok()?;
+            let rest = bytes.get(name_len..name_len + 8)?;
+            let rtype = RecordType(u16::from_be_bytes([rest[0], rest[1]]));
+            let ttl = u32::from_be_bytes([rest[2], rest[3], rest[4], rest[5]]);
+            let len = u16::from_be_bytes([rest[6], rest[7]]) as usize;
+            let start = name_len + 8;
+            let rdata = bytes.get(start..start + len)?.to_vec();
+            out.push(Record { owner, rtype, ttl, rdata });
+            bytes = &bytes[start + len..];
+        }
+        Some(out)
+    }
+
+    /// True when the change touched no record besides the SOA.
+    pub fn is_empty(&self) -> bool {
+        self.removed.iter().chain(&self.added).all(|r| r.rtype == RecordType::SOA)
+    }
+}
+
+/// What a change does to its RRset.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Action {
+    /// Adds an RRset that must not exist yet.
+    Create,
+    /// Creates or replaces the RRset.
+    Upsert,
+    /// Removes the RRset, or only the listed records of it.
+    Delete,
+}
+
+impl Action {
+    /// The API spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Action::Create => "create",
+            Action::Upsert => "upsert",
+            Action::Delete => "delete",
+        }
+    }
+}
+
+/// One change of a batch, already parsed: the owner is absolute.
+#[derive(Clone, Debug)]
+pub struct Change {
+    pub action: Action,
+    pub owner: Name,
+    pub rtype: RecordType,
+    /// Required for create and upsert; ignored for delete.
+    pub ttl: Option<u32>,
+    /// For create and upsert, the new records; for delete, the records to
+    /// remove, or none to remove the whole RRset.
+    pub rdatas: Vec<Vec<u8>>,
+}
+
+/// Limits on what one change may hold.
+#[derive(Clone, Copy, Debug)]
+pub struct Limits {
+    pub max_records_per_rrset: usize,
+    pub min_ttl: u32,
+    pub max_ttl: u32,
+}
+
+impl Default for Limits {
+    fn default() -> Limits {
+        // RFC 2181 §8: a TTL is an unsigned number below 2^31.
+        Limits { max_records_per_rrset: 1000, min_ttl: 0, max_ttl: i32::MAX as u32 }
+    }
+}
+
+/// Which part of a change an error is about; the API turns this into a JSON pointer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Field {
+    Change,
+    Name,
+    Type,
+    Ttl,
+    Records,
+    Record(usize),
+}
+
+/// How an edit failed, in the classes the API reports.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Problem {
+    /// The change is wrong whatever the zone holds.
+    Invalid(String),
+    /// The change conflicts with what the zone holds.
+    Conflict(String),
+    /// The change refers to an RRset or record the zone does not hold.
+    Missing(String),
+}
+
+/// An error in one change of a batch.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct EditError {
+    /// Index of the change in its batch.
+    pub change: usize,
+    pub field: Field,
+    pub problem: Problem,
+}
+
+impl fmt::Display for EditError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let message = match &self.problem {
+            Problem::Invalid(m) | Problem::Conflict(m) | Problem::Missing(m) => m,
+        };
+        write!(f, "change {}: {message}", self.change)
+    }
+}
+
+fn error(change: usize, field: Field, problem: Problem) -> EditError {
+    EditError { change, field, problem }
+}
+
+/// Checks one change on its own, before the zone's content matters. Every
+/// problem found is reported, not only the first.
+pub fn check_change(apex: &Name, index: usize, change: &Change, limits: &Limits) -> Vec<EditError> {
+    let mut errors = Vec::new();
+    let invalid = |field, message: String| error(index, field, Problem::Invalid(message));
+    if !change.owner.is_subdomain_of(apex) {
+        errors.push(invalid(Field::Name, format!("{} is not inside the zone {apex}", change.owner)));
+    }
+    let rtype = change.rtype;
+    if rtype.is_meta_or_question_only() || rtype == RecordType::OPT || rtype == RecordType::TSIG || rtype.0 == 0 {
+        errors.push(invalid(Field::Type, format!("{rtype} is not a type that can be stored in a zone")));
+    }
+    if rtype == RecordType::SOA {
+        errors.push(invalid(
+            Field::Type,
+            "the SOA is managed by the server; its serial moves with every change".to_string(),
+        ));
+    }
+    let at_apex = change.owner.to_lowercase() == apex.to_lowercase();
+    if rtype == RecordType::CNAME && at_apex {
+        errors.push(invalid(Field::Type, "a CNAME cannot be at the zone apex (RFC 1912 §2.4)".to_string()));
+    }
+    if change.action != Action::Delete {
+        match change.ttl {
+            None => errors.push(invalid(Field::Ttl, "a TTL is required".to_string())),
+            Some(ttl) if ttl < limits.min_ttl || ttl > limits.max_ttl => errors.push(invalid(
+                Field::Ttl,
+                format!("TTL {ttl} is outside the allowed range {}..={}", limits.min_ttl, limits.max_ttl),
+            )),
+            Some(_) => {}
+        }
+        if change.rdatas.is_empty() {
+            errors.push(invalid(Field::Records, "an RRset needs at least one record".to_string()));
+        }
+        if rtype == RecordType::CNAME && change.rdatas.len() > 1 {
+            errors.push(invalid(Field::Records, "a CNAME RRset holds exactly one record".to_string()));
+        }
+    }
+    if change.rdatas.len() > limits.max_records_per_rrset {
+        errors.push(invalid(
+            Field::Records,
+            format!("{} records exceed the limit of {} per RRset", change.rdatas.len(), limits.max_records_per_rrset),
+        ));
+    }
+    errors
+}
+
+/// The working state of a batch: every RRset at the owners the batch touches.
+pub type Working = BTreeMap<RRsetKey, RRsetData>;
+
+/// The owners a batch touches; the store loads every RRset at these owners.
+pub fn touched_owners(changes: &[Change]) -> Vec<Name> {
+    let mut owners: Vec<Name> = changes.iter().map(|c| c.owner.to_lowercase()).collect();
+    owners.sort();
+    owners.dedup();
+    owners
+}
+
+/// What a batch does: the RRsets to write (`Some`) or remove (`None`), and
+/// the records removed and added, without the SOA (the store adds it when it
+/// moves the serial).
+#[derive(Debug, Default)]
+pub struct Plan {
+    pub writes: Vec<(RRsetKey, Option<RRsetData>)>,
+    pub removed: Vec<Record>,
+    pub added: Vec<Record>,
+    /// How many RRsets the plan creates and deletes.
+    pub created: usize,
+    pub deleted: usize,
+}
+
+/// Applies a batch, in order, to the RRsets at the owners it touches
+/// (`current`, read in the write transaction) and returns what to write. Each
+/// change sees the effect of the ones before it. Any error rejects the batch.
+pub fn plan(apex: &Name, current: Working, changes: &[Change], limits: &Limits) -> Result<Plan, Vec<EditError>> {
+    let mut errors: Vec<EditError> = Vec::new();
+    for (index, change) in changes.iter().enumerate() {
+        errors.extend(check_change(apex, index, change, limits));
+    }
+    if !errors.is_empty() {
+        return Err(errors);
+    }
+    let apex_lower = apex.to_lowercase();
+    let mut working = current.clone();
+    // Which change last removed the apex NS, to point at it.
+    let mut apex_ns_removed_by: Option<usize> = None;
+    for (index, change) in changes.iter().enumerate() {
+        let owner = change.owner.to_lowercase();
+        let key = RRsetKey { owner: owner.clone(), rtype: change.rtype };
+        match change.action {
+            Action::Create | Action::Upsert => {
+                let exists = working.contains_key(&key);
+                if change.action == Action::Create && exists {
+                    errors.push(error(
+                        index,
+                        Field::Change,
+                        Problem::Conflict(format!("the RRset {} {} exists already", owner, change.rtype)),
+                    ));
+                    continue;
+                }
+                let others = working.range(owner_range(&owner)).filter(|(k, _)| k.rtype != change.rtype).count();
+                let has_cname = working.contains_key(&RRsetKey { owner: owner.clone(), rtype: RecordType::CNAME });
+                if change.rtype == RecordType::CNAME && others > 0 {
+                    errors.push(error(
+                        index,
+                        Field::Type,
+                        Problem::Conflict(format!("{owner} has other data, so it cannot also have a CNAME")),
+                    ));
+                    continue;
+                }
+                if change.rtype != RecordType::CNAME && has_cname {
+                    errors.push(error(
+                        index,
+                        Field::Type,
+                        Problem::Conflict(format!("{owner} has a CNAME, so it cannot have other data")),
+                    ));
+                    continue;
+                }
+                let ttl = change.ttl.unwrap_or_default();
+                working.insert(key, RRsetData::new(&owner, change.rtype, ttl, change.rdatas.clone()));
+                if owner == apex_lower && change.rtype == RecordType::NS {
+                    apex_ns_removed_by = None;
+                }
+            }
+            Action::Delete => {
+                let Some(existing) = working.get_mut(&key) else {
+                    errors.push(error(
+                        index,
+                        Field::Change,
+                        Problem::Missing(format!("the RRset {} {} does not exist", owner, change.rtype)),
+                    ));
+                    continue;
+                };
+                if change.rdatas.is_empty() {
+                    working.remove(&key);
+                } else {
+                    let mut missing = false;
+                    for (i, rdata) in change.rdatas.iter().enumerate() {
+                        match existing.rdatas.iter().position(|r| r == rdata) {
+                            Some(at) => {
+                                existing.rdatas.remove(at);
+                            }
+                            None => {
+                                missing = true;
+                                errors.push(error(
+                                    index,
+                                    Field::Record(i),
+                                    Problem::Missing(format!("{} {} holds no such record", owner, change.rtype)),
+                                ));
+                            }
+                        }
+                    }
+                    if missing {
+                        continue;
+                    }
+                    if existing.rdatas.is_empty() {
+                        working.remove(&key);
+                    }
+                }
+                if owner == apex_lower && change.rtype == RecordType::NS && !working.contains_key(&key) {
+                    apex_ns_removed_by = Some(index);
+                }
+            }
+        }
+    }
+    if let Some(index) = apex_ns_removed_by {
+        errors.push(error(
+            index,
+            Field::Change,
+            Problem::Invalid("the apex NS RRset can be changed but never left empty".to_string()),
+        ));
+    }
+    if !errors.is_empty() {
+        return Err(errors);
+    }
+    Ok(diff_states(&current, &working))
+}
+
+/// The key range of every RRset at one owner.
+pub fn owner_range(owner: &Name) -> std::ops::RangeInclusive<RRsetKey> {
+    RRsetKey { owner: owner.clone(), rtype: RecordType(0) }..=RRsetKey {
+        owner: owner.clone(),
+        rtype: RecordType(u16::MAX),
+    }
+}
+
+/// The writes and record-level diff that turn `before` into `after`. A TTL
+/// change removes and re-adds every record of the RRset, as IXFR must.
+pub fn diff_states(before: &Working, after: &Working) -> Plan {
+    let mut plan = Plan::default();
+    let record = |set: &RRsetData, rdata: &Vec<u8>| Record {
+        owner: set.owner.clone(),
+        rtype: set.rtype,
+        ttl: set.ttl,
+        rdata: rdata.clone(),
+    };
+    for (key, old) in before {
+        match after.get(key) {
+            None => {
+                plan.removed.extend(old.rdatas.iter().map(|r| record(old, r)));
+                plan.writes.push((key.clone(), None));
+                plan.deleted += 1;
+            }
+            Some(new) if new == old => {}
+            Some(new) => {
+                if new.ttl != old.ttl {
+                    plan.removed.extend(old.rdatas.iter().map(|r| record(old, r)));
+                    plan.added.extend(new.rdatas.iter().map(|r| record(new, r)));
+                } else {
+                    plan.removed.extend(old.rdatas.iter().filter(|r| !new.rdatas.contains(r)).map(|r| record(old, r)));
+                    plan.added.extend(new.rdatas.iter().filter(|r| !old.rdatas.contains(r)).map(|r| record(new, r)));
+                }
+                plan.writes.push((key.clone(), Some(new.clone())));
+            }
+        }
+    }
+    for (key, new) in after {
+        if !before.contains_key(key) {
+            plan.added.extend(new.rdatas.iter().map(|r| record(new, r)));
+            plan.writes.push((key.clone(), Some(new.clone())));
+            plan.created += 1;
+        }
+    }
+    plan
+}
+
+/// Applies a diff to a set of RRsets (used to replay journals and to check
+/// them). Fails if a removed record is absent.
+pub fn apply_diff(state: &mut Working, diff: &Diff) -> Result<(), String> {
+    for record in &diff.removed {
+        let key = RRsetKey { owner: record.owner.to_lowercase(), rtype: record.rtype };
+        let Some(set) = state.get_mut(&key) else {
+            return Err(format!("{} {} is not present", record.owner, record.rtype));
+        };
+        let Some(at) = set.rdatas.iter().position(|r| *r == record.rdata) else {
+            return Err(format!("a record of {} {} is not present", record.owner, record.rtype));
+        };
+        set.rdatas.remove(at);
+        if set.rdatas.is_empty() {
+            state.remove(&key);
+        }
+    }
+    for record in &diff.added {
+        let key = RRsetKey { owner: record.owner.to_lowercase(), rtype: record.rtype };
+        let set =
+            state.entry(key).or_insert_with(|| RRsetData::new(&record.owner, record.rtype, record.ttl, Vec::new()));
+        set.ttl = record.ttl;
+        if let Err(at) = set.rdatas.binary_search(&record.rdata) {
+            set.rdatas.insert(at, record.rdata.clone());
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn name(text: &str) -> Name {
+        Name::parse(text, None).unwrap()
+    }
+
+    fn a(last: u8) -> Vec<u8> {
+        vec![192, 0, 2, last]
+    }
+
+    fn zone() -> Working {
+        let mut w = Working::new();
+        let apex = name("example.com.");
+        let ns = RRsetData::new(&apex, RecordType::NS, 3600, vec![name("ns.example.net.").as_wire().to_vec()]);
+        w.insert(ns.key(), ns);
+        let www = RRsetData::new(&name("www.example.com."), RecordType::A, 300, vec![a(1)]);
+        w.insert(www.key(), www);
+        w
+    }
+
+    fn change(action: Action, owner: &str, rtype: RecordType, rdatas: Vec<Vec<u8>>) -> Change {
+        Change { action, owner: name(owner), rtype, ttl: Some(300), rdatas }
+    }
+
+    #[test]
+    fn create_existing_is_a_conflict_and_upsert_replaces() {
+        let apex = name("example.com.");
+        let err = plan(
+            &apex,
+            zone(),
+            &[change(Action::Create, "WWW.example.com.", RecordType::A, vec![a(2)])],
+            &Limits::default(),
+        )
+        .unwrap_err();
+        assert!(matches!(err[0].problem, Problem::Conflict(_)));
+        let p = plan(
+            &apex,
+            zone(),
+            &[change(Action::Upsert, "www.example.com.", RecordType::A, vec![a(2)])],
+            &Limits::default(),
+        )
+        .unwrap();
+        assert_eq!(p.removed.len(), 1);
+        assert_eq!(p.added.len(), 1);
+        assert_eq!(p.writes.len(), 1);
+    }
+
+    #[test]
+    fn cname_exclusivity_follows_batch_order() {
+        let apex = name("example.com.");
+        let target = name("example.net.").as_wire().to_vec();
+        let cname = change(Action::Create, "www.example.com.", RecordType::CNAME, vec![target.clone()]);
+        let err = plan(&apex, zone(), std::slice::from_ref(&cname), &Limits::default()).unwrap_err();
+        assert_eq!(err[0].field, Field::Type);
+        let delete = change(Action::Delete, "www.example.com.", RecordType::A, vec![]);
+        let p = plan(&apex, zone(), &[delete, cname], &Limits::default()).unwrap();
+        assert_eq!(p.writes.len(), 2);
+    }
+
+    #[test]
+    fn apex_ns_cannot_be_emptied_and_soa_is_protected() {
+        let apex = name("example.com.");
+        let err =
+            plan(&apex, zone(), &[change(Action::Delete, "example.com.", RecordType::NS, vec![])], &Limits::default())
+                .unwrap_err();
+        assert!(matches!(err[0].problem, Problem::Invalid(_)));
+        let err = plan(
+            &apex,
+            zone(),
+            &[change(Action::Upsert, "example.com.", RecordType::SOA, vec![a(1)])],
+            &Limits::default(),
+        )
+        .unwrap_err();
+        assert_eq!(err[0].field, Field::Type);
+    }
+
+    #[test]
+    fn diffs_replay_and_encode() {
+        let apex = name("example.com.");
+        let before = zone();
+        let changes = [
+            change(Action::Upsert, "www.example.com.", RecordType::A, vec![a(1), a(3)]),
+            change(Action::Create, "mail.example.com.", RecordType::A, vec![a(9)]),
+        ];
+        let p = plan(&apex, before.clone(), &changes, &Limits::default()).unwrap();
+        let diff = Diff { old_serial: Serial(1), new_serial: Serial(2), removed: p.removed, added: p.added };
+        let decoded = Diff::decode_records(&Diff::encode_records(&diff.added)).unwrap();
+        assert_eq!(decoded, diff.added);
+        let mut replay = before;
+        apply_diff(&mut replay, &diff).unwrap();
+        assert_eq!(replay.len(), 3);
+        assert_eq!(replay[&RRsetKey { owner: name("www.example.com."), rtype: RecordType::A }].rdatas.len(), 2);
+    }
+}

@@ -1,0 +1,187 @@
+//! The zones being served, and how changes reach them.
+//!
+//! `LiveZones` owns the atomic pointer the DNS workers read. Writers (the API
+//! after a commit, SIGHUP reloads of zone files) go through it, one at a time,
+//! and each publishes a whole new [`ZoneSet`] with one store: readers never
+//! lock and never see half a change.
+//!
+//! A committed change arrives as a [`Diff`] from serial A to serial B. It is
+//! applied only on top of serial A; a diff that is already contained in the
+//! served zone is skipped, and one that does not follow on from it is
+//! reported as a gap so that the caller reloads the zone from the store. That
+//! keeps the served data correct whatever order concurrent writers finish in.
+
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
+
+use arc_swap::ArcSwap;
+use ferrodns_proto::{Name, RecordType, Serial};
+
+use crate::edit::{Diff, RRsetData};
+use crate::zone::{Zone, ZoneBuilder, ZoneError};
+use crate::zoneset::ZoneSet;
+
+/// What became of a diff handed to [`LiveZones::apply`].
+#[derive(Debug, PartialEq, Eq)]
+pub enum Applied {
+    /// The served zone now holds the diff.
+    Applied,
+    /// The served zone already holds this serial or a newer one.
+    AlreadyServed,
+    /// The served zone is not at the diff's old serial (or is not served):
+    /// reload it from the store.
+    Gap,
+}
+
+/// The served zone set and the one path by which it changes.
+pub struct LiveZones {
+    current: Arc<ArcSwap<ZoneSet>>,
+    /// Serializes publishers; readers never take it.
+    publish: Mutex<()>,
+    /// Lowercase apexes of zones served from files, which the API must not own.
+    file_zones: Mutex<HashSet<Vec<u8>>>,
+}
+
+impl LiveZones {
+    /// Starts serving `zones`, all taken as zone-file zones.
+    pub fn new(zones: ZoneSet) -> LiveZones {
+        let file_zones = zones.iter().map(|z| z.apex_lower().to_vec()).collect();
+        LiveZones {
+            current: Arc::new(ArcSwap::from_pointee(zones)),
+            publish: Mutex::new(()),
+            file_zones: Mutex::new(file_zones),
+        }
+    }
+
+    /// The pointer DNS workers load from.
+    pub fn handle(&self) -> Arc<ArcSwap<ZoneSet>> {
+        self.current.clone()
+    }
+
+    /// The zone set served right now.
+    pub fn snapshot(&self) -> Arc<ZoneSet> {
+        self.current.load_full()
+    }
+
+    /// True if this lowercase apex is served from a zone file.
+    pub fn is_file_zone(&self, apex_lower: &[u8]) -> bool {
+        self.file_zones.lock().unwrap_or_else(|e| e.into_inner()).contains(apex_lower)
+    }
+
+    fn update<R>(&self, change: impl FnOnce(&mut ZoneSet) -> R) -> R {
+        let _guard = self.publish.lock().unwrap_or_else(|e| e.into_inner());
+        let mut next = ZoneSet::clone(&self.current.load());
+        let result = change(&mut next);
+        self.current.store(Arc::new(next));
+        result
+    }
+
+    /// Replaces every zone-file zone with `zones` (a SIGHUP reload), leaving
+    /// the zones the store owns alone.
+    pub fn replace_file_zones(&self, zones: ZoneSet) {
+        let mut names = self.file_zones.lock().unwrap_or_else(|e| e.into_inner());
+        self.update(|set| {
+            for old in names.drain() {
+                set.remove(&old);
+            }
+            for zone in zones.iter() {
+                names.insert(zone.apex_lower().to_vec());
+                set.insert(zone.clone());
+            }
+        });
+    }
+
+    /// Serves `zone`, replacing any zone of the same apex, unless the served
+    /// one is newer (a concurrent writer published later data first).
+    pub fn publish_zone(&self, zone: Zone) {
+        self.update(|set| {
+            if let Some(served) = set.get(zone.apex_lower()) {
+                if served.serial().is_newer_than(zone.serial()) {
+                    return;
+                }
+            }
+            set.insert(Arc::new(zone));
+        });
+    }
+
+    /// Stops serving a zone.
+    pub fn remove_zone(&self, apex_lower: &[u8]) {
+        self.update(|set| {
+            set.remove(apex_lower);
+        });
+    }
+
+    /// Applies a committed change to the served zone; see [`Applied`].
+    pub fn apply(&self, apex_lower: &[u8], diff: &Diff) -> Result<Applied, Vec<ZoneError>> {
+        let _guard = self.publish.lock().unwrap_or_else(|e| e.into_inner());
+        let current = self.current.load();
+        let Some(served) = current.get(apex_lower) else { return Ok(Applied::Gap) };
+        let serial = served.serial();
+        if serial == diff.new_serial || serial.is_newer_than(diff.new_serial) {
+            return Ok(Applied::AlreadyServed);
+        }
+        if serial != diff.old_serial {
+            return Ok(Applied::Gap);
+        }
+        let zone = apply_to_zone(served, diff)?;
+        let mut next = ZoneSet::clone(&current);
+        next.insert(Arc::new(zone));
+        self.current.store(Arc::new(next));
+        Ok(Applied::Applied)
+    }
+}
+
+/// Builds a zone from stored RRsets.
+pub fn build_zone<'a>(apex: &Name, rrsets: impl IntoIterator<Item = &'a RRsetData>) -> Result<Zone, Vec<ZoneError>> {
+    let mut builder = ZoneBuilder::new(apex.clone());
+    for set in rrsets {
+        for rdata in &set.rdatas {
+            builder.add_wire(set.owner.as_wire(), set.rtype, set.ttl, rdata, None);
+        }
+    }
+    builder.finish().map(|(zone, _warnings)| zone)
+}
+
+/// A new zone: `zone` with `diff` applied. Costs a rebuild of the zone.
+pub fn apply_to_zone(zone: &Zone, diff: &Diff) -> Result<Zone, Vec<ZoneError>> {
+    type Key = (Vec<u8>, RecordType, Vec<u8>);
+    let mut removed: HashSet<Key> =
+        diff.removed.iter().map(|r| (r.owner.to_lowercase().as_wire().to_vec(), r.rtype, r.rdata.clone())).collect();
+    let mut builder = ZoneBuilder::new(zone.apex().clone());
+    let mut key: Key = (Vec::new(), RecordType(0), Vec::new());
+    for node in zone.nodes() {
+        key.0.clear();
+        key.0.extend(node.name().iter().map(u8::to_ascii_lowercase));
+        for rrset in node.rrsets() {
+            key.1 = rrset.rtype;
+            for rdata in rrset.rdatas() {
+                key.2.clear();
+                key.2.extend_from_slice(rdata);
+                if !removed.is_empty() && removed.remove(&key) {
+                    continue;
+                }
+                builder.add_wire(node.name(), rrset.rtype, rrset.ttl, rdata, None);
+            }
+        }
+    }
+    for record in &diff.added {
+        builder.add_wire(record.owner.as_wire(), record.rtype, record.ttl, &record.rdata, None);
+    }
+    let (next, _warnings) = builder.finish()?;
+    if next.serial() != diff.new_serial {
+        return Err(vec![ZoneError {
+            line: None,
+            message: format!(
+                "the change should bring serial {} but the SOA says {}",
+                diff.new_serial.0,
+                next.serial().0
+            ),
+        }]);
+    }
+    Ok(next)
+}
+
+/// The serial a zone is served at, if it is served.
+pub fn served_serial(zones: &ZoneSet, apex_lower: &[u8]) -> Option<Serial> {
+    zones.get(apex_lower).map(|z| z.serial())
+}

@@ -1,0 +1,410 @@
+//! The API client subcommands: `zone`, `rrset` and `token`.
+//!
+//! They print tables by default and the API's JSON with `--output json`. An
+//! API error prints the problem's title, detail and each pointed error, and
+//! the command exits non-zero.
+
+use std::path::PathBuf;
+
+use anyhow::{bail, Context};
+use clap::{Args, Subcommand, ValueEnum};
+use reqwest::{Method, StatusCode};
+use serde_json::{json, Value};
+
+/// Flags every client command takes.
+#[derive(Args, Debug, Clone)]
+pub struct ClientArgs {
+    /// API base URL.
+    #[arg(long, env = "FERRODNS_API", default_value = "http://127.0.0.1:8053", global = true)]
+    pub api: String,
+    /// API token [default: FERRODNS_TOKEN, then <data-dir>/admin.token].
+    #[arg(long, global = true)]
+    pub token: Option<String>,
+    /// Output format.
+    #[arg(long, value_enum, default_value = "table", global = true)]
+    pub output: Output,
+}
+
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Output {
+    Table,
+    Json,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum ZoneCommand {
+    /// Create a zone.
+    Create {
+        name: String,
+        /// Nameservers for the apex NS RRset (repeatable) [default: the server's].
+        #[arg(long = "ns")]
+        nameservers: Vec<String>,
+        /// TTL of the SOA and NS.
+        #[arg(long)]
+        ttl: Option<u32>,
+        /// Tenant (operator tokens only).
+        #[arg(long)]
+        tenant: Option<String>,
+    },
+    /// List zones.
+    List {
+        /// Only zones whose name contains this.
+        #[arg(long)]
+        name: Option<String>,
+    },
+    /// Show one zone.
+    Show { name: String },
+    /// Delete a zone and all its records.
+    Delete { name: String },
+    /// Import a master file into a zone.
+    Import {
+        name: String,
+        file: PathBuf,
+        /// replace: the zone becomes the file; merge: the file's RRsets replace the zone's.
+        #[arg(long, default_value = "replace")]
+        mode: String,
+    },
+    /// Print the zone as a master file.
+    Export { name: String },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum RRsetCommand {
+    /// List a zone's RRsets.
+    List {
+        zone: String,
+        #[arg(long)]
+        name: Option<String>,
+        #[arg(long = "type")]
+        rtype: Option<String>,
+    },
+    /// Show one RRset.
+    Get { zone: String, name: String, rtype: String },
+    /// Create or replace an RRset, e.g. `rrset set example.com www A 192.0.2.1 --ttl 300`.
+    Set {
+        zone: String,
+        name: String,
+        rtype: String,
+        /// Records in presentation format, one argument each.
+        #[arg(required = true)]
+        records: Vec<String>,
+        #[arg(long, default_value_t = 300)]
+        ttl: u32,
+    },
+    /// Delete an RRset.
+    Delete { zone: String, name: String, rtype: String },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum TokenCommand {
+    /// Create a token; its secret is printed once.
+    Create {
+        name: String,
+        /// admin, editor or viewer.
+        #[arg(long)]
+        role: String,
+        #[arg(long)]
+        tenant: Option<String>,
+        /// Limit the token to this zone (repeatable).
+        #[arg(long = "zone")]
+        zones: Vec<String>,
+    },
+    /// List tokens.
+    List,
+    /// Revoke a token by id.
+    Revoke { id: String },
+}
+
+/// An API client.
+struct Client {
+    http: reqwest::Client,
+    base: String,
+    token: String,
+    output: Output,
+}
+
+/// Finds the token: `--token`, `FERRODNS_TOKEN`, then the admin token file.
+fn find_token(flag: Option<String>) -> anyhow::Result<String> {
+    if let Some(token) = flag {
+        return Ok(token);
+    }
+    if let Ok(token) = std::env::var("FERRODNS_TOKEN") {
+        if !token.trim().is_empty() {
+            return Ok(token.trim().to_string());
+        }
+    }
+    let dir = std::env::var_os("FERRODNS_DATA_DIR").map_or_else(|| PathBuf::from("./ferrodns-data"), PathBuf::from);
+    let path = dir.join("admin.token");
+    let text = std::fs::read_to_string(&path).with_context(|| {
+        format!("no token: pass --token, set FERRODNS_TOKEN, or run where {} exists", path.display())
+    })?;
+    Ok(text.trim().to_string())
+}
+
+fn segment(text: &str) -> String {
+    let mut out = String::new();
+    for byte in text.bytes() {
+        match byte {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' | b'@' | b'*' => out.push(byte as char),
+            _ => out.push_str(&format!("%{byte:02X}")),
+        }
+    }
+    out
+}
+
+impl Client {
+    fn new(args: &ClientArgs) -> anyhow::Result<Client> {
+        Ok(Client {
+            http: reqwest::Client::builder().build()?,
+            base: args.api.trim_end_matches('/').to_string(),
+            token: find_token(args.token.clone())?,
+            output: args.output,
+        })
+    }
+
+    async fn send(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<RequestBody>,
+    ) -> anyhow::Result<(StatusCode, String)> {
+        let url = format!("{}{path}", self.base);
+        let mut request = self.http.request(method, &url).bearer_auth(&self.token);
+        match body {
+            Some(RequestBody::Json(value)) => request = request.json(&value),
+            Some(RequestBody::Text(text)) => request = request.header("content-type", "text/dns").body(text),
+            None => {}
+        }
+        let response = request.send().await.with_context(|| format!("cannot reach the API at {}", self.base))?;
+        let status = response.status();
+        let text = response.text().await?;
+        if !status.is_success() {
+            bail!(describe_problem(status, &text));
+        }
+        Ok((status, text))
+    }
+
+    async fn json(&self, method: Method, path: &str, body: Option<RequestBody>) -> anyhow::Result<Value> {
+        let (_, text) = self.send(method, path, body).await?;
+        if text.is_empty() {
+            return Ok(Value::Null);
+        }
+        serde_json::from_str(&text).context("the API sent invalid JSON")
+    }
+
+    /// Every item of a paged listing.
+    async fn all_pages(&self, path: &str) -> anyhow::Result<Vec<Value>> {
+        let mut items = Vec::new();
+        let mut cursor: Option<String> = None;
+        loop {
+            let separator = if path.contains('?') { '&' } else { '?' };
+            let url = match &cursor {
+                Some(c) => format!("{path}{separator}limit=1000&cursor={}", segment(c)),
+                None => format!("{path}{separator}limit=1000"),
+            };
+            let page = self.json(Method::GET, &url, None).await?;
+            items.extend(page["items"].as_array().cloned().unwrap_or_default());
+            match page["next_cursor"].as_str() {
+                Some(next) => cursor = Some(next.to_string()),
+                None => return Ok(items),
+            }
+        }
+    }
+
+    fn print(&self, value: &Value, columns: &[&str]) {
+        if self.output == Output::Json {
+            println!("{}", serde_json::to_string_pretty(value).unwrap_or_default());
+            return;
+        }
+        let rows: Vec<&Value> = match value {
+            Value::Array(items) => items.iter().collect(),
+            other => vec![other],
+        };
+        print_table(&rows, columns);
+    }
+}
+
+enum RequestBody {
+    Json(Value),
+    Text(String),
+}
+
+/// One line per problem part: title and status, detail, then pointers.
+fn describe_problem(status: StatusCode, body: &str) -> String {
+    let Ok(problem) = serde_json::from_str::<Value>(body) else {
+        return format!("{status}: {}", body.trim());
+    };
+    let mut text = format!(
+        "{} ({}): {}",
+        problem["title"].as_str().unwrap_or("error"),
+        status.as_u16(),
+        problem["detail"].as_str().unwrap_or("")
+    );
+    for error in problem["errors"].as_array().into_iter().flatten() {
+        let pointer = error["pointer"].as_str().unwrap_or("");
+        let message = error["message"].as_str().unwrap_or("");
+        if pointer.is_empty() {
+            text.push_str(&format!("\n  {message}"));
+        } else {
+            text.push_str(&format!("\n  {pointer}: {message}"));
+        }
+    }
+    text
+}
+
+fn cell(value: &Value) -> String {
+    match value {
+        Value::Null => "-".to_string(),
+        Value::String(s) => s.clone(),
+        Value::Array(items) => items.iter().map(cell).collect::<Vec<_>>().join(", "),
+        other => other.to_string(),
+    }
+}
+
+fn print_table(rows: &[&Value], columns: &[&str]) {
+    let cells: Vec<Vec<String>> = rows.iter().map(|row| columns.iter().map(|c| cell(&row[*c])).collect()).collect();
+    let widths: Vec<usize> = columns
+        .iter()
+        .enumerate()
+        .map(|(i, c)| cells.iter().map(|r| r[i].chars().count()).max().unwrap_or(0).max(c.len()))
+        .collect();
+    let line = |values: Vec<String>| {
+        let parts: Vec<String> = values.iter().zip(&widths).map(|(v, w)| format!("{v:<w$}")).collect();
+        println!("{}", parts.join("  ").trim_end());
+    };
+    line(columns.iter().map(|c| c.to_uppercase()).collect());
+    for row in cells {
+        line(row);
+    }
+}
+
+const ZONE_COLUMNS: &[&str] = &["name", "tenant", "serial", "version", "rrset_count", "updated_at"];
+const RRSET_COLUMNS: &[&str] = &["name", "type", "ttl", "records"];
+const TOKEN_COLUMNS: &[&str] = &["id", "name", "tenant", "role", "zones", "created_at", "revoked_at"];
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_current_thread().enable_all().build().context("cannot start the async runtime")
+}
+
+pub fn zone(args: &ClientArgs, command: ZoneCommand) -> anyhow::Result<()> {
+    let client = Client::new(args)?;
+    runtime()?.block_on(async {
+        match command {
+            ZoneCommand::Create { name, nameservers, ttl, tenant } => {
+                let mut body = json!({"name": name, "kind": "primary"});
+                if !nameservers.is_empty() {
+                    body["nameservers"] = json!(nameservers);
+                }
+                if let Some(ttl) = ttl {
+                    body["ttl"] = json!(ttl);
+                }
+                if let Some(tenant) = tenant {
+                    body["tenant"] = json!(tenant);
+                }
+                let zone = client.json(Method::POST, "/v1/zones", Some(RequestBody::Json(body))).await?;
+                client.print(&zone, ZONE_COLUMNS);
+            }
+            ZoneCommand::List { name } => {
+                let path = match name {
+                    Some(name) => format!("/v1/zones?name={}", segment(&name)),
+                    None => "/v1/zones".to_string(),
+                };
+                let zones = client.all_pages(&path).await?;
+                client.print(&Value::Array(zones), ZONE_COLUMNS);
+            }
+            ZoneCommand::Show { name } => {
+                let zone = client.json(Method::GET, &format!("/v1/zones/{}", segment(&name)), None).await?;
+                client.print(&zone, ZONE_COLUMNS);
+            }
+            ZoneCommand::Delete { name } => {
+                client.send(Method::DELETE, &format!("/v1/zones/{}", segment(&name)), None).await?;
+                if client.output == Output::Table {
+                    println!("deleted {name}");
+                }
+            }
+            ZoneCommand::Import { name, file, mode } => {
+                let text = std::fs::read_to_string(&file).with_context(|| format!("cannot read {}", file.display()))?;
+                let path = format!("/v1/zones/{}/import?mode={}", segment(&name), segment(&mode));
+                let change = client.json(Method::POST, &path, Some(RequestBody::Text(text))).await?;
+                client.print(&change, &["zone", "id", "serial", "status", "changes"]);
+            }
+            ZoneCommand::Export { name } => {
+                let (_, text) = client.send(Method::GET, &format!("/v1/zones/{}/export", segment(&name)), None).await?;
+                print!("{text}");
+            }
+        }
+        Ok(())
+    })
+}
+
+pub fn rrset(args: &ClientArgs, command: RRsetCommand) -> anyhow::Result<()> {
+    let client = Client::new(args)?;
+    runtime()?.block_on(async {
+        match command {
+            RRsetCommand::List { zone, name, rtype } => {
+                let mut path = format!("/v1/zones/{}/rrsets", segment(&zone));
+                let mut filters = Vec::new();
+                if let Some(name) = name {
+                    filters.push(format!("name={}", segment(&name)));
+                }
+                if let Some(rtype) = rtype {
+                    filters.push(format!("type={}", segment(&rtype)));
+                }
+                if !filters.is_empty() {
+                    path = format!("{path}?{}", filters.join("&"));
+                }
+                let sets = client.all_pages(&path).await?;
+                client.print(&Value::Array(sets), RRSET_COLUMNS);
+            }
+            RRsetCommand::Get { zone, name, rtype } => {
+                let path = format!("/v1/zones/{}/rrsets/{}/{}", segment(&zone), segment(&name), segment(&rtype));
+                let set = client.json(Method::GET, &path, None).await?;
+                client.print(&set, RRSET_COLUMNS);
+            }
+            RRsetCommand::Set { zone, name, rtype, records, ttl } => {
+                let path = format!("/v1/zones/{}/rrsets/{}/{}", segment(&zone), segment(&name), segment(&rtype));
+                let body = json!({"ttl": ttl, "records": records});
+                let set = client.json(Method::PUT, &path, Some(RequestBody::Json(body))).await?;
+                client.print(&set, RRSET_COLUMNS);
+            }
+            RRsetCommand::Delete { zone, name, rtype } => {
+                let path = format!("/v1/zones/{}/rrsets/{}/{}", segment(&zone), segment(&name), segment(&rtype));
+                client.send(Method::DELETE, &path, None).await?;
+                if client.output == Output::Table {
+                    println!("deleted {name} {rtype}");
+                }
+            }
+        }
+        Ok(())
+    })
+}
+
+pub fn token(args: &ClientArgs, command: TokenCommand) -> anyhow::Result<()> {
+    let client = Client::new(args)?;
+    runtime()?.block_on(async {
+        match command {
+            TokenCommand::Create { name, role, tenant, zones } => {
+                let mut body = json!({"name": name, "role": role});
+                if let Some(tenant) = tenant {
+                    body["tenant"] = json!(tenant);
+                }
+                if !zones.is_empty() {
+                    body["zones"] = json!(zones);
+                }
+                let token = client.json(Method::POST, "/v1/tokens", Some(RequestBody::Json(body))).await?;
+                client.print(&token, &["id", "name", "tenant", "role", "zones", "token"]);
+            }
+            TokenCommand::List => {
+                let tokens = client.json(Method::GET, "/v1/tokens", None).await?;
+                client.print(&tokens, TOKEN_COLUMNS);
+            }
+            TokenCommand::Revoke { id } => {
+                client.send(Method::DELETE, &format!("/v1/tokens/{}", segment(&id)), None).await?;
+                if client.output == Output::Table {
+                    println!("revoked {id}");
+                }
+            }
+        }
+        Ok(())
+    })
+}

@@ -1,0 +1,159 @@
+//! The control plane of `serve`: the data directory, the store, the first
+//! admin token, loading stored zones into the served set, and the API.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::Write;
+use std::net::SocketAddr;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::os::unix::io::AsRawFd;
+use std::path::Path;
+use std::sync::Arc;
+
+use anyhow::{bail, Context};
+use ferrodns_api::auth::{hash_secret, new_id, new_secret, OPERATOR_TENANT};
+use ferrodns_api::{ApiSettings, ApiState};
+use ferrodns_store::{Store, StoreOptions, TokenRecord};
+use ferrodns_zone::edit::Limits;
+use ferrodns_zone::live::{build_zone, LiveZones};
+use tokio::sync::watch;
+
+use crate::config::ServeSettings;
+
+/// A running control plane.
+pub struct Control {
+    pub state: ApiState,
+    /// Held for the process's life: a second server on the same data
+    /// directory would corrupt nothing in SQLite but would serve stale data.
+    _lock: File,
+}
+
+/// Opens the data directory and the store, creates the first admin token,
+/// and serves every stored zone.
+pub async fn start(settings: &ServeSettings, live: Arc<LiveZones>) -> anyhow::Result<Control> {
+    let dir = &settings.data_dir;
+    fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .with_context(|| format!("cannot create the data directory {}", dir.display()))?;
+    let lock = lock_data_dir(dir)?;
+    let url = settings.database_url.clone().unwrap_or_else(|| Store::sqlite_url(dir));
+    let options = StoreOptions {
+        serial_policy: settings.serial_policy,
+        journal_keep: settings.journal_keep,
+        limits: Limits { max_records_per_rrset: settings.max_records_per_rrset, ..Limits::default() },
+        ..StoreOptions::default()
+    };
+    let store =
+        Store::open(&url, options).await.with_context(|| format!("cannot open the database {}", redact(&url)))?;
+    tracing::info!(database = %redact(&url), "database ready");
+    bootstrap_admin_token(&store, dir).await?;
+    let started = std::time::Instant::now();
+    let zones = store.all_zones().await.context("cannot list stored zones")?;
+    for zone in &zones {
+        if live.is_file_zone(zone.name.as_wire()) {
+            tracing::warn!(zone = %zone.name, "zone is both in the database and a --zone-file; serving the file");
+            continue;
+        }
+        let rrsets = store.zone_rrsets(zone.id).await.with_context(|| format!("cannot read zone {}", zone.name))?;
+        match build_zone(&zone.name, rrsets.iter()) {
+            Ok(built) => live.publish_zone(built),
+            Err(errors) => tracing::error!(zone = %zone.name, ?errors, "stored zone does not build; not serving it"),
+        }
+    }
+    tracing::info!(zones = zones.len(), elapsed_ms = started.elapsed().as_millis() as u64, "stored zones loaded");
+    let api = ApiSettings {
+        max_body_bytes: settings.max_body_bytes,
+        default_nameservers: settings.default_ns.clone(),
+        node: settings.node_id.clone(),
+        ..ApiSettings::default()
+    };
+    let state = ApiState { store: Arc::new(store), live, settings: Arc::new(api) };
+    Ok(Control { state, _lock: lock })
+}
+
+/// Binds the API and serves it until shutdown.
+pub async fn serve_api(
+    control: &Control,
+    settings: &ServeSettings,
+    address: SocketAddr,
+    mut shutdown: watch::Receiver<bool>,
+) -> anyhow::Result<tokio::task::JoinHandle<anyhow::Result<()>>> {
+    let listener = tokio::net::TcpListener::bind(address)
+        .await
+        .with_context(|| format!("cannot listen for the API on {address}"))?;
+    tracing::info!(api = %listener.local_addr()?, data_dir = %settings.data_dir.display(), "serving the API");
+    let state = control.state.clone();
+    Ok(tokio::spawn(async move {
+        let stopped = async move {
+            let _ = shutdown.wait_for(|stop| *stop).await;
+        };
+        ferrodns_api::serve(listener, state, stopped).await.context("API server failed")
+    }))
+}
+
+fn lock_data_dir(dir: &Path) -> anyhow::Result<File> {
+    let path = dir.join("lock");
+    let file = OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .mode(0o600)
+        .open(&path)
+        .with_context(|| format!("cannot open {}", path.display()))?;
+    // SAFETY: flock on a descriptor we own; no memory is involved.
+    let locked = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } == 0;
+    if !locked {
+        bail!("another ferrodns is using the data directory {}", dir.display());
+    }
+    Ok(file)
+}
+
+/// On the first start with no tokens, creates the operator's admin token and
+/// writes it to `<data-dir>/admin.token` (mode 0600). `FERRODNS_ADMIN_TOKEN`,
+/// when set, is the token instead of a random one.
+async fn bootstrap_admin_token(store: &Store, dir: &Path) -> anyhow::Result<()> {
+    if store.token_count().await.context("cannot count tokens")? > 0 {
+        return Ok(());
+    }
+    let secret = match std::env::var("FERRODNS_ADMIN_TOKEN") {
+        Ok(value) if !value.trim().is_empty() => value.trim().to_string(),
+        _ => new_secret(),
+    };
+    let token = TokenRecord {
+        id: new_id(8),
+        name: "admin".to_string(),
+        tenant: OPERATOR_TENANT.to_string(),
+        role: "admin".to_string(),
+        zones: None,
+        created_at: ferrodns_api::input::now_micros(),
+        revoked_at: None,
+    };
+    store.create_token(&token, &hash_secret(&secret)).await.context("cannot store the admin token")?;
+    let path = dir.join("admin.token");
+    let mut file = OpenOptions::new()
+        .create(true)
+        .truncate(true)
+        .write(true)
+        .mode(0o600)
+        .open(&path)
+        .with_context(|| format!("cannot write {}", path.display()))?;
+    writeln!(file, "{secret}")?;
+    file.sync_all()?;
+    tracing::info!(path = %path.display(), "created the admin token");
+    Ok(())
+}
+
+/// A database URL without its password, for logs.
+fn redact(url: &str) -> String {
+    match (url.find("://"), url.find('@')) {
+        (Some(scheme), Some(at)) if at > scheme => {
+            let credentials = &url[scheme + 3..at];
+            match credentials.split_once(':') {
+                Some((user, _)) => format!("{}{user}:***{}", &url[..scheme + 3], &url[at..]),
+                None => url.to_string(),
+            }
+        }
+        _ => url.to_string(),
+    }
+}

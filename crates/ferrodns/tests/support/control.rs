@@ -1,0 +1,233 @@
+//! Control-plane helpers: a database per test (SQLite file or a fresh
+//! PostgreSQL database), a `ferrodns serve` process with DNS and the API on
+//! free loopback ports, and a small blocking HTTP client.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use reqwest::blocking::{Client, RequestBuilder, Response};
+use reqwest::Method;
+use serde_json::Value;
+
+use super::{free_port, temp_dir};
+
+/// Where a test's data lives. PostgreSQL databases are created fresh and
+/// dropped afterwards, so tests run in parallel.
+pub enum Database {
+    Sqlite,
+    Postgres { name: String, url: String },
+}
+
+/// The PostgreSQL server tests use (CI's, on loopback with trust auth).
+pub const POSTGRES: &str = "postgres://root@127.0.0.1:5432";
+
+impl Database {
+    pub fn sqlite() -> Database {
+        Database::Sqlite
+    }
+
+    pub fn postgres() -> Database {
+        static COUNTER: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let n = COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let name = format!("ferrodns_test_{}_{n}", std::process::id());
+        psql(&format!("DROP DATABASE IF EXISTS {name}"));
+        psql(&format!("CREATE DATABASE {name}"));
+        let url = format!("{POSTGRES}/{name}");
+        Database::Postgres { name, url }
+    }
+
+    /// The `--database-url`, if not the SQLite default.
+    pub fn url(&self) -> Option<&str> {
+        match self {
+            Database::Sqlite => None,
+            Database::Postgres { url, .. } => Some(url),
+        }
+    }
+
+    pub fn label(&self) -> &'static str {
+        match self {
+            Database::Sqlite => "sqlite",
+            Database::Postgres { .. } => "postgres",
+        }
+    }
+}
+
+impl Drop for Database {
+    fn drop(&mut self) {
+        if let Database::Postgres { name, .. } = self {
+            psql(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"));
+        }
+    }
+}
+
+/// Runs one SQL statement against the `postgres` database with psql.
+pub fn psql(sql: &str) {
+    let status = Command::new("psql")
+        .args(["-h", "127.0.0.1", "-p", "5432", "-d", "postgres", "-q", "-v", "ON_ERROR_STOP=1", "-c", sql])
+        .stdout(Stdio::null())
+        .status()
+        .expect("psql runs (apt-get install postgresql-client)");
+    assert!(status.success(), "psql failed: {sql}");
+}
+
+/// A `ferrodns serve` with DNS and the API. The data directory outlives
+/// restarts and goes when this is dropped.
+pub struct Node {
+    pub dns: SocketAddr,
+    pub api: String,
+    pub data_dir: PathBuf,
+    pub token: String,
+    database_url: Option<String>,
+    extra: Vec<String>,
+    child: Option<Child>,
+    http: Client,
+}
+
+impl Node {
+    /// Starts a node on `database` with extra serve flags, and waits until
+    /// the API is ready.
+    pub fn start(database: &Database, extra: &[&str]) -> Node {
+        let data_dir = temp_dir("control");
+        let mut node = Node {
+            dns: SocketAddr::from(([127, 0, 0, 1], 0)),
+            api: String::new(),
+            data_dir,
+            token: String::new(),
+            database_url: database.url().map(str::to_string),
+            extra: extra.iter().map(|s| s.to_string()).collect(),
+            child: None,
+            http: Client::builder().timeout(Duration::from_secs(60)).build().unwrap(),
+        };
+        node.launch();
+        node.token = std::fs::read_to_string(node.data_dir.join("admin.token")).unwrap().trim().to_string();
+        node
+    }
+
+    fn launch(&mut self) {
+        let dns_port = free_port();
+        let api_port = free_port();
+        self.dns = SocketAddr::from(([127, 0, 0, 1], dns_port));
+        self.api = format!("http://127.0.0.1:{api_port}");
+        let log = std::fs::OpenOptions::new().create(true).append(true).open(self.data_dir.join("server.log")).unwrap();
+        let mut command = Command::new(env!("CARGO_BIN_EXE_ferrodns"));
+        command
+            .arg("serve")
+            .arg("--dns-listen")
+            .arg(self.dns.to_string())
+            .arg("--api-listen")
+            .arg(format!("127.0.0.1:{api_port}"))
+            .arg("--data-dir")
+            .arg(&self.data_dir)
+            .arg("--udp-workers")
+            .arg("1")
+            .env_remove("FERRODNS_ADMIN_TOKEN");
+        if let Some(url) = &self.database_url {
+            command.arg("--database-url").arg(url);
+        }
+        command.args(&self.extra);
+        let child = command.stdout(log.try_clone().unwrap()).stderr(log).stdin(Stdio::null()).spawn().unwrap();
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Some(status) = self.child.as_mut().unwrap().try_wait().unwrap() {
+                panic!("ferrodns exited at start ({status}):\n{}", self.log());
+            }
+            if let Ok(response) = self.http.get(format!("{}/v1/health/ready", self.api)).send() {
+                if response.status().is_success() {
+                    return;
+                }
+            }
+            assert!(Instant::now() < deadline, "ferrodns API not ready in 30 s:\n{}", self.log());
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// The server's log so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.data_dir.join("server.log")).unwrap_or_default()
+    }
+
+    /// Kills the process with SIGKILL: no shutdown code runs.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Stops with SIGTERM and waits.
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            unsafe {
+                super::libc_kill(child.id() as i32, 15);
+            }
+            let _ = child.wait();
+        }
+    }
+
+    /// Starts the process again on the same data directory and database.
+    pub fn restart(&mut self) {
+        self.stop();
+        self.launch();
+    }
+
+    /// Starts again after [`Node::kill`].
+    pub fn relaunch(&mut self) {
+        self.launch();
+    }
+
+    /// A request with the admin token.
+    pub fn request(&self, method: Method, path: &str) -> RequestBuilder {
+        self.request_as(&self.token, method, path)
+    }
+
+    /// A request with another token.
+    pub fn request_as(&self, token: &str, method: Method, path: &str) -> RequestBuilder {
+        self.http.request(method, format!("{}{path}", self.api)).bearer_auth(token)
+    }
+
+    /// A request without a token.
+    pub fn anonymous(&self, method: Method, path: &str) -> RequestBuilder {
+        self.http.request(method, format!("{}{path}", self.api))
+    }
+
+    /// Runs the CLI against this node.
+    pub fn cli(&self, args: &[&str]) -> std::process::Output {
+        Command::new(env!("CARGO_BIN_EXE_ferrodns"))
+            .args(args)
+            .env("FERRODNS_API", &self.api)
+            .env("FERRODNS_DATA_DIR", &self.data_dir)
+            .env_remove("FERRODNS_TOKEN")
+            .output()
+            .unwrap()
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        self.kill();
+        let _ = std::fs::remove_dir_all(&self.data_dir);
+    }
+}
+
+/// A response's status and JSON body (Null when empty or not JSON).
+pub fn json(response: Response) -> (u16, Value, reqwest::header::HeaderMap) {
+    let status = response.status().as_u16();
+    let headers = response.headers().clone();
+    let text = response.text().unwrap_or_default();
+    (status, serde_json::from_str(&text).unwrap_or(Value::Null), headers)
+}
+
+/// Asks `server` for `name`/`qtype` over UDP; returns the rcode and the
+/// answer section's RDATA as text, sorted.
+pub fn dns_lookup(server: SocketAddr, name: &str, qtype: u16) -> (String, Vec<String>) {
+    let qname = ferrodns_proto::Name::parse(name, None).unwrap();
+    let query = super::build_query(7, qname.as_wire(), qtype, Some(1232), false);
+    let reply = super::query_udp(server, &query, Duration::from_secs(2)).expect("a DNS answer");
+    let message = hickory_proto::op::Message::from_vec(&reply).expect("a well-formed DNS answer");
+    let mut data: Vec<String> = message.answers.iter().map(|r| r.data.to_string()).collect();
+    data.sort();
+    (format!("{:?}", message.metadata.response_code), data)
+}
