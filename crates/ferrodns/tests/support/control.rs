@@ -89,13 +89,22 @@ impl Node {
     /// Starts a node on `database` with extra serve flags, and waits until
     /// the API is ready.
     pub fn start(database: &Database, extra: &[&str]) -> Node {
+        Node::start_on(database.url().map(str::to_string), extra)
+    }
+
+    /// As [`Node::start`], with an explicit PostgreSQL URL.
+    pub fn start_with_url(url: &str, extra: &[&str]) -> Node {
+        Node::start_on(Some(url.to_string()), extra)
+    }
+
+    fn start_on(database_url: Option<String>, extra: &[&str]) -> Node {
         let data_dir = temp_dir("control");
         let mut node = Node {
             dns: SocketAddr::from(([127, 0, 0, 1], 0)),
             api: String::new(),
             data_dir,
             token: String::new(),
-            database_url: database.url().map(str::to_string),
+            database_url,
             extra: extra.iter().map(|s| s.to_string()).collect(),
             child: None,
             http: Client::builder().timeout(Duration::from_secs(60)).build().unwrap(),
