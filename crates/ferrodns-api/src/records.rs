@@ -210,6 +210,7 @@ async fn apply(
     let expected = if_match(headers)?;
     let summary: Vec<serde_json::Value> = changes.iter().map(summarize).collect();
     let summary = serde_json::Value::Array(summary).to_string();
+    let _publication = state.zone_locks.lock(&zone.name).await;
     let committed = state
         .store
         .apply_changes(&zone.name, &caller.scope(), expected, &changes, &summary, &caller.actor(), now_micros())

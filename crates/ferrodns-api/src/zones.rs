@@ -264,8 +264,11 @@ pub async fn delete_zone(
 ) -> Result<StatusCode, Problem> {
     caller.require(Role::Editor)?;
     let zone = zone_for(&state, &caller, &zone).await?;
+    let publication = state.zone_locks.lock(&zone.name).await;
     state.store.delete_zone(zone.id).await?;
     state.live.remove_zone(zone.name.as_wire());
+    drop(publication);
+    state.zone_locks.forget(&zone.name);
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -329,6 +332,7 @@ pub async fn import_zone(
     let (working, soa) = parsed?;
     let count: usize = working.values().map(|s| s.rdatas.len()).sum();
     let summary = serde_json::json!([{"action": "import", "mode": if mode == ImportMode::Replace { "replace" } else { "merge" }, "records": count}]).to_string();
+    let _publication = state.zone_locks.lock(&apex).await;
     let committed = state
         .store
         .import(&apex, &caller.scope(), mode, working, soa, &summary, &caller.actor(), now_micros())

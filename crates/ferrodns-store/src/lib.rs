@@ -30,7 +30,7 @@ use ferrodns_zone::edit::{self, Change, Diff, EditError, Limits, RRsetData, RRse
 use sqlx::any::{AnyPoolOptions, AnyRow};
 use sqlx::{Any, AnyPool, Executor, Row, Transaction};
 
-pub use serial::{initial_serial, next_serial, soa_serial, with_serial, SerialPolicy};
+pub use serial::{civil_from_days, initial_serial, next_serial, soa_serial, with_serial, SerialPolicy};
 
 /// The two databases ferrodns runs on.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -328,7 +328,7 @@ impl Store {
         .await?;
         let zone = zone_from_row(&row)?;
         let writes: Vec<(RRsetKey, Option<RRsetData>)> = rrsets.iter().map(|s| (s.key(), Some(s.clone()))).collect();
-        write_rrsets(&mut tx, zone.id, &writes).await?;
+        write_rrsets(&mut tx, self.backend, zone.id, &writes).await?;
         let mut added: Vec<Record> = Vec::new();
         for set in &rrsets {
             added.extend(set.rdatas.iter().map(|r| Record {
@@ -514,7 +514,7 @@ impl Store {
             return Err(StoreError::Rejected(errors));
         }
         let mut open = self.begin_change(apex, scope, if_match, now).await?;
-        let current = load_owners(&mut open.tx, open.zone.id, &edit::touched_owners(changes)).await?;
+        let current = load_owners(&mut open.tx, self.backend, open.zone.id, &edit::touched_owners(changes)).await?;
         let plan = edit::plan(apex, current, changes, &self.options.limits).map_err(StoreError::Rejected)?;
         self.finish_change(open, plan, None, summary, actor, now).await
     }
@@ -555,7 +555,7 @@ impl Store {
                 owners.push(apex_lower.clone());
                 owners.sort();
                 owners.dedup();
-                load_owners(&mut open.tx, open.zone.id, &owners).await?
+                load_owners(&mut open.tx, self.backend, open.zone.id, &owners).await?
             }
         };
         current.remove(&RRsetKey { owner: apex_lower.clone(), rtype: RecordType::SOA });
@@ -653,12 +653,12 @@ impl Store {
             let zone = ZoneRecord { version: zone.version - 1, ..zone };
             return Ok(Committed { zone, change: None, diff: None });
         }
-        write_rrsets(&mut tx, zone.id, &plan.writes).await?;
+        write_rrsets(&mut tx, self.backend, zone.id, &plan.writes).await?;
         let serial = next_serial(zone.serial, self.options.serial_policy, now);
         let base = new_soa_fields.as_deref().unwrap_or(&old_soa_rdata);
         let new_soa_rdata = serial::with_serial(base, serial).ok_or_else(|| corrupt("SOA RDATA"))?;
         let new_soa = RRsetData::new(&apex, RecordType::SOA, old_soa.ttl, vec![new_soa_rdata.clone()]);
-        write_rrsets(&mut tx, zone.id, &[(new_soa.key(), Some(new_soa))]).await?;
+        write_rrsets(&mut tx, self.backend, zone.id, &[(new_soa.key(), Some(new_soa))]).await?;
         let soa_record =
             |rdata: Vec<u8>| Record { owner: apex.clone(), rtype: RecordType::SOA, ttl: old_soa.ttl, rdata };
         let mut removed = vec![soa_record(old_soa_rdata)];
@@ -827,16 +827,55 @@ impl Store {
     }
 }
 
+/// Writes the parameter markers of statements with many parameters. SQLite
+/// gets anonymous `?`: sqlx looks numbered SQLite parameters up by name,
+/// which costs time quadratic in their number (over half of a 100k-record
+/// import went there). PostgreSQL needs `$n`.
+struct Markers {
+    backend: Backend,
+    next: usize,
+}
+
+impl Markers {
+    fn new(backend: Backend) -> Markers {
+        Markers { backend, next: 0 }
+    }
+
+    /// `count` markers, comma-separated.
+    fn take(&mut self, count: usize) -> String {
+        let mut out = String::new();
+        for i in 0..count {
+            if i > 0 {
+                out.push_str(", ");
+            }
+            self.next += 1;
+            match self.backend {
+                Backend::Sqlite => out.push('?'),
+                Backend::Postgres => out.push_str(&format!("${}", self.next)),
+            }
+        }
+        out
+    }
+}
+
 /// Every RRset at the given owners.
-async fn load_owners(tx: &mut Transaction<'static, Any>, zone_id: i64, owners: &[Name]) -> Result<Working> {
+async fn load_owners(
+    tx: &mut Transaction<'static, Any>,
+    backend: Backend,
+    zone_id: i64,
+    owners: &[Name],
+) -> Result<Working> {
     let mut working = Working::new();
     for chunk in owners.chunks(500) {
-        let placeholders: Vec<String> = (0..chunk.len()).map(|i| format!("${}", i + 2)).collect();
+        let mut markers = Markers::new(backend);
         let sql = format!(
-            "SELECT owner, rtype, ttl, rdata FROM rrsets WHERE zone_id = $1 AND owner IN ({})",
-            placeholders.join(", ")
+            "SELECT owner, rtype, ttl, rdata FROM rrsets WHERE zone_id = {} AND owner IN ({})",
+            markers.take(1),
+            markers.take(chunk.len())
         );
-        let mut query = sqlx::query(&sql).bind(zone_id);
+        // Not prepared: a cached generic plan cannot see the owners and
+        // filters every row of the zone (PostgreSQL); a one-off plan uses the key.
+        let mut query = sqlx::query(&sql).persistent(false).bind(zone_id);
         for owner in chunk {
             query = query.bind(owner.to_lowercase().to_string());
         }
@@ -852,23 +891,23 @@ async fn load_owners(tx: &mut Transaction<'static, Any>, zone_id: i64, owners: &
 /// databases' parameter limits.
 async fn write_rrsets(
     tx: &mut Transaction<'static, Any>,
+    backend: Backend,
     zone_id: i64,
     writes: &[(RRsetKey, Option<RRsetData>)],
 ) -> Result<()> {
     let upserts: Vec<&RRsetData> = writes.iter().filter_map(|(_, w)| w.as_ref()).collect();
     for chunk in upserts.chunks(400) {
-        let mut sql = String::from("INSERT INTO rrsets (zone_id, owner, rtype, ttl, rdata) VALUES ");
-        for i in 0..chunk.len() {
-            let base = 2 + i * 4;
-            if i > 0 {
-                sql.push_str(", ");
-            }
-            sql.push_str(&format!("($1, ${}, ${}, ${}, ${})", base, base + 1, base + 2, base + 3));
-        }
-        sql.push_str(" ON CONFLICT (zone_id, owner, rtype) DO UPDATE SET ttl = excluded.ttl, rdata = excluded.rdata");
-        let mut query = sqlx::query(&sql).bind(zone_id);
+        let mut markers = Markers::new(backend);
+        let rows: Vec<String> = chunk.iter().map(|_| format!("({})", markers.take(5))).collect();
+        let sql = format!(
+            "INSERT INTO rrsets (zone_id, owner, rtype, ttl, rdata) VALUES {} \
+             ON CONFLICT (zone_id, owner, rtype) DO UPDATE SET ttl = excluded.ttl, rdata = excluded.rdata",
+            rows.join(", ")
+        );
+        let mut query = sqlx::query(&sql).persistent(chunk.len() == 1);
         for set in chunk {
             query = query
+                .bind(zone_id)
                 .bind(set.owner.to_string())
                 .bind(set.rtype.0 as i64)
                 .bind(set.ttl as i64)
@@ -878,9 +917,12 @@ async fn write_rrsets(
     }
     let deletes: Vec<&RRsetKey> = writes.iter().filter(|(_, w)| w.is_none()).map(|(k, _)| k).collect();
     for chunk in deletes.chunks(400) {
-        let pairs: Vec<String> = (0..chunk.len()).map(|i| format!("(${}, ${})", 2 + i * 2, 3 + i * 2)).collect();
-        let sql = format!("DELETE FROM rrsets WHERE zone_id = $1 AND (owner, rtype) IN ({})", pairs.join(", "));
-        let mut query = sqlx::query(&sql).bind(zone_id);
+        let mut markers = Markers::new(backend);
+        let zone_marker = markers.take(1);
+        let pairs: Vec<String> = chunk.iter().map(|_| format!("({})", markers.take(2))).collect();
+        let sql =
+            format!("DELETE FROM rrsets WHERE zone_id = {zone_marker} AND (owner, rtype) IN ({})", pairs.join(", "));
+        let mut query = sqlx::query(&sql).persistent(chunk.len() == 1).bind(zone_id);
         for key in chunk {
             query = query.bind(key.owner.to_string()).bind(key.rtype.0 as i64);
         }

@@ -46,7 +46,7 @@ fn date_serial_base(now: i64) -> u32 {
 
 /// Gregorian date of a day number counted from 1970-01-01 (the well-known
 /// era-based conversion; valid for every date we will meet).
-fn civil_from_days(days: i64) -> (i64, u32, u32) {
+pub fn civil_from_days(days: i64) -> (i64, u32, u32) {
     let z = days + 719_468;
     let era = z.div_euclid(146_097);
     let day_of_era = z.rem_euclid(146_097);

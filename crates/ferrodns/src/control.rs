@@ -68,7 +68,7 @@ pub async fn start(settings: &ServeSettings, live: Arc<LiveZones>) -> anyhow::Re
         node: settings.node_id.clone(),
         ..ApiSettings::default()
     };
-    let state = ApiState { store: Arc::new(store), live, settings: Arc::new(api) };
+    let state = ApiState { store: Arc::new(store), live, settings: Arc::new(api), zone_locks: Arc::default() };
     Ok(Control { state, _lock: lock })
 }
 

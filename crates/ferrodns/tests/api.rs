@@ -434,3 +434,26 @@ fn battery_on_sqlite() {
 fn battery_on_postgres() {
     battery(Database::postgres());
 }
+
+/// The journal keeps about `--journal-keep` entries per zone: it is trimmed
+/// every 16 changes, so it never holds more than keep + 15.
+#[test]
+fn journal_retention_is_bounded() {
+    let database = Database::sqlite();
+    let node = Node::start(&database, &["--journal-keep", "5"]);
+    assert_eq!(
+        json(node.request(Method::POST, "/v1/zones").json(&json!({"name": "short.test"})).send().unwrap()).0,
+        201
+    );
+    for i in 0..40 {
+        let body = json!({"ttl": 60, "records": [format!("192.0.2.{i}")]});
+        assert_eq!(
+            json(node.request(Method::PUT, "/v1/zones/short.test/rrsets/www/A").json(&body).send().unwrap()).0,
+            200
+        );
+    }
+    let (_, history, _) = json(node.request(Method::GET, "/v1/zones/short.test/changes?limit=1000").send().unwrap());
+    let kept = history["items"].as_array().unwrap();
+    assert!(kept.len() >= 5 && kept.len() <= 5 + 15, "{} entries kept", kept.len());
+    assert_eq!(kept[0]["serial"].as_u64(), Some(41), "the newest entries are the ones kept");
+}

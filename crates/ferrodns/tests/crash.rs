@@ -19,7 +19,8 @@ const PARTS: [&str; 3] = ["a", "b", "c"];
 
 fn kill_during_writes(database: Database) {
     let mut node = Node::start(&database, &[]);
-    let (status, zone, _) = json(node.request(Method::POST, "/v1/zones").json(&json!({"name": "crash.test"})).send().unwrap());
+    let (status, zone, _) =
+        json(node.request(Method::POST, "/v1/zones").json(&json!({"name": "crash.test"})).send().unwrap());
     assert_eq!(status, 201);
     let first_serial = zone["serial"].as_u64().unwrap();
     let acked: Mutex<Vec<String>> = Mutex::new(Vec::new());

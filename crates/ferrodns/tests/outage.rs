@@ -112,7 +112,10 @@ fn dns_answers_and_api_says_503_while_postgres_is_away() {
             .send()
             .unwrap()
     };
-    assert_eq!(json(node.request(Method::POST, "/v1/zones").json(&json!({"name": "outage.test"})).send().unwrap()).0, 201);
+    assert_eq!(
+        json(node.request(Method::POST, "/v1/zones").json(&json!({"name": "outage.test"})).send().unwrap()).0,
+        201
+    );
     assert_eq!(json(put("192.0.2.1")).0, 200);
 
     relay.cut();

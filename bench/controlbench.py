@@ -1,0 +1,262 @@
+#!/usr/bin/env python3
+"""Control-plane benchmarks for ferrodns, on SQLite and on PostgreSQL.
+
+Starts `ferrodns serve` (release build) on a fresh data directory or a fresh
+PostgreSQL database, and measures, through the REST API:
+
+  batch1     change batches of 1 record (one client, then 8 clients), batches/s
+  batch1000  change batches of 1,000 records, batches/s and records/s
+  import     import of the 100k-record authbench zone (the same generator)
+  list       listing 10,000 zones page by page (limit 100 and 1000)
+  delay      API response to DNS answer: after each 2xx, UDP queries until the
+             answer shows the write; p50 and p99 of that delay
+
+  bench/controlbench.py --db sqlite --db postgres --json results.json
+
+Needs: a release build (cargo build --release), PostgreSQL at 127.0.0.1:5432 with
+trust auth for --db postgres, and psql.
+"""
+import argparse, http.client, importlib.util, json, os, random, shutil, socket, struct, subprocess
+import sys, tempfile, threading, time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+BINARY = os.path.join(ROOT, "target", "release", "ferrodns")
+AUTHBENCH = os.path.join(ROOT, "..", "shared", "bench", "authbench.py")
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def psql(sql):
+    subprocess.run(["psql", "-h", "127.0.0.1", "-d", "postgres", "-q", "-c", sql], check=True,
+                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+class Server:
+    def __init__(self, db, extra=()):
+        self.dir = tempfile.mkdtemp(prefix="ferrodns-bench-")
+        self.dns_port, self.api_port = free_port(), free_port()
+        cmd = [BINARY, "serve", "--dns-listen", f"127.0.0.1:{self.dns_port}",
+               "--api-listen", f"127.0.0.1:{self.api_port}", "--data-dir", self.dir,
+               "--journal-keep", "100000", *(extra or ("--log-level", "warn"))]
+        self.pg = None
+        if db == "postgres":
+            self.pg = f"ferrodns_bench_{os.getpid()}"
+            psql(f"DROP DATABASE IF EXISTS {self.pg} WITH (FORCE)")
+            psql(f"CREATE DATABASE {self.pg}")
+            cmd += ["--database-url", f"postgres://root@127.0.0.1:5432/{self.pg}"]
+        self.proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=open(os.path.join(self.dir, "log"), "w"))
+        deadline = time.time() + 60
+        while True:
+            try:
+                c = http.client.HTTPConnection("127.0.0.1", self.api_port, timeout=2)
+                c.request("GET", "/v1/health/ready")
+                if c.getresponse().status == 200:
+                    break
+            except OSError:
+                pass
+            if time.time() > deadline or self.proc.poll() is not None:
+                raise SystemExit("ferrodns did not start:\n" + open(os.path.join(self.dir, "log")).read())
+            time.sleep(0.05)
+        self.token = open(os.path.join(self.dir, "admin.token")).read().strip()
+
+    def client(self):
+        return Client(self.api_port, self.token)
+
+    def stop(self):
+        self.proc.terminate()
+        self.proc.wait()
+        shutil.rmtree(self.dir, ignore_errors=True)
+        if self.pg:
+            psql(f"DROP DATABASE IF EXISTS {self.pg} WITH (FORCE)")
+
+
+class Client:
+    def __init__(self, port, token):
+        self.conn = http.client.HTTPConnection("127.0.0.1", port, timeout=600)
+        self.headers = {"Authorization": f"Bearer {token}"}
+
+    def call(self, method, path, body=None, content_type="application/json", expect=(200, 201, 204)):
+        headers = dict(self.headers)
+        if body is not None:
+            if not isinstance(body, (bytes, str)):
+                body = json.dumps(body)
+            headers["Content-Type"] = content_type
+        self.conn.request(method, path, body=body, headers=headers)
+        response = self.conn.getresponse()
+        data = response.read()
+        if response.status not in expect:
+            raise SystemExit(f"{method} {path}: {response.status} {data[:500]!r}")
+        return json.loads(data) if data and response.getheader("content-type", "").startswith("application/json") else data
+
+
+def percentile(values, p):
+    values = sorted(values)
+    return values[min(len(values) - 1, int(len(values) * p / 100))]
+
+
+def bench_batch1(server, n_single, n_per_client, clients=8):
+    c = server.client()
+    c.call("POST", "/v1/zones", {"name": "batch1.test"})
+    start = time.perf_counter()
+    for i in range(n_single):
+        c.call("POST", "/v1/zones/batch1.test/changes",
+               {"changes": [{"action": "create", "name": f"s{i}", "type": "A", "ttl": 60, "records": ["192.0.2.1"]}]})
+    single = n_single / (time.perf_counter() - start)
+
+    def worker(k):
+        w = server.client()
+        for i in range(n_per_client):
+            w.call("POST", "/v1/zones/batch1.test/changes",
+                   {"changes": [{"action": "create", "name": f"p{k}-{i}", "type": "A", "ttl": 60, "records": ["192.0.2.1"]}]})
+
+    threads = [threading.Thread(target=worker, args=(k,)) for k in range(clients)]
+    start = time.perf_counter()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    parallel = clients * n_per_client / (time.perf_counter() - start)
+    zone = c.call("GET", "/v1/zones/batch1.test")
+    return {"one_client_batches_per_s": round(single, 1), f"{clients}_clients_batches_per_s": round(parallel, 1),
+            "zone_rrsets_at_end": zone["rrset_count"]}
+
+
+def bench_batch1000(server, batches):
+    c = server.client()
+    c.call("POST", "/v1/zones", {"name": "batch1000.test"})
+    times = []
+    for b in range(batches):
+        changes = [{"action": "create", "name": f"b{b}-{i}", "type": "A", "ttl": 60,
+                    "records": [f"10.{b}.{i >> 8}.{i & 255}"]} for i in range(1000)]
+        start = time.perf_counter()
+        c.call("POST", "/v1/zones/batch1000.test/changes", {"changes": changes})
+        times.append(time.perf_counter() - start)
+    total = sum(times)
+    return {"batches": batches, "batches_per_s": round(batches / total, 2), "records_per_s": round(batches * 1000 / total),
+            "first_batch_ms": round(times[0] * 1000, 1), "last_batch_ms": round(times[-1] * 1000, 1)}
+
+
+def bench_import(server, records):
+    spec = importlib.util.spec_from_file_location("authbench", AUTHBENCH)
+    authbench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(authbench)
+    path = os.path.join(server.dir, "bench.zone")
+    authbench.gen_zone(path, records)
+    text = open(path, "rb").read()
+    c = server.client()
+    c.call("POST", "/v1/zones", {"name": authbench.ORIGIN})
+    start = time.perf_counter()
+    result = c.call("POST", f"/v1/zones/{authbench.ORIGIN}/import?mode=replace", text, content_type="text/dns")
+    elapsed = time.perf_counter() - start
+    zone = c.call("GET", f"/v1/zones/{authbench.ORIGIN}")
+    # One write on the imported zone: today each change rebuilds the zone it touches.
+    start = time.perf_counter()
+    c.call("POST", f"/v1/zones/{authbench.ORIGIN}/changes",
+           {"changes": [{"action": "create", "name": "after-import", "type": "A", "ttl": 60, "records": ["192.0.2.1"]}]})
+    one_change = time.perf_counter() - start
+    return {"records_in_file": sum(1 for line in text.splitlines() if line and not line.startswith(b"$")),
+            "seconds": round(elapsed, 2), "rrsets": zone["rrset_count"], "change_id": result.get("id"),
+            "one_record_batch_after_import_ms": round(one_change * 1000, 1)}
+
+
+def bench_list(server, zones):
+    c = server.client()
+    start = time.perf_counter()
+    for i in range(zones):
+        c.call("POST", "/v1/zones", {"name": f"z{i:05}.list.test"})
+    create = time.perf_counter() - start
+    result = {"zones": zones, "create_zones_per_s": round(zones / create, 1)}
+    for limit in (100, 1000):
+        start, seen, pages, cursor = time.perf_counter(), 0, 0, None
+        while True:
+            path = f"/v1/zones?limit={limit}&name=list.test" + (f"&cursor={cursor}" if cursor else "")
+            page = c.call("GET", path)
+            seen += len(page["items"])
+            pages += 1
+            cursor = page["next_cursor"]
+            if not cursor:
+                break
+        assert seen == zones, (seen, zones)
+        result[f"limit_{limit}_seconds"] = round(time.perf_counter() - start, 3)
+        result[f"limit_{limit}_pages"] = pages
+    return result
+
+
+def dns_query(sock, port, name, qid):
+    wire = b"".join(bytes([len(label)]) + label.encode() for label in name.rstrip(".").split(".")) + b"\0"
+    sock.sendto(struct.pack(">HHHHHH", qid, 0, 1, 0, 0, 0) + wire + struct.pack(">HH", 1, 1), ("127.0.0.1", port))
+    while True:
+        data, _ = sock.recvfrom(4096)
+        if struct.unpack(">H", data[:2])[0] == qid:
+            return data
+
+
+def bench_delay(server, writes):
+    c = server.client()
+    c.call("POST", "/v1/zones", {"name": "delay.test"})
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sock.settimeout(2)
+    delays, first_try = [], 0
+    for i in range(writes):
+        address = f"10.{(i >> 16) & 255}.{(i >> 8) & 255}.{i & 255}"
+        c.call("PUT", "/v1/zones/delay.test/rrsets/www/A", {"ttl": 60, "records": [address]})
+        acked = time.perf_counter()
+        want = socket.inet_aton(address)
+        tries = 0
+        while True:
+            tries += 1
+            reply = dns_query(sock, server.dns_port, "www.delay.test.", i & 0xffff)
+            if reply.endswith(want):
+                break
+        delays.append(time.perf_counter() - acked)
+        first_try += tries == 1
+    return {"writes": writes, "p50_ms": round(percentile(delays, 50) * 1000, 3),
+            "p99_ms": round(percentile(delays, 99) * 1000, 3), "max_ms": round(max(delays) * 1000, 3),
+            "answered_right_on_first_query": first_try}
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--db", action="append", choices=["sqlite", "postgres"])
+    ap.add_argument("--only", action="append", choices=["batch1", "batch1000", "import", "list", "delay"])
+    ap.add_argument("--batch1", type=int, default=2000, help="single-client 1-record batches")
+    ap.add_argument("--batch1-per-client", type=int, default=250)
+    ap.add_argument("--batch1000", type=int, default=20)
+    ap.add_argument("--records", type=int, default=100000)
+    ap.add_argument("--zones", type=int, default=10000)
+    ap.add_argument("--writes", type=int, default=1000)
+    ap.add_argument("--json")
+    a = ap.parse_args()
+    if not os.path.exists(BINARY):
+        raise SystemExit("build first: cargo build --release")
+    results = {}
+    for db in a.db or ["sqlite", "postgres"]:
+        results[db] = {}
+        for name in a.only or ["batch1", "batch1000", "import", "list", "delay"]:
+            server = Server(db)
+            try:
+                if name == "batch1":
+                    r = bench_batch1(server, a.batch1, a.batch1_per_client)
+                elif name == "batch1000":
+                    r = bench_batch1000(server, a.batch1000)
+                elif name == "import":
+                    r = bench_import(server, a.records)
+                elif name == "list":
+                    r = bench_list(server, a.zones)
+                else:
+                    r = bench_delay(server, a.writes)
+            finally:
+                server.stop()
+            results[db][name] = r
+            print(f"{db:8} {name:9} {json.dumps(r)}", flush=True)
+    if a.json:
+        with open(a.json, "w") as f:
+            json.dump(results, f, indent=2)
+
+
+if __name__ == "__main__":
+    main()
