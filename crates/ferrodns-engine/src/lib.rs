@@ -4,17 +4,26 @@
 //! an rcode) or lets the query continue:
 //!
 //! ```text
-//!   bytes ─▶ parse ─▶ opcode ─▶ edns ─▶ question ─▶ zone ─▶ resolve ─▶ bytes
-//!            │        │         │       │            │         │
-//!            drop/    NOTIMP    BADVERS FORMERR/     REFUSED   NOERROR/NXDOMAIN/
-//!            FORMERR            FORMERR NOTIMP/                YXDOMAIN
-//!                                       REFUSED
+//!   bytes ─▶ parse ─▶ control? ─▶ opcode ─▶ edns ─▶ question ─▶ zone ─▶ resolve ─▶ bytes
+//!            │        │           │         │       │            │         │
+//!            drop/    hand off    NOTIMP    BADVERS FORMERR/     REFUSED   NOERROR/NXDOMAIN/
+//!            FORMERR                        FORMERR NOTIMP/                YXDOMAIN
+//!                                                   REFUSED
 //! ```
+//!
+//! Control traffic (NOTIFY, AXFR and IXFR, and anything TSIG-signed) is not
+//! answered here: [`respond`] returns [`Outcome::HandOff`] and the transport
+//! passes it to the replication service, which may await the journal and
+//! signs what it sends. [`respond_unsigned`] answers such a message as a plain
+//! query would be (NOTIMP, REFUSED, or an unsigned answer), for transports
+//! without that service and for the service itself.
 //!
 //! The engine is synchronous and does no I/O; transports call it with a
 //! borrowed zone set and a reusable output buffer. It does not allocate per
 //! query: the message writer works in the caller's buffer and every scratch
 //! space here is a fixed-size array on the stack.
+
+pub mod transfer;
 
 use ferrodns_proto::message::{flags, Section, HEADER_LEN, OPT_LEN};
 use ferrodns_proto::name::{self, NameBuf, MAX_NAME_LEN};
@@ -42,15 +51,38 @@ pub enum Outcome {
     Reply,
     /// Send nothing (not a query, or too broken to answer).
     Drop,
+    /// Control traffic (NOTIFY, a zone transfer, or a TSIG-signed message):
+    /// nothing was written; the replication service answers it.
+    HandOff,
 }
 
-/// Answers one query from `zones`, writing the response into `out`.
+/// Answers one query from `zones`, writing the response into `out`, or
+/// hands control traffic back to the caller.
 pub fn respond(zones: &ZoneSet, packet: &[u8], transport: Transport, out: &mut Vec<u8>) -> Outcome {
+    respond_inner(zones, packet, transport, out, true)
+}
+
+/// As [`respond`], but answers control traffic as a plain query: NOTIFY gets
+/// NOTIMP, transfers REFUSED, and a signed query an unsigned answer.
+pub fn respond_unsigned(zones: &ZoneSet, packet: &[u8], transport: Transport, out: &mut Vec<u8>) -> Outcome {
+    respond_inner(zones, packet, transport, out, false)
+}
+
+/// True for what [`respond`] hands off: NOTIFY, AXFR, IXFR, TSIG-signed.
+pub fn is_control(query: &Query) -> bool {
+    query.opcode == Opcode::NOTIFY || query.signed || matches!(query.qtype, RecordType::AXFR | RecordType::IXFR)
+}
+
+#[inline]
+fn respond_inner(zones: &ZoneSet, packet: &[u8], transport: Transport, out: &mut Vec<u8>, hand_off: bool) -> Outcome {
     let mut query = Query::new();
     match parse_query_into(packet, &mut query) {
         Ok(()) => {}
         Err(QueryError::Drop) => return Outcome::Drop,
         Err(QueryError::FormErr) => return formerr(packet, out),
+    }
+    if hand_off && is_control(&query) {
+        return Outcome::HandOff;
     }
     let limit = match (transport, query.edns) {
         (Transport::Tcp, _) => u16::MAX as usize,

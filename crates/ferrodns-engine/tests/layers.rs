@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 
-use ferrodns_engine::{respond, Outcome, Transport, MAX_UDP_PAYLOAD};
+use ferrodns_engine::{respond, respond_unsigned, Outcome, Transport, MAX_UDP_PAYLOAD};
 use ferrodns_proto::Name;
 use ferrodns_zone::masterfile::{parse_str, ParseOptions};
 use ferrodns_zone::{ZoneBuilder, ZoneSet};
@@ -103,10 +103,10 @@ fn layers_answer_as_the_rfcs_say() {
         ("RD clear stays clear, CD is copied", Ask { flags: 0x0010, ..base }, expect(0, "qr aa cd", 1, None)),
         ("IQUERY is NOTIMP", Ask { flags: 0x0800, ..base }, expect(4, "qr", 0, None)),
         ("STATUS is NOTIMP", Ask { flags: 0x1000, ..base }, expect(4, "qr", 0, None)),
-        ("NOTIFY is NOTIMP here", Ask { flags: 0x2000, ..base }, expect(4, "qr", 0, None)),
+        ("NOTIFY is handed off, and NOTIMP as a plain query", Ask { flags: 0x2000, ..base }, expect(4, "qr", 0, None)),
         ("UPDATE is NOTIMP here", Ask { flags: 0x2800, ..base }, expect(4, "qr", 0, None)),
         ("class CH is REFUSED", Ask { qclass: 3, ..base }, expect(5, "qr rd", 0, None)),
-        ("AXFR on this path is REFUSED", Ask { qtype: 252, ..base }, expect(5, "qr rd", 0, None)),
+        ("AXFR is handed off, and REFUSED as a plain query", Ask { qtype: 252, ..base }, expect(5, "qr rd", 0, None)),
         ("qtype OPT is FORMERR", Ask { qtype: 41, ..base }, expect(1, "qr rd", 0, None)),
         ("a name outside every zone is REFUSED", Ask { qname: "example.org.", ..base }, expect(5, "qr rd", 0, None)),
         (
@@ -143,7 +143,12 @@ fn layers_answer_as_the_rfcs_say() {
     let mut out = Vec::new();
     for (what, ask, expected) in cases {
         let packet = query(&ask);
-        assert_eq!(respond(&zones, &packet, ask.transport, &mut out), Outcome::Reply, "{what}");
+        // Control traffic is handed off; answered as a plain query it gets these codes.
+        let outcome = match respond(&zones, &packet, ask.transport, &mut out) {
+            Outcome::HandOff => respond_unsigned(&zones, &packet, ask.transport, &mut out),
+            other => other,
+        };
+        assert_eq!(outcome, Outcome::Reply, "{what}");
         assert_eq!(out[..2], [0xab, 0xcd], "{what}: id");
         assert_eq!(out[2] & 0x78, packet[2] & 0x78, "{what}: opcode");
         assert_eq!(reply(&out), expected, "{what}");
@@ -176,4 +181,16 @@ fn unknown_edns_options_are_ignored_and_bad_framing_is_formerr() {
     broken[length_at + 1] = 200;
     assert_eq!(respond(&zones, &broken, Transport::Udp, &mut out), Outcome::Reply);
     assert_eq!(out[3] & 0x0f, 1, "FORMERR");
+}
+
+/// NOTIFY, transfers and signed queries are handed off, not answered.
+#[test]
+fn control_traffic_is_handed_off() {
+    let zones = zones();
+    let mut out = Vec::new();
+    let base = Ask { flags: 0x0100, qname: "ns.example.", qtype: 1, qclass: 1, opt: None, transport: Transport::Tcp };
+    for ask in [Ask { flags: 0x2000, ..base }, Ask { qtype: 252, ..base }, Ask { qtype: 251, ..base }] {
+        assert_eq!(respond(&zones, &query(&ask), ask.transport, &mut out), Outcome::HandOff);
+    }
+    assert_eq!(respond(&zones, &query(&base), base.transport, &mut out), Outcome::Reply);
 }

@@ -10,6 +10,7 @@ pub mod name;
 pub mod rdata;
 pub mod rtype;
 pub mod serial;
+pub mod tsig;
 
 pub use message::{parse_query, parse_query_into, Edns, MessageWriter, Query, QueryError, Section};
 pub use name::{Name, NameError};

@@ -51,6 +51,8 @@ pub struct Query {
     pub edns: Option<Edns>,
     /// Number of OPT records seen; more than one is a FORMERR (RFC 6891 §6.1.1).
     pub opt_count: u8,
+    /// A TSIG record is present (it must be last; the TSIG code checks that).
+    pub signed: bool,
 }
 
 impl Query {
@@ -103,6 +105,7 @@ impl Query {
             qclass: Class(0),
             edns: None,
             opt_count: 0,
+            signed: false,
         }
     }
 }
@@ -137,6 +140,7 @@ pub fn parse_query_into(msg: &[u8], query: &mut Query) -> Result<(), QueryError>
     query.opcode = Opcode(((flag_word >> 11) & 0x0f) as u8);
     query.edns = None;
     query.opt_count = 0;
+    query.signed = false;
     if qdcount != 1 {
         return Err(QueryError::FormErr);
     }
@@ -158,6 +162,9 @@ pub fn parse_query_into(msg: &[u8], query: &mut Query) -> Result<(), QueryError>
         let rdata_start = after_owner + 10;
         if msg.len() < rdata_start + rdlen {
             return Err(QueryError::FormErr);
+        }
+        if rtype == RecordType::TSIG.0 {
+            query.signed = true;
         }
         if rtype == RecordType::OPT.0 {
             // OPT belongs in the additional section, owned by the root.

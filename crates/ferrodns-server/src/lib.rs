@@ -18,7 +18,23 @@ use ferrodns_zone::ZoneSet;
 use tokio::sync::watch;
 
 pub use tcp::TcpSettings;
-pub use udp::UdpSettings;
+pub use udp::{ControlPacket, UdpSettings};
+
+/// A boxed future, for the control handler's one method.
+pub type BoxFuture<'a, T> = std::pin::Pin<Box<dyn std::future::Future<Output = T> + Send + 'a>>;
+
+/// Answers control traffic the engine hands off (NOTIFY, AXFR, IXFR,
+/// TSIG-signed messages). It may await (the journal, peers), so it runs on
+/// the async runtime, never on a UDP worker thread.
+pub trait ControlHandler: Send + Sync + 'static {
+    /// The messages to send back, in order (none to stay silent).
+    fn handle<'a>(
+        &'a self,
+        packet: &'a [u8],
+        peer: SocketAddr,
+        transport: ferrodns_engine::Transport,
+    ) -> BoxFuture<'a, Vec<Vec<u8>>>;
+}
 
 /// Where and how to serve DNS.
 #[derive(Clone, Debug)]
@@ -92,22 +108,54 @@ impl BoundDns {
     }
 
     /// Serves until `shutdown` turns true; returns once every socket is closed.
-    pub async fn run(self, zones: Arc<ArcSwap<ZoneSet>>, shutdown: watch::Receiver<bool>) -> io::Result<()> {
+    /// Control traffic goes to `control`, or is answered as plain queries.
+    pub async fn run(
+        self,
+        zones: Arc<ArcSwap<ZoneSet>>,
+        control: Option<Arc<dyn ControlHandler>>,
+        shutdown: watch::Receiver<bool>,
+    ) -> io::Result<()> {
         let stop = Arc::new(AtomicBool::new(false));
         let mut threads = Vec::new();
+        let hand_off = control.as_ref().map(|control| {
+            let (queue, mut packets) = tokio::sync::mpsc::channel::<ControlPacket>(1024);
+            let control = control.clone();
+            tokio::spawn(async move {
+                while let Some(packet) = packets.recv().await {
+                    let control = control.clone();
+                    tokio::spawn(async move {
+                        let replies =
+                            control.handle(&packet.packet, packet.peer, ferrodns_engine::Transport::Udp).await;
+                        for reply in replies {
+                            if let Err(e) = packet.socket.send_to(&reply, packet.peer) {
+                                tracing::debug!(peer = %packet.peer, error = %e, "control reply not sent");
+                            }
+                        }
+                    });
+                }
+            });
+            udp::HandOff { queue }
+        });
         for (index, socket) in self.udp.into_iter().enumerate() {
             let zones = zones.clone();
             let stop = stop.clone();
             let udp_settings = self.udp_settings;
+            let hand_off = hand_off.clone();
             threads.push(
                 std::thread::Builder::new()
                     .name(format!("dns-udp-{index}"))
-                    .spawn(move || udp::run_worker(socket, zones, stop, udp_settings))?,
+                    .spawn(move || udp::run_worker(socket, zones, stop, udp_settings, hand_off))?,
             );
         }
         let mut tcp_tasks = Vec::new();
         for listener in self.tcp {
-            tcp_tasks.push(tokio::spawn(tcp::serve(listener, zones.clone(), self.tcp_settings, shutdown.clone())));
+            tcp_tasks.push(tokio::spawn(tcp::serve(
+                listener,
+                zones.clone(),
+                self.tcp_settings,
+                control.clone(),
+                shutdown.clone(),
+            )));
         }
         let mut shutdown = shutdown;
         while !*shutdown.borrow() {

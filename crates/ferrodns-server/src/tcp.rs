@@ -7,7 +7,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
-use ferrodns_engine::{respond, Outcome, Transport};
+use ferrodns_engine::{respond, respond_unsigned, Outcome, Transport};
+
+use crate::ControlHandler;
 use ferrodns_zone::ZoneSet;
 use tokio::io::{AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{TcpListener, TcpStream};
@@ -47,6 +49,7 @@ pub async fn serve(
     listener: std::net::TcpListener,
     zones: Arc<ArcSwap<ZoneSet>>,
     settings: TcpSettings,
+    control: Option<Arc<dyn ControlHandler>>,
     mut shutdown: watch::Receiver<bool>,
 ) -> io::Result<()> {
     let listener = TcpListener::from_std(listener)?;
@@ -70,8 +73,9 @@ pub async fn serve(
         };
         let zones = zones.clone();
         let shutdown = shutdown.clone();
+        let control = control.clone();
         tokio::spawn(async move {
-            if let Err(e) = connection(stream, zones, settings, shutdown).await {
+            if let Err(e) = connection(stream, peer, zones, settings, control, shutdown).await {
                 tracing::debug!(%peer, error = %e, "TCP connection ended");
             }
             drop(permit);
@@ -81,8 +85,10 @@ pub async fn serve(
 
 async fn connection(
     stream: TcpStream,
+    peer: SocketAddr,
     zones: Arc<ArcSwap<ZoneSet>>,
     settings: TcpSettings,
+    control: Option<Arc<dyn ControlHandler>>,
     mut shutdown: watch::Receiver<bool>,
 ) -> io::Result<()> {
     stream.set_nodelay(true)?;
@@ -106,8 +112,23 @@ async fn connection(
             },
             _ = shutdown.changed() => return Ok(()),
         };
-        let outcome = respond(&zones.load(), &query[..len], Transport::Tcp, &mut answer);
-        if outcome == Outcome::Drop {
+        let mut outcome = respond(&zones.load(), &query[..len], Transport::Tcp, &mut answer);
+        if outcome == Outcome::HandOff {
+            match &control {
+                Some(control) => {
+                    // A transfer is many messages; each is written as it is framed.
+                    for message in control.handle(&query[..len], peer, Transport::Tcp).await {
+                        response.clear();
+                        response.extend_from_slice(&(message.len() as u16).to_be_bytes());
+                        response.extend_from_slice(&message);
+                        writer.write_all(&response).await?;
+                    }
+                    continue;
+                }
+                None => outcome = respond_unsigned(&zones.load(), &query[..len], Transport::Tcp, &mut answer),
+            }
+        }
+        if outcome != Outcome::Reply {
             continue;
         }
         response.clear();

@@ -23,7 +23,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
-use ferrodns_engine::{formerr, prefetch, prefetch_node, respond, Outcome, Transport};
+use ferrodns_engine::{formerr, prefetch, prefetch_node, respond, respond_unsigned, Outcome, Transport};
 use ferrodns_zone::ZoneSet;
 use socket2::{Domain, Protocol, Socket, Type};
 
@@ -96,9 +96,35 @@ fn set_int_option(socket: &Socket, level: libc::c_int, name: libc::c_int, value:
     }
 }
 
+/// A control message (NOTIFY, IXFR, a TSIG-signed query) received over UDP,
+/// on its way to the control handler, with the socket to answer from.
+pub struct ControlPacket {
+    pub packet: Vec<u8>,
+    pub peer: std::net::SocketAddr,
+    pub socket: Arc<UdpSocket>,
+}
+
+/// Where a worker sends control traffic: a bounded queue (full means the
+/// packet is dropped, as UDP allows; control traffic is retried by peers).
+#[derive(Clone)]
+pub struct HandOff {
+    pub queue: tokio::sync::mpsc::Sender<ControlPacket>,
+}
+
 /// Runs a worker on `socket` until `stop` is set.
-pub fn run_worker(socket: UdpSocket, zones: Arc<ArcSwap<ZoneSet>>, stop: Arc<AtomicBool>, settings: UdpSettings) {
+pub fn run_worker(
+    socket: UdpSocket,
+    zones: Arc<ArcSwap<ZoneSet>>,
+    stop: Arc<AtomicBool>,
+    settings: UdpSettings,
+    hand_off: Option<HandOff>,
+) {
     let mut worker = Worker::new();
+    let reply_socket = match (&hand_off, socket.try_clone()) {
+        (Some(_), Ok(clone)) => Some(Arc::new(clone)),
+        _ => None,
+    };
+    worker.hand_off = hand_off.zip(reply_socket);
     let mut window_start = Instant::now();
     let mut window_packets = 0;
     let mut busy = false;
@@ -147,6 +173,7 @@ struct Worker {
     address_lengths: [libc::socklen_t; BATCH],
     iovecs: Vec<libc::iovec>,
     headers: Vec<libc::mmsghdr>,
+    hand_off: Option<(HandOff, Arc<UdpSocket>)>,
 }
 
 impl Worker {
@@ -166,6 +193,7 @@ impl Worker {
             address_lengths: [0; BATCH],
             iovecs: vec![libc::iovec { iov_base: std::ptr::null_mut(), iov_len: 0 }; BATCH],
             headers: vec![zeroed_header; BATCH],
+            hand_off: None,
         }
     }
 
@@ -217,12 +245,34 @@ impl Worker {
         }
         for i in 0..count {
             let packet = &self.inputs[i * RECEIVE_STRIDE..i * RECEIVE_STRIDE + self.input_lengths[i]];
-            let outcome = if self.input_truncated[i] {
+            let mut outcome = if self.input_truncated[i] {
                 // Longer than any sane query: answer with just the header, FORMERR.
                 formerr(packet, &mut self.outputs[i])
             } else {
                 respond(zones, packet, Transport::Udp, &mut self.outputs[i])
             };
+            if outcome == Outcome::HandOff {
+                outcome = match &self.hand_off {
+                    Some((hand_off, socket)) => {
+                        // SAFETY: the kernel filled this storage and its length.
+                        let peer = unsafe {
+                            socket2::SockAddr::new(
+                                std::ptr::read(&self.addresses[i] as *const libc::sockaddr_storage as *const _),
+                                self.address_lengths[i],
+                            )
+                        }
+                        .as_socket();
+                        if let Some(peer) = peer {
+                            let control = ControlPacket { packet: packet.to_vec(), peer, socket: socket.clone() };
+                            if hand_off.queue.try_send(control).is_err() {
+                                tracing::debug!(%peer, "control queue full; dropping a control packet");
+                            }
+                        }
+                        Outcome::Drop
+                    }
+                    None => respond_unsigned(zones, packet, Transport::Udp, &mut self.outputs[i]),
+                };
+            }
             self.reply[i] = outcome == Outcome::Reply;
         }
         let mut out = 0;

@@ -33,9 +33,17 @@ pub enum Applied {
     Gap,
 }
 
+/// Called with each zone version published (for NOTIFY and the catalog),
+/// and with the apex of each zone removed.
+pub trait Observer: Send + Sync {
+    fn published(&self, zone: &Zone);
+    fn removed(&self, apex: &Name);
+}
+
 /// The served zone set and the one path by which it changes.
 pub struct LiveZones {
     current: Arc<ArcSwap<ZoneSet>>,
+    observer: Mutex<Option<Arc<dyn Observer>>>,
     /// Serializes publishers; readers never take it.
     publish: Mutex<()>,
     /// Lowercase apexes of zones served from files, which the API must not own.
@@ -48,9 +56,19 @@ impl LiveZones {
         let file_zones = zones.iter().map(|z| z.apex_lower().to_vec()).collect();
         LiveZones {
             current: Arc::new(ArcSwap::from_pointee(zones)),
+            observer: Mutex::new(None),
             publish: Mutex::new(()),
             file_zones: Mutex::new(file_zones),
         }
+    }
+
+    /// Sets who hears of published and removed zones.
+    pub fn set_observer(&self, observer: Arc<dyn Observer>) {
+        *self.observer.lock().unwrap_or_else(|e| e.into_inner()) = Some(observer);
+    }
+
+    fn observer(&self) -> Option<Arc<dyn Observer>> {
+        self.observer.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
     /// The pointer DNS workers load from.
@@ -89,26 +107,35 @@ impl LiveZones {
                 set.insert(zone.clone());
             }
         });
+        if let Some(observer) = self.observer() {
+            zones.iter().for_each(|zone| observer.published(zone));
+        }
     }
 
     /// Serves `zone`, replacing any zone of the same apex, unless the served
     /// one is newer (a concurrent writer published later data first).
     pub fn publish_zone(&self, zone: Zone) {
-        self.update(|set| {
+        let zone = Arc::new(zone);
+        let published = self.update(|set| {
             if let Some(served) = set.get(zone.apex_lower()) {
                 if served.serial().is_newer_than(zone.serial()) {
-                    return;
+                    return false;
                 }
             }
-            set.insert(Arc::new(zone));
+            set.insert(zone.clone());
+            true
         });
+        if let (true, Some(observer)) = (published, self.observer()) {
+            observer.published(&zone);
+        }
     }
 
     /// Stops serving a zone.
     pub fn remove_zone(&self, apex_lower: &[u8]) {
-        self.update(|set| {
-            set.remove(apex_lower);
-        });
+        let removed = self.update(|set| set.remove(apex_lower));
+        if let (Some(zone), Some(observer)) = (removed, self.observer()) {
+            observer.removed(zone.apex());
+        }
     }
 
     /// Applies a committed change to the served zone; see [`Applied`].
@@ -123,10 +150,14 @@ impl LiveZones {
         if serial != diff.old_serial {
             return Ok(Applied::Gap);
         }
-        let zone = apply_to_zone(served, diff)?;
+        let zone = Arc::new(apply_to_zone(served, diff)?);
         let mut next = ZoneSet::clone(&current);
-        next.insert(Arc::new(zone));
+        next.insert(zone.clone());
         self.current.store(Arc::new(next));
+        drop(_guard);
+        if let Some(observer) = self.observer() {
+            observer.published(&zone);
+        }
         Ok(Applied::Applied)
     }
 }
@@ -142,7 +173,13 @@ pub fn build_zone<'a>(apex: &Name, rrsets: impl IntoIterator<Item = &'a RRsetDat
     builder.finish().map(|(zone, _warnings)| zone)
 }
 
-/// A new zone: `zone` with `diff` applied. Costs a rebuild of the zone.
+/// How many recent changes a zone keeps for IXFR, and how many records
+/// they may hold together; older steps come from the store's journal.
+pub const HISTORY_STEPS: usize = 64;
+pub const HISTORY_RECORDS: usize = 100_000;
+
+/// A new zone: `zone` with `diff` applied, keeping the diff in the new
+/// version's recent history. Costs a rebuild of the zone.
 pub fn apply_to_zone(zone: &Zone, diff: &Diff) -> Result<Zone, Vec<ZoneError>> {
     type Key = (Vec<u8>, RecordType, Vec<u8>);
     let mut removed: HashSet<Key> =
@@ -167,7 +204,17 @@ pub fn apply_to_zone(zone: &Zone, diff: &Diff) -> Result<Zone, Vec<ZoneError>> {
     for record in &diff.added {
         builder.add_wire(record.owner.as_wire(), record.rtype, record.ttl, &record.rdata, None);
     }
-    let (next, _warnings) = builder.finish()?;
+    let (mut next, _warnings) = builder.finish()?;
+    let mut history: Vec<Arc<Diff>> = zone.history().to_vec();
+    history.push(Arc::new(diff.clone()));
+    let mut records: usize = history.iter().map(|d| d.removed.len() + d.added.len()).sum();
+    let mut drop = 0;
+    while history.len() - drop > HISTORY_STEPS || (records > HISTORY_RECORDS && history.len() - drop > 1) {
+        records -= history[drop].removed.len() + history[drop].added.len();
+        drop += 1;
+    }
+    history.drain(..drop);
+    next.set_history(history);
     if next.serial() != diff.new_serial {
         return Err(vec![ZoneError {
             line: None,

@@ -21,10 +21,12 @@
 use std::collections::HashSet;
 use std::fmt;
 use std::hash::BuildHasher;
+use std::sync::Arc;
 
 use ferrodns_proto::name::{self, MAX_NAME_LEN};
 use ferrodns_proto::{Name, RecordType, Serial};
 
+use crate::edit::Diff;
 use crate::index::NameIndex;
 
 /// An RRset: records of one owner and type, sharing a TTL. A view into a zone.
@@ -172,6 +174,10 @@ pub struct Zone {
     serial: Serial,
     negative_ttl: u32,
     record_count: usize,
+    /// The most recent changes that led to this version, oldest first, each
+    /// ending where the next starts and the last at this serial: what IXFR
+    /// serves without asking the store. Bounded by [`crate::live`].
+    history: Arc<[Arc<Diff>]>,
 }
 
 impl fmt::Debug for Zone {
@@ -193,6 +199,16 @@ fn stored_name(arena: &[u8], offset: u32) -> &[u8] {
 }
 
 impl Zone {
+    /// Recent changes leading to this version (see the field).
+    pub fn history(&self) -> &[Arc<Diff>] {
+        &self.history
+    }
+
+    /// Sets the recent changes leading to this version.
+    pub fn set_history(&mut self, history: Vec<Arc<Diff>>) {
+        self.history = Arc::from(history);
+    }
+
     /// The apex name, original case.
     pub fn apex(&self) -> &Name {
         &self.apex
@@ -729,8 +745,18 @@ impl ZoneBuilder {
         let serial = Serial(u32::from_be_bytes(fixed[0..4].try_into().expect("4 octets")));
         let minimum = u32::from_be_bytes(fixed[16..20].try_into().expect("4 octets"));
         let negative_ttl = soa.ttl.min(minimum);
-        let zone =
-            Zone { apex: self.apex, apex_lower, arena, index, hasher, apex_offset, serial, negative_ttl, record_count };
+        let zone = Zone {
+            apex: self.apex,
+            apex_lower,
+            arena,
+            index,
+            hasher,
+            apex_offset,
+            serial,
+            negative_ttl,
+            record_count,
+            history: Arc::from(Vec::new()),
+        };
         Ok((zone, self.warnings))
     }
 }

@@ -7,8 +7,10 @@ use std::time::Duration;
 
 use anyhow::{bail, Context};
 use clap::Args;
+use ferrodns_proto::tsig::Key;
 use ferrodns_proto::Name;
 use ferrodns_store::SerialPolicy;
+use ferrodns_transfer::acl::{Access, Network};
 use serde::Deserialize;
 
 /// The host name, for the default node id.
@@ -75,6 +77,15 @@ pub struct ServeArgs {
     /// This node's name in the API [default: the host name].
     #[arg(long = "node-id", env = "FERRODNS_NODE_ID")]
     pub node_id: Option<String>,
+    /// Send NOTIFY to this secondary on every serial change (repeatable; port 53 if omitted).
+    #[arg(long = "notify", env = "FERRODNS_NOTIFY", value_delimiter = ',')]
+    pub notify: Vec<String>,
+    /// Allow zone transfers from this address or CIDR without TSIG (repeatable).
+    #[arg(long = "allow-transfer", env = "FERRODNS_ALLOW_TRANSFER", value_delimiter = ',')]
+    pub allow_transfer: Vec<String>,
+    /// TSIG key NAME:ALGORITHM:BASE64 (repeatable); transfers signed with one are allowed.
+    #[arg(long = "tsig-key", env = "FERRODNS_TSIG_KEY", value_delimiter = ',')]
+    pub tsig_key: Vec<String>,
 }
 
 /// The `--config` file. Unknown keys are errors, so a typo does not go unseen.
@@ -97,6 +108,9 @@ struct FileSettings {
     max_records_per_rrset: Option<usize>,
     max_body_bytes: Option<usize>,
     node_id: Option<String>,
+    notify: Option<Vec<String>>,
+    allow_transfer: Option<Vec<String>>,
+    tsig_key: Option<Vec<String>>,
     log_level: Option<String>,
 }
 
@@ -120,6 +134,8 @@ pub struct ServeSettings {
     pub max_records_per_rrset: usize,
     pub max_body_bytes: usize,
     pub node_id: String,
+    pub notify: Vec<SocketAddr>,
+    pub transfer_access: Access,
     /// The log level from the file, used when neither flag nor variable sets one.
     pub file_log_level: Option<String>,
 }
@@ -167,6 +183,29 @@ impl ServeArgs {
             default_ns.push(Name::parse("ns.invalid.", None).expect("valid literal"));
         }
         let node_id = self.node_id.or(file.node_id).unwrap_or_else(host_name);
+        let list =
+            |flag: Vec<String>, key: Option<Vec<String>>| if !flag.is_empty() { flag } else { key.unwrap_or_default() };
+        let mut notify = Vec::new();
+        for text in list(self.notify, file.notify) {
+            let address = text
+                .parse::<SocketAddr>()
+                .or_else(|_| format!("{text}:53").parse::<SocketAddr>())
+                .with_context(|| format!("bad --notify '{text}': want ADDR or ADDR:PORT"))?;
+            notify.push(address);
+        }
+        let mut transfer_access = Access::default();
+        for text in list(self.allow_transfer, file.allow_transfer) {
+            transfer_access
+                .networks
+                .push(Network::parse(&text).map_err(|e| anyhow::anyhow!("bad --allow-transfer: {e}"))?);
+        }
+        for text in list(self.tsig_key, file.tsig_key) {
+            let key = Key::parse(&text).map_err(|e| anyhow::anyhow!("bad --tsig-key: {e}"))?;
+            if transfer_access.key(&key.name).is_some() {
+                bail!("--tsig-key {} is given twice", key.name);
+            }
+            transfer_access.keys.push(key);
+        }
         let default_workers = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
         Ok(ServeSettings {
             dns_listen,
@@ -185,6 +224,8 @@ impl ServeArgs {
             max_records_per_rrset: self.max_records_per_rrset.or(file.max_records_per_rrset).unwrap_or(1000).max(1),
             max_body_bytes: self.max_body_bytes.or(file.max_body_bytes).unwrap_or(32 << 20).max(1024),
             node_id,
+            notify,
+            transfer_access,
             file_log_level: file.log_level,
         })
     }

@@ -5,13 +5,17 @@
 mod client;
 mod config;
 mod control;
+mod replication;
 
 use std::path::PathBuf;
 use std::sync::Arc;
 
 use anyhow::{bail, Context};
 use clap::{Parser, Subcommand};
-use ferrodns_server::{DnsSettings, TcpSettings, UdpSettings};
+use ferrodns_server::{ControlHandler, DnsSettings, TcpSettings, UdpSettings};
+use ferrodns_transfer::notify::Notifier;
+use ferrodns_transfer::peers::Peers;
+use ferrodns_transfer::primary::{Journal, Primary};
 use ferrodns_zone::live::LiveZones;
 use ferrodns_zone::{load_zone_file, ZoneSet};
 use tokio::sync::watch;
@@ -167,13 +171,24 @@ fn serve(args: config::ServeArgs, log_level: Option<String>, log_format: LogForm
         let (stop, shutdown) = watch::channel(false);
         // Zone files alone (the benchmark's and differential tests' mode) need
         // no database and leave no data directory behind.
+        if !settings.notify.is_empty() {
+            // Before any zone is published, so that every serial is announced.
+            let notifier = Notifier::spawn(settings.notify.clone(), settings.transfer_access.keys.first().cloned());
+            live.set_observer(Arc::new(replication::NotifyOnPublish { notifier }));
+            tracing::info!(secondaries = ?settings.notify, "NOTIFY on every serial change");
+        }
         let control = if settings.api_listen.is_some() || settings.database_url.is_some() {
             Some(control::start(&settings, live.clone()).await?)
         } else {
             None
         };
         tracing::info!(dns = ?bound.local_addrs(), zones = live.snapshot().len(), udp_workers = settings.udp_workers, "serving DNS");
-        let server = tokio::spawn(bound.run(live.handle(), shutdown.clone()));
+        let journal = control.as_ref().map(|control| {
+            Arc::new(replication::StoreJournal { store: control.state.store.clone() }) as Arc<dyn Journal>
+        });
+        let peers = Arc::new(Peers::default());
+        let primary = Arc::new(Primary::new(live.handle(), settings.transfer_access.clone(), journal, peers));
+        let server = tokio::spawn(bound.run(live.handle(), Some(primary as Arc<dyn ControlHandler>), shutdown.clone()));
         let api = match (&control, settings.api_listen) {
             (Some(control), Some(address)) => Some(control::serve_api(control, &settings, address, shutdown).await?),
             _ => None,

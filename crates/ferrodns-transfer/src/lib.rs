@@ -1,0 +1,17 @@
+//! Replication: how zones leave and enter this server by standard protocols.
+//!
+//! - [`primary::Primary`] answers the control traffic the DNS engine hands
+//!   off: AXFR and IXFR (with TSIG and address access control), TSIG-signed
+//!   queries, and NOTIFY (passed to the secondary role, if any).
+//! - [`notify::Notifier`] announces every new serial to the configured
+//!   secondaries, with retries and coalescing.
+//! - [`peers::Peers`] records which serial each secondary holds.
+//!
+//! This crate owns replication sockets and timers; zone data comes from the
+//! served zone set (`ferrodns-zone`), older IXFR steps from a [`primary::Journal`]
+//! the binary backs with the store.
+
+pub mod acl;
+pub mod notify;
+pub mod peers;
+pub mod primary;

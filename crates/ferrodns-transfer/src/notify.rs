@@ -1,0 +1,158 @@
+//! NOTIFY (RFC 1996) to configured secondaries on every serial change.
+//!
+//! Each (secondary, zone) pair has at most one NOTIFY in flight. A change that
+//! arrives meanwhile only raises the serial to announce, so a burst of changes
+//! becomes one NOTIFY for the newest serial once the one in flight is
+//! answered (coalescing). An unanswered NOTIFY is retried with exponential
+//! backoff (1 s, 2 s, 4 s … capped at 60 s) until the secondary answers or
+//! the zone changes again; a secondary that stays away is tried every minute.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use ferrodns_proto::message::{flags, Section};
+use ferrodns_proto::tsig::{Key, ResponseVerifier, Signer};
+use ferrodns_proto::{Class, MessageWriter, Name, RecordType, Serial};
+use tokio::net::UdpSocket;
+use tokio::sync::mpsc;
+
+use crate::primary::unix_now;
+
+/// A zone that changed, to announce.
+#[derive(Clone, Debug)]
+pub struct Change {
+    pub apex: Name,
+    pub serial: Serial,
+    /// The zone's SOA record (TTL and RDATA), sent in the answer section.
+    pub soa_ttl: u32,
+    pub soa_rdata: Vec<u8>,
+}
+
+/// Sends NOTIFY messages; cheap to clone, never blocks the caller.
+#[derive(Clone)]
+pub struct Notifier {
+    queue: mpsc::UnboundedSender<Change>,
+}
+
+/// Per (secondary, lowercase apex): what to announce and whether a sender runs.
+type Slots = Arc<Mutex<HashMap<(SocketAddr, Vec<u8>), Slot>>>;
+
+#[derive(Default)]
+struct Slot {
+    /// The newest change to announce.
+    latest: Option<Change>,
+    in_flight: bool,
+}
+
+impl Notifier {
+    /// Starts the sender for `targets`, signing with `key` when given.
+    pub fn spawn(targets: Vec<SocketAddr>, key: Option<Key>) -> Notifier {
+        let (queue, mut changes) = mpsc::unbounded_channel::<Change>();
+        let slots: Slots = Arc::default();
+        tokio::spawn(async move {
+            while let Some(change) = changes.recv().await {
+                for &target in &targets {
+                    let id = (target, change.apex.to_lowercase().as_wire().to_vec());
+                    let start = {
+                        let mut slots = slots.lock().unwrap_or_else(|e| e.into_inner());
+                        let slot = slots.entry(id.clone()).or_default();
+                        slot.latest = Some(change.clone());
+                        !std::mem::replace(&mut slot.in_flight, true)
+                    };
+                    if start {
+                        tokio::spawn(announce(target, id, slots.clone(), key.clone()));
+                    }
+                }
+            }
+        });
+        Notifier { queue }
+    }
+
+    /// Announces a new serial of a zone.
+    pub fn changed(&self, change: Change) {
+        let _ = self.queue.send(change);
+    }
+}
+
+/// Sends the newest change of one (secondary, zone) until answered, then
+/// again while newer changes came in meanwhile.
+async fn announce(
+    target: SocketAddr,
+    id: (SocketAddr, Vec<u8>),
+    slots: Slots,
+    key: Option<Key>,
+) {
+    let mut announced: Option<Serial> = None;
+    let mut backoff = Duration::from_secs(1);
+    loop {
+        let change = {
+            let mut slots = slots.lock().unwrap_or_else(|e| e.into_inner());
+            let slot = slots.entry(id.clone()).or_default();
+            match &slot.latest {
+                Some(change) if announced != Some(change.serial) => change.clone(),
+                _ => {
+                    slot.in_flight = false;
+                    return;
+                }
+            }
+        };
+        match send_notify(target, &change, key.as_ref(), backoff.min(Duration::from_secs(5))).await {
+            Ok(()) => {
+                tracing::debug!(%target, zone = %change.apex, serial = change.serial.0, "NOTIFY acknowledged");
+                announced = Some(change.serial);
+                backoff = Duration::from_secs(1);
+            }
+            Err(e) => {
+                tracing::info!(%target, zone = %change.apex, serial = change.serial.0, error = %e, retry_in = ?backoff, "NOTIFY not acknowledged");
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(60));
+            }
+        }
+    }
+}
+
+/// Builds a NOTIFY for `change` (signed with `key` if given).
+pub fn notify_message(id: u16, change: &Change, key: Option<&Key>) -> (Vec<u8>, Option<Signer>) {
+    let mut out = Vec::with_capacity(512);
+    let mut writer = MessageWriter::new(&mut out, u16::MAX as usize);
+    writer.set_header(id, flags::AA | (4 << 11));
+    let _ = writer.push_question(change.apex.as_wire(), RecordType::SOA, Class::IN);
+    let _ =
+        writer.push_record(Section::Answer, change.apex.as_wire(), RecordType::SOA, change.soa_ttl, &change.soa_rdata);
+    let signer = key.map(|key| {
+        let mut signer = Signer::request(key.clone());
+        signer.sign(&mut out, unix_now(), 0, &[]);
+        signer
+    });
+    (out, signer)
+}
+
+async fn send_notify(target: SocketAddr, change: &Change, key: Option<&Key>, wait: Duration) -> Result<(), String> {
+    let bind: SocketAddr = if target.is_ipv4() { "0.0.0.0:0" } else { "[::]:0" }.parse().expect("valid literal");
+    let socket = UdpSocket::bind(bind).await.map_err(|e| e.to_string())?;
+    let id = (unix_now() as u16) ^ (std::process::id() as u16) ^ change.serial.0 as u16;
+    let (message, signer) = notify_message(id, change, key);
+    socket.send_to(&message, target).await.map_err(|e| e.to_string())?;
+    let mut buffer = vec![0u8; 4096];
+    let deadline = tokio::time::Instant::now() + wait;
+    loop {
+        let received = tokio::time::timeout_at(deadline, socket.recv_from(&mut buffer)).await;
+        let (len, from) = match received {
+            Err(_) => return Err("no answer".to_string()),
+            Ok(Err(e)) => return Err(e.to_string()),
+            Ok(Ok(pair)) => pair,
+        };
+        let reply = &buffer[..len];
+        if from != target || len < 12 || u16::from_be_bytes([reply[0], reply[1]]) != id || reply[2] & 0x80 == 0 {
+            continue;
+        }
+        if let (Some(key), Some(signer)) = (key, &signer) {
+            let mut verifier = ResponseVerifier::new(key.clone(), signer.last_mac().unwrap_or_default().to_vec());
+            verifier.verify(reply, unix_now()).map_err(|e| format!("answer failed TSIG: {e}"))?;
+        }
+        let rcode = reply[3] & 0x0f;
+        return if rcode == 0 { Ok(()) } else { Err(format!("answered rcode {rcode}")) };
+    }
+}

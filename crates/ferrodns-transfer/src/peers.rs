@@ -1,0 +1,64 @@
+//! What each secondary holds: the propagation status the API reports.
+//!
+//! A secondary tells us its serial when it asks for IXFR (the SOA in its
+//! authority section) and when it answers our SOA polls; we know what it
+//! holds after we send it a full transfer.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::Mutex;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use ferrodns_proto::{Name, Serial};
+
+/// One secondary's state for one zone.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PeerState {
+    pub serial: Serial,
+    /// Seconds since the Unix epoch.
+    pub last_contact: u64,
+}
+
+/// Every secondary's state, by zone.
+#[derive(Default)]
+pub struct Peers {
+    zones: Mutex<HashMap<Vec<u8>, HashMap<IpAddr, PeerState>>>,
+}
+
+fn now() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
+}
+
+impl Peers {
+    fn set(&self, apex: &Name, peer: IpAddr, serial: Serial) {
+        let mut zones = self.zones.lock().unwrap_or_else(|e| e.into_inner());
+        let state = PeerState { serial, last_contact: now() };
+        zones.entry(apex.to_lowercase().as_wire().to_vec()).or_default().insert(peer, state);
+    }
+
+    /// The peer says it holds `serial` (an IXFR request, an SOA answer).
+    pub fn reported(&self, apex: &Name, peer: IpAddr, serial: Serial) {
+        self.set(apex, peer, serial);
+    }
+
+    /// We sent the peer the zone at `serial`.
+    pub fn transferred(&self, apex: &Name, peer: IpAddr, serial: Serial) {
+        self.set(apex, peer, serial);
+    }
+
+    /// The peers of a zone and what they hold.
+    pub fn of_zone(&self, apex: &Name) -> Vec<(IpAddr, PeerState)> {
+        let zones = self.zones.lock().unwrap_or_else(|e| e.into_inner());
+        let mut list: Vec<_> = zones
+            .get(apex.to_lowercase().as_wire())
+            .map(|peers| peers.iter().map(|(ip, state)| (*ip, *state)).collect())
+            .unwrap_or_default();
+        list.sort_by_key(|(ip, _)| *ip);
+        list
+    }
+
+    /// Forgets a deleted zone.
+    pub fn forget(&self, apex: &Name) {
+        self.zones.lock().unwrap_or_else(|e| e.into_inner()).remove(apex.to_lowercase().as_wire());
+    }
+}

@@ -1,0 +1,256 @@
+//! The primary side: answers the control traffic the DNS engine hands off.
+//!
+//! ```text
+//!   packet ─▶ parse ─▶ TSIG verify ─▶ NOTIFY?  ─▶ the secondary role, or NOTIMP
+//!                     (BADKEY/BADSIG/ ├─ AXFR/IXFR ─▶ access ─▶ zone ─▶ messages
+//!                      BADTIME)       └─ other    ─▶ plain answer
+//!                                                    ─▶ sign every message
+//! ```
+//!
+//! IXFR comes from the served zone's recent history when it reaches the
+//! client's serial, else from the store's journal, else as a full zone.
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use arc_swap::ArcSwap;
+use ferrodns_engine::transfer::{self, IxfrPlan};
+use ferrodns_engine::{formerr, respond_unsigned, Transport};
+use ferrodns_proto::message::{flags, HEADER_LEN};
+use ferrodns_proto::tsig::{self, Signer, Verified};
+use ferrodns_proto::{parse_query, Name, Opcode, Query, Rcode, RecordType, Serial};
+use ferrodns_server::{BoxFuture, ControlHandler};
+use ferrodns_zone::edit::Diff;
+use ferrodns_zone::ZoneSet;
+
+use crate::acl::Access;
+use crate::peers::Peers;
+
+/// Where IXFR steps older than a zone's in-memory history come from.
+pub trait Journal: Send + Sync + 'static {
+    /// The steps from `serial` to the zone's current serial, oldest first, if
+    /// the journal still reaches that far.
+    fn steps_since<'a>(&'a self, apex: &'a Name, serial: Serial) -> BoxFuture<'a, Option<Vec<Arc<Diff>>>>;
+}
+
+/// What the secondary role does with a NOTIFY; the primary role has none.
+pub trait NotifyListener: Send + Sync + 'static {
+    /// Takes a NOTIFY for `apex` from `peer`; returns false if the zone is
+    /// not one this server follows (the answer is then NOTAUTH).
+    fn notified(&self, apex: &Name, peer: SocketAddr, serial: Option<Serial>) -> bool;
+}
+
+/// Seconds since the Unix epoch (TSIG's clock).
+pub fn unix_now() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
+}
+
+/// The control handler.
+pub struct Primary {
+    zones: Arc<ArcSwap<ZoneSet>>,
+    access: Access,
+    journal: Option<Arc<dyn Journal>>,
+    notify_listener: Mutex<Option<Arc<dyn NotifyListener>>>,
+    peers: Arc<Peers>,
+}
+
+impl Primary {
+    pub fn new(
+        zones: Arc<ArcSwap<ZoneSet>>,
+        access: Access,
+        journal: Option<Arc<dyn Journal>>,
+        peers: Arc<Peers>,
+    ) -> Primary {
+        Primary { zones, access, journal, notify_listener: Mutex::new(None), peers }
+    }
+
+    /// Sets who receives NOTIFY messages (the secondary role).
+    pub fn set_notify_listener(&self, listener: Arc<dyn NotifyListener>) {
+        *self.notify_listener.lock().unwrap_or_else(|e| e.into_inner()) = Some(listener);
+    }
+
+    async fn answer(&self, packet: &[u8], peer: SocketAddr, transport: Transport) -> Vec<Vec<u8>> {
+        let Ok(query) = parse_query(packet) else {
+            let mut out = Vec::new();
+            return match formerr(packet, &mut out) {
+                ferrodns_engine::Outcome::Reply => vec![out],
+                _ => Vec::new(),
+            };
+        };
+        let now = unix_now();
+        let verified = match tsig::verify_request(packet, |name| self.access.key(name), now) {
+            Ok(verified) => verified,
+            Err(Ok(failure)) => {
+                tracing::warn!(%peer, zone = %display_qname(&query), "refused: {failure}");
+                return vec![tsig_error(&query, &failure, now)];
+            }
+            Err(Err(_)) => {
+                let mut out = Vec::new();
+                let _ = formerr(packet, &mut out);
+                return vec![out];
+            }
+        };
+        let mut messages = if query.opcode == Opcode::NOTIFY {
+            self.notify(&query, packet, peer, transport)
+        } else if matches!(query.qtype, RecordType::AXFR | RecordType::IXFR) {
+            self.transfer(&query, packet, peer, transport, verified.is_some()).await
+        } else {
+            let mut out = Vec::new();
+            match respond_unsigned(&self.zones.load(), packet, transport, &mut out) {
+                ferrodns_engine::Outcome::Reply => vec![out],
+                _ => Vec::new(),
+            }
+        };
+        if let Some(verified) = verified {
+            sign_all(&mut messages, verified, now);
+        }
+        messages
+    }
+
+    fn notify(&self, query: &Query, packet: &[u8], peer: SocketAddr, transport: Transport) -> Vec<Vec<u8>> {
+        let listener = self.notify_listener.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        let Some(listener) = listener else {
+            let mut out = Vec::new();
+            let _ = respond_unsigned(&self.zones.load(), packet, transport, &mut out);
+            return vec![out];
+        };
+        let apex = Name::from_wire(query.qname_lower()).unwrap_or_else(|_| Name::root());
+        let serial = answer_soa_serial(packet);
+        let rcode = if listener.notified(&apex, peer, serial) { Rcode::NOERROR } else { Rcode::NOTAUTH };
+        vec![header_only(query, rcode, true)]
+    }
+
+    async fn transfer(
+        &self,
+        query: &Query,
+        packet: &[u8],
+        peer: SocketAddr,
+        transport: Transport,
+        signed: bool,
+    ) -> Vec<Vec<u8>> {
+        let zone_name = display_qname(query);
+        if !signed && !self.access.allows_address(peer.ip()) {
+            tracing::warn!(%peer, zone = %zone_name, qtype = %query.qtype, "transfer refused: not signed with a configured key and not from an allowed address");
+            return vec![header_only(query, Rcode::REFUSED, true)];
+        }
+        let zones = self.zones.load_full();
+        let Some(zone) = zones.get(query.qname_lower()).cloned() else {
+            tracing::info!(%peer, zone = %zone_name, "transfer of a zone we do not serve");
+            return vec![header_only(query, Rcode::NOTAUTH, true)];
+        };
+        if query.qtype == RecordType::AXFR {
+            if transport == Transport::Udp {
+                return vec![header_only(query, Rcode::FORMERR, true)];
+            }
+            let messages = transfer::axfr(&zone, query, u16::MAX as usize);
+            self.peers.transferred(zone.apex(), peer.ip(), zone.serial());
+            tracing::info!(%peer, zone = %zone_name, serial = zone.serial().0, messages = messages.len(), "AXFR served");
+            return messages;
+        }
+        let Ok(request) = transfer::parse_request(packet) else {
+            return vec![header_only(query, Rcode::FORMERR, true)];
+        };
+        let client = request.client_serial.unwrap_or(Serial(0));
+        self.peers.reported(zone.apex(), peer.ip(), client);
+        let mut plan = transfer::plan_ixfr(&zone, client, zone.history());
+        if matches!(plan, IxfrPlan::Full) {
+            if let Some(journal) = &self.journal {
+                if let Some(steps) = journal.steps_since(zone.apex(), client).await {
+                    plan = transfer::plan_ixfr(&zone, client, &steps);
+                }
+            }
+        }
+        let limit = match (transport, query.edns) {
+            (Transport::Tcp, _) => u16::MAX as usize,
+            (Transport::Udp, None) => 512,
+            (Transport::Udp, Some(edns)) => edns.udp_payload.clamp(512, 4096) as usize,
+        };
+        let messages = match &plan {
+            IxfrPlan::UpToDate => vec![transfer::current_soa(&zone, query)],
+            IxfrPlan::Steps(steps) => {
+                let messages = transfer::ixfr(&zone, query, steps, limit.max(transfer::TSIG_RESERVE + 512));
+                if transport == Transport::Udp && (messages.len() > 1 || messages[0].len() > limit) {
+                    // RFC 1995 §2: too big for UDP; the current SOA tells the client to use TCP.
+                    vec![transfer::current_soa(&zone, query)]
+                } else {
+                    messages
+                }
+            }
+            IxfrPlan::Full if transport == Transport::Udp => vec![transfer::current_soa(&zone, query)],
+            IxfrPlan::Full => transfer::axfr(&zone, query, u16::MAX as usize),
+        };
+        if transport == Transport::Tcp || !matches!(plan, IxfrPlan::Full) {
+            self.peers.transferred(zone.apex(), peer.ip(), zone.serial());
+        }
+        let kind = match plan {
+            IxfrPlan::UpToDate => "up to date",
+            IxfrPlan::Steps(_) => "incremental",
+            IxfrPlan::Full => "full zone",
+        };
+        tracing::info!(%peer, zone = %zone_name, from = client.0, to = zone.serial().0, kind, messages = messages.len(), "IXFR served");
+        messages
+    }
+}
+
+impl ControlHandler for Primary {
+    fn handle<'a>(&'a self, packet: &'a [u8], peer: SocketAddr, transport: Transport) -> BoxFuture<'a, Vec<Vec<u8>>> {
+        Box::pin(self.answer(packet, peer, transport))
+    }
+}
+
+fn display_qname(query: &Query) -> String {
+    Name::from_wire(query.qname()).map(|n| n.to_string()).unwrap_or_default()
+}
+
+/// A reply with the question and an rcode, nothing else.
+fn header_only(query: &Query, rcode: Rcode, authoritative: bool) -> Vec<u8> {
+    let mut out = Vec::with_capacity(HEADER_LEN + query.qname().len() + 4);
+    let mut writer = ferrodns_proto::MessageWriter::new(&mut out, u16::MAX as usize);
+    let aa = if authoritative && rcode != Rcode::REFUSED { flags::AA } else { 0 };
+    writer.set_header(query.id, flags::QR | aa | (query.flags & (0x7800 | flags::RD)));
+    let _ = writer.push_question(query.qname(), query.qtype, query.qclass);
+    writer.set_rcode(rcode);
+    out
+}
+
+/// RFC 8945 §5.2: BADKEY and BADSIG go back unsigned with NOTAUTH; BADTIME
+/// is signed and carries our time.
+fn tsig_error(query: &Query, failure: &tsig::Failure, now: u64) -> Vec<u8> {
+    let mut out = header_only(query, Rcode::NOTAUTH, false);
+    match &failure.signing {
+        Some(verified) => {
+            let mut signer = Signer::response(verified.clone());
+            signer.sign(&mut out, now, failure.error, &now.to_be_bytes()[2..]);
+        }
+        None => tsig::append_error(&mut out, &failure.key_name, &failure.algorithm, failure.time_signed, failure.error),
+    }
+    out
+}
+
+fn sign_all(messages: &mut [Vec<u8>], verified: Verified, now: u64) {
+    let mut signer = Signer::response(verified);
+    for message in messages {
+        signer.sign(message, now, 0, &[]);
+    }
+}
+
+/// The serial in a NOTIFY's answer section, if it carries an SOA (RFC 1996 §3.7).
+fn answer_soa_serial(packet: &[u8]) -> Option<Serial> {
+    let ancount = u16::from_be_bytes([*packet.get(6)?, *packet.get(7)?]);
+    if ancount == 0 {
+        return None;
+    }
+    let mut scratch = ferrodns_proto::name::NameBuf::new();
+    let mut pos = ferrodns_proto::name::read_compressed(packet, 12, &mut scratch).ok()? + 4;
+    let after = ferrodns_proto::name::read_compressed(packet, pos, &mut scratch).ok()?;
+    let rtype = u16::from_be_bytes([*packet.get(after)?, *packet.get(after + 1)?]);
+    if rtype != RecordType::SOA.0 {
+        return None;
+    }
+    pos = after + 10;
+    let after_mname = ferrodns_proto::name::read_compressed(packet, pos, &mut scratch).ok()?;
+    let after_rname = ferrodns_proto::name::read_compressed(packet, after_mname, &mut scratch).ok()?;
+    let serial = packet.get(after_rname..after_rname + 4)?;
+    Some(Serial(u32::from_be_bytes(serial.try_into().ok()?)))
+}

@@ -1,0 +1,49 @@
+//! Glue between the store, the served zones and replication: the journal
+//! IXFR falls back on, and NOTIFY on every published serial.
+
+use std::sync::Arc;
+
+use ferrodns_proto::{Name, RecordType, Serial};
+use ferrodns_server::BoxFuture;
+use ferrodns_store::Store;
+use ferrodns_transfer::notify::{Change, Notifier};
+use ferrodns_transfer::primary::Journal;
+use ferrodns_zone::edit::Diff;
+use ferrodns_zone::live::Observer;
+use ferrodns_zone::Zone;
+
+/// IXFR steps from the store's journal.
+pub struct StoreJournal {
+    pub store: Arc<Store>,
+}
+
+impl Journal for StoreJournal {
+    fn steps_since<'a>(&'a self, apex: &'a Name, serial: Serial) -> BoxFuture<'a, Option<Vec<Arc<Diff>>>> {
+        Box::pin(async move {
+            let zone = self.store.zone(apex).await.ok()?;
+            let journal = self.store.journal(zone.id).await.ok()?;
+            let start = journal.iter().position(|(_, d)| d.old_serial == serial && !d.removed.is_empty())?;
+            Some(journal.into_iter().skip(start).map(|(_, d)| Arc::new(d)).collect())
+        })
+    }
+}
+
+/// Announces each published zone version to the secondaries.
+pub struct NotifyOnPublish {
+    pub notifier: Notifier,
+}
+
+impl Observer for NotifyOnPublish {
+    fn published(&self, zone: &Zone) {
+        let soa = zone.soa();
+        debug_assert_eq!(soa.rtype, RecordType::SOA);
+        self.notifier.changed(Change {
+            apex: zone.apex().clone(),
+            serial: zone.serial(),
+            soa_ttl: soa.ttl,
+            soa_rdata: soa.first().to_vec(),
+        });
+    }
+
+    fn removed(&self, _apex: &Name) {}
+}

@@ -1,0 +1,170 @@
+//! Replication with real peers from Debian: Knot 3.2 and BIND 9.18 as
+//! secondaries of a ferrodns primary, over TSIG, fed by NOTIFY. A zone made
+//! through the API reaches both by AXFR; a change reaches both by IXFR, and
+//! the primary's log shows that the transfers were incremental.
+
+mod support;
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use reqwest::Method;
+use serde_json::json;
+use support::control::{dns_lookup, json, Database, Node};
+use support::free_port;
+
+const SECRET: &str = "ZmVycm9kbnMtaW50ZXJvcC10ZXN0LXNlY3JldC1rZXktMzI=";
+
+/// A peer server process in its own directory.
+struct Peer {
+    name: &'static str,
+    port: u16,
+    dir: PathBuf,
+    child: Child,
+}
+
+impl Drop for Peer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+impl Peer {
+    fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.join("log")).unwrap_or_default()
+    }
+
+    fn addr(&self) -> std::net::SocketAddr {
+        std::net::SocketAddr::from(([127, 0, 0, 1], self.port))
+    }
+}
+
+fn dir(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("ferrodns-interop-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+fn spawn(name: &'static str, port: u16, dir: PathBuf, command: &mut Command) -> Peer {
+    let log = std::fs::File::create(dir.join("log")).unwrap();
+    let child = command.stdout(log.try_clone().unwrap()).stderr(log).stdin(Stdio::null()).spawn().unwrap();
+    Peer { name, port, dir, child }
+}
+
+fn binary(name: &str) -> PathBuf {
+    ["/usr/sbin", "/usr/bin"]
+        .iter()
+        .map(|d| Path::new(d).join(name))
+        .find(|p| p.exists())
+        .unwrap_or_else(|| panic!("{name} is not installed; .ci/run installs it"))
+}
+
+/// Knot as a secondary of `primary` for `zone`, with the TSIG key.
+fn knot_secondary(port: u16, primary: u16, zone: &str) -> Peer {
+    let dir = dir("knot");
+    let config = format!(
+        "server:\n    rundir: \"{d}\"\n    listen: 127.0.0.1@{port}\n    udp-workers: 1\n    tcp-workers: 1\n    background-workers: 1\n\
+         database:\n    storage: \"{d}\"\n\
+         log:\n  - target: stderr\n    any: info\n\
+         key:\n  - id: xfr\n    algorithm: hmac-sha256\n    secret: {SECRET}\n\
+         remote:\n  - id: primary\n    address: 127.0.0.1@{primary}\n    key: xfr\n\
+         acl:\n  - id: notify\n    address: 127.0.0.1\n    key: xfr\n    action: notify\n\
+         template:\n  - id: default\n    storage: \"{d}\"\n    zonefile-sync: -1\n    zonefile-load: none\n    journal-content: changes\n\
+         zone:\n  - domain: {zone}\n    master: primary\n    acl: notify\n",
+        d = dir.display()
+    );
+    std::fs::write(dir.join("knot.conf"), config).unwrap();
+    let mut command = Command::new(binary("knotd"));
+    command.arg("-c").arg(dir.join("knot.conf"));
+    spawn("knot", port, dir, &mut command)
+}
+
+/// BIND as a secondary of `primary` for `zone`, with the TSIG key.
+fn bind_secondary(port: u16, primary: u16, zone: &str) -> Peer {
+    let dir = dir("bind");
+    let config = format!(
+        "options {{\n  directory \"{d}\";\n  pid-file \"{d}/named.pid\";\n  listen-on port {port} {{ 127.0.0.1; }};\n  listen-on-v6 {{ none; }};\n\
+         recursion no;\n  notify no;\n  dnssec-validation no;\n}};\n\
+         controls {{ }};\n\
+         key \"xfr\" {{ algorithm hmac-sha256; secret \"{SECRET}\"; }};\n\
+         logging {{ channel out {{ stderr; severity info; print-time yes; }}; category default {{ out; }}; category xfer-in {{ out; }}; category notify {{ out; }}; }};\n\
+         zone \"{zone}\" {{\n  type secondary;\n  primaries {{ 127.0.0.1 port {primary} key xfr; }};\n  file \"{zone}db\";\n  allow-notify {{ key xfr; }};\n}};\n",
+        d = dir.display()
+    );
+    std::fs::write(dir.join("named.conf"), config).unwrap();
+    let mut command = Command::new(binary("named"));
+    command.arg("-g").arg("-n").arg("1").arg("-c").arg(dir.join("named.conf"));
+    spawn("bind", port, dir, &mut command)
+}
+
+/// Waits until `peer` answers `name` A with `address`.
+fn wait_for(peer: &Peer, name: &str, address: &str, timeout: Duration) -> Duration {
+    let started = Instant::now();
+    loop {
+        let answer = std::panic::catch_unwind(|| dns_lookup(peer.addr(), name, 1));
+        if let Ok((_, data)) = answer {
+            if data.iter().any(|d| d == address) {
+                return started.elapsed();
+            }
+        }
+        assert!(started.elapsed() < timeout, "{} does not serve {name} A {address}:\n{}", peer.name, peer.log());
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn knot_and_bind_follow_a_ferrodns_primary_with_tsig() {
+    let database = Database::sqlite();
+    let (knot_port, bind_port) = (free_port(), free_port());
+    let key = format!("xfr:hmac-sha256:{SECRET}");
+    let node = Node::start(
+        &database,
+        &[
+            "--tsig-key",
+            &key,
+            "--notify",
+            &format!("127.0.0.1:{knot_port}"),
+            "--notify",
+            &format!("127.0.0.1:{bind_port}"),
+        ],
+    );
+    // A zone big enough that a one-record change is smaller than the zone.
+    let (status, _, _) =
+        json(node.request(Method::POST, "/v1/zones").json(&json!({"name": "replica.test"})).send().unwrap());
+    assert_eq!(status, 201);
+    let mut changes: Vec<_> = (0..20)
+        .map(|i| json!({"action": "create", "name": format!("host{i}"), "type": "A", "ttl": 300, "records": [format!("192.0.2.{i}")]}))
+        .collect();
+    changes.push(json!({"action": "create", "name": "www", "type": "A", "ttl": 300, "records": ["198.51.100.1"]}));
+    let (status, body, _) = json(
+        node.request(Method::POST, "/v1/zones/replica.test/changes").json(&json!({"changes": changes})).send().unwrap(),
+    );
+    assert_eq!(status, 200, "{body}");
+
+    let primary = node.dns.port();
+    let knot = knot_secondary(knot_port, primary, "replica.test.");
+    let bind = bind_secondary(bind_port, primary, "replica.test.");
+    for peer in [&knot, &bind] {
+        wait_for(peer, "www.replica.test.", "198.51.100.1", Duration::from_secs(20));
+    }
+
+    // A change: NOTIFY, then IXFR, on both.
+    let body = json!({"ttl": 300, "records": ["198.51.100.2"]});
+    let (status, _, _) =
+        json(node.request(Method::PUT, "/v1/zones/replica.test/rrsets/www/A").json(&body).send().unwrap());
+    assert_eq!(status, 200);
+    for peer in [&knot, &bind] {
+        let took = wait_for(peer, "www.replica.test.", "198.51.100.2", Duration::from_secs(10));
+        println!("{} served the change {took:?} after the API answered", peer.name);
+    }
+    let log = node.log();
+    let incremental = log.lines().filter(|l| l.contains("IXFR served") && l.contains("incremental")).count();
+    assert!(incremental >= 2, "expected an incremental IXFR to each secondary:\n{log}");
+    assert!(!log.contains("transfer refused"), "{log}");
+    // Knot says so too.
+    assert!(knot.log().contains("IXFR"), "{}", knot.log());
+}
