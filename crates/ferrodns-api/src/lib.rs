@@ -73,6 +73,8 @@ pub struct ApiState {
     pub live: Arc<LiveZones>,
     pub settings: Arc<ApiSettings>,
     pub zone_locks: Arc<ZoneLocks>,
+    /// The catalog zone to keep in step with created and deleted zones.
+    pub catalog: Option<Arc<ferrodns_transfer::catalog::Catalog>>,
 }
 
 /// One async lock per zone, held from a change's transaction to its

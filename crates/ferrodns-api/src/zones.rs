@@ -165,6 +165,9 @@ pub async fn create_zone(
     if !caller.may_touch_zone(&apex) {
         return Err(Problem::forbidden(format!("this token is limited to other zones than {apex}")));
     }
+    if state.catalog.as_ref().is_some_and(|c| *c.name() == apex) {
+        return Err(Problem::conflict(format!("{apex} is this server's catalog zone")));
+    }
     if state.live.is_file_zone(apex.as_wire()) {
         return Err(Problem::conflict(format!("{apex} is served from a zone file on this server")));
     }
@@ -190,6 +193,9 @@ pub async fn create_zone(
         other => other?,
     };
     publish(&state, &zone, None).await?;
+    if let Some(catalog) = &state.catalog {
+        catalog.add(&zone.name, &zone.catalog_id);
+    }
     let mut response = zone_response(StatusCode::CREATED, &zone);
     if let Ok(location) = HeaderValue::from_str(&format!("/v1/zones/{}", zone.name)) {
         response.headers_mut().insert(header::LOCATION, location);
@@ -267,6 +273,9 @@ pub async fn delete_zone(
     let publication = state.zone_locks.lock(&zone.name).await;
     state.store.delete_zone(zone.id).await?;
     state.live.remove_zone(zone.name.as_wire());
+    if let Some(catalog) = &state.catalog {
+        catalog.remove(&zone.name);
+    }
     drop(publication);
     state.zone_locks.forget(&zone.name);
     Ok(StatusCode::NO_CONTENT)

@@ -6,12 +6,14 @@
 //! - [`notify::Notifier`] announces every new serial to the configured
 //!   secondaries, with retries and coalescing.
 //! - [`peers::Peers`] records which serial each secondary holds.
+//! - [`catalog::Catalog`] keeps the RFC 9432 catalog zone of hosted zones.
 //!
 //! This crate owns replication sockets and timers; zone data comes from the
 //! served zone set (`ferrodns-zone`), older IXFR steps from a [`primary::Journal`]
 //! the binary backs with the store.
 
 pub mod acl;
+pub mod catalog;
 pub mod notify;
 pub mod peers;
 pub mod primary;

@@ -78,12 +78,7 @@ impl Notifier {
 
 /// Sends the newest change of one (secondary, zone) until answered, then
 /// again while newer changes came in meanwhile.
-async fn announce(
-    target: SocketAddr,
-    id: (SocketAddr, Vec<u8>),
-    slots: Slots,
-    key: Option<Key>,
-) {
+async fn announce(target: SocketAddr, id: (SocketAddr, Vec<u8>), slots: Slots, key: Option<Key>) {
     let mut announced: Option<Serial> = None;
     let mut backoff = Duration::from_secs(1);
     loop {

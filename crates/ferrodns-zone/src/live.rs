@@ -43,7 +43,7 @@ pub trait Observer: Send + Sync {
 /// The served zone set and the one path by which it changes.
 pub struct LiveZones {
     current: Arc<ArcSwap<ZoneSet>>,
-    observer: Mutex<Option<Arc<dyn Observer>>>,
+    observers: Mutex<Vec<Arc<dyn Observer>>>,
     /// Serializes publishers; readers never take it.
     publish: Mutex<()>,
     /// Lowercase apexes of zones served from files, which the API must not own.
@@ -56,19 +56,19 @@ impl LiveZones {
         let file_zones = zones.iter().map(|z| z.apex_lower().to_vec()).collect();
         LiveZones {
             current: Arc::new(ArcSwap::from_pointee(zones)),
-            observer: Mutex::new(None),
+            observers: Mutex::new(Vec::new()),
             publish: Mutex::new(()),
             file_zones: Mutex::new(file_zones),
         }
     }
 
-    /// Sets who hears of published and removed zones.
-    pub fn set_observer(&self, observer: Arc<dyn Observer>) {
-        *self.observer.lock().unwrap_or_else(|e| e.into_inner()) = Some(observer);
+    /// Adds one who hears of published and removed zones.
+    pub fn add_observer(&self, observer: Arc<dyn Observer>) {
+        self.observers.lock().unwrap_or_else(|e| e.into_inner()).push(observer);
     }
 
-    fn observer(&self) -> Option<Arc<dyn Observer>> {
-        self.observer.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    fn observers(&self) -> Vec<Arc<dyn Observer>> {
+        self.observers.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
     /// The pointer DNS workers load from.
@@ -107,7 +107,7 @@ impl LiveZones {
                 set.insert(zone.clone());
             }
         });
-        if let Some(observer) = self.observer() {
+        for observer in self.observers() {
             zones.iter().for_each(|zone| observer.published(zone));
         }
     }
@@ -125,16 +125,16 @@ impl LiveZones {
             set.insert(zone.clone());
             true
         });
-        if let (true, Some(observer)) = (published, self.observer()) {
-            observer.published(&zone);
+        if published {
+            self.observers().iter().for_each(|o| o.published(&zone));
         }
     }
 
     /// Stops serving a zone.
     pub fn remove_zone(&self, apex_lower: &[u8]) {
         let removed = self.update(|set| set.remove(apex_lower));
-        if let (Some(zone), Some(observer)) = (removed, self.observer()) {
-            observer.removed(zone.apex());
+        if let Some(zone) = removed {
+            self.observers().iter().for_each(|o| o.removed(zone.apex()));
         }
     }
 
@@ -155,9 +155,7 @@ impl LiveZones {
         next.insert(zone.clone());
         self.current.store(Arc::new(next));
         drop(_guard);
-        if let Some(observer) = self.observer() {
-            observer.published(&zone);
-        }
+        self.observers().iter().for_each(|o| o.published(&zone));
         Ok(Applied::Applied)
     }
 }

@@ -11,6 +11,7 @@ use ferrodns_proto::tsig::Key;
 use ferrodns_proto::Name;
 use ferrodns_store::SerialPolicy;
 use ferrodns_transfer::acl::{Access, Network};
+use ferrodns_transfer::catalog::DEFAULT_CATALOG;
 use serde::Deserialize;
 
 /// The host name, for the default node id.
@@ -83,6 +84,9 @@ pub struct ServeArgs {
     /// Allow zone transfers from this address or CIDR without TSIG (repeatable).
     #[arg(long = "allow-transfer", env = "FERRODNS_ALLOW_TRANSFER", value_delimiter = ',')]
     pub allow_transfer: Vec<String>,
+    /// Name of the RFC 9432 catalog zone listing every hosted zone [default: catalog.ferrodns.invalid.].
+    #[arg(long = "catalog-zone", env = "FERRODNS_CATALOG_ZONE")]
+    pub catalog_zone: Option<String>,
     /// TSIG key NAME:ALGORITHM:BASE64 (repeatable); transfers signed with one are allowed.
     #[arg(long = "tsig-key", env = "FERRODNS_TSIG_KEY", value_delimiter = ',')]
     pub tsig_key: Vec<String>,
@@ -111,6 +115,7 @@ struct FileSettings {
     notify: Option<Vec<String>>,
     allow_transfer: Option<Vec<String>>,
     tsig_key: Option<Vec<String>>,
+    catalog_zone: Option<String>,
     log_level: Option<String>,
 }
 
@@ -136,6 +141,7 @@ pub struct ServeSettings {
     pub node_id: String,
     pub notify: Vec<SocketAddr>,
     pub transfer_access: Access,
+    pub catalog_zone: Name,
     /// The log level from the file, used when neither flag nor variable sets one.
     pub file_log_level: Option<String>,
 }
@@ -193,6 +199,12 @@ impl ServeArgs {
                 .with_context(|| format!("bad --notify '{text}': want ADDR or ADDR:PORT"))?;
             notify.push(address);
         }
+        let catalog_text = self.catalog_zone.or(file.catalog_zone).unwrap_or_else(|| DEFAULT_CATALOG.to_string());
+        let catalog_absolute =
+            if catalog_text.ends_with('.') { catalog_text.clone() } else { format!("{catalog_text}.") };
+        let catalog_zone = Name::parse(&catalog_absolute, None)
+            .with_context(|| format!("bad --catalog-zone '{catalog_text}'"))?
+            .to_lowercase();
         let mut transfer_access = Access::default();
         for text in list(self.allow_transfer, file.allow_transfer) {
             transfer_access
@@ -226,6 +238,7 @@ impl ServeArgs {
             node_id,
             notify,
             transfer_access,
+            catalog_zone,
             file_log_level: file.log_level,
         })
     }

@@ -12,7 +12,9 @@ use std::sync::Arc;
 use anyhow::{bail, Context};
 use ferrodns_api::auth::{hash_secret, new_id, new_secret, OPERATOR_TENANT};
 use ferrodns_api::{ApiSettings, ApiState};
+use ferrodns_proto::Name;
 use ferrodns_store::{Store, StoreOptions, TokenRecord};
+use ferrodns_transfer::catalog::{file_zone_id, Catalog};
 use ferrodns_zone::edit::Limits;
 use ferrodns_zone::live::{build_zone, LiveZones};
 use tokio::sync::watch;
@@ -68,7 +70,23 @@ pub async fn start(settings: &ServeSettings, live: Arc<LiveZones>) -> anyhow::Re
         node: settings.node_id.clone(),
         ..ApiSettings::default()
     };
-    let state = ApiState { store: Arc::new(store), live, settings: Arc::new(api), zone_locks: Arc::default() };
+    // The catalog lists every zone: stored ones by their catalog id, zone-file
+    // ones by an id derived from their name.
+    let mut members: Vec<(Name, String)> = zones.iter().map(|z| (z.name.clone(), z.catalog_id.clone())).collect();
+    for zone in live.snapshot().iter() {
+        if live.is_file_zone(zone.apex_lower()) {
+            members.push((zone.apex().clone(), file_zone_id(zone.apex())));
+        }
+    }
+    let catalog = Catalog::start(settings.catalog_zone.clone(), live.clone(), members);
+    tracing::info!(catalog = %catalog.name(), "catalog zone published");
+    let state = ApiState {
+        store: Arc::new(store),
+        live,
+        settings: Arc::new(api),
+        zone_locks: Arc::default(),
+        catalog: Some(catalog),
+    };
     Ok(Control { state, _lock: lock })
 }
 

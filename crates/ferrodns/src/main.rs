@@ -174,7 +174,7 @@ fn serve(args: config::ServeArgs, log_level: Option<String>, log_format: LogForm
         if !settings.notify.is_empty() {
             // Before any zone is published, so that every serial is announced.
             let notifier = Notifier::spawn(settings.notify.clone(), settings.transfer_access.keys.first().cloned());
-            live.set_observer(Arc::new(replication::NotifyOnPublish { notifier }));
+            live.add_observer(Arc::new(replication::NotifyOnPublish { notifier }));
             tracing::info!(secondaries = ?settings.notify, "NOTIFY on every serial change");
         }
         let control = if settings.api_listen.is_some() || settings.database_url.is_some() {

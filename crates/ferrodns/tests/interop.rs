@@ -63,8 +63,8 @@ fn binary(name: &str) -> PathBuf {
         .unwrap_or_else(|| panic!("{name} is not installed; .ci/run installs it"))
 }
 
-/// Knot as a secondary of `primary` for `zone`, with the TSIG key.
-fn knot_secondary(port: u16, primary: u16, zone: &str) -> Peer {
+/// Knot as a secondary of `primary` that consumes its catalog zone.
+fn knot_secondary(port: u16, primary: u16, catalog: &str) -> Peer {
     let dir = dir("knot");
     let config = format!(
         "server:\n    rundir: \"{d}\"\n    listen: 127.0.0.1@{port}\n    udp-workers: 1\n    tcp-workers: 1\n    background-workers: 1\n\
@@ -74,7 +74,8 @@ fn knot_secondary(port: u16, primary: u16, zone: &str) -> Peer {
          remote:\n  - id: primary\n    address: 127.0.0.1@{primary}\n    key: xfr\n\
          acl:\n  - id: notify\n    address: 127.0.0.1\n    key: xfr\n    action: notify\n\
          template:\n  - id: default\n    storage: \"{d}\"\n    zonefile-sync: -1\n    zonefile-load: none\n    journal-content: changes\n\
-         zone:\n  - domain: {zone}\n    master: primary\n    acl: notify\n",
+         \x20 - id: member\n    storage: \"{d}\"\n    zonefile-sync: -1\n    zonefile-load: none\n    journal-content: changes\n    master: primary\n    acl: notify\n\
+         zone:\n  - domain: {catalog}\n    master: primary\n    acl: notify\n    catalog-role: interpret\n    catalog-template: member\n",
         d = dir.display()
     );
     std::fs::write(dir.join("knot.conf"), config).unwrap();
@@ -83,16 +84,17 @@ fn knot_secondary(port: u16, primary: u16, zone: &str) -> Peer {
     spawn("knot", port, dir, &mut command)
 }
 
-/// BIND as a secondary of `primary` for `zone`, with the TSIG key.
-fn bind_secondary(port: u16, primary: u16, zone: &str) -> Peer {
+/// BIND as a secondary of `primary` that consumes its catalog zone.
+fn bind_secondary(port: u16, primary: u16, catalog: &str) -> Peer {
     let dir = dir("bind");
     let config = format!(
         "options {{\n  directory \"{d}\";\n  pid-file \"{d}/named.pid\";\n  listen-on port {port} {{ 127.0.0.1; }};\n  listen-on-v6 {{ none; }};\n\
-         recursion no;\n  notify no;\n  dnssec-validation no;\n}};\n\
+         recursion no;\n  notify no;\n  dnssec-validation no;\n  allow-new-zones yes;\n\
+         catalog-zones {{ zone \"{catalog}\" default-primaries {{ 127.0.0.1 port {primary} key xfr; }}; }};\n}};\n\
          controls {{ }};\n\
          key \"xfr\" {{ algorithm hmac-sha256; secret \"{SECRET}\"; }};\n\
          logging {{ channel out {{ stderr; severity info; print-time yes; }}; category default {{ out; }}; category xfer-in {{ out; }}; category notify {{ out; }}; }};\n\
-         zone \"{zone}\" {{\n  type secondary;\n  primaries {{ 127.0.0.1 port {primary} key xfr; }};\n  file \"{zone}db\";\n  allow-notify {{ key xfr; }};\n}};\n",
+         zone \"{catalog}\" {{\n  type secondary;\n  primaries {{ 127.0.0.1 port {primary} key xfr; }};\n  file \"catalog.db\";\n  allow-notify {{ key xfr; }};\n}};\n",
         d = dir.display()
     );
     std::fs::write(dir.join("named.conf"), config).unwrap();
@@ -116,11 +118,27 @@ fn wait_for(peer: &Peer, name: &str, address: &str, timeout: Duration) -> Durati
     }
 }
 
+/// Waits until `peer` answers `name` SOA with REFUSED or NOTAUTH: the zone is gone.
+fn wait_gone(peer: &Peer, name: &str, timeout: Duration) {
+    let started = Instant::now();
+    loop {
+        let answer = std::panic::catch_unwind(|| dns_lookup(peer.addr(), name, 6));
+        if let Ok((rcode, _)) = answer {
+            if rcode == "Refused" || rcode == "NotAuth" {
+                return;
+            }
+        }
+        assert!(started.elapsed() < timeout, "{} still serves {name}:\n{}", peer.name, peer.log());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
 #[test]
-fn knot_and_bind_follow_a_ferrodns_primary_with_tsig() {
+fn knot_and_bind_follow_a_ferrodns_primary_through_its_catalog() {
     let database = Database::sqlite();
     let (knot_port, bind_port) = (free_port(), free_port());
     let key = format!("xfr:hmac-sha256:{SECRET}");
+    let catalog = "catalog.ferrodns.invalid.";
     let node = Node::start(
         &database,
         &[
@@ -132,7 +150,12 @@ fn knot_and_bind_follow_a_ferrodns_primary_with_tsig() {
             &format!("127.0.0.1:{bind_port}"),
         ],
     );
-    // A zone big enough that a one-record change is smaller than the zone.
+    let primary = node.dns.port();
+    let knot = knot_secondary(knot_port, primary, catalog);
+    let bind = bind_secondary(bind_port, primary, catalog);
+
+    // A zone made through the API reaches both through the catalog. It is
+    // big enough that a one-record change is smaller than the zone.
     let (status, _, _) =
         json(node.request(Method::POST, "/v1/zones").json(&json!({"name": "replica.test"})).send().unwrap());
     assert_eq!(status, 201);
@@ -144,12 +167,9 @@ fn knot_and_bind_follow_a_ferrodns_primary_with_tsig() {
         node.request(Method::POST, "/v1/zones/replica.test/changes").json(&json!({"changes": changes})).send().unwrap(),
     );
     assert_eq!(status, 200, "{body}");
-
-    let primary = node.dns.port();
-    let knot = knot_secondary(knot_port, primary, "replica.test.");
-    let bind = bind_secondary(bind_port, primary, "replica.test.");
     for peer in [&knot, &bind] {
-        wait_for(peer, "www.replica.test.", "198.51.100.1", Duration::from_secs(20));
+        let took = wait_for(peer, "www.replica.test.", "198.51.100.1", Duration::from_secs(30));
+        println!("{} serves the new zone after {took:?}", peer.name);
     }
 
     // A change: NOTIFY, then IXFR, on both.
@@ -162,9 +182,16 @@ fn knot_and_bind_follow_a_ferrodns_primary_with_tsig() {
         println!("{} served the change {took:?} after the API answered", peer.name);
     }
     let log = node.log();
-    let incremental = log.lines().filter(|l| l.contains("IXFR served") && l.contains("incremental")).count();
+    let incremental = log
+        .lines()
+        .filter(|l| l.contains("IXFR served") && l.contains("replica.test.") && l.contains("incremental"))
+        .count();
     assert!(incremental >= 2, "expected an incremental IXFR to each secondary:\n{log}");
     assert!(!log.contains("transfer refused"), "{log}");
-    // Knot says so too.
-    assert!(knot.log().contains("IXFR"), "{}", knot.log());
+
+    // Deleting the zone removes it from the catalog, and both drop it.
+    assert_eq!(json(node.request(Method::DELETE, "/v1/zones/replica.test").send().unwrap()).0, 204);
+    for peer in [&knot, &bind] {
+        wait_gone(peer, "replica.test.", Duration::from_secs(30));
+    }
 }
