@@ -192,10 +192,13 @@ fn question_layer(context: &mut Context<'_>, _: &mut MessageWriter<'_>) -> Optio
     }
 }
 
-/// A qname outside every zone we serve is REFUSED (we are not a resolver).
+/// A qname outside every zone we serve is REFUSED (we are not a resolver);
+/// an expired zone is SERVFAIL.
 fn zone_layer(context: &mut Context<'_>, _: &mut MessageWriter<'_>) -> Option<Rcode> {
     context.zone = zone_for(context.zones, context.query.qname_lower(), context.query.qtype);
     match context.zone {
+        // A secondary's copy past its SOA expire must not be served (RFC 1035 §4.3.5).
+        Some(zone) if zone.is_expired() => Some(Rcode::SERVFAIL),
         Some(_) => None,
         None => Some(Rcode::REFUSED),
     }

@@ -7,6 +7,8 @@
 //!   secondaries, with retries and coalescing.
 //! - [`peers::Peers`] records which serial each secondary holds.
 //! - [`catalog::Catalog`] keeps the RFC 9432 catalog zone of hosted zones.
+//! - [`secondary::Secondary`] follows zones (and a catalog) from primaries,
+//!   with [`client`] doing the SOA queries and transfers.
 //!
 //! This crate owns replication sockets and timers; zone data comes from the
 //! served zone set (`ferrodns-zone`), older IXFR steps from a [`primary::Journal`]
@@ -14,6 +16,8 @@
 
 pub mod acl;
 pub mod catalog;
+pub mod client;
 pub mod notify;
 pub mod peers;
 pub mod primary;
+pub mod secondary;

@@ -4,7 +4,7 @@
 //! arrives meanwhile only raises the serial to announce, so a burst of changes
 //! becomes one NOTIFY for the newest serial once the one in flight is
 //! answered (coalescing). An unanswered NOTIFY is retried with exponential
-//! backoff (1 s, 2 s, 4 s … capped at 60 s) until the secondary answers or
+//! backoff (0.25 s, 0.5 s, 1 s … capped at 60 s; each waits at least 1 s for the answer) until the secondary answers or
 //! the zone changes again; a secondary that stays away is tried every minute.
 
 use std::collections::HashMap;
@@ -80,7 +80,7 @@ impl Notifier {
 /// again while newer changes came in meanwhile.
 async fn announce(target: SocketAddr, id: (SocketAddr, Vec<u8>), slots: Slots, key: Option<Key>) {
     let mut announced: Option<Serial> = None;
-    let mut backoff = Duration::from_secs(1);
+    let mut backoff = Duration::from_millis(250);
     loop {
         let change = {
             let mut slots = slots.lock().unwrap_or_else(|e| e.into_inner());
@@ -93,11 +93,13 @@ async fn announce(target: SocketAddr, id: (SocketAddr, Vec<u8>), slots: Slots, k
                 }
             }
         };
-        match send_notify(target, &change, key.as_ref(), backoff.min(Duration::from_secs(5))).await {
+        match send_notify(target, &change, key.as_ref(), backoff.clamp(Duration::from_secs(1), Duration::from_secs(5)))
+            .await
+        {
             Ok(()) => {
                 tracing::debug!(%target, zone = %change.apex, serial = change.serial.0, "NOTIFY acknowledged");
                 announced = Some(change.serial);
-                backoff = Duration::from_secs(1);
+                backoff = Duration::from_millis(250);
             }
             Err(e) => {
                 tracing::info!(%target, zone = %change.apex, serial = change.serial.0, error = %e, retry_in = ?backoff, "NOTIFY not acknowledged");

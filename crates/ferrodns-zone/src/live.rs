@@ -199,6 +199,12 @@ pub fn apply_to_zone(zone: &Zone, diff: &Diff) -> Result<Zone, Vec<ZoneError>> {
             }
         }
     }
+    if !removed.is_empty() {
+        return Err(vec![ZoneError {
+            line: None,
+            message: format!("the change removes {} records the zone does not hold", removed.len()),
+        }]);
+    }
     for record in &diff.added {
         builder.add_wire(record.owner.as_wire(), record.rtype, record.ttl, &record.rdata, None);
     }

@@ -21,6 +21,7 @@
 use std::collections::HashSet;
 use std::fmt;
 use std::hash::BuildHasher;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use ferrodns_proto::name::{self, MAX_NAME_LEN};
@@ -178,6 +179,8 @@ pub struct Zone {
     /// ending where the next starts and the last at this serial: what IXFR
     /// serves without asking the store. Bounded by [`crate::live`].
     history: Arc<[Arc<Diff>]>,
+    /// Set on a secondary's zone past its SOA expire: answers become SERVFAIL.
+    expired: AtomicBool,
 }
 
 impl fmt::Debug for Zone {
@@ -199,6 +202,17 @@ fn stored_name(arena: &[u8], offset: u32) -> &[u8] {
 }
 
 impl Zone {
+    /// True once a secondary's copy is past its SOA expire (RFC 1035 §4.3.5).
+    #[inline]
+    pub fn is_expired(&self) -> bool {
+        self.expired.load(Ordering::Relaxed)
+    }
+
+    /// Marks the zone expired, or current again.
+    pub fn set_expired(&self, expired: bool) {
+        self.expired.store(expired, Ordering::Relaxed);
+    }
+
     /// Recent changes leading to this version (see the field).
     pub fn history(&self) -> &[Arc<Diff>] {
         &self.history
@@ -756,6 +770,7 @@ impl ZoneBuilder {
             negative_ttl,
             record_count,
             history: Arc::from(Vec::new()),
+            expired: AtomicBool::new(false),
         };
         Ok((zone, self.warnings))
     }

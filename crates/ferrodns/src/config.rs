@@ -14,6 +14,14 @@ use ferrodns_transfer::acl::{Access, Network};
 use ferrodns_transfer::catalog::DEFAULT_CATALOG;
 use serde::Deserialize;
 
+/// The secondary role's settings.
+#[derive(Debug, Clone)]
+pub struct SecondaryConfig {
+    pub primaries: Vec<SocketAddr>,
+    pub zones: Vec<Name>,
+    pub limits: ferrodns_transfer::client::Limits,
+}
+
 /// The host name, for the default node id.
 fn host_name() -> String {
     std::fs::read_to_string("/proc/sys/kernel/hostname")
@@ -84,7 +92,25 @@ pub struct ServeArgs {
     /// Allow zone transfers from this address or CIDR without TSIG (repeatable).
     #[arg(long = "allow-transfer", env = "FERRODNS_ALLOW_TRANSFER", value_delimiter = ',')]
     pub allow_transfer: Vec<String>,
-    /// Name of the RFC 9432 catalog zone listing every hosted zone [default: catalog.ferrodns.invalid.].
+    /// primary (zones from the API and zone files) or secondary (zones from --primary) [default: primary].
+    #[arg(long = "role", env = "FERRODNS_ROLE")]
+    pub role: Option<String>,
+    /// A primary to follow zones from, in order of preference (repeatable; port 53 if omitted).
+    #[arg(long = "primary", env = "FERRODNS_PRIMARY", value_delimiter = ',')]
+    pub primary: Vec<String>,
+    /// A zone to follow from the primaries besides the catalog's members (repeatable).
+    #[arg(long = "secondary-zone", env = "FERRODNS_SECONDARY_ZONE", value_delimiter = ',')]
+    pub secondary_zone: Vec<String>,
+    /// Most records one incoming transfer may hold [default: 5000000].
+    #[arg(long = "xfr-max-records", env = "FERRODNS_XFR_MAX_RECORDS")]
+    pub xfr_max_records: Option<usize>,
+    /// Most bytes one incoming transfer may hold [default: 536870912].
+    #[arg(long = "xfr-max-bytes", env = "FERRODNS_XFR_MAX_BYTES")]
+    pub xfr_max_bytes: Option<usize>,
+    /// Seconds one incoming transfer may take [default: 300].
+    #[arg(long = "xfr-timeout", env = "FERRODNS_XFR_TIMEOUT")]
+    pub xfr_timeout: Option<u64>,
+    /// Name of the RFC 9432 catalog zone (published as primary, followed as secondary), or off [default: catalog.ferrodns.invalid.].
     #[arg(long = "catalog-zone", env = "FERRODNS_CATALOG_ZONE")]
     pub catalog_zone: Option<String>,
     /// TSIG key NAME:ALGORITHM:BASE64 (repeatable); transfers signed with one are allowed.
@@ -116,6 +142,12 @@ struct FileSettings {
     allow_transfer: Option<Vec<String>>,
     tsig_key: Option<Vec<String>>,
     catalog_zone: Option<String>,
+    role: Option<String>,
+    primary: Option<Vec<String>>,
+    secondary_zone: Option<Vec<String>>,
+    xfr_max_records: Option<usize>,
+    xfr_max_bytes: Option<usize>,
+    xfr_timeout: Option<u64>,
     log_level: Option<String>,
 }
 
@@ -141,7 +173,9 @@ pub struct ServeSettings {
     pub node_id: String,
     pub notify: Vec<SocketAddr>,
     pub transfer_access: Access,
-    pub catalog_zone: Name,
+    /// None when turned off.
+    pub catalog_zone: Option<Name>,
+    pub secondary: Option<SecondaryConfig>,
     /// The log level from the file, used when neither flag nor variable sets one.
     pub file_log_level: Option<String>,
 }
@@ -200,11 +234,55 @@ impl ServeArgs {
             notify.push(address);
         }
         let catalog_text = self.catalog_zone.or(file.catalog_zone).unwrap_or_else(|| DEFAULT_CATALOG.to_string());
-        let catalog_absolute =
-            if catalog_text.ends_with('.') { catalog_text.clone() } else { format!("{catalog_text}.") };
-        let catalog_zone = Name::parse(&catalog_absolute, None)
-            .with_context(|| format!("bad --catalog-zone '{catalog_text}'"))?
-            .to_lowercase();
+        let catalog_zone = if catalog_text.eq_ignore_ascii_case("off") {
+            None
+        } else {
+            let absolute = if catalog_text.ends_with('.') { catalog_text.clone() } else { format!("{catalog_text}.") };
+            Some(
+                Name::parse(&absolute, None)
+                    .with_context(|| format!("bad --catalog-zone '{catalog_text}'"))?
+                    .to_lowercase(),
+            )
+        };
+        let role = self.role.or(file.role).unwrap_or_else(|| "primary".to_string());
+        let mut primaries = Vec::new();
+        for text in list(self.primary, file.primary) {
+            let address = text
+                .parse::<SocketAddr>()
+                .or_else(|_| format!("{text}:53").parse::<SocketAddr>())
+                .with_context(|| format!("bad --primary '{text}': want ADDR or ADDR:PORT"))?;
+            primaries.push(address);
+        }
+        let mut secondary_zones = Vec::new();
+        for text in list(self.secondary_zone, file.secondary_zone) {
+            let absolute = if text.ends_with('.') { text.clone() } else { format!("{text}.") };
+            secondary_zones
+                .push(Name::parse(&absolute, None).with_context(|| format!("bad --secondary-zone '{text}'"))?);
+        }
+        let secondary = match role.as_str() {
+            "primary" => {
+                if !primaries.is_empty() || !secondary_zones.is_empty() {
+                    bail!("--primary and --secondary-zone need --role secondary");
+                }
+                None
+            }
+            "secondary" => {
+                if primaries.is_empty() {
+                    bail!("--role secondary needs at least one --primary");
+                }
+                let defaults = ferrodns_transfer::client::Limits::default();
+                Some(SecondaryConfig {
+                    primaries,
+                    zones: secondary_zones,
+                    limits: ferrodns_transfer::client::Limits {
+                        max_records: self.xfr_max_records.or(file.xfr_max_records).unwrap_or(defaults.max_records),
+                        max_bytes: self.xfr_max_bytes.or(file.xfr_max_bytes).unwrap_or(defaults.max_bytes),
+                        timeout: self.xfr_timeout.or(file.xfr_timeout).map_or(defaults.timeout, Duration::from_secs),
+                    },
+                })
+            }
+            other => bail!("bad --role '{other}': want primary or secondary"),
+        };
         let mut transfer_access = Access::default();
         for text in list(self.allow_transfer, file.allow_transfer) {
             transfer_access
@@ -239,6 +317,7 @@ impl ServeArgs {
             notify,
             transfer_access,
             catalog_zone,
+            secondary,
             file_log_level: file.log_level,
         })
     }

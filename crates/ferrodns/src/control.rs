@@ -78,15 +78,11 @@ pub async fn start(settings: &ServeSettings, live: Arc<LiveZones>) -> anyhow::Re
             members.push((zone.apex().clone(), file_zone_id(zone.apex())));
         }
     }
-    let catalog = Catalog::start(settings.catalog_zone.clone(), live.clone(), members);
-    tracing::info!(catalog = %catalog.name(), "catalog zone published");
-    let state = ApiState {
-        store: Arc::new(store),
-        live,
-        settings: Arc::new(api),
-        zone_locks: Arc::default(),
-        catalog: Some(catalog),
-    };
+    let catalog = settings.catalog_zone.clone().map(|name| Catalog::start(name, live.clone(), members));
+    if let Some(catalog) = &catalog {
+        tracing::info!(catalog = %catalog.name(), "catalog zone published");
+    }
+    let state = ApiState { store: Arc::new(store), live, settings: Arc::new(api), zone_locks: Arc::default(), catalog };
     Ok(Control { state, _lock: lock })
 }
 

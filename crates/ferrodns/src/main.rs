@@ -16,6 +16,7 @@ use ferrodns_server::{ControlHandler, DnsSettings, TcpSettings, UdpSettings};
 use ferrodns_transfer::notify::Notifier;
 use ferrodns_transfer::peers::Peers;
 use ferrodns_transfer::primary::{Journal, Primary};
+use ferrodns_transfer::secondary::{Secondary, SecondarySettings};
 use ferrodns_zone::live::LiveZones;
 use ferrodns_zone::{load_zone_file, ZoneSet};
 use tokio::sync::watch;
@@ -177,7 +178,11 @@ fn serve(args: config::ServeArgs, log_level: Option<String>, log_format: LogForm
             live.add_observer(Arc::new(replication::NotifyOnPublish { notifier }));
             tracing::info!(secondaries = ?settings.notify, "NOTIFY on every serial change");
         }
-        let control = if settings.api_listen.is_some() || settings.database_url.is_some() {
+        let secondary_role = settings.secondary.is_some();
+        if secondary_role && settings.api_listen.is_some() {
+            tracing::info!("secondary role: zones come from the primaries, so the API is not started");
+        }
+        let control = if !secondary_role && (settings.api_listen.is_some() || settings.database_url.is_some()) {
             Some(control::start(&settings, live.clone()).await?)
         } else {
             None
@@ -188,6 +193,22 @@ fn serve(args: config::ServeArgs, log_level: Option<String>, log_format: LogForm
         });
         let peers = Arc::new(Peers::default());
         let primary = Arc::new(Primary::new(live.handle(), settings.transfer_access.clone(), journal, peers));
+        if let Some(config) = &settings.secondary {
+            let secondary = Secondary::start(
+                SecondarySettings {
+                    primaries: config.primaries.clone(),
+                    key: settings.transfer_access.keys.first().cloned(),
+                    catalog: settings.catalog_zone.clone(),
+                    zones: config.zones.clone(),
+                    data_dir: settings.data_dir.clone(),
+                    limits: config.limits,
+                },
+                live.clone(),
+            )
+            .with_context(|| format!("cannot use the data directory {}", settings.data_dir.display()))?;
+            primary.set_notify_listener(secondary);
+            tracing::info!(primaries = ?config.primaries, catalog = ?settings.catalog_zone.as_ref().map(|c| c.to_string()), "secondary role");
+        }
         let server = tokio::spawn(bound.run(live.handle(), Some(primary as Arc<dyn ControlHandler>), shutdown.clone()));
         let api = match (&control, settings.api_listen) {
             (Some(control), Some(address)) => Some(control::serve_api(control, &settings, address, shutdown).await?),

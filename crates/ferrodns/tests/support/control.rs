@@ -114,11 +114,13 @@ impl Node {
         node
     }
 
+    /// Starts the process; a restart keeps the first start's ports.
     fn launch(&mut self) {
-        let dns_port = free_port();
-        let api_port = free_port();
-        self.dns = SocketAddr::from(([127, 0, 0, 1], dns_port));
-        self.api = format!("http://127.0.0.1:{api_port}");
+        if self.api.is_empty() {
+            self.dns = SocketAddr::from(([127, 0, 0, 1], free_port()));
+            self.api = format!("http://127.0.0.1:{}", free_port());
+        }
+        let api_port: u16 = self.api.rsplit(':').next().unwrap().parse().unwrap();
         let log = std::fs::OpenOptions::new().create(true).append(true).open(self.data_dir.join("server.log")).unwrap();
         let mut command = Command::new(env!("CARGO_BIN_EXE_ferrodns"));
         command

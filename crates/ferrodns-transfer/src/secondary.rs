@@ -1,0 +1,421 @@
+//! The secondary role: follow zones from primaries (ferrodns, BIND, Knot …).
+//!
+//! ```text
+//!   catalog zone ──(members)──▶ one task per zone ◀── NOTIFY from a primary
+//!                                  │   ▲ refresh / retry timers (SOA)
+//!                                  ▼   │
+//!   primaries in order: SOA query ─▶ IXFR from our serial ─▶ (AXFR fallback)
+//!                                  │
+//!                                  ▼ checked, built, published whole
+//!   LiveZones (served)  +  <data-dir>/secondary/<zone>.zone (persisted)
+//! ```
+//!
+//! A transfer that is cut short, fails TSIG, is over the limits, or does not
+//! follow on from our serial changes nothing: the previous version keeps
+//! serving and the reason is logged. Zones are written to the data directory
+//! after each transfer and read back at start, so a restarted secondary
+//! serves at once without any primary. A zone not refreshed within its SOA
+//! expire answers SERVFAIL until a primary is reached again.
+
+use std::collections::{BTreeMap, HashMap};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
+
+use ferrodns_proto::tsig::Key;
+use ferrodns_proto::{Name, RecordType, Serial};
+use ferrodns_zone::edit::{Diff, Record};
+use ferrodns_zone::live::{apply_to_zone, LiveZones};
+use ferrodns_zone::writer::write_zone;
+use ferrodns_zone::{load_zone_file, Zone, ZoneBuilder};
+use tokio::sync::Notify;
+use tokio::task::JoinHandle;
+
+use crate::client::{self, ferrodns_zone_serial, ClientError, Limits};
+use crate::primary::NotifyListener;
+
+/// What the secondary role needs to know.
+#[derive(Clone, Debug)]
+pub struct SecondarySettings {
+    /// Primaries, tried in order.
+    pub primaries: Vec<SocketAddr>,
+    /// Signs SOA queries and transfers, and checks the answers.
+    pub key: Option<Key>,
+    /// A catalog zone to follow; its members are followed too.
+    pub catalog: Option<Name>,
+    /// Zones followed whatever the catalog says.
+    pub zones: Vec<Name>,
+    pub data_dir: PathBuf,
+    pub limits: Limits,
+}
+
+struct Followed {
+    wake: Arc<Notify>,
+    task: JoinHandle<()>,
+    /// The catalog member id it was added under (None: configured).
+    member_id: Option<String>,
+}
+
+/// The running secondary role.
+pub struct Secondary {
+    settings: SecondarySettings,
+    live: Arc<LiveZones>,
+    followed: Mutex<HashMap<Name, Followed>>,
+    /// When each zone was last confirmed current with a primary.
+    refreshed: Mutex<HashMap<Name, SystemTime>>,
+}
+
+/// Timers used until a zone has an SOA of its own.
+const FIRST_RETRY: Duration = Duration::from_secs(5);
+
+impl Secondary {
+    /// Loads the zones kept in the data directory, serves them, and starts
+    /// following the configured zones and the catalog.
+    pub fn start(settings: SecondarySettings, live: Arc<LiveZones>) -> std::io::Result<Arc<Secondary>> {
+        std::fs::create_dir_all(settings.data_dir.join("secondary"))?;
+        let secondary = Arc::new(Secondary {
+            settings,
+            live,
+            followed: Mutex::new(HashMap::new()),
+            refreshed: Mutex::new(HashMap::new()),
+        });
+        secondary.load_persisted();
+        for apex in secondary.settings.zones.clone() {
+            secondary.follow(&apex, None);
+        }
+        if let Some(catalog) = secondary.settings.catalog.clone() {
+            secondary.follow(&catalog, None);
+            // Members known from the persisted catalog start at once.
+            secondary.reconcile_catalog();
+        }
+        Ok(secondary)
+    }
+
+    fn zone_path(&self, apex: &Name) -> PathBuf {
+        let text = apex.to_lowercase().to_string();
+        let safe = text.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_'));
+        let stem = if safe { text.trim_end_matches('.').to_string() } else { format!("x{}", hex(apex.as_wire())) };
+        let stem = if stem.is_empty() { "root".to_string() } else { stem };
+        self.settings.data_dir.join("secondary").join(format!("{stem}.zone"))
+    }
+
+    fn load_persisted(&self) {
+        let dir = self.settings.data_dir.join("secondary");
+        let Ok(entries) = std::fs::read_dir(&dir) else { return };
+        for entry in entries.flatten() {
+            let path = entry.path();
+            if path.extension().and_then(|e| e.to_str()) != Some("zone") {
+                continue;
+            }
+            match load_zone_file(&path, false) {
+                Ok(loaded) => {
+                    let apex = loaded.zone.apex().to_lowercase();
+                    let when = entry.metadata().and_then(|m| m.modified()).unwrap_or(SystemTime::UNIX_EPOCH);
+                    tracing::info!(zone = %apex, serial = loaded.zone.serial().0, file = %path.display(), "serving the kept copy");
+                    self.refreshed.lock().unwrap_or_else(|e| e.into_inner()).insert(apex, when);
+                    self.live.publish_zone(loaded.zone);
+                }
+                Err(e) => tracing::warn!(file = %path.display(), "kept zone does not load, ignoring it: {e}"),
+            }
+        }
+    }
+
+    /// Starts following a zone (no-op if followed under the same id).
+    fn follow(self: &Arc<Self>, apex: &Name, member_id: Option<String>) {
+        let apex = apex.to_lowercase();
+        let mut followed = self.followed.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(existing) = followed.get(&apex) {
+            if existing.member_id == member_id {
+                return;
+            }
+            // RFC 9432 §5.4: a new unique id means a new zone; start afresh.
+            existing.task.abort();
+            self.drop_zone(&apex);
+            tracing::info!(zone = %apex, "catalog member id changed; transferring the zone afresh");
+        }
+        let wake = Arc::new(Notify::new());
+        let task = tokio::spawn(run_zone(self.clone(), apex.clone(), wake.clone()));
+        followed.insert(apex, Followed { wake, task, member_id });
+    }
+
+    fn unfollow(&self, apex: &Name) {
+        if let Some(gone) = self.followed.lock().unwrap_or_else(|e| e.into_inner()).remove(apex) {
+            gone.task.abort();
+            self.drop_zone(apex);
+            tracing::info!(zone = %apex, "no longer in the catalog; dropped");
+        }
+    }
+
+    fn drop_zone(&self, apex: &Name) {
+        self.live.remove_zone(apex.as_wire());
+        let _ = std::fs::remove_file(self.zone_path(apex));
+        self.refreshed.lock().unwrap_or_else(|e| e.into_inner()).remove(apex);
+    }
+
+    /// Follows the catalog's members, drops zones that left it.
+    fn reconcile_catalog(self: &Arc<Self>) {
+        let Some(catalog) = &self.settings.catalog else { return };
+        let zones = self.live.snapshot();
+        let Some(zone) = zones.get(catalog.as_wire()) else { return };
+        let members = catalog_members(zone);
+        let configured: Vec<Name> = self.settings.zones.iter().map(Name::to_lowercase).collect();
+        let stale: Vec<Name> = {
+            let followed = self.followed.lock().unwrap_or_else(|e| e.into_inner());
+            followed
+                .iter()
+                .filter(|(apex, f)| f.member_id.is_some() && !members.contains_key(*apex))
+                .map(|(apex, _)| apex.clone())
+                .collect()
+        };
+        for apex in stale {
+            self.unfollow(&apex);
+        }
+        for (apex, id) in members {
+            if apex != *catalog && !configured.contains(&apex) {
+                self.follow(&apex, Some(id));
+            }
+        }
+    }
+
+    /// One refresh of a zone: the first primary that answers decides.
+    async fn refresh(&self, apex: &Name) -> Result<Serial, String> {
+        let mut reasons = Vec::new();
+        for &primary in &self.settings.primaries {
+            match self.refresh_from(primary, apex).await {
+                Ok(serial) => return Ok(serial),
+                Err(e) => {
+                    tracing::warn!(zone = %apex, %primary, "refresh failed, keeping the served version: {e}");
+                    reasons.push(format!("{primary}: {e}"));
+                }
+            }
+        }
+        Err(reasons.join("; "))
+    }
+
+    async fn refresh_from(&self, primary: SocketAddr, apex: &Name) -> Result<Serial, String> {
+        let key = self.settings.key.as_ref();
+        let served = self.live.snapshot().get(apex.as_wire()).cloned();
+        let theirs = client::query_soa(primary, apex, key, Duration::from_secs(3))
+            .await
+            .map_err(|e| format!("SOA query: {e}"))?;
+        if let Some(served) = &served {
+            if !theirs.is_newer_than(served.serial()) {
+                return Ok(served.serial());
+            }
+        }
+        let limits = self.settings.limits;
+        let zone = match &served {
+            Some(served) => {
+                let soa = served.soa();
+                let current = (served.serial(), soa.first(), soa.ttl);
+                match client::transfer(primary, apex, Some(current), key, limits).await {
+                    Ok(records) => from_ixfr(served, apex, records)?,
+                    // A primary without IXFR, or a broken answer: AXFR instead.
+                    Err(ClientError::Rcode(_) | ClientError::Malformed(_)) => {
+                        let records = client::transfer(primary, apex, None, key, limits)
+                            .await
+                            .map_err(|e| format!("AXFR: {e}"))?;
+                        from_axfr(apex, records)?
+                    }
+                    Err(e) => return Err(format!("IXFR: {e}")),
+                }
+            }
+            None => {
+                let records =
+                    client::transfer(primary, apex, None, key, limits).await.map_err(|e| format!("AXFR: {e}"))?;
+                from_axfr(apex, records)?
+            }
+        };
+        if let Some(served) = &served {
+            if !zone.serial().is_newer_than(served.serial()) {
+                return Err(format!(
+                    "the transfer brought serial {}, not newer than ours ({})",
+                    zone.serial().0,
+                    served.serial().0
+                ));
+            }
+        }
+        let serial = zone.serial();
+        self.persist(apex, &zone);
+        tracing::info!(zone = %apex, %primary, serial = serial.0, "zone transferred");
+        self.live.publish_zone(zone);
+        Ok(serial)
+    }
+
+    fn persist(&self, apex: &Name, zone: &Zone) {
+        let path = self.zone_path(apex);
+        let temporary = path.with_extension("zone.tmp");
+        let text = write_zone(zone);
+        let written = std::fs::write(&temporary, text).and_then(|()| std::fs::rename(&temporary, &path));
+        if let Err(e) = written {
+            tracing::error!(zone = %apex, file = %path.display(), "cannot keep the zone on disk: {e}");
+        }
+    }
+
+    fn touch(&self, apex: &Name) {
+        self.refreshed.lock().unwrap_or_else(|e| e.into_inner()).insert(apex.clone(), SystemTime::now());
+        let path = self.zone_path(apex);
+        if let Ok(file) = std::fs::File::options().append(true).open(&path) {
+            let _ = file.set_modified(SystemTime::now());
+        }
+    }
+}
+
+impl NotifyListener for Secondary {
+    fn notified(&self, apex: &Name, peer: SocketAddr, serial: Option<Serial>) -> bool {
+        let from_primary = self.settings.primaries.iter().any(|p| p.ip() == peer.ip());
+        let followed = self.followed.lock().unwrap_or_else(|e| e.into_inner());
+        match followed.get(&apex.to_lowercase()) {
+            Some(zone) if from_primary => {
+                tracing::debug!(zone = %apex, %peer, serial = serial.map(|s| s.0), "NOTIFY");
+                zone.wake.notify_one();
+                true
+            }
+            _ => {
+                tracing::info!(zone = %apex, %peer, "NOTIFY for a zone we do not follow from that peer");
+                false
+            }
+        }
+    }
+}
+
+/// The SOA timers of a served zone: refresh, retry, expire.
+fn timers(zone: Option<&Arc<Zone>>) -> (Duration, Duration, Duration) {
+    let Some(zone) = zone else { return (FIRST_RETRY, FIRST_RETRY, Duration::from_secs(u64::MAX / 4)) };
+    let rdata = zone.soa().first();
+    let fixed = &rdata[rdata.len() - 20..];
+    let field = |i: usize| u64::from(u32::from_be_bytes(fixed[i * 4..i * 4 + 4].try_into().expect("4 octets")));
+    (Duration::from_secs(field(1).max(1)), Duration::from_secs(field(2).max(1)), Duration::from_secs(field(3).max(1)))
+}
+
+async fn run_zone(secondary: Arc<Secondary>, apex: Name, wake: Arc<Notify>) {
+    let is_catalog = secondary.settings.catalog.as_ref() == Some(&apex);
+    loop {
+        let result = secondary.refresh(&apex).await;
+        let served = secondary.live.snapshot().get(apex.as_wire()).cloned();
+        if result.is_ok() {
+            secondary.touch(&apex);
+            if let Some(zone) = &served {
+                if zone.is_expired() {
+                    tracing::info!(zone = %apex, "refreshed again; serving it");
+                }
+                zone.set_expired(false);
+            }
+            if is_catalog {
+                secondary.reconcile_catalog();
+            }
+        }
+        let (refresh, retry, expire) = timers(served.as_ref());
+        if let Some(zone) = &served {
+            let last = secondary.refreshed.lock().unwrap_or_else(|e| e.into_inner()).get(&apex).copied();
+            let age = last.and_then(|t| t.elapsed().ok()).unwrap_or(Duration::MAX);
+            if age > expire && !zone.is_expired() {
+                tracing::warn!(zone = %apex, "no primary reached within the SOA expire; answering SERVFAIL");
+                zone.set_expired(true);
+            }
+        }
+        let wait = if result.is_ok() { refresh } else { retry };
+        let wait = match served.as_ref().and_then(|_| secondary.refreshed.lock().ok()?.get(&apex).copied()) {
+            // Wake up in time to expire the zone when its primaries stay away.
+            Some(last) if result.is_err() => {
+                let until_expiry = (last + expire).duration_since(SystemTime::now()).unwrap_or(Duration::ZERO);
+                wait.min(until_expiry.max(Duration::from_millis(100)))
+            }
+            _ => wait,
+        };
+        tokio::select! {
+            _ = wake.notified() => {}
+            _ = tokio::time::sleep(wait) => {}
+        }
+    }
+}
+
+/// The zone an AXFR answer describes: every record but the final SOA.
+fn from_axfr(apex: &Name, mut records: Vec<Record>) -> Result<Zone, String> {
+    if records.len() < 2 {
+        return Err("the AXFR answer has no closing SOA".to_string());
+    }
+    records.pop();
+    let mut builder = ZoneBuilder::new(apex.clone());
+    for record in &records {
+        builder.add_wire(record.owner.as_wire(), record.rtype, record.ttl, &record.rdata, None);
+    }
+    builder.finish().map(|(zone, _)| zone).map_err(|errors| format!("the transferred zone does not load: {errors:?}"))
+}
+
+/// The zone an IXFR answer leads to from `served`: steps, or a whole zone.
+fn from_ixfr(served: &Zone, apex: &Name, records: Vec<Record>) -> Result<Zone, String> {
+    let is_soa = |r: &Record| r.rtype == RecordType::SOA && r.owner.to_lowercase() == apex.to_lowercase();
+    if records.len() == 1 {
+        return Err("the primary says we are current, but its SOA query said otherwise".to_string());
+    }
+    if !is_soa(&records[1]) {
+        return from_axfr(apex, records);
+    }
+    let new_serial = ferrodns_zone_serial(&records[0].rdata).ok_or("bad SOA")?;
+    let mut zone: Option<Zone> = None;
+    let mut at = 1;
+    while at < records.len() - 1 {
+        let old_soa = &records[at];
+        let old_serial = ferrodns_zone_serial(&old_soa.rdata).ok_or("bad SOA")?;
+        let expected = zone.as_ref().map_or(served.serial(), |z| z.serial());
+        if old_serial != expected {
+            return Err(format!("the IXFR step starts at serial {} but we hold {}", old_serial.0, expected.0));
+        }
+        let mut removed = vec![old_soa.clone()];
+        at += 1;
+        while at < records.len() && !is_soa(&records[at]) {
+            removed.push(records[at].clone());
+            at += 1;
+        }
+        let new_soa = records.get(at).ok_or("the IXFR answer stops inside a step")?;
+        let step_serial = ferrodns_zone_serial(&new_soa.rdata).ok_or("bad SOA")?;
+        let mut added = vec![new_soa.clone()];
+        at += 1;
+        while at < records.len() && !is_soa(&records[at]) {
+            added.push(records[at].clone());
+            at += 1;
+        }
+        let diff = Diff { old_serial, new_serial: step_serial, removed, added };
+        let base = zone.as_ref().unwrap_or(served);
+        zone = Some(
+            apply_to_zone(base, &diff)
+                .map_err(|e| format!("the IXFR step to {} does not apply: {e:?}", step_serial.0))?,
+        );
+    }
+    let zone = zone.ok_or("the IXFR answer holds no step")?;
+    if zone.serial() != new_serial {
+        return Err(format!("the IXFR steps end at serial {}, not at {}", zone.serial().0, new_serial.0));
+    }
+    Ok(zone)
+}
+
+/// The members of a catalog zone (RFC 9432 §4.1): `<id>.zones.<catalog> PTR <member>`.
+pub fn catalog_members(catalog: &Zone) -> BTreeMap<Name, String> {
+    let mut members = BTreeMap::new();
+    let Ok(zones_label) = Name::parse("zones", Some(catalog.apex())) else { return members };
+    let zones_label = zones_label.to_lowercase();
+    for node in catalog.nodes() {
+        let Ok(owner) = Name::from_wire(node.name()) else { continue };
+        let owner = owner.to_lowercase();
+        if owner.parent().as_ref() != Some(&zones_label) {
+            continue;
+        }
+        let Some(ptr) = node.rrset(RecordType::PTR) else { continue };
+        let Ok(member) = Name::from_wire(ptr.first()) else { continue };
+        let id = String::from_utf8_lossy(owner.first_label()).to_string();
+        members.insert(member.to_lowercase(), id);
+    }
+    members
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// For tests: where a zone is kept.
+pub fn kept_zone_path(data_dir: &Path, apex: &Name) -> PathBuf {
+    let text = apex.to_lowercase().to_string();
+    data_dir.join("secondary").join(format!("{}.zone", text.trim_end_matches('.')))
+}

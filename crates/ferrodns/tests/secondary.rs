@@ -1,0 +1,175 @@
+//! ferrodns as a secondary of a ferrodns primary, through the catalog and
+//! with TSIG: new zones and changes arrive; a restart while the primary is
+//! down still serves the kept copy; past the SOA expire the zone answers
+//! SERVFAIL; when the primary returns, the zone is served again.
+
+mod support;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use reqwest::Method;
+use serde_json::json;
+use support::control::{dns_lookup, json, Database, Node};
+use support::free_port;
+
+const KEY: &str = "xfr:hmac-sha256:c2Vjb25kYXJ5LXRlc3Qta2V5LWZvci1mZXJyb2Rucy0zMg==";
+
+/// A `ferrodns serve --role secondary` process.
+pub struct SecondaryNode {
+    pub dns: SocketAddr,
+    pub data_dir: PathBuf,
+    args: Vec<String>,
+    child: Option<Child>,
+}
+
+impl SecondaryNode {
+    pub fn start(port: u16, primaries: &[SocketAddr], extra: &[&str]) -> SecondaryNode {
+        let data_dir = std::env::temp_dir().join(format!("ferrodns-secondary-{}-{port}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&data_dir);
+        std::fs::create_dir_all(&data_dir).unwrap();
+        let dns = SocketAddr::from(([127, 0, 0, 1], port));
+        let mut args: Vec<String> =
+            vec!["serve".into(), "--role".into(), "secondary".into(), "--dns-listen".into(), dns.to_string()];
+        for primary in primaries {
+            args.extend(["--primary".to_string(), primary.to_string()]);
+        }
+        args.extend(["--data-dir".to_string(), data_dir.display().to_string(), "--udp-workers".into(), "1".into()]);
+        args.extend(extra.iter().map(|s| s.to_string()));
+        let mut node = SecondaryNode { dns, data_dir, args, child: None };
+        node.launch();
+        node
+    }
+
+    pub fn launch(&mut self) {
+        let log = std::fs::OpenOptions::new().create(true).append(true).open(self.data_dir.join("server.log")).unwrap();
+        let child = Command::new(env!("CARGO_BIN_EXE_ferrodns"))
+            .args(&self.args)
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .stdin(Stdio::null())
+            .spawn()
+            .unwrap();
+        self.child = Some(child);
+        // Wait until DNS answers (REFUSED is fine: no zone yet).
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while std::panic::catch_unwind(|| dns_lookup(self.dns, "probe.invalid.", 6)).is_err() {
+            assert!(Instant::now() < deadline, "secondary did not start:\n{}", self.log());
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.data_dir.join("server.log")).unwrap_or_default()
+    }
+}
+
+impl Drop for SecondaryNode {
+    fn drop(&mut self) {
+        self.kill();
+        let _ = std::fs::remove_dir_all(&self.data_dir);
+    }
+}
+
+/// Waits until `check` holds for the answer to `name`/`qtype` from `server`.
+pub fn wait_until(
+    server: SocketAddr,
+    name: &str,
+    qtype: u16,
+    timeout: Duration,
+    log: impl Fn() -> String,
+    check: impl Fn(&str, &[String]) -> bool,
+) -> Duration {
+    let started = Instant::now();
+    loop {
+        if let Ok((rcode, data)) = std::panic::catch_unwind(|| dns_lookup(server, name, qtype)) {
+            if check(&rcode, &data) {
+                return started.elapsed();
+            }
+        }
+        assert!(started.elapsed() < timeout, "{name}: condition not met in {timeout:?}:\n{}", log());
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn ferrodns_follows_ferrodns_through_restarts_and_expiry() {
+    let database = Database::sqlite();
+    let secondary_port = free_port();
+    let mut primary = Node::start(&database, &["--tsig-key", KEY, "--notify", &format!("127.0.0.1:{secondary_port}")]);
+    let mut secondary = SecondaryNode::start(secondary_port, &[primary.dns], &["--tsig-key", KEY]);
+
+    // A zone with short SOA timers, so that the test can watch it expire.
+    assert_eq!(
+        json(primary.request(Method::POST, "/v1/zones").json(&json!({"name": "sec.test"})).send().unwrap()).0,
+        201
+    );
+    let file = "$ORIGIN sec.test.\n@ 60 IN SOA ns.sec.test. hostmaster.sec.test. 1 1 1 6 60\n@ 60 IN NS ns.sec.test.\n\
+                ns 60 IN A 192.0.2.53\nwww 60 IN A 192.0.2.1\n";
+    let response = primary
+        .request(Method::POST, "/v1/zones/sec.test/import?mode=replace")
+        .header("content-type", "text/dns")
+        .body(file)
+        .send()
+        .unwrap();
+    assert_eq!(json(response).0, 200);
+    let log = || secondary.log();
+    wait_until(secondary.dns, "www.sec.test.", 1, Duration::from_secs(20), log, |_, d| d == ["192.0.2.1"]);
+
+    // A change arrives by NOTIFY and IXFR.
+    let body = json!({"ttl": 60, "records": ["192.0.2.2"]});
+    assert_eq!(
+        json(primary.request(Method::PUT, "/v1/zones/sec.test/rrsets/www/A").json(&body).send().unwrap()).0,
+        200
+    );
+    let took = wait_until(
+        secondary.dns,
+        "www.sec.test.",
+        1,
+        Duration::from_secs(10),
+        || secondary.log(),
+        |_, d| d == ["192.0.2.2"],
+    );
+    println!("the change reached the secondary in {took:?}");
+    let incremental = primary.log().lines().any(|l| l.contains("IXFR served") && l.contains("incremental"));
+    assert!(incremental, "{}", primary.log());
+
+    // The primary goes away; a restarted secondary serves its kept copy at once.
+    primary.kill();
+    secondary.kill();
+    secondary.launch();
+    let (rcode, data) = dns_lookup(secondary.dns, "www.sec.test.", 1);
+    assert_eq!((rcode.as_str(), data), ("NoError", vec!["192.0.2.2".to_string()]), "{}", secondary.log());
+
+    // Past the SOA expire (6 s) with no primary: SERVFAIL.
+    let took = wait_until(
+        secondary.dns,
+        "www.sec.test.",
+        1,
+        Duration::from_secs(20),
+        || secondary.log(),
+        |rcode, _| rcode == "ServFail",
+    );
+    println!("expired {took:?} after the restart");
+    assert!(secondary.log().contains("answering SERVFAIL"));
+
+    // The primary returns: the zone is served again.
+    primary.relaunch();
+    wait_until(
+        secondary.dns,
+        "www.sec.test.",
+        1,
+        Duration::from_secs(20),
+        || secondary.log(),
+        |rcode, d| rcode == "NoError" && d == ["192.0.2.2"],
+    );
+}
