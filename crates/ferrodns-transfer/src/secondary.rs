@@ -205,18 +205,19 @@ impl Secondary {
             }
         }
         let limits = self.settings.limits;
-        let zone = match &served {
+        let (zone, method) = match &served {
             Some(served) => {
                 let soa = served.soa();
                 let current = (served.serial(), soa.first(), soa.ttl);
                 match client::transfer(primary, apex, Some(current), key, limits).await {
                     Ok(records) => from_ixfr(served, apex, records)?,
                     // A primary without IXFR, or a broken answer: AXFR instead.
-                    Err(ClientError::Rcode(_) | ClientError::Malformed(_)) => {
+                    Err(e @ (ClientError::Rcode(_) | ClientError::Malformed(_))) => {
+                        tracing::info!(zone = %apex, %primary, "IXFR failed ({e}); trying AXFR");
                         let records = client::transfer(primary, apex, None, key, limits)
                             .await
                             .map_err(|e| format!("AXFR: {e}"))?;
-                        from_axfr(apex, records)?
+                        (from_axfr(apex, records)?, "AXFR")
                     }
                     Err(e) => return Err(format!("IXFR: {e}")),
                 }
@@ -224,7 +225,7 @@ impl Secondary {
             None => {
                 let records =
                     client::transfer(primary, apex, None, key, limits).await.map_err(|e| format!("AXFR: {e}"))?;
-                from_axfr(apex, records)?
+                (from_axfr(apex, records)?, "AXFR")
             }
         };
         if let Some(served) = &served {
@@ -238,7 +239,7 @@ impl Secondary {
         }
         let serial = zone.serial();
         self.persist(apex, &zone);
-        tracing::info!(zone = %apex, %primary, serial = serial.0, "zone transferred");
+        tracing::info!(zone = %apex, %primary, serial = serial.0, method, "zone transferred");
         self.live.publish_zone(zone);
         Ok(serial)
     }
@@ -345,13 +346,13 @@ fn from_axfr(apex: &Name, mut records: Vec<Record>) -> Result<Zone, String> {
 }
 
 /// The zone an IXFR answer leads to from `served`: steps, or a whole zone.
-fn from_ixfr(served: &Zone, apex: &Name, records: Vec<Record>) -> Result<Zone, String> {
+fn from_ixfr(served: &Zone, apex: &Name, records: Vec<Record>) -> Result<(Zone, &'static str), String> {
     let is_soa = |r: &Record| r.rtype == RecordType::SOA && r.owner.to_lowercase() == apex.to_lowercase();
     if records.len() == 1 {
         return Err("the primary says we are current, but its SOA query said otherwise".to_string());
     }
     if !is_soa(&records[1]) {
-        return from_axfr(apex, records);
+        return Ok((from_axfr(apex, records)?, "IXFR (whole zone)"));
     }
     let new_serial = ferrodns_zone_serial(&records[0].rdata).ok_or("bad SOA")?;
     let mut zone: Option<Zone> = None;
@@ -388,7 +389,7 @@ fn from_ixfr(served: &Zone, apex: &Name, records: Vec<Record>) -> Result<Zone, S
     if zone.serial() != new_serial {
         return Err(format!("the IXFR steps end at serial {}, not at {}", zone.serial().0, new_serial.0));
     }
-    Ok(zone)
+    Ok((zone, "IXFR"))
 }
 
 /// The members of a catalog zone (RFC 9432 §4.1): `<id>.zones.<catalog> PTR <member>`.

@@ -195,3 +195,135 @@ fn knot_and_bind_follow_a_ferrodns_primary_through_its_catalog() {
         wait_gone(peer, "replica.test.", Duration::from_secs(30));
     }
 }
+
+/// A zone file for a BIND or Knot primary.
+fn primary_zone(dir: &Path, zone: &str) -> PathBuf {
+    let path = dir.join(format!("{zone}zone"));
+    let mut text = format!(
+        "$ORIGIN {zone}\n$TTL 300\n@ SOA ns.{zone} hostmaster.{zone} 1 3600 600 86400 300\n@ NS ns.{zone}\nns A 192.0.2.53\n"
+    );
+    for i in 0..20 {
+        text.push_str(&format!("host{i} A 192.0.2.{i}\n"));
+    }
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+/// Knot as a primary for `zone`, notifying `secondary`, taking signed updates.
+fn knot_primary(port: u16, secondary: u16, zone: &str) -> Peer {
+    let dir = dir("knot-primary");
+    let file = primary_zone(&dir, zone);
+    let config = format!(
+        "server:\n    rundir: \"{d}\"\n    listen: 127.0.0.1@{port}\n    udp-workers: 1\n    tcp-workers: 1\n    background-workers: 1\n\
+         database:\n    storage: \"{d}\"\n\
+         log:\n  - target: stderr\n    any: info\n\
+         key:\n  - id: xfr\n    algorithm: hmac-sha256\n    secret: {SECRET}\n\
+         remote:\n  - id: secondary\n    address: 127.0.0.1@{secondary}\n    key: xfr\n\
+         acl:\n  - id: peers\n    address: 127.0.0.1\n    key: xfr\n    action: [transfer, update]\n\
+         zone:\n  - domain: {zone}\n    file: \"{f}\"\n    storage: \"{d}\"\n    notify: secondary\n    acl: peers\n    zonefile-sync: -1\n    journal-content: changes\n",
+        d = dir.display(),
+        f = file.display()
+    );
+    std::fs::write(dir.join("knot.conf"), config).unwrap();
+    let mut command = Command::new(binary("knotd"));
+    command.arg("-c").arg(dir.join("knot.conf"));
+    spawn("knot", port, dir, &mut command)
+}
+
+/// BIND as a primary for `zone`, notifying `secondary`, taking signed updates.
+fn bind_primary(port: u16, secondary: u16, zone: &str) -> Peer {
+    let dir = dir("bind-primary");
+    primary_zone(&dir, zone);
+    let config = format!(
+        "options {{\n  directory \"{d}\";\n  pid-file \"{d}/named.pid\";\n  listen-on port {port} {{ 127.0.0.1; }};\n  listen-on-v6 {{ none; }};\n\
+         recursion no;\n  dnssec-validation no;\n  notify explicit;\n  also-notify {{ 127.0.0.1 port {secondary} key xfr; }};\n}};\n\
+         controls {{ }};\n\
+         key \"xfr\" {{ algorithm hmac-sha256; secret \"{SECRET}\"; }};\n\
+         logging {{ channel out {{ stderr; severity info; print-time yes; }}; category default {{ out; }}; category xfer-out {{ out; }}; category notify {{ out; }}; }};\n\
+         zone \"{zone}\" {{\n  type primary;\n  file \"{zone}zone\";\n  allow-transfer {{ key xfr; }};\n  allow-update {{ key xfr; }};\n}};\n",
+        d = dir.display()
+    );
+    std::fs::write(dir.join("named.conf"), config).unwrap();
+    let mut command = Command::new(binary("named"));
+    command.arg("-g").arg("-n").arg("1").arg("-c").arg(dir.join("named.conf"));
+    spawn("bind", port, dir, &mut command)
+}
+
+/// Sends a signed RFC 2136 update with nsupdate.
+fn update(primary: &Peer, zone: &str, line: &str) {
+    let script = format!("server 127.0.0.1 {}\nzone {zone}\nupdate {line}\nsend\n", primary.port);
+    let mut child = Command::new("nsupdate")
+        .arg("-y")
+        .arg(format!("hmac-sha256:xfr:{SECRET}"))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("nsupdate (bind9-dnsutils)");
+    use std::io::Write;
+    child.stdin.take().unwrap().write_all(script.as_bytes()).unwrap();
+    let output = child.wait_with_output().unwrap();
+    assert!(output.status.success(), "nsupdate failed: {}\n{}", String::from_utf8_lossy(&output.stderr), primary.log());
+}
+
+/// A ferrodns secondary of `primary` for `zone`, with the TSIG key.
+fn ferrodns_secondary(port: u16, primary: u16, zone: &str) -> Peer {
+    let dir = dir(&format!("ferrodns-secondary-{port}"));
+    let mut command = Command::new(env!("CARGO_BIN_EXE_ferrodns"));
+    command.args([
+        "serve",
+        "--role",
+        "secondary",
+        "--primary",
+        &format!("127.0.0.1:{primary}"),
+        "--secondary-zone",
+        zone,
+        "--catalog-zone",
+        "off",
+        "--dns-listen",
+        &format!("127.0.0.1:{port}"),
+        "--udp-workers",
+        "1",
+        "--tsig-key",
+        &format!("xfr:hmac-sha256:{SECRET}"),
+        "--data-dir",
+    ]);
+    command.arg(&dir);
+    spawn("ferrodns", port, dir, &mut command)
+}
+
+fn follow_a_foreign_primary(kind: &str) {
+    let zone = format!("{kind}zone.test.");
+    let (primary_port, secondary_port) = (free_port(), free_port());
+    let primary = match kind {
+        "knot" => knot_primary(primary_port, secondary_port, &zone),
+        _ => bind_primary(primary_port, secondary_port, &zone),
+    };
+    let secondary = ferrodns_secondary(secondary_port, primary_port, &zone);
+    wait_for(&secondary, &format!("host7.{zone}"), "192.0.2.7", Duration::from_secs(20));
+    assert!(
+        secondary.log().lines().any(|l| l.contains("zone transferred") && l.contains("AXFR")),
+        "{}",
+        secondary.log()
+    );
+
+    update(&primary, &zone, &format!("add new.{zone} 300 A 198.51.100.77"));
+    let took = wait_for(&secondary, &format!("new.{zone}"), "198.51.100.77", Duration::from_secs(15));
+    println!("{kind} primary: the update reached ferrodns in {took:?}");
+    let incremental = secondary
+        .log()
+        .lines()
+        .any(|l| l.contains("zone transferred") && l.contains("IXFR") && !l.contains("whole zone"));
+    assert!(incremental, "the change did not arrive by incremental IXFR:\n{}\n{}", secondary.log(), primary.log());
+    assert_eq!(dns_lookup(secondary.addr(), &format!("host7.{zone}"), 1).1, ["192.0.2.7"]);
+}
+
+#[test]
+fn ferrodns_follows_a_knot_primary_with_tsig() {
+    follow_a_foreign_primary("knot");
+}
+
+#[test]
+fn ferrodns_follows_a_bind_primary_with_tsig() {
+    follow_a_foreign_primary("bind");
+}
