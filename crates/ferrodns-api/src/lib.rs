@@ -19,6 +19,7 @@ pub mod auth;
 pub mod input;
 pub mod problem;
 mod records;
+pub mod replication;
 mod system;
 mod tokens;
 mod zones;
@@ -75,6 +76,8 @@ pub struct ApiState {
     pub zone_locks: Arc<ZoneLocks>,
     /// The catalog zone to keep in step with created and deleted zones.
     pub catalog: Option<Arc<ferrodns_transfer::catalog::Catalog>>,
+    /// TSIG keys and secondaries' serials, when replication runs.
+    pub replication: Option<Arc<replication::Replication>>,
 }
 
 /// One async lock per zone, held from a change's transaction to its
@@ -128,6 +131,10 @@ impl ZoneLocks {
         tokens::create_token,
         tokens::list_tokens,
         tokens::revoke_token,
+        replication::create_tsig_key,
+        replication::list_tsig_keys,
+        replication::delete_tsig_key,
+        replication::zone_secondaries,
     ),
     components(schemas(problem::Problem, problem::ProblemItem)),
     modifiers(&BearerAuth)
@@ -170,6 +177,9 @@ pub fn router(state: ApiState) -> Router {
         .route("/v1/zones/{zone}/changes/{id}", get(records::get_change))
         .route("/v1/tokens", post(tokens::create_token).get(tokens::list_tokens))
         .route("/v1/tokens/{id}", axum::routing::delete(tokens::revoke_token))
+        .route("/v1/tsigkeys", post(replication::create_tsig_key).get(replication::list_tsig_keys))
+        .route("/v1/tsigkeys/{name}", axum::routing::delete(replication::delete_tsig_key))
+        .route("/v1/zones/{zone}/secondaries", get(replication::zone_secondaries))
         .fallback(system::not_found)
         .layer(DefaultBodyLimit::max(limit))
         .with_state(state)

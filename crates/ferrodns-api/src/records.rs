@@ -287,7 +287,8 @@ pub struct ChangeView {
     /// What was asked.
     #[schema(value_type = Object)]
     pub changes: serde_json::Value,
-    /// `committed`: stored and served by this node; `unchanged`: nothing to do.
+    /// `pending` until every configured secondary holds the change's serial,
+    /// then `insync` (at once without secondaries); `unchanged`: nothing to do.
     pub status: &'static str,
     /// Records removed and added (RFC 1995 order), on single-change reads.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -296,16 +297,17 @@ pub struct ChangeView {
     pub added: Option<Vec<String>>,
 }
 
-fn change_view(zone: &str, change: &ChangeRecord) -> ChangeView {
+fn change_view(state: &ApiState, apex: &ferrodns_proto::Name, change: &ChangeRecord) -> ChangeView {
+    let zone = apex.to_string();
     ChangeView {
         id: Some(change.id),
-        zone: zone.to_string(),
+        zone,
         serial: change.serial_to.0,
         serial_from: Some(change.serial_from.0),
         actor: Some(change.actor.clone()),
         at: Some(rfc3339(change.at)),
         changes: serde_json::from_str(&change.summary).unwrap_or(serde_json::Value::Null),
-        status: "committed",
+        status: crate::replication::change_status(state, apex, change.serial_to),
         removed: None,
         added: None,
     }
@@ -325,10 +327,10 @@ fn record_lines(records: &[Record]) -> Vec<String> {
 }
 
 /// The response to a committed batch or import.
-pub async fn change_response(_state: &ApiState, committed: &Committed) -> Result<Response, Problem> {
+pub async fn change_response(state: &ApiState, committed: &Committed) -> Result<Response, Problem> {
     let zone = committed.zone.name.to_string();
     let view = match &committed.change {
-        Some(change) => change_view(&zone, change),
+        Some(change) => change_view(state, &committed.zone.name, change),
         None => ChangeView {
             id: None,
             zone,
@@ -448,9 +450,8 @@ pub async fn list_changes(
     let changes = state.store.list_changes(zone.id, before, limit + 1).await?;
     let more = changes.len() > limit as usize;
     let page = &changes[..changes.len().min(limit as usize)];
-    let name = zone.name.to_string();
     let next_cursor = if more { page.last().map(|c| input::encode_cursor(&c.id.to_string())) } else { None };
-    Ok(Json(ChangePage { items: page.iter().map(|c| change_view(&name, c)).collect(), next_cursor }))
+    Ok(Json(ChangePage { items: page.iter().map(|c| change_view(&state, &zone.name, c)).collect(), next_cursor }))
 }
 
 /// One history entry, with the records it removed and added.
@@ -468,7 +469,7 @@ pub async fn get_change(
         Err(StoreError::NotFound) => return Err(Problem::not_found(format!("no change {id} in {}", zone.name))),
         other => other?,
     };
-    let mut view = change_view(&zone.name.to_string(), &change);
+    let mut view = change_view(&state, &zone.name, &change);
     view.removed = Some(record_lines(&diff.removed));
     view.added = Some(record_lines(&diff.added));
     Ok(Json(view))

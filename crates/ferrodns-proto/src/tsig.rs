@@ -280,9 +280,9 @@ impl fmt::Display for Failure {
 }
 
 /// Checks the TSIG of a request. `Ok(None)` means the request is unsigned.
-pub fn verify_request<'k>(
+pub fn verify_request(
     msg: &[u8],
-    keys: impl Fn(&Name) -> Option<&'k Key>,
+    keys: impl Fn(&Name) -> Option<Key>,
     now: u64,
 ) -> Result<Option<Verified>, Result<Failure, FormatError>> {
     let record = match find(msg) {
@@ -302,6 +302,7 @@ pub fn verify_request<'k>(
     let Some(key) = keys(&record.key_name).filter(|k| k.algorithm.wire_name() == record.algorithm) else {
         return failure(errors::BADKEY, None);
     };
+    let key = &key;
     let unsigned = unsigned_part(msg, &record);
     let vars = variables(key, record.time_signed, record.fudge, record.error, &record.other, false);
     let expected = key.algorithm.mac(&key.secret, &[&unsigned, &vars]);
@@ -495,7 +496,7 @@ mod tests {
         let mut request = query(0x1234);
         let mut signer = Signer::request(key());
         signer.sign(&mut request, now, 0, &[]);
-        let verified = verify_request(&request, |n| (*n == key().name).then_some(&KEY), now).unwrap().unwrap();
+        let verified = verify_request(&request, |n| (*n == key().name).then(key), now).unwrap().unwrap();
         let mut response_signer = Signer::response(verified);
         let mut verifier = ResponseVerifier::new(key(), signer.last_mac().unwrap().to_vec());
         for i in 0..3 {
@@ -509,24 +510,22 @@ mod tests {
         assert!(verifier.is_complete());
     }
 
-    static KEY: std::sync::LazyLock<Key> = std::sync::LazyLock::new(key);
-
     #[test]
     fn failures_are_named() {
         let now = 1_800_000_000;
         let mut request = query(7);
         Signer::request(key()).sign(&mut request, now, 0, &[]);
         let other = Key::parse("xfr-key:hmac-sha256:b3RoZXI=").unwrap();
-        let fail = verify_request(&request, |_| Some(&other), now).unwrap_err().unwrap();
+        let fail = verify_request(&request, |_| Some(other.clone()), now).unwrap_err().unwrap();
         assert_eq!(fail.error, errors::BADSIG);
         let fail = verify_request(&request, |_| None, now).unwrap_err().unwrap();
         assert_eq!(fail.error, errors::BADKEY);
-        let fail = verify_request(&request, |_| Some(&*KEY), now + 301).unwrap_err().unwrap();
+        let fail = verify_request(&request, |_| Some(key()), now + 301).unwrap_err().unwrap();
         assert_eq!(fail.error, errors::BADTIME);
         let mut tampered = request.clone();
         tampered[13] ^= 1;
-        assert_eq!(verify_request(&tampered, |_| Some(&*KEY), now).unwrap_err().unwrap().error, errors::BADSIG);
-        assert!(verify_request(&query(7), |_| Some(&*KEY), now).unwrap().is_none());
-        assert!(verify_request(&request[..request.len() - 3], |_| Some(&*KEY), now).is_err());
+        assert_eq!(verify_request(&tampered, |_| Some(key()), now).unwrap_err().unwrap().error, errors::BADSIG);
+        assert!(verify_request(&query(7), |_| Some(key()), now).unwrap().is_none());
+        assert!(verify_request(&request[..request.len() - 3], |_| Some(key()), now).is_err());
     }
 }

@@ -858,6 +858,61 @@ impl Markers {
     }
 }
 
+/// A TSIG key's row.
+#[derive(Clone, Debug)]
+pub struct TsigKeyRecord {
+    /// Lowercase key name with its final dot.
+    pub name: String,
+    pub algorithm: String,
+    pub secret: Vec<u8>,
+    pub created_at: i64,
+}
+
+impl Store {
+    /// Stores a TSIG key; `Exists` if the name is taken.
+    pub async fn create_tsig_key(&self, key: &TsigKeyRecord) -> Result<()> {
+        let (_guard, mut tx) = self.begin_write().await?;
+        sqlx::query("INSERT INTO tsig_keys (name, algorithm, secret, created_at) VALUES ($1, $2, $3, $4)")
+            .bind(&key.name)
+            .bind(&key.algorithm)
+            .bind(key.secret.clone())
+            .bind(key.created_at)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Every TSIG key, secrets included (for the transfer service).
+    pub async fn tsig_keys(&self) -> Result<Vec<TsigKeyRecord>> {
+        let rows = sqlx::query("SELECT name, algorithm, secret, created_at FROM tsig_keys ORDER BY name")
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter()
+            .map(|row| {
+                Ok(TsigKeyRecord {
+                    name: row.try_get("name")?,
+                    algorithm: row.try_get("algorithm")?,
+                    secret: row.try_get("secret")?,
+                    created_at: row.try_get("created_at")?,
+                })
+            })
+            .collect()
+    }
+
+    /// Deletes a TSIG key.
+    pub async fn delete_tsig_key(&self, name: &str) -> Result<()> {
+        let (_guard, mut tx) = self.begin_write().await?;
+        let done =
+            sqlx::query("DELETE FROM tsig_keys WHERE name = $1").bind(name.to_string()).execute(&mut *tx).await?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::NotFound);
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+}
+
 /// Every RRset at the given owners.
 async fn load_owners(
     tx: &mut Transaction<'static, Any>,

@@ -17,12 +17,20 @@ struct Migration {
     postgres: &'static str,
 }
 
-const MIGRATIONS: &[Migration] = &[Migration {
-    version: 1,
-    name: "initial",
-    sqlite: include_str!("../migrations/sqlite/0001_initial.sql"),
-    postgres: include_str!("../migrations/postgres/0001_initial.sql"),
-}];
+const MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 1,
+        name: "initial",
+        sqlite: include_str!("../migrations/sqlite/0001_initial.sql"),
+        postgres: include_str!("../migrations/postgres/0001_initial.sql"),
+    },
+    Migration {
+        version: 2,
+        name: "tsig_keys",
+        sqlite: include_str!("../migrations/sqlite/0002_tsig_keys.sql"),
+        postgres: include_str!("../migrations/postgres/0002_tsig_keys.sql"),
+    },
+];
 
 /// An arbitrary constant naming ferrodns' migration lock.
 const MIGRATION_LOCK: i64 = 0x6665_7272_6f64_6e73;

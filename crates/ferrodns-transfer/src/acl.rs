@@ -49,18 +49,46 @@ impl Network {
     }
 }
 
-/// The transfer policy: a request passes with a verified TSIG key from
-/// `keys`, or from an address inside `networks`.
-#[derive(Clone, Debug, Default)]
+/// The transfer policy: a request passes with a verified TSIG key (one
+/// configured at start, or one made through the API), or from an address
+/// inside `networks`.
+#[derive(Debug, Default)]
 pub struct Access {
     pub networks: Vec<Network>,
+    /// Keys from the configuration.
     pub keys: Vec<Key>,
+    /// Keys from the API (`/v1/tsigkeys`), replaced whole on each change.
+    api_keys: arc_swap::ArcSwap<Vec<Key>>,
+}
+
+impl Clone for Access {
+    fn clone(&self) -> Access {
+        Access {
+            networks: self.networks.clone(),
+            keys: self.keys.clone(),
+            api_keys: arc_swap::ArcSwap::new(self.api_keys.load_full()),
+        }
+    }
 }
 
 impl Access {
-    /// The key named `name`, if configured.
-    pub fn key(&self, name: &Name) -> Option<&Key> {
-        self.keys.iter().find(|k| k.name == *name)
+    /// The key named `name`, configured or from the API.
+    pub fn key(&self, name: &Name) -> Option<Key> {
+        self.keys
+            .iter()
+            .find(|k| k.name == *name)
+            .cloned()
+            .or_else(|| self.api_keys.load().iter().find(|k| k.name == *name).cloned())
+    }
+
+    /// True if `name` is a configured key (which the API cannot replace).
+    pub fn is_configured(&self, name: &Name) -> bool {
+        self.keys.iter().any(|k| k.name == *name)
+    }
+
+    /// Replaces the keys made through the API.
+    pub fn set_api_keys(&self, keys: Vec<Key>) {
+        self.api_keys.store(std::sync::Arc::new(keys));
     }
 
     /// True if `peer` is inside an allowed network.

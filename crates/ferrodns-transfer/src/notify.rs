@@ -18,6 +18,7 @@ use ferrodns_proto::{Class, MessageWriter, Name, RecordType, Serial};
 use tokio::net::UdpSocket;
 use tokio::sync::mpsc;
 
+use crate::peers::Peers;
 use crate::primary::unix_now;
 
 /// A zone that changed, to announce.
@@ -47,8 +48,9 @@ struct Slot {
 }
 
 impl Notifier {
-    /// Starts the sender for `targets`, signing with `key` when given.
-    pub fn spawn(targets: Vec<SocketAddr>, key: Option<Key>) -> Notifier {
+    /// Starts the sender for `targets`, signing with `key` when given, and
+    /// recording in `peers` the serial each target reports afterwards.
+    pub fn spawn(targets: Vec<SocketAddr>, key: Option<Key>, peers: Arc<Peers>) -> Notifier {
         let (queue, mut changes) = mpsc::unbounded_channel::<Change>();
         let slots: Slots = Arc::default();
         tokio::spawn(async move {
@@ -62,7 +64,7 @@ impl Notifier {
                         !std::mem::replace(&mut slot.in_flight, true)
                     };
                     if start {
-                        tokio::spawn(announce(target, id, slots.clone(), key.clone()));
+                        tokio::spawn(announce(target, id, slots.clone(), key.clone(), peers.clone()));
                     }
                 }
             }
@@ -78,7 +80,7 @@ impl Notifier {
 
 /// Sends the newest change of one (secondary, zone) until answered, then
 /// again while newer changes came in meanwhile.
-async fn announce(target: SocketAddr, id: (SocketAddr, Vec<u8>), slots: Slots, key: Option<Key>) {
+async fn announce(target: SocketAddr, id: (SocketAddr, Vec<u8>), slots: Slots, key: Option<Key>, peers: Arc<Peers>) {
     let mut announced: Option<Serial> = None;
     let mut backoff = Duration::from_millis(250);
     loop {
@@ -100,6 +102,14 @@ async fn announce(target: SocketAddr, id: (SocketAddr, Vec<u8>), slots: Slots, k
                 tracing::debug!(%target, zone = %change.apex, serial = change.serial.0, "NOTIFY acknowledged");
                 announced = Some(change.serial);
                 backoff = Duration::from_millis(250);
+                tokio::spawn(poll_serial(
+                    target,
+                    change.apex.clone(),
+                    change.serial,
+                    key.clone(),
+                    peers.clone(),
+                    slots.clone(),
+                ));
             }
             Err(e) => {
                 tracing::info!(%target, zone = %change.apex, serial = change.serial.0, error = %e, retry_in = ?backoff, "NOTIFY not acknowledged");
@@ -107,6 +117,40 @@ async fn announce(target: SocketAddr, id: (SocketAddr, Vec<u8>), slots: Slots, k
                 backoff = (backoff * 2).min(Duration::from_secs(60));
             }
         }
+    }
+}
+
+/// Asks `target` for its SOA until it holds `serial` (or a newer change
+/// supersedes this one), recording each answer: the propagation status.
+async fn poll_serial(
+    target: SocketAddr,
+    apex: Name,
+    serial: Serial,
+    key: Option<Key>,
+    peers: Arc<Peers>,
+    slots: Slots,
+) {
+    let label = target.to_string();
+    let mut wait = Duration::from_millis(20);
+    for _ in 0..40 {
+        tokio::time::sleep(wait).await;
+        if let Ok(held) = crate::client::query_soa(target, &apex, key.as_ref(), Duration::from_secs(2)).await {
+            peers.reported(&apex, &label, held);
+            if held == serial || held.is_newer_than(serial) {
+                return;
+            }
+        }
+        let superseded = {
+            let slots = slots.lock().unwrap_or_else(|e| e.into_inner());
+            slots
+                .get(&(target, apex.to_lowercase().as_wire().to_vec()))
+                .and_then(|s| s.latest.as_ref())
+                .is_some_and(|latest| latest.serial != serial)
+        };
+        if superseded {
+            return;
+        }
+        wait = (wait * 2).min(Duration::from_secs(5));
     }
 }
 

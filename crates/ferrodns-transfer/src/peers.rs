@@ -1,11 +1,11 @@
 //! What each secondary holds: the propagation status the API reports.
 //!
 //! A secondary tells us its serial when it asks for IXFR (the SOA in its
-//! authority section) and when it answers our SOA polls; we know what it
-//! holds after we send it a full transfer.
+//! authority section; recorded by its address) and when it answers our SOA
+//! polls after a NOTIFY (recorded by the NOTIFY target, `address:port`); we
+//! also know what it holds after we send it a transfer.
 
 use std::collections::HashMap;
-use std::net::IpAddr;
 use std::sync::Mutex;
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -22,7 +22,7 @@ pub struct PeerState {
 /// Every secondary's state, by zone.
 #[derive(Default)]
 pub struct Peers {
-    zones: Mutex<HashMap<Vec<u8>, HashMap<IpAddr, PeerState>>>,
+    zones: Mutex<HashMap<Vec<u8>, HashMap<String, PeerState>>>,
 }
 
 fn now() -> u64 {
@@ -30,30 +30,30 @@ fn now() -> u64 {
 }
 
 impl Peers {
-    fn set(&self, apex: &Name, peer: IpAddr, serial: Serial) {
+    fn set(&self, apex: &Name, peer: &str, serial: Serial) {
         let mut zones = self.zones.lock().unwrap_or_else(|e| e.into_inner());
         let state = PeerState { serial, last_contact: now() };
-        zones.entry(apex.to_lowercase().as_wire().to_vec()).or_default().insert(peer, state);
+        zones.entry(apex.to_lowercase().as_wire().to_vec()).or_default().insert(peer.to_string(), state);
     }
 
     /// The peer says it holds `serial` (an IXFR request, an SOA answer).
-    pub fn reported(&self, apex: &Name, peer: IpAddr, serial: Serial) {
+    pub fn reported(&self, apex: &Name, peer: &str, serial: Serial) {
         self.set(apex, peer, serial);
     }
 
     /// We sent the peer the zone at `serial`.
-    pub fn transferred(&self, apex: &Name, peer: IpAddr, serial: Serial) {
+    pub fn transferred(&self, apex: &Name, peer: &str, serial: Serial) {
         self.set(apex, peer, serial);
     }
 
     /// The peers of a zone and what they hold.
-    pub fn of_zone(&self, apex: &Name) -> Vec<(IpAddr, PeerState)> {
+    pub fn of_zone(&self, apex: &Name) -> Vec<(String, PeerState)> {
         let zones = self.zones.lock().unwrap_or_else(|e| e.into_inner());
         let mut list: Vec<_> = zones
             .get(apex.to_lowercase().as_wire())
-            .map(|peers| peers.iter().map(|(ip, state)| (*ip, *state)).collect())
+            .map(|peers| peers.iter().map(|(peer, state)| (peer.clone(), *state)).collect())
             .unwrap_or_default();
-        list.sort_by_key(|(ip, _)| *ip);
+        list.sort_by(|a, b| a.0.cmp(&b.0));
         list
     }
 

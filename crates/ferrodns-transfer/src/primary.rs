@@ -49,7 +49,7 @@ pub fn unix_now() -> u64 {
 /// The control handler.
 pub struct Primary {
     zones: Arc<ArcSwap<ZoneSet>>,
-    access: Access,
+    access: Arc<Access>,
     journal: Option<Arc<dyn Journal>>,
     notify_listener: Mutex<Option<Arc<dyn NotifyListener>>>,
     peers: Arc<Peers>,
@@ -58,7 +58,7 @@ pub struct Primary {
 impl Primary {
     pub fn new(
         zones: Arc<ArcSwap<ZoneSet>>,
-        access: Access,
+        access: Arc<Access>,
         journal: Option<Arc<dyn Journal>>,
         peers: Arc<Peers>,
     ) -> Primary {
@@ -144,7 +144,7 @@ impl Primary {
                 return vec![header_only(query, Rcode::FORMERR, true)];
             }
             let messages = transfer::axfr(&zone, query, u16::MAX as usize);
-            self.peers.transferred(zone.apex(), peer.ip(), zone.serial());
+            self.peers.transferred(zone.apex(), &peer.ip().to_string(), zone.serial());
             tracing::info!(%peer, zone = %zone_name, serial = zone.serial().0, messages = messages.len(), "AXFR served");
             return messages;
         }
@@ -152,7 +152,7 @@ impl Primary {
             return vec![header_only(query, Rcode::FORMERR, true)];
         };
         let client = request.client_serial.unwrap_or(Serial(0));
-        self.peers.reported(zone.apex(), peer.ip(), client);
+        self.peers.reported(zone.apex(), &peer.ip().to_string(), client);
         let mut plan = transfer::plan_ixfr(&zone, client, zone.history());
         if matches!(plan, IxfrPlan::Full) {
             if let Some(journal) = &self.journal {
@@ -181,7 +181,7 @@ impl Primary {
             IxfrPlan::Full => transfer::axfr(&zone, query, u16::MAX as usize),
         };
         if transport == Transport::Tcp || !matches!(plan, IxfrPlan::Full) {
-            self.peers.transferred(zone.apex(), peer.ip(), zone.serial());
+            self.peers.transferred(zone.apex(), &peer.ip().to_string(), zone.serial());
         }
         let kind = match plan {
             IxfrPlan::UpToDate => "up to date",

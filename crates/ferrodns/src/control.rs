@@ -31,7 +31,11 @@ pub struct Control {
 
 /// Opens the data directory and the store, creates the first admin token,
 /// and serves every stored zone.
-pub async fn start(settings: &ServeSettings, live: Arc<LiveZones>) -> anyhow::Result<Control> {
+pub async fn start(
+    settings: &ServeSettings,
+    live: Arc<LiveZones>,
+    replication: ferrodns_api::replication::Replication,
+) -> anyhow::Result<Control> {
     let dir = &settings.data_dir;
     fs::DirBuilder::new()
         .recursive(true)
@@ -82,7 +86,17 @@ pub async fn start(settings: &ServeSettings, live: Arc<LiveZones>) -> anyhow::Re
     if let Some(catalog) = &catalog {
         tracing::info!(catalog = %catalog.name(), "catalog zone published");
     }
-    let state = ApiState { store: Arc::new(store), live, settings: Arc::new(api), zone_locks: Arc::default(), catalog };
+    let state = ApiState {
+        store: Arc::new(store),
+        live,
+        settings: Arc::new(api),
+        zone_locks: Arc::default(),
+        catalog,
+        replication: Some(Arc::new(replication)),
+    };
+    ferrodns_api::replication::load_keys(&state)
+        .await
+        .map_err(|p| anyhow::anyhow!("cannot load TSIG keys: {}", p.detail))?;
     Ok(Control { state, _lock: lock })
 }
 

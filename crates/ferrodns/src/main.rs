@@ -172,9 +172,12 @@ fn serve(args: config::ServeArgs, log_level: Option<String>, log_format: LogForm
         let (stop, shutdown) = watch::channel(false);
         // Zone files alone (the benchmark's and differential tests' mode) need
         // no database and leave no data directory behind.
+        let peers = Arc::new(Peers::default());
+        let access = Arc::new(settings.transfer_access.clone());
         if !settings.notify.is_empty() {
             // Before any zone is published, so that every serial is announced.
-            let notifier = Notifier::spawn(settings.notify.clone(), settings.transfer_access.keys.first().cloned());
+            let notifier =
+                Notifier::spawn(settings.notify.clone(), settings.transfer_access.keys.first().cloned(), peers.clone());
             live.add_observer(Arc::new(replication::NotifyOnPublish { notifier }));
             tracing::info!(secondaries = ?settings.notify, "NOTIFY on every serial change");
         }
@@ -183,7 +186,12 @@ fn serve(args: config::ServeArgs, log_level: Option<String>, log_format: LogForm
             tracing::info!("secondary role: zones come from the primaries, so the API is not started");
         }
         let control = if !secondary_role && (settings.api_listen.is_some() || settings.database_url.is_some()) {
-            Some(control::start(&settings, live.clone()).await?)
+            let replication = ferrodns_api::replication::Replication {
+                access: access.clone(),
+                peers: peers.clone(),
+                secondaries: settings.notify.clone(),
+            };
+            Some(control::start(&settings, live.clone(), replication).await?)
         } else {
             None
         };
@@ -191,8 +199,7 @@ fn serve(args: config::ServeArgs, log_level: Option<String>, log_format: LogForm
         let journal = control.as_ref().map(|control| {
             Arc::new(replication::StoreJournal { store: control.state.store.clone() }) as Arc<dyn Journal>
         });
-        let peers = Arc::new(Peers::default());
-        let primary = Arc::new(Primary::new(live.handle(), settings.transfer_access.clone(), journal, peers));
+        let primary = Arc::new(Primary::new(live.handle(), access.clone(), journal, peers));
         if let Some(config) = &settings.secondary {
             let secondary = Secondary::start(
                 SecondarySettings {

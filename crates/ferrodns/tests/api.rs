@@ -50,7 +50,13 @@ fn battery(database: Database) {
     assert_eq!((status, ha["role"].as_str()), (200, Some("leader")));
     let (status, openapi, _) = json(node.anonymous(Method::GET, "/v1/openapi.json").send().unwrap());
     assert_eq!(status, 200);
-    for path in ["/v1/zones", "/v1/zones/{zone}/changes", "/v1/zones/{zone}/rrsets/{name}/{type}", "/v1/tokens/{id}"] {
+    for path in [
+        "/v1/zones",
+        "/v1/zones/{zone}/changes",
+        "/v1/zones/{zone}/rrsets/{name}/{type}",
+        "/v1/tokens/{id}",
+        "/v1/tsigkeys",
+    ] {
         assert!(openapi["paths"][path].is_object(), "OpenAPI lacks {path}");
     }
     problem(node.anonymous(Method::GET, "/v1/nothing-here").send().unwrap(), 404);
@@ -230,7 +236,7 @@ fn battery(database: Database) {
     ));
     assert_eq!(status, 200, "{change}");
     assert_eq!(change["serial"].as_u64(), Some(serial + 1));
-    assert_eq!(change["status"], "committed");
+    assert_eq!(change["status"], "insync", "no secondaries are configured, so nothing is pending");
     assert_eq!(change["actor"], "admin");
     let etag = headers["etag"].to_str().unwrap().to_string();
     assert_eq!(dns_lookup(node.dns, "api.example.com.", A).1, ["198.51.100.1"]);
@@ -342,7 +348,7 @@ fn battery(database: Database) {
     assert_eq!(dns_lookup(node.dns, "good.example.com.", A).0, "NXDomain");
     problem(import("sideways", exported.clone()), 422);
     let (status, merged, _) = json(import("merge", "$ORIGIN example.com.\nmerged 120 IN A 192.0.2.60\n".to_string()));
-    assert_eq!((status, merged["status"].as_str()), (200, Some("committed")));
+    assert_eq!((status, merged["status"].as_str()), (200, Some("insync")));
     assert_eq!(dns_lookup(node.dns, "merged.example.com.", A).1, ["192.0.2.60"]);
     assert_eq!(dns_lookup(node.dns, "www.example.com.", A).1, ["192.0.2.9"], "merge keeps other RRsets");
     let (status, _, _) = json(import("replace", exported.clone()));
@@ -417,6 +423,49 @@ fn battery(database: Database) {
     assert_eq!(json(node.request(Method::DELETE, &format!("/v1/tokens/{viewer_id}")).send().unwrap()).0, 204);
     problem(node.request_as(&acme_viewer, Method::GET, "/v1/zones").send().unwrap(), 401);
     problem(node.request(Method::DELETE, &format!("/v1/tokens/{viewer_id}")).send().unwrap(), 404);
+
+    // TSIG keys through the API: the secret once, then usable for transfers at once.
+    let (status, key, _) =
+        json(node.request(Method::POST, "/v1/tsigkeys").json(&json!({"name": "xfr-api"})).send().unwrap());
+    assert_eq!(status, 201, "{key}");
+    assert_eq!(key["algorithm"], "hmac-sha256");
+    let secret = key["secret"].as_str().unwrap().to_string();
+    let (status, keys, _) = json(node.request(Method::GET, "/v1/tsigkeys").send().unwrap());
+    assert_eq!(status, 200);
+    assert_eq!(keys.as_array().unwrap().len(), 1);
+    assert!(keys[0].get("secret").is_none(), "secrets are never listed");
+    problem(node.request(Method::POST, "/v1/tsigkeys").json(&json!({"name": "xfr-api"})).send().unwrap(), 409);
+    let bad = problem(
+        node.request(Method::POST, "/v1/tsigkeys")
+            .json(&json!({"name": "k2", "algorithm": "hmac-md5"}))
+            .send()
+            .unwrap(),
+        422,
+    );
+    assert_eq!(pointers(&bad), ["/algorithm"]);
+    problem(node.request_as(&acme_admin, Method::GET, "/v1/tsigkeys").send().unwrap(), 403);
+    let axfr = |secret: &str| {
+        let output = std::process::Command::new("kdig")
+            .args([&format!("@{}", node.dns.ip()), "-p", &node.dns.port().to_string(), "-y"])
+            .arg(format!("hmac-sha256:xfr-api:{secret}"))
+            .args(["example.com.", "AXFR"])
+            .output()
+            .expect("kdig (knot-dnsutils)");
+        String::from_utf8_lossy(&output.stdout).to_string() + &String::from_utf8_lossy(&output.stderr)
+    };
+    assert!(axfr(&secret).contains("IN\tSOA"), "{}", axfr(&secret));
+    assert_eq!(json(node.request(Method::DELETE, "/v1/tsigkeys/xfr-api").send().unwrap()).0, 204);
+    assert!(axfr(&secret).contains("BADKEY"), "a deleted key fails at once: {}", axfr(&secret));
+    problem(node.request(Method::DELETE, "/v1/tsigkeys/xfr-api").send().unwrap(), 404);
+    // No secondary is configured; kdig's AXFR shows as a peer holding the zone.
+    let (status, secondaries, _) = json(node.request(Method::GET, "/v1/zones/example.com/secondaries").send().unwrap());
+    assert_eq!(status, 200);
+    let peers = secondaries.as_array().unwrap();
+    assert_eq!(peers.len(), 1, "{secondaries}");
+    assert_eq!(
+        (peers[0]["address"].as_str(), peers[0]["configured"].as_bool(), peers[0]["insync"].as_bool()),
+        (Some("127.0.0.1"), Some(false), Some(true))
+    );
 
     // Deleting a zone stops DNS for it before the response.
     assert_eq!(json(node.request(Method::DELETE, "/v1/zones/z4.list.test").send().unwrap()).0, 204);

@@ -85,7 +85,8 @@ fn message(query: &ferrodns_proto::Query, records: &[Rr]) -> Vec<u8> {
 
 fn signed(packet: &[u8], mut messages: Vec<Vec<u8>>, sign_with: &Key) -> Vec<Vec<u8>> {
     let right = Key::parse(KEY).unwrap();
-    let verified = tsig::verify_request(packet, |_| Some(&right), now()).expect("requests are signed").expect("signed");
+    let verified =
+        tsig::verify_request(packet, |_| Some(right.clone()), now()).expect("requests are signed").expect("signed");
     let verified = tsig::Verified { key: sign_with.clone(), ..verified };
     let mut signer = Signer::response(verified);
     for message in &mut messages {

@@ -189,6 +189,21 @@ fn knot_and_bind_follow_a_ferrodns_primary_through_its_catalog() {
     assert!(incremental >= 2, "expected an incremental IXFR to each secondary:\n{log}");
     assert!(!log.contains("transfer refused"), "{log}");
 
+    // The primary knows both secondaries hold the change, and says so.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let (_, secondaries, _) = json(node.request(Method::GET, "/v1/zones/replica.test/secondaries").send().unwrap());
+        let (_, history, _) = json(node.request(Method::GET, "/v1/zones/replica.test/changes?limit=1").send().unwrap());
+        let all =
+            secondaries.as_array().unwrap().iter().filter(|s| s["configured"] == true).all(|s| s["insync"] == true);
+        if all && history["items"][0]["status"] == "insync" {
+            println!("secondaries: {secondaries}");
+            break;
+        }
+        assert!(Instant::now() < deadline, "not in sync: {secondaries} {history}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+
     // Deleting the zone removes it from the catalog, and both drop it.
     assert_eq!(json(node.request(Method::DELETE, "/v1/zones/replica.test").send().unwrap()).0, 204);
     for peer in [&knot, &bind] {

@@ -1,0 +1,259 @@
+//! Replication through the API: TSIG keys (`/v1/tsigkeys`) and what each
+//! secondary holds (`/v1/zones/{zone}/secondaries`).
+
+use std::sync::Arc;
+
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use ferrodns_proto::tsig::{Algorithm, Key};
+use ferrodns_proto::{Name, Serial};
+use ferrodns_store::{StoreError, TsigKeyRecord};
+use ferrodns_transfer::acl::Access;
+use ferrodns_transfer::peers::Peers;
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use crate::auth::{Caller, Role};
+use crate::input::{self, json_body, now_micros, rfc3339};
+use crate::problem::Problem;
+use crate::zones::zone_for;
+use crate::ApiState;
+
+/// What the API knows of replication.
+pub struct Replication {
+    /// The transfer policy whose API keys `/v1/tsigkeys` manages.
+    pub access: Arc<Access>,
+    /// Serials reported by or sent to secondaries.
+    pub peers: Arc<Peers>,
+    /// The secondaries this primary notifies (the ones a change waits for).
+    pub secondaries: Vec<std::net::SocketAddr>,
+}
+
+/// Loads the API's TSIG keys from the store into the transfer policy.
+pub async fn load_keys(state: &ApiState) -> Result<(), Problem> {
+    let Some(replication) = &state.replication else { return Ok(()) };
+    let records = state.store.tsig_keys().await?;
+    let keys = records
+        .iter()
+        .filter_map(|r| {
+            Some(Key {
+                name: Name::parse(&r.name, None).ok()?,
+                algorithm: Algorithm::from_name(&r.algorithm)?,
+                secret: r.secret.clone(),
+            })
+        })
+        .collect();
+    replication.access.set_api_keys(keys);
+    Ok(())
+}
+
+fn operator(caller: &Caller) -> Result<(), Problem> {
+    caller.require(Role::Admin)?;
+    if caller.is_operator() {
+        Ok(())
+    } else {
+        Err(Problem::forbidden("TSIG keys are server-wide; only operator admin tokens manage them"))
+    }
+}
+
+/// The body of `POST /v1/tsigkeys`.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateTsigKey {
+    /// The key's name, e.g. `xfr-secondaries`.
+    pub name: String,
+    /// `hmac-sha256` (default), `hmac-sha384` or `hmac-sha512`.
+    pub algorithm: Option<String>,
+    /// Base64; 32 random bytes are made when absent.
+    pub secret: Option<String>,
+}
+
+/// A TSIG key as listed (never the secret).
+#[derive(Serialize, ToSchema)]
+pub struct TsigKeyView {
+    pub name: String,
+    pub algorithm: String,
+    pub created_at: String,
+    /// Only in the response that creates the key.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub secret: Option<String>,
+}
+
+/// Creates a TSIG key for transfers and NOTIFY; the secret is returned once.
+#[utoipa::path(post, path = "/v1/tsigkeys", request_body = CreateTsigKey,
+    responses((status = 201, body = TsigKeyView), (status = 403, body = Problem), (status = 409, body = Problem), (status = 422, body = Problem)))]
+pub async fn create_tsig_key(
+    State(state): State<ApiState>,
+    caller: Caller,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, Problem> {
+    operator(&caller)?;
+    let request: CreateTsigKey = json_body(body, state.settings.max_body_bytes)?;
+    let mut problem = Problem::invalid("the key cannot be created as asked");
+    let name = input::zone_name(&request.name).ok();
+    if name.is_none() {
+        problem = problem.with_error("/name", format!("{:?} is not a valid key name", request.name));
+    }
+    let algorithm_text = request.algorithm.clone().unwrap_or_else(|| "hmac-sha256".to_string());
+    let algorithm = Algorithm::from_name(&algorithm_text);
+    if algorithm.is_none() {
+        problem = problem
+            .with_error("/algorithm", format!("{algorithm_text:?} is not hmac-sha256, hmac-sha384 or hmac-sha512"));
+    }
+    let secret = match &request.secret {
+        Some(text) => match data_encoding::BASE64.decode(text.trim().as_bytes()) {
+            Ok(bytes) if bytes.len() >= 16 => Some(bytes),
+            Ok(_) => {
+                problem = problem.with_error("/secret", "a secret needs at least 16 bytes");
+                None
+            }
+            Err(e) => {
+                problem = problem.with_error("/secret", format!("not base64: {e}"));
+                None
+            }
+        },
+        None => {
+            let mut bytes = vec![0u8; 32];
+            getrandom::fill(&mut bytes).expect("the operating system's random generator failed");
+            Some(bytes)
+        }
+    };
+    let (Some(name), Some(algorithm), Some(secret)) = (name, algorithm, secret) else { return Err(problem) };
+    if state.replication.as_ref().is_some_and(|r| r.access.is_configured(&name)) {
+        return Err(Problem::conflict(format!("{name} is a key from the server's configuration")));
+    }
+    let record = TsigKeyRecord {
+        name: name.to_string(),
+        algorithm: algorithm.name().to_string(),
+        secret,
+        created_at: now_micros(),
+    };
+    match state.store.create_tsig_key(&record).await {
+        Err(StoreError::Exists) => return Err(Problem::conflict(format!("a key named {name} exists"))),
+        other => other?,
+    }
+    load_keys(&state).await?;
+    let view = TsigKeyView {
+        name: record.name.clone(),
+        algorithm: record.algorithm.clone(),
+        created_at: rfc3339(record.created_at),
+        secret: Some(data_encoding::BASE64.encode(&record.secret)),
+    };
+    Ok((StatusCode::CREATED, Json(view)).into_response())
+}
+
+/// Lists the TSIG keys made through the API.
+#[utoipa::path(get, path = "/v1/tsigkeys", responses((status = 200, body = Vec<TsigKeyView>), (status = 403, body = Problem)))]
+pub async fn list_tsig_keys(State(state): State<ApiState>, caller: Caller) -> Result<Json<Vec<TsigKeyView>>, Problem> {
+    operator(&caller)?;
+    let keys = state.store.tsig_keys().await?;
+    Ok(Json(
+        keys.iter()
+            .map(|k| TsigKeyView {
+                name: k.name.clone(),
+                algorithm: k.algorithm.clone(),
+                created_at: rfc3339(k.created_at),
+                secret: None,
+            })
+            .collect(),
+    ))
+}
+
+/// Deletes a TSIG key; transfers signed with it fail from then on.
+#[utoipa::path(delete, path = "/v1/tsigkeys/{name}", params(("name" = String, Path, description = "key name")),
+    responses((status = 204), (status = 404, body = Problem)))]
+pub async fn delete_tsig_key(
+    State(state): State<ApiState>,
+    caller: Caller,
+    Path(name): Path<String>,
+) -> Result<StatusCode, Problem> {
+    operator(&caller)?;
+    let name = input::zone_name(&name)?;
+    match state.store.delete_tsig_key(&name.to_string()).await {
+        Err(StoreError::NotFound) => return Err(Problem::not_found(format!("no key {name}"))),
+        other => other?,
+    }
+    load_keys(&state).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// What one secondary holds of a zone.
+#[derive(Serialize, ToSchema)]
+pub struct SecondaryView {
+    /// The secondary's address (a configured NOTIFY target, or a peer that transferred).
+    pub address: String,
+    /// Whether it is a configured secondary (changes wait for these).
+    pub configured: bool,
+    /// The serial it holds, if known.
+    pub serial: Option<u32>,
+    /// How many serials it is behind (RFC 1982), if known.
+    pub lag: Option<u32>,
+    pub last_contact: Option<String>,
+    pub insync: bool,
+}
+
+/// Each secondary's serial, lag and last contact for a zone.
+#[utoipa::path(get, path = "/v1/zones/{zone}/secondaries", params(("zone" = String, Path, description = "zone name")),
+    responses((status = 200, body = Vec<SecondaryView>), (status = 404, body = Problem)))]
+pub async fn zone_secondaries(
+    State(state): State<ApiState>,
+    caller: Caller,
+    Path(zone): Path<String>,
+) -> Result<Json<Vec<SecondaryView>>, Problem> {
+    let zone = zone_for(&state, &caller, &zone).await?;
+    Ok(Json(secondaries_of(&state, &zone.name, zone.serial)))
+}
+
+/// The secondaries of a zone at serial `current`.
+pub fn secondaries_of(state: &ApiState, apex: &Name, current: Serial) -> Vec<SecondaryView> {
+    let Some(replication) = &state.replication else { return Vec::new() };
+    let known = replication.peers.of_zone(apex);
+    let view = |address: String, configured: bool, held: Option<(Serial, u64)>| {
+        let lag = held.map(|(serial, _)| current.0.wrapping_sub(serial.0)).filter(|lag| *lag < 1 << 31);
+        SecondaryView {
+            address,
+            configured,
+            serial: held.map(|(s, _)| s.0),
+            lag: lag.or(held.map(|_| 0)),
+            last_contact: held.map(|(_, at)| rfc3339(at as i64 * 1_000_000)),
+            insync: held.is_some_and(|(s, _)| s == current || s.is_newer_than(current)),
+        }
+    };
+    let mut list: Vec<SecondaryView> = replication
+        .secondaries
+        .iter()
+        .map(|target| {
+            let held =
+                known.iter().find(|(peer, _)| *peer == target.to_string()).map(|(_, s)| (s.serial, s.last_contact));
+            view(target.to_string(), true, held)
+        })
+        .collect();
+    for (peer, state) in &known {
+        if !replication.secondaries.iter().any(|t| t.to_string() == *peer) {
+            list.push(view(peer.clone(), false, Some((state.serial, state.last_contact))));
+        }
+    }
+    list
+}
+
+/// A change's replication status: `insync` once every configured secondary
+/// holds `serial` (or a later one), else `pending`.
+pub fn change_status(state: &ApiState, apex: &Name, serial: Serial) -> &'static str {
+    let Some(replication) = &state.replication else { return "insync" };
+    let known = replication.peers.of_zone(apex);
+    let all = replication.secondaries.iter().all(|target| {
+        known
+            .iter()
+            .find(|(peer, _)| *peer == target.to_string())
+            .is_some_and(|(_, s)| s.serial == serial || s.serial.is_newer_than(serial))
+    });
+    if all {
+        "insync"
+    } else {
+        "pending"
+    }
+}
