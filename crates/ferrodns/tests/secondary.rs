@@ -173,3 +173,30 @@ fn ferrodns_follows_ferrodns_through_restarts_and_expiry() {
         |rcode, d| rcode == "NoError" && d == ["192.0.2.2"],
     );
 }
+
+/// With the first primary down, the secondary gets its zones from the next.
+#[test]
+fn a_dead_first_primary_is_skipped() {
+    let database = Database::sqlite();
+    let primary = Node::start(&database, &["--tsig-key", KEY]);
+    assert_eq!(
+        json(primary.request(Method::POST, "/v1/zones").json(&json!({"name": "failover.test"})).send().unwrap()).0,
+        201
+    );
+    let body = json!({"ttl": 60, "records": ["192.0.2.99"]});
+    assert_eq!(
+        json(primary.request(Method::PUT, "/v1/zones/failover.test/rrsets/www/A").json(&body).send().unwrap()).0,
+        200
+    );
+    let dead = SocketAddr::from(([127, 0, 0, 1], free_port()));
+    let secondary = SecondaryNode::start(free_port(), &[dead, primary.dns], &["--tsig-key", KEY]);
+    wait_until(
+        secondary.dns,
+        "www.failover.test.",
+        1,
+        Duration::from_secs(30),
+        || secondary.log(),
+        |_, d| d == ["192.0.2.99"],
+    );
+    assert!(secondary.log().contains(&dead.to_string()), "the dead primary was tried first:\n{}", secondary.log());
+}
