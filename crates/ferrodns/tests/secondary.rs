@@ -143,6 +143,30 @@ fn ferrodns_follows_ferrodns_through_restarts_and_expiry() {
     let incremental = primary.log().lines().any(|l| l.contains("IXFR served") && l.contains("incremental"));
     assert!(incremental, "{}", primary.log());
 
+    // A burst of changes: the secondary ends at the last one.
+    for i in 10..40 {
+        let body = json!({"ttl": 60, "records": [format!("192.0.2.{i}")]});
+        assert_eq!(
+            json(primary.request(Method::PUT, "/v1/zones/sec.test/rrsets/burst/A").json(&body).send().unwrap()).0,
+            200
+        );
+    }
+    let took = wait_until(
+        secondary.dns,
+        "burst.sec.test.",
+        1,
+        Duration::from_secs(10),
+        || secondary.log(),
+        |_, d| d == ["192.0.2.39"],
+    );
+    println!("the last of 30 quick changes reached the secondary {took:?} after it was acknowledged");
+    // Put www back where the rest of the test expects it.
+    let body = json!({"ttl": 60, "records": ["192.0.2.2"]});
+    assert_eq!(
+        json(primary.request(Method::PUT, "/v1/zones/sec.test/rrsets/www/A").json(&body).send().unwrap()).0,
+        200
+    );
+
     // The primary goes away; a restarted secondary serves its kept copy at once.
     primary.kill();
     secondary.kill();
