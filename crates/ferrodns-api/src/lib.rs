@@ -78,6 +78,22 @@ pub struct ApiState {
     pub catalog: Option<Arc<ferrodns_transfer::catalog::Catalog>>,
     /// TSIG keys and secondaries' serials, when replication runs.
     pub replication: Option<Arc<replication::Replication>>,
+    /// This node's place in the control plane.
+    pub leadership: Option<Arc<dyn Leadership>>,
+}
+
+/// A node's view of the leader election, for `/v1/ha` and readiness.
+#[derive(Clone, Debug)]
+pub struct HaSnapshot {
+    pub node: String,
+    pub leader: Option<String>,
+    pub term: i64,
+    pub is_leader: bool,
+}
+
+/// Who leads; implemented by the binary's election.
+pub trait Leadership: Send + Sync {
+    fn snapshot(&self) -> HaSnapshot;
 }
 
 /// One async lock per zone, held from a change's transaction to its

@@ -22,11 +22,33 @@ pub async fn live() -> Json<Health> {
     Json(Health { status: "ok" })
 }
 
-/// Readiness: the database answers, so writes can succeed.
-#[utoipa::path(get, path = "/v1/health/ready", security(()),
+/// Query of the readiness probe.
+#[derive(serde::Deserialize, utoipa::IntoParams)]
+pub struct ReadyQuery {
+    /// `leader`: ready only on the current leader (for a VIP or a Service selector).
+    pub role: Option<String>,
+}
+
+/// Readiness: the database answers, so writes can succeed; with
+/// `?role=leader`, also this node leads.
+#[utoipa::path(get, path = "/v1/health/ready", security(()), params(ReadyQuery),
     responses((status = 200, body = Health), (status = 503, body = Problem)))]
-pub async fn ready(State(state): State<ApiState>) -> Result<Json<Health>, Problem> {
+pub async fn ready(
+    State(state): State<ApiState>,
+    axum::extract::Query(query): axum::extract::Query<ReadyQuery>,
+) -> Result<Json<Health>, Problem> {
     state.store.ping().await?;
+    if query.role.as_deref() == Some("leader") {
+        let leads = state.leadership.as_ref().is_none_or(|l| l.snapshot().is_leader);
+        if !leads {
+            return Err(Problem::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "not-leader",
+                "Not the leader",
+                "this node is a follower; the leader answers 200 here",
+            ));
+        }
+    }
     Ok(Json(Health { status: "ready" }))
 }
 
@@ -40,12 +62,23 @@ pub struct HaState {
     pub leader: String,
 }
 
-/// The HA state. A single node (SQLite, or one node on PostgreSQL without
-/// election) leads itself in term 0.
+/// The HA state: this node, its role, the term, and the leader (empty while
+/// no node holds the lease). A single SQLite node leads itself in term 1.
 #[utoipa::path(get, path = "/v1/ha", security(()), responses((status = 200, body = HaState)))]
 pub async fn ha(State(state): State<ApiState>) -> Json<HaState> {
     let node = state.settings.node.clone();
-    Json(HaState { node: node.clone(), role: "leader", term: 0, leader: node })
+    match &state.leadership {
+        Some(leadership) => {
+            let snapshot = leadership.snapshot();
+            Json(HaState {
+                node: snapshot.node,
+                role: if snapshot.is_leader { "leader" } else { "follower" },
+                term: snapshot.term.max(0) as u64,
+                leader: snapshot.leader.unwrap_or_default(),
+            })
+        }
+        None => Json(HaState { node: node.clone(), role: "leader", term: 1, leader: node }),
+    }
 }
 
 /// The OpenAPI document.

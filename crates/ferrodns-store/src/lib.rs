@@ -341,6 +341,7 @@ impl Store {
         let diff = Diff { old_serial: serial, new_serial: serial, removed: Vec::new(), added };
         let summary = serde_json::json!([{"action": "create-zone", "kind": kind}]).to_string();
         insert_journal(&mut tx, zone.id, &diff, actor, now, &summary).await?;
+        announce(&mut tx, self.backend, &zone.name).await?;
         tx.commit().await?;
         Ok((zone, diff))
     }
@@ -424,10 +425,13 @@ impl Store {
         // that a database without foreign-key enforcement stays clean.
         sqlx::query("DELETE FROM journal WHERE zone_id = $1").bind(zone_id).execute(&mut *tx).await?;
         sqlx::query("DELETE FROM rrsets WHERE zone_id = $1").bind(zone_id).execute(&mut *tx).await?;
-        let done = sqlx::query("DELETE FROM zones WHERE id = $1").bind(zone_id).execute(&mut *tx).await?;
-        if done.rows_affected() == 0 {
-            return Err(StoreError::NotFound);
-        }
+        let deleted = sqlx::query("DELETE FROM zones WHERE id = $1 RETURNING name")
+            .bind(zone_id)
+            .fetch_optional(&mut *tx)
+            .await?
+            .ok_or(StoreError::NotFound)?;
+        let name = name_column(&deleted, "name")?;
+        announce(&mut tx, self.backend, &name).await?;
         tx.commit().await?;
         Ok(())
     }
@@ -676,6 +680,7 @@ impl Store {
         .await?;
         let zone = zone_from_row(&row)?;
         let change = insert_journal(&mut tx, zone.id, &diff, actor, now, summary).await?;
+        announce(&mut tx, self.backend, &zone.name).await?;
         tx.commit().await?;
         if zone.version % 16 == 0 {
             self.trim_journal(zone.id).await?;
@@ -855,6 +860,136 @@ impl Markers {
             }
         }
         out
+    }
+}
+
+/// The PostgreSQL channel on which commits announce the zone they changed.
+pub const CHANGES_CHANNEL: &str = "ferrodns_zones";
+
+/// Tells other nodes, at commit, that `zone` changed (PostgreSQL only; a
+/// SQLite database has one node). The payload is the zone's name; nodes read
+/// what changed from the journal, so a lost notification costs only time.
+async fn announce(tx: &mut Transaction<'static, Any>, backend: Backend, zone: &Name) -> Result<()> {
+    if backend == Backend::Postgres {
+        sqlx::query("SELECT pg_notify($1, $2)").bind(CHANGES_CHANNEL).bind(zone.to_string()).execute(&mut **tx).await?;
+    }
+    Ok(())
+}
+
+/// Commits made by other nodes, as zone names, from PostgreSQL LISTEN.
+pub struct ChangeListener {
+    listener: sqlx::postgres::PgListener,
+}
+
+impl ChangeListener {
+    /// The next changed zone's name. An error means the connection dropped
+    /// (notifications may have been missed: catch up from the database).
+    pub async fn next(&mut self) -> Result<String> {
+        let notification = self.listener.recv().await?;
+        Ok(notification.payload().to_string())
+    }
+}
+
+/// A leader lease as read from the database.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Lease {
+    pub node: String,
+    pub term: i64,
+    /// Still valid by the database's clock.
+    pub live: bool,
+}
+
+impl Store {
+    /// Listens for other nodes' commits (PostgreSQL only).
+    pub async fn change_listener(&self, url: &str) -> Result<Option<ChangeListener>> {
+        if self.backend != Backend::Postgres {
+            return Ok(None);
+        }
+        let mut listener = sqlx::postgres::PgListener::connect(url).await?;
+        listener.listen(CHANGES_CHANNEL).await?;
+        Ok(Some(ChangeListener { listener }))
+    }
+
+    /// Every zone's name and serial, for catching up.
+    pub async fn zone_serials(&self) -> Result<Vec<(Name, Serial)>> {
+        let rows = sqlx::query("SELECT name, serial FROM zones").fetch_all(&self.pool).await?;
+        rows.iter().map(|row| Ok((name_column(row, "name")?, serial_column(row, "serial")?))).collect()
+    }
+
+    /// The journal steps after `serial`, oldest first; `None` when the
+    /// journal no longer holds the step that ends at `serial`.
+    pub async fn journal_since(&self, zone_id: i64, serial: Serial) -> Result<Option<Vec<Diff>>> {
+        let start = sqlx::query("SELECT MAX(id) AS id FROM journal WHERE zone_id = $1 AND serial_to = $2")
+            .bind(zone_id)
+            .bind(serial.0 as i64)
+            .fetch_one(&self.pool)
+            .await?;
+        let Some(start): Option<i64> = start.try_get("id")? else { return Ok(None) };
+        let rows = sqlx::query(
+            "SELECT id, zone_id, serial_from, serial_to, actor, at, summary, removed, added FROM journal \
+             WHERE zone_id = $1 AND id > $2 ORDER BY id",
+        )
+        .bind(zone_id)
+        .bind(start)
+        .fetch_all(&self.pool)
+        .await?;
+        let mut diffs = Vec::with_capacity(rows.len());
+        for row in &rows {
+            let change = change_from_row(row)?;
+            diffs.push(diff_from_row(row, &change)?);
+        }
+        Ok(Some(diffs))
+    }
+
+    /// Takes the leader lease for `node` if it is free or expired (by the
+    /// database's clock), with a new term. Returns the term when taken.
+    pub async fn acquire_lease(&self, node: &str, lease_ms: i64) -> Result<Option<i64>> {
+        let row = sqlx::query(
+            "INSERT INTO leader_lease (id, node, term, expires_at) \
+             VALUES (1, $1, 1, now() + ($2::float8 * interval '1 millisecond')) \
+             ON CONFLICT (id) DO UPDATE SET node = excluded.node, term = leader_lease.term + 1, \
+             expires_at = excluded.expires_at WHERE leader_lease.expires_at < now() RETURNING term",
+        )
+        .bind(node.to_string())
+        .bind(lease_ms)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.map(|r| r.try_get::<i64, _>("term")).transpose().map_err(Into::into)
+    }
+
+    /// Extends the lease held by `node` in `term`; false if it is no longer held.
+    pub async fn renew_lease(&self, node: &str, term: i64, lease_ms: i64) -> Result<bool> {
+        let done = sqlx::query(
+            "UPDATE leader_lease SET expires_at = now() + ($3::float8 * interval '1 millisecond') \
+             WHERE id = 1 AND node = $1 AND term = $2 AND expires_at > now()",
+        )
+        .bind(node.to_string())
+        .bind(term)
+        .bind(lease_ms)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    /// Gives the lease up (a clean shutdown), so a successor need not wait.
+    pub async fn release_lease(&self, node: &str, term: i64) -> Result<()> {
+        sqlx::query("UPDATE leader_lease SET expires_at = now() WHERE id = 1 AND node = $1 AND term = $2")
+            .bind(node.to_string())
+            .bind(term)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// The current lease, if any node ever took it.
+    pub async fn lease(&self) -> Result<Option<Lease>> {
+        let row = sqlx::query("SELECT node, term, (expires_at > now()) AS live FROM leader_lease WHERE id = 1")
+            .fetch_optional(&self.pool)
+            .await?;
+        row.map(|r| {
+            Ok(Lease { node: r.try_get("node")?, term: r.try_get("term")?, live: r.try_get::<bool, _>("live")? })
+        })
+        .transpose()
     }
 }
 

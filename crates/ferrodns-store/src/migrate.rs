@@ -30,6 +30,12 @@ const MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("../migrations/sqlite/0002_tsig_keys.sql"),
         postgres: include_str!("../migrations/postgres/0002_tsig_keys.sql"),
     },
+    Migration {
+        version: 3,
+        name: "leader_lease",
+        sqlite: include_str!("../migrations/sqlite/0003_leader_lease.sql"),
+        postgres: include_str!("../migrations/postgres/0003_leader_lease.sql"),
+    },
 ];
 
 /// An arbitrary constant naming ferrodns' migration lock.

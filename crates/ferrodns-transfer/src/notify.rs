@@ -37,6 +37,9 @@ pub struct Notifier {
     queue: mpsc::UnboundedSender<Change>,
 }
 
+/// Asked before each NOTIFY: the leader's term, or `None` when this node must not send.
+pub type Term = Arc<dyn Fn() -> Option<i64> + Send + Sync>;
+
 /// Per (secondary, lowercase apex): what to announce and whether a sender runs.
 type Slots = Arc<Mutex<HashMap<(SocketAddr, Vec<u8>), Slot>>>;
 
@@ -50,7 +53,9 @@ struct Slot {
 impl Notifier {
     /// Starts the sender for `targets`, signing with `key` when given, and
     /// recording in `peers` the serial each target reports afterwards.
-    pub fn spawn(targets: Vec<SocketAddr>, key: Option<Key>, peers: Arc<Peers>) -> Notifier {
+    /// `term` is asked right before every send: NOTIFY is a leader's duty,
+    /// and nothing is sent while it answers `None`.
+    pub fn spawn(targets: Vec<SocketAddr>, key: Option<Key>, peers: Arc<Peers>, term: Term) -> Notifier {
         let (queue, mut changes) = mpsc::unbounded_channel::<Change>();
         let slots: Slots = Arc::default();
         tokio::spawn(async move {
@@ -64,7 +69,7 @@ impl Notifier {
                         !std::mem::replace(&mut slot.in_flight, true)
                     };
                     if start {
-                        tokio::spawn(announce(target, id, slots.clone(), key.clone(), peers.clone()));
+                        tokio::spawn(announce(target, id, slots.clone(), key.clone(), peers.clone(), term.clone()));
                     }
                 }
             }
@@ -80,7 +85,14 @@ impl Notifier {
 
 /// Sends the newest change of one (secondary, zone) until answered, then
 /// again while newer changes came in meanwhile.
-async fn announce(target: SocketAddr, id: (SocketAddr, Vec<u8>), slots: Slots, key: Option<Key>, peers: Arc<Peers>) {
+async fn announce(
+    target: SocketAddr,
+    id: (SocketAddr, Vec<u8>),
+    slots: Slots,
+    key: Option<Key>,
+    peers: Arc<Peers>,
+    term: Term,
+) {
     let mut announced: Option<Serial> = None;
     let mut backoff = Duration::from_millis(250);
     loop {
@@ -95,9 +107,18 @@ async fn announce(target: SocketAddr, id: (SocketAddr, Vec<u8>), slots: Slots, k
                 }
             }
         };
-        match send_notify(target, &change, key.as_ref(), backoff.clamp(Duration::from_secs(1), Duration::from_secs(5)))
-            .await
-        {
+        let Some(leader_term) = term() else {
+            tracing::debug!(%target, zone = %change.apex, serial = change.serial.0, "not the leader; NOTIFY left to the leader");
+            let mut slots = slots.lock().unwrap_or_else(|e| e.into_inner());
+            if let Some(slot) = slots.get_mut(&id) {
+                slot.in_flight = false;
+                slot.latest = None;
+            }
+            return;
+        };
+        tracing::info!(%target, zone = %change.apex, serial = change.serial.0, term = leader_term, "NOTIFY sent");
+        let wait = backoff.clamp(Duration::from_secs(1), Duration::from_secs(5));
+        match send_notify(target, &change, key.as_ref(), wait).await {
             Ok(()) => {
                 tracing::debug!(%target, zone = %change.apex, serial = change.serial.0, "NOTIFY acknowledged");
                 announced = Some(change.serial);

@@ -110,6 +110,15 @@ pub struct ServeArgs {
     /// Seconds one incoming transfer may take [default: 300].
     #[arg(long = "xfr-timeout", env = "FERRODNS_XFR_TIMEOUT")]
     pub xfr_timeout: Option<u64>,
+    /// Leader lease length in milliseconds (PostgreSQL control plane) [default: 2000].
+    #[arg(long = "ha-lease-ms", env = "FERRODNS_HA_LEASE_MS")]
+    pub ha_lease_ms: Option<u64>,
+    /// How often the leader renews, and others try to take, the lease, in milliseconds [default: 500].
+    #[arg(long = "ha-renew-ms", env = "FERRODNS_HA_RENEW_MS")]
+    pub ha_renew_ms: Option<u64>,
+    /// How often a node compares every zone with the database, besides LISTEN, in milliseconds [default: 1000].
+    #[arg(long = "ha-poll-ms", env = "FERRODNS_HA_POLL_MS")]
+    pub ha_poll_ms: Option<u64>,
     /// Name of the RFC 9432 catalog zone (published as primary, followed as secondary), or off [default: catalog.ferrodns.invalid.].
     #[arg(long = "catalog-zone", env = "FERRODNS_CATALOG_ZONE")]
     pub catalog_zone: Option<String>,
@@ -142,6 +151,9 @@ struct FileSettings {
     allow_transfer: Option<Vec<String>>,
     tsig_key: Option<Vec<String>>,
     catalog_zone: Option<String>,
+    ha_lease_ms: Option<u64>,
+    ha_renew_ms: Option<u64>,
+    ha_poll_ms: Option<u64>,
     role: Option<String>,
     primary: Option<Vec<String>>,
     secondary_zone: Option<Vec<String>>,
@@ -176,6 +188,9 @@ pub struct ServeSettings {
     /// None when turned off.
     pub catalog_zone: Option<Name>,
     pub secondary: Option<SecondaryConfig>,
+    pub ha_lease: Duration,
+    pub ha_renew: Duration,
+    pub ha_poll: Duration,
     /// The log level from the file, used when neither flag nor variable sets one.
     pub file_log_level: Option<String>,
 }
@@ -283,6 +298,11 @@ impl ServeArgs {
             }
             other => bail!("bad --role '{other}': want primary or secondary"),
         };
+        let ha_lease_ms = self.ha_lease_ms.or(file.ha_lease_ms).unwrap_or(2000);
+        let ha_renew_ms = self.ha_renew_ms.or(file.ha_renew_ms).unwrap_or(500);
+        if ha_renew_ms == 0 || ha_renew_ms * 2 > ha_lease_ms {
+            bail!("--ha-renew-ms ({ha_renew_ms}) must be above 0 and at most half of --ha-lease-ms ({ha_lease_ms})");
+        }
         let mut transfer_access = Access::default();
         for text in list(self.allow_transfer, file.allow_transfer) {
             transfer_access
@@ -318,6 +338,9 @@ impl ServeArgs {
             transfer_access,
             catalog_zone,
             secondary,
+            ha_lease: Duration::from_millis(ha_lease_ms),
+            ha_renew: Duration::from_millis(ha_renew_ms),
+            ha_poll: Duration::from_millis(self.ha_poll_ms.or(file.ha_poll_ms).unwrap_or(1000).max(50)),
             file_log_level: file.log_level,
         })
     }

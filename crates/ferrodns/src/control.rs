@@ -35,6 +35,7 @@ pub async fn start(
     settings: &ServeSettings,
     live: Arc<LiveZones>,
     replication: ferrodns_api::replication::Replication,
+    election: Arc<crate::ha::Election>,
 ) -> anyhow::Result<Control> {
     let dir = &settings.data_dir;
     fs::DirBuilder::new()
@@ -93,6 +94,7 @@ pub async fn start(
         zone_locks: Arc::default(),
         catalog,
         replication: Some(Arc::new(replication)),
+        leadership: Some(election),
     };
     ferrodns_api::replication::load_keys(&state)
         .await

@@ -5,6 +5,7 @@
 mod client;
 mod config;
 mod control;
+mod ha;
 mod replication;
 
 use std::path::PathBuf;
@@ -17,7 +18,7 @@ use ferrodns_transfer::notify::Notifier;
 use ferrodns_transfer::peers::Peers;
 use ferrodns_transfer::primary::{Journal, Primary};
 use ferrodns_transfer::secondary::{Secondary, SecondarySettings};
-use ferrodns_zone::live::LiveZones;
+use ferrodns_zone::live::{LiveZones, Observer};
 use ferrodns_zone::{load_zone_file, ZoneSet};
 use tokio::sync::watch;
 
@@ -174,11 +175,25 @@ fn serve(args: config::ServeArgs, log_level: Option<String>, log_format: LogForm
         // no database and leave no data directory behind.
         let peers = Arc::new(Peers::default());
         let access = Arc::new(settings.transfer_access.clone());
+        let postgres = settings.database_url.as_deref().is_some_and(|u| u.starts_with("postgres"));
+        let election = ha::Election::new(
+            settings.node_id.clone(),
+            ha::ElectionSettings { lease: settings.ha_lease, renew: settings.ha_renew },
+            !postgres,
+        );
         if !settings.notify.is_empty() {
             // Before any zone is published, so that every serial is announced.
+            let leader = election.clone();
+            let term: ferrodns_transfer::notify::Term = Arc::new(move || leader.term());
             let notifier =
-                Notifier::spawn(settings.notify.clone(), settings.transfer_access.keys.first().cloned(), peers.clone());
-            live.add_observer(Arc::new(replication::NotifyOnPublish { notifier }));
+                Notifier::spawn(settings.notify.clone(), settings.transfer_access.keys.first().cloned(), peers.clone(), term);
+            let announce = replication::NotifyOnPublish { notifier };
+            let (served, observer) = (live.clone(), Arc::new(announce.clone()));
+            election.on_lead(move |term| {
+                tracing::info!(term, "new leader: announcing every zone");
+                served.snapshot().iter().for_each(|zone| observer.published(zone));
+            });
+            live.add_observer(Arc::new(announce));
             tracing::info!(secondaries = ?settings.notify, "NOTIFY on every serial change");
         }
         let secondary_role = settings.secondary.is_some();
@@ -191,11 +206,17 @@ fn serve(args: config::ServeArgs, log_level: Option<String>, log_format: LogForm
                 peers: peers.clone(),
                 secondaries: settings.notify.clone(),
             };
-            Some(control::start(&settings, live.clone(), replication).await?)
+            Some(control::start(&settings, live.clone(), replication, election.clone()).await?)
         } else {
             None
         };
         tracing::info!(dns = ?bound.local_addrs(), zones = live.snapshot().len(), udp_workers = settings.udp_workers, "serving DNS");
+        if let (Some(control), true) = (&control, postgres) {
+            tokio::spawn(election.clone().run(control.state.store.clone(), shutdown.clone()));
+            let url = settings.database_url.clone().unwrap_or_default();
+            tokio::spawn(ha::follow(control.state.clone(), url, settings.ha_poll, shutdown.clone()));
+            tracing::info!(node = %settings.node_id, lease = ?settings.ha_lease, "multi-node control plane: following other nodes, taking part in the election");
+        }
         let journal = control.as_ref().map(|control| {
             Arc::new(replication::StoreJournal { store: control.state.store.clone() }) as Arc<dyn Journal>
         });

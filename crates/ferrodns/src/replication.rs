@@ -29,6 +29,7 @@ impl Journal for StoreJournal {
 }
 
 /// Announces each published zone version to the secondaries.
+#[derive(Clone)]
 pub struct NotifyOnPublish {
     pub notifier: Notifier,
 }
