@@ -1,0 +1,443 @@
+//! The failover suite: three control nodes on the local PostgreSQL (each
+//! through its own TCP relay, which the test can cut), two ferrodns
+//! secondaries, writers and resolvers running the whole time, and faults:
+//! 20 SIGKILLs of the leader, SIGSTOP past the lease, a cut between the
+//! leader and PostgreSQL, and a rolling restart. Afterwards: every
+//! acknowledged write is stored and served by both secondaries, no batch is
+//! half-applied, no query failed, serials have no gaps, and no NOTIFY was
+//! sent under a term after a newer term began. Figures go to stdout and
+//! docs/ha.md.
+
+mod support;
+
+use std::collections::BTreeMap;
+use std::io::{Read, Write};
+use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use reqwest::Method;
+use serde_json::{json, Value};
+use support::control::{dns_lookup, json, Database, Node, POSTGRES};
+use support::free_port;
+
+const KEY: &str = "xfr:hmac-sha256:ZmFpbG92ZXItc3VpdGUta2V5LWZvci1mZXJyb2Rucy0zMg==";
+const KILLS: usize = 20;
+
+/// A TCP relay to PostgreSQL that can be cut and restored (as in outage.rs).
+struct Relay {
+    port: u16,
+    open: Arc<AtomicBool>,
+    connections: Arc<Mutex<Vec<TcpStream>>>,
+}
+
+impl Relay {
+    fn start() -> Relay {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let relay = Relay {
+            port: listener.local_addr().unwrap().port(),
+            open: Arc::new(AtomicBool::new(true)),
+            connections: Arc::default(),
+        };
+        relay.serve(listener);
+        relay
+    }
+
+    fn serve(&self, listener: TcpListener) {
+        listener.set_nonblocking(true).unwrap();
+        let (open, connections) = (self.open.clone(), self.connections.clone());
+        std::thread::spawn(move || {
+            while open.load(Ordering::Relaxed) {
+                match listener.accept() {
+                    Ok((client, _)) => {
+                        client.set_nonblocking(false).unwrap();
+                        let Ok(upstream) = TcpStream::connect("127.0.0.1:5432") else { continue };
+                        let mut list = connections.lock().unwrap();
+                        list.push(client.try_clone().unwrap());
+                        list.push(upstream.try_clone().unwrap());
+                        pipe(client.try_clone().unwrap(), upstream.try_clone().unwrap());
+                        pipe(upstream, client);
+                    }
+                    Err(_) => std::thread::sleep(Duration::from_millis(5)),
+                }
+            }
+        });
+    }
+
+    fn cut(&self) {
+        self.open.store(false, Ordering::Relaxed);
+        for stream in self.connections.lock().unwrap().drain(..) {
+            let _ = stream.shutdown(Shutdown::Both);
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+
+    fn restore(&self) {
+        self.open.store(true, Ordering::Relaxed);
+        let deadline = Instant::now() + Duration::from_secs(5);
+        let listener = loop {
+            match TcpListener::bind(("127.0.0.1", self.port)) {
+                Ok(listener) => break listener,
+                Err(e) => {
+                    assert!(Instant::now() < deadline, "cannot rebind the relay: {e}");
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+            }
+        };
+        self.serve(listener);
+    }
+}
+
+fn pipe(mut from: TcpStream, mut to: TcpStream) {
+    std::thread::spawn(move || {
+        let mut buffer = [0u8; 16384];
+        while let Ok(n) = from.read(&mut buffer) {
+            if n == 0 || to.write_all(&buffer[..n]).is_err() {
+                break;
+            }
+        }
+        let _ = to.shutdown(Shutdown::Both);
+    });
+}
+
+fn ha_state(node: &Node) -> Option<Value> {
+    let response = node.anonymous(Method::GET, "/v1/ha").timeout(Duration::from_millis(500)).send().ok()?;
+    Some(json(response).1)
+}
+
+/// The index of the node that says it leads, and the term.
+fn leader(nodes: &[Node], alive: &[bool]) -> Option<(usize, u64)> {
+    nodes.iter().enumerate().filter(|(i, _)| alive[*i]).find_map(|(i, n)| {
+        let state = ha_state(n)?;
+        (state["role"] == "leader").then(|| (i, state["term"].as_u64().unwrap_or(0)))
+    })
+}
+
+/// Waits for a leader with a term above `above`; returns who, the term and how long it took.
+fn wait_new_leader(nodes: &[Node], alive: &[bool], above: u64, since: Instant) -> (usize, u64, Duration) {
+    loop {
+        if let Some((i, term)) = leader(nodes, alive) {
+            if term > above {
+                return (i, term, since.elapsed());
+            }
+        }
+        assert!(since.elapsed() < Duration::from_secs(15), "no new leader after {:?}", since.elapsed());
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+fn spawn_secondary(port: u16, primaries: &[SocketAddr]) -> (std::process::Child, std::path::PathBuf) {
+    let dir = std::env::temp_dir().join(format!("ferrodns-failover-secondary-{port}"));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let log = std::fs::File::create(dir.join("log")).unwrap();
+    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_ferrodns"));
+    command.args(["serve", "--role", "secondary", "--dns-listen", &format!("127.0.0.1:{port}"), "--tsig-key", KEY]);
+    command.args(["--udp-workers", "1", "--data-dir"]).arg(&dir);
+    for primary in primaries {
+        command.args(["--primary", &primary.to_string()]);
+    }
+    let child = command.stdout(log.try_clone().unwrap()).stderr(log).spawn().unwrap();
+    (child, dir)
+}
+
+fn percentile(sorted: &[Duration], p: usize) -> Duration {
+    sorted[(sorted.len() * p / 100).min(sorted.len() - 1)]
+}
+
+#[test]
+fn failover_suite() {
+    let database = Database::postgres();
+    let Database::Postgres { name: db_name, .. } = &database else { unreachable!() };
+    let secondary_ports = [free_port(), free_port()];
+    let relays: Vec<Relay> = (0..3).map(|_| Relay::start()).collect();
+    let mut nodes: Vec<Node> = Vec::new();
+    for (i, relay) in relays.iter().enumerate() {
+        let url = format!("{}/{db_name}", POSTGRES.replace(":5432", &format!(":{}", relay.port)));
+        let node_id = format!("node{i}");
+        let notify: Vec<String> = secondary_ports.iter().map(|p| format!("127.0.0.1:{p}")).collect();
+        let args = ["--node-id", &node_id, "--tsig-key", KEY, "--notify", &notify[0], "--notify", &notify[1]];
+        nodes.push(Node::start_with_url(&url, &args));
+    }
+    let token = nodes[0].token.clone();
+    for node in &mut nodes {
+        node.token = token.clone();
+    }
+    let mut alive = vec![true; 3];
+    assert_eq!(
+        json(nodes[0].request(Method::POST, "/v1/zones").json(&json!({"name": "fo.test"})).send().unwrap()).0,
+        201
+    );
+    let body = json!({"ttl": 60, "records": ["192.0.2.1"]});
+    assert_eq!(
+        json(nodes[0].request(Method::PUT, "/v1/zones/fo.test/rrsets/www/A").json(&body).send().unwrap()).0,
+        200
+    );
+    let primaries: Vec<SocketAddr> = nodes.iter().map(|n| n.dns).collect();
+    let secondaries: Vec<_> = secondary_ports.iter().map(|p| spawn_secondary(*p, &primaries)).collect();
+    let secondary_addrs: Vec<SocketAddr> =
+        secondary_ports.iter().map(|p| SocketAddr::from(([127, 0, 0, 1], *p))).collect();
+    for addr in &secondary_addrs {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while std::panic::catch_unwind(|| dns_lookup(*addr, "www.fo.test.", 1).1 == ["192.0.2.1"]).ok() != Some(true) {
+            assert!(Instant::now() < deadline, "secondary {addr} never got the zone");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    // Load for the whole run: writers, and resolvers asking the secondaries.
+    let stop = Arc::new(AtomicBool::new(false));
+    let apis: Vec<String> = nodes.iter().map(|n| n.api.clone()).collect();
+    let acked: Arc<Mutex<Vec<String>>> = Arc::default();
+    let failed: Arc<Mutex<Vec<String>>> = Arc::default();
+    let attempted = Arc::new(AtomicUsize::new(0));
+    let mut workers = Vec::new();
+    for writer in 0..3 {
+        let (stop, apis, acked, failed, attempted, token) =
+            (stop.clone(), apis.clone(), acked.clone(), failed.clone(), attempted.clone(), token.clone());
+        workers.push(std::thread::spawn(move || {
+            let http = reqwest::blocking::Client::builder().timeout(Duration::from_secs(5)).build().unwrap();
+            let mut i = 0;
+            while !stop.load(Ordering::Relaxed) {
+                let batch = format!("w{writer}-{i}");
+                let changes: Vec<_> = ["a", "b"]
+                    .iter()
+                    .map(|part| json!({"action": "create", "name": format!("{batch}-{part}"), "type": "A", "ttl": 60, "records": ["192.0.2.7"]}))
+                    .collect();
+                attempted.fetch_add(1, Ordering::Relaxed);
+                let api = &apis[(writer + i) % apis.len()];
+                let sent = http
+                    .post(format!("{api}/v1/zones/fo.test/changes"))
+                    .bearer_auth(&token)
+                    .json(&json!({"changes": changes}))
+                    .send();
+                match sent {
+                    Ok(r) if r.status().is_success() => acked.lock().unwrap().push(batch),
+                    _ => failed.lock().unwrap().push(batch),
+                }
+                i += 1;
+                std::thread::sleep(Duration::from_millis(5));
+            }
+        }));
+    }
+    let queries = Arc::new(AtomicUsize::new(0));
+    let query_failures: Arc<Mutex<Vec<String>>> = Arc::default();
+    for addr in secondary_addrs.clone() {
+        let (stop, queries, query_failures) = (stop.clone(), queries.clone(), query_failures.clone());
+        workers.push(std::thread::spawn(move || {
+            while !stop.load(Ordering::Relaxed) {
+                queries.fetch_add(1, Ordering::Relaxed);
+                match std::panic::catch_unwind(|| dns_lookup(addr, "www.fo.test.", 1)) {
+                    Ok((rcode, data)) if rcode == "NoError" && data == ["192.0.2.1"] => {}
+                    other => query_failures.lock().unwrap().push(format!("{addr}: {other:?}")),
+                }
+                std::thread::sleep(Duration::from_millis(2));
+            }
+        }));
+    }
+
+    // Fault 1: SIGKILL the leader, KILLS times.
+    let mut failovers = Vec::new();
+    let (_, mut term) = {
+        let since = Instant::now();
+        let (i, t, _) = wait_new_leader(&nodes, &alive, 0, since);
+        (i, t)
+    };
+    for _ in 0..KILLS {
+        let (victim, current) = leader(&nodes, &alive).unwrap_or_else(|| {
+            let (i, t, _) = wait_new_leader(&nodes, &alive, 0, Instant::now());
+            (i, t)
+        });
+        term = term.max(current);
+        nodes[victim].kill();
+        alive[victim] = false;
+        let killed = Instant::now();
+        let (_, new_term, took) = wait_new_leader(&nodes, &alive, term, killed);
+        failovers.push(took);
+        term = new_term;
+        nodes[victim].relaunch();
+        alive[victim] = true;
+    }
+
+    // Fault 2: SIGSTOP the leader past its lease, then SIGCONT.
+    let (victim, current) = leader(&nodes, &alive).unwrap();
+    let pid = nodes[victim].pid().unwrap();
+    unsafe_signal(pid, 19);
+    alive[victim] = false;
+    let stopped = Instant::now();
+    let (_, new_term, took_stop) = wait_new_leader(&nodes, &alive, current.max(term), stopped);
+    term = new_term;
+    std::thread::sleep(Duration::from_millis(3000u64.saturating_sub(stopped.elapsed().as_millis() as u64)));
+    unsafe_signal(pid, 18);
+    alive[victim] = true;
+    std::thread::sleep(Duration::from_millis(1500));
+
+    // Fault 3: cut the leader off from PostgreSQL, then restore.
+    let (victim, current) = leader(&nodes, &alive).unwrap();
+    relays[victim].cut();
+    let cut = Instant::now();
+    let others: Vec<bool> = (0..3).map(|i| i != victim).collect();
+    let (_, new_term, took_cut) = wait_new_leader(&nodes, &others, current.max(term), cut);
+    term = new_term;
+    relays[victim].restore();
+    std::thread::sleep(Duration::from_millis(1500));
+
+    // Fault 4: a rolling restart.
+    for node in nodes.iter_mut() {
+        node.restart();
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    let _ = wait_new_leader(&nodes, &alive, 0, Instant::now());
+
+    // Stop the load and let everything settle.
+    std::thread::sleep(Duration::from_secs(1));
+    stop.store(true, Ordering::Relaxed);
+    for worker in workers {
+        worker.join().unwrap();
+    }
+    let acked = acked.lock().unwrap().clone();
+    let failed = failed.lock().unwrap().clone();
+
+    // Every acknowledged batch is stored whole; none is half-applied.
+    let api = &nodes[0];
+    let mut present: BTreeMap<String, usize> = BTreeMap::new();
+    let mut cursor: Option<String> = None;
+    loop {
+        let path = match &cursor {
+            Some(c) => format!("/v1/zones/fo.test/rrsets?limit=1000&cursor={c}"),
+            None => "/v1/zones/fo.test/rrsets?limit=1000".to_string(),
+        };
+        let (status, page, _) = json(api.request(Method::GET, &path).send().unwrap());
+        assert_eq!(status, 200, "{page}");
+        for item in page["items"].as_array().unwrap() {
+            let name = item["name"].as_str().unwrap();
+            if let Some((batch, _)) = name.strip_suffix(".fo.test.").and_then(|l| l.rsplit_once('-')) {
+                *present.entry(batch.to_string()).or_default() += 1;
+            }
+        }
+        match page["next_cursor"].as_str() {
+            Some(next) => cursor = Some(next.to_string()),
+            None => break,
+        }
+    }
+    let lost: Vec<&String> = acked.iter().filter(|b| present.get(*b) != Some(&2)).collect();
+    assert!(lost.is_empty(), "acknowledged batches lost or partial: {lost:?}");
+    let half: Vec<(&String, &usize)> = present.iter().filter(|(_, n)| **n != 2).collect();
+    assert!(half.is_empty(), "half-applied batches: {half:?}");
+
+    // Serials have no gaps: the zone's serial counts its changes.
+    let (_, zone, _) = json(api.request(Method::GET, "/v1/zones/fo.test").send().unwrap());
+    let serial = zone["serial"].as_u64().unwrap();
+    assert_eq!(serial, 2 + present.len() as u64, "serial {serial} for {} batches plus creation and www", present.len());
+
+    // Both secondaries serve every acknowledged write.
+    for addr in &secondary_addrs {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let soa = dns_lookup(*addr, "fo.test.", 6).1;
+            if soa.first().and_then(|s| s.split(' ').nth(2)).and_then(|s| s.parse::<u64>().ok()) == Some(serial) {
+                break;
+            }
+            assert!(Instant::now() < deadline, "secondary {addr} stuck at {soa:?}, want serial {serial}");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        for batch in &acked {
+            assert_eq!(dns_lookup(*addr, &format!("{batch}-b.fo.test."), 1).0, "NoError", "{addr} lacks {batch}");
+        }
+    }
+
+    // No query to the secondaries failed.
+    let query_failures = query_failures.lock().unwrap().clone();
+    assert!(
+        query_failures.is_empty(),
+        "{} failed queries: {:?}",
+        query_failures.len(),
+        &query_failures[..query_failures.len().min(5)]
+    );
+
+    // No NOTIFY went out under a term after a newer term began.
+    let mut events: Vec<(String, &'static str, u64)> = Vec::new();
+    for node in &nodes {
+        for line in node.log().lines() {
+            let stripped = strip_ansi(line);
+            let Some(term) = stripped
+                .split("term=")
+                .nth(1)
+                .and_then(|t| t.split(|c: char| !c.is_ascii_digit()).next())
+                .and_then(|t| t.parse().ok())
+            else {
+                continue;
+            };
+            let at = stripped.split_whitespace().next().unwrap_or("").to_string();
+            if stripped.contains("became leader") {
+                events.push((at, "lead", term));
+            } else if stripped.contains("NOTIFY sent") {
+                events.push((at, "notify", term));
+            }
+        }
+    }
+    events.sort();
+    let notifies = events.iter().filter(|e| e.1 == "notify").count();
+    let leads = events.iter().filter(|e| e.1 == "lead").count();
+    assert!(notifies > 0 && leads > KILLS, "the logs hold {notifies} NOTIFYs and {leads} elections");
+    println!("term check: {notifies} NOTIFYs and {leads} elections in the logs, none under a superseded term");
+    let mut newest = 0;
+    for (at, kind, term) in &events {
+        if *kind == "lead" {
+            newest = newest.max(*term);
+        } else {
+            assert!(*term >= newest, "NOTIFY under term {term} at {at}, after term {newest} began");
+        }
+    }
+
+    failovers.sort();
+    println!(
+        "failover after SIGKILL x{}: p50 {:?}, max {:?}; after SIGSTOP {:?}; after a cut from PostgreSQL {:?}",
+        failovers.len(),
+        percentile(&failovers, 50),
+        failovers.last().unwrap(),
+        took_stop,
+        took_cut
+    );
+    println!(
+        "writes: {} attempted, {} acknowledged, {} failed, 0 lost; DNS queries: {} sent, 0 failed; final term {term}, serial {serial}",
+        attempted.load(Ordering::Relaxed),
+        acked.len(),
+        failed.len(),
+        queries.load(Ordering::Relaxed)
+    );
+    assert!(*failovers.last().unwrap() < Duration::from_secs(3), "{failovers:?}");
+    for (mut child, dir) in secondaries {
+        let _ = child.kill();
+        let _ = child.wait();
+        let _ = std::fs::remove_dir_all(dir);
+    }
+}
+
+fn strip_ansi(line: &str) -> String {
+    let mut out = String::with_capacity(line.len());
+    let mut chars = line.chars();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' {
+            for d in chars.by_ref() {
+                if d == 'm' {
+                    break;
+                }
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+fn unsafe_signal(pid: u32, signal: i32) {
+    extern "C" {
+        fn kill(pid: i32, signal: i32) -> i32;
+    }
+    // SAFETY: sends a signal to a child process of this test.
+    unsafe {
+        kill(pid as i32, signal);
+    }
+}
