@@ -350,6 +350,17 @@ impl ServeArgs {
 mod tests {
     use super::*;
 
+    /// The sample shipped for systemd must stay a valid config.
+    #[test]
+    fn the_systemd_sample_config_parses() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../deploy/systemd/ferrodns.toml");
+        let args = ServeArgs { config: Some(path), ..ServeArgs::default() };
+        let settings = args.resolve().unwrap();
+        assert_eq!(settings.node_id, "dns1");
+        assert_eq!(settings.notify.len(), 2);
+        assert_eq!(settings.ha_lease, Duration::from_millis(2000));
+    }
+
     #[test]
     fn flags_win_over_the_file_and_defaults_fill_the_rest() {
         let dir = std::env::temp_dir().join(format!("ferrodns-config-{}", std::process::id()));
