@@ -29,8 +29,9 @@ pub struct Replication {
     pub access: Arc<Access>,
     /// Serials reported by or sent to secondaries.
     pub peers: Arc<Peers>,
-    /// The secondaries this primary notifies (the ones a change waits for).
-    pub secondaries: Vec<std::net::SocketAddr>,
+    /// The secondaries this primary notifies (the ones a change waits for),
+    /// as last resolved.
+    pub secondaries: ferrodns_transfer::notify::Addresses,
 }
 
 /// Loads the API's TSIG keys from the store into the transfer policy.
@@ -223,8 +224,9 @@ pub fn secondaries_of(state: &ApiState, apex: &Name, current: Serial) -> Vec<Sec
             insync: held.is_some_and(|(s, _)| s == current || s.is_newer_than(current)),
         }
     };
-    let mut list: Vec<SecondaryView> = replication
-        .secondaries
+    let configured: Vec<std::net::SocketAddr> =
+        replication.secondaries.lock().unwrap_or_else(|e| e.into_inner()).iter().copied().collect();
+    let mut list: Vec<SecondaryView> = configured
         .iter()
         .map(|target| {
             let held =
@@ -233,7 +235,7 @@ pub fn secondaries_of(state: &ApiState, apex: &Name, current: Serial) -> Vec<Sec
         })
         .collect();
     for (peer, state) in &known {
-        if !replication.secondaries.iter().any(|t| t.to_string() == *peer) {
+        if !configured.iter().any(|t| t.to_string() == *peer) {
             list.push(view(peer.clone(), false, Some((state.serial, state.last_contact))));
         }
     }
@@ -245,7 +247,8 @@ pub fn secondaries_of(state: &ApiState, apex: &Name, current: Serial) -> Vec<Sec
 pub fn change_status(state: &ApiState, apex: &Name, serial: Serial) -> &'static str {
     let Some(replication) = &state.replication else { return "insync" };
     let known = replication.peers.of_zone(apex);
-    let all = replication.secondaries.iter().all(|target| {
+    let configured = replication.secondaries.lock().unwrap_or_else(|e| e.into_inner()).clone();
+    let all = configured.iter().all(|target| {
         known
             .iter()
             .find(|(peer, _)| *peer == target.to_string())

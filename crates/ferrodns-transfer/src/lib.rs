@@ -21,3 +21,4 @@ pub mod notify;
 pub mod peers;
 pub mod primary;
 pub mod secondary;
+pub mod target;

@@ -20,6 +20,7 @@ use tokio::sync::mpsc;
 
 use crate::peers::Peers;
 use crate::primary::unix_now;
+use crate::target::Target;
 
 /// A zone that changed, to announce.
 #[derive(Clone, Debug)]
@@ -35,7 +36,11 @@ pub struct Change {
 #[derive(Clone)]
 pub struct Notifier {
     queue: mpsc::UnboundedSender<Change>,
+    addresses: Addresses,
 }
+
+/// The configured secondaries' addresses, shared with the API's status.
+pub type Addresses = Arc<Mutex<std::collections::BTreeSet<SocketAddr>>>;
 
 /// Asked before each NOTIFY: the leader's term, or `None` when this node must not send.
 pub type Term = Arc<dyn Fn() -> Option<i64> + Send + Sync>;
@@ -55,12 +60,21 @@ impl Notifier {
     /// recording in `peers` the serial each target reports afterwards.
     /// `term` is asked right before every send: NOTIFY is a leader's duty,
     /// and nothing is sent while it answers `None`.
-    pub fn spawn(targets: Vec<SocketAddr>, key: Option<Key>, peers: Arc<Peers>, term: Term) -> Notifier {
+    pub fn spawn(targets: Vec<Target>, key: Option<Key>, peers: Arc<Peers>, term: Term) -> Notifier {
         let (queue, mut changes) = mpsc::unbounded_channel::<Change>();
         let slots: Slots = Arc::default();
+        let addresses: Addresses = Arc::new(Mutex::new(targets.iter().filter_map(Target::address).collect()));
+        let resolved = addresses.clone();
         tokio::spawn(async move {
             while let Some(change) = changes.recv().await {
-                for &target in &targets {
+                // Names are resolved for every change: a set of pods behind one
+                // name is followed as it changes.
+                let mut now = std::collections::BTreeSet::new();
+                for target in &targets {
+                    now.extend(target.resolve().await);
+                }
+                *resolved.lock().unwrap_or_else(|e| e.into_inner()) = now.clone();
+                for target in now {
                     let id = (target, change.apex.to_lowercase().as_wire().to_vec());
                     let start = {
                         let mut slots = slots.lock().unwrap_or_else(|e| e.into_inner());
@@ -74,7 +88,12 @@ impl Notifier {
                 }
             }
         });
-        Notifier { queue }
+        Notifier { queue, addresses }
+    }
+
+    /// The secondaries' addresses as last resolved (changes wait for these).
+    pub fn addresses(&self) -> Addresses {
+        self.addresses.clone()
     }
 
     /// Announces a new serial of a zone.

@@ -34,12 +34,13 @@ use tokio::task::JoinHandle;
 
 use crate::client::{self, ferrodns_zone_serial, ClientError, Limits};
 use crate::primary::NotifyListener;
+use crate::target::Target;
 
 /// What the secondary role needs to know.
 #[derive(Clone, Debug)]
 pub struct SecondarySettings {
-    /// Primaries, tried in order.
-    pub primaries: Vec<SocketAddr>,
+    /// Primaries, tried in order (names are resolved at each refresh).
+    pub primaries: Vec<Target>,
     /// Signs SOA queries and transfers, and checks the answers.
     pub key: Option<Key>,
     /// A catalog zone to follow; its members are followed too.
@@ -64,6 +65,8 @@ pub struct Secondary {
     followed: Mutex<HashMap<Name, Followed>>,
     /// When each zone was last confirmed current with a primary.
     refreshed: Mutex<HashMap<Name, SystemTime>>,
+    /// The primaries' addresses as last resolved: NOTIFY is taken from these.
+    primary_ips: Mutex<std::collections::HashSet<std::net::IpAddr>>,
 }
 
 /// Timers used until a zone has an SOA of its own.
@@ -79,7 +82,12 @@ impl Secondary {
             live,
             followed: Mutex::new(HashMap::new()),
             refreshed: Mutex::new(HashMap::new()),
+            primary_ips: Mutex::new(Default::default()),
         });
+        {
+            let mut ips = secondary.primary_ips.lock().unwrap_or_else(|e| e.into_inner());
+            ips.extend(secondary.settings.primaries.iter().filter_map(|t| t.address()).map(|a| a.ip()));
+        }
         secondary.load_persisted();
         for apex in secondary.settings.zones.clone() {
             secondary.follow(&apex, None);
@@ -181,12 +189,19 @@ impl Secondary {
     /// One refresh of a zone: the first primary that answers decides.
     async fn refresh(&self, apex: &Name) -> Result<Serial, String> {
         let mut reasons = Vec::new();
-        for &primary in &self.settings.primaries {
-            match self.refresh_from(primary, apex).await {
-                Ok(serial) => return Ok(serial),
-                Err(e) => {
-                    tracing::warn!(zone = %apex, %primary, "refresh failed, keeping the served version: {e}");
-                    reasons.push(format!("{primary}: {e}"));
+        for target in &self.settings.primaries {
+            let addresses = target.resolve().await;
+            if addresses.is_empty() {
+                reasons.push(format!("{target}: does not resolve"));
+            }
+            self.primary_ips.lock().unwrap_or_else(|e| e.into_inner()).extend(addresses.iter().map(|a| a.ip()));
+            for primary in addresses {
+                match self.refresh_from(primary, apex).await {
+                    Ok(serial) => return Ok(serial),
+                    Err(e) => {
+                        tracing::warn!(zone = %apex, %primary, "refresh failed, keeping the served version: {e}");
+                        reasons.push(format!("{primary}: {e}"));
+                    }
                 }
             }
         }
@@ -265,7 +280,7 @@ impl Secondary {
 
 impl NotifyListener for Secondary {
     fn notified(&self, apex: &Name, peer: SocketAddr, serial: Option<Serial>) -> bool {
-        let from_primary = self.settings.primaries.iter().any(|p| p.ip() == peer.ip());
+        let from_primary = self.primary_ips.lock().unwrap_or_else(|e| e.into_inner()).contains(&peer.ip());
         let followed = self.followed.lock().unwrap_or_else(|e| e.into_inner());
         match followed.get(&apex.to_lowercase()) {
             Some(zone) if from_primary => {

@@ -12,12 +12,13 @@ use ferrodns_proto::Name;
 use ferrodns_store::SerialPolicy;
 use ferrodns_transfer::acl::{Access, Network};
 use ferrodns_transfer::catalog::DEFAULT_CATALOG;
+use ferrodns_transfer::target::Target;
 use serde::Deserialize;
 
 /// The secondary role's settings.
 #[derive(Debug, Clone)]
 pub struct SecondaryConfig {
-    pub primaries: Vec<SocketAddr>,
+    pub primaries: Vec<Target>,
     pub zones: Vec<Name>,
     pub limits: ferrodns_transfer::client::Limits,
 }
@@ -86,7 +87,7 @@ pub struct ServeArgs {
     /// This node's name in the API [default: the host name].
     #[arg(long = "node-id", env = "FERRODNS_NODE_ID")]
     pub node_id: Option<String>,
-    /// Send NOTIFY to this secondary on every serial change (repeatable; port 53 if omitted).
+    /// Send NOTIFY to this secondary on every serial change: ADDR or NAME, port 53 if omitted (repeatable).
     #[arg(long = "notify", env = "FERRODNS_NOTIFY", value_delimiter = ',')]
     pub notify: Vec<String>,
     /// Allow zone transfers from this address or CIDR without TSIG (repeatable).
@@ -95,7 +96,7 @@ pub struct ServeArgs {
     /// primary (zones from the API and zone files) or secondary (zones from --primary) [default: primary].
     #[arg(long = "role", env = "FERRODNS_ROLE")]
     pub role: Option<String>,
-    /// A primary to follow zones from, in order of preference (repeatable; port 53 if omitted).
+    /// A primary to follow zones from, in order of preference: ADDR or NAME, port 53 if omitted (repeatable).
     #[arg(long = "primary", env = "FERRODNS_PRIMARY", value_delimiter = ',')]
     pub primary: Vec<String>,
     /// A zone to follow from the primaries besides the catalog's members (repeatable).
@@ -183,7 +184,7 @@ pub struct ServeSettings {
     pub max_records_per_rrset: usize,
     pub max_body_bytes: usize,
     pub node_id: String,
-    pub notify: Vec<SocketAddr>,
+    pub notify: Vec<Target>,
     pub transfer_access: Access,
     /// None when turned off.
     pub catalog_zone: Option<Name>,
@@ -242,11 +243,7 @@ impl ServeArgs {
             |flag: Vec<String>, key: Option<Vec<String>>| if !flag.is_empty() { flag } else { key.unwrap_or_default() };
         let mut notify = Vec::new();
         for text in list(self.notify, file.notify) {
-            let address = text
-                .parse::<SocketAddr>()
-                .or_else(|_| format!("{text}:53").parse::<SocketAddr>())
-                .with_context(|| format!("bad --notify '{text}': want ADDR or ADDR:PORT"))?;
-            notify.push(address);
+            notify.push(Target::parse(&text).map_err(|e| anyhow::anyhow!("bad --notify: {e}"))?);
         }
         let catalog_text = self.catalog_zone.or(file.catalog_zone).unwrap_or_else(|| DEFAULT_CATALOG.to_string());
         let catalog_zone = if catalog_text.eq_ignore_ascii_case("off") {
@@ -262,11 +259,7 @@ impl ServeArgs {
         let role = self.role.or(file.role).unwrap_or_else(|| "primary".to_string());
         let mut primaries = Vec::new();
         for text in list(self.primary, file.primary) {
-            let address = text
-                .parse::<SocketAddr>()
-                .or_else(|_| format!("{text}:53").parse::<SocketAddr>())
-                .with_context(|| format!("bad --primary '{text}': want ADDR or ADDR:PORT"))?;
-            primaries.push(address);
+            primaries.push(Target::parse(&text).map_err(|e| anyhow::anyhow!("bad --primary: {e}"))?);
         }
         let mut secondary_zones = Vec::new();
         for text in list(self.secondary_zone, file.secondary_zone) {

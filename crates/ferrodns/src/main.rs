@@ -175,6 +175,8 @@ fn serve(args: config::ServeArgs, log_level: Option<String>, log_format: LogForm
         // no database and leave no data directory behind.
         let peers = Arc::new(Peers::default());
         let access = Arc::new(settings.transfer_access.clone());
+        // The secondaries' addresses as the notifier resolves them, for the API's status.
+        let notified: std::sync::Mutex<Option<ferrodns_transfer::notify::Addresses>> = std::sync::Mutex::new(None);
         let postgres = settings.database_url.as_deref().is_some_and(|u| u.starts_with("postgres"));
         let election = ha::Election::new(
             settings.node_id.clone(),
@@ -187,6 +189,7 @@ fn serve(args: config::ServeArgs, log_level: Option<String>, log_format: LogForm
             let term: ferrodns_transfer::notify::Term = Arc::new(move || leader.term());
             let notifier =
                 Notifier::spawn(settings.notify.clone(), settings.transfer_access.keys.first().cloned(), peers.clone(), term);
+            *notified.lock().unwrap_or_else(|e| e.into_inner()) = Some(notifier.addresses());
             let announce = replication::NotifyOnPublish { notifier };
             let (served, observer) = (live.clone(), Arc::new(announce.clone()));
             election.on_lead(move |term| {
@@ -204,7 +207,7 @@ fn serve(args: config::ServeArgs, log_level: Option<String>, log_format: LogForm
             let replication = ferrodns_api::replication::Replication {
                 access: access.clone(),
                 peers: peers.clone(),
-                secondaries: settings.notify.clone(),
+                secondaries: notified.lock().unwrap_or_else(|e| e.into_inner()).clone().unwrap_or_default(),
             };
             Some(control::start(&settings, live.clone(), replication, election.clone()).await?)
         } else {

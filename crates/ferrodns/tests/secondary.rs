@@ -198,7 +198,8 @@ fn ferrodns_follows_ferrodns_through_restarts_and_expiry() {
     );
 }
 
-/// With the first primary down, the secondary gets its zones from the next.
+/// With the first primary down, the secondary gets its zones from the next,
+/// which is given by name (resolved at each refresh).
 #[test]
 fn a_dead_first_primary_is_skipped() {
     let database = Database::sqlite();
@@ -213,7 +214,8 @@ fn a_dead_first_primary_is_skipped() {
         200
     );
     let dead = SocketAddr::from(([127, 0, 0, 1], free_port()));
-    let secondary = SecondaryNode::start(free_port(), &[dead, primary.dns], &["--tsig-key", KEY]);
+    let by_name = format!("localhost:{}", primary.dns.port());
+    let secondary = SecondaryNode::start(free_port(), &[dead], &["--primary", &by_name, "--tsig-key", KEY]);
     wait_until(
         secondary.dns,
         "www.failover.test.",
