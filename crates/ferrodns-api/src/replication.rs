@@ -195,6 +195,8 @@ pub struct SecondaryView {
     pub lag: Option<u32>,
     pub last_contact: Option<String>,
     pub insync: bool,
+    /// The leader's drift checker found it behind (or silent) and re-sent NOTIFY.
+    pub drift: bool,
 }
 
 /// Each secondary's serial, lag and last contact for a zone.
@@ -213,7 +215,7 @@ pub async fn zone_secondaries(
 pub fn secondaries_of(state: &ApiState, apex: &Name, current: Serial) -> Vec<SecondaryView> {
     let Some(replication) = &state.replication else { return Vec::new() };
     let known = replication.peers.of_zone(apex);
-    let view = |address: String, configured: bool, held: Option<(Serial, u64)>| {
+    let view = |address: String, configured: bool, held: Option<(Serial, u64)>, drift: bool| {
         let lag = held.map(|(serial, _)| current.0.wrapping_sub(serial.0)).filter(|lag| *lag < 1 << 31);
         SecondaryView {
             address,
@@ -222,6 +224,7 @@ pub fn secondaries_of(state: &ApiState, apex: &Name, current: Serial) -> Vec<Sec
             lag: lag.or(held.map(|_| 0)),
             last_contact: held.map(|(_, at)| rfc3339(at as i64 * 1_000_000)),
             insync: held.is_some_and(|(s, _)| s == current || s.is_newer_than(current)),
+            drift,
         }
     };
     let configured: Vec<std::net::SocketAddr> =
@@ -229,14 +232,15 @@ pub fn secondaries_of(state: &ApiState, apex: &Name, current: Serial) -> Vec<Sec
     let mut list: Vec<SecondaryView> = configured
         .iter()
         .map(|target| {
-            let held =
-                known.iter().find(|(peer, _)| *peer == target.to_string()).map(|(_, s)| (s.serial, s.last_contact));
-            view(target.to_string(), true, held)
+            let state = known.iter().find(|(peer, _)| *peer == target.to_string()).map(|(_, s)| *s);
+            // A peer marked drifting before it ever answered holds nothing we know of.
+            let held = state.filter(|s| s.serial.0 != 0 || !s.drifting).map(|s| (s.serial, s.last_contact));
+            view(target.to_string(), true, held, state.is_some_and(|s| s.drifting))
         })
         .collect();
     for (peer, state) in &known {
         if !configured.iter().any(|t| t.to_string() == *peer) {
-            list.push(view(peer.clone(), false, Some((state.serial, state.last_contact))));
+            list.push(view(peer.clone(), false, Some((state.serial, state.last_contact)), state.drifting));
         }
     }
     list

@@ -5,7 +5,8 @@
 //!   queries, and NOTIFY (passed to the secondary role, if any).
 //! - [`notify::Notifier`] announces every new serial to the configured
 //!   secondaries, with retries and coalescing.
-//! - [`peers::Peers`] records which serial each secondary holds.
+//! - [`peers::Peers`] records which serial each secondary holds, and
+//!   [`drift`] (a leader duty) checks it and re-announces to laggards.
 //! - [`catalog::Catalog`] keeps the RFC 9432 catalog zone of hosted zones.
 //! - [`secondary::Secondary`] follows zones (and a catalog) from primaries,
 //!   with [`client`] doing the SOA queries and transfers.
@@ -17,6 +18,7 @@
 pub mod acl;
 pub mod catalog;
 pub mod client;
+pub mod drift;
 pub mod notify;
 pub mod peers;
 pub mod primary;

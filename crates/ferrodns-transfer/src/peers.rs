@@ -17,6 +17,8 @@ pub struct PeerState {
     pub serial: Serial,
     /// Seconds since the Unix epoch.
     pub last_contact: u64,
+    /// Set by the drift checker while the peer lags behind the zone.
+    pub drifting: bool,
 }
 
 /// Every secondary's state, by zone.
@@ -32,8 +34,18 @@ fn now() -> u64 {
 impl Peers {
     fn set(&self, apex: &Name, peer: &str, serial: Serial) {
         let mut zones = self.zones.lock().unwrap_or_else(|e| e.into_inner());
-        let state = PeerState { serial, last_contact: now() };
-        zones.entry(apex.to_lowercase().as_wire().to_vec()).or_default().insert(peer.to_string(), state);
+        let peers = zones.entry(apex.to_lowercase().as_wire().to_vec()).or_default();
+        let drifting = peers.get(peer).is_some_and(|s| s.drifting && s.serial == serial);
+        peers.insert(peer.to_string(), PeerState { serial, last_contact: now(), drifting });
+    }
+
+    /// Marks a peer as lagging behind the zone, or caught up.
+    pub fn set_drifting(&self, apex: &Name, peer: &str, drifting: bool) {
+        let mut zones = self.zones.lock().unwrap_or_else(|e| e.into_inner());
+        let peers = zones.entry(apex.to_lowercase().as_wire().to_vec()).or_default();
+        let state =
+            peers.entry(peer.to_string()).or_insert(PeerState { serial: Serial(0), last_contact: now(), drifting });
+        state.drifting = drifting;
     }
 
     /// The peer says it holds `serial` (an IXFR request, an SOA answer).

@@ -120,6 +120,9 @@ pub struct ServeArgs {
     /// How often a node compares every zone with the database, besides LISTEN, in milliseconds [default: 1000].
     #[arg(long = "ha-poll-ms", env = "FERRODNS_HA_POLL_MS")]
     pub ha_poll_ms: Option<u64>,
+    /// How often the leader checks every secondary's serials and re-NOTIFYs laggards, in milliseconds [default: 10000].
+    #[arg(long = "drift-interval-ms", env = "FERRODNS_DRIFT_INTERVAL_MS")]
+    pub drift_interval_ms: Option<u64>,
     /// Name of the RFC 9432 catalog zone (published as primary, followed as secondary), or off [default: catalog.ferrodns.invalid.].
     #[arg(long = "catalog-zone", env = "FERRODNS_CATALOG_ZONE")]
     pub catalog_zone: Option<String>,
@@ -155,6 +158,7 @@ struct FileSettings {
     ha_lease_ms: Option<u64>,
     ha_renew_ms: Option<u64>,
     ha_poll_ms: Option<u64>,
+    drift_interval_ms: Option<u64>,
     role: Option<String>,
     primary: Option<Vec<String>>,
     secondary_zone: Option<Vec<String>>,
@@ -192,6 +196,7 @@ pub struct ServeSettings {
     pub ha_lease: Duration,
     pub ha_renew: Duration,
     pub ha_poll: Duration,
+    pub drift_interval: Duration,
     /// The log level from the file, used when neither flag nor variable sets one.
     pub file_log_level: Option<String>,
 }
@@ -334,6 +339,9 @@ impl ServeArgs {
             ha_lease: Duration::from_millis(ha_lease_ms),
             ha_renew: Duration::from_millis(ha_renew_ms),
             ha_poll: Duration::from_millis(self.ha_poll_ms.or(file.ha_poll_ms).unwrap_or(1000).max(50)),
+            drift_interval: Duration::from_millis(
+                self.drift_interval_ms.or(file.drift_interval_ms).unwrap_or(10_000).max(100),
+            ),
             file_log_level: file.log_level,
         })
     }

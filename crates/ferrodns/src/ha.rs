@@ -130,6 +130,10 @@ impl Election {
         }
         let term = self.state.lock().unwrap_or_else(|e| e.into_inner()).term;
         if let Some(term) = term {
+            // Releasing ends the lease early, so stop acting first, and give
+            // an action that has just checked its term time to finish.
+            self.step_down("shutting down");
+            tokio::time::sleep(Duration::from_millis(100)).await;
             let _ = store.release_lease(&self.node, term).await;
             tracing::info!(node = %self.node, term, "gave the lease up");
         }

@@ -187,8 +187,17 @@ fn serve(args: config::ServeArgs, log_level: Option<String>, log_format: LogForm
             // Before any zone is published, so that every serial is announced.
             let leader = election.clone();
             let term: ferrodns_transfer::notify::Term = Arc::new(move || leader.term());
-            let notifier =
-                Notifier::spawn(settings.notify.clone(), settings.transfer_access.keys.first().cloned(), peers.clone(), term);
+            let key = settings.transfer_access.keys.first().cloned();
+            let notifier = Notifier::spawn(settings.notify.clone(), key.clone(), peers.clone(), term.clone());
+            ferrodns_transfer::drift::spawn(
+                live.handle(),
+                notifier.addresses(),
+                key,
+                peers.clone(),
+                notifier.clone(),
+                term,
+                settings.drift_interval,
+            );
             *notified.lock().unwrap_or_else(|e| e.into_inner()) = Some(notifier.addresses());
             let announce = replication::NotifyOnPublish { notifier };
             let (served, observer) = (live.clone(), Arc::new(announce.clone()));

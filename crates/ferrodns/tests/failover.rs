@@ -357,8 +357,8 @@ fn failover_suite() {
     );
 
     // No NOTIFY went out under a term after a newer term began.
-    let mut events: Vec<(String, &'static str, u64)> = Vec::new();
-    for node in &nodes {
+    let mut events: Vec<(String, &'static str, u64, usize)> = Vec::new();
+    for (index, node) in nodes.iter().enumerate() {
         for line in node.log().lines() {
             let stripped = strip_ansi(line);
             let Some(term) = stripped
@@ -371,9 +371,9 @@ fn failover_suite() {
             };
             let at = stripped.split_whitespace().next().unwrap_or("").to_string();
             if stripped.contains("became leader") {
-                events.push((at, "lead", term));
+                events.push((at, "lead", term, index));
             } else if stripped.contains("NOTIFY sent") {
-                events.push((at, "notify", term));
+                events.push((at, "notify", term, index));
             }
         }
     }
@@ -383,11 +383,15 @@ fn failover_suite() {
     assert!(notifies > 0 && leads > KILLS, "the logs hold {notifies} NOTIFYs and {leads} elections");
     println!("term check: {notifies} NOTIFYs and {leads} elections in the logs, none under a superseded term");
     let mut newest = 0;
-    for (at, kind, term) in &events {
+    for (i, (at, kind, term, node)) in events.iter().enumerate() {
         if *kind == "lead" {
             newest = newest.max(*term);
         } else {
-            assert!(*term >= newest, "NOTIFY under term {term} at {at}, after term {newest} began");
+            let context: Vec<_> = events[i.saturating_sub(6)..(i + 2).min(events.len())].to_vec();
+            assert!(
+                *term >= newest,
+                "NOTIFY from node{node} under term {term} at {at}, after term {newest} began: {context:?}"
+            );
         }
     }
 

@@ -61,6 +61,19 @@ impl SecondaryNode {
         }
     }
 
+    /// Sends a signal (SIGSTOP 19, SIGCONT 18).
+    pub fn signal(&self, signal: i32) {
+        extern "C" {
+            fn kill(pid: i32, signal: i32) -> i32;
+        }
+        if let Some(child) = &self.child {
+            // SAFETY: signals a child process of this test.
+            unsafe {
+                kill(child.id() as i32, signal);
+            }
+        }
+    }
+
     pub fn kill(&mut self) {
         if let Some(mut child) = self.child.take() {
             let _ = child.kill();
@@ -225,4 +238,64 @@ fn a_dead_first_primary_is_skipped() {
         |_, d| d == ["192.0.2.99"],
     );
     assert!(secondary.log().contains(&dead.to_string()), "the dead primary was tried first:\n{}", secondary.log());
+}
+
+/// The leader's drift checker: a secondary that stops answering is reported
+/// drifting; once it is back it is sent the zone again and reported in sync.
+#[test]
+fn drift_is_reported_and_repaired() {
+    let database = Database::sqlite();
+    let port = free_port();
+    let notify = format!("127.0.0.1:{port}");
+    let primary = Node::start(&database, &["--tsig-key", KEY, "--notify", &notify, "--drift-interval-ms", "300"]);
+    let secondary = SecondaryNode::start(port, &[primary.dns], &["--tsig-key", KEY]);
+    assert_eq!(
+        json(primary.request(Method::POST, "/v1/zones").json(&json!({"name": "drift.test"})).send().unwrap()).0,
+        201
+    );
+    let put = |address: &str| {
+        let body = json!({"ttl": 60, "records": [address]});
+        assert_eq!(
+            json(primary.request(Method::PUT, "/v1/zones/drift.test/rrsets/www/A").json(&body).send().unwrap()).0,
+            200
+        );
+    };
+    put("192.0.2.1");
+    wait_until(
+        secondary.dns,
+        "www.drift.test.",
+        1,
+        Duration::from_secs(20),
+        || secondary.log(),
+        |_, d| d == ["192.0.2.1"],
+    );
+
+    let status = |want_drift: bool| {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let (_, list, _) = json(primary.request(Method::GET, "/v1/zones/drift.test/secondaries").send().unwrap());
+            let configured = list.as_array().unwrap().iter().find(|s| s["address"] == notify.as_str()).cloned();
+            if configured.as_ref().is_some_and(|s| s["drift"] == want_drift && (want_drift || s["insync"] == true)) {
+                return configured.unwrap();
+            }
+            assert!(Instant::now() < deadline, "drift never became {want_drift}: {list}\n{}", primary.log());
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    };
+    secondary.signal(19);
+    put("192.0.2.2");
+    let drifting = status(true);
+    println!("reported while the secondary is stopped: {drifting}");
+    secondary.signal(18);
+    let healed = status(false);
+    println!("after it is back: {healed}");
+    wait_until(
+        secondary.dns,
+        "www.drift.test.",
+        1,
+        Duration::from_secs(20),
+        || secondary.log(),
+        |_, d| d == ["192.0.2.2"],
+    );
+    assert!(primary.log().contains("drift:"), "{}", primary.log());
 }
