@@ -11,8 +11,7 @@
 mod support;
 
 use std::collections::BTreeMap;
-use std::io::{Read, Write};
-use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -21,85 +20,10 @@ use reqwest::Method;
 use serde_json::{json, Value};
 use support::control::{dns_lookup, json, Database, Node, POSTGRES};
 use support::free_port;
+use support::relay::Relay;
 
 const KEY: &str = "xfr:hmac-sha256:ZmFpbG92ZXItc3VpdGUta2V5LWZvci1mZXJyb2Rucy0zMg==";
 const KILLS: usize = 20;
-
-/// A TCP relay to PostgreSQL that can be cut and restored (as in outage.rs).
-struct Relay {
-    port: u16,
-    open: Arc<AtomicBool>,
-    connections: Arc<Mutex<Vec<TcpStream>>>,
-}
-
-impl Relay {
-    fn start() -> Relay {
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        let relay = Relay {
-            port: listener.local_addr().unwrap().port(),
-            open: Arc::new(AtomicBool::new(true)),
-            connections: Arc::default(),
-        };
-        relay.serve(listener);
-        relay
-    }
-
-    fn serve(&self, listener: TcpListener) {
-        listener.set_nonblocking(true).unwrap();
-        let (open, connections) = (self.open.clone(), self.connections.clone());
-        std::thread::spawn(move || {
-            while open.load(Ordering::Relaxed) {
-                match listener.accept() {
-                    Ok((client, _)) => {
-                        client.set_nonblocking(false).unwrap();
-                        let Ok(upstream) = TcpStream::connect("127.0.0.1:5432") else { continue };
-                        let mut list = connections.lock().unwrap();
-                        list.push(client.try_clone().unwrap());
-                        list.push(upstream.try_clone().unwrap());
-                        pipe(client.try_clone().unwrap(), upstream.try_clone().unwrap());
-                        pipe(upstream, client);
-                    }
-                    Err(_) => std::thread::sleep(Duration::from_millis(5)),
-                }
-            }
-        });
-    }
-
-    fn cut(&self) {
-        self.open.store(false, Ordering::Relaxed);
-        for stream in self.connections.lock().unwrap().drain(..) {
-            let _ = stream.shutdown(Shutdown::Both);
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-
-    fn restore(&self) {
-        self.open.store(true, Ordering::Relaxed);
-        let deadline = Instant::now() + Duration::from_secs(5);
-        let listener = loop {
-            match TcpListener::bind(("127.0.0.1", self.port)) {
-                Ok(listener) => break listener,
-                Err(e) => {
-                    assert!(Instant::now() < deadline, "cannot rebind the relay: {e}");
-                    std::thread::sleep(Duration::from_millis(20));
-                }
-            }
-        };
-        self.serve(listener);
-    }
-}
-
-fn pipe(mut from: TcpStream, mut to: TcpStream) {
-    std::thread::spawn(move || {
-        let mut buffer = [0u8; 16384];
-        while let Ok(n) = from.read(&mut buffer) {
-            if n == 0 || to.write_all(&buffer[..n]).is_err() {
-                break;
-            }
-        }
-        let _ = to.shutdown(Shutdown::Both);
-    });
-}
 
 fn ha_state(node: &Node) -> Option<Value> {
     let response = node.anonymous(Method::GET, "/v1/ha").timeout(Duration::from_millis(500)).send().ok()?;

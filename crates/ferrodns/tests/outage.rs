@@ -7,97 +7,12 @@
 
 mod support;
 
-use std::io::{Read, Write};
-use std::net::{Shutdown, TcpListener, TcpStream};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use reqwest::Method;
 use serde_json::json;
 use support::control::{dns_lookup, json, Database, Node, POSTGRES};
-
-/// A TCP relay to PostgreSQL that can be cut and restored.
-struct Relay {
-    port: u16,
-    open: Arc<AtomicBool>,
-    connections: Arc<Mutex<Vec<TcpStream>>>,
-}
-
-impl Relay {
-    fn start() -> Relay {
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        let port = listener.local_addr().unwrap().port();
-        let relay = Relay { port, open: Arc::new(AtomicBool::new(true)), connections: Arc::default() };
-        relay.serve(listener);
-        relay
-    }
-
-    fn serve(&self, listener: TcpListener) {
-        listener.set_nonblocking(true).unwrap();
-        let (open, connections) = (self.open.clone(), self.connections.clone());
-        std::thread::spawn(move || {
-            while open.load(Ordering::Relaxed) {
-                match listener.accept() {
-                    Ok((client, _)) => {
-                        client.set_nonblocking(false).unwrap();
-                        let Ok(upstream) = TcpStream::connect("127.0.0.1:5432") else { continue };
-                        let mut list = connections.lock().unwrap();
-                        list.push(client.try_clone().unwrap());
-                        list.push(upstream.try_clone().unwrap());
-                        pipe(client.try_clone().unwrap(), upstream.try_clone().unwrap());
-                        pipe(upstream, client);
-                    }
-                    Err(_) => std::thread::sleep(Duration::from_millis(5)),
-                }
-            }
-            // Dropping the listener refuses new connections.
-        });
-    }
-
-    /// Resets every relayed connection and refuses new ones.
-    fn cut(&self) {
-        self.open.store(false, Ordering::Relaxed);
-        for stream in self.connections.lock().unwrap().drain(..) {
-            let _ = stream.shutdown(Shutdown::Both);
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-
-    /// Accepts connections again on the same port.
-    fn restore(&self) {
-        self.open.store(true, Ordering::Relaxed);
-        let deadline = Instant::now() + Duration::from_secs(5);
-        let listener = loop {
-            match TcpListener::bind(("127.0.0.1", self.port)) {
-                Ok(listener) => break listener,
-                Err(e) if Instant::now() < deadline => {
-                    let _ = e;
-                    std::thread::sleep(Duration::from_millis(20));
-                }
-                Err(e) => panic!("cannot rebind the relay: {e}"),
-            }
-        };
-        self.serve(listener);
-    }
-}
-
-fn pipe(mut from: TcpStream, mut to: TcpStream) {
-    std::thread::spawn(move || {
-        let mut buffer = [0u8; 16384];
-        loop {
-            match from.read(&mut buffer) {
-                Ok(0) | Err(_) => break,
-                Ok(n) => {
-                    if to.write_all(&buffer[..n]).is_err() {
-                        break;
-                    }
-                }
-            }
-        }
-        let _ = to.shutdown(Shutdown::Both);
-    });
-}
+use support::relay::Relay;
 
 #[test]
 fn dns_answers_and_api_says_503_while_postgres_is_away() {

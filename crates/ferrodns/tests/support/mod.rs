@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 use ferrodns_proto::Name;
 
 pub mod control;
+pub mod relay;
 
 /// The repository's test-data directory.
 pub fn test_data() -> PathBuf {
