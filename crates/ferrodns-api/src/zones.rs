@@ -276,6 +276,9 @@ pub async fn delete_zone(
     if let Some(catalog) = &state.catalog {
         catalog.remove(&zone.name);
     }
+    if let Some(replication) = &state.replication {
+        replication.peers.forget(&zone.name);
+    }
     drop(publication);
     state.zone_locks.forget(&zone.name);
     Ok(StatusCode::NO_CONTENT)

@@ -32,24 +32,30 @@ pub fn parse_request(packet: &[u8]) -> Result<TransferRequest, QueryError> {
     let query = parse_query(packet)?;
     let mut client_serial = None;
     if query.qtype == RecordType::IXFR {
-        client_serial = Some(authority_soa_serial(packet).ok_or(QueryError::FormErr)?);
+        client_serial = Some(section_soa_serial(packet, Section::Authority).ok_or(QueryError::FormErr)?);
     }
     Ok(TransferRequest { query, client_serial })
 }
 
-/// The serial of the first SOA in the authority section.
-fn authority_soa_serial(packet: &[u8]) -> Option<Serial> {
-    let count = |at: usize| u16::from_be_bytes([packet[at], packet[at + 1]]) as usize;
-    let (ancount, nscount) = (count(6), count(8));
+/// The serial of the first SOA in a message's answer or authority section
+/// (an IXFR request's authority, a NOTIFY's answer).
+pub fn section_soa_serial(packet: &[u8], section: Section) -> Option<Serial> {
+    let count = |at: usize| Some(u16::from_be_bytes([*packet.get(at)?, *packet.get(at + 1)?]) as usize);
+    let (ancount, nscount) = (count(6)?, count(8)?);
+    let (first, end) = match section {
+        Section::Answer => (0, ancount),
+        Section::Authority => (ancount, ancount + nscount),
+        Section::Additional => return None,
+    };
     let mut scratch = NameBuf::new();
     let mut pos = name::read_compressed(packet, 12, &mut scratch).ok()? + 4;
-    for index in 0..ancount + nscount {
+    for index in 0..end {
         let after = name::read_compressed(packet, pos, &mut scratch).ok()?;
         let rtype = u16::from_be_bytes([*packet.get(after)?, *packet.get(after + 1)?]);
         let rdlen = u16::from_be_bytes([*packet.get(after + 8)?, *packet.get(after + 9)?]) as usize;
         let start = after + 10;
         packet.get(start..start + rdlen)?;
-        if index >= ancount && rtype == RecordType::SOA.0 {
+        if index >= first && rtype == RecordType::SOA.0 {
             // MNAME and RNAME may be compressed: step over them in the message.
             let after_mname = name::read_compressed(packet, start, &mut scratch).ok()?;
             let after_rname = name::read_compressed(packet, after_mname, &mut scratch).ok()?;

@@ -532,6 +532,29 @@ impl RdataLayout {
     }
 }
 
+/// Where the serial sits in SOA RDATA (after MNAME and RNAME), if the RDATA
+/// is a well-formed SOA.
+fn soa_serial_offset(rdata: &[u8]) -> Option<usize> {
+    let mname = name::wire_len(rdata).ok()?;
+    let rname = name::wire_len(rdata.get(mname..)?).ok()?;
+    let at = mname + rname;
+    (rdata.len() == at + 20).then_some(at)
+}
+
+/// The serial field of SOA RDATA.
+pub fn soa_serial(rdata: &[u8]) -> Option<crate::Serial> {
+    let at = soa_serial_offset(rdata)?;
+    Some(crate::Serial(u32::from_be_bytes(rdata[at..at + 4].try_into().ok()?)))
+}
+
+/// SOA RDATA with its serial replaced.
+pub fn with_soa_serial(rdata: &[u8], serial: crate::Serial) -> Option<Vec<u8>> {
+    let at = soa_serial_offset(rdata)?;
+    let mut out = rdata.to_vec();
+    out[at..at + 4].copy_from_slice(&serial.0.to_be_bytes());
+    Some(out)
+}
+
 /// Checks that wire RDATA is well formed for its type: the names inside are
 /// valid and the fixed fields are all there. Types this module does not know are
 /// accepted as opaque bytes.

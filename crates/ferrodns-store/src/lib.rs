@@ -30,7 +30,7 @@ use ferrodns_zone::edit::{self, Change, Diff, EditError, Limits, RRsetData, RRse
 use sqlx::any::{AnyPoolOptions, AnyRow};
 use sqlx::{Any, AnyPool, Executor, Row, Transaction};
 
-pub use serial::{civil_from_days, initial_serial, next_serial, soa_serial, with_serial, SerialPolicy};
+pub use serial::{civil_from_days, initial_serial, next_serial, SerialPolicy};
 
 /// The two databases ferrodns runs on.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -311,7 +311,8 @@ impl Store {
             .iter()
             .find(|s| s.rtype == RecordType::SOA && s.owner == apex)
             .ok_or_else(|| StoreError::Corrupt("a new zone needs an SOA".into()))?;
-        let serial = serial::soa_serial(&soa.rdatas[0]).ok_or_else(|| StoreError::Corrupt("bad SOA".into()))?;
+        let serial =
+            ferrodns_proto::rdata::soa_serial(&soa.rdatas[0]).ok_or_else(|| StoreError::Corrupt("bad SOA".into()))?;
         let (_guard, mut tx) = self.begin_write().await?;
         let row = sqlx::query(&format!(
             "INSERT INTO zones (name, tenant, kind, serial, version, rrset_count, catalog_id, created_at, updated_at) \
@@ -648,9 +649,9 @@ impl Store {
                 .await?;
         let old_soa = rrset_from_row(&soa_row)?;
         let old_soa_rdata = old_soa.rdatas.first().cloned().unwrap_or_default();
-        let soa_fields_change = new_soa_fields
-            .as_ref()
-            .is_some_and(|fields| serial::with_serial(fields, zone.serial).as_ref() != Some(&old_soa_rdata));
+        let soa_fields_change = new_soa_fields.as_ref().is_some_and(|fields| {
+            ferrodns_proto::rdata::with_soa_serial(fields, zone.serial).as_ref() != Some(&old_soa_rdata)
+        });
         if plan.writes.is_empty() && !soa_fields_change {
             // Nothing changes: roll back, which also returns the version.
             tx.rollback().await?;
@@ -660,7 +661,7 @@ impl Store {
         write_rrsets(&mut tx, self.backend, zone.id, &plan.writes).await?;
         let serial = next_serial(zone.serial, self.options.serial_policy, now);
         let base = new_soa_fields.as_deref().unwrap_or(&old_soa_rdata);
-        let new_soa_rdata = serial::with_serial(base, serial).ok_or_else(|| corrupt("SOA RDATA"))?;
+        let new_soa_rdata = ferrodns_proto::rdata::with_soa_serial(base, serial).ok_or_else(|| corrupt("SOA RDATA"))?;
         let new_soa = RRsetData::new(&apex, RecordType::SOA, old_soa.ttl, vec![new_soa_rdata.clone()]);
         write_rrsets(&mut tx, self.backend, zone.id, &[(new_soa.key(), Some(new_soa))]).await?;
         let soa_record =

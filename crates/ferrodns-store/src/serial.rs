@@ -1,6 +1,5 @@
-//! SOA serial policy (RFC 1982 arithmetic) and the SOA RDATA's serial field.
+//! SOA serial policy (RFC 1982 arithmetic).
 
-use ferrodns_proto::name::wire_len;
 use ferrodns_proto::Serial;
 
 /// How each change moves the SOA serial.
@@ -57,28 +56,6 @@ pub fn civil_from_days(days: i64) -> (i64, u32, u32) {
     let month = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
     let year = year_of_era + era * 400 + i64::from(month <= 2);
     (year, month, day)
-}
-
-/// Where the serial sits in SOA RDATA: after MNAME and RNAME.
-fn serial_offset(rdata: &[u8]) -> Option<usize> {
-    let mname = wire_len(rdata).ok()?;
-    let rname = wire_len(rdata.get(mname..)?).ok()?;
-    let at = mname + rname;
-    (rdata.len() == at + 20).then_some(at)
-}
-
-/// The serial field of SOA RDATA.
-pub fn soa_serial(rdata: &[u8]) -> Option<Serial> {
-    let at = serial_offset(rdata)?;
-    Some(Serial(u32::from_be_bytes(rdata[at..at + 4].try_into().ok()?)))
-}
-
-/// SOA RDATA with its serial replaced.
-pub fn with_serial(rdata: &[u8], serial: Serial) -> Option<Vec<u8>> {
-    let at = serial_offset(rdata)?;
-    let mut out = rdata.to_vec();
-    out[at..at + 4].copy_from_slice(&serial.0.to_be_bytes());
-    Some(out)
 }
 
 #[cfg(test)]

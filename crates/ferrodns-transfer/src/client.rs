@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use ferrodns_proto::message::{flags, Section};
 use ferrodns_proto::name::{self, NameBuf};
-use ferrodns_proto::rdata::{validate_wire, RdataLayout};
+use ferrodns_proto::rdata::{soa_serial, validate_wire, RdataLayout};
 use ferrodns_proto::tsig::{Key, ResponseVerifier, Signer};
 use ferrodns_proto::{Class, MessageWriter, Name, RecordType, Serial};
 use ferrodns_zone::edit::Record;
@@ -180,16 +180,8 @@ pub async fn query_soa(
         .answers
         .iter()
         .find(|r| r.rtype == RecordType::SOA && r.owner.to_lowercase() == apex.to_lowercase())
-        .and_then(|r| ferrodns_zone_serial(&r.rdata))
+        .and_then(|r| soa_serial(&r.rdata))
         .ok_or_else(|| ClientError::Malformed("no SOA in the answer".into()))
-}
-
-/// The serial field of SOA RDATA.
-pub fn ferrodns_zone_serial(rdata: &[u8]) -> Option<Serial> {
-    let first = name::wire_len(rdata).ok()?;
-    let second = name::wire_len(rdata.get(first..)?).ok()?;
-    let at = first + second;
-    Some(Serial(u32::from_be_bytes(rdata.get(at..at + 4)?.try_into().ok()?)))
 }
 
 /// Runs an AXFR, or an IXFR from `current` (our serial, SOA RDATA and TTL),
@@ -255,7 +247,7 @@ async fn transfer_inner(
                 return Err(ClientError::Malformed(format!("{} is outside the zone", record.owner)));
             }
             let is_soa = record.rtype == RecordType::SOA && record.owner.to_lowercase() == apex.to_lowercase();
-            let serial = if is_soa { ferrodns_zone_serial(&record.rdata) } else { None };
+            let serial = if is_soa { soa_serial(&record.rdata) } else { None };
             records.push(record);
             if records.len() > limits.max_records {
                 return Err(ClientError::TooBig(format!("over {} records", limits.max_records)));

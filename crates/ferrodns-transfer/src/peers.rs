@@ -7,9 +7,10 @@
 
 use std::collections::HashMap;
 use std::sync::Mutex;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use ferrodns_proto::{Name, Serial};
+
+use crate::primary::unix_now;
 
 /// One secondary's state for one zone.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -27,24 +28,23 @@ pub struct Peers {
     zones: Mutex<HashMap<Vec<u8>, HashMap<String, PeerState>>>,
 }
 
-fn now() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
-}
-
 impl Peers {
     fn set(&self, apex: &Name, peer: &str, serial: Serial) {
         let mut zones = self.zones.lock().unwrap_or_else(|e| e.into_inner());
         let peers = zones.entry(apex.to_lowercase().as_wire().to_vec()).or_default();
         let drifting = peers.get(peer).is_some_and(|s| s.drifting && s.serial == serial);
-        peers.insert(peer.to_string(), PeerState { serial, last_contact: now(), drifting });
+        peers.insert(peer.to_string(), PeerState { serial, last_contact: unix_now(), drifting });
     }
 
     /// Marks a peer as lagging behind the zone, or caught up.
     pub fn set_drifting(&self, apex: &Name, peer: &str, drifting: bool) {
         let mut zones = self.zones.lock().unwrap_or_else(|e| e.into_inner());
         let peers = zones.entry(apex.to_lowercase().as_wire().to_vec()).or_default();
-        let state =
-            peers.entry(peer.to_string()).or_insert(PeerState { serial: Serial(0), last_contact: now(), drifting });
+        let state = peers.entry(peer.to_string()).or_insert(PeerState {
+            serial: Serial(0),
+            last_contact: unix_now(),
+            drifting,
+        });
         state.drifting = drifting;
     }
 

@@ -116,7 +116,8 @@ impl Primary {
             return vec![out];
         };
         let apex = Name::from_wire(query.qname_lower()).unwrap_or_else(|_| Name::root());
-        let serial = answer_soa_serial(packet);
+        // RFC 1996 §3.7: a NOTIFY may carry the new SOA in its answer section.
+        let serial = transfer::section_soa_serial(packet, ferrodns_proto::Section::Answer);
         let rcode = if listener.notified(&apex, peer, serial) { Rcode::NOERROR } else { Rcode::NOTAUTH };
         vec![header_only(query, rcode, true)]
     }
@@ -233,24 +234,4 @@ fn sign_all(messages: &mut [Vec<u8>], verified: Verified, now: u64) {
     for message in messages {
         signer.sign(message, now, 0, &[]);
     }
-}
-
-/// The serial in a NOTIFY's answer section, if it carries an SOA (RFC 1996 §3.7).
-fn answer_soa_serial(packet: &[u8]) -> Option<Serial> {
-    let ancount = u16::from_be_bytes([*packet.get(6)?, *packet.get(7)?]);
-    if ancount == 0 {
-        return None;
-    }
-    let mut scratch = ferrodns_proto::name::NameBuf::new();
-    let mut pos = ferrodns_proto::name::read_compressed(packet, 12, &mut scratch).ok()? + 4;
-    let after = ferrodns_proto::name::read_compressed(packet, pos, &mut scratch).ok()?;
-    let rtype = u16::from_be_bytes([*packet.get(after)?, *packet.get(after + 1)?]);
-    if rtype != RecordType::SOA.0 {
-        return None;
-    }
-    pos = after + 10;
-    let after_mname = ferrodns_proto::name::read_compressed(packet, pos, &mut scratch).ok()?;
-    let after_rname = ferrodns_proto::name::read_compressed(packet, after_mname, &mut scratch).ok()?;
-    let serial = packet.get(after_rname..after_rname + 4)?;
-    Some(Serial(u32::from_be_bytes(serial.try_into().ok()?)))
 }

@@ -19,10 +19,11 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
+use ferrodns_proto::rdata::soa_serial;
 use ferrodns_proto::tsig::Key;
 use ferrodns_proto::{Name, RecordType, Serial};
 use ferrodns_zone::edit::{Diff, Record};
@@ -32,7 +33,7 @@ use ferrodns_zone::{load_zone_file, Zone, ZoneBuilder};
 use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 
-use crate::client::{self, ferrodns_zone_serial, ClientError, Limits};
+use crate::client::{self, ClientError, Limits};
 use crate::primary::NotifyListener;
 use crate::target::Target;
 
@@ -369,12 +370,12 @@ fn from_ixfr(served: &Zone, apex: &Name, records: Vec<Record>) -> Result<(Zone, 
     if !is_soa(&records[1]) {
         return Ok((from_axfr(apex, records)?, "IXFR (whole zone)"));
     }
-    let new_serial = ferrodns_zone_serial(&records[0].rdata).ok_or("bad SOA")?;
+    let new_serial = soa_serial(&records[0].rdata).ok_or("bad SOA")?;
     let mut zone: Option<Zone> = None;
     let mut at = 1;
     while at < records.len() - 1 {
         let old_soa = &records[at];
-        let old_serial = ferrodns_zone_serial(&old_soa.rdata).ok_or("bad SOA")?;
+        let old_serial = soa_serial(&old_soa.rdata).ok_or("bad SOA")?;
         let expected = zone.as_ref().map_or(served.serial(), |z| z.serial());
         if old_serial != expected {
             return Err(format!("the IXFR step starts at serial {} but we hold {}", old_serial.0, expected.0));
@@ -386,7 +387,7 @@ fn from_ixfr(served: &Zone, apex: &Name, records: Vec<Record>) -> Result<(Zone, 
             at += 1;
         }
         let new_soa = records.get(at).ok_or("the IXFR answer stops inside a step")?;
-        let step_serial = ferrodns_zone_serial(&new_soa.rdata).ok_or("bad SOA")?;
+        let step_serial = soa_serial(&new_soa.rdata).ok_or("bad SOA")?;
         let mut added = vec![new_soa.clone()];
         at += 1;
         while at < records.len() && !is_soa(&records[at]) {
@@ -428,10 +429,4 @@ pub fn catalog_members(catalog: &Zone) -> BTreeMap<Name, String> {
 
 fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
-/// For tests: where a zone is kept.
-pub fn kept_zone_path(data_dir: &Path, apex: &Name) -> PathBuf {
-    let text = apex.to_lowercase().to_string();
-    data_dir.join("secondary").join(format!("{}.zone", text.trim_end_matches('.')))
 }

@@ -118,11 +118,6 @@ impl Diff {
         }
         Some(out)
     }
-
-    /// True when the change touched no record besides the SOA.
-    pub fn is_empty(&self) -> bool {
-        self.removed.iter().chain(&self.added).all(|r| r.rtype == RecordType::SOA)
-    }
 }
 
 /// What a change does to its RRset.

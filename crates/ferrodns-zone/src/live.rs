@@ -15,7 +15,7 @@ use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 
 use arc_swap::ArcSwap;
-use ferrodns_proto::{Name, RecordType, Serial};
+use ferrodns_proto::{Name, RecordType};
 
 use crate::edit::{Diff, RRsetData};
 use crate::zone::{Zone, ZoneBuilder, ZoneError};
@@ -230,9 +230,4 @@ pub fn apply_to_zone(zone: &Zone, diff: &Diff) -> Result<Zone, Vec<ZoneError>> {
         }]);
     }
     Ok(next)
-}
-
-/// The serial a zone is served at, if it is served.
-pub fn served_serial(zones: &ZoneSet, apex_lower: &[u8]) -> Option<Serial> {
-    zones.get(apex_lower).map(|z| z.serial())
 }
