@@ -16,6 +16,7 @@
 //! write over DNS right after the response sees it.
 
 pub mod auth;
+pub mod catalog;
 pub mod input;
 pub mod problem;
 mod records;

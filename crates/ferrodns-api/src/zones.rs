@@ -193,9 +193,7 @@ pub async fn create_zone(
         other => other?,
     };
     publish(&state, &zone, None).await?;
-    if let Some(catalog) = &state.catalog {
-        catalog.add(&zone.name, &zone.catalog_id);
-    }
+    crate::catalog::sync_catalog(&state, crate::catalog::CatalogSync::Full).await;
     let mut response = zone_response(StatusCode::CREATED, &zone);
     if let Ok(location) = HeaderValue::from_str(&format!("/v1/zones/{}", zone.name)) {
         response.headers_mut().insert(header::LOCATION, location);
@@ -273,14 +271,12 @@ pub async fn delete_zone(
     let publication = state.zone_locks.lock(&zone.name).await;
     state.store.delete_zone(zone.id).await?;
     state.live.remove_zone(zone.name.as_wire());
-    if let Some(catalog) = &state.catalog {
-        catalog.remove(&zone.name);
-    }
     if let Some(replication) = &state.replication {
         replication.peers.forget(&zone.name);
     }
     drop(publication);
     state.zone_locks.forget(&zone.name);
+    crate::catalog::sync_catalog(&state, crate::catalog::CatalogSync::Full).await;
     Ok(StatusCode::NO_CONTENT)
 }
 

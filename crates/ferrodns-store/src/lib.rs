@@ -17,6 +17,7 @@
 //!
 //! Times are microseconds since the Unix epoch, passed in by the caller.
 
+mod duties;
 mod migrate;
 mod serial;
 
@@ -30,6 +31,7 @@ use ferrodns_zone::edit::{self, Change, Diff, EditError, Limits, RRsetData, RRse
 use sqlx::any::{AnyPoolOptions, AnyRow};
 use sqlx::{Any, AnyPool, Executor, Row, Transaction};
 
+pub use duties::{CatalogState, Fence};
 pub use serial::{civil_from_days, initial_serial, next_serial, SerialPolicy};
 
 /// The two databases ferrodns runs on.
@@ -104,7 +106,8 @@ type Result<T> = std::result::Result<T, StoreError>;
 #[derive(Clone, Debug)]
 pub struct StoreOptions {
     pub serial_policy: SerialPolicy,
-    /// Journal entries kept per zone; older ones are deleted after commits.
+    /// Journal entries kept per zone; older ones are deleted every 16 changes
+    /// (SQLite) or by the leader's compaction (PostgreSQL).
     pub journal_keep: u32,
     pub limits: Limits,
     /// How long to wait for a database connection before answering "unavailable".
@@ -682,24 +685,13 @@ impl Store {
         let zone = zone_from_row(&row)?;
         let change = insert_journal(&mut tx, zone.id, &diff, actor, now, summary).await?;
         announce(&mut tx, self.backend, &zone.name).await?;
-        tx.commit().await?;
-        if zone.version % 16 == 0 {
-            self.trim_journal(zone.id).await?;
+        // On PostgreSQL journals are compacted by the leader (a fenced duty,
+        // see `duties`); the single node of an SQLite database trims as it goes.
+        if self.backend == Backend::Sqlite && zone.version % 16 == 0 {
+            duties::trim_journal(&mut tx, zone.id, self.options.journal_keep).await?;
         }
+        tx.commit().await?;
         Ok(Committed { zone, change: Some(change), diff: Some(diff) })
-    }
-
-    async fn trim_journal(&self, zone_id: i64) -> Result<()> {
-        let keep = self.options.journal_keep.max(1) as i64;
-        sqlx::query(
-            "DELETE FROM journal WHERE zone_id = $1 AND id <= \
-             (SELECT id FROM journal WHERE zone_id = $1 ORDER BY id DESC LIMIT 1 OFFSET $2)",
-        )
-        .bind(zone_id)
-        .bind(keep)
-        .execute(&self.pool)
-        .await?;
-        Ok(())
     }
 
     /// Change history, newest first, before `before` (an id), at most `limit`.

@@ -36,6 +36,12 @@ const MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("../migrations/sqlite/0003_leader_lease.sql"),
         postgres: include_str!("../migrations/postgres/0003_leader_lease.sql"),
     },
+    Migration {
+        version: 4,
+        name: "catalog_state",
+        sqlite: include_str!("../migrations/sqlite/0004_catalog_state.sql"),
+        postgres: include_str!("../migrations/postgres/0004_catalog_state.sql"),
+    },
 ];
 
 /// An arbitrary constant naming ferrodns' migration lock.

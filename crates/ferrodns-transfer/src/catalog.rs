@@ -12,8 +12,12 @@
 //! A member's unique id is the zone's `catalog_id`, made when the zone is
 //! created and kept while it exists; a zone deleted and created again gets a
 //! new one, which tells consumers to drop their old copy (RFC 9432 §5.4).
-//! The catalog is rebuilt and published whole on each membership change; its
-//! serial is the larger of the old serial plus one and the Unix time.
+//!
+//! What the catalog holds and under which serial is decided in the database
+//! (see `ferrodns_api::catalog`): every node publishes the same members under
+//! the same serial, so a consumer may transfer it from any of them. This type
+//! only builds and publishes what it is given, adding the zones this node
+//! serves from files.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -21,38 +25,34 @@ use std::sync::{Arc, Mutex};
 use ferrodns_proto::{Name, RecordType, Serial};
 use ferrodns_zone::live::LiveZones;
 use ferrodns_zone::{Zone, ZoneBuilder};
+use sha2::{Digest, Sha256};
 
 /// The default catalog name.
 pub const DEFAULT_CATALOG: &str = "catalog.ferrodns.invalid.";
 
-/// Keeps the catalog zone in step with the hosted zones.
+/// The catalog zone this node serves.
 pub struct Catalog {
     name: Name,
     live: Arc<LiveZones>,
-    state: Mutex<State>,
-}
-
-struct State {
-    /// Lowercase member apex → unique id.
-    members: BTreeMap<Name, String>,
-    serial: Serial,
-}
-
-fn unix_seconds() -> u32 {
-    crate::primary::unix_now() as u32
+    /// Zones served from `--zone-file`s at start (apex → unique id).
+    file_members: BTreeMap<Name, String>,
+    /// The serial and member digest last published.
+    published: Mutex<Option<(Serial, String)>>,
+    /// Held while one task reads and writes the catalog state, so that a
+    /// node does not race itself.
+    pub sync: tokio::sync::Mutex<()>,
 }
 
 impl Catalog {
-    /// A catalog named `name` over `members` (apex, unique id), published at once.
-    pub fn start(name: Name, live: Arc<LiveZones>, members: impl IntoIterator<Item = (Name, String)>) -> Arc<Catalog> {
-        let members = members.into_iter().map(|(apex, id)| (apex.to_lowercase(), id)).collect();
-        let catalog = Arc::new(Catalog {
+    /// A catalog named `name`; nothing is published until [`Catalog::publish`].
+    pub fn new(name: Name, live: Arc<LiveZones>, file_members: impl IntoIterator<Item = (Name, String)>) -> Catalog {
+        Catalog {
             name: name.to_lowercase(),
             live,
-            state: Mutex::new(State { members, serial: Serial(unix_seconds().wrapping_sub(1)) }),
-        });
-        catalog.publish();
-        catalog
+            file_members: file_members.into_iter().map(|(apex, id)| (apex.to_lowercase(), id)).collect(),
+            published: Mutex::new(None),
+            sync: tokio::sync::Mutex::new(()),
+        }
     }
 
     /// The catalog's name.
@@ -60,39 +60,37 @@ impl Catalog {
         &self.name
     }
 
-    /// Adds (or re-identifies) a member.
-    pub fn add(&self, apex: &Name, unique_id: &str) {
-        let changed = {
-            let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
-            state.members.insert(apex.to_lowercase(), unique_id.to_string()).as_deref() != Some(unique_id)
-        };
-        if changed {
-            self.publish();
-        }
+    /// The serial and member digest last published, if any.
+    pub fn published(&self) -> Option<(Serial, String)> {
+        self.published.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
-    /// Removes a member.
-    pub fn remove(&self, apex: &Name) {
-        let changed =
-            self.state.lock().unwrap_or_else(|e| e.into_inner()).members.remove(&apex.to_lowercase()).is_some();
-        if changed {
-            self.publish();
-        }
-    }
-
-    fn publish(&self) {
-        let zone = {
-            let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
-            let now = Serial(unix_seconds());
-            let next = state.serial.plus(1);
-            state.serial = if now.is_newer_than(next) { now } else { next };
-            build(&self.name, state.serial, &state.members)
-        };
-        match zone {
-            Ok(zone) => self.live.publish_zone(zone),
+    /// Publishes `members` (apex, unique id) and the file zones under `serial`.
+    pub fn publish(&self, serial: Serial, digest: &str, members: &[(Name, String)]) {
+        let mut all = self.file_members.clone();
+        all.extend(members.iter().map(|(apex, id)| (apex.to_lowercase(), id.clone())));
+        match build(&self.name, serial, &all) {
+            Ok(zone) => {
+                self.live.publish_zone(zone);
+                *self.published.lock().unwrap_or_else(|e| e.into_inner()) = Some((serial, digest.to_string()));
+            }
             Err(errors) => tracing::error!(catalog = %self.name, ?errors, "catalog zone does not build"),
         }
     }
+}
+
+/// A digest of a member list (apex, unique id), the same on every node for
+/// the same members in any order.
+pub fn digest(members: &[(Name, String)]) -> String {
+    let mut sorted: Vec<(Name, &str)> = members.iter().map(|(apex, id)| (apex.to_lowercase(), id.as_str())).collect();
+    sorted.sort();
+    let mut hash = Sha256::new();
+    for (apex, id) in sorted {
+        hash.update(apex.as_wire());
+        hash.update(id.as_bytes());
+        hash.update([0]);
+    }
+    hash.finalize().iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// A unique id for a zone served from a file (stable for its name).

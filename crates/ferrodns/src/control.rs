@@ -11,6 +11,7 @@ use std::sync::Arc;
 
 use anyhow::{bail, Context};
 use ferrodns_api::auth::{hash_secret, new_id, new_secret, OPERATOR_TENANT};
+use ferrodns_api::catalog::{sync_catalog, CatalogSync};
 use ferrodns_api::{ApiSettings, ApiState};
 use ferrodns_proto::Name;
 use ferrodns_store::{Store, StoreOptions, TokenRecord};
@@ -75,18 +76,15 @@ pub async fn start(
         node: settings.node_id.clone(),
         ..ApiSettings::default()
     };
-    // The catalog lists every zone: stored ones by their catalog id, zone-file
-    // ones by an id derived from their name.
-    let mut members: Vec<(Name, String)> = zones.iter().map(|z| (z.name.clone(), z.catalog_id.clone())).collect();
-    for zone in live.snapshot().iter() {
-        if live.is_file_zone(zone.apex_lower()) {
-            members.push((zone.apex().clone(), file_zone_id(zone.apex())));
-        }
-    }
-    let catalog = settings.catalog_zone.clone().map(|name| Catalog::start(name, live.clone(), members));
-    if let Some(catalog) = &catalog {
-        tracing::info!(catalog = %catalog.name(), "catalog zone published");
-    }
+    // The catalog lists the stored zones as the database says (see
+    // ferrodns_api::catalog) and the zones this node serves from files.
+    let file_members: Vec<(Name, String)> = live
+        .snapshot()
+        .iter()
+        .filter(|zone| live.is_file_zone(zone.apex_lower()))
+        .map(|zone| (zone.apex().clone(), file_zone_id(zone.apex())))
+        .collect();
+    let catalog = settings.catalog_zone.clone().map(|name| Arc::new(Catalog::new(name, live.clone(), file_members)));
     let state = ApiState {
         store: Arc::new(store),
         live,
@@ -99,6 +97,15 @@ pub async fn start(
     ferrodns_api::replication::load_keys(&state)
         .await
         .map_err(|p| anyhow::anyhow!("cannot load TSIG keys: {}", p.detail))?;
+    // A single node writes and publishes the catalog now; a node of several
+    // publishes what the leader last wrote (and writes it once it leads).
+    sync_catalog(&state, CatalogSync::Full).await;
+    if let Some(catalog) = &state.catalog {
+        match catalog.published() {
+            Some((serial, _)) => tracing::info!(catalog = %catalog.name(), serial = serial.0, "catalog zone published"),
+            None => tracing::info!(catalog = %catalog.name(), "catalog zone waits for the leader"),
+        }
+    }
     Ok(Control { state, _lock: lock })
 }
 

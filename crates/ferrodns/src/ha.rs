@@ -17,12 +17,14 @@
 //! the lease (a paused leader wakes up already demoted). Singleton actions
 //! (NOTIFY) ask [`Election::term`] right before acting and log the term.
 
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use ferrodns_api::catalog::{sync_catalog, CatalogSync};
 use ferrodns_api::{reload_zone, ApiState, HaSnapshot, Leadership};
 use ferrodns_proto::Name;
-use ferrodns_store::{Store, StoreError};
+use ferrodns_store::{Fence, Store, StoreError};
 use ferrodns_zone::live::Applied;
 use tokio::sync::watch;
 
@@ -53,8 +55,9 @@ pub struct Election {
     single: bool,
     state: Mutex<State>,
     /// Run on each new term: a new leader re-announces every zone, in case
-    /// its predecessor died before its NOTIFYs went out.
-    on_lead: Mutex<Option<LeadAction>>,
+    /// its predecessor died before its NOTIFYs went out, and brings the
+    /// catalog up to date.
+    on_lead: Mutex<Vec<LeadAction>>,
 }
 
 impl Election {
@@ -64,13 +67,13 @@ impl Election {
             settings,
             single,
             state: Mutex::new(State { term: None, leading_until: None, known: None }),
-            on_lead: Mutex::new(None),
+            on_lead: Mutex::new(Vec::new()),
         })
     }
 
-    /// Sets what to do on becoming leader.
+    /// Adds something to do on becoming leader.
     pub fn on_lead(&self, action: impl Fn(i64) + Send + Sync + 'static) {
-        *self.on_lead.lock().unwrap_or_else(|e| e.into_inner()) = Some(Box::new(action));
+        self.on_lead.lock().unwrap_or_else(|e| e.into_inner()).push(Box::new(action));
     }
 
     /// Our term, if we lead right now.
@@ -115,7 +118,7 @@ impl Election {
                     Ok(Some(term)) => {
                         tracing::info!(node = %self.node, term, "became leader");
                         self.lead(term, started);
-                        if let Some(action) = self.on_lead.lock().unwrap_or_else(|e| e.into_inner()).as_ref() {
+                        for action in self.on_lead.lock().unwrap_or_else(|e| e.into_inner()).iter() {
                             action(term);
                         }
                     }
@@ -222,11 +225,17 @@ async fn catch_up(state: &ApiState) {
             sync_zone(state, &apex).await;
         }
     }
+    sync_catalog(state, CatalogSync::Poll).await;
 }
 
 /// Brings one zone up to the database.
 async fn sync_zone(state: &ApiState, apex: &Name) {
     let apex = apex.to_lowercase();
+    if state.catalog.as_ref().is_some_and(|c| *c.name() == apex) {
+        // The leader wrote a new catalog state.
+        sync_catalog(state, CatalogSync::Poll).await;
+        return;
+    }
     if state.live.is_file_zone(apex.as_wire()) {
         return;
     }
@@ -236,10 +245,8 @@ async fn sync_zone(state: &ApiState, apex: &Name) {
         Err(StoreError::NotFound) => {
             if state.live.snapshot().get(apex.as_wire()).is_some() {
                 state.live.remove_zone(apex.as_wire());
-                if let Some(catalog) = &state.catalog {
-                    catalog.remove(&apex);
-                }
                 tracing::info!(zone = %apex, "deleted on another node");
+                sync_catalog(state, CatalogSync::Full).await;
             }
             return;
         }
@@ -275,9 +282,62 @@ async fn sync_zone(state: &ApiState, apex: &Name) {
         return;
     }
     if served.is_none() {
-        if let Some(catalog) = &state.catalog {
-            catalog.add(&zone.name, &zone.catalog_id);
-        }
         tracing::info!(zone = %apex, "created on another node");
+        sync_catalog(state, CatalogSync::Full).await;
+    }
+}
+
+/// Journal compaction, a leader duty (PostgreSQL). Every `interval` the
+/// leader trims, under its fence, the journal of each zone whose version
+/// moved by 16 or more since it last trimmed it, down to `--journal-keep`
+/// entries. A node that is not leader, or loses its term midway, stops.
+pub async fn compact_journals(
+    state: ApiState,
+    election: Arc<Election>,
+    interval: Duration,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let keep = i64::from(state.store.options().journal_keep);
+    // Zone id → its version when this term last trimmed it.
+    let mut trimmed: HashMap<i64, i64> = HashMap::new();
+    let mut trimmed_term = None;
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(interval) => {}
+            _ = shutdown.changed() => return,
+        }
+        let Some(term) = election.term() else { continue };
+        if trimmed_term != Some(term) {
+            trimmed.clear();
+            trimmed_term = Some(term);
+        }
+        let Ok(versions) = state.store.zone_versions().await else { continue };
+        let present: HashSet<i64> = versions.iter().map(|(id, _, _)| *id).collect();
+        trimmed.retain(|id, _| present.contains(id));
+        for (id, name, version) in versions {
+            let due = match trimmed.get(&id) {
+                Some(last) => version - last >= 16,
+                None => version > keep,
+            };
+            if !due {
+                continue;
+            }
+            match state.store.compact_journal(id, Fence::Lease { node: &election.node, term }).await {
+                Ok(Some(removed)) => {
+                    trimmed.insert(id, version);
+                    if removed > 0 {
+                        tracing::info!(zone = %name, removed, term, "journal compacted");
+                    }
+                }
+                Ok(None) => {
+                    tracing::info!(term, "journal compaction stopped: the term is no longer current");
+                    break;
+                }
+                Err(e) => {
+                    tracing::debug!(error = %e, "cannot compact journals now");
+                    break;
+                }
+            }
+        }
     }
 }

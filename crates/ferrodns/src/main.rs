@@ -13,6 +13,7 @@ use std::sync::Arc;
 
 use anyhow::{bail, Context};
 use clap::{Parser, Subcommand};
+use ferrodns_api::catalog::{sync_catalog, CatalogSync};
 use ferrodns_server::{ControlHandler, DnsSettings, TcpSettings, UdpSettings};
 use ferrodns_transfer::notify::Notifier;
 use ferrodns_transfer::peers::Peers;
@@ -69,7 +70,9 @@ enum Command {
 
 fn init_logging(level: &str, format: LogFormat) -> anyhow::Result<()> {
     let filter = tracing_subscriber::EnvFilter::try_new(level).with_context(|| format!("bad --log-level '{level}'"))?;
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    // Colours only for a person at a terminal, not in a journal or a log file.
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_ansi(ansi);
     match format {
         LogFormat::Text => builder.init(),
         LogFormat::Json => builder.json().init(),
@@ -224,9 +227,22 @@ fn serve(args: config::ServeArgs, log_level: Option<String>, log_format: LogForm
         };
         tracing::info!(dns = ?bound.local_addrs(), zones = live.snapshot().len(), udp_workers = settings.udp_workers, "serving DNS");
         if let (Some(control), true) = (&control, postgres) {
+            // A new leader brings the catalog up to date (registered before
+            // the election starts, so the first term gets it too).
+            let state = control.state.clone();
+            election.on_lead(move |_| {
+                let state = state.clone();
+                tokio::spawn(async move { sync_catalog(&state, CatalogSync::Full).await });
+            });
             tokio::spawn(election.clone().run(control.state.store.clone(), shutdown.clone()));
             let url = settings.database_url.clone().unwrap_or_default();
             tokio::spawn(ha::follow(control.state.clone(), url, settings.ha_poll, shutdown.clone()));
+            tokio::spawn(ha::compact_journals(
+                control.state.clone(),
+                election.clone(),
+                settings.ha_poll * 5,
+                shutdown.clone(),
+            ));
             tracing::info!(node = %settings.node_id, lease = ?settings.ha_lease, "multi-node control plane: following other nodes, taking part in the election");
         }
         let journal = control.as_ref().map(|control| {

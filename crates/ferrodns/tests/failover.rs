@@ -2,10 +2,12 @@
 //! through its own TCP relay, which the test can cut), two ferrodns
 //! secondaries, writers and resolvers running the whole time, and faults:
 //! 20 SIGKILLs of the leader, SIGSTOP past the lease, a cut between the
-//! leader and PostgreSQL, and a rolling restart. Afterwards: every
-//! acknowledged write is stored and served by both secondaries, no batch is
-//! half-applied, no query failed, serials have no gaps, and no NOTIFY was
-//! sent under a term after a newer term began. Figures go to stdout and
+//! leader and PostgreSQL, and a rolling restart. Zones are created and
+//! deleted throughout, so the catalog changes under every fault. Afterwards:
+//! every acknowledged write is stored and served by both secondaries, no
+//! batch is half-applied, no query failed, serials have no gaps, every node
+//! serves one and the same catalog, and no NOTIFY or catalog write was made
+//! under a term after a newer term began. Figures go to stdout and
 //! docs/ha.md.
 
 mod support;
@@ -18,7 +20,7 @@ use std::time::{Duration, Instant};
 
 use reqwest::Method;
 use serde_json::{json, Value};
-use support::control::{dns_lookup, json, Database, Node, POSTGRES};
+use support::control::{axfr_lines, dns_lookup, json, Database, Node, POSTGRES};
 use support::free_port;
 use support::relay::Relay;
 
@@ -142,6 +144,38 @@ fn failover_suite() {
                 }
                 i += 1;
                 std::thread::sleep(Duration::from_millis(5));
+            }
+        }));
+    }
+    // Zone churn: create zones and delete every other one, through any node.
+    // Outcomes that are not clear (no answer) are left out of the checks.
+    let kept: Arc<Mutex<Vec<String>>> = Arc::default();
+    let deleted: Arc<Mutex<Vec<String>>> = Arc::default();
+    {
+        let (stop, apis, token, kept, deleted) =
+            (stop.clone(), apis.clone(), token.clone(), kept.clone(), deleted.clone());
+        workers.push(std::thread::spawn(move || {
+            let http = reqwest::blocking::Client::builder().timeout(Duration::from_secs(5)).build().unwrap();
+            let mut i = 0;
+            while !stop.load(Ordering::Relaxed) {
+                let zone = format!("churn{i}.test.");
+                let api = &apis[i % apis.len()];
+                let created =
+                    http.post(format!("{api}/v1/zones")).bearer_auth(&token).json(&json!({"name": zone})).send();
+                if matches!(&created, Ok(r) if r.status() == 201) {
+                    if i % 2 == 0 {
+                        kept.lock().unwrap().push(zone);
+                    } else {
+                        std::thread::sleep(Duration::from_millis(100));
+                        let api = &apis[(i + 1) % apis.len()];
+                        let gone = http.delete(format!("{api}/v1/zones/{zone}")).bearer_auth(&token).send();
+                        if matches!(&gone, Ok(r) if r.status() == 204) {
+                            deleted.lock().unwrap().push(zone);
+                        }
+                    }
+                }
+                i += 1;
+                std::thread::sleep(Duration::from_millis(150));
             }
         }));
     }
@@ -271,6 +305,48 @@ fn failover_suite() {
         }
     }
 
+    // Every node serves one catalog, listing the kept zones and none of the
+    // deleted ones, and both secondaries follow it.
+    let kept = kept.lock().unwrap().clone();
+    let deleted = deleted.lock().unwrap().clone();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let catalogs = loop {
+        let catalogs: Vec<Vec<String>> =
+            nodes.iter().map(|n| axfr_lines(n.dns, "catalog.ferrodns.invalid.", Some(KEY))).collect();
+        let first = &catalogs[0];
+        let lists = |zone: &String| first.iter().any(|l| l.ends_with(&format!(" PTR {zone}")));
+        if catalogs.iter().all(|c| c == first) && kept.iter().all(lists) && !deleted.iter().any(lists) {
+            break catalogs;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the nodes' catalogs differ or are wrong: {:?}",
+            catalogs.iter().map(|c| c.len()).collect::<Vec<_>>()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    for addr in &secondary_addrs {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        for zone in &kept {
+            while dns_lookup(*addr, zone, 6).0 != "NoError" {
+                assert!(Instant::now() < deadline, "secondary {addr} does not serve {zone}");
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        }
+        for zone in &deleted {
+            while dns_lookup(*addr, zone, 6).0 == "NoError" {
+                assert!(Instant::now() < deadline, "secondary {addr} still serves the deleted {zone}");
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        }
+    }
+    println!(
+        "catalog: {} zones kept and {} deleted under load; {} records, the same on all three nodes",
+        kept.len(),
+        deleted.len(),
+        catalogs[0].len()
+    );
+
     // No query to the secondaries failed.
     let query_failures = query_failures.lock().unwrap().clone();
     assert!(
@@ -280,11 +356,10 @@ fn failover_suite() {
         &query_failures[..query_failures.len().min(5)]
     );
 
-    // No NOTIFY went out under a term after a newer term began.
+    // No NOTIFY or catalog write was made under a term after a newer term began.
     let mut events: Vec<(String, &'static str, u64, usize)> = Vec::new();
     for (index, node) in nodes.iter().enumerate() {
-        for line in node.log().lines() {
-            let stripped = strip_ansi(line);
+        for stripped in node.log().lines() {
             let Some(term) = stripped
                 .split("term=")
                 .nth(1)
@@ -298,14 +373,22 @@ fn failover_suite() {
                 events.push((at, "lead", term, index));
             } else if stripped.contains("NOTIFY sent") {
                 events.push((at, "notify", term, index));
+            } else if stripped.contains("catalog written") {
+                events.push((at, "catalog", term, index));
             }
         }
     }
     events.sort();
     let notifies = events.iter().filter(|e| e.1 == "notify").count();
     let leads = events.iter().filter(|e| e.1 == "lead").count();
-    assert!(notifies > 0 && leads > KILLS, "the logs hold {notifies} NOTIFYs and {leads} elections");
-    println!("term check: {notifies} NOTIFYs and {leads} elections in the logs, none under a superseded term");
+    let catalog_writes = events.iter().filter(|e| e.1 == "catalog").count();
+    assert!(
+        notifies > 0 && leads > KILLS && catalog_writes > 0,
+        "the logs hold {notifies} NOTIFYs, {catalog_writes} catalog writes and {leads} elections"
+    );
+    println!(
+        "term check: {notifies} NOTIFYs, {catalog_writes} catalog writes and {leads} elections in the logs, none under a superseded term"
+    );
     let mut newest = 0;
     for (i, (at, kind, term, node)) in events.iter().enumerate() {
         if *kind == "lead" {
@@ -314,7 +397,7 @@ fn failover_suite() {
             let context: Vec<_> = events[i.saturating_sub(6)..(i + 2).min(events.len())].to_vec();
             assert!(
                 *term >= newest,
-                "NOTIFY from node{node} under term {term} at {at}, after term {newest} began: {context:?}"
+                "{kind} from node{node} under term {term} at {at}, after term {newest} began: {context:?}"
             );
         }
     }
@@ -341,23 +424,6 @@ fn failover_suite() {
         let _ = child.wait();
         let _ = std::fs::remove_dir_all(dir);
     }
-}
-
-fn strip_ansi(line: &str) -> String {
-    let mut out = String::with_capacity(line.len());
-    let mut chars = line.chars();
-    while let Some(c) = chars.next() {
-        if c == '\u{1b}' {
-            for d in chars.by_ref() {
-                if d == 'm' {
-                    break;
-                }
-            }
-        } else {
-            out.push(c);
-        }
-    }
-    out
 }
 
 fn unsafe_signal(pid: u32, signal: i32) {

@@ -1,8 +1,9 @@
 //! Two control nodes on one PostgreSQL: a write on either is served by the
 //! other's DNS within moments (LISTEN/NOTIFY, polling as a safety net), one
-//! node leads, and when the leader is killed the other takes over within
-//! the lease. The full failover suite (load, SIGSTOP, partitions, rolling
-//! restarts, 20 kills) is the next step; see docs/ha.md.
+//! node leads, both serve one catalog (same serial, same members), the
+//! leader compacts the journals under its term, and when the leader is
+//! killed the other takes over within the lease. The full failover suite
+//! (load, SIGSTOP, partitions, rolling restarts, 20 kills) is failover.rs.
 
 mod support;
 
@@ -10,9 +11,40 @@ use std::time::{Duration, Instant};
 
 use reqwest::Method;
 use serde_json::{json, Value};
-use support::control::{dns_lookup, json, Database, Node};
+use support::control::{axfr_lines, dns_lookup, json, Database, Node};
 
-const HA: [&str; 4] = ["--ha-lease-ms", "1000", "--ha-renew-ms", "250"];
+const HA: [&str; 10] = [
+    "--ha-lease-ms",
+    "1000",
+    "--ha-renew-ms",
+    "250",
+    "--ha-poll-ms",
+    "100",
+    "--journal-keep",
+    "5",
+    "--allow-transfer",
+    "127.0.0.1/32",
+];
+const CATALOG: &str = "catalog.ferrodns.invalid.";
+
+fn catalog(node: &Node) -> Vec<String> {
+    axfr_lines(node.dns, CATALOG, None)
+}
+
+/// Waits until both nodes serve the same catalog listing `zones`; returns it.
+fn same_catalog(a: &Node, b: &Node, zones: &[&str]) -> Vec<String> {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let (on_a, on_b) = (catalog(a), catalog(b));
+        let members = on_a.iter().filter(|l| l.contains(" PTR ")).count();
+        let listed = zones.iter().all(|z| on_a.iter().any(|l| l.ends_with(&format!(" PTR {z}"))));
+        if on_a == on_b && members == zones.len() && listed {
+            return on_a;
+        }
+        assert!(Instant::now() < deadline, "the catalogs differ or miss {zones:?}:\n{on_a:#?}\n{on_b:#?}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
 
 fn ha(node: &Node) -> Value {
     json(node.anonymous(Method::GET, "/v1/ha").send().unwrap()).1
@@ -60,6 +92,36 @@ fn two_nodes_share_writes_and_fail_over() {
     // Serials stay gap-free across nodes.
     let (_, zone, _) = json(a.request(Method::GET, "/v1/zones/ha.test").send().unwrap());
     assert_eq!(zone["serial"], 22, "1 for the creation, then 21 changes");
+
+    // One catalog: a zone made on either node is listed by both, under one
+    // serial, written once by the leader under its term.
+    let first = same_catalog(&a, &b, &["ha.test."]);
+    assert_eq!(json(b.request(Method::POST, "/v1/zones").json(&json!({"name": "two.test"})).send().unwrap()).0, 201);
+    let second = same_catalog(&a, &b, &["ha.test.", "two.test."]);
+    let serial = |lines: &[String]| -> u64 {
+        let soa = lines.iter().find(|l| l.contains(" SOA ")).expect("a catalog SOA");
+        soa.split_whitespace().nth(6).unwrap().parse().unwrap()
+    };
+    assert!(serial(&second) > serial(&first), "{first:?} -> {second:?}");
+    let written: Vec<String> = [&a, &b]
+        .iter()
+        .flat_map(|n| n.log().lines().filter(|l| l.contains("catalog written")).map(String::from).collect::<Vec<_>>())
+        .collect();
+    assert!(written.iter().all(|l| l.contains("term=")), "{written:?}");
+
+    // The leader compacts the journal to --journal-keep (5) under its term.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let (_, history, _) = json(a.request(Method::GET, "/v1/zones/ha.test/changes?limit=1000").send().unwrap());
+        let kept = history["items"].as_array().unwrap().len();
+        if kept == 5 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the journal still holds {kept} entries");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let compacted = format!("{}{}", a.log(), b.log());
+    assert!(compacted.lines().any(|l| l.contains("journal compacted") && l.contains("term=")), "{compacted}");
 
     // One leader; readiness for a VIP says which.
     let deadline = Instant::now() + Duration::from_secs(5);

@@ -249,3 +249,28 @@ pub fn dns_lookup(server: SocketAddr, name: &str, qtype: u16) -> (String, Vec<St
     data.sort();
     (format!("{:?}", message.metadata.response_code), data)
 }
+
+/// A zone as `server` transfers it (AXFR by kdig, signed when `key` is
+/// `name:algorithm:base64`), one line per record with single spaces, sorted,
+/// the closing SOA folded into the opening one. Empty when refused.
+pub fn axfr_lines(server: SocketAddr, zone: &str, key: Option<&str>) -> Vec<String> {
+    let mut command = std::process::Command::new("kdig");
+    command.args([&format!("@{}", server.ip()), "-p", &server.port().to_string()]);
+    if let Some(key) = key {
+        let (name, rest) = key.split_once(':').expect("name:algorithm:secret");
+        let (algorithm, secret) = rest.split_once(':').expect("name:algorithm:secret");
+        command.arg("-y").arg(format!("{algorithm}:{name}:{secret}"));
+    }
+    let output = command
+        .args(["AXFR", zone, "+noall", "+answer", "+nocrypto", "+time=2", "+retry=0"])
+        .output()
+        .expect("kdig runs");
+    let mut lines: Vec<String> = String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .filter(|l| !l.starts_with(';') && !l.trim().is_empty())
+        .map(|l| l.split_whitespace().collect::<Vec<_>>().join(" "))
+        .collect();
+    lines.sort();
+    lines.dedup();
+    lines
+}

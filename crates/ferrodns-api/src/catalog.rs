@@ -1,0 +1,90 @@
+//! Keeping the catalog zone in step with the stored zones, on every node.
+//!
+//! The catalog's serial and the digest of the members it stands for live in
+//! the database (`catalog_state`). Only the leader writes them (the single
+//! node of an SQLite database is always the leader), under its fence, and it
+//! logs `catalog written` with its term; a node that lost its term writes
+//! nothing. Every node, the leader included, publishes the catalog only as
+//! stored: the members it reads, when they match the stored digest, under the
+//! stored serial. So whichever node a consumer transfers the catalog from,
+//! one serial means one content. A node whose reading does not match (a zone
+//! was created or deleted and the leader has not written yet) keeps serving
+//! what it has and tries again at the next announcement or poll.
+
+use ferrodns_store::{Backend, Fence};
+
+use crate::input::now_micros;
+use crate::ApiState;
+
+/// How much work a sync may do.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CatalogSync {
+    /// Membership may have changed: read the members and, on the leader,
+    /// write a new serial if they differ from the stored digest.
+    Full,
+    /// A periodic check: publish the stored state if it is newer than what
+    /// this node serves; read the members only then.
+    Poll,
+}
+
+/// Brings this node's catalog zone in step with the database.
+pub async fn sync_catalog(state: &ApiState, depth: CatalogSync) {
+    let Some(catalog) = &state.catalog else { return };
+    let _one_at_a_time = catalog.sync.lock().await;
+    let stored = match state.store.catalog_state().await {
+        Ok(stored) => stored,
+        Err(e) => {
+            tracing::debug!(error = %e, "cannot read the catalog state now");
+            return;
+        }
+    };
+    let published = catalog.published();
+    let up_to_date = matches!((&stored, &published), (Some(s), Some((serial, digest))) if s.serial == *serial && s.digest == *digest);
+    if depth == CatalogSync::Poll && up_to_date {
+        return;
+    }
+    let members = match state.store.catalog_members().await {
+        Ok(members) => members,
+        Err(e) => {
+            tracing::debug!(error = %e, "cannot read the catalog members now");
+            return;
+        }
+    };
+    let digest = ferrodns_transfer::catalog::digest(&members);
+    let stored = match stored {
+        Some(stored) if stored.digest == digest => stored,
+        _ => {
+            let snapshot = state.leadership.as_ref().map(|l| l.snapshot());
+            let fence = match state.store.backend() {
+                Backend::Sqlite => Fence::Single,
+                Backend::Postgres => match &snapshot {
+                    Some(s) if s.is_leader => Fence::Lease { node: &s.node, term: s.term },
+                    // The leader writes; this node waits for its announcement.
+                    _ => return,
+                },
+            };
+            let now = now_micros();
+            match state.store.write_catalog(catalog.name(), &digest, fence, (now / 1_000_000) as u32, now).await {
+                Ok(Some(written)) => {
+                    tracing::info!(catalog = %catalog.name(), serial = written.serial.0, term = written.term,
+                        members = members.len(), "catalog written");
+                    written
+                }
+                Ok(None) => {
+                    tracing::info!(catalog = %catalog.name(), ?fence, "catalog not written: the term is no longer current");
+                    return;
+                }
+                Err(e) => {
+                    tracing::warn!(catalog = %catalog.name(), error = %e, "cannot write the catalog state");
+                    return;
+                }
+            }
+        }
+    };
+    if published.as_ref().map(|(serial, digest)| (serial, digest.as_str()))
+        != Some((&stored.serial, stored.digest.as_str()))
+    {
+        catalog.publish(stored.serial, &stored.digest, &members);
+        tracing::debug!(catalog = %catalog.name(), serial = stored.serial.0, "catalog published");
+    }
+}

@@ -1,0 +1,157 @@
+//! The writes only a leader makes: the catalog zone's state and journal
+//! compaction. Each runs under a [`Fence`]: on PostgreSQL the transaction
+//! first takes a share lock on the lease row, and only while that row still
+//! names this node, this term and an unexpired lease. A node that lost its
+//! term (paused, cut off, replaced) therefore writes nothing, and a new
+//! leader's `acquire_lease` waits for a fenced write in flight to commit, so
+//! the write lands wholly inside the old term.
+
+use ferrodns_proto::{Name, Serial};
+use sqlx::{Any, Row, Transaction};
+
+use crate::{announce, name_column, Backend, Result, Store};
+
+/// Who may make a leader's write.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Fence<'a> {
+    /// The only node of an SQLite database (the data directory's lock makes
+    /// it the only one).
+    Single,
+    /// The holder of the PostgreSQL lease in this term.
+    Lease { node: &'a str, term: i64 },
+}
+
+/// The catalog zone's state as stored.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CatalogState {
+    pub serial: Serial,
+    /// Digest of the member list the serial stands for.
+    pub digest: String,
+    /// The term of the leader that wrote it (1 on a single node).
+    pub term: i64,
+}
+
+impl Store {
+    /// Opens a transaction that holds the fence, or `None` when the fence
+    /// does not hold (another node leads, or the lease ran out).
+    async fn fenced(
+        &self,
+        fence: Fence<'_>,
+    ) -> Result<Option<(Option<tokio::sync::MutexGuard<'_, ()>>, Transaction<'static, Any>)>> {
+        let (guard, mut tx) = self.begin_write().await?;
+        if let Fence::Lease { node, term } = fence {
+            if self.backend != Backend::Postgres {
+                return Err(crate::StoreError::Corrupt("a lease fence needs PostgreSQL".into()));
+            }
+            let held = sqlx::query(
+                "SELECT term FROM leader_lease WHERE id = 1 AND node = $1 AND term = $2 AND expires_at > now() \
+                 FOR SHARE",
+            )
+            .bind(node.to_string())
+            .bind(term)
+            .fetch_optional(&mut *tx)
+            .await?;
+            if held.is_none() {
+                tx.rollback().await?;
+                return Ok(None);
+            }
+        }
+        Ok(Some((guard, tx)))
+    }
+
+    /// The catalog state, if a leader ever wrote one.
+    pub async fn catalog_state(&self) -> Result<Option<CatalogState>> {
+        let row = sqlx::query("SELECT serial, digest, term FROM catalog_state WHERE id = 1")
+            .fetch_optional(&self.pool)
+            .await?;
+        row.map(|row| {
+            Ok(CatalogState {
+                serial: Serial(row.try_get::<i64, _>("serial")? as u32),
+                digest: row.try_get("digest")?,
+                term: row.try_get("term")?,
+            })
+        })
+        .transpose()
+    }
+
+    /// Every stored zone's name and catalog id, in name order.
+    pub async fn catalog_members(&self) -> Result<Vec<(Name, String)>> {
+        let rows = sqlx::query("SELECT name, catalog_id FROM zones ORDER BY name").fetch_all(&self.pool).await?;
+        rows.iter().map(|row| Ok((name_column(row, "name")?, row.try_get("catalog_id")?))).collect()
+    }
+
+    /// Records that the catalog now stands for the members with `digest`,
+    /// under the next serial: the larger of the stored serial plus one and
+    /// `unix_now` (RFC 1982 order), so a consumer's copy from any node is
+    /// never newer. Announces `catalog` to the other nodes at commit.
+    /// Returns the new state, or `None` when the fence does not hold.
+    pub async fn write_catalog(
+        &self,
+        catalog: &Name,
+        digest: &str,
+        fence: Fence<'_>,
+        unix_now: u32,
+        now: i64,
+    ) -> Result<Option<CatalogState>> {
+        let Some((_guard, mut tx)) = self.fenced(fence).await? else { return Ok(None) };
+        let old = sqlx::query("SELECT serial FROM catalog_state WHERE id = 1").fetch_optional(&mut *tx).await?;
+        let serial = match old {
+            Some(row) => {
+                let next = Serial(row.try_get::<i64, _>("serial")? as u32).plus(1);
+                if Serial(unix_now).is_newer_than(next) {
+                    Serial(unix_now)
+                } else {
+                    next
+                }
+            }
+            None => Serial(unix_now),
+        };
+        let term = match fence {
+            Fence::Single => 1,
+            Fence::Lease { term, .. } => term,
+        };
+        sqlx::query(
+            "INSERT INTO catalog_state (id, serial, digest, term, written_at) VALUES (1, $1, $2, $3, $4) \
+             ON CONFLICT (id) DO UPDATE SET serial = excluded.serial, digest = excluded.digest, \
+             term = excluded.term, written_at = excluded.written_at",
+        )
+        .bind(serial.0 as i64)
+        .bind(digest.to_string())
+        .bind(term)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+        announce(&mut tx, self.backend, catalog).await?;
+        tx.commit().await?;
+        Ok(Some(CatalogState { serial, digest: digest.to_string(), term }))
+    }
+
+    /// Every zone's id, name and version, for deciding which journals to compact.
+    pub async fn zone_versions(&self) -> Result<Vec<(i64, Name, i64)>> {
+        let rows = sqlx::query("SELECT id, name, version FROM zones").fetch_all(&self.pool).await?;
+        rows.iter().map(|row| Ok((row.try_get("id")?, name_column(row, "name")?, row.try_get("version")?))).collect()
+    }
+
+    /// Deletes all but the newest `--journal-keep` journal entries of a zone,
+    /// under the fence. Returns how many went, or `None` when the fence does
+    /// not hold.
+    pub async fn compact_journal(&self, zone_id: i64, fence: Fence<'_>) -> Result<Option<u64>> {
+        let Some((_guard, mut tx)) = self.fenced(fence).await? else { return Ok(None) };
+        let removed = trim_journal(&mut tx, zone_id, self.options.journal_keep).await?;
+        tx.commit().await?;
+        Ok(Some(removed))
+    }
+}
+
+/// Deletes all but the newest `keep` (at least one) journal entries of a zone.
+pub(crate) async fn trim_journal(tx: &mut Transaction<'static, Any>, zone_id: i64, keep: u32) -> Result<u64> {
+    let done = sqlx::query(
+        "DELETE FROM journal WHERE zone_id = $1 AND id <= \
+         (SELECT id FROM journal WHERE zone_id = $1 ORDER BY id DESC LIMIT 1 OFFSET $2)",
+    )
+    .bind(zone_id)
+    .bind(keep.max(1) as i64)
+    .execute(&mut **tx)
+    .await?;
+    Ok(done.rows_affected())
+}
