@@ -20,7 +20,7 @@ use ferrodns_transfer::peers::Peers;
 use ferrodns_transfer::primary::{Journal, Primary};
 use ferrodns_transfer::secondary::{Secondary, SecondarySettings};
 use ferrodns_zone::live::{LiveZones, Observer};
-use ferrodns_zone::{load_zone_file, ZoneSet};
+use ferrodns_zone::{load_zone_file, Zone, ZoneSet};
 use tokio::sync::watch;
 
 #[derive(Parser, Debug)]
@@ -84,7 +84,9 @@ fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Serve(args) => serve(*args, cli.log_level, cli.log_format),
-        Command::CheckZone { allow_include, files } => check_zone(&files, allow_include),
+        Command::CheckZone { allow_include, files } => {
+            zone_file_paths(&files).and_then(|files| check_zone(&files, allow_include))
+        }
         Command::Zone(command) => client::zone(&cli.client, command),
         Command::Rrset(command) => client::rrset(&cli.client, command),
         Command::Token(command) => client::token(&cli.client, command),
@@ -128,28 +130,92 @@ fn check_zone(files: &[PathBuf], allow_include: bool) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn load_zones(files: &[PathBuf], allow_include: bool) -> anyhow::Result<ZoneSet> {
+/// The zone files named by `--zone-file` paths: a file as itself, a
+/// directory as every `*.zone` file directly in it, in name order.
+fn zone_file_paths(paths: &[PathBuf]) -> anyhow::Result<Vec<PathBuf>> {
+    let mut files = Vec::new();
+    for path in paths {
+        if !path.is_dir() {
+            files.push(path.clone());
+            continue;
+        }
+        let mut found = Vec::new();
+        for entry in std::fs::read_dir(path).with_context(|| format!("cannot read the directory {}", path.display()))? {
+            let entry = entry.with_context(|| format!("cannot read the directory {}", path.display()))?;
+            let name = entry.file_name();
+            let is_zone = name.to_str().is_some_and(|n| n.ends_with(".zone") && !n.starts_with('.'));
+            if is_zone && entry.file_type().map(|t| t.is_file() || t.is_symlink()).unwrap_or(false) {
+                found.push(entry.path());
+            }
+        }
+        found.sort();
+        files.extend(found);
+    }
+    Ok(files)
+}
+
+/// Loads every zone file, on all cores, into one set. Any error voids the
+/// whole load (a reload then keeps the zones it had).
+fn load_zones(paths: &[PathBuf], allow_include: bool) -> anyhow::Result<ZoneSet> {
+    let files = zone_file_paths(paths)?;
+    let started = std::time::Instant::now();
+    let threads = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1).min(files.len().max(1));
+    let chunk = files.len().div_ceil(threads).max(1);
+    // Each zone is logged when there are few; with many, only the total.
+    let verbose = files.len() <= 100;
+    let loaded: Vec<anyhow::Result<Vec<(Zone, PathBuf)>>> = std::thread::scope(|scope| {
+        let workers: Vec<_> = files
+            .chunks(chunk)
+            .map(|part| {
+                scope.spawn(move || {
+                    let mut zones = Vec::with_capacity(part.len());
+                    for file in part {
+                        let started = std::time::Instant::now();
+                        let loaded = load_zone_file(file, allow_include)
+                            .map_err(|e| anyhow::anyhow!("zone file {} did not load:\n{e}", file.display()))?;
+                        for warning in &loaded.warnings {
+                            tracing::warn!("{warning}");
+                        }
+                        if verbose {
+                            let zone = &loaded.zone;
+                            tracing::info!(
+                                zone = %zone.apex(),
+                                serial = zone.serial().0,
+                                records = zone.record_count(),
+                                file = %file.display(),
+                                elapsed_ms = started.elapsed().as_millis() as u64,
+                                "zone loaded"
+                            );
+                        }
+                        zones.push((loaded.zone, file.clone()));
+                    }
+                    Ok(zones)
+                })
+            })
+            .collect();
+        workers
+            .into_iter()
+            .map(|w| w.join().unwrap_or_else(|_| Err(anyhow::anyhow!("a zone loader panicked"))))
+            .collect()
+    });
     let mut zones = ZoneSet::new();
-    for file in files {
-        let started = std::time::Instant::now();
-        let loaded = load_zone_file(file, allow_include)
-            .map_err(|e| anyhow::anyhow!("zone file {} did not load:\n{e}", file.display()))?;
-        for warning in &loaded.warnings {
-            tracing::warn!("{warning}");
+    let mut records = 0;
+    for part in loaded {
+        for (zone, file) in part? {
+            records += zone.record_count();
+            let apex = zone.apex().to_string();
+            if zones.insert(Arc::new(zone)).is_some() {
+                bail!("zone {apex} is given by more than one zone file (again in {})", file.display());
+            }
         }
-        let zone = loaded.zone;
+    }
+    if !verbose {
         tracing::info!(
-            zone = %zone.apex(),
-            serial = zone.serial().0,
-            records = zone.record_count(),
-            file = %file.display(),
+            zones = zones.len(),
+            records,
             elapsed_ms = started.elapsed().as_millis() as u64,
-            "zone loaded"
+            "zone files loaded"
         );
-        let apex = zone.apex().to_string();
-        if zones.insert(Arc::new(zone)).is_some() {
-            bail!("zone {apex} is given by more than one --zone-file");
-        }
     }
     Ok(zones)
 }

@@ -85,3 +85,38 @@ fn sighup_swaps_zones_atomically_and_keeps_the_old_on_error() {
     );
     std::fs::remove_dir_all(dir).unwrap();
 }
+
+/// `--zone-file DIR` serves every `*.zone` file in the directory, ignores
+/// other files, and a SIGHUP picks up files added since.
+#[test]
+fn a_zone_directory_serves_every_zone_file_in_it() {
+    let dir = std::env::temp_dir().join(format!("ferrodns-zonedir-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let zone = |name: &str, address: &str| {
+        format!("$ORIGIN {name}.\n$TTL 300\n@ SOA ns hostmaster 1 3600 900 604800 60\n@ NS ns\nns A 192.0.2.53\nwww A {address}\n")
+    };
+    std::fs::write(dir.join("a.test.zone"), zone("a.test", "192.0.2.1")).unwrap();
+    std::fs::write(dir.join("b.test.zone"), zone("b.test", "192.0.2.2")).unwrap();
+    std::fs::write(dir.join("README.txt"), "not a zone file, and not read").unwrap();
+    let server = start_ferrodns(&[ZoneFile { origin: "a.test.".into(), path: dir.clone() }], &[]);
+    let www = |zone: &str| -> Option<[u8; 4]> {
+        let qname = Name::parse(&format!("www.{zone}."), None).unwrap();
+        let reply =
+            query_udp(server.addr, &build_query(3, qname.as_wire(), 1, Some(1232), false), Duration::from_secs(1))?;
+        (reply[3] & 0x0f == 0 && reply[7] == 1).then(|| reply[reply.len() - 15..reply.len() - 11].try_into().unwrap())
+    };
+    assert_eq!(www("a.test"), Some([192, 0, 2, 1]));
+    assert_eq!(www("b.test"), Some([192, 0, 2, 2]));
+    assert_eq!(www("c.test"), None);
+
+    std::fs::write(dir.join("c.test.zone"), zone("c.test", "192.0.2.3")).unwrap();
+    server.signal(1);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while www("c.test") != Some([192, 0, 2, 3]) {
+        assert!(Instant::now() < deadline, "c.test was not picked up:\n{}", server.log());
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(www("a.test"), Some([192, 0, 2, 1]));
+    let _ = std::fs::remove_dir_all(&dir);
+}
