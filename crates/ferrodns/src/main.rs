@@ -203,9 +203,9 @@ fn load_zones(paths: &[PathBuf], allow_include: bool) -> anyhow::Result<ZoneSet>
     for part in loaded {
         for (zone, file) in part? {
             records += zone.record_count();
-            let apex = zone.apex().to_string();
-            if zones.insert(Arc::new(zone)).is_some() {
-                bail!("zone {apex} is given by more than one zone file (again in {})", file.display());
+            let zone = Arc::new(zone);
+            if zones.insert(zone.clone()).is_some() {
+                bail!("zone {} is given by more than one zone file (again in {})", zone.apex(), file.display());
             }
         }
     }
