@@ -7,13 +7,14 @@
 //! every datagram of the batch into buffers it owns, and sends the replies with
 //! one system call. Nothing on this path allocates once the buffers are warm.
 //!
-//! Under load a worker coalesces: when queries arrive faster than about 20,000
-//! a second and a batch comes back less than half full, it pauses for a few
-//! tens of microseconds so that the next batch is bigger. The kernel then wakes
-//! the worker, and the clients, once per batch instead of once per packet,
-//! which cuts the kernel time per answer (docs/benchmarks.md has the figures).
-//! The pause is bounded by `coalesce` and never happens at low rates, so
-//! latency stays well under a millisecond.
+//! Under heavy load a worker coalesces: when queries arrive faster than about
+//! 100,000 a second and a batch comes back less than half full, it pauses for
+//! a few tens of microseconds so that the next batch is bigger. Below that
+//! rate a pause collects too few extra queries to pay for the latency it adds
+//! (at 50,000 queries a second it doubled the average latency and saved no
+//! CPU; docs/benchmarks.md). When it pays, the kernel wakes the worker, and
+//! the clients, once per batch instead of once per packet, which cuts the
+//! kernel time per answer. The pause is bounded by `coalesce`.
 
 use std::io;
 use std::net::{SocketAddr, UdpSocket};
@@ -51,8 +52,9 @@ impl Default for UdpSettings {
     }
 }
 
-/// Coalescing starts when a worker sees more queries than this in one window.
-const BUSY_PACKETS_PER_WINDOW: usize = 200;
+/// Coalescing starts when a worker sees more queries than this in one window
+/// (100,000 a second).
+const BUSY_PACKETS_PER_WINDOW: usize = 1000;
 const WINDOW: Duration = Duration::from_millis(10);
 
 /// Binds one UDP socket for `addr` with SO_REUSEPORT set, so that more can

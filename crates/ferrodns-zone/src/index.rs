@@ -4,6 +4,7 @@
 //! path does for a whole batch before answering it.
 
 /// Maps name hashes to arena offsets. Names are compared by the caller.
+#[derive(Clone)]
 pub struct NameIndex {
     /// `tag << 32 | (offset + 1)`; zero marks an empty slot.
     slots: Vec<u64>,
@@ -54,6 +55,24 @@ impl NameIndex {
                 if matches(offset) {
                     return Some(offset);
                 }
+            }
+            i = (i + 1) & self.mask;
+        }
+    }
+
+    /// Points the entry with this hash for which `matches` holds at `offset`
+    /// instead; false when there is no such entry.
+    pub fn replace(&mut self, hash: u64, mut matches: impl FnMut(u32) -> bool, offset: u32) -> bool {
+        let tag = tag_of(hash);
+        let mut i = tag as usize & self.mask;
+        loop {
+            let slot = self.slots[i];
+            if slot == 0 {
+                return false;
+            }
+            if (slot >> 32) as u32 == tag && matches((slot as u32).wrapping_sub(1)) {
+                self.slots[i] = (tag as u64) << 32 | (offset as u64 + 1);
+                return true;
             }
             i = (i + 1) & self.mask;
         }

@@ -177,8 +177,20 @@ pub const HISTORY_STEPS: usize = 64;
 pub const HISTORY_RECORDS: usize = 100_000;
 
 /// A new zone: `zone` with `diff` applied, keeping the diff in the new
-/// version's recent history. Costs a rebuild of the zone.
+/// version's recent history. Costs time in proportion to the change (an
+/// overlay, [`Zone::apply_overlay`]), or a rebuild of the zone when the
+/// overlay has grown past its bound or the change needs the full checks.
 pub fn apply_to_zone(zone: &Zone, diff: &Diff) -> Result<Zone, Vec<ZoneError>> {
+    let next = match zone.apply_overlay(&diff.removed, &diff.added) {
+        Some(next) => next,
+        None => rebuild_with(zone, diff)?,
+    };
+    finish_version(zone, next, diff)
+}
+
+/// `zone` with `diff` applied, rebuilt whole (which also folds the overlay
+/// into a new base).
+pub fn rebuild_with(zone: &Zone, diff: &Diff) -> Result<Zone, Vec<ZoneError>> {
     type Key = (Vec<u8>, RecordType, Vec<u8>);
     let mut removed: HashSet<Key> =
         diff.removed.iter().map(|r| (r.owner.to_lowercase().as_wire().to_vec(), r.rtype, r.rdata.clone())).collect();
@@ -208,7 +220,11 @@ pub fn apply_to_zone(zone: &Zone, diff: &Diff) -> Result<Zone, Vec<ZoneError>> {
     for record in &diff.added {
         builder.add_wire(record.owner.as_wire(), record.rtype, record.ttl, &record.rdata, None);
     }
-    let (mut next, _warnings) = builder.finish()?;
+    builder.finish().map(|(next, _warnings)| next)
+}
+
+/// Keeps the diff in the new version's history and checks its serial.
+fn finish_version(zone: &Zone, mut next: Zone, diff: &Diff) -> Result<Zone, Vec<ZoneError>> {
     let mut history: Vec<Arc<Diff>> = zone.history().to_vec();
     history.push(Arc::new(diff.clone()));
     let mut records: usize = history.iter().map(|d| d.removed.len() + d.added.len()).sum();

@@ -13,10 +13,23 @@
 //! node), the first of which can be prefetched.
 //!
 //! ```text
-//!   node   := name_len:u8 name:[u8; name_len] rrset_count:u8 rrset*
+//!   node   := name_len:u8 name:[u8; name_len] children:u32 rrset_count:u8 rrset*
 //!   rrset  := rtype:u16 ttl:u32 packed_len:u32 packed:[u8; packed_len]
 //!   packed := (rdata_len:u16 rdata:[u8; rdata_len])*
 //! ```
+//!
+//! `children` counts the names one label below (owners and empty
+//! non-terminals alike), so a change can tell whether a name it empties still
+//! exists as an empty non-terminal.
+//!
+//! **Changes cost O(change).** A new version made by [`Zone::apply_overlay`]
+//! shares the base arena and index by `Arc` and carries an overlay: a small
+//! arena of the nodes that changed since the base was built (in the same
+//! format; a deleted name is a tombstone with `children == u32::MAX`), with
+//! its own index. [`Zone::node`] asks the overlay first. When the overlay
+//! grows past a sixty-fourth of the base, the next change rebuilds the zone
+//! into a new base instead, so lookups stay two probes and the copy each
+//! change makes of the overlay stays small.
 
 use std::collections::HashSet;
 use std::fmt;
@@ -29,6 +42,8 @@ use ferrodns_proto::{Name, RecordType, Serial};
 
 use crate::edit::Diff;
 use crate::index::NameIndex;
+
+mod overlay;
 
 /// An RRset: records of one owner and type, sharing a TTL. A view into a zone.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -96,17 +111,29 @@ impl<'a> Iterator for RdataIter<'a> {
 pub struct Node<'z> {
     /// Wire name in the case the zone data gave it.
     name: &'z [u8],
+    children: u32,
     count: u8,
     rrsets: &'z [u8],
 }
 
+/// `children` of a deleted name in an overlay.
+const TOMBSTONE: u32 = u32::MAX;
+
 impl<'z> Node<'z> {
+    #[inline]
     fn at(arena: &'z [u8], offset: u32) -> Node<'z> {
         let offset = offset as usize;
         let name_len = arena[offset] as usize;
         let name = &arena[offset + 1..offset + 1 + name_len];
-        let count = arena[offset + 1 + name_len];
-        Node { name, count, rrsets: &arena[offset + 2 + name_len..] }
+        let at = offset + 1 + name_len;
+        let children = u32::from_le_bytes([arena[at], arena[at + 1], arena[at + 2], arena[at + 3]]);
+        let count = arena[at + 4];
+        Node { name, children, count, rrsets: &arena[at + 5..] }
+    }
+
+    /// How many names sit one label below this one.
+    pub fn children(&self) -> u32 {
+        self.children
     }
 
     /// The owner in wire form, original case.
@@ -167,14 +194,18 @@ impl<'z> Iterator for RRsetIter<'z> {
 pub struct Zone {
     apex: Name,
     apex_lower: Box<[u8]>,
-    arena: Vec<u8>,
-    index: NameIndex,
+    /// Every node as of the last full build.
+    base: Arc<Layer>,
+    /// Nodes changed since (see the module docs); looked up first.
+    overlay: Option<Arc<Layer>>,
     hasher: foldhash::fast::RandomState,
-    /// Where the apex node sits in the arena: every lookup starts there.
+    /// Where the apex node sits: every lookup starts there.
     apex_offset: u32,
+    apex_in_overlay: bool,
     serial: Serial,
     negative_ttl: u32,
     record_count: usize,
+    node_count: usize,
     /// The most recent changes that led to this version, oldest first, each
     /// ending where the next starts and the last at this serial: what IXFR
     /// serves without asking the store. Bounded by [`crate::live`].
@@ -183,9 +214,24 @@ pub struct Zone {
     expired: AtomicBool,
 }
 
+/// Serialized nodes and their index.
+#[derive(Clone)]
+struct Layer {
+    arena: Vec<u8>,
+    index: NameIndex,
+}
+
+impl Layer {
+    #[inline]
+    fn find(&self, hash: u64, name_lower: &[u8]) -> Option<u32> {
+        let arena = &self.arena[..];
+        self.index.find(hash, |offset| stored_name(arena, offset).eq_ignore_ascii_case(name_lower))
+    }
+}
+
 impl fmt::Debug for Zone {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "Zone({} serial={} nodes={})", self.apex, self.serial.0, self.index.len())
+        write!(f, "Zone({} serial={} nodes={})", self.apex, self.serial.0, self.node_count)
     }
 }
 
@@ -250,18 +296,27 @@ impl Zone {
 
     /// How many nodes, empty non-terminals included.
     pub fn node_count(&self) -> usize {
-        self.index.len()
+        self.node_count
     }
 
-    /// Bytes held by the node arena and its index, for memory reports.
+    /// Bytes held by the node arenas and their indexes, for memory reports.
     pub fn memory_bytes(&self) -> usize {
-        self.arena.len() + self.index.memory_bytes()
+        let layer = |l: &Layer| l.arena.len() + l.index.memory_bytes();
+        layer(&self.base) + self.overlay.as_deref().map_or(0, layer)
+    }
+
+    /// How many nodes the overlay holds (changed since the last full build).
+    pub fn overlay_len(&self) -> usize {
+        self.overlay.as_ref().map_or(0, |o| o.index.len())
     }
 
     /// The apex node.
     #[inline]
     pub fn apex_node(&self) -> Node<'_> {
-        Node::at(&self.arena, self.apex_offset)
+        match (&self.overlay, self.apex_in_overlay) {
+            (Some(overlay), true) => Node::at(&overlay.arena, self.apex_offset),
+            _ => Node::at(&self.base.arena, self.apex_offset),
+        }
     }
 
     /// The apex SOA RRset.
@@ -279,20 +334,20 @@ impl Zone {
     /// [`Zone::hash_name`]), so that a lookup shortly after does not wait for memory.
     #[inline]
     pub fn prefetch(&self, hash: u64) {
-        self.index.prefetch(hash);
+        self.base.index.prefetch(hash);
     }
 
     /// Starts loading the node a name's hash most likely leads to, once its
     /// index slot is in cache (after [`Zone::prefetch`]).
     #[inline]
     pub fn prefetch_node(&self, hash: u64) {
-        if let Some(offset) = self.index.first_candidate(hash) {
+        if let Some(offset) = self.base.index.first_candidate(hash) {
             #[cfg(target_arch = "x86_64")]
             // SAFETY: the offset comes from the index, so it lies inside the
             // arena; a prefetch never faults or changes memory.
             unsafe {
                 use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
-                _mm_prefetch::<_MM_HINT_T0>(self.arena.as_ptr().add(offset as usize).cast());
+                _mm_prefetch::<_MM_HINT_T0>(self.base.arena.as_ptr().add(offset as usize).cast());
             }
             #[cfg(not(target_arch = "x86_64"))]
             let _ = offset;
@@ -303,10 +358,13 @@ impl Zone {
     #[inline]
     pub fn node(&self, name_lower: &[u8]) -> Option<Node<'_>> {
         let hash = self.hash_name(name_lower);
-        let arena = &self.arena[..];
-        self.index
-            .find(hash, |offset| stored_name(arena, offset).eq_ignore_ascii_case(name_lower))
-            .map(|offset| Node::at(arena, offset))
+        if let Some(overlay) = &self.overlay {
+            if let Some(offset) = overlay.find(hash, name_lower) {
+                let node = Node::at(&overlay.arena, offset);
+                return (node.children != TOMBSTONE).then_some(node);
+            }
+        }
+        self.base.find(hash, name_lower).map(|offset| Node::at(&self.base.arena, offset))
     }
 
     /// Looks up a node by a name in any case.
@@ -317,7 +375,16 @@ impl Zone {
 
     /// Every node, in no particular order.
     pub fn nodes(&self) -> impl Iterator<Item = Node<'_>> {
-        self.index.offsets().map(|offset| Node::at(&self.arena, offset))
+        let overlay = self.overlay.as_deref();
+        let mut buffer = [0u8; MAX_NAME_LEN];
+        let base = self.base.index.offsets().map(|offset| Node::at(&self.base.arena, offset)).filter(move |node| {
+            overlay.is_none_or(|o| o.find(self.hash_name(lowercase_into(node.name, &mut buffer)), node.name).is_none())
+        });
+        let changed = overlay
+            .into_iter()
+            .flat_map(|o| o.index.offsets().map(|offset| Node::at(&o.arena, offset)))
+            .filter(|node| node.children != TOMBSTONE);
+        base.chain(changed)
     }
 
     /// Every node in canonical order (RFC 4034 §6.1), apex first.
@@ -698,6 +765,7 @@ impl ZoneBuilder {
             let offset = u32::try_from(arena.len()).ok().filter(|&o| o < u32::MAX).ok_or_else(too_large)?;
             arena.push(owner.len() as u8);
             arena.extend_from_slice(owner);
+            arena.extend_from_slice(&[0; 4]);
             let count_at = arena.len();
             arena.push(0);
             let mut i = group.start;
@@ -745,8 +813,23 @@ impl ZoneBuilder {
                 let offset = u32::try_from(arena.len()).ok().filter(|&o| o < u32::MAX).ok_or_else(too_large)?;
                 arena.push(ancestor.len() as u8);
                 arena.extend_from_slice(ancestor);
-                arena.push(0);
+                arena.extend_from_slice(&[0; 5]);
                 index.insert(hash, offset);
+            }
+        }
+        // Each name below the apex counts as a child of its parent.
+        let offsets: Vec<u32> = index.offsets().collect();
+        for offset in offsets {
+            let name = stored_name(&arena, offset);
+            if name.len() <= apex_lower.len() {
+                continue;
+            }
+            let parent = lowercase_into(&name[1 + name[0] as usize..], &mut buffer);
+            let hash = hasher.hash_one(parent);
+            if let Some(at) = index.find(hash, |o| stored_name(&arena, o).eq_ignore_ascii_case(parent)) {
+                let field = at as usize + 1 + arena[at as usize] as usize;
+                let count = u32::from_le_bytes(arena[field..field + 4].try_into().expect("4 octets"));
+                arena[field..field + 4].copy_from_slice(&(count + 1).to_le_bytes());
             }
         }
         // Kept as a Vec: shrinking would copy the whole arena, and capacity
@@ -759,16 +842,19 @@ impl ZoneBuilder {
         let serial = Serial(u32::from_be_bytes(fixed[0..4].try_into().expect("4 octets")));
         let minimum = u32::from_be_bytes(fixed[16..20].try_into().expect("4 octets"));
         let negative_ttl = soa.ttl.min(minimum);
+        let node_count = index.len();
         let zone = Zone {
             apex: self.apex,
             apex_lower,
-            arena,
-            index,
+            base: Arc::new(Layer { arena, index }),
+            overlay: None,
             hasher,
             apex_offset,
+            apex_in_overlay: false,
             serial,
             negative_ttl,
             record_count,
+            node_count,
             history: Arc::from(Vec::new()),
             expired: AtomicBool::new(false),
         };

@@ -1,0 +1,403 @@
+//! New zone versions in time proportional to the change: the changed nodes
+//! go into an overlay beside the shared base (see the `zone` module docs).
+
+use std::collections::HashMap;
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+
+use ferrodns_proto::name::{self, MAX_NAME_LEN};
+use ferrodns_proto::{RecordType, Serial};
+
+use super::{lowercase_into, stored_name, Layer, Zone, TOMBSTONE};
+use crate::edit::Record;
+use crate::index::NameIndex;
+
+/// A node as the change leaves it.
+struct Working {
+    /// Wire name, in the case the zone gave it (or the change, for a new name).
+    name: Vec<u8>,
+    children: u32,
+    /// By type; each RDATA list sorted and without duplicates, as `freeze` keeps them.
+    rrsets: Vec<(RecordType, u32, Vec<Vec<u8>>)>,
+    /// The name exists in the zone now.
+    exists: bool,
+    /// The name existed before the change.
+    existed: bool,
+}
+
+impl Zone {
+    /// This zone with `removed` taken out and `added` put in, made without
+    /// touching the unchanged nodes. `None` when the change needs a full
+    /// rebuild instead: the overlay would outgrow its bound, the change
+    /// removes a record the zone does not hold, or it breaks a zone rule
+    /// (the rebuild then reports the problem as a load would).
+    pub fn apply_overlay(&self, removed: &[Record], added: &[Record]) -> Option<Zone> {
+        let node_limit = (self.base.index.len() / 64).max(1024);
+        let byte_limit = (self.base.arena.len() / 64).max(256 << 10);
+        let held = self.overlay.as_ref().map_or(0, |o| o.index.len());
+        if held + removed.len() + added.len() > node_limit
+            || self.overlay.as_ref().is_some_and(|o| o.arena.len() > byte_limit)
+        {
+            return None;
+        }
+        let apex = &self.apex_lower[..];
+        let mut work: HashMap<Vec<u8>, Working> = HashMap::new();
+        let mut order: Vec<Vec<u8>> = Vec::new();
+        let mut records = self.record_count as isize;
+        let mut buffer = [0u8; MAX_NAME_LEN];
+        for record in removed {
+            let lower = lowercase_into(record.owner.as_wire(), &mut buffer).to_vec();
+            let node = self.working(&mut work, &mut order, &lower, record.owner.as_wire());
+            if !node.exists {
+                return None;
+            }
+            let at = node.rrsets.iter().position(|(t, _, _)| *t == record.rtype)?;
+            let rdatas = &mut node.rrsets[at].2;
+            let i = rdatas.binary_search(&record.rdata).ok()?;
+            rdatas.remove(i);
+            if rdatas.is_empty() {
+                node.rrsets.remove(at);
+            }
+            records -= 1;
+        }
+        for record in added {
+            let lower = lowercase_into(record.owner.as_wire(), &mut buffer).to_vec();
+            let fits = record.rdata.len() <= u16::MAX as usize
+                && ferrodns_proto::rdata::validate_wire(record.rtype, &record.rdata).is_ok();
+            if !name::is_subdomain(&lower, apex) || !fits {
+                return None;
+            }
+            let node = self.working(&mut work, &mut order, &lower, record.owner.as_wire());
+            node.exists = true;
+            match node.rrsets.binary_search_by_key(&record.rtype, |(t, _, _)| *t) {
+                Ok(at) => {
+                    let rdatas = &mut node.rrsets[at].2;
+                    if let Err(i) = rdatas.binary_search(&record.rdata) {
+                        rdatas.insert(i, record.rdata.clone());
+                        records += 1;
+                    }
+                }
+                Err(at) => {
+                    node.rrsets.insert(at, (record.rtype, record.ttl, vec![record.rdata.clone()]));
+                    records += 1;
+                }
+            }
+        }
+        // Names that appear or go change their parents' child counts; new
+        // names bring their missing ancestors as empty non-terminals, and
+        // names left empty without children go, with ancestors that only
+        // existed for them.
+        let mut nodes = self.node_count as isize;
+        for lower in order.clone() {
+            let node = &work[&lower];
+            let appears = !node.existed && node.exists;
+            let goes = node.existed && node.exists && node.rrsets.is_empty() && node.children == 0 && lower != apex;
+            if appears {
+                nodes += 1;
+                let mut child = lower.clone();
+                let mut child_name = node.name.clone();
+                loop {
+                    let parent = child[1 + child[0] as usize..].to_vec();
+                    let parent_name = child_name[1 + child_name[0] as usize..].to_vec();
+                    let up = self.working(&mut work, &mut order, &parent, &parent_name);
+                    up.children += 1;
+                    if up.exists {
+                        break;
+                    }
+                    up.exists = true;
+                    nodes += 1;
+                    (child, child_name) = (parent, parent_name);
+                }
+            } else if goes {
+                let mut gone = lower.clone();
+                loop {
+                    work.get_mut(&gone).expect("loaded").exists = false;
+                    nodes -= 1;
+                    let parent = gone[1 + gone[0] as usize..].to_vec();
+                    let parent_name = parent.clone();
+                    let up = self.working(&mut work, &mut order, &parent, &parent_name);
+                    up.children -= 1;
+                    if up.children > 0 || !up.rrsets.is_empty() || parent == apex {
+                        break;
+                    }
+                    gone = parent;
+                }
+            } else if node.existed && node.exists && node.rrsets.is_empty() && lower == apex {
+                return None;
+            }
+        }
+        for lower in &order {
+            let node = &work[lower];
+            if node.exists && !rules_hold(node, lower == apex) {
+                return None;
+            }
+        }
+        // The new overlay: the old one plus the changed nodes, appended.
+        let mut overlay = match &self.overlay {
+            Some(old) => Layer::clone(old),
+            None => Layer { arena: Vec::new(), index: NameIndex::with_capacity(order.len()) },
+        };
+        let (mut apex_offset, mut apex_in_overlay) = (self.apex_offset, self.apex_in_overlay);
+        for lower in &order {
+            let node = &work[lower];
+            if !node.existed && !node.exists {
+                continue;
+            }
+            let offset = u32::try_from(overlay.arena.len()).ok().filter(|&o| o < u32::MAX)?;
+            let arena = &mut overlay.arena;
+            arena.push(node.name.len() as u8);
+            arena.extend_from_slice(&node.name);
+            arena.extend_from_slice(&(if node.exists { node.children } else { TOMBSTONE }).to_le_bytes());
+            arena.push(if node.exists { node.rrsets.len() as u8 } else { 0 });
+            if node.exists {
+                for (rtype, ttl, rdatas) in &node.rrsets {
+                    arena.extend_from_slice(&rtype.0.to_be_bytes());
+                    arena.extend_from_slice(&ttl.to_be_bytes());
+                    let len: usize = rdatas.iter().map(|r| r.len() + 2).sum();
+                    arena.extend_from_slice(&(len as u32).to_be_bytes());
+                    for rdata in rdatas {
+                        arena.extend_from_slice(&(rdata.len() as u16).to_be_bytes());
+                        arena.extend_from_slice(rdata);
+                    }
+                }
+            }
+            let hash = self.hash_name(lower);
+            let arena = &overlay.arena;
+            if !overlay.index.replace(hash, |o| stored_name(arena, o).eq_ignore_ascii_case(lower), offset) {
+                overlay.index.insert(hash, offset);
+            }
+            if lower == apex {
+                (apex_offset, apex_in_overlay) = (offset, true);
+            }
+        }
+        let mut zone = Zone {
+            apex: self.apex.clone(),
+            apex_lower: self.apex_lower.clone(),
+            base: self.base.clone(),
+            overlay: Some(Arc::new(overlay)),
+            hasher: self.hasher.clone(),
+            apex_offset,
+            apex_in_overlay,
+            serial: self.serial,
+            negative_ttl: self.negative_ttl,
+            record_count: records.max(0) as usize,
+            node_count: nodes.max(0) as usize,
+            history: self.history.clone(),
+            expired: AtomicBool::new(false),
+        };
+        let (serial, negative_ttl) = {
+            let soa = zone.soa();
+            let fixed = &soa.first()[soa.first().len() - 20..];
+            let minimum = u32::from_be_bytes(fixed[16..20].try_into().expect("4 octets"));
+            (Serial(u32::from_be_bytes(fixed[0..4].try_into().expect("4 octets"))), soa.ttl.min(minimum))
+        };
+        zone.serial = serial;
+        zone.negative_ttl = negative_ttl;
+        Some(zone)
+    }
+
+    /// The working copy of a node, loaded from the zone on first use.
+    fn working<'w>(
+        &self,
+        work: &'w mut HashMap<Vec<u8>, Working>,
+        order: &mut Vec<Vec<u8>>,
+        lower: &[u8],
+        name: &[u8],
+    ) -> &'w mut Working {
+        if !work.contains_key(lower) {
+            let node = match self.node(lower) {
+                Some(node) => Working {
+                    name: node.name().to_vec(),
+                    children: node.children(),
+                    rrsets: node.rrsets().map(|r| (r.rtype, r.ttl, r.rdatas().map(<[u8]>::to_vec).collect())).collect(),
+                    exists: true,
+                    existed: true,
+                },
+                None => Working { name: name.to_vec(), children: 0, rrsets: Vec::new(), exists: false, existed: false },
+            };
+            work.insert(lower.to_vec(), node);
+            order.push(lower.to_vec());
+        }
+        work.get_mut(lower).expect("just inserted")
+    }
+}
+
+/// The load-time errors that one node can show (see `ZoneBuilder::check`).
+fn rules_hold(node: &Working, at_apex: bool) -> bool {
+    let count = |t: RecordType| node.rrsets.iter().find(|(r, _, _)| *r == t).map_or(0, |(_, _, d)| d.len());
+    if node.rrsets.len() > 255 || count(RecordType::DNAME) > 1 {
+        return false;
+    }
+    if at_apex {
+        if count(RecordType::SOA) != 1 || count(RecordType::NS) == 0 || count(RecordType::CNAME) > 0 {
+            return false;
+        }
+    } else if count(RecordType::SOA) > 0 {
+        return false;
+    }
+    if count(RecordType::CNAME) > 0 {
+        let others =
+            node.rrsets.iter().any(|(t, _, _)| !matches!(*t, RecordType::CNAME | RecordType::RRSIG | RecordType::NSEC));
+        if others || count(RecordType::CNAME) > 1 {
+            return false;
+        }
+    }
+    true
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::edit::Diff;
+    use crate::live::{apply_to_zone, rebuild_with};
+    use crate::lookup::Answer;
+    use ferrodns_proto::Name;
+
+    /// What a zone holds, in a form two builds can be compared by.
+    fn contents(zone: &Zone) -> Vec<String> {
+        let mut nodes: Vec<String> = zone
+            .nodes()
+            .map(|node| {
+                let sets: Vec<String> = node
+                    .rrsets()
+                    .map(|r| format!("{} {} {:?}", r.rtype, r.ttl, r.rdatas().collect::<Vec<_>>()))
+                    .collect();
+                format!(
+                    "{} children={} {sets:?}",
+                    Name::from_wire(node.name()).unwrap().to_lowercase(),
+                    node.children()
+                )
+            })
+            .collect();
+        nodes.sort();
+        nodes
+    }
+
+    fn answer(zone: &Zone, name: &Name, qtype: RecordType) -> String {
+        let lookup = zone.lookup(name.to_lowercase().as_wire(), qtype);
+        let node_name = |n: &super::super::Node<'_>| Name::from_wire(n.name()).unwrap().to_lowercase().to_string();
+        let what = match lookup.answer {
+            Answer::Found(n, r) => format!("found {} {} {:?}", node_name(&n), r.rtype, r.rdatas().collect::<Vec<_>>()),
+            Answer::Any(n) => format!("any {}", node_name(&n)),
+            Answer::Cname(n, _) => format!("cname {}", node_name(&n)),
+            Answer::NoData(n) => format!("nodata {}", node_name(&n)),
+            Answer::NxDomain => "nxdomain".into(),
+            Answer::Referral(n) => format!("referral {}", node_name(&n)),
+            Answer::Dname(n, _) => format!("dname {}", node_name(&n)),
+        };
+        format!("{what} wildcard={}", lookup.wildcard)
+    }
+
+    fn soa(serial: u32) -> Vec<u8> {
+        let mut rdata = Name::parse("ns.example.", None).unwrap().as_wire().to_vec();
+        rdata.extend_from_slice(Name::parse("h.example.", None).unwrap().as_wire());
+        for value in [serial, 3600, 600, 86400, 60] {
+            rdata.extend_from_slice(&value.to_be_bytes());
+        }
+        rdata
+    }
+
+    /// Random changes (names appearing and going at several depths, under
+    /// wildcards and a delegation, so empty non-terminals come and go) give
+    /// the same zone through the overlay as through a full rebuild: the same
+    /// nodes, child counts, counts, serial and answers.
+    #[test]
+    fn overlay_versions_equal_rebuilt_ones() {
+        let start = crate::zone::tests::build(
+            "$ORIGIN example.\n$TTL 300\n@ SOA ns h 1 3600 600 86400 60\n@ NS ns\nns A 192.0.2.1\n\
+             *.w TXT \"w\"\nsub NS ns.sub\nns.sub A 192.0.2.53\nx.y.z A 192.0.2.9\n",
+        )
+        .unwrap();
+        let labels = ["a", "b", "c", "x", "y", "z", "w", "q.w", "sub", "deep.er", "y.z", "a.b.c.d"];
+        let mut pool: Vec<Name> = Vec::new();
+        for first in labels {
+            pool.push(Name::parse(&format!("{first}.example."), None).unwrap());
+            for second in ["a", "y.z", "w", "b.c"] {
+                pool.push(Name::parse(&format!("{first}.{second}.example."), None).unwrap());
+            }
+        }
+        let mut seed: u64 = 0x9e37_79b9_7f4a_7c15;
+        let mut next = |n: usize| {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            (seed % n as u64) as usize
+        };
+        let (mut fast, mut slow) = (Arc::new(start), None::<Arc<Zone>>);
+        let mut overlaid = 0;
+        for step in 0..300u32 {
+            let reference = slow.clone().unwrap_or_else(|| fast.clone());
+            let serial = reference.serial().0;
+            let apex = Name::parse("example.", None).unwrap();
+            let soa_record =
+                |serial| Record { owner: apex.clone(), rtype: RecordType::SOA, ttl: 300, rdata: soa(serial) };
+            let mut diff = Diff {
+                old_serial: Serial(serial),
+                new_serial: Serial(serial + 1),
+                removed: vec![Record { rdata: reference.soa().first().to_vec(), ..soa_record(serial) }],
+                added: vec![soa_record(serial + 1)],
+            };
+            for _ in 0..1 + next(4) {
+                let owner = pool[next(pool.len())].clone();
+                let rdata = vec![192, 0, 2, next(4) as u8];
+                let present = reference
+                    .node(owner.to_lowercase().as_wire())
+                    .and_then(|n| n.rrset(RecordType::A))
+                    .map(|r| r.rdatas().map(<[u8]>::to_vec).collect::<Vec<_>>())
+                    .unwrap_or_default();
+                let record = Record { owner, rtype: RecordType::A, ttl: 60, rdata };
+                let touched =
+                    diff.removed.iter().chain(&diff.added).any(|r| r.owner == record.owner && r.rdata == record.rdata);
+                if touched {
+                    continue;
+                }
+                if present.contains(&record.rdata) {
+                    diff.removed.push(record);
+                } else {
+                    diff.added.push(record);
+                }
+            }
+            let by_overlay = apply_to_zone(&fast, &diff).unwrap();
+            let by_rebuild = rebuild_with(&reference, &diff).unwrap();
+            if by_overlay.overlay_len() > 0 {
+                overlaid += 1;
+            }
+            assert_eq!(contents(&by_overlay), contents(&by_rebuild), "step {step}: {diff:?}");
+            assert_eq!(by_overlay.serial(), by_rebuild.serial());
+            assert_eq!(by_overlay.record_count(), by_rebuild.record_count(), "step {step}");
+            assert_eq!(by_overlay.node_count(), by_rebuild.node_count(), "step {step}");
+            for name in pool.iter().chain(&[Name::parse("nx.a.example.", None).unwrap(), apex.clone()]) {
+                for qtype in [RecordType::A, RecordType::TXT, RecordType::ANY, RecordType::DS] {
+                    assert_eq!(
+                        answer(&by_overlay, name, qtype),
+                        answer(&by_rebuild, name, qtype),
+                        "step {step}: {name} {qtype}"
+                    );
+                }
+            }
+            fast = Arc::new(by_overlay);
+            slow = Some(Arc::new(by_rebuild));
+        }
+        assert!(overlaid > 250, "only {overlaid} of 300 versions used the overlay");
+    }
+
+    /// Removing what is not there, or breaking a rule, is left to the rebuild.
+    #[test]
+    fn what_needs_the_full_checks_is_refused() {
+        let zone =
+            crate::zone::tests::build("$ORIGIN example.\n$TTL 300\n@ SOA ns h 1 1 1 1 60\n@ NS ns\nns A 192.0.2.1\n")
+                .unwrap();
+        let record = |owner: &str, rtype, rdata: &[u8]| Record {
+            owner: Name::parse(owner, None).unwrap(),
+            rtype,
+            ttl: 60,
+            rdata: rdata.to_vec(),
+        };
+        assert!(zone.apply_overlay(&[record("nx.example.", RecordType::A, &[192, 0, 2, 9])], &[]).is_none());
+        let target = Name::parse("ns.example.", None).unwrap();
+        assert!(zone.apply_overlay(&[], &[record("ns.example.", RecordType::CNAME, target.as_wire())]).is_none());
+        assert!(zone.apply_overlay(&[], &[record("other.", RecordType::A, &[192, 0, 2, 9])]).is_none());
+        assert!(zone.apply_overlay(&[], &[record("bad.example.", RecordType::A, &[1, 2, 3])]).is_none());
+        assert!(zone.apply_overlay(&[], &[record("ok.example.", RecordType::A, &[192, 0, 2, 9])]).is_some());
+    }
+}
