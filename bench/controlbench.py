@@ -10,6 +10,12 @@ PostgreSQL database, and measures, through the REST API:
   list       listing 10,000 zones page by page (limit 100 and 1000)
   delay      API response to DNS answer: after each 2xx, UDP queries until the
              answer shows the write; p50 and p99 of that delay
+  update     on the imported --records zone: 1,000 one-record updates one after
+             another, time per update (p50, p99) and the server's memory (PSS)
+             before and after
+  underload  on the imported --records zone, the server pinned to CPU 1 and dnsperf
+             to CPU 0 (as authbench does): QPS idle, then QPS while 100 change
+             batches a second go through the API
 
   bench/controlbench.py --db sqlite --db postgres --json results.json
 
@@ -36,7 +42,7 @@ def psql(sql):
 
 
 class Server:
-    def __init__(self, db, extra=()):
+    def __init__(self, db, extra=(), cpu=None):
         self.dir = tempfile.mkdtemp(prefix="ferrodns-bench-")
         self.dns_port, self.api_port = free_port(), free_port()
         cmd = [BINARY, "serve", "--dns-listen", f"127.0.0.1:{self.dns_port}",
@@ -48,6 +54,8 @@ class Server:
             psql(f"DROP DATABASE IF EXISTS {self.pg} WITH (FORCE)")
             psql(f"CREATE DATABASE {self.pg}")
             cmd += ["--database-url", f"postgres://root@127.0.0.1:5432/{self.pg}"]
+        if cpu is not None:
+            cmd = ["taskset", "-c", str(cpu)] + cmd
         self.proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=open(os.path.join(self.dir, "log"), "w"))
         deadline = time.time() + 60
         while True:
@@ -140,10 +148,96 @@ def bench_batch1000(server, batches):
             "first_batch_ms": round(times[0] * 1000, 1), "last_batch_ms": round(times[-1] * 1000, 1)}
 
 
-def bench_import(server, records):
+def load_authbench():
     spec = importlib.util.spec_from_file_location("authbench", AUTHBENCH)
     authbench = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(authbench)
+    return authbench
+
+
+def pss_mib(pid):
+    for line in open(f"/proc/{pid}/smaps_rollup"):
+        if line.startswith("Pss:"):
+            return round(int(line.split()[1]) / 1024, 1)
+    return None
+
+
+def import_bench_zone(server, records):
+    authbench = load_authbench()
+    path = os.path.join(server.dir, "bench.zone")
+    authbench.gen_zone(path, records)
+    c = server.client()
+    c.call("POST", "/v1/zones", {"name": authbench.ORIGIN})
+    c.call("POST", f"/v1/zones/{authbench.ORIGIN}/import?mode=replace", open(path, "rb").read(), content_type="text/dns")
+    return authbench, c
+
+
+def update_one(c, origin, i):
+    address = f"198.51.{(i >> 8) & 255}.{i & 255}"
+    c.call("PUT", f"/v1/zones/{origin}/rrsets/h{i}/A", {"ttl": 3600, "records": [address]})
+
+
+def bench_update(server, records, updates=1000):
+    authbench, c = import_bench_zone(server, records)
+    c.call("GET", f"/v1/zones/{authbench.ORIGIN}")
+    before = pss_mib(server.proc.pid)
+    rnd = random.Random(5)
+    times = []
+    for _ in range(updates):
+        start = time.perf_counter()
+        update_one(c, authbench.ORIGIN, rnd.randrange(records))
+        times.append(time.perf_counter() - start)
+    after = pss_mib(server.proc.pid)
+    return {"records": records, "updates": updates, "p50_ms": round(percentile(times, 50) * 1000, 2),
+            "p99_ms": round(percentile(times, 99) * 1000, 2), "max_ms": round(max(times) * 1000, 2),
+            "pss_before_mib": before, "pss_after_mib": after}
+
+
+def run_dnsperf(port, qfile, seconds):
+    out = subprocess.run(["taskset", "-c", "0", "dnsperf", "-s", "127.0.0.1", "-p", str(port), "-d", qfile,
+                          "-l", str(seconds), "-c", "8", "-q", "256", "-T", "1"], capture_output=True, text=True).stdout
+    qps = float(next(l.split()[-1] for l in out.splitlines() if "Queries per second" in l))
+    lost = next(l.split("(")[1].split("%")[0] for l in out.splitlines() if "Queries lost" in l)
+    return qps, float(lost)
+
+
+def bench_underload(server, records, seconds=10, rate=100):
+    authbench, _ = import_bench_zone(server, records)
+    qfile = os.path.join(server.dir, "queries.txt")
+    authbench.gen_queries(qfile, records)
+    idle, idle_lost = run_dnsperf(server.dns_port, qfile, seconds)
+    stop = threading.Event()
+    done, late = [], [0]
+
+    def updater():
+        c = server.client()
+        rnd = random.Random(6)
+        start = time.perf_counter()
+        while not stop.is_set():
+            due = start + len(done) / rate
+            pause = due - time.perf_counter()
+            if pause > 0:
+                time.sleep(pause)
+            elif pause < -0.1:
+                late[0] += 1
+            t = time.perf_counter()
+            update_one(c, authbench.ORIGIN, rnd.randrange(records))
+            done.append(time.perf_counter() - t)
+
+    thread = threading.Thread(target=updater)
+    os.sched_setaffinity(0, {0})
+    thread.start()
+    busy, busy_lost = run_dnsperf(server.dns_port, qfile, seconds)
+    stop.set()
+    thread.join()
+    return {"records": records, "idle_qps": round(idle), "idle_lost_pct": idle_lost, "qps_under_updates": round(busy),
+            "lost_pct_under_updates": busy_lost, "ratio": round(busy / idle, 3),
+            "batches": len(done), "batches_per_s": round(len(done) / seconds, 1),
+            "batch_p50_ms": round(percentile(done, 50) * 1000, 2), "batch_p99_ms": round(percentile(done, 99) * 1000, 2)}
+
+
+def bench_import(server, records):
+    authbench = load_authbench()
     path = os.path.join(server.dir, "bench.zone")
     authbench.gen_zone(path, records)
     text = open(path, "rb").read()
@@ -222,7 +316,8 @@ def bench_delay(server, writes):
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--db", action="append", choices=["sqlite", "postgres"])
-    ap.add_argument("--only", action="append", choices=["batch1", "batch1000", "import", "list", "delay"])
+    ap.add_argument("--only", action="append",
+                    choices=["batch1", "batch1000", "import", "list", "delay", "update", "underload"])
     ap.add_argument("--batch1", type=int, default=2000, help="single-client 1-record batches")
     ap.add_argument("--batch1-per-client", type=int, default=250)
     ap.add_argument("--batch1000", type=int, default=20)
@@ -236,8 +331,10 @@ def main():
     results = {}
     for db in a.db or ["sqlite", "postgres"]:
         results[db] = {}
-        for name in a.only or ["batch1", "batch1000", "import", "list", "delay"]:
-            server = Server(db)
+        for name in a.only or ["batch1", "batch1000", "import", "list", "delay", "update", "underload"]:
+            # Room for importing the 1M-record zone (about 40 MB of text).
+            extra = ("--log-level", "warn", "--max-body-bytes", str(256 << 20))
+            server = Server(db, extra=extra, cpu=1 if name == "underload" else None)
             try:
                 if name == "batch1":
                     r = bench_batch1(server, a.batch1, a.batch1_per_client)
@@ -247,6 +344,10 @@ def main():
                     r = bench_import(server, a.records)
                 elif name == "list":
                     r = bench_list(server, a.zones)
+                elif name == "update":
+                    r = bench_update(server, a.records)
+                elif name == "underload":
+                    r = bench_underload(server, a.records)
                 else:
                     r = bench_delay(server, a.writes)
             finally:
