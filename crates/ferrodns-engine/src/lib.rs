@@ -111,19 +111,21 @@ struct Context<'a> {
 /// One layer of the stack: `Some(rcode)` decides the reply, `None` continues.
 type Layer = fn(&mut Context<'_>, &mut MessageWriter<'_>) -> Option<Rcode>;
 
-/// A query whose index slot is on its way into cache: the zone it falls in
-/// and the hash of its qname, for [`prefetch_node`].
+/// A query whose zone is on its way into cache: the zone its qname falls in
+/// and the hash of the qname, for the later prefetch stages.
 #[derive(Clone, Copy)]
 pub struct Prefetched<'z> {
     zone: &'z Zone,
     hash: u64,
 }
 
-/// Starts loading the index slot that answering `packet` will read first. A
-/// transport holding a batch runs this over every packet, then
-/// [`prefetch_node`] over the results, then answers them, so the memory loads
-/// overlap instead of stalling one by one. Packets that do not parse simply
-/// give `None`; `respond` deals with them.
+/// The first prefetch stage: finds the zone of the packet's qname and starts
+/// loading the zone's header. A transport holding a batch runs each stage
+/// over every packet before the next stage ([`prefetch_parts`],
+/// [`prefetch_slot`], [`prefetch_node`]), then answers them, so that the
+/// memory loads of one packet overlap those of the others instead of
+/// stalling one by one; with many zones every step of the way is cold.
+/// Packets that do not parse give `None`; `respond` deals with them.
 pub fn prefetch<'z>(zones: &'z ZoneSet, packet: &[u8]) -> Option<Prefetched<'z>> {
     let mut qname = NameBuf::new();
     if packet.len() <= 12 || name::read_compressed(packet, 12, &mut qname).is_err() {
@@ -131,13 +133,22 @@ pub fn prefetch<'z>(zones: &'z ZoneSet, packet: &[u8]) -> Option<Prefetched<'z>>
     }
     qname.as_mut_slice().make_ascii_lowercase();
     let zone = zones.find(qname.as_slice())?;
-    let hash = zone.hash_name(qname.as_slice());
-    zone.prefetch(hash);
-    Some(Prefetched { zone, hash })
+    ferrodns_zone::prefetch_address(std::sync::Arc::as_ptr(zone));
+    Some(Prefetched { zone, hash: ferrodns_zone::name_hash(qname.as_slice()) })
 }
 
-/// The second prefetch stage: reads the slot the first stage loaded and starts
-/// loading the node it points to.
+/// Second stage: the zone's header is in cache; load its index header and apex.
+pub fn prefetch_parts(prefetched: Prefetched<'_>) {
+    prefetched.zone.prefetch_parts();
+}
+
+/// Third stage: load the index slot of the qname.
+pub fn prefetch_slot(prefetched: Prefetched<'_>) {
+    prefetched.zone.prefetch(prefetched.hash);
+}
+
+/// Fourth stage: reads the slot the third stage loaded and starts loading
+/// the node it points to.
 pub fn prefetch_node(prefetched: Prefetched<'_>) {
     prefetched.zone.prefetch_node(prefetched.hash);
 }

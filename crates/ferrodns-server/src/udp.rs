@@ -24,7 +24,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
-use ferrodns_engine::{formerr, prefetch, prefetch_node, respond, respond_unsigned, Outcome, Transport};
+use ferrodns_engine::{
+    formerr, prefetch, prefetch_node, prefetch_parts, prefetch_slot, respond, respond_unsigned, Outcome, Transport,
+};
 use ferrodns_zone::ZoneSet;
 use socket2::{Domain, Protocol, Socket, Type};
 
@@ -241,6 +243,12 @@ impl Worker {
         let mut prefetched = [None; BATCH];
         for (i, slot) in prefetched.iter_mut().enumerate().take(count) {
             *slot = prefetch(zones, &self.inputs[i * RECEIVE_STRIDE..i * RECEIVE_STRIDE + self.input_lengths[i]]);
+        }
+        for slot in prefetched.iter().take(count).flatten() {
+            prefetch_parts(*slot);
+        }
+        for slot in prefetched.iter().take(count).flatten() {
+            prefetch_slot(*slot);
         }
         for slot in prefetched.iter().take(count).flatten() {
             prefetch_node(*slot);
