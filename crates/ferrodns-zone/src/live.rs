@@ -229,7 +229,9 @@ fn finish_version(zone: &Zone, mut next: Zone, diff: &Diff) -> Result<Zone, Vec<
     history.push(Arc::new(diff.clone()));
     let mut records: usize = history.iter().map(|d| d.removed.len() + d.added.len()).sum();
     let mut drop = 0;
-    while history.len() - drop > HISTORY_STEPS || (records > HISTORY_RECORDS && history.len() - drop > 1) {
+    // A change bigger than the whole bound (an import) is not kept at all:
+    // IXFR then reads it from the store's journal.
+    while history.len() - drop > HISTORY_STEPS || records > HISTORY_RECORDS {
         records -= history[drop].removed.len() + history[drop].added.len();
         drop += 1;
     }
