@@ -8,13 +8,13 @@
 //! one system call. Nothing on this path allocates once the buffers are warm.
 //!
 //! Under heavy load a worker coalesces: when queries arrive faster than about
-//! 100,000 a second and a batch comes back less than half full, it pauses for
-//! a few tens of microseconds so that the next batch is bigger. Below that
-//! rate a pause collects too few extra queries to pay for the latency it adds
-//! (at 50,000 queries a second it doubled the average latency and saved no
-//! CPU; docs/benchmarks.md). When it pays, the kernel wakes the worker, and
-//! the clients, once per batch instead of once per packet, which cuts the
-//! kernel time per answer. The pause is bounded by `coalesce`.
+//! 100,000 a second and a batch comes back less than full, it pauses for up
+//! to `coalesce` (100 µs by default) so that the next batch is bigger. The
+//! kernel then wakes the worker, and the clients, once per batch instead of
+//! once per few packets, which cuts the kernel time per answer by about a
+//! tenth at full load (docs/benchmarks.md). Below that rate a pause collects
+//! too few extra queries to pay for the latency it adds (at 50,000 queries a
+//! second a pause doubled the average latency and saved no CPU).
 
 use std::io;
 use std::net::{SocketAddr, UdpSocket};
@@ -50,7 +50,7 @@ pub struct UdpSettings {
 
 impl Default for UdpSettings {
     fn default() -> UdpSettings {
-        UdpSettings { coalesce: Duration::from_micros(20) }
+        UdpSettings { coalesce: Duration::from_micros(100) }
     }
 }
 
@@ -148,7 +148,7 @@ pub fn run_worker(
                     window_start = now;
                     window_packets = 0;
                 }
-                if busy && count < BATCH / 2 && !settings.coalesce.is_zero() {
+                if busy && count < BATCH && !settings.coalesce.is_zero() {
                     std::thread::sleep(settings.coalesce);
                 }
             }

@@ -323,7 +323,7 @@ impl ServeArgs {
             zone_files,
             allow_include: self.allow_include || file.allow_include.unwrap_or(false),
             udp_workers: self.udp_workers.or(file.udp_workers).unwrap_or(default_workers).max(1),
-            udp_coalesce: Duration::from_micros(self.udp_coalesce_us.or(file.udp_coalesce_us).unwrap_or(20).min(1000)),
+            udp_coalesce: Duration::from_micros(self.udp_coalesce_us.or(file.udp_coalesce_us).unwrap_or(100).min(1000)),
             tcp_idle_timeout: Duration::from_secs(self.tcp_idle_timeout.or(file.tcp_idle_timeout).unwrap_or(10)),
             tcp_max_connections: self.tcp_max_connections.or(file.tcp_max_connections).unwrap_or(512).max(1),
             serial_policy,
