@@ -387,7 +387,10 @@ impl Zone {
             // arena; a prefetch never faults or changes memory.
             unsafe {
                 use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
-                _mm_prefetch::<_MM_HINT_T0>(self.base.arena.as_ptr().add(offset as usize).cast());
+                let node = self.base.arena.as_ptr().add(offset as usize);
+                _mm_prefetch::<_MM_HINT_T0>(node.cast());
+                // Most nodes span two cache lines (name, then RRsets).
+                _mm_prefetch::<_MM_HINT_T0>(node.wrapping_add(64).cast());
             }
             #[cfg(not(target_arch = "x86_64"))]
             let _ = offset;
