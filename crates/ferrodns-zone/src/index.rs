@@ -42,7 +42,13 @@ impl NameIndex {
 
     /// The offset of the first entry with this hash for which `matches` holds.
     #[inline]
-    pub fn find(&self, hash: u64, mut matches: impl FnMut(u32) -> bool) -> Option<u32> {
+    pub fn find(&self, hash: u64, matches: impl FnMut(u32) -> bool) -> Option<u32> {
+        self.slot_of(hash, matches).map(|i| (self.slots[i] as u32).wrapping_sub(1))
+    }
+
+    /// The slot of the first entry with this hash for which `matches` holds.
+    #[inline]
+    fn slot_of(&self, hash: u64, mut matches: impl FnMut(u32) -> bool) -> Option<usize> {
         let tag = tag_of(hash);
         let mut i = tag as usize & self.mask;
         loop {
@@ -50,11 +56,8 @@ impl NameIndex {
             if slot == 0 {
                 return None;
             }
-            if (slot >> 32) as u32 == tag {
-                let offset = (slot as u32).wrapping_sub(1);
-                if matches(offset) {
-                    return Some(offset);
-                }
+            if (slot >> 32) as u32 == tag && matches((slot as u32).wrapping_sub(1)) {
+                return Some(i);
             }
             i = (i + 1) & self.mask;
         }
@@ -62,20 +65,10 @@ impl NameIndex {
 
     /// Points the entry with this hash for which `matches` holds at `offset`
     /// instead; false when there is no such entry.
-    pub fn replace(&mut self, hash: u64, mut matches: impl FnMut(u32) -> bool, offset: u32) -> bool {
-        let tag = tag_of(hash);
-        let mut i = tag as usize & self.mask;
-        loop {
-            let slot = self.slots[i];
-            if slot == 0 {
-                return false;
-            }
-            if (slot >> 32) as u32 == tag && matches((slot as u32).wrapping_sub(1)) {
-                self.slots[i] = (tag as u64) << 32 | (offset as u64 + 1);
-                return true;
-            }
-            i = (i + 1) & self.mask;
-        }
+    pub fn replace(&mut self, hash: u64, matches: impl FnMut(u32) -> bool, offset: u32) -> bool {
+        let Some(i) = self.slot_of(hash, matches) else { return false };
+        self.slots[i] = (tag_of(hash) as u64) << 32 | (offset as u64 + 1);
+        true
     }
 
     /// Asks the CPU to start loading the slot for `hash`.
