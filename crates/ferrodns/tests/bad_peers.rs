@@ -11,8 +11,6 @@ mod support;
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, UdpSocket};
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -21,6 +19,7 @@ use ferrodns_proto::tsig::{self, Key, Signer};
 use ferrodns_proto::{parse_query, Class, MessageWriter, Name, RecordType};
 use support::control::dns_lookup;
 use support::free_port;
+use support::secondary::SecondaryNode;
 
 const KEY: &str = "xfr:hmac-sha256:YmFkLXBlZXJzLXRlc3Qta2V5LWZvci1mZXJyb2Rucy0zMg==";
 const WRONG_KEY: &str = "xfr:hmac-sha256:d3Jvbmcta2V5LXdyb25nLWtleS13cm9uZy1rZXktMzI=";
@@ -174,46 +173,12 @@ impl ScriptedPrimary {
     }
 }
 
-struct Secondary {
-    dns: SocketAddr,
-    dir: PathBuf,
-    child: Child,
+fn start_secondary(primary: SocketAddr) -> SecondaryNode {
+    let extra = ["--catalog-zone", "off", "--secondary-zone", ZONE, "--tsig-key", KEY, "--xfr-max-records", "50"];
+    SecondaryNode::start(free_port(), &[primary], &extra)
 }
 
-impl Drop for Secondary {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
-
-impl Secondary {
-    fn log(&self) -> String {
-        std::fs::read_to_string(self.dir.join("log")).unwrap_or_default()
-    }
-}
-
-fn start_secondary(primary: SocketAddr) -> Secondary {
-    let port = free_port();
-    let dir = std::env::temp_dir().join(format!("ferrodns-bad-peers-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    let log = std::fs::File::create(dir.join("log")).unwrap();
-    let child = Command::new(env!("CARGO_BIN_EXE_ferrodns"))
-        .args(["serve", "--role", "secondary", "--catalog-zone", "off", "--secondary-zone", ZONE, "--udp-workers", "1"])
-        .args(["--primary", &primary.to_string(), "--dns-listen", &format!("127.0.0.1:{port}"), "--tsig-key", KEY])
-        .args(["--xfr-max-records", "50", "--data-dir"])
-        .arg(&dir)
-        .stdout(log.try_clone().unwrap())
-        .stderr(log)
-        .stdin(Stdio::null())
-        .spawn()
-        .unwrap();
-    Secondary { dns: SocketAddr::from(([127, 0, 0, 1], port)), dir, child }
-}
-
-fn wait_for_log(secondary: &Secondary, text: &str, after: usize) {
+fn wait_for_log(secondary: &SecondaryNode, text: &str, after: usize) {
     let deadline = Instant::now() + Duration::from_secs(15);
     loop {
         let log = secondary.log();

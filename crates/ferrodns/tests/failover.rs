@@ -23,6 +23,7 @@ use serde_json::{json, Value};
 use support::control::{axfr_lines, dns_lookup, json, Database, Node, POSTGRES};
 use support::free_port;
 use support::relay::Relay;
+use support::secondary::SecondaryNode;
 
 const KEY: &str = "xfr:hmac-sha256:ZmFpbG92ZXItc3VpdGUta2V5LWZvci1mZXJyb2Rucy0zMg==";
 const KILLS: usize = 20;
@@ -51,21 +52,6 @@ fn wait_new_leader(nodes: &[Node], alive: &[bool], above: u64, since: Instant) -
         assert!(since.elapsed() < Duration::from_secs(15), "no new leader after {:?}", since.elapsed());
         std::thread::sleep(Duration::from_millis(10));
     }
-}
-
-fn spawn_secondary(port: u16, primaries: &[SocketAddr]) -> (std::process::Child, std::path::PathBuf) {
-    let dir = std::env::temp_dir().join(format!("ferrodns-failover-secondary-{port}"));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    let log = std::fs::File::create(dir.join("log")).unwrap();
-    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_ferrodns"));
-    command.args(["serve", "--role", "secondary", "--dns-listen", &format!("127.0.0.1:{port}"), "--tsig-key", KEY]);
-    command.args(["--udp-workers", "1", "--data-dir"]).arg(&dir);
-    for primary in primaries {
-        command.args(["--primary", &primary.to_string()]);
-    }
-    let child = command.stdout(log.try_clone().unwrap()).stderr(log).spawn().unwrap();
-    (child, dir)
 }
 
 fn percentile(sorted: &[Duration], p: usize) -> Duration {
@@ -101,7 +87,8 @@ fn failover_suite() {
         200
     );
     let primaries: Vec<SocketAddr> = nodes.iter().map(|n| n.dns).collect();
-    let secondaries: Vec<_> = secondary_ports.iter().map(|p| spawn_secondary(*p, &primaries)).collect();
+    let secondaries: Vec<SecondaryNode> =
+        secondary_ports.iter().map(|p| SecondaryNode::start(*p, &primaries, &["--tsig-key", KEY])).collect();
     let secondary_addrs: Vec<SocketAddr> =
         secondary_ports.iter().map(|p| SocketAddr::from(([127, 0, 0, 1], *p))).collect();
     for addr in &secondary_addrs {
@@ -419,11 +406,7 @@ fn failover_suite() {
         queries.load(Ordering::Relaxed)
     );
     assert!(*failovers.last().unwrap() < Duration::from_secs(3), "{failovers:?}");
-    for (mut child, dir) in secondaries {
-        let _ = child.kill();
-        let _ = child.wait();
-        let _ = std::fs::remove_dir_all(dir);
-    }
+    drop(secondaries);
 }
 
 fn unsafe_signal(pid: u32, signal: i32) {

@@ -15,6 +15,7 @@ use ferrodns_proto::Name;
 
 pub mod control;
 pub mod relay;
+pub mod secondary;
 
 /// The repository's test-data directory.
 pub fn test_data() -> PathBuf {
