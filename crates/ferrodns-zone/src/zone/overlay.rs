@@ -297,10 +297,11 @@ mod tests {
         rdata
     }
 
-    /// Random changes (names appearing and going at several depths, under
-    /// wildcards and a delegation, so empty non-terminals come and go) give
-    /// the same zone through the overlay as through a full rebuild: the same
-    /// nodes, child counts, counts, serial and answers.
+    /// Random changes (addresses, text and delegations appearing and going
+    /// at several depths, under a wildcard and below cuts, so empty
+    /// non-terminals and occluded names come and go) give the same zone
+    /// through the overlay as through a full rebuild: the same nodes, child
+    /// counts, counts, serial and answers.
     #[test]
     fn overlay_versions_equal_rebuilt_ones() {
         let start = crate::zone::tests::build(
@@ -339,15 +340,27 @@ mod tests {
             };
             for _ in 0..1 + next(4) {
                 let owner = pool[next(pool.len())].clone();
-                let rdata = vec![192, 0, 2, next(4) as u8];
+                // Mostly addresses; some delegations (which occlude what is
+                // below them) and some text.
+                let (rtype, rdata) = match next(10) {
+                    0 => {
+                        let target = Name::parse(&format!("ns{}.example.net.", next(2)), None).unwrap();
+                        (RecordType::NS, target.as_wire().to_vec())
+                    }
+                    1 => (RecordType::TXT, vec![1, b'a' + next(3) as u8]),
+                    _ => (RecordType::A, vec![192, 0, 2, next(4) as u8]),
+                };
                 let present = reference
                     .node(owner.to_lowercase().as_wire())
-                    .and_then(|n| n.rrset(RecordType::A))
+                    .and_then(|n| n.rrset(rtype))
                     .map(|r| r.rdatas().map(<[u8]>::to_vec).collect::<Vec<_>>())
                     .unwrap_or_default();
-                let record = Record { owner, rtype: RecordType::A, ttl: 60, rdata };
-                let touched =
-                    diff.removed.iter().chain(&diff.added).any(|r| r.owner == record.owner && r.rdata == record.rdata);
+                let record = Record { owner, rtype, ttl: 60, rdata };
+                let touched = diff
+                    .removed
+                    .iter()
+                    .chain(&diff.added)
+                    .any(|r| r.owner == record.owner && r.rtype == record.rtype && r.rdata == record.rdata);
                 if touched {
                     continue;
                 }
@@ -367,7 +380,7 @@ mod tests {
             assert_eq!(by_overlay.record_count(), by_rebuild.record_count(), "step {step}");
             assert_eq!(by_overlay.node_count(), by_rebuild.node_count(), "step {step}");
             for name in pool.iter().chain(&[Name::parse("nx.a.example.", None).unwrap(), apex.clone()]) {
-                for qtype in [RecordType::A, RecordType::TXT, RecordType::ANY, RecordType::DS] {
+                for qtype in [RecordType::A, RecordType::TXT, RecordType::NS, RecordType::ANY, RecordType::DS] {
                     assert_eq!(
                         answer(&by_overlay, name, qtype),
                         answer(&by_rebuild, name, qtype),
