@@ -39,8 +39,8 @@ pub async fn sync_catalog(state: &ApiState, depth: CatalogSync) {
         }
     };
     let published = catalog.published();
-    let up_to_date = matches!((&stored, &published), (Some(s), Some((serial, digest))) if s.serial == *serial && s.digest == *digest);
-    if depth == CatalogSync::Poll && up_to_date {
+    let stored_now = stored.as_ref().map(|s| (s.serial, s.digest.clone()));
+    if depth == CatalogSync::Poll && stored_now.is_some() && stored_now == published {
         return;
     }
     let members = match state.store.catalog_members().await {
@@ -81,9 +81,7 @@ pub async fn sync_catalog(state: &ApiState, depth: CatalogSync) {
             }
         }
     };
-    if published.as_ref().map(|(serial, digest)| (serial, digest.as_str()))
-        != Some((&stored.serial, stored.digest.as_str()))
-    {
+    if published != Some((stored.serial, stored.digest.clone())) {
         catalog.publish(stored.serial, &stored.digest, &members);
         tracing::debug!(catalog = %catalog.name(), serial = stored.serial.0, "catalog published");
     }

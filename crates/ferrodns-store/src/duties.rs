@@ -9,7 +9,7 @@
 use ferrodns_proto::{Name, Serial};
 use sqlx::{Any, Row, Transaction};
 
-use crate::{announce, name_column, Backend, Result, Store};
+use crate::{announce, name_column, serial_column, Backend, Result, Store};
 
 /// Who may make a leader's write.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -66,7 +66,7 @@ impl Store {
             .await?;
         row.map(|row| {
             Ok(CatalogState {
-                serial: Serial(row.try_get::<i64, _>("serial")? as u32),
+                serial: serial_column(&row, "serial")?,
                 digest: row.try_get("digest")?,
                 term: row.try_get("term")?,
             })
@@ -97,7 +97,7 @@ impl Store {
         let old = sqlx::query("SELECT serial FROM catalog_state WHERE id = 1").fetch_optional(&mut *tx).await?;
         let serial = match old {
             Some(row) => {
-                let next = Serial(row.try_get::<i64, _>("serial")? as u32).plus(1);
+                let next = serial_column(&row, "serial")?.plus(1);
                 if Serial(unix_now).is_newer_than(next) {
                     Serial(unix_now)
                 } else {

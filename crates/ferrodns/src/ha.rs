@@ -15,7 +15,9 @@
 //! three quarters of the lease after its last successful renewal began, by
 //! its own monotonic clock, so it stops acting before anyone else can take
 //! the lease (a paused leader wakes up already demoted). Singleton actions
-//! (NOTIFY) ask [`Election::term`] right before acting and log the term.
+//! (NOTIFY, drift checks) ask [`Election::term`] right before acting and log
+//! the term; singleton writes (the catalog state, journal compaction) are
+//! also fenced by the lease row inside their transaction.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
