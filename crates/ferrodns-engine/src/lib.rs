@@ -119,19 +119,41 @@ pub struct Prefetched<'z> {
     hash: u64,
 }
 
-/// The first prefetch stage: finds the zone of the packet's qname and starts
-/// loading the zone's header. A transport holding a batch runs each stage
-/// over every packet before the next stage ([`prefetch_parts`],
-/// [`prefetch_slot`], [`prefetch_node`]), then answers them, so that the
-/// memory loads of one packet overlap those of the others instead of
-/// stalling one by one; with many zones every step of the way is cold.
-/// Packets that do not parse give `None`; `respond` deals with them.
-pub fn prefetch<'z>(zones: &'z ZoneSet, packet: &[u8]) -> Option<Prefetched<'z>> {
-    let mut qname = NameBuf::new();
-    if packet.len() <= 12 || name::read_compressed(packet, 12, &mut qname).is_err() {
-        return None;
+/// The packet's qname, lowercased, if it reads.
+fn qname_lower(packet: &[u8], qname: &mut NameBuf) -> bool {
+    if packet.len() <= 12 || name::read_compressed(packet, 12, qname).is_err() {
+        return false;
     }
     qname.as_mut_slice().make_ascii_lowercase();
+    true
+}
+
+/// The first two prefetch stages: start loading the zone set's slot for the
+/// packet's qname, then (once every packet of the batch has had the first)
+/// the entry that slot points to. A transport holding a batch runs each
+/// stage over every packet before the next one ([`prefetch_set`] twice,
+/// [`prefetch`], [`prefetch_parts`], [`prefetch_slot`], [`prefetch_node`]),
+/// then answers them, so that the memory loads of one packet overlap those
+/// of the others instead of stalling one by one; with many zones every step
+/// of the way is cold.
+pub fn prefetch_set(zones: &ZoneSet, packet: &[u8], entry: bool) {
+    let mut qname = NameBuf::new();
+    if qname_lower(packet, &mut qname) {
+        if entry {
+            zones.prefetch_entry(qname.as_slice());
+        } else {
+            zones.prefetch(qname.as_slice());
+        }
+    }
+}
+
+/// Finds the zone of the packet's qname and starts loading the zone's
+/// header. Packets that do not parse give `None`; `respond` deals with them.
+pub fn prefetch<'z>(zones: &'z ZoneSet, packet: &[u8]) -> Option<Prefetched<'z>> {
+    let mut qname = NameBuf::new();
+    if !qname_lower(packet, &mut qname) {
+        return None;
+    }
     let zone = zones.find(qname.as_slice())?;
     ferrodns_zone::prefetch_address(std::sync::Arc::as_ptr(zone));
     Some(Prefetched { zone, hash: ferrodns_zone::name_hash(qname.as_slice()) })

@@ -25,7 +25,8 @@ use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
 use ferrodns_engine::{
-    formerr, prefetch, prefetch_node, prefetch_parts, prefetch_slot, respond, respond_unsigned, Outcome, Transport,
+    formerr, prefetch, prefetch_node, prefetch_parts, prefetch_set, prefetch_slot, respond, respond_unsigned, Outcome,
+    Transport,
 };
 use ferrodns_zone::ZoneSet;
 use socket2::{Domain, Protocol, Socket, Type};
@@ -240,6 +241,15 @@ impl Worker {
     }
 
     fn answer(&mut self, zones: &ZoneSet, count: usize) {
+        for stage in [false, true] {
+            for i in 0..count {
+                prefetch_set(
+                    zones,
+                    &self.inputs[i * RECEIVE_STRIDE..i * RECEIVE_STRIDE + self.input_lengths[i]],
+                    stage,
+                );
+            }
+        }
         let mut prefetched = [None; BATCH];
         for (i, slot) in prefetched.iter_mut().enumerate().take(count) {
             *slot = prefetch(zones, &self.inputs[i * RECEIVE_STRIDE..i * RECEIVE_STRIDE + self.input_lengths[i]]);
