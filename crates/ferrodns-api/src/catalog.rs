@@ -25,6 +25,10 @@ pub enum CatalogSync {
     /// A periodic check: publish the stored state if it is newer than what
     /// this node serves; read the members only then.
     Poll,
+    /// This node's zone files changed (a SIGHUP reload): as `Full`, and the
+    /// leader writes a new serial even when the stored zones did not change,
+    /// so that consumers fetch the catalog again.
+    FilesChanged,
 }
 
 /// Brings this node's catalog zone in step with the database.
@@ -52,7 +56,7 @@ pub async fn sync_catalog(state: &ApiState, depth: CatalogSync) {
     };
     let digest = ferrodns_transfer::catalog::digest(&members);
     let stored = match stored {
-        Some(stored) if stored.digest == digest => stored,
+        Some(stored) if stored.digest == digest && depth != CatalogSync::FilesChanged => stored,
         _ => {
             let snapshot = state.leadership.as_ref().map(|l| l.snapshot());
             let fence = match state.store.backend() {
@@ -81,7 +85,7 @@ pub async fn sync_catalog(state: &ApiState, depth: CatalogSync) {
             }
         }
     };
-    if published != Some((stored.serial, stored.digest.clone())) {
+    if published != Some((stored.serial, stored.digest.clone())) || depth == CatalogSync::FilesChanged {
         catalog.publish(stored.serial, &stored.digest, &members);
         tracing::debug!(catalog = %catalog.name(), serial = stored.serial.0, "catalog published");
     }

@@ -34,8 +34,9 @@ pub const DEFAULT_CATALOG: &str = "catalog.ferrodns.invalid.";
 pub struct Catalog {
     name: Name,
     live: Arc<LiveZones>,
-    /// Zones served from `--zone-file`s at start (apex → unique id).
-    file_members: BTreeMap<Name, String>,
+    /// Zones served from `--zone-file`s (apex → unique id), as of the last
+    /// load or reload of the files.
+    file_members: Mutex<BTreeMap<Name, String>>,
     /// The serial and member digest last published.
     published: Mutex<Option<(Serial, String)>>,
     /// Held while one task reads and writes the catalog state, so that a
@@ -49,7 +50,7 @@ impl Catalog {
         Catalog {
             name: name.to_lowercase(),
             live,
-            file_members: file_members.into_iter().map(|(apex, id)| (apex.to_lowercase(), id)).collect(),
+            file_members: Mutex::new(file_members.into_iter().map(|(apex, id)| (apex.to_lowercase(), id)).collect()),
             published: Mutex::new(None),
             sync: tokio::sync::Mutex::new(()),
         }
@@ -65,9 +66,18 @@ impl Catalog {
         self.published.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
+    /// Replaces the zone-file members (after a reload); true if they changed.
+    pub fn set_file_members(&self, members: impl IntoIterator<Item = (Name, String)>) -> bool {
+        let members: BTreeMap<Name, String> = members.into_iter().map(|(apex, id)| (apex.to_lowercase(), id)).collect();
+        let mut current = self.file_members.lock().unwrap_or_else(|e| e.into_inner());
+        let changed = *current != members;
+        *current = members;
+        changed
+    }
+
     /// Publishes `members` (apex, unique id) and the file zones under `serial`.
     pub fn publish(&self, serial: Serial, digest: &str, members: &[(Name, String)]) {
-        let mut all = self.file_members.clone();
+        let mut all = self.file_members.lock().unwrap_or_else(|e| e.into_inner()).clone();
         all.extend(members.iter().map(|(apex, id)| (apex.to_lowercase(), id.clone())));
         match build(&self.name, serial, &all) {
             Ok(zone) => {

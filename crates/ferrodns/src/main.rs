@@ -15,6 +15,7 @@ use anyhow::{bail, Context};
 use clap::{Parser, Subcommand};
 use ferrodns_api::catalog::{sync_catalog, CatalogSync};
 use ferrodns_server::{ControlHandler, DnsSettings, TcpSettings, UdpSettings};
+use ferrodns_transfer::catalog::file_zone_id;
 use ferrodns_transfer::notify::Notifier;
 use ferrodns_transfer::peers::Peers;
 use ferrodns_transfer::primary::{Journal, Primary};
@@ -337,7 +338,8 @@ fn serve(args: config::ServeArgs, log_level: Option<String>, log_format: LogForm
             _ => None,
         };
         let files = settings.zone_files.clone();
-        let reloader = tokio::spawn(reload_on_hangup(live, files, settings.allow_include));
+        let catalog_state = control.as_ref().map(|c| c.state.clone());
+        let reloader = tokio::spawn(reload_on_hangup(live, files, settings.allow_include, catalog_state));
         wait_for_signal().await?;
         reloader.abort();
         tracing::info!("shutting down");
@@ -364,8 +366,14 @@ fn release_freed_memory() {
 /// Reloads every `--zone-file` on SIGHUP and publishes them with one atomic
 /// swap (zones from the database stay as they are): queries in flight finish on the old set, the next ones see
 /// the new one, and nobody waits. If any file fails to load, nothing changes
-/// and the problems are logged.
-async fn reload_on_hangup(live: Arc<LiveZones>, files: Vec<PathBuf>, allow_include: bool) -> anyhow::Result<()> {
+/// and the problems are logged. With a control plane, the catalog then lists
+/// the reloaded zone files under a new serial.
+async fn reload_on_hangup(
+    live: Arc<LiveZones>,
+    files: Vec<PathBuf>,
+    allow_include: bool,
+    control: Option<ferrodns_api::ApiState>,
+) -> anyhow::Result<()> {
     use tokio::signal::unix::{signal, SignalKind};
     let mut hangup = signal(SignalKind::hangup()).context("cannot watch SIGHUP")?;
     while hangup.recv().await.is_some() {
@@ -374,9 +382,15 @@ async fn reload_on_hangup(live: Arc<LiveZones>, files: Vec<PathBuf>, allow_inclu
         match tokio::task::spawn_blocking(move || load_zones(&files, allow_include)).await {
             Ok(Ok(new_set)) => {
                 let count = new_set.len();
+                let members: Vec<_> = new_set.iter().map(|z| (z.apex().clone(), file_zone_id(z.apex()))).collect();
                 live.replace_file_zones(new_set);
                 tokio::task::spawn_blocking(release_freed_memory);
                 tracing::info!(zones = count, elapsed_ms = started.elapsed().as_millis() as u64, "zone files reloaded");
+                if let Some(state) = &control {
+                    if state.catalog.as_ref().is_some_and(|catalog| catalog.set_file_members(members)) {
+                        sync_catalog(state, CatalogSync::FilesChanged).await;
+                    }
+                }
             }
             Ok(Err(e)) => tracing::error!("reload failed, still serving the previous zones: {e:#}"),
             Err(e) => tracing::error!("reload task failed, still serving the previous zones: {e}"),

@@ -10,6 +10,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use ferrodns_proto::Name;
+use support::control::{axfr_lines, Database, Node};
 use support::{build_query, query_udp, start_ferrodns, ZoneFile};
 
 fn zone_text(serial: u32, address: &str) -> String {
@@ -118,5 +119,44 @@ fn a_zone_directory_serves_every_zone_file_in_it() {
         std::thread::sleep(Duration::from_millis(20));
     }
     assert_eq!(www("a.test"), Some([192, 0, 2, 1]));
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// With a control plane, zone files added before a SIGHUP join the catalog
+/// under a new serial, beside the zones in the database.
+#[test]
+fn zone_files_added_by_sighup_join_the_catalog() {
+    let dir = std::env::temp_dir().join(format!("ferrodns-catalog-files-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let zone = |name: &str| {
+        format!("$ORIGIN {name}.\n$TTL 300\n@ SOA ns hostmaster 1 3600 900 604800 60\n@ NS ns\nns A 192.0.2.53\n")
+    };
+    std::fs::write(dir.join("a.test.zone"), zone("a.test")).unwrap();
+    let database = Database::sqlite();
+    let directory = dir.display().to_string();
+    let node = Node::start(&database, &["--zone-file", &directory, "--allow-transfer", "127.0.0.1/32"]);
+    let catalog = || axfr_lines(node.dns, "catalog.ferrodns.invalid.", None);
+    let lists = |lines: &[String], zone: &str| lines.iter().any(|l| l.ends_with(&format!(" PTR {zone}")));
+    let serial = |lines: &[String]| -> u64 {
+        let soa = lines.iter().find(|l| l.contains(" SOA ")).expect("a catalog SOA");
+        soa.split_whitespace().nth(6).unwrap().parse().unwrap()
+    };
+    let before = catalog();
+    assert!(lists(&before, "a.test.") && !lists(&before, "b.test."), "{before:?}");
+
+    std::fs::write(dir.join("b.test.zone"), zone("b.test")).unwrap();
+    node.signal(1);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let after = loop {
+        let now = catalog();
+        if lists(&now, "b.test.") {
+            break now;
+        }
+        assert!(Instant::now() < deadline, "b.test. never joined the catalog: {now:?}\n{}", node.log());
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert!(lists(&after, "a.test."));
+    assert!(serial(&after) > serial(&before), "{before:?} -> {after:?}");
     let _ = std::fs::remove_dir_all(&dir);
 }

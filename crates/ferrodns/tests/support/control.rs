@@ -167,6 +167,16 @@ impl Node {
         self.child.as_ref().map(|c| c.id())
     }
 
+    /// Sends a signal (1 for SIGHUP).
+    pub fn signal(&self, signal: i32) {
+        if let Some(pid) = self.pid() {
+            // SAFETY: signals a child process of this test.
+            unsafe {
+                super::libc_kill(pid as i32, signal);
+            }
+        }
+    }
+
     /// Kills the process with SIGKILL: no shutdown code runs.
     pub fn kill(&mut self) {
         if let Some(mut child) = self.child.take() {
