@@ -69,24 +69,10 @@ fn kill_during_writes(database: Database) {
     node.relaunch();
     // Every RRset now stored, grouped by batch.
     let mut present: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
-    let mut cursor: Option<String> = None;
-    loop {
-        let path = match &cursor {
-            Some(c) => format!("/v1/zones/crash.test/rrsets?limit=1000&cursor={c}"),
-            None => "/v1/zones/crash.test/rrsets?limit=1000".to_string(),
-        };
-        let (status, page, _) = json(node.request(Method::GET, &path).send().unwrap());
-        assert_eq!(status, 200, "{page}");
-        for item in page["items"].as_array().unwrap() {
-            let name = item["name"].as_str().unwrap();
-            if let Some(label) = name.strip_suffix(".crash.test.") {
-                let (batch, part) = label.rsplit_once('-').unwrap();
-                present.entry(batch.to_string()).or_default().insert(part.to_string());
-            }
-        }
-        match page["next_cursor"].as_str() {
-            Some(next) => cursor = Some(next.to_string()),
-            None => break,
+    for name in node.rrset_names("crash.test") {
+        if let Some(label) = name.strip_suffix(".crash.test.") {
+            let (batch, part) = label.rsplit_once('-').unwrap();
+            present.entry(batch.to_string()).or_default().insert(part.to_string());
         }
     }
     for batch in &acked {

@@ -222,6 +222,25 @@ impl Node {
     }
 
     /// Runs the CLI against this node.
+    /// The owner names of every RRset of a zone, read page by page.
+    pub fn rrset_names(&self, zone: &str) -> Vec<String> {
+        let mut names = Vec::new();
+        let mut cursor: Option<String> = None;
+        loop {
+            let path = match &cursor {
+                Some(c) => format!("/v1/zones/{zone}/rrsets?limit=1000&cursor={c}"),
+                None => format!("/v1/zones/{zone}/rrsets?limit=1000"),
+            };
+            let (status, page, _) = json(self.request(Method::GET, &path).send().unwrap());
+            assert_eq!(status, 200, "{page}");
+            names.extend(page["items"].as_array().unwrap().iter().map(|i| i["name"].as_str().unwrap().to_string()));
+            match page["next_cursor"].as_str() {
+                Some(next) => cursor = Some(next.to_string()),
+                None => return names,
+            }
+        }
+    }
+
     pub fn cli(&self, args: &[&str]) -> std::process::Output {
         Command::new(env!("CARGO_BIN_EXE_ferrodns"))
             .args(args)
