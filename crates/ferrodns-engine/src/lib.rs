@@ -119,8 +119,9 @@ pub struct Prefetched<'z> {
     hash: u64,
 }
 
-/// The packet's qname, lowercased, if it reads.
-fn qname_lower(packet: &[u8], qname: &mut NameBuf) -> bool {
+/// Reads the packet's qname into `qname`, lowercased; false if it does not
+/// read. A transport reads each packet's qname once for all prefetch stages.
+pub fn qname_lower(packet: &[u8], qname: &mut NameBuf) -> bool {
     if packet.len() <= 12 || name::read_compressed(packet, 12, qname).is_err() {
         return false;
     }
@@ -136,27 +137,21 @@ fn qname_lower(packet: &[u8], qname: &mut NameBuf) -> bool {
 /// then answers them, so that the memory loads of one packet overlap those
 /// of the others instead of stalling one by one; with many zones every step
 /// of the way is cold.
-pub fn prefetch_set(zones: &ZoneSet, packet: &[u8], entry: bool) {
-    let mut qname = NameBuf::new();
-    if qname_lower(packet, &mut qname) {
-        if entry {
-            zones.prefetch_entry(qname.as_slice());
-        } else {
-            zones.prefetch(qname.as_slice());
-        }
+/// Each stage takes the qname as [`qname_lower`] read it; packets whose qname
+/// does not read skip the stages, and `respond` deals with them.
+pub fn prefetch_set(zones: &ZoneSet, qname_lower: &[u8], entry: bool) {
+    if entry {
+        zones.prefetch_entry(qname_lower);
+    } else {
+        zones.prefetch(qname_lower);
     }
 }
 
-/// Finds the zone of the packet's qname and starts loading the zone's
-/// header. Packets that do not parse give `None`; `respond` deals with them.
-pub fn prefetch<'z>(zones: &'z ZoneSet, packet: &[u8]) -> Option<Prefetched<'z>> {
-    let mut qname = NameBuf::new();
-    if !qname_lower(packet, &mut qname) {
-        return None;
-    }
-    let zone = zones.find(qname.as_slice())?;
+/// Finds the zone of the qname and starts loading the zone's header.
+pub fn prefetch<'z>(zones: &'z ZoneSet, qname_lower: &[u8]) -> Option<Prefetched<'z>> {
+    let zone = zones.find(qname_lower)?;
     ferrodns_zone::prefetch_address(std::sync::Arc::as_ptr(zone));
-    Some(Prefetched { zone, hash: ferrodns_zone::name_hash(qname.as_slice()) })
+    Some(Prefetched { zone, hash: ferrodns_zone::name_hash(qname_lower) })
 }
 
 /// Second stage: the zone's header is in cache; load its index header and apex.

@@ -25,9 +25,10 @@ use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
 use ferrodns_engine::{
-    formerr, prefetch, prefetch_node, prefetch_parts, prefetch_set, prefetch_slot, respond, respond_unsigned, Outcome,
-    Transport,
+    formerr, prefetch, prefetch_node, prefetch_parts, prefetch_set, prefetch_slot, qname_lower, respond,
+    respond_unsigned, Outcome, Transport,
 };
+use ferrodns_proto::name::NameBuf;
 use ferrodns_zone::ZoneSet;
 use socket2::{Domain, Protocol, Socket, Type};
 
@@ -171,6 +172,9 @@ struct Worker {
     inputs: Vec<u8>,
     input_lengths: [usize; BATCH],
     input_truncated: [bool; BATCH],
+    /// Each datagram's qname, lowercased, read once for every prefetch stage.
+    qnames: Vec<NameBuf>,
+    qname_read: [bool; BATCH],
     outputs: Vec<Vec<u8>>,
     reply: [bool; BATCH],
     reply_count: usize,
@@ -190,6 +194,8 @@ impl Worker {
             inputs: vec![0u8; RECEIVE_STRIDE * BATCH],
             input_lengths: [0; BATCH],
             input_truncated: [false; BATCH],
+            qnames: (0..BATCH).map(|_| NameBuf::new()).collect(),
+            qname_read: [false; BATCH],
             // Staggered capacities keep the reply buffers out of each other's cache sets too.
             outputs: (0..BATCH).map(|i| Vec::with_capacity(RECEIVE_BUFFER + 64 * (i % 16))).collect(),
             reply: [false; BATCH],
@@ -241,18 +247,18 @@ impl Worker {
     }
 
     fn answer(&mut self, zones: &ZoneSet, count: usize) {
+        for i in 0..count {
+            let packet = &self.inputs[i * RECEIVE_STRIDE..i * RECEIVE_STRIDE + self.input_lengths[i]];
+            self.qname_read[i] = qname_lower(packet, &mut self.qnames[i]);
+        }
         for stage in [false, true] {
-            for i in 0..count {
-                prefetch_set(
-                    zones,
-                    &self.inputs[i * RECEIVE_STRIDE..i * RECEIVE_STRIDE + self.input_lengths[i]],
-                    stage,
-                );
+            for i in (0..count).filter(|&i| self.qname_read[i]) {
+                prefetch_set(zones, self.qnames[i].as_slice(), stage);
             }
         }
         let mut prefetched = [None; BATCH];
-        for (i, slot) in prefetched.iter_mut().enumerate().take(count) {
-            *slot = prefetch(zones, &self.inputs[i * RECEIVE_STRIDE..i * RECEIVE_STRIDE + self.input_lengths[i]]);
+        for i in (0..count).filter(|&i| self.qname_read[i]) {
+            prefetched[i] = prefetch(zones, self.qnames[i].as_slice());
         }
         for slot in prefetched.iter().take(count).flatten() {
             prefetch_parts(*slot);

@@ -176,20 +176,26 @@ impl ZoneSet {
         }
     }
 
+    /// The tag and first slot of the first candidate suffix of a lowercase name.
+    #[inline]
+    fn first_slot(&self, name_lower: &[u8]) -> (u32, usize) {
+        let tag = tag_of(name_hash(&name_lower[self.first_candidate(name_lower)..]));
+        (tag, tag as usize & self.mask)
+    }
+
     /// Starts loading the slot where the search for a lowercase name's zone
     /// starts (the first stage of a batch's prefetch).
     #[inline]
     pub fn prefetch(&self, name_lower: &[u8]) {
-        let tag = tag_of(name_hash(&name_lower[self.first_candidate(name_lower)..]));
-        prefetch_address(&self.slots[tag as usize & self.mask]);
+        prefetch_address(&self.slots[self.first_slot(name_lower).1]);
     }
 
     /// Starts loading the entry the slot for a lowercase name's first
     /// candidate points to, once that slot is in cache.
     #[inline]
     pub fn prefetch_entry(&self, name_lower: &[u8]) {
-        let tag = tag_of(name_hash(&name_lower[self.first_candidate(name_lower)..]));
-        let slot = self.slots[tag as usize & self.mask];
+        let (tag, i) = self.first_slot(name_lower);
+        let slot = self.slots[i];
         if slot != 0 && (slot >> 32) as u32 == tag {
             prefetch_address(&self.entries[(slot as u32 - 1) as usize]);
         }
