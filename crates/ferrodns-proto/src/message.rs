@@ -203,21 +203,34 @@ pub struct Full;
 pub struct Checkpoint {
     len: usize,
     names: usize,
-    arena: usize,
 }
 
 const MAX_COMPRESSION_NAMES: usize = 48;
 
+/// A name suffix already written, as a compression target.
+#[derive(Clone, Copy)]
+struct Target {
+    /// Where the suffix starts in the message (below 0x3fff, so a pointer reaches it).
+    offset: u16,
+    /// Its length uncompressed, which must equal a candidate's before the
+    /// labels are compared.
+    len: u8,
+    /// Written out to the root label with no pointer, so it compares as one
+    /// run of octets.
+    contiguous: bool,
+}
+
 /// Writes a response message with name compression into a reusable buffer.
+///
+/// Compression targets are the suffixes of names already in the message,
+/// remembered by their offset there: a candidate is compared against the
+/// message's own octets, so the writer keeps no copy of any name and is small
+/// enough that making one per query costs nothing.
 pub struct MessageWriter<'b> {
     buf: &'b mut Vec<u8>,
     limit: usize,
-    /// Compression targets: (start in `arena`, length, offset in the message)
-    /// of lowercase uncompressed name suffixes already written.
-    names: [MaybeUninit<(u16, u8, u16)>; MAX_COMPRESSION_NAMES],
     name_count: usize,
-    arena: [MaybeUninit<u8>; 2048],
-    arena_len: usize,
+    names: [MaybeUninit<Target>; MAX_COMPRESSION_NAMES],
 }
 
 /// The four section counters, in header order.
@@ -233,14 +246,7 @@ impl<'b> MessageWriter<'b> {
     pub fn new(buf: &'b mut Vec<u8>, limit: usize) -> MessageWriter<'b> {
         buf.clear();
         buf.resize(HEADER_LEN, 0);
-        MessageWriter {
-            buf,
-            limit,
-            names: [MaybeUninit::uninit(); MAX_COMPRESSION_NAMES],
-            name_count: 0,
-            arena: [MaybeUninit::uninit(); 2048],
-            arena_len: 0,
-        }
+        MessageWriter { buf, limit, name_count: 0, names: [MaybeUninit::uninit(); MAX_COMPRESSION_NAMES] }
     }
 
     /// Bytes written so far.
@@ -301,7 +307,7 @@ impl<'b> MessageWriter<'b> {
 
     /// Marks the current state for [`MessageWriter::rollback`].
     pub fn checkpoint(&self) -> Checkpoint {
-        Checkpoint { len: self.buf.len(), names: self.name_count, arena: self.arena_len }
+        Checkpoint { len: self.buf.len(), names: self.name_count }
     }
 
     /// Drops everything written after `checkpoint`; the caller fixes counters
@@ -309,7 +315,6 @@ impl<'b> MessageWriter<'b> {
     pub fn rollback(&mut self, checkpoint: Checkpoint) {
         self.buf.truncate(checkpoint.len);
         self.name_count = checkpoint.names;
-        self.arena_len = checkpoint.arena;
     }
 
     /// Writes every record of an RRset, or none of it if it does not fit.
@@ -392,53 +397,93 @@ impl<'b> MessageWriter<'b> {
     /// Writes a name, compressed against earlier names where possible, and
     /// records its suffixes as compression targets.
     fn push_name(&mut self, wire: &[u8], compress: bool) {
+        let start = self.buf.len();
+        let first_target = self.name_count;
+        // Find where the name can point to an earlier one, remembering the
+        // suffixes before that point, then write the labels in one copy. A
+        // suffix only matches a target of its own length, so the targets this
+        // name adds are never compared before they are written.
         let mut pos = 0;
+        let mut pointer = None;
         while wire[pos] != 0 {
             let suffix = &wire[pos..];
             if compress {
                 if let Some(offset) = self.find_suffix(suffix) {
-                    self.buf.extend_from_slice(&(0xc000 | offset).to_be_bytes());
-                    return;
+                    pointer = Some(offset);
+                    break;
                 }
             }
-            let here = self.buf.len();
-            if here < 0x3fff {
-                self.remember(suffix, here as u16);
+            if start + pos < 0x3fff {
+                self.remember(suffix, (start + pos) as u16);
             }
-            let len = wire[pos] as usize;
-            self.buf.extend_from_slice(&wire[pos..pos + 1 + len]);
-            pos += 1 + len;
+            pos += 1 + wire[pos] as usize;
         }
-        self.buf.push(0);
+        self.buf.extend_from_slice(&wire[..pos]);
+        match pointer {
+            Some(offset) => self.buf.extend_from_slice(&(0xc000 | offset).to_be_bytes()),
+            None => {
+                self.buf.push(0);
+                // Written to the root with no pointer: every suffix just
+                // remembered compares as plain octets.
+                for entry in &mut self.names[first_target..self.name_count] {
+                    // SAFETY: entries below name_count were written by `remember`.
+                    unsafe { entry.assume_init_mut() }.contiguous = true;
+                }
+            }
+        }
     }
 
     fn find_suffix(&self, suffix: &[u8]) -> Option<u16> {
         for entry in &self.names[..self.name_count] {
             // SAFETY: entries below name_count were written by `remember`.
-            let (start, len, offset) = unsafe { entry.assume_init() };
-            if len as usize == suffix.len() {
-                // SAFETY: `remember` wrote arena[start..start + len] before recording it.
-                let stored = unsafe {
-                    std::slice::from_raw_parts(self.arena.as_ptr().add(start as usize).cast::<u8>(), len as usize)
-                };
-                if stored.eq_ignore_ascii_case(suffix) {
-                    return Some(offset);
-                }
+            let target = unsafe { entry.assume_init() };
+            if target.len as usize != suffix.len() {
+                continue;
+            }
+            let at = target.offset as usize;
+            let same = if target.contiguous {
+                name::eq_ignore_case(&self.buf[at..at + suffix.len()], suffix)
+            } else {
+                self.labels_match(at, suffix)
+            };
+            if same {
+                return Some(target.offset);
             }
         }
         None
     }
 
+    /// Compares the name written at `at` (which may end in a pointer, always
+    /// one this writer wrote, so backward) with an uncompressed name of the
+    /// same length, label by label and ignoring ASCII case.
+    fn labels_match(&self, mut at: usize, wire: &[u8]) -> bool {
+        let mut pos = 0;
+        loop {
+            let len = self.buf[at];
+            if len & 0xc0 == 0xc0 {
+                at = ((len & 0x3f) as usize) << 8 | self.buf[at + 1] as usize;
+                continue;
+            }
+            let len = len as usize;
+            if wire[pos] as usize != len {
+                return false;
+            }
+            if len == 0 {
+                return true;
+            }
+            if !name::eq_ignore_case(&self.buf[at + 1..at + 1 + len], &wire[pos + 1..pos + 1 + len]) {
+                return false;
+            }
+            at += 1 + len;
+            pos += 1 + len;
+        }
+    }
+
     fn remember(&mut self, suffix: &[u8], offset: u16) {
-        if self.name_count == MAX_COMPRESSION_NAMES || self.arena_len + suffix.len() > self.arena.len() {
+        if self.name_count == MAX_COMPRESSION_NAMES {
             return;
         }
-        let start = self.arena_len;
-        for (slot, &b) in self.arena[start..start + suffix.len()].iter_mut().zip(suffix) {
-            slot.write(b);
-        }
-        self.arena_len += suffix.len();
-        self.names[self.name_count].write((start as u16, suffix.len() as u8, offset));
+        self.names[self.name_count].write(Target { offset, len: suffix.len() as u8, contiguous: false });
         self.name_count += 1;
     }
 
@@ -530,6 +575,32 @@ mod tests {
         // Owner is a pointer to the qname at offset 12; the exchange reuses "example".
         assert_eq!(&buf[29..31], &[0xc0, 12]);
         assert_eq!(&buf[buf.len() - 7..], b"\x04mail\xc0\x10");
+    }
+
+    #[test]
+    fn compresses_against_names_that_end_in_pointers() {
+        let mut buf = Vec::new();
+        let mut writer = MessageWriter::new(&mut buf, 512);
+        writer.push_question(b"\x07example\x00", RecordType::NS, Class::IN).unwrap();
+        // "ns1" then a pointer to "example" (offset 12): a target that is not
+        // one run of octets.
+        let ns = [&[0u8, 13][..], b"\x03ns1\x07example\x00"].concat();
+        writer.push_rrset(Section::Answer, b"\x07example\x00", RecordType::NS, 60, &ns).unwrap();
+        let ns1_at = writer.len() - 6;
+        // Found by its labels in any case: an owner below it, and an MX
+        // exchange equal to it.
+        let mx = [&[0u8, 15, 0, 10][..], b"\x03NS1\x07Example\x00"].concat();
+        writer.push_rrset(Section::Additional, b"\x01a\x03ns1\x07EXAMPLE\x00", RecordType::MX, 60, &mx).unwrap();
+        // A name with other labels of the same length is not a match.
+        let other = [&[0u8, 15, 0, 10][..], b"\x03ns2\x07example\x00"].concat();
+        writer.push_rrset(Section::Additional, b"\x07example\x00", RecordType::MX, 60, &other).unwrap();
+        let pointer = |offset: usize| [0xc0, offset as u8];
+        assert_eq!(&buf[ns1_at..ns1_at + 6], b"\x03ns1\xc0\x0c");
+        let owner_at = ns1_at + 6;
+        assert_eq!(&buf[owner_at..owner_at + 4], [&b"\x01a"[..], &pointer(ns1_at)].concat());
+        let exchange_at = owner_at + 4 + 10 + 2;
+        assert_eq!(&buf[exchange_at..exchange_at + 2], pointer(ns1_at));
+        assert_eq!(&buf[buf.len() - 6..], b"\x03ns2\xc0\x0c");
     }
 
     #[test]

@@ -269,8 +269,14 @@ impl NameBuf {
         if self.len + more.len() > MAX_NAME_LEN {
             return Err(NameError::NameTooLong);
         }
-        for (slot, &b) in self.bytes[self.len..self.len + more.len()].iter_mut().zip(more) {
-            slot.write(b);
+        // SAFETY: the check above keeps len + more.len() within `bytes`, and
+        // `more` cannot overlap a buffer we hold by `&mut`.
+        unsafe {
+            std::ptr::copy_nonoverlapping(
+                more.as_ptr(),
+                self.bytes.as_mut_ptr().add(self.len).cast::<u8>(),
+                more.len(),
+            );
         }
         self.len += more.len();
         Ok(())
@@ -439,32 +445,73 @@ pub fn read_compressed(message: &[u8], start: usize, out: &mut NameBuf) -> Resul
     let mut end = None;
     let mut limit = start;
     loop {
-        let len = *message.get(pos).ok_or(NameError::Truncated)?;
-        match len & 0xc0 {
-            0x00 => {
-                let len = len as usize;
-                let label = message.get(pos..pos + 1 + len).ok_or(NameError::Truncated)?;
-                out.extend(label)?;
-                pos += 1 + len;
-                if len == 0 {
-                    return Ok(end.unwrap_or(pos));
+        // A run of plain labels up to a pointer or the root is copied whole.
+        let run = pos;
+        let mut written = out.len;
+        let at_root = loop {
+            let len = *message.get(pos).ok_or(NameError::Truncated)?;
+            match len & 0xc0 {
+                0x00 => {
+                    let len = len as usize;
+                    if message.len() < pos + 1 + len {
+                        return Err(NameError::Truncated);
+                    }
+                    written += 1 + len;
+                    if written > MAX_NAME_LEN {
+                        return Err(NameError::NameTooLong);
+                    }
+                    pos += 1 + len;
+                    if len == 0 {
+                        break true;
+                    }
                 }
+                0xc0 => break false,
+                _ => return Err(NameError::BadLabelType),
             }
-            0xc0 => {
-                let low = *message.get(pos + 1).ok_or(NameError::Truncated)?;
-                let target = (((len & 0x3f) as usize) << 8) | low as usize;
-                if end.is_none() {
-                    end = Some(pos + 2);
-                }
-                if target >= limit {
-                    return Err(NameError::BadPointer);
-                }
-                limit = target;
-                pos = target;
-            }
-            _ => return Err(NameError::BadLabelType),
+        };
+        out.extend(&message[run..pos])?;
+        if at_root {
+            return Ok(end.unwrap_or(pos));
         }
+        let low = *message.get(pos + 1).ok_or(NameError::Truncated)?;
+        let target = ((message[pos] & 0x3f) as usize) << 8 | low as usize;
+        if end.is_none() {
+            end = Some(pos + 2);
+        }
+        if target >= limit {
+            return Err(NameError::BadPointer);
+        }
+        limit = target;
+        pos = target;
     }
+}
+
+/// Equality of two wire names (or any octet strings) ignoring ASCII case,
+/// eight octets at a time: names on the answer path are short and nearly
+/// always equal in case too, which this makes a few word compares.
+#[inline]
+pub fn eq_ignore_case(a: &[u8], b: &[u8]) -> bool {
+    let len = a.len();
+    if len != b.len() {
+        return false;
+    }
+    if len < 8 {
+        return a.iter().zip(b).all(|(x, y)| x.eq_ignore_ascii_case(y));
+    }
+    let chunk_eq = |at: usize| {
+        let (x, y) = (&a[at..at + 8], &b[at..at + 8]);
+        u64::from_ne_bytes(x.try_into().expect("8 octets")) == u64::from_ne_bytes(y.try_into().expect("8 octets"))
+            || x.eq_ignore_ascii_case(y)
+    };
+    let mut at = 0;
+    while at + 8 < len {
+        if !chunk_eq(at) {
+            return false;
+        }
+        at += 8;
+    }
+    // The last eight octets, overlapping what was compared already.
+    chunk_eq(len - 8)
 }
 
 #[cfg(test)]
@@ -526,5 +573,31 @@ mod tests {
         assert_eq!(read_compressed(&looped, 2, &mut out), Err(NameError::BadPointer));
         let forward = [0xc0u8, 0x05, 0, 0, 0, 0];
         assert_eq!(read_compressed(&forward, 0, &mut out), Err(NameError::BadPointer));
+        // A label running past the end is Truncated, a name past 255 octets too long.
+        assert_eq!(read_compressed(b"\x03ww", 0, &mut out), Err(NameError::Truncated));
+        let long: Vec<u8> = (0..5).flat_map(|_| [&[63u8][..], &[b'a'; 63]].concat()).chain([0]).collect();
+        assert_eq!(read_compressed(&long, 0, &mut out), Err(NameError::NameTooLong));
+        assert_eq!(read_compressed(&[0x80u8, 0], 0, &mut out), Err(NameError::BadLabelType));
+    }
+
+    #[test]
+    fn equality_ignores_ascii_case_only() {
+        for len in 0..40usize {
+            let lower: Vec<u8> = (0..len).map(|i| b'a' + (i % 26) as u8).collect();
+            assert!(eq_ignore_case(&lower, &lower));
+            for flip in 0..len {
+                let mut other = lower.clone();
+                other[flip] = other[flip].to_ascii_uppercase();
+                assert!(eq_ignore_case(&lower, &other), "len {len}, upper case at {flip}");
+                // 0x20 apart but not letters: '@' and '`', '[' and '{'.
+                let mut symbols = lower.clone();
+                let mut shifted = lower.clone();
+                (symbols[flip], shifted[flip]) = if flip % 2 == 0 { (b'@', b'`') } else { (b'[', b'{') };
+                assert!(!eq_ignore_case(&symbols, &shifted), "len {len}, symbol at {flip}");
+                other[flip] = b'-';
+                assert!(!eq_ignore_case(&lower, &other), "len {len}, differs at {flip}");
+            }
+        }
+        assert!(!eq_ignore_case(b"abc", b"abcd"));
     }
 }
