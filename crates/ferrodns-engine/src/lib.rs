@@ -28,7 +28,7 @@ pub mod transfer;
 use ferrodns_proto::message::{flags, Section, HEADER_LEN, OPT_LEN};
 use ferrodns_proto::name::{self, NameBuf, MAX_NAME_LEN};
 use ferrodns_proto::{parse_query_into, Class, MessageWriter, Opcode, Query, QueryError, Rcode, RecordType};
-use ferrodns_zone::{Answer, Node, RRset, Zone, ZoneSet};
+use ferrodns_zone::{Answer, Node, RRset, SetProbe, Zone, ZoneSet};
 
 /// The largest UDP response we send when the client's EDNS buffer allows it
 /// (DNS Flag Day 2020 default, which also avoids IP fragmentation).
@@ -77,11 +77,44 @@ pub fn is_control(query: &Query) -> bool {
 fn respond_inner(zones: &ZoneSet, packet: &[u8], transport: Transport, out: &mut Vec<u8>, hand_off: bool) -> Outcome {
     let mut query = Query::new();
     match parse_query_into(packet, &mut query) {
-        Ok(()) => {}
-        Err(QueryError::Drop) => return Outcome::Drop,
-        Err(QueryError::FormErr) => return formerr(packet, out),
+        Ok(()) => answer(zones, &query, None, transport, out, hand_off),
+        Err(error) => unreadable(packet, error, out),
     }
-    if hand_off && is_control(&query) {
+}
+
+/// As [`respond`], for a query the transport has already parsed (with
+/// [`parse_query_into`]) and prefetched: the zone and hash that
+/// [`prefetch`] found are used instead of being looked up again. `prefetched`
+/// must come from the same `zones`.
+pub fn respond_parsed(
+    zones: &ZoneSet,
+    query: &Query,
+    prefetched: Option<Prefetched<'_>>,
+    transport: Transport,
+    out: &mut Vec<u8>,
+) -> Outcome {
+    answer(zones, query, prefetched, transport, out, true)
+}
+
+/// The outcome for a datagram [`parse_query_into`] could not read: nothing,
+/// or FORMERR written into `out`.
+pub fn unreadable(packet: &[u8], error: QueryError, out: &mut Vec<u8>) -> Outcome {
+    match error {
+        QueryError::Drop => Outcome::Drop,
+        QueryError::FormErr => formerr(packet, out),
+    }
+}
+
+#[inline]
+fn answer(
+    zones: &ZoneSet,
+    query: &Query,
+    prefetched: Option<Prefetched<'_>>,
+    transport: Transport,
+    out: &mut Vec<u8>,
+    hand_off: bool,
+) -> Outcome {
+    if hand_off && is_control(query) {
         return Outcome::HandOff;
     }
     let limit = match (transport, query.edns) {
@@ -94,9 +127,9 @@ fn respond_inner(zones: &ZoneSet, packet: &[u8], transport: Transport, out: &mut
     // Copy opcode, RD and CD from the query (RFC 1035 §4.1.1, RFC 6840 §5.9).
     let copied = query.flags & (0x7800 | flags::RD | flags::CD);
     writer.set_header(query.id, flags::QR | copied);
-    let mut context = Context { zones, query: &query, zone: None };
+    let mut context = Context { zones, query, prefetched, zone: None };
     let rcode = layers(&mut context, &mut writer);
-    finish(&query, rcode, &mut writer);
+    finish(query, rcode, &mut writer);
     Outcome::Reply
 }
 
@@ -104,6 +137,8 @@ fn respond_inner(zones: &ZoneSet, packet: &[u8], transport: Transport, out: &mut
 struct Context<'a> {
     zones: &'a ZoneSet,
     query: &'a Query,
+    /// What the transport's prefetch found for the qname, if it ran.
+    prefetched: Option<Prefetched<'a>>,
     /// The zone the zone layer chose for the qname.
     zone: Option<&'a Zone>,
 }
@@ -112,44 +147,39 @@ struct Context<'a> {
 type Layer = fn(&mut Context<'_>, &mut MessageWriter<'_>) -> Option<Rcode>;
 
 /// A query whose zone is on its way into cache: the zone its qname falls in
-/// and the hash of the qname, for the later prefetch stages.
+/// and the hash of the qname, for the later prefetch stages and then for
+/// [`respond_parsed`], which looks neither up again.
 #[derive(Clone, Copy)]
 pub struct Prefetched<'z> {
     zone: &'z Zone,
     hash: u64,
 }
 
-/// Reads the packet's qname into `qname`, lowercased; false if it does not
-/// read. A transport reads each packet's qname once for all prefetch stages.
-pub fn qname_lower(packet: &[u8], qname: &mut NameBuf) -> bool {
-    if packet.len() <= 12 || name::read_compressed(packet, 12, qname).is_err() {
-        return false;
-    }
-    qname.as_mut_slice().make_ascii_lowercase();
-    true
+/// The first prefetch stage: works out where the search for the qname's
+/// zone starts and starts loading that slot of the zone set. A transport
+/// holding a batch runs each stage over every packet before the next one
+/// ([`prefetch_set`], [`prefetch_set_entry`], [`prefetch`],
+/// [`prefetch_parts`], [`prefetch_slot`], [`prefetch_node`]), then answers
+/// them, so that the memory loads of one packet overlap those of the others
+/// instead of stalling one by one; with many zones every step of the way is
+/// cold.
+/// Each stage takes the lowercase qname of the query the transport parsed
+/// (with [`parse_query_into`]) for [`respond_parsed`]; packets that do not
+/// parse skip the stages.
+pub fn prefetch_set(zones: &ZoneSet, qname_lower: &[u8]) -> SetProbe {
+    let probe = zones.probe(qname_lower);
+    zones.prefetch(probe);
+    probe
 }
 
-/// The first two prefetch stages: start loading the zone set's slot for the
-/// packet's qname, then (once every packet of the batch has had the first)
-/// the entry that slot points to. A transport holding a batch runs each
-/// stage over every packet before the next one ([`prefetch_set`] twice,
-/// [`prefetch`], [`prefetch_parts`], [`prefetch_slot`], [`prefetch_node`]),
-/// then answers them, so that the memory loads of one packet overlap those
-/// of the others instead of stalling one by one; with many zones every step
-/// of the way is cold.
-/// Each stage takes the qname as [`qname_lower`] read it; packets whose qname
-/// does not read skip the stages, and `respond` deals with them.
-pub fn prefetch_set(zones: &ZoneSet, qname_lower: &[u8], entry: bool) {
-    if entry {
-        zones.prefetch_entry(qname_lower);
-    } else {
-        zones.prefetch(qname_lower);
-    }
+/// Once the slot is in cache: start loading the zone-set entry it points to.
+pub fn prefetch_set_entry(zones: &ZoneSet, probe: SetProbe) {
+    zones.prefetch_entry(probe);
 }
 
 /// Finds the zone of the qname and starts loading the zone's header.
-pub fn prefetch<'z>(zones: &'z ZoneSet, qname_lower: &[u8]) -> Option<Prefetched<'z>> {
-    let zone = zones.find(qname_lower)?;
+pub fn prefetch<'z>(zones: &'z ZoneSet, qname_lower: &[u8], probe: SetProbe) -> Option<Prefetched<'z>> {
+    let zone = zones.find_probed(qname_lower, probe)?;
     ferrodns_zone::prefetch_address(std::sync::Arc::as_ptr(zone));
     Some(Prefetched { zone, hash: ferrodns_zone::name_hash(qname_lower) })
 }
@@ -223,7 +253,12 @@ fn question_layer(context: &mut Context<'_>, _: &mut MessageWriter<'_>) -> Optio
 /// A qname outside every zone we serve is REFUSED (we are not a resolver);
 /// an expired zone is SERVFAIL.
 fn zone_layer(context: &mut Context<'_>, _: &mut MessageWriter<'_>) -> Option<Rcode> {
-    context.zone = zone_for(context.zones, context.query.qname_lower(), context.query.qtype);
+    context.zone = match context.prefetched {
+        // The prefetch found the qname's deepest zone, which is the answer
+        // but for DS at an apex.
+        Some(prefetched) if context.query.qtype != RecordType::DS => Some(prefetched.zone),
+        _ => zone_for(context.zones, context.query.qname_lower(), context.query.qtype),
+    };
     match context.zone {
         // A secondary's copy past its SOA expire must not be served (RFC 1035 §4.3.5).
         Some(zone) if zone.is_expired() => Some(Rcode::SERVFAIL),
@@ -246,22 +281,37 @@ fn zone_for<'z>(zones: &'z ZoneSet, name_lower: &[u8], qtype: RecordType) -> Opt
     Some(zone)
 }
 
-/// The current link of a CNAME/DNAME chain, as written and lowercased.
-struct ChainName {
+/// The current link of a CNAME/DNAME chain, as written and lowercased: the
+/// qname itself until the chain moves on, so that most answers copy nothing.
+struct ChainName<'q> {
+    query: &'q Query,
+    moved: bool,
     wire: NameBuf,
     lower: NameBuf,
 }
 
-impl ChainName {
+impl<'q> ChainName<'q> {
+    fn new(query: &'q Query) -> ChainName<'q> {
+        ChainName { query, moved: false, wire: NameBuf::new(), lower: NameBuf::new() }
+    }
     fn set(&mut self, wire: &[u8]) {
         self.wire.set(wire);
         self.lower.set_lowercase(wire);
+        self.moved = true;
     }
     fn wire(&self) -> &[u8] {
-        self.wire.as_slice()
+        if self.moved {
+            self.wire.as_slice()
+        } else {
+            self.query.qname()
+        }
     }
     fn lower(&self) -> &[u8] {
-        self.lower.as_slice()
+        if self.moved {
+            self.lower.as_slice()
+        } else {
+            self.query.qname_lower()
+        }
     }
 }
 
@@ -270,16 +320,20 @@ impl ChainName {
 fn resolve_layer(context: &mut Context<'_>, writer: &mut MessageWriter<'_>) -> Option<Rcode> {
     let (zones, query) = (context.zones, context.query);
     let zone = context.zone?;
-    let mut current = ChainName { wire: NameBuf::new(), lower: NameBuf::new() };
-    current.wire.set(query.qname());
-    current.lower.set(query.qname_lower());
+    // The prefetch's hash is the qname's, and good for the first lookup only
+    // (and only in the zone it was found for).
+    let mut qname_hash = context.prefetched.filter(|p| std::ptr::eq(p.zone, zone)).map(|p| p.hash);
+    let mut current = ChainName::new(query);
     let mut visited = [[0u8; 8]; MAX_CHAIN];
     let mut visited_count = 0;
     let mut rcode = Rcode::NOERROR;
     let qtype = query.qtype;
     writer.set_authoritative(true);
     for step in 0..MAX_CHAIN {
-        let lookup = zone.lookup(current.lower(), qtype);
+        let lookup = match qname_hash.take() {
+            Some(hash) => zone.lookup_hashed(current.lower(), hash, qtype),
+            None => zone.lookup(current.lower(), qtype),
+        };
         let owner_is_qname = lookup.wildcard;
         match lookup.answer {
             Answer::Found(node, rrset) => {

@@ -25,10 +25,10 @@ use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
 use ferrodns_engine::{
-    formerr, prefetch, prefetch_node, prefetch_parts, prefetch_set, prefetch_slot, qname_lower, respond,
-    respond_unsigned, Outcome, Transport,
+    formerr, prefetch, prefetch_node, prefetch_parts, prefetch_set, prefetch_set_entry, prefetch_slot, respond_parsed,
+    respond_unsigned, unreadable, Outcome, Transport,
 };
-use ferrodns_proto::name::NameBuf;
+use ferrodns_proto::{parse_query_into, Query, QueryError};
 use ferrodns_zone::ZoneSet;
 use socket2::{Domain, Protocol, Socket, Type};
 
@@ -172,16 +172,21 @@ struct Worker {
     inputs: Vec<u8>,
     input_lengths: [usize; BATCH],
     input_truncated: [bool; BATCH],
-    /// Each datagram's qname, lowercased, read once for every prefetch stage.
-    qnames: Vec<NameBuf>,
-    qname_read: [bool; BATCH],
+    /// Each datagram parsed once, for the prefetch stages and the answer.
+    queries: Vec<Query>,
+    parsed: [Result<(), QueryError>; BATCH],
     outputs: Vec<Vec<u8>>,
     reply: [bool; BATCH],
     reply_count: usize,
     addresses: Vec<libc::sockaddr_storage>,
     address_lengths: [libc::socklen_t; BATCH],
-    iovecs: Vec<libc::iovec>,
-    headers: Vec<libc::mmsghdr>,
+    /// recvmmsg's headers and buffers, pointed at `inputs` and `addresses`
+    /// once; only the address lengths are reset before each call.
+    receive_iovecs: Vec<libc::iovec>,
+    receive_headers: Vec<libc::mmsghdr>,
+    /// sendmmsg's, filled for each batch's replies.
+    send_iovecs: Vec<libc::iovec>,
+    send_headers: Vec<libc::mmsghdr>,
     hand_off: Option<(HandOff, Arc<UdpSocket>)>,
 }
 
@@ -190,45 +195,49 @@ impl Worker {
         // SAFETY: all-zero is a valid value for these plain C structs.
         let zeroed_storage: libc::sockaddr_storage = unsafe { std::mem::zeroed() };
         let zeroed_header: libc::mmsghdr = unsafe { std::mem::zeroed() };
-        Worker {
+        let empty_iovec = libc::iovec { iov_base: std::ptr::null_mut(), iov_len: 0 };
+        let mut worker = Worker {
             inputs: vec![0u8; RECEIVE_STRIDE * BATCH],
             input_lengths: [0; BATCH],
             input_truncated: [false; BATCH],
-            qnames: (0..BATCH).map(|_| NameBuf::new()).collect(),
-            qname_read: [false; BATCH],
+            queries: (0..BATCH).map(|_| Query::new()).collect(),
+            parsed: [Err(QueryError::Drop); BATCH],
             // Staggered capacities keep the reply buffers out of each other's cache sets too.
             outputs: (0..BATCH).map(|i| Vec::with_capacity(RECEIVE_BUFFER + 64 * (i % 16))).collect(),
             reply: [false; BATCH],
             reply_count: 0,
             addresses: vec![zeroed_storage; BATCH],
             address_lengths: [0; BATCH],
-            iovecs: vec![libc::iovec { iov_base: std::ptr::null_mut(), iov_len: 0 }; BATCH],
-            headers: vec![zeroed_header; BATCH],
+            receive_iovecs: vec![empty_iovec; BATCH],
+            receive_headers: vec![zeroed_header; BATCH],
+            send_iovecs: vec![empty_iovec; BATCH],
+            send_headers: vec![zeroed_header; BATCH],
             hand_off: None,
+        };
+        // The buffers are heap allocations that never move, so these pointers
+        // stay good for the worker's life.
+        for i in 0..BATCH {
+            let buffer = &mut worker.inputs[i * RECEIVE_STRIDE..i * RECEIVE_STRIDE + RECEIVE_BUFFER];
+            worker.receive_iovecs[i] = libc::iovec { iov_base: buffer.as_mut_ptr().cast(), iov_len: RECEIVE_BUFFER };
+            let header = &mut worker.receive_headers[i].msg_hdr;
+            header.msg_name = (&mut worker.addresses[i] as *mut libc::sockaddr_storage).cast();
+            header.msg_iov = &mut worker.receive_iovecs[i];
+            header.msg_iovlen = 1;
         }
+        worker
     }
 
     /// Reads up to BATCH datagrams, blocking until at least one arrives or the
     /// poll interval passes.
     fn receive(&mut self, socket: &UdpSocket) -> io::Result<usize> {
-        for i in 0..BATCH {
-            let buffer = &mut self.inputs[i * RECEIVE_STRIDE..i * RECEIVE_STRIDE + RECEIVE_BUFFER];
-            self.iovecs[i] = libc::iovec { iov_base: buffer.as_mut_ptr().cast(), iov_len: RECEIVE_BUFFER };
-            let header = &mut self.headers[i].msg_hdr;
-            header.msg_name = (&mut self.addresses[i] as *mut libc::sockaddr_storage).cast();
-            header.msg_namelen = std::mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
-            header.msg_iov = &mut self.iovecs[i];
-            header.msg_iovlen = 1;
-            header.msg_control = std::ptr::null_mut();
-            header.msg_controllen = 0;
-            header.msg_flags = 0;
-            self.headers[i].msg_len = 0;
+        for header in &mut self.receive_headers {
+            header.msg_hdr.msg_namelen = std::mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
         }
         // SAFETY: every header points at live buffers owned by self, sized as declared.
         let count = unsafe {
             libc::recvmmsg(
                 socket.as_raw_fd(),
-                self.headers.as_mut_ptr(),
+                self.receive_headers.as_mut_ptr(),
                 BATCH as libc::c_uint,
                 libc::MSG_WAITFORONE,
                 std::ptr::null_mut(),
@@ -239,9 +248,10 @@ impl Worker {
         }
         let count = count as usize;
         for i in 0..count {
-            self.input_lengths[i] = self.headers[i].msg_len as usize;
-            self.input_truncated[i] = self.headers[i].msg_hdr.msg_flags & libc::MSG_TRUNC != 0;
-            self.address_lengths[i] = self.headers[i].msg_hdr.msg_namelen;
+            let header = &self.receive_headers[i];
+            self.input_lengths[i] = header.msg_len as usize;
+            self.input_truncated[i] = header.msg_hdr.msg_flags & libc::MSG_TRUNC != 0;
+            self.address_lengths[i] = header.msg_hdr.msg_namelen;
         }
         Ok(count)
     }
@@ -249,16 +259,20 @@ impl Worker {
     fn answer(&mut self, zones: &ZoneSet, count: usize) {
         for i in 0..count {
             let packet = &self.inputs[i * RECEIVE_STRIDE..i * RECEIVE_STRIDE + self.input_lengths[i]];
-            self.qname_read[i] = qname_lower(packet, &mut self.qnames[i]);
+            self.parsed[i] = parse_query_into(packet, &mut self.queries[i]);
         }
-        for stage in [false, true] {
-            for i in (0..count).filter(|&i| self.qname_read[i]) {
-                prefetch_set(zones, self.qnames[i].as_slice(), stage);
-            }
+        let mut probes = [None; BATCH];
+        for i in (0..count).filter(|&i| self.parsed[i].is_ok()) {
+            probes[i] = Some(prefetch_set(zones, self.queries[i].qname_lower()));
+        }
+        for probe in probes.iter().take(count).flatten() {
+            prefetch_set_entry(zones, *probe);
         }
         let mut prefetched = [None; BATCH];
-        for i in (0..count).filter(|&i| self.qname_read[i]) {
-            prefetched[i] = prefetch(zones, self.qnames[i].as_slice());
+        for (i, probe) in probes.iter().enumerate().take(count) {
+            if let Some(probe) = *probe {
+                prefetched[i] = prefetch(zones, self.queries[i].qname_lower(), probe);
+            }
         }
         for slot in prefetched.iter().take(count).flatten() {
             prefetch_parts(*slot);
@@ -269,13 +283,14 @@ impl Worker {
         for slot in prefetched.iter().take(count).flatten() {
             prefetch_node(*slot);
         }
-        for i in 0..count {
+        for (i, prefetched) in prefetched.into_iter().enumerate().take(count) {
             let packet = &self.inputs[i * RECEIVE_STRIDE..i * RECEIVE_STRIDE + self.input_lengths[i]];
-            let mut outcome = if self.input_truncated[i] {
+            let output = &mut self.outputs[i];
+            let mut outcome = match self.parsed[i] {
                 // Longer than any sane query: answer with just the header, FORMERR.
-                formerr(packet, &mut self.outputs[i])
-            } else {
-                respond(zones, packet, Transport::Udp, &mut self.outputs[i])
+                _ if self.input_truncated[i] => formerr(packet, output),
+                Err(error) => unreadable(packet, error, output),
+                Ok(()) => respond_parsed(zones, &self.queries[i], prefetched, Transport::Udp, output),
             };
             if outcome == Outcome::HandOff {
                 outcome = match &self.hand_off {
@@ -296,7 +311,7 @@ impl Worker {
                         }
                         Outcome::Drop
                     }
-                    None => respond_unsigned(zones, packet, Transport::Udp, &mut self.outputs[i]),
+                    None => respond_unsigned(zones, packet, Transport::Udp, output),
                 };
             }
             self.reply[i] = outcome == Outcome::Reply;
@@ -306,12 +321,12 @@ impl Worker {
             if !self.reply[i] {
                 continue;
             }
-            self.iovecs[out] =
+            self.send_iovecs[out] =
                 libc::iovec { iov_base: self.outputs[i].as_mut_ptr().cast(), iov_len: self.outputs[i].len() };
-            let header = &mut self.headers[out].msg_hdr;
+            let header = &mut self.send_headers[out].msg_hdr;
             header.msg_name = (&mut self.addresses[i] as *mut libc::sockaddr_storage).cast();
             header.msg_namelen = self.address_lengths[i];
-            header.msg_iov = &mut self.iovecs[out];
+            header.msg_iov = &mut self.send_iovecs[out];
             header.msg_iovlen = 1;
             header.msg_flags = 0;
             out += 1;
@@ -323,9 +338,14 @@ impl Worker {
         let total = self.reply_count;
         let mut sent = 0;
         while sent < total {
-            // SAFETY: headers[sent..total] were filled by answer() and point into self.
+            // SAFETY: send_headers[sent..total] were filled by answer() and point into self.
             let n = unsafe {
-                libc::sendmmsg(socket.as_raw_fd(), self.headers[sent..].as_mut_ptr(), (total - sent) as libc::c_uint, 0)
+                libc::sendmmsg(
+                    socket.as_raw_fd(),
+                    self.send_headers[sent..].as_mut_ptr(),
+                    (total - sent) as libc::c_uint,
+                    0,
+                )
             };
             if n < 0 {
                 let e = io::Error::last_os_error();

@@ -18,4 +18,4 @@ pub mod zoneset;
 pub use load::{load_zone_file, LoadError, Loaded};
 pub use lookup::{Answer, Lookup};
 pub use zone::{name_hash, prefetch_address, Node, RRset, Zone, ZoneBuilder, ZoneError};
-pub use zoneset::ZoneSet;
+pub use zoneset::{SetProbe, ZoneSet};

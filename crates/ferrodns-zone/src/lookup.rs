@@ -39,6 +39,12 @@ pub struct Lookup<'z> {
 impl Zone {
     /// Looks up a lowercase wire qname that is at or below this zone's apex.
     pub fn lookup(&self, qname_lower: &[u8], qtype: RecordType) -> Lookup<'_> {
+        self.lookup_hashed(qname_lower, self.hash_name(qname_lower), qtype)
+    }
+
+    /// As [`Zone::lookup`], with the qname's hash ([`crate::name_hash`])
+    /// already known, as it is to a transport that prefetched the qname's node.
+    pub fn lookup_hashed(&self, qname_lower: &[u8], qname_hash: u64, qtype: RecordType) -> Lookup<'_> {
         debug_assert!(ferrodns_proto::name::is_subdomain(qname_lower, self.apex_lower()));
         // Offsets of each label of the qname, so that suffixes can be walked from the apex down.
         let mut starts = [0u8; 128];
@@ -48,30 +54,43 @@ impl Zone {
         let mut index = apex_index;
         let mut encloser: Option<Node<'_>> = None;
         loop {
-            let offset = if index == count { qname_lower.len() - 1 } else { starts[index] as usize };
-            let node = if index == apex_index {
-                self.apex_node()
-            } else {
-                let Some(node) = self.node(&qname_lower[offset..]) else { break };
-                node
-            };
             let at_apex = index == apex_index;
             let at_qname = index == 0;
-            if !at_apex && node.rrset(RecordType::NS).is_some() && !(at_qname && qtype == RecordType::DS) {
-                return Lookup { answer: Answer::Referral(node), wildcard: false };
-            }
-            if !at_qname {
-                if let Some(dname) = node.rrset(RecordType::DNAME) {
-                    return Lookup { answer: Answer::Dname(node, dname), wildcard: false };
-                }
-            }
+            let node = if at_apex {
+                self.apex_node()
+            } else if at_qname {
+                let Some(node) = self.node_hashed(qname_lower, qname_hash) else { break };
+                node
+            } else {
+                let Some(node) = self.node(&qname_lower[starts[index] as usize..]) else { break };
+                node
+            };
             if at_qname {
-                return Lookup { answer: exact(node, qtype), wildcard: false };
+                // One pass over the node's RRsets finds the cut, a CNAME and the qtype.
+                let types = NodeTypes::of(node, qtype);
+                if !at_apex && types.ns && qtype != RecordType::DS {
+                    return Lookup { answer: Answer::Referral(node), wildcard: false };
+                }
+                return Lookup { answer: exact(node, qtype, &types), wildcard: false };
+            }
+            // An ancestor of the qname: a cut (below the apex) or a DNAME ends the walk.
+            let dname = if at_apex {
+                if self.apex_has_dname() {
+                    node.rrset(RecordType::DNAME)
+                } else {
+                    None
+                }
+            } else {
+                let types = NodeTypes::of(node, RecordType::DNAME);
+                if types.ns {
+                    return Lookup { answer: Answer::Referral(node), wildcard: false };
+                }
+                types.found
+            };
+            if let Some(dname) = dname {
+                return Lookup { answer: Answer::Dname(node, dname), wildcard: false };
             }
             encloser = Some(node);
-            if index == 0 {
-                break;
-            }
             index -= 1;
         }
         let Some(encloser) = encloser else {
@@ -88,27 +107,44 @@ impl Zone {
         wildcard[2..2 + closest.len()].copy_from_slice(closest);
         wildcard[2..2 + closest.len()].make_ascii_lowercase();
         match self.node(&wildcard[..2 + closest.len()]) {
-            Some(source) => Lookup { answer: exact(source, qtype), wildcard: true },
+            Some(source) => Lookup { answer: exact(source, qtype, &NodeTypes::of(source, qtype)), wildcard: true },
             None => Lookup { answer: Answer::NxDomain, wildcard: false },
         }
     }
 }
 
-fn exact(node: Node<'_>, qtype: RecordType) -> Answer<'_> {
+/// What one pass over a node's RRsets tells a lookup.
+struct NodeTypes<'z> {
+    /// The node has an NS RRset (a zone cut, unless it is the apex).
+    ns: bool,
+    cname: Option<RRset<'z>>,
+    /// The RRset of the type asked for.
+    found: Option<RRset<'z>>,
+}
+
+impl<'z> NodeTypes<'z> {
+    #[inline]
+    fn of(node: Node<'z>, qtype: RecordType) -> NodeTypes<'z> {
+        let mut types = NodeTypes { ns: false, cname: None, found: None };
+        for rrset in node.rrsets() {
+            match rrset.rtype {
+                RecordType::NS => types.ns = true,
+                RecordType::CNAME => types.cname = Some(rrset),
+                _ => {}
+            }
+            if rrset.rtype == qtype {
+                types.found = Some(rrset);
+            }
+        }
+        types
+    }
+}
+
+fn exact<'z>(node: Node<'z>, qtype: RecordType, types: &NodeTypes<'z>) -> Answer<'z> {
     if qtype == RecordType::ANY {
         return if node.is_empty_non_terminal() { Answer::NoData(node) } else { Answer::Any(node) };
     }
-    // One pass over the node's RRsets finds both a CNAME and the qtype.
-    let (mut cname, mut found) = (None, None);
-    for rrset in node.rrsets() {
-        if rrset.rtype == RecordType::CNAME {
-            cname = Some(rrset);
-        }
-        if rrset.rtype == qtype {
-            found = Some(rrset);
-        }
-    }
-    match (cname, found) {
+    match (types.cname, types.found) {
         (Some(cname), _) if qtype != RecordType::CNAME => Answer::Cname(node, cname),
         (_, Some(rrset)) => Answer::Found(node, rrset),
         _ => Answer::NoData(node),

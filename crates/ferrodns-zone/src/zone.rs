@@ -122,13 +122,11 @@ const TOMBSTONE: u32 = u32::MAX;
 impl<'z> Node<'z> {
     #[inline]
     fn at(arena: &'z [u8], offset: u32) -> Node<'z> {
-        let offset = offset as usize;
-        let name_len = arena[offset] as usize;
-        let name = &arena[offset + 1..offset + 1 + name_len];
-        let at = offset + 1 + name_len;
-        let children = u32::from_le_bytes([arena[at], arena[at + 1], arena[at + 2], arena[at + 3]]);
-        let count = arena[at + 4];
-        Node { name, children, count, rrsets: &arena[at + 5..] }
+        let node = &arena[offset as usize..];
+        let (name, rest) = node[1..].split_at(node[0] as usize);
+        let (header, rrsets) = rest.split_at(5);
+        let children = u32::from_le_bytes([header[0], header[1], header[2], header[3]]);
+        Node { name, children, count: header[4], rrsets }
     }
 
     /// How many names sit one label below this one.
@@ -180,12 +178,12 @@ impl<'z> Iterator for RRsetIter<'z> {
             return None;
         }
         self.left -= 1;
-        let b = self.bytes;
-        let rtype = RecordType(u16::from_be_bytes([b[0], b[1]]));
-        let ttl = u32::from_be_bytes([b[2], b[3], b[4], b[5]]);
-        let len = u32::from_be_bytes([b[6], b[7], b[8], b[9]]) as usize;
-        let packed = &b[10..10 + len];
-        self.bytes = &b[10 + len..];
+        let (header, rest) = self.bytes.split_at(10);
+        let rtype = RecordType(u16::from_be_bytes([header[0], header[1]]));
+        let ttl = u32::from_be_bytes([header[2], header[3], header[4], header[5]]);
+        let len = u32::from_be_bytes([header[6], header[7], header[8], header[9]]) as usize;
+        let (packed, rest) = rest.split_at(len);
+        self.bytes = rest;
         Some(RRset { rtype, ttl, packed })
     }
 }
@@ -202,6 +200,9 @@ pub struct Zone {
     /// Where the apex node sits: every lookup starts there.
     apex_offset: u32,
     apex_in_overlay: bool,
+    /// The apex owns a DNAME: every lookup below the apex asks, so the
+    /// answer is kept rather than found in the apex's RRsets each time.
+    apex_dname: bool,
     serial: Serial,
     negative_ttl: u32,
     record_count: usize,
@@ -225,7 +226,7 @@ impl Layer {
     #[inline]
     fn find(&self, hash: u64, name_lower: &[u8]) -> Option<u32> {
         let arena = &self.arena[..];
-        self.index.find(hash, |offset| stored_name(arena, offset).eq_ignore_ascii_case(name_lower))
+        self.index.find(hash, |offset| name::eq_ignore_case(stored_name(arena, offset), name_lower))
     }
 }
 
@@ -350,6 +351,13 @@ impl Zone {
         }
     }
 
+    /// True when the apex owns a DNAME (RFC 6672), which redirects every
+    /// name below the apex.
+    #[inline]
+    pub fn apex_has_dname(&self) -> bool {
+        self.apex_dname
+    }
+
     /// The apex SOA RRset.
     pub fn soa(&self) -> RRset<'_> {
         self.apex_node().rrset(RecordType::SOA).expect("a built zone has an SOA")
@@ -400,7 +408,13 @@ impl Zone {
     /// Looks up a node by lowercase wire name.
     #[inline]
     pub fn node(&self, name_lower: &[u8]) -> Option<Node<'_>> {
-        let hash = self.hash_name(name_lower);
+        self.node_hashed(name_lower, self.hash_name(name_lower))
+    }
+
+    /// As [`Zone::node`], with the name's hash ([`name_hash`]) already known:
+    /// a transport that prefetched the node has it.
+    #[inline]
+    pub fn node_hashed(&self, name_lower: &[u8], hash: u64) -> Option<Node<'_>> {
         if let Some(overlay) = &self.overlay {
             if let Some(offset) = overlay.find(hash, name_lower) {
                 let node = Node::at(&overlay.arena, offset);
@@ -885,6 +899,7 @@ impl ZoneBuilder {
         let serial = Serial(u32::from_be_bytes(fixed[0..4].try_into().expect("4 octets")));
         let minimum = u32::from_be_bytes(fixed[16..20].try_into().expect("4 octets"));
         let negative_ttl = soa.ttl.min(minimum);
+        let apex_dname = Node::at(&arena, apex_offset).rrset(RecordType::DNAME).is_some();
         let node_count = index.len();
         let zone = Zone {
             apex: self.apex,
@@ -894,6 +909,7 @@ impl ZoneBuilder {
             hasher,
             apex_offset,
             apex_in_overlay: false,
+            apex_dname,
             serial,
             negative_ttl,
             record_count,

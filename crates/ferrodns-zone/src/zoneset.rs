@@ -50,6 +50,14 @@ impl Entry {
     }
 }
 
+/// Where the search for a name's zone starts: the offset of its longest
+/// suffix that can be an apex, and that suffix's hash.
+#[derive(Clone, Copy, Debug)]
+pub struct SetProbe {
+    start: usize,
+    hash: u64,
+}
+
 /// Zones indexed by lowercase apex.
 #[derive(Clone)]
 pub struct ZoneSet {
@@ -80,7 +88,12 @@ impl ZoneSet {
     /// The index of the entry for this lowercase apex.
     #[inline]
     fn position(&self, apex_lower: &[u8]) -> Option<usize> {
-        let tag = tag_of(name_hash(apex_lower));
+        self.position_hashed(apex_lower, name_hash(apex_lower))
+    }
+
+    #[inline]
+    fn position_hashed(&self, apex_lower: &[u8], hash: u64) -> Option<usize> {
+        let tag = tag_of(hash);
         let mut i = tag as usize & self.mask;
         loop {
             let slot = self.slots[i];
@@ -163,39 +176,48 @@ impl ZoneSet {
     /// The deepest zone containing a lowercase wire name, if any.
     #[inline]
     pub fn find(&self, name_lower: &[u8]) -> Option<&Arc<Zone>> {
-        let mut pos = self.first_candidate(name_lower);
+        self.find_probed(name_lower, self.probe(name_lower))
+    }
+
+    /// As [`ZoneSet::find`], from a [`SetProbe`] of the same name.
+    #[inline]
+    pub fn find_probed(&self, name_lower: &[u8], probe: SetProbe) -> Option<&Arc<Zone>> {
+        let mut pos = probe.start;
+        let mut hash = probe.hash;
         loop {
-            if let Some(zone) = self.get(&name_lower[pos..]) {
-                return Some(zone);
+            if let Some(index) = self.position_hashed(&name_lower[pos..], hash) {
+                return Some(&self.entries[index].zone);
             }
             let len = name_lower[pos] as usize;
             if len == 0 {
                 return None;
             }
             pos += 1 + len;
+            hash = name_hash(&name_lower[pos..]);
         }
     }
 
-    /// The tag and first slot of the first candidate suffix of a lowercase name.
+    /// Where the search for a lowercase name's zone starts, worked out once
+    /// for the prefetch stages and the search itself.
     #[inline]
-    fn first_slot(&self, name_lower: &[u8]) -> (u32, usize) {
-        let tag = tag_of(name_hash(&name_lower[self.first_candidate(name_lower)..]));
-        (tag, tag as usize & self.mask)
+    pub fn probe(&self, name_lower: &[u8]) -> SetProbe {
+        let start = self.first_candidate(name_lower);
+        SetProbe { start, hash: name_hash(&name_lower[start..]) }
     }
 
-    /// Starts loading the slot where the search for a lowercase name's zone
-    /// starts (the first stage of a batch's prefetch).
+    /// Starts loading the slot where the search for a name's zone starts
+    /// (the first stage of a batch's prefetch).
     #[inline]
-    pub fn prefetch(&self, name_lower: &[u8]) {
-        prefetch_address(&self.slots[self.first_slot(name_lower).1]);
+    pub fn prefetch(&self, probe: SetProbe) {
+        prefetch_address(&self.slots[tag_of(probe.hash) as usize & self.mask]);
     }
 
-    /// Starts loading the entry the slot for a lowercase name's first
-    /// candidate points to, once that slot is in cache.
+    /// Starts loading the entry the slot of a probe points to, once that
+    /// slot is in cache.
     #[inline]
-    pub fn prefetch_entry(&self, name_lower: &[u8]) {
-        let (tag, i) = self.first_slot(name_lower);
-        let slot = self.slots[i];
+    pub fn prefetch_entry(&self, probe: SetProbe) {
+        let tag = tag_of(probe.hash);
+        let slot = self.slots[tag as usize & self.mask];
         if slot != 0 && (slot >> 32) as u32 == tag {
             prefetch_address(&self.entries[(slot as u32 - 1) as usize]);
         }

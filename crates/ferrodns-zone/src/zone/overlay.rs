@@ -178,6 +178,7 @@ impl Zone {
             hasher: self.hasher.clone(),
             apex_offset,
             apex_in_overlay,
+            apex_dname: false,
             serial: self.serial,
             negative_ttl: self.negative_ttl,
             record_count: records.max(0) as usize,
@@ -193,6 +194,7 @@ impl Zone {
         };
         zone.serial = serial;
         zone.negative_ttl = negative_ttl;
+        zone.apex_dname = zone.apex_node().rrset(RecordType::DNAME).is_some();
         Some(zone)
     }
 
