@@ -498,20 +498,22 @@ pub fn eq_ignore_case(a: &[u8], b: &[u8]) -> bool {
     if len < 8 {
         return a.iter().zip(b).all(|(x, y)| x.eq_ignore_ascii_case(y));
     }
-    let chunk_eq = |at: usize| {
-        let (x, y) = (&a[at..at + 8], &b[at..at + 8]);
-        u64::from_ne_bytes(x.try_into().expect("8 octets")) == u64::from_ne_bytes(y.try_into().expect("8 octets"))
-            || x.eq_ignore_ascii_case(y)
-    };
     let mut at = 0;
     while at + 8 < len {
-        if !chunk_eq(at) {
+        if !chunk_eq_ignore_case(&a[at..at + 8], &b[at..at + 8]) {
             return false;
         }
         at += 8;
     }
     // The last eight octets, overlapping what was compared already.
-    chunk_eq(len - 8)
+    chunk_eq_ignore_case(&a[len - 8..], &b[len - 8..])
+}
+
+#[inline(always)]
+fn chunk_eq_ignore_case(x: &[u8], y: &[u8]) -> bool {
+    let x_word = u64::from_ne_bytes(x.try_into().expect("8 octets"));
+    let y_word = u64::from_ne_bytes(y.try_into().expect("8 octets"));
+    x_word == y_word || x.eq_ignore_ascii_case(y)
 }
 
 #[cfg(test)]
