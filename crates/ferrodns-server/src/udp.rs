@@ -5,7 +5,9 @@
 //! spreads queries across workers without a shared queue. A worker loads the
 //! current zone set once per batch (an atomic pointer load, no lock), answers
 //! every datagram of the batch into buffers it owns, and sends the replies with
-//! one system call. Nothing on this path allocates once the buffers are warm.
+//! one system call; replies to the same client socket go out as one segmented
+//! (GSO) message ([`gso`]). Nothing on this path allocates once the buffers
+//! are warm.
 //!
 //! Under heavy load a worker coalesces: when queries arrive faster than about
 //! 100,000 a second and a batch comes back less than full, it pauses for up
@@ -32,6 +34,8 @@ use ferrodns_proto::{parse_query_into, Query, QueryError};
 use ferrodns_zone::ZoneSet;
 use socket2::{Domain, Protocol, Socket, Type};
 
+mod gso;
+
 /// Datagrams read or written per system call.
 const BATCH: usize = 64;
 /// Largest query we read; anything longer is cut and then answered FORMERR.
@@ -48,11 +52,15 @@ const POLL_INTERVAL: Duration = Duration::from_millis(200);
 pub struct UdpSettings {
     /// Longest pause to let a batch fill under load; zero turns coalescing off.
     pub coalesce: Duration,
+    /// Send the replies of a batch that go to one client socket as one
+    /// `UDP_SEGMENT` (GSO) send. A worker whose kernel or route refuses it
+    /// turns it off for itself and sends those replies one by one.
+    pub segment_offload: bool,
 }
 
 impl Default for UdpSettings {
     fn default() -> UdpSettings {
-        UdpSettings { coalesce: Duration::from_micros(100) }
+        UdpSettings { coalesce: Duration::from_micros(100), segment_offload: true }
     }
 }
 
@@ -125,7 +133,7 @@ pub fn run_worker(
     settings: UdpSettings,
     hand_off: Option<HandOff>,
 ) {
-    let mut worker = Worker::new();
+    let mut worker = Worker::new(settings.segment_offload);
     let reply_socket = match (&hand_off, socket.try_clone()) {
         (Some(_), Ok(clone)) => Some(Arc::new(clone)),
         _ => None,
@@ -177,21 +185,35 @@ struct Worker {
     parsed: [Result<(), QueryError>; BATCH],
     outputs: Vec<Vec<u8>>,
     reply: [bool; BATCH],
-    reply_count: usize,
     addresses: Vec<libc::sockaddr_storage>,
     address_lengths: [libc::socklen_t; BATCH],
     /// recvmmsg's headers and buffers, pointed at `inputs` and `addresses`
     /// once; only the address lengths are reset before each call.
     receive_iovecs: Vec<libc::iovec>,
     receive_headers: Vec<libc::mmsghdr>,
-    /// sendmmsg's, filled for each batch's replies.
+    /// The batch's replies in sending order (their [`gso::sort_key`]s, which
+    /// end in the index into `outputs`), and the messages they go in: one per
+    /// reply, or per peer with GSO.
+    order: [u128; BATCH],
+    messages: [gso::Message; BATCH],
+    message_count: usize,
+    /// sendmmsg's: one iovec per reply in `order`, one header and one
+    /// UDP_SEGMENT control message per message.
     send_iovecs: Vec<libc::iovec>,
     send_headers: Vec<libc::mmsghdr>,
+    controls: Vec<SegmentControl>,
+    segment_offload: bool,
     hand_off: Option<(HandOff, Arc<UdpSocket>)>,
 }
 
+/// Room for one control message carrying a 16-bit UDP_SEGMENT size, aligned
+/// as `cmsghdr` wants.
+#[derive(Clone, Copy)]
+#[repr(C, align(8))]
+struct SegmentControl([u8; 24]);
+
 impl Worker {
-    fn new() -> Worker {
+    fn new(segment_offload: bool) -> Worker {
         // SAFETY: all-zero is a valid value for these plain C structs.
         let zeroed_storage: libc::sockaddr_storage = unsafe { std::mem::zeroed() };
         let zeroed_header: libc::mmsghdr = unsafe { std::mem::zeroed() };
@@ -205,13 +227,17 @@ impl Worker {
             // Staggered capacities keep the reply buffers out of each other's cache sets too.
             outputs: (0..BATCH).map(|i| Vec::with_capacity(RECEIVE_BUFFER + 64 * (i % 16))).collect(),
             reply: [false; BATCH],
-            reply_count: 0,
             addresses: vec![zeroed_storage; BATCH],
             address_lengths: [0; BATCH],
             receive_iovecs: vec![empty_iovec; BATCH],
             receive_headers: vec![zeroed_header; BATCH],
+            order: [0; BATCH],
+            messages: [gso::Message { start: 0, end: 0, segment: 0 }; BATCH],
+            message_count: 0,
             send_iovecs: vec![empty_iovec; BATCH],
             send_headers: vec![zeroed_header; BATCH],
+            controls: vec![SegmentControl([0; 24]); BATCH],
+            segment_offload,
             hand_off: None,
         };
         // The buffers are heap allocations that never move, so these pointers
@@ -316,29 +342,65 @@ impl Worker {
             }
             self.reply[i] = outcome == Outcome::Reply;
         }
-        let mut out = 0;
+        self.plan_send(count);
+    }
+
+    /// Orders the batch's replies and lays out sendmmsg's messages: one per
+    /// reply, or with GSO one per run of equal-sized replies to one peer.
+    fn plan_send(&mut self, count: usize) {
+        let mut replies = 0;
         for i in 0..count {
-            if !self.reply[i] {
-                continue;
+            if self.reply[i] {
+                let peer = peer_key(&self.addresses[i]);
+                self.order[replies] = gso::sort_key(peer, self.outputs[i].len(), i);
+                replies += 1;
             }
-            self.send_iovecs[out] =
-                libc::iovec { iov_base: self.outputs[i].as_mut_ptr().cast(), iov_len: self.outputs[i].len() };
-            let header = &mut self.send_headers[out].msg_hdr;
-            header.msg_name = (&mut self.addresses[i] as *mut libc::sockaddr_storage).cast();
-            header.msg_namelen = self.address_lengths[i];
-            header.msg_iov = &mut self.send_iovecs[out];
-            header.msg_iovlen = 1;
-            header.msg_flags = 0;
-            out += 1;
         }
-        self.reply_count = out;
+        self.message_count = if self.segment_offload && replies > 1 {
+            let (addresses, lengths) = (&self.addresses, &self.address_lengths);
+            gso::plan(
+                &mut self.order[..replies],
+                |a, b| peer_bytes(addresses, lengths, a) == peer_bytes(addresses, lengths, b),
+                &mut self.messages,
+            )
+        } else {
+            for k in 0..replies {
+                let size = self.outputs[gso::index_of(self.order[k])].len();
+                self.messages[k] = gso::Message { start: k, end: k + 1, segment: size };
+            }
+            replies
+        };
+        for k in 0..replies {
+            let output = &mut self.outputs[gso::index_of(self.order[k])];
+            self.send_iovecs[k] = libc::iovec { iov_base: output.as_mut_ptr().cast(), iov_len: output.len() };
+        }
+        for m in 0..self.message_count {
+            let message = self.messages[m];
+            let first = gso::index_of(self.order[message.start]);
+            let header = &mut self.send_headers[m].msg_hdr;
+            header.msg_name = (&mut self.addresses[first] as *mut libc::sockaddr_storage).cast();
+            header.msg_namelen = self.address_lengths[first];
+            header.msg_iov = &mut self.send_iovecs[message.start];
+            header.msg_iovlen = message.len();
+            header.msg_flags = 0;
+            if message.len() > 1 {
+                let control = &mut self.controls[m];
+                write_segment_control(control, message.segment as u16);
+                header.msg_control = control.0.as_mut_ptr().cast();
+                header.msg_controllen = control.0.len();
+            } else {
+                header.msg_control = std::ptr::null_mut();
+                header.msg_controllen = 0;
+            }
+        }
     }
 
     fn send(&mut self, socket: &UdpSocket) -> io::Result<()> {
-        let total = self.reply_count;
+        let total = self.message_count;
         let mut sent = 0;
+        let mut failure = None;
         while sent < total {
-            // SAFETY: send_headers[sent..total] were filled by answer() and point into self.
+            // SAFETY: send_headers[sent..total] were filled by plan_send() and point into self.
             let n = unsafe {
                 libc::sendmmsg(
                     socket.as_raw_fd(),
@@ -347,20 +409,169 @@ impl Worker {
                     0,
                 )
             };
-            if n < 0 {
-                let e = io::Error::last_os_error();
-                if e.kind() == io::ErrorKind::Interrupted {
-                    continue;
-                }
-                // Skip the datagram that failed (e.g. an unreachable peer) and go on.
-                sent += 1;
-                if sent >= total {
-                    return Err(e);
-                }
+            if n >= 0 {
+                sent += n as usize;
                 continue;
             }
-            sent += n as usize;
+            let e = io::Error::last_os_error();
+            if e.kind() == io::ErrorKind::Interrupted {
+                continue;
+            }
+            let message = self.messages[sent];
+            if message.len() > 1 && refuses_segmentation(&e) {
+                // This kernel, route or device cannot segment: say so once,
+                // stop asking, and send this message's replies one by one.
+                if self.segment_offload {
+                    tracing::info!(error = %e, "UDP segmentation offload refused; sending replies one by one");
+                    self.segment_offload = false;
+                }
+                for k in message.start..message.end {
+                    if let Err(e) = self.send_one(socket, k) {
+                        failure = Some(e);
+                    }
+                }
+            } else {
+                // Skip the message that failed (e.g. an unreachable peer) and go on.
+                failure = Some(e);
+            }
+            sent += 1;
+        }
+        failure.map_or(Ok(()), Err)
+    }
+
+    /// Sends the reply at `order[k]` alone.
+    fn send_one(&mut self, socket: &UdpSocket, k: usize) -> io::Result<()> {
+        let reply = gso::index_of(self.order[k]);
+        // SAFETY: all-zero is a valid msghdr; the pointers set below are into self.
+        let mut header: libc::msghdr = unsafe { std::mem::zeroed() };
+        header.msg_name = (&mut self.addresses[reply] as *mut libc::sockaddr_storage).cast();
+        header.msg_namelen = self.address_lengths[reply];
+        header.msg_iov = &mut self.send_iovecs[k];
+        header.msg_iovlen = 1;
+        // SAFETY: the header points at live buffers owned by self.
+        if unsafe { libc::sendmsg(socket.as_raw_fd(), &header, 0) } < 0 {
+            return Err(io::Error::last_os_error());
         }
         Ok(())
+    }
+}
+
+/// A 64-bit key of a peer's address and port: exact for IPv4, a hash for
+/// IPv6 (equal keys are then checked with [`peer_bytes`]).
+fn peer_key(address: &libc::sockaddr_storage) -> u64 {
+    match address.ss_family as libc::c_int {
+        libc::AF_INET => {
+            // SAFETY: the family says this storage holds a sockaddr_in.
+            let v4 = unsafe { &*(address as *const libc::sockaddr_storage).cast::<libc::sockaddr_in>() };
+            (v4.sin_addr.s_addr as u64) << 16 | v4.sin_port as u64
+        }
+        libc::AF_INET6 => {
+            // SAFETY: the family says this storage holds a sockaddr_in6.
+            let v6 = unsafe { &*(address as *const libc::sockaddr_storage).cast::<libc::sockaddr_in6>() };
+            let address = u128::from_ne_bytes(v6.sin6_addr.s6_addr);
+            let mixed = (address as u64) ^ ((address >> 64) as u64).rotate_left(29) ^ (v6.sin6_scope_id as u64) << 17;
+            // Any bits the IPv4 keys (48 bits) cannot have, so the two never meet.
+            (mixed.wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ v6.sin6_port as u64) | 1 << 63
+        }
+        _ => u64::MAX,
+    }
+}
+
+/// The destination of reply `i` as octets, compared to group replies by peer.
+fn peer_bytes<'a>(addresses: &'a [libc::sockaddr_storage], lengths: &[libc::socklen_t], i: usize) -> &'a [u8] {
+    let length = (lengths[i] as usize).min(std::mem::size_of::<libc::sockaddr_storage>());
+    // SAFETY: sockaddr_storage is plain bytes, and `length` is within it.
+    unsafe { std::slice::from_raw_parts((&addresses[i] as *const libc::sockaddr_storage).cast::<u8>(), length) }
+}
+
+/// Writes a `SOL_UDP`/`UDP_SEGMENT` control message with this segment size.
+fn write_segment_control(control: &mut SegmentControl, segment: u16) {
+    // SAFETY: CMSG_LEN and CMSG_SPACE only compute sizes.
+    let (length, space) = unsafe { (libc::CMSG_LEN(2) as usize, libc::CMSG_SPACE(2) as usize) };
+    debug_assert!(space <= control.0.len());
+    let header = libc::cmsghdr { cmsg_len: length as _, cmsg_level: libc::SOL_UDP, cmsg_type: libc::UDP_SEGMENT };
+    // SAFETY: the buffer is aligned for cmsghdr and holds CMSG_SPACE(2)
+    // octets: the header, then the data CMSG_DATA points to.
+    unsafe {
+        let cmsg = control.0.as_mut_ptr().cast::<libc::cmsghdr>();
+        cmsg.write(header);
+        libc::CMSG_DATA(cmsg).cast::<u16>().write_unaligned(segment);
+    }
+}
+
+/// Errors that mean the kernel, the route or the device cannot do UDP GSO,
+/// rather than that this one peer cannot be reached.
+fn refuses_segmentation(error: &io::Error) -> bool {
+    matches!(
+        error.raw_os_error(),
+        Some(libc::EIO | libc::EINVAL | libc::ENOPROTOOPT | libc::EOPNOTSUPP | libc::EMSGSIZE)
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A worker holding `replies` (payloads) to `peer`, as answer() leaves them.
+    fn worker_with_replies(peer: SocketAddr, replies: &[Vec<u8>], segment_offload: bool) -> Worker {
+        let mut worker = Worker::new(segment_offload);
+        let peer = socket2::SockAddr::from(peer);
+        for (i, reply) in replies.iter().enumerate() {
+            worker.outputs[i].clear();
+            worker.outputs[i].extend_from_slice(reply);
+            worker.reply[i] = true;
+            // SAFETY: both are sockaddr storage of the length copied.
+            unsafe {
+                std::ptr::copy_nonoverlapping(
+                    peer.as_ptr().cast::<u8>(),
+                    (&mut worker.addresses[i] as *mut libc::sockaddr_storage).cast::<u8>(),
+                    peer.len() as usize,
+                );
+            }
+            worker.address_lengths[i] = peer.len();
+        }
+        worker.plan_send(replies.len());
+        worker
+    }
+
+    fn received(socket: &UdpSocket, count: usize) -> Vec<Vec<u8>> {
+        socket.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+        let mut buffer = [0u8; 2048];
+        let mut got: Vec<Vec<u8>> =
+            (0..count).map(|_| socket.recv(&mut buffer).map(|n| buffer[..n].to_vec()).unwrap()).collect();
+        got.sort();
+        got
+    }
+
+    fn replies() -> Vec<Vec<u8>> {
+        // Five of one size and a shorter one: one GSO message.
+        (0..6u8).map(|i| vec![i; if i == 5 { 40 } else { 100 }]).collect()
+    }
+
+    #[test]
+    fn replies_to_one_peer_leave_as_one_message_and_arrive_apart() {
+        let client = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let server = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let mut worker = worker_with_replies(client.local_addr().unwrap(), &replies(), true);
+        assert_eq!(worker.message_count, 1);
+        worker.send(&server).unwrap();
+        assert_eq!(received(&client, 6), replies());
+        assert!(worker.segment_offload);
+    }
+
+    #[test]
+    fn a_socket_that_refuses_segmentation_gets_the_replies_one_by_one() {
+        let client = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let server = UdpSocket::bind("127.0.0.1:0").unwrap();
+        // Without UDP checksums the kernel refuses GSO (EINVAL).
+        set_int_option(&socket2::SockRef::from(&server), libc::SOL_SOCKET, libc::SO_NO_CHECK, 1).unwrap();
+        let mut worker = worker_with_replies(client.local_addr().unwrap(), &replies(), true);
+        worker.send(&server).unwrap();
+        assert_eq!(received(&client, 6), replies());
+        assert!(!worker.segment_offload, "the worker stops asking for segmentation");
+        let mut worker = worker_with_replies(client.local_addr().unwrap(), &replies(), false);
+        assert_eq!(worker.message_count, 6, "without GSO, one message per reply");
+        worker.send(&server).unwrap();
+        assert_eq!(received(&client, 6), replies());
     }
 }

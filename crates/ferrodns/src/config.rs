@@ -60,9 +60,12 @@ pub struct ServeArgs {
     /// UDP worker threads per address [default: the CPUs this process may use].
     #[arg(long = "udp-workers", env = "FERRODNS_UDP_WORKERS")]
     pub udp_workers: Option<usize>,
-    /// Microseconds a busy UDP worker may wait for a batch to fill; 0 turns it off [default: 20].
+    /// Microseconds a busy UDP worker may wait for a batch to fill; 0 turns it off [default: 100].
     #[arg(long = "udp-coalesce-us", env = "FERRODNS_UDP_COALESCE_US")]
     pub udp_coalesce_us: Option<u64>,
+    /// Send a batch's replies to one client socket as one segmented (GSO) send [default: true].
+    #[arg(long = "udp-gso", env = "FERRODNS_UDP_GSO")]
+    pub udp_gso: Option<bool>,
     /// Seconds before an idle TCP connection is closed [default: 10].
     #[arg(long = "tcp-idle-timeout", env = "FERRODNS_TCP_IDLE_TIMEOUT")]
     pub tcp_idle_timeout: Option<u64>,
@@ -143,6 +146,7 @@ struct FileSettings {
     allow_include: Option<bool>,
     udp_workers: Option<usize>,
     udp_coalesce_us: Option<u64>,
+    udp_gso: Option<bool>,
     tcp_idle_timeout: Option<u64>,
     tcp_max_connections: Option<usize>,
     serial_policy: Option<String>,
@@ -180,6 +184,7 @@ pub struct ServeSettings {
     pub allow_include: bool,
     pub udp_workers: usize,
     pub udp_coalesce: Duration,
+    pub udp_gso: bool,
     pub tcp_idle_timeout: Duration,
     pub tcp_max_connections: usize,
     pub serial_policy: SerialPolicy,
@@ -324,6 +329,7 @@ impl ServeArgs {
             allow_include: self.allow_include || file.allow_include.unwrap_or(false),
             udp_workers: self.udp_workers.or(file.udp_workers).unwrap_or(default_workers).max(1),
             udp_coalesce: Duration::from_micros(self.udp_coalesce_us.or(file.udp_coalesce_us).unwrap_or(100).min(1000)),
+            udp_gso: self.udp_gso.or(file.udp_gso).unwrap_or(true),
             tcp_idle_timeout: Duration::from_secs(self.tcp_idle_timeout.or(file.tcp_idle_timeout).unwrap_or(10)),
             tcp_max_connections: self.tcp_max_connections.or(file.tcp_max_connections).unwrap_or(512).max(1),
             serial_policy,

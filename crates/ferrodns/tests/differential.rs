@@ -13,49 +13,10 @@ use std::fmt;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use ferrodns_proto::{Name, RecordType};
 use hickory_proto::op::Message;
-use support::{build_query, corpus_zones, query_tcp, query_udp, start_ferrodns, start_knot, start_nsd, test_data};
-
-/// One corpus line.
-struct Case {
-    line: String,
-    qname: Vec<u8>,
-    qtype: u16,
-    edns: Option<u16>,
-    tcp: bool,
-}
-
-fn read_corpus() -> Vec<Case> {
-    let text = std::fs::read_to_string(test_data().join("queries/corpus.txt")).unwrap();
-    let mut cases = Vec::new();
-    for line in text.lines() {
-        let line = line.trim();
-        if line.is_empty() || line.starts_with('#') {
-            continue;
-        }
-        let mut words = line.split_whitespace();
-        let qname = Name::parse(words.next().unwrap(), None).unwrap_or_else(|e| panic!("{line}: {e}"));
-        let qtype = RecordType::from_mnemonic(words.next().unwrap()).unwrap_or_else(|| panic!("{line}: bad type"));
-        let mut case = Case {
-            line: line.to_string(),
-            qname: qname.as_wire().to_vec(),
-            qtype: qtype.0,
-            edns: Some(1232),
-            tcp: false,
-        };
-        for flag in words {
-            match flag {
-                "noedns" => case.edns = None,
-                "tcp" => case.tcp = true,
-                _ if flag.starts_with("edns=") => case.edns = Some(flag[5..].parse().unwrap()),
-                _ => panic!("{line}: unknown flag {flag}"),
-            }
-        }
-        cases.push(case);
-    }
-    cases
-}
+use support::{
+    build_query, corpus_zones, query_tcp, query_udp, read_corpus, start_ferrodns, start_knot, start_nsd, Case,
+};
 
 /// The parts of a response that must match.
 #[derive(PartialEq, Eq, Clone)]

@@ -22,6 +22,49 @@ pub fn test_data() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../test-data")
 }
 
+/// One line of the query corpus (test-data/queries/corpus.txt).
+pub struct Case {
+    pub line: String,
+    pub qname: Vec<u8>,
+    pub qtype: u16,
+    pub edns: Option<u16>,
+    pub tcp: bool,
+}
+
+/// Every query of the corpus, as written there: `qname qtype [noedns]
+/// [edns=SIZE] [tcp]`.
+pub fn read_corpus() -> Vec<Case> {
+    let text = std::fs::read_to_string(test_data().join("queries/corpus.txt")).unwrap();
+    let mut cases = Vec::new();
+    for line in text.lines() {
+        let line = line.trim();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let mut words = line.split_whitespace();
+        let qname = Name::parse(words.next().unwrap(), None).unwrap_or_else(|e| panic!("{line}: {e}"));
+        let qtype = ferrodns_proto::RecordType::from_mnemonic(words.next().unwrap())
+            .unwrap_or_else(|| panic!("{line}: bad type"));
+        let mut case = Case {
+            line: line.to_string(),
+            qname: qname.as_wire().to_vec(),
+            qtype: qtype.0,
+            edns: Some(1232),
+            tcp: false,
+        };
+        for flag in words {
+            match flag {
+                "noedns" => case.edns = None,
+                "tcp" => case.tcp = true,
+                _ if flag.starts_with("edns=") => case.edns = Some(flag[5..].parse().unwrap()),
+                _ => panic!("{line}: unknown flag {flag}"),
+            }
+        }
+        cases.push(case);
+    }
+    cases
+}
+
 /// A zone file and its origin, taken from the file name (`<origin>.zone`).
 pub struct ZoneFile {
     pub origin: String,
@@ -223,7 +266,7 @@ pub fn build_query(id: u16, qname_wire: &[u8], qtype: u16, edns: Option<u16>, dn
 
 /// Sends one UDP query and waits for the reply with the same id.
 pub fn query_udp(addr: SocketAddr, query: &[u8], timeout: Duration) -> Option<Vec<u8>> {
-    let socket = UdpSocket::bind("127.0.0.1:0").ok()?;
+    let socket = UdpSocket::bind(if addr.is_ipv6() { "[::1]:0" } else { "127.0.0.1:0" }).ok()?;
     socket.set_read_timeout(Some(timeout)).ok()?;
     for _ in 0..3 {
         socket.send_to(query, addr).ok()?;
