@@ -191,10 +191,9 @@ struct Worker {
     /// once; only the address lengths are reset before each call.
     receive_iovecs: Vec<libc::iovec>,
     receive_headers: Vec<libc::mmsghdr>,
-    /// The batch's replies in sending order (their [`gso::sort_key`]s, which
-    /// end in the index into `outputs`), and the messages they go in: one per
-    /// reply, or per peer with GSO.
-    order: [u128; BATCH],
+    /// The batch's replies (indices into `outputs`) in sending order, and
+    /// the messages they go in: one per reply, or per peer with GSO.
+    order: [u8; BATCH],
     messages: [gso::Message; BATCH],
     message_count: usize,
     /// sendmmsg's: one iovec per reply in `order`, one header and one
@@ -348,35 +347,49 @@ impl Worker {
     /// Orders the batch's replies and lays out sendmmsg's messages: one per
     /// reply, or with GSO one per run of equal-sized replies to one peer.
     fn plan_send(&mut self, count: usize) {
+        // The replies by position, with the batch index of each.
+        let mut planned = [gso::Reply::default(); BATCH];
+        let mut batch_index = [0u8; BATCH];
         let mut replies = 0;
         for i in 0..count {
             if self.reply[i] {
-                let peer = peer_key(&self.addresses[i]);
-                self.order[replies] = gso::sort_key(peer, self.outputs[i].len(), i);
+                batch_index[replies] = i as u8;
+                planned[replies] =
+                    gso::Reply { peer: peer_key(&self.addresses[i]), length: self.outputs[i].len() as u16 };
                 replies += 1;
             }
         }
         self.message_count = if self.segment_offload && replies > 1 {
             let (addresses, lengths) = (&self.addresses, &self.address_lengths);
-            gso::plan(
-                &mut self.order[..replies],
-                |a, b| peer_bytes(addresses, lengths, a) == peer_bytes(addresses, lengths, b),
+            let count = gso::plan(
+                &planned[..replies],
+                |a, b| {
+                    let (a, b) = (batch_index[a] as usize, batch_index[b] as usize);
+                    // IPv4 keys are the address and port themselves.
+                    addresses[a].ss_family as libc::c_int == libc::AF_INET
+                        || peer_bytes(addresses, lengths, a) == peer_bytes(addresses, lengths, b)
+                },
+                &mut self.order,
                 &mut self.messages,
-            )
+            );
+            for position in &mut self.order[..replies] {
+                *position = batch_index[*position as usize];
+            }
+            count
         } else {
             for k in 0..replies {
-                let size = self.outputs[gso::index_of(self.order[k])].len();
-                self.messages[k] = gso::Message { start: k, end: k + 1, segment: size };
+                self.order[k] = batch_index[k];
+                self.messages[k] = gso::Message { start: k, end: k + 1, segment: planned[k].length as usize };
             }
             replies
         };
         for k in 0..replies {
-            let output = &mut self.outputs[gso::index_of(self.order[k])];
+            let output = &mut self.outputs[self.order[k] as usize];
             self.send_iovecs[k] = libc::iovec { iov_base: output.as_mut_ptr().cast(), iov_len: output.len() };
         }
         for m in 0..self.message_count {
             let message = self.messages[m];
-            let first = gso::index_of(self.order[message.start]);
+            let first = self.order[message.start] as usize;
             let header = &mut self.send_headers[m].msg_hdr;
             header.msg_name = (&mut self.addresses[first] as *mut libc::sockaddr_storage).cast();
             header.msg_namelen = self.address_lengths[first];
@@ -441,7 +454,7 @@ impl Worker {
 
     /// Sends the reply at `order[k]` alone.
     fn send_one(&mut self, socket: &UdpSocket, k: usize) -> io::Result<()> {
-        let reply = gso::index_of(self.order[k]);
+        let reply = self.order[k] as usize;
         // SAFETY: all-zero is a valid msghdr; the pointers set below are into self.
         let mut header: libc::msghdr = unsafe { std::mem::zeroed() };
         header.msg_name = (&mut self.addresses[reply] as *mut libc::sockaddr_storage).cast();

@@ -8,7 +8,7 @@
 //! pays off when a client socket has several queries in one batch: front ends
 //! such as dnsdist, forwarders that keep a few sockets open, load generators.
 //! Replies to a resolver that picks a new source port per query rarely share
-//! a message, and then the cost is one sort of the batch.
+//! a message, and then the cost is one hash-table insert per reply.
 //!
 //! This module only plans: which replies go together. The worker turns each
 //! [`Message`] into one `mmsghdr` with one iovec per reply and, when it holds
@@ -22,9 +22,21 @@ pub const MAX_GSO_BYTES: usize = 65_000;
 /// older kernels, 128 on newer ones).
 pub const MAX_SEGMENTS: usize = 64;
 
-/// One message of a planned send: the replies `keys[start..end]` of
-/// [`plan`], all to one peer; every reply but the last is `segment` octets long and the last is no
-/// longer. A message of one reply is sent as a plain datagram.
+/// Most replies one plan takes (a batch).
+pub const MAX_REPLIES: usize = 64;
+
+/// One reply to plan.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Reply {
+    /// A key of the destination: equal for the very same address and port,
+    /// and different keys must mean different destinations.
+    pub peer: u64,
+    pub length: u16,
+}
+
+/// One message of a planned send: the replies `order[start..end]`, all to
+/// one peer; every reply but the last is `segment` octets long and the last
+/// is no longer. A message of one reply is sent as a plain datagram.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Message {
     pub start: usize,
@@ -39,59 +51,98 @@ impl Message {
     }
 }
 
-/// A reply to plan: a 64-bit key of its peer (equal for the very same address
-/// and port; different keys must mean different peers), its length, and its
-/// index in the batch, packed so that sorting the numbers sorts by peer and
-/// then longest first.
-pub fn sort_key(peer: u64, length: usize, index: usize) -> u128 {
-    debug_assert!(length <= u16::MAX as usize && index <= u16::MAX as usize);
-    (peer as u128) << 64 | ((u16::MAX as usize - length) as u128) << 16 | index as u128
-}
+/// Hash-table slots for grouping one batch by peer: twice the most replies.
+const SLOTS: usize = 2 * MAX_REPLIES;
 
-fn peer_of(key: u128) -> u64 {
-    (key >> 64) as u64
-}
-
-fn length_of(key: u128) -> usize {
-    u16::MAX as usize - ((key >> 16) & 0xffff) as usize
-}
-
-/// The batch index of a reply from its [`sort_key`].
-pub fn index_of(key: u128) -> usize {
-    (key & 0xffff) as usize
-}
-
-/// Sorts `keys` (one [`sort_key`] per reply) and cuts them into messages.
-/// `same_peer` is asked about two batch indices whose peer keys are equal, in
-/// case equal keys are not proof (a hash of an IPv6 address). Returns how
-/// many messages it wrote into `messages`, which must have room for one per
-/// reply; each message's replies are `keys[start..end]`.
-pub fn plan(keys: &mut [u128], same_peer: impl Fn(usize, usize) -> bool, messages: &mut [Message]) -> usize {
-    keys.sort_unstable();
+/// Groups `replies` by peer and cuts each group, longest first, into
+/// messages. Writes the replies' indices into `order` in message order and
+/// the messages into `messages`, and returns how many messages. `same_peer`
+/// is asked about two replies whose peer keys are equal, in case equal keys
+/// are not proof of one destination (a hash of an IPv6 address).
+pub fn plan(
+    replies: &[Reply],
+    same_peer: impl Fn(usize, usize) -> bool,
+    order: &mut [u8; MAX_REPLIES],
+    messages: &mut [Message; MAX_REPLIES],
+) -> usize {
+    assert!(replies.len() <= MAX_REPLIES);
+    // Group by peer: `first` of each group and `next` chain its replies in
+    // batch order; `slots` map a peer key to its group (index + 1).
+    let mut slots = [0u8; SLOTS];
+    let mut first = [0u8; MAX_REPLIES];
+    let mut last = [0u8; MAX_REPLIES];
+    let mut next = [u8::MAX; MAX_REPLIES];
+    let mut groups = 0;
+    for (i, reply) in replies.iter().enumerate() {
+        let mut slot = (reply.peer.wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 57) as usize;
+        let group = loop {
+            match slots[slot] {
+                0 => {
+                    slots[slot] = groups as u8 + 1;
+                    first[groups] = i as u8;
+                    last[groups] = i as u8;
+                    groups += 1;
+                    break None;
+                }
+                taken => {
+                    let group = taken as usize - 1;
+                    let head = first[group] as usize;
+                    if replies[head].peer == reply.peer && same_peer(head, i) {
+                        break Some(group);
+                    }
+                    slot = (slot + 1) % SLOTS;
+                }
+            }
+        };
+        if let Some(group) = group {
+            next[last[group] as usize] = i as u8;
+            last[group] = i as u8;
+        }
+    }
+    // Each group's replies, longest first, cut into messages.
     let mut count = 0;
+    let mut placed = 0;
+    for &head in &first[..groups] {
+        let start = placed;
+        let mut at = head;
+        while at != u8::MAX {
+            // Insertion by length, descending: groups are small.
+            let length = replies[at as usize].length;
+            let mut k = placed;
+            while k > start && replies[order[k - 1] as usize].length < length {
+                order[k] = order[k - 1];
+                k -= 1;
+            }
+            order[k] = at;
+            placed += 1;
+            at = next[at as usize];
+        }
+        count = cut(replies, &order[start..placed], start, messages, count);
+    }
+    count
+}
+
+/// Cuts one peer's replies (sorted longest first) into messages, appending
+/// to `messages` from `count`; `offset` is where `group` sits in the order.
+fn cut(replies: &[Reply], group: &[u8], offset: usize, messages: &mut [Message], mut count: usize) -> usize {
     let mut start = 0;
-    while start < keys.len() {
-        let first = keys[start];
-        let segment = length_of(first);
+    while start < group.len() {
+        let segment = replies[group[start] as usize].length as usize;
         let mut end = start + 1;
         let mut bytes = segment;
-        while end < keys.len() && end - start < MAX_SEGMENTS {
-            let next = keys[end];
-            let size = length_of(next);
-            if peer_of(next) != peer_of(first)
-                || bytes + size > MAX_GSO_BYTES
-                || !same_peer(index_of(first), index_of(next))
-            {
+        while end < group.len() && end - start < MAX_SEGMENTS {
+            let size = replies[group[end] as usize].length as usize;
+            if bytes + size > MAX_GSO_BYTES {
                 break;
             }
             bytes += size;
             end += 1;
-            // Sorted longest first: a shorter reply can only close the message.
+            // Longest first: a shorter reply can only close the message.
             if size < segment {
                 break;
             }
         }
-        messages[count] = Message { start, end, segment };
+        messages[count] = Message { start: offset + start, end: offset + end, segment };
         count += 1;
         start = end;
     }
@@ -102,22 +153,33 @@ pub fn plan(keys: &mut [u128], same_peer: impl Fn(usize, usize) -> bool, message
 mod tests {
     use super::*;
 
-    /// Plans replies given as (peer, length) and shows each message as its
-    /// replies' (peer, length) pairs.
-    fn planned(replies: &[(u8, usize)]) -> Vec<Vec<(u8, usize)>> {
-        let mut keys: Vec<u128> =
-            replies.iter().enumerate().map(|(i, &(peer, len))| sort_key(peer as u64, len, i)).collect();
-        let mut messages = vec![Message { start: 0, end: 0, segment: 0 }; replies.len()];
-        let count = plan(&mut keys, |a, b| replies[a].0 == replies[b].0, &mut messages);
-        messages[..count]
+    /// Plans replies given as (peer, length), the peer key being `key(peer)`,
+    /// and shows each message as its replies' (peer, length) pairs.
+    fn planned_with(replies: &[(u8, usize)], key: impl Fn(u8) -> u64) -> Vec<Vec<(u8, usize)>> {
+        let planned: Vec<Reply> =
+            replies.iter().map(|&(peer, length)| Reply { peer: key(peer), length: length as u16 }).collect();
+        let mut order = [0u8; MAX_REPLIES];
+        let mut messages = [Message { start: 0, end: 0, segment: 0 }; MAX_REPLIES];
+        let count = plan(&planned, |a, b| replies[a].0 == replies[b].0, &mut order, &mut messages);
+        let shown: Vec<Vec<(u8, usize)>> = messages[..count]
             .iter()
             .map(|m| {
-                let shown: Vec<(u8, usize)> = keys[m.start..m.end].iter().map(|&k| replies[index_of(k)]).collect();
+                let shown: Vec<(u8, usize)> = order[m.start..m.end].iter().map(|&i| replies[i as usize]).collect();
                 assert!(shown.iter().all(|&(peer, _)| peer == shown[0].0), "one peer per message");
                 assert_eq!(m.segment, shown[0].1);
+                assert!(shown.windows(2).all(|w| w[0].1 >= w[1].1), "longest first");
+                assert!(shown[..shown.len() - 1].iter().all(|&(_, len)| len == m.segment), "all but the last equal");
                 shown
             })
-            .collect()
+            .collect();
+        let mut all: Vec<u8> = messages[..count].iter().flat_map(|m| order[m.start..m.end].to_vec()).collect();
+        all.sort_unstable();
+        assert_eq!(all, (0..replies.len() as u8).collect::<Vec<_>>(), "every reply once");
+        shown
+    }
+
+    fn planned(replies: &[(u8, usize)]) -> Vec<Vec<(u8, usize)>> {
+        planned_with(replies, |peer| peer as u64)
     }
 
     #[test]
@@ -131,26 +193,18 @@ mod tests {
 
     #[test]
     fn equal_keys_of_different_peers_stay_apart() {
-        let replies = [(1, 60), (2, 60), (1, 60)];
-        let mut keys: Vec<u128> = replies.iter().enumerate().map(|(i, &(_, len))| sort_key(9, len, i)).collect();
-        let mut messages = vec![Message { start: 0, end: 0, segment: 0 }; 3];
-        let count = plan(&mut keys, |a, b| replies[a].0 == replies[b].0, &mut messages);
-        for m in &messages[..count] {
-            let first = replies[index_of(keys[m.start])].0;
-            assert!(keys[m.start..m.end].iter().all(|&k| replies[index_of(k)].0 == first));
-        }
+        let replies = [(1, 60), (2, 60), (1, 60), (2, 60), (3, 10)];
+        let messages = planned_with(&replies, |_| 9);
+        assert_eq!(messages, vec![vec![(1, 60), (1, 60)], vec![(2, 60), (2, 60)], vec![(3, 10)]]);
     }
 
     #[test]
     fn messages_stay_within_the_segment_and_size_limits() {
-        let replies: Vec<(u8, usize)> = (0..64).map(|_| (7, 1232)).collect();
-        let messages = planned(&replies);
+        let large: Vec<(u8, usize)> = (0..64).map(|_| (7, 1232)).collect();
+        let messages = planned(&large);
         assert!(messages.iter().all(|m| m.len() * 1232 <= MAX_GSO_BYTES && m.len() <= MAX_SEGMENTS));
-        assert_eq!(messages.iter().map(Vec::len).sum::<usize>(), 64);
         assert_eq!(messages.len(), 64usize.div_ceil(MAX_GSO_BYTES / 1232));
-        let small: Vec<(u8, usize)> = (0..200).map(|_| (7, 30)).collect();
-        let messages = planned(&small);
-        assert!(messages.iter().all(|m| m.len() <= MAX_SEGMENTS));
-        assert_eq!(messages.len(), 200usize.div_ceil(MAX_SEGMENTS));
+        let distinct: Vec<(u8, usize)> = (0..64).map(|i| (i as u8, 50 + i)).collect();
+        assert_eq!(planned(&distinct).len(), 64, "no two replies to one peer, no GSO");
     }
 }
