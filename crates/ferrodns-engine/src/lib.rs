@@ -338,7 +338,7 @@ fn resolve_layer(context: &mut Context<'_>, writer: &mut MessageWriter<'_>) -> O
         match lookup.answer {
             Answer::Found(node, rrset) => {
                 let owner = if owner_is_qname { current.wire() } else { node.name() };
-                if push(writer, Section::Answer, owner, rrset).is_err() {
+                if push_owned(writer, &current, owner, rrset).is_err() {
                     return Some(rcode);
                 }
                 additional_for(zone, zones, rrset, writer);
@@ -348,7 +348,7 @@ fn resolve_layer(context: &mut Context<'_>, writer: &mut MessageWriter<'_>) -> O
                 // RFC 8482 §4.1: one RRset answers ANY. Like Knot (and NSD), the
                 // lowest type, over UDP and TCP alike.
                 let owner = if owner_is_qname { current.wire() } else { node.name() };
-                if node.rrsets().next().is_some_and(|first| push(writer, Section::Answer, owner, first).is_err()) {
+                if node.rrsets().next().is_some_and(|first| push_owned(writer, &current, owner, first).is_err()) {
                     return Some(rcode);
                 }
                 break;
@@ -375,7 +375,7 @@ fn resolve_layer(context: &mut Context<'_>, writer: &mut MessageWriter<'_>) -> O
             }
             Answer::Cname(node, cname) => {
                 let owner = if owner_is_qname { current.wire() } else { node.name() };
-                if push(writer, Section::Answer, owner, cname).is_err() {
+                if push_owned(writer, &current, owner, cname).is_err() {
                     return Some(rcode);
                 }
                 current.set(cname.first());
@@ -459,6 +459,22 @@ fn fingerprint(name_lower: &[u8]) -> [u8; 8] {
 /// Writes an RRset into a section; on overflow sets TC (RFC 2181 §9) and reports it.
 fn push(writer: &mut MessageWriter<'_>, section: Section, owner: &[u8], rrset: RRset<'_>) -> Result<(), ()> {
     writer.push_rrset(section, owner, rrset.rtype, rrset.ttl, rrset.packed()).map_err(|_| writer.set_truncated())
+}
+
+/// As [`push`] for an RRset owned by the chain's current name: while that is
+/// still the qname, the writer points each owner at the question directly.
+fn push_owned(
+    writer: &mut MessageWriter<'_>,
+    current: &ChainName<'_>,
+    owner: &[u8],
+    rrset: RRset<'_>,
+) -> Result<(), ()> {
+    if current.moved {
+        return push(writer, Section::Answer, owner, rrset);
+    }
+    writer
+        .push_rrset_at_question(Section::Answer, owner, rrset.rtype, rrset.ttl, rrset.packed())
+        .map_err(|_| writer.set_truncated())
 }
 
 /// The zone's SOA in the authority section with the negative-caching TTL

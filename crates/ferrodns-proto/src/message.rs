@@ -207,6 +207,14 @@ pub struct Checkpoint {
 
 const MAX_COMPRESSION_NAMES: usize = 48;
 
+/// A record's owner: a name to write (compressed where possible), or the
+/// question's name, which the writer knows sits at offset 12.
+#[derive(Clone, Copy)]
+enum Owner<'a> {
+    Name(&'a [u8]),
+    Question,
+}
+
 /// A name suffix already written, as a compression target.
 #[derive(Clone, Copy)]
 struct Target {
@@ -229,6 +237,9 @@ struct Target {
 pub struct MessageWriter<'b> {
     buf: &'b mut Vec<u8>,
     limit: usize,
+    /// The question's name sits right after the header, where a pointer
+    /// (0xc00c) reaches it: records owned by the qname use that.
+    question: bool,
     name_count: usize,
     names: [MaybeUninit<Target>; MAX_COMPRESSION_NAMES],
 }
@@ -246,7 +257,13 @@ impl<'b> MessageWriter<'b> {
     pub fn new(buf: &'b mut Vec<u8>, limit: usize) -> MessageWriter<'b> {
         buf.clear();
         buf.resize(HEADER_LEN, 0);
-        MessageWriter { buf, limit, name_count: 0, names: [MaybeUninit::uninit(); MAX_COMPRESSION_NAMES] }
+        MessageWriter {
+            buf,
+            limit,
+            question: false,
+            name_count: 0,
+            names: [MaybeUninit::uninit(); MAX_COMPRESSION_NAMES],
+        }
     }
 
     /// Bytes written so far.
@@ -298,7 +315,22 @@ impl<'b> MessageWriter<'b> {
         if self.buf.len() + qname.len() + 4 > self.limit {
             return Err(Full);
         }
-        self.push_name(qname, true);
+        if self.name_count == 0 {
+            // The first name of the message: nothing to point to, and every
+            // suffix becomes a target that compares as plain octets.
+            let start = self.buf.len();
+            let mut pos = 0;
+            while qname[pos] != 0 && start + pos < 0x3fff && self.name_count < MAX_COMPRESSION_NAMES {
+                let target = Target { offset: (start + pos) as u16, len: (qname.len() - pos) as u8, contiguous: true };
+                self.names[self.name_count].write(target);
+                self.name_count += 1;
+                pos += 1 + qname[pos] as usize;
+            }
+            self.question = start == HEADER_LEN && self.name_count > 0;
+            self.buf.extend_from_slice(qname);
+        } else {
+            self.push_name(qname, true);
+        }
         self.buf.extend_from_slice(&qtype.0.to_be_bytes());
         self.buf.extend_from_slice(&qclass.0.to_be_bytes());
         self.bump_count(0);
@@ -315,6 +347,9 @@ impl<'b> MessageWriter<'b> {
     pub fn rollback(&mut self, checkpoint: Checkpoint) {
         self.buf.truncate(checkpoint.len);
         self.name_count = checkpoint.names;
+        if checkpoint.len <= HEADER_LEN {
+            self.question = false;
+        }
     }
 
     /// Writes every record of an RRset, or none of it if it does not fit.
@@ -324,6 +359,17 @@ impl<'b> MessageWriter<'b> {
         &mut self,
         section: Section,
         owner: &[u8],
+        rtype: RecordType,
+        ttl: u32,
+        packed_rdatas: &[u8],
+    ) -> Result<(), Full> {
+        self.push_rrset_owned(section, Owner::Name(owner), rtype, ttl, packed_rdatas)
+    }
+
+    fn push_rrset_owned(
+        &mut self,
+        section: Section,
+        owner: Owner<'_>,
         rtype: RecordType,
         ttl: u32,
         packed_rdatas: &[u8],
@@ -341,9 +387,60 @@ impl<'b> MessageWriter<'b> {
             }
             written += 1;
         }
+        self.add_count(section, written);
+        Ok(())
+    }
+
+    fn add_count(&mut self, section: Section, records: u16) {
         let at = 6 + section as usize * 2;
-        let count = u16::from_be_bytes([self.buf[at], self.buf[at + 1]]) + written;
+        let count = u16::from_be_bytes([self.buf[at], self.buf[at + 1]]) + records;
         self.buf[at..at + 2].copy_from_slice(&count.to_be_bytes());
+    }
+
+    /// As [`MessageWriter::push_rrset`] for an RRset whose owner is the
+    /// question's name (ignoring case), as most answers are: each owner is
+    /// the pointer to the question that compression would find, written
+    /// without looking, and RDATA without compressible names is copied as it
+    /// is packed.
+    pub fn push_rrset_at_question(
+        &mut self,
+        section: Section,
+        owner: &[u8],
+        rtype: RecordType,
+        ttl: u32,
+        packed_rdatas: &[u8],
+    ) -> Result<(), Full> {
+        debug_assert!(!self.question || name::eq_ignore_case(&self.buf[HEADER_LEN..HEADER_LEN + owner.len()], owner));
+        if !self.question {
+            return self.push_rrset(section, owner, rtype, ttl, packed_rdatas);
+        }
+        if !matches!(RdataLayout::of(rtype), RdataLayout::Opaque | RdataLayout::NameAt(_)) {
+            return self.push_rrset_owned(section, Owner::Question, rtype, ttl, packed_rdatas);
+        }
+        // Each record is the packed RDATA (length and octets) behind ten
+        // octets: the pointer, type, class and TTL.
+        let mut records = 0usize;
+        let mut pos = 0;
+        while pos + 2 <= packed_rdatas.len() {
+            pos += 2 + u16::from_be_bytes([packed_rdatas[pos], packed_rdatas[pos + 1]]) as usize;
+            records += 1;
+        }
+        if self.buf.len() + packed_rdatas.len() + 10 * records > self.limit {
+            return Err(Full);
+        }
+        let mut fixed = [0u8; 10];
+        fixed[..2].copy_from_slice(&(0xc000 | HEADER_LEN as u16).to_be_bytes());
+        fixed[2..4].copy_from_slice(&rtype.0.to_be_bytes());
+        fixed[4..6].copy_from_slice(&Class::IN.0.to_be_bytes());
+        fixed[6..10].copy_from_slice(&ttl.to_be_bytes());
+        let mut pos = 0;
+        while pos + 2 <= packed_rdatas.len() {
+            let end = pos + 2 + u16::from_be_bytes([packed_rdatas[pos], packed_rdatas[pos + 1]]) as usize;
+            self.buf.extend_from_slice(&fixed);
+            self.buf.extend_from_slice(&packed_rdatas[pos..end]);
+            pos = end;
+        }
+        self.add_count(section, records as u16);
         Ok(())
     }
 
@@ -356,14 +453,17 @@ impl<'b> MessageWriter<'b> {
         ttl: u32,
         rdata: &[u8],
     ) -> Result<(), Full> {
-        self.push_record_raw(owner, rtype, ttl, rdata)?;
+        self.push_record_raw(Owner::Name(owner), rtype, ttl, rdata)?;
         self.bump_count(1 + section as usize);
         Ok(())
     }
 
-    fn push_record_raw(&mut self, owner: &[u8], rtype: RecordType, ttl: u32, rdata: &[u8]) -> Result<(), Full> {
+    fn push_record_raw(&mut self, owner: Owner<'_>, rtype: RecordType, ttl: u32, rdata: &[u8]) -> Result<(), Full> {
         let checkpoint = self.checkpoint();
-        self.push_name(owner, true);
+        match owner {
+            Owner::Name(name) => self.push_name(name, true),
+            Owner::Question => self.buf.extend_from_slice(&(0xc000 | HEADER_LEN as u16).to_be_bytes()),
+        }
         self.buf.extend_from_slice(&rtype.0.to_be_bytes());
         self.buf.extend_from_slice(&Class::IN.0.to_be_bytes());
         self.buf.extend_from_slice(&ttl.to_be_bytes());
@@ -601,6 +701,47 @@ mod tests {
         let exchange_at = owner_at + 4 + 10 + 2;
         assert_eq!(&buf[exchange_at..exchange_at + 2], pointer(ns1_at));
         assert_eq!(&buf[buf.len() - 6..], b"\x03ns2\xc0\x0c");
+    }
+
+    #[test]
+    fn rrsets_at_the_question_are_written_as_the_general_path_writes_them() {
+        let packed = |rdatas: &[&[u8]]| -> Vec<u8> {
+            rdatas.iter().flat_map(|r| [&(r.len() as u16).to_be_bytes()[..], r].concat()).collect()
+        };
+        let cases: [(RecordType, Vec<u8>); 6] = [
+            (RecordType::A, packed(&[&[192, 0, 2, 1], &[192, 0, 2, 2]])),
+            (RecordType::TXT, packed(&[b"\x05hello"])),
+            (RecordType::MX, packed(&[b"\x00\x0a\x04mail\x07EXAMPLE\x00", b"\x00\x14\x03mx2\x03net\x00"])),
+            (RecordType::CNAME, packed(&[b"\x03www\x07example\x00"])),
+            (RecordType::SOA, packed(&[&[&b"\x02ns\x07example\x00\x01h\x07example\x00"[..], &[0; 20]].concat()])),
+            (RecordType::SRV, packed(&[b"\x00\x01\x00\x02\x00\x35\x03srv\x07example\x00"])),
+        ];
+        for (rtype, rdatas) in &cases {
+            for limit in [512, 40, 30] {
+                let (mut general, mut fast) = (Vec::new(), Vec::new());
+                let mut results = Vec::new();
+                for (buf, at_question) in [(&mut general, false), (&mut fast, true)] {
+                    let mut writer = MessageWriter::new(buf, limit);
+                    writer.push_question(b"\x03Www\x07example\x00", *rtype, Class::IN).unwrap();
+                    let owner = b"\x03www\x07EXAMPLE\x00";
+                    results.push(if at_question {
+                        writer.push_rrset_at_question(Section::Answer, owner, *rtype, 300, rdatas)
+                    } else {
+                        writer.push_rrset(Section::Answer, owner, *rtype, 300, rdatas)
+                    });
+                    // Names written after it compress the same way too.
+                    let _ = writer.push_rrset(
+                        Section::Additional,
+                        b"\x04mail\x07example\x00",
+                        RecordType::A,
+                        60,
+                        &packed(&[&[1, 2, 3, 4]]),
+                    );
+                }
+                assert_eq!(results[0], results[1], "{rtype} limit {limit}");
+                assert_eq!(general, fast, "{rtype} limit {limit}");
+            }
+        }
     }
 
     #[test]
