@@ -46,10 +46,22 @@ impl Zone {
     /// already known, as it is to a transport that prefetched the qname's node.
     pub fn lookup_hashed(&self, qname_lower: &[u8], qname_hash: u64, qtype: RecordType) -> Lookup<'_> {
         debug_assert!(ferrodns_proto::name::is_subdomain(qname_lower, self.apex_lower()));
+        let apex_offset = qname_lower.len() - self.apex_lower().len();
+        if apex_offset > 0 && 1 + qname_lower[0] as usize == apex_offset {
+            // A child of the apex, the commonest qname: the walk below is
+            // the apex (a DNAME there), then the qname's own node.
+            let apex = self.apex_node();
+            if let Some(dname) = self.apex_dname(apex) {
+                return Lookup { answer: Answer::Dname(apex, dname), wildcard: false };
+            }
+            return match self.node_hashed(qname_lower, qname_hash) {
+                Some(node) => self.at_qname(node, false, qtype),
+                None => self.synthesize(apex, qtype),
+            };
+        }
         // Offsets of each label of the qname, so that suffixes can be walked from the apex down.
         let mut starts = [0u8; 128];
         let count = ferrodns_proto::name::label_starts(qname_lower, &mut starts);
-        let apex_offset = qname_lower.len() - self.apex_lower().len();
         let apex_index = starts[..count].iter().position(|&s| s as usize == apex_offset).unwrap_or(count);
         let mut index = apex_index;
         let mut encloser: Option<Node<'_>> = None;
@@ -66,20 +78,11 @@ impl Zone {
                 node
             };
             if at_qname {
-                // One pass over the node's RRsets finds the cut, a CNAME and the qtype.
-                let types = NodeTypes::of(node, qtype);
-                if !at_apex && types.ns && qtype != RecordType::DS {
-                    return Lookup { answer: Answer::Referral(node), wildcard: false };
-                }
-                return Lookup { answer: exact(node, qtype, &types), wildcard: false };
+                return self.at_qname(node, at_apex, qtype);
             }
             // An ancestor of the qname: a cut (below the apex) or a DNAME ends the walk.
             let dname = if at_apex {
-                if self.apex_has_dname() {
-                    node.rrset(RecordType::DNAME)
-                } else {
-                    None
-                }
+                self.apex_dname(node)
             } else {
                 let types = NodeTypes::of(node, RecordType::DNAME);
                 if types.ns {
@@ -93,10 +96,38 @@ impl Zone {
             encloser = Some(node);
             index -= 1;
         }
-        let Some(encloser) = encloser else {
-            return Lookup { answer: Answer::NxDomain, wildcard: false };
-        };
-        // RFC 4592 §3.3.1: the source of synthesis is `*.<closest encloser>`.
+        match encloser {
+            Some(encloser) => self.synthesize(encloser, qtype),
+            None => Lookup { answer: Answer::NxDomain, wildcard: false },
+        }
+    }
+
+    /// The apex's DNAME, asked of the apex node only when the zone says it has one.
+    #[inline]
+    fn apex_dname<'z>(&'z self, apex: Node<'z>) -> Option<RRset<'z>> {
+        if self.apex_has_dname() {
+            apex.rrset(RecordType::DNAME)
+        } else {
+            None
+        }
+    }
+
+    /// The answer at the qname's own node: a cut (unless it is the apex, or
+    /// DS asks for the parent side), or its data.
+    #[inline]
+    fn at_qname<'z>(&'z self, node: Node<'z>, at_apex: bool, qtype: RecordType) -> Lookup<'z> {
+        // One pass over the node's RRsets finds the cut, a CNAME and the qtype.
+        let types = NodeTypes::of(node, qtype);
+        if !at_apex && types.ns && qtype != RecordType::DS {
+            return Lookup { answer: Answer::Referral(node), wildcard: false };
+        }
+        Lookup { answer: exact(node, qtype, &types), wildcard: false }
+    }
+
+    /// The qname does not exist below `encloser`, its closest encloser: a
+    /// wildcard answers (RFC 4592 §3.3.1: the source of synthesis is
+    /// `*.<closest encloser>`), or it is NXDOMAIN.
+    fn synthesize<'z>(&'z self, encloser: Node<'z>, qtype: RecordType) -> Lookup<'z> {
         let mut wildcard = [0u8; MAX_NAME_LEN + 2];
         let closest = encloser.name();
         if closest.len() + 2 > MAX_NAME_LEN {
