@@ -464,11 +464,13 @@ impl<'b> MessageWriter<'b> {
             Owner::Name(name) => self.push_name(name, true),
             Owner::Question => self.buf.extend_from_slice(&(0xc000 | HEADER_LEN as u16).to_be_bytes()),
         }
-        self.buf.extend_from_slice(&rtype.0.to_be_bytes());
-        self.buf.extend_from_slice(&Class::IN.0.to_be_bytes());
-        self.buf.extend_from_slice(&ttl.to_be_bytes());
-        let rdlen_at = self.buf.len();
-        self.buf.extend_from_slice(&[0, 0]);
+        // Type, class, TTL, and room for RDLENGTH, in one write.
+        let mut fixed = [0u8; 10];
+        fixed[..2].copy_from_slice(&rtype.0.to_be_bytes());
+        fixed[2..4].copy_from_slice(&Class::IN.0.to_be_bytes());
+        fixed[4..8].copy_from_slice(&ttl.to_be_bytes());
+        self.buf.extend_from_slice(&fixed);
+        let rdlen_at = self.buf.len() - 2;
         match RdataLayout::of(rtype) {
             RdataLayout::CompressibleNameAt(offset) if rdata.len() > offset => {
                 self.buf.extend_from_slice(&rdata[..offset]);

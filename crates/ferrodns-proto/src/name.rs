@@ -496,7 +496,11 @@ pub fn eq_ignore_case(a: &[u8], b: &[u8]) -> bool {
         return false;
     }
     if len < 8 {
-        return a.iter().zip(b).all(|(x, y)| x.eq_ignore_ascii_case(y));
+        if len < 4 {
+            return a.iter().zip(b).all(|(x, y)| x.eq_ignore_ascii_case(y));
+        }
+        // Two four-octet words, overlapping when shorter than eight.
+        return quad_eq_ignore_case(&a[..4], &b[..4]) && quad_eq_ignore_case(&a[len - 4..], &b[len - 4..]);
     }
     let mut at = 0;
     while at + 8 < len {
@@ -507,6 +511,13 @@ pub fn eq_ignore_case(a: &[u8], b: &[u8]) -> bool {
     }
     // The last eight octets, overlapping what was compared already.
     chunk_eq_ignore_case(&a[len - 8..], &b[len - 8..])
+}
+
+#[inline(always)]
+fn quad_eq_ignore_case(x: &[u8], y: &[u8]) -> bool {
+    let x_word = u32::from_ne_bytes(x.try_into().expect("4 octets"));
+    let y_word = u32::from_ne_bytes(y.try_into().expect("4 octets"));
+    x_word == y_word || x.eq_ignore_ascii_case(y)
 }
 
 #[inline(always)]
