@@ -588,3 +588,71 @@ mod tests {
         assert_eq!(received(&client, 6), replies());
     }
 }
+
+/// A deterministic load for profiling the worker's user-space path without
+/// sockets: `FERRODNS_REPLAY_ZONE` (a master file) and
+/// `FERRODNS_REPLAY_QUERIES` (dnsperf's `name type` lines) are answered in
+/// batches of 50, queries as dnsperf sends them (no EDNS, RD set), replies
+/// planned for eight client sockets. Run the release test binary with
+/// `--ignored --exact udp::replay::replay_for_profiling` under callgrind or perf.
+#[cfg(test)]
+mod replay {
+    use super::*;
+
+    #[test]
+    #[ignore = "a profiling load, not a check; see the module docs"]
+    fn replay_for_profiling() {
+        let (Some(zone), Some(queries)) =
+            (std::env::var_os("FERRODNS_REPLAY_ZONE"), std::env::var_os("FERRODNS_REPLAY_QUERIES"))
+        else {
+            eprintln!("set FERRODNS_REPLAY_ZONE and FERRODNS_REPLAY_QUERIES");
+            return;
+        };
+        let zone = ferrodns_zone::load_zone_file(std::path::Path::new(&zone), false).expect("the zone loads").zone;
+        let mut set = ZoneSet::new();
+        set.insert(Arc::new(zone));
+        let text = std::fs::read_to_string(queries).unwrap();
+        let packets: Vec<Vec<u8>> = text
+            .lines()
+            .filter_map(|line| {
+                let (name, rtype) = line.split_once(' ')?;
+                let name = ferrodns_proto::Name::parse(name, None).ok()?;
+                let rtype = ferrodns_proto::RecordType::from_mnemonic(rtype.trim())?;
+                let mut packet = vec![0, 0, 1, 0, 0, 1, 0, 0, 0, 0, 0, 0];
+                packet.extend_from_slice(name.as_wire());
+                packet.extend_from_slice(&rtype.0.to_be_bytes());
+                packet.extend_from_slice(&[0, 1]);
+                Some(packet)
+            })
+            .collect();
+        let rounds: usize = std::env::var("FERRODNS_REPLAY_ROUNDS").ok().and_then(|r| r.parse().ok()).unwrap_or(1);
+        let mut worker = Worker::new(true);
+        let clients: Vec<socket2::SockAddr> =
+            (0..8).map(|i| socket2::SockAddr::from(SocketAddr::from(([127, 0, 0, 1], 40000 + i)))).collect();
+        let started = Instant::now();
+        let mut answered = 0;
+        for _ in 0..rounds {
+            for batch in packets.chunks(50) {
+                for (i, packet) in batch.iter().enumerate() {
+                    worker.inputs[i * RECEIVE_STRIDE..i * RECEIVE_STRIDE + packet.len()].copy_from_slice(packet);
+                    worker.input_lengths[i] = packet.len();
+                    worker.input_truncated[i] = false;
+                    let client = &clients[(answered + i) % clients.len()];
+                    // SAFETY: both are sockaddr storage of the length copied.
+                    unsafe {
+                        std::ptr::copy_nonoverlapping(
+                            client.as_ptr().cast::<u8>(),
+                            (&mut worker.addresses[i] as *mut libc::sockaddr_storage).cast::<u8>(),
+                            client.len() as usize,
+                        );
+                    }
+                    worker.address_lengths[i] = client.len();
+                }
+                worker.answer(&set, batch.len());
+                answered += batch.len();
+            }
+        }
+        let elapsed = started.elapsed();
+        eprintln!("{answered} answers, {:.0} ns each", elapsed.as_nanos() as f64 / answered as f64);
+    }
+}

@@ -19,6 +19,10 @@ use crate::zone::{name_hash, prefetch_address, Zone};
 /// finding a zone reads one entry and not the zone.
 const INLINE_APEX: usize = 55;
 
+/// Sets of at most this many zones are searched by comparing apexes, not
+/// through the hash table.
+const SMALL_SET: usize = 4;
+
 /// One zone of the set: 64 octets, the apex inline when it fits.
 #[derive(Clone)]
 struct Entry {
@@ -183,6 +187,21 @@ impl ZoneSet {
     #[inline]
     pub fn find_probed(&self, name_lower: &[u8], probe: SetProbe) -> Option<&Arc<Zone>> {
         let mut pos = probe.start;
+        if self.is_small() {
+            // A few apexes, all in cache: compare each candidate suffix with
+            // each of them rather than hash it.
+            loop {
+                let suffix = &name_lower[pos..];
+                if let Some(entry) = self.entries.iter().find(|e| e.is(suffix)) {
+                    return Some(&entry.zone);
+                }
+                let len = name_lower[pos] as usize;
+                if len == 0 {
+                    return None;
+                }
+                pos += 1 + len;
+            }
+        }
         let mut hash = probe.hash;
         loop {
             if let Some(index) = self.position_hashed(&name_lower[pos..], hash) {
@@ -197,25 +216,38 @@ impl ZoneSet {
         }
     }
 
+    /// At most [`SMALL_SET`] zones: searched without hashing, and not
+    /// prefetched (their entries stay in cache).
+    #[inline]
+    fn is_small(&self) -> bool {
+        self.entries.len() <= SMALL_SET
+    }
+
     /// Where the search for a lowercase name's zone starts, worked out once
     /// for the prefetch stages and the search itself.
     #[inline]
     pub fn probe(&self, name_lower: &[u8]) -> SetProbe {
         let start = self.first_candidate(name_lower);
-        SetProbe { start, hash: name_hash(&name_lower[start..]) }
+        let hash = if self.is_small() { 0 } else { name_hash(&name_lower[start..]) };
+        SetProbe { start, hash }
     }
 
     /// Starts loading the slot where the search for a name's zone starts
     /// (the first stage of a batch's prefetch).
     #[inline]
     pub fn prefetch(&self, probe: SetProbe) {
-        prefetch_address(&self.slots[tag_of(probe.hash) as usize & self.mask]);
+        if !self.is_small() {
+            prefetch_address(&self.slots[tag_of(probe.hash) as usize & self.mask]);
+        }
     }
 
     /// Starts loading the entry the slot of a probe points to, once that
     /// slot is in cache.
     #[inline]
     pub fn prefetch_entry(&self, probe: SetProbe) {
+        if self.is_small() {
+            return;
+        }
         let tag = tag_of(probe.hash);
         let slot = self.slots[tag as usize & self.mask];
         if slot != 0 && (slot >> 32) as u32 == tag {
@@ -259,6 +291,13 @@ mod tests {
         for name in ["example.", "sub.example.", "other.", &long] {
             assert!(set.insert(zone(name)).is_none());
         }
+        // Four zones: searched by comparing apexes.
+        let small = |name: &str| set.find(&wire(name)).map(|z| z.apex().to_string());
+        assert_eq!(small("a.b.sub.example."), Some("sub.example.".into()));
+        assert_eq!(small("xsub.example."), Some("example.".into()));
+        assert_eq!(small("other."), Some("other.".into()));
+        assert_eq!(small(&format!("x.{long}")), Some(long.clone()));
+        assert_eq!(small("nowhere."), None);
         for i in 0..500 {
             set.insert(zone(&format!("z{i}.test.")));
         }
