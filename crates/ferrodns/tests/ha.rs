@@ -109,15 +109,28 @@ fn two_nodes_share_writes_and_fail_over() {
         .collect();
     assert!(written.iter().all(|l| l.contains("term=")), "{written:?}");
 
-    // The leader compacts the journal to --journal-keep (5) under its term.
-    let deadline = Instant::now() + Duration::from_secs(5);
-    loop {
+    // The leader compacts the journal to --journal-keep (5) under its term,
+    // once a zone has moved 16 versions since its last trim (its first trim
+    // comes at any version past 5). So the journal holds 5 + the versions
+    // since the last trim; a trim may have come in the middle of the writes
+    // above, and then writing until 16 versions have passed makes the next
+    // one due. No trim can come between those writes until the last.
+    let kept = || -> usize {
         let (_, history, _) = json(a.request(Method::GET, "/v1/zones/ha.test/changes?limit=1000").send().unwrap());
-        let kept = history["items"].as_array().unwrap().len();
-        if kept == 5 {
+        history["items"].as_array().unwrap().len()
+    };
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut next = 22;
+    loop {
+        let now = kept();
+        if now == 5 {
             break;
         }
-        assert!(Instant::now() < deadline, "the journal still holds {kept} entries");
+        assert!(Instant::now() < deadline, "the journal still holds {now} entries");
+        for _ in now..21 {
+            put(if next % 2 == 0 { &a } else { &b }, &format!("192.0.2.{next}"));
+            next += 1;
+        }
         std::thread::sleep(Duration::from_millis(50));
     }
     let compacted = format!("{}{}", a.log(), b.log());
