@@ -25,10 +25,12 @@
 
 pub mod transfer;
 
-use ferrodns_proto::message::{flags, Section, HEADER_LEN, OPT_LEN};
+use ferrodns_proto::message::{flags, write_plain_answer, Section, HEADER_LEN, OPT_LEN};
 use ferrodns_proto::name::{self, NameBuf, MAX_NAME_LEN};
-use ferrodns_proto::{parse_query_into, Class, MessageWriter, Opcode, Query, QueryError, Rcode, RecordType};
-use ferrodns_zone::{Answer, Node, RRset, SetProbe, Zone, ZoneSet};
+use ferrodns_proto::{
+    parse_query_into, Class, MessageWriter, Opcode, Query, QueryError, Rcode, RdataLayout, RecordType,
+};
+use ferrodns_zone::{Answer, Lookup, Node, RRset, SetProbe, Zone, ZoneSet};
 
 /// The largest UDP response we send when the client's EDNS buffer allows it
 /// (DNS Flag Day 2020 default, which also avoids IP fragmentation).
@@ -122,15 +124,75 @@ fn answer(
         (Transport::Udp, None) => 512,
         (Transport::Udp, Some(edns)) => edns.udp_payload.clamp(512, MAX_UDP_PAYLOAD) as usize,
     };
-    let reserve = if query.edns.is_some() { OPT_LEN } else { 0 };
-    let mut writer = MessageWriter::new(out, limit - reserve);
     // Copy opcode, RD and CD from the query (RFC 1035 §4.1.1, RFC 6840 §5.9).
     let copied = query.flags & (0x7800 | flags::RD | flags::CD);
+    let mut first = None;
+    if let Some(prefetched) = prefetched.filter(|p| plain(query, p.zone)) {
+        let lookup = prefetched.zone.lookup_hashed(query.qname_lower(), prefetched.hash, query.qtype);
+        if write_plain(query, lookup, flags::QR | copied, limit, out) {
+            return Outcome::Reply;
+        }
+        first = Some(lookup);
+    }
+    let reserve = if query.edns.is_some() { OPT_LEN } else { 0 };
+    let mut writer = MessageWriter::new(out, limit - reserve);
     writer.set_header(query.id, flags::QR | copied);
-    let mut context = Context { zones, query, prefetched, zone: None };
+    let mut context = Context { zones, query, prefetched, first, zone: None };
     let rcode = layers(&mut context, &mut writer);
     finish(query, rcode, &mut writer);
     Outcome::Reply
+}
+
+/// True when no layer before the resolve layer has anything to say about
+/// this query (QUERY, class IN, plain EDNS if any, an ordinary qtype, its
+/// zone current and found by the prefetch): then a lookup's answer decides
+/// everything, and [`write_plain`] may write it.
+#[inline]
+fn plain(query: &Query, zone: &Zone) -> bool {
+    query.opcode == Opcode::QUERY
+        && query.qclass == Class::IN
+        && query.opt_count <= 1
+        && query.edns.is_none_or(|edns| edns.version == 0)
+        && !matches!(
+            query.qtype,
+            RecordType::AXFR
+                | RecordType::IXFR
+                | RecordType::OPT
+                | RecordType::TSIG
+                | RecordType::TKEY
+                | RecordType::MAILA
+                | RecordType::MAILB
+                | RecordType::ANY
+                | RecordType::DS
+        )
+        && !zone.is_expired()
+}
+
+/// The commonest answer in one pass: for a [`plain`] query whose lookup
+/// found the RRset asked for (at the qname or from a wildcard), of a type
+/// whose RDATA has no name to compress and that asks for no additional
+/// section, the response is the question, that RRset and OPT, authoritative
+/// and NOERROR, which `write_plain_answer` writes as the layers would.
+/// False when the answer is anything else, or does not fit.
+#[inline]
+fn write_plain(query: &Query, lookup: Lookup<'_>, flag_word: u16, limit: usize, out: &mut Vec<u8>) -> bool {
+    let Answer::Found(_, rrset) = lookup.answer else { return false };
+    if !matches!(RdataLayout::of(rrset.rtype), RdataLayout::Opaque) {
+        return false;
+    }
+    let opt = query.edns.filter(|_| query.opt_count == 1).map(|edns| (MAX_UDP_PAYLOAD, edns.dnssec_ok));
+    write_plain_answer(
+        out,
+        query.id,
+        flag_word | flags::AA,
+        query.qname(),
+        rrset.rtype,
+        query.qclass,
+        rrset.ttl,
+        rrset.packed(),
+        opt,
+        limit,
+    )
 }
 
 /// What the layers share: the inputs, and what earlier layers decided.
@@ -139,6 +201,9 @@ struct Context<'a> {
     query: &'a Query,
     /// What the transport's prefetch found for the qname, if it ran.
     prefetched: Option<Prefetched<'a>>,
+    /// The qname's lookup in the prefetch's zone, when [`answer`] made it
+    /// already: the resolve layer's first step.
+    first: Option<Lookup<'a>>,
     /// The zone the zone layer chose for the qname.
     zone: Option<&'a Zone>,
 }
@@ -322,7 +387,9 @@ fn resolve_layer(context: &mut Context<'_>, writer: &mut MessageWriter<'_>) -> O
     let zone = context.zone?;
     // The prefetch's hash is the qname's, and good for the first lookup only
     // (and only in the zone it was found for).
-    let mut qname_hash = context.prefetched.filter(|p| std::ptr::eq(p.zone, zone)).map(|p| p.hash);
+    let in_prefetched_zone = context.prefetched.is_some_and(|p| std::ptr::eq(p.zone, zone));
+    let mut qname_hash = context.prefetched.filter(|_| in_prefetched_zone).map(|p| p.hash);
+    let mut first = context.first.take().filter(|_| in_prefetched_zone);
     let mut current = ChainName::new(query);
     let mut visited = [[0u8; 8]; MAX_CHAIN];
     let mut visited_count = 0;
@@ -330,9 +397,10 @@ fn resolve_layer(context: &mut Context<'_>, writer: &mut MessageWriter<'_>) -> O
     let qtype = query.qtype;
     writer.set_authoritative(true);
     for step in 0..MAX_CHAIN {
-        let lookup = match qname_hash.take() {
-            Some(hash) => zone.lookup_hashed(current.lower(), hash, qtype),
-            None => zone.lookup(current.lower(), qtype),
+        let lookup = match (first.take(), qname_hash.take()) {
+            (Some(lookup), _) => lookup,
+            (None, Some(hash)) => zone.lookup_hashed(current.lower(), hash, qtype),
+            (None, None) => zone.lookup(current.lower(), qtype),
         };
         let owner_is_qname = lookup.wildcard;
         match lookup.answer {

@@ -592,13 +592,7 @@ impl<'b> MessageWriter<'b> {
     /// Appends an OPT record (RFC 6891 §6.1.2). It is never compressed and the
     /// caller has reserved room for it, so it ignores the limit.
     pub fn push_opt(&mut self, udp_payload: u16, extended_rcode: u8, dnssec_ok: bool) {
-        self.buf.push(0);
-        self.buf.extend_from_slice(&RecordType::OPT.0.to_be_bytes());
-        self.buf.extend_from_slice(&udp_payload.to_be_bytes());
-        self.buf.push(extended_rcode);
-        self.buf.push(0);
-        self.buf.extend_from_slice(&(if dnssec_ok { 0x8000u16 } else { 0 }).to_be_bytes());
-        self.buf.extend_from_slice(&[0, 0]);
+        self.buf.extend_from_slice(&opt_record(udp_payload, extended_rcode, dnssec_ok));
         self.bump_count(3);
     }
 
@@ -624,6 +618,83 @@ impl<'b> MessageWriter<'b> {
 
 /// Size of an OPT record with no options.
 pub const OPT_LEN: usize = 11;
+
+/// An OPT record with no options (RFC 6891 §6.1.2): root owner, the
+/// payload size in the class, extended rcode and version 0 then the DO bit
+/// in the TTL.
+fn opt_record(udp_payload: u16, extended_rcode: u8, dnssec_ok: bool) -> [u8; OPT_LEN] {
+    let mut record = [0u8; OPT_LEN];
+    record[1..3].copy_from_slice(&RecordType::OPT.0.to_be_bytes());
+    record[3..5].copy_from_slice(&udp_payload.to_be_bytes());
+    record[5] = extended_rcode;
+    record[7..9].copy_from_slice(&(if dnssec_ok { 0x8000u16 } else { 0 }).to_be_bytes());
+    record
+}
+
+/// The plainest full answer: the header, the question, one RRset owned by
+/// the qname whose RDATA holds no name to compress, and an OPT record when
+/// `opt` is given (payload size and DO bit), written in one pass. These are
+/// the octets [`MessageWriter`] writes for the same response, without its
+/// bookkeeping: most answers have this shape. `flag_word` is the header's
+/// second word; the rcode is NOERROR. Returns false, leaving `out` cleared,
+/// when the whole answer does not fit in `limit` octets (the caller then
+/// writes it the general way, with TC).
+#[allow(clippy::too_many_arguments)]
+pub fn write_plain_answer(
+    out: &mut Vec<u8>,
+    id: u16,
+    flag_word: u16,
+    qname: &[u8],
+    qtype: RecordType,
+    qclass: Class,
+    ttl: u32,
+    packed_rdatas: &[u8],
+    opt: Option<(u16, bool)>,
+    limit: usize,
+) -> bool {
+    debug_assert!(matches!(RdataLayout::of(qtype), RdataLayout::Opaque));
+    out.clear();
+    let mut records = 0usize;
+    let mut pos = 0;
+    while pos + 2 <= packed_rdatas.len() {
+        pos += 2 + u16::from_be_bytes([packed_rdatas[pos], packed_rdatas[pos + 1]]) as usize;
+        records += 1;
+    }
+    let opt_len = if opt.is_some() { OPT_LEN } else { 0 };
+    let total = HEADER_LEN + qname.len() + 4 + packed_rdatas.len() + 10 * records + opt_len;
+    if total > limit || records > u16::MAX as usize || qname.first() == Some(&0) {
+        return false;
+    }
+    out.reserve(total);
+    let mut header = [0u8; HEADER_LEN];
+    header[0..2].copy_from_slice(&id.to_be_bytes());
+    header[2..4].copy_from_slice(&flag_word.to_be_bytes());
+    header[4..6].copy_from_slice(&1u16.to_be_bytes());
+    header[6..8].copy_from_slice(&(records as u16).to_be_bytes());
+    header[10..12].copy_from_slice(&u16::from(opt.is_some()).to_be_bytes());
+    out.extend_from_slice(&header);
+    out.extend_from_slice(qname);
+    out.extend_from_slice(&qtype.0.to_be_bytes());
+    out.extend_from_slice(&qclass.0.to_be_bytes());
+    // Each record: a pointer to the question's name, type, class, TTL, then
+    // the packed RDATA (its length and octets).
+    let mut fixed = [0u8; 10];
+    fixed[..2].copy_from_slice(&(0xc000 | HEADER_LEN as u16).to_be_bytes());
+    fixed[2..4].copy_from_slice(&qtype.0.to_be_bytes());
+    fixed[4..6].copy_from_slice(&Class::IN.0.to_be_bytes());
+    fixed[6..10].copy_from_slice(&ttl.to_be_bytes());
+    let mut pos = 0;
+    while pos + 2 <= packed_rdatas.len() {
+        let end = pos + 2 + u16::from_be_bytes([packed_rdatas[pos], packed_rdatas[pos + 1]]) as usize;
+        out.extend_from_slice(&fixed);
+        out.extend_from_slice(&packed_rdatas[pos..end]);
+        pos = end;
+    }
+    if let Some((udp_payload, dnssec_ok)) = opt {
+        out.extend_from_slice(&opt_record(udp_payload, 0, dnssec_ok));
+    }
+    true
+}
 
 #[cfg(test)]
 mod tests {
