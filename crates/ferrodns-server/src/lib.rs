@@ -115,6 +115,21 @@ impl BoundDns {
         control: Option<Arc<dyn ControlHandler>>,
         shutdown: watch::Receiver<bool>,
     ) -> io::Result<()> {
+        self.start(zones, control, shutdown)?.finished().await
+    }
+
+    /// Starts serving: the UDP worker threads are spawned from the calling
+    /// thread, and so take its scheduling priority (the binary calls this
+    /// from its main thread, whose priority is the default, while its async
+    /// threads run at a lower one), and the TCP listeners become tasks.
+    /// Must be called inside a tokio runtime. [`RunningDns::finished`]
+    /// returns once `shutdown` has turned true and every socket is closed.
+    pub fn start(
+        self,
+        zones: Arc<ArcSwap<ZoneSet>>,
+        control: Option<Arc<dyn ControlHandler>>,
+        shutdown: watch::Receiver<bool>,
+    ) -> io::Result<RunningDns> {
         let stop = Arc::new(AtomicBool::new(false));
         let mut threads = Vec::new();
         let hand_off = control.as_ref().map(|control| {
@@ -157,7 +172,23 @@ impl BoundDns {
                 shutdown.clone(),
             )));
         }
-        let mut shutdown = shutdown;
+        Ok(RunningDns { stop, threads, tcp_tasks, shutdown })
+    }
+}
+
+/// DNS being served: the UDP worker threads and the TCP listener tasks.
+pub struct RunningDns {
+    stop: Arc<AtomicBool>,
+    threads: Vec<std::thread::JoinHandle<()>>,
+    tcp_tasks: Vec<tokio::task::JoinHandle<io::Result<()>>>,
+    shutdown: watch::Receiver<bool>,
+}
+
+impl RunningDns {
+    /// Waits for the shutdown signal, stops the workers and listeners, and
+    /// returns once every socket is closed.
+    pub async fn finished(self) -> io::Result<()> {
+        let RunningDns { stop, threads, tcp_tasks, mut shutdown } = self;
         while !*shutdown.borrow() {
             if shutdown.changed().await.is_err() {
                 break;

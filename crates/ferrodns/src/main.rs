@@ -222,7 +222,7 @@ fn load_zones(paths: &[PathBuf], allow_include: bool) -> anyhow::Result<ZoneSet>
 }
 
 fn serve(args: config::ServeArgs, log_level: Option<String>, log_format: LogFormat) -> anyhow::Result<()> {
-    let settings = args.resolve()?;
+    let settings = Arc::new(args.resolve()?);
     let level = log_level.or(settings.file_log_level.clone()).unwrap_or_else(|| "info".into());
     init_logging(&level, log_format)?;
     let dns = DnsSettings {
@@ -234,8 +234,14 @@ fn serve(args: config::ServeArgs, log_level: Option<String>, log_format: LogForm
     let bound = ferrodns_server::bind(&dns)?;
     let live = Arc::new(LiveZones::new(load_zones(&settings.zone_files, settings.allow_include)?));
     release_freed_memory();
+    // The async threads (TCP, the API, replication, HA, and the database
+    // threads they start) run at a lower priority than the UDP workers, so
+    // that on a shared core a burst of control-plane work waits for queries
+    // rather than the other way round.
+    let async_nice = settings.async_nice;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(settings.udp_workers.clamp(1, 4))
+        .on_thread_start(move || lower_thread_priority(async_nice))
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
@@ -288,7 +294,14 @@ fn serve(args: config::ServeArgs, log_level: Option<String>, log_format: LogForm
                 peers: peers.clone(),
                 secondaries: notified.lock().unwrap_or_else(|e| e.into_inner()).clone().unwrap_or_default(),
             };
-            Some(control::start(&settings, live.clone(), replication, election.clone()).await?)
+            // On an async thread, so that the database threads it starts
+            // (SQLite's) take that thread's lower priority.
+            let (settings, live, election) = (settings.clone(), live.clone(), election.clone());
+            let runtime = tokio::runtime::Handle::current();
+            let started = tokio::task::spawn_blocking(move || {
+                runtime.block_on(control::start(&settings, live, replication, election))
+            });
+            Some(started.await.context("control plane start task failed")??)
         } else {
             None
         };
@@ -332,7 +345,10 @@ fn serve(args: config::ServeArgs, log_level: Option<String>, log_format: LogForm
             primary.set_notify_listener(secondary);
             tracing::info!(primaries = ?config.primaries, catalog = ?settings.catalog_zone.as_ref().map(|c| c.to_string()), "secondary role");
         }
-        let server = tokio::spawn(bound.run(live.handle(), Some(primary as Arc<dyn ControlHandler>), shutdown.clone()));
+        // Started from this (the main) thread, so that the UDP workers keep
+        // its default priority rather than the async threads' lower one.
+        let running = bound.start(live.handle(), Some(primary as Arc<dyn ControlHandler>), shutdown.clone())?;
+        let server = tokio::spawn(running.finished());
         let api = match (&control, settings.api_listen) {
             (Some(control), Some(address)) => Some(control::serve_api(control, &settings, address, shutdown).await?),
             _ => None,
@@ -351,6 +367,18 @@ fn serve(args: config::ServeArgs, log_level: Option<String>, log_format: LogForm
         tracing::info!("stopped");
         Ok(())
     })
+}
+
+/// Raises the calling thread's nice value by `by` (Linux applies nice to
+/// one thread). Lowering one's own priority needs no privilege; failure only
+/// leaves the default.
+fn lower_thread_priority(by: i32) {
+    if by > 0 {
+        // SAFETY: nice() has no preconditions; its result is only advisory here.
+        unsafe {
+            libc::nice(by);
+        }
+    }
 }
 
 /// Hands memory freed after zone loading (parser and builder scratch) back to
