@@ -50,13 +50,15 @@ impl Zone {
         if apex_offset > 0 && 1 + qname_lower[0] as usize == apex_offset {
             // A child of the apex, the commonest qname: the walk below is
             // the apex (a DNAME there), then the qname's own node.
-            let apex = self.apex_node();
-            if let Some(dname) = self.apex_dname(apex) {
-                return Lookup { answer: Answer::Dname(apex, dname), wildcard: false };
+            if self.apex_has_dname() {
+                let apex = self.apex_node();
+                if let Some(dname) = apex.rrset(RecordType::DNAME) {
+                    return Lookup { answer: Answer::Dname(apex, dname), wildcard: false };
+                }
             }
             return match self.node_hashed(qname_lower, qname_hash) {
                 Some(node) => self.at_qname(node, false, qtype),
-                None => self.synthesize(apex, qtype),
+                None => self.synthesize(self.apex_node(), qtype),
             };
         }
         // Offsets of each label of the qname, so that suffixes can be walked from the apex down.

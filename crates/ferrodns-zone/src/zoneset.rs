@@ -46,10 +46,11 @@ impl Entry {
 
     #[inline]
     fn is(&self, apex_lower: &[u8]) -> bool {
+        // Both sides are lowercase, so equal ignoring case is equal.
         if self.len == 0 {
-            self.zone.apex_lower() == apex_lower
+            ferrodns_proto::name::eq_ignore_case(self.zone.apex_lower(), apex_lower)
         } else {
-            &self.apex[..self.len as usize] == apex_lower
+            ferrodns_proto::name::eq_ignore_case(&self.apex[..self.len as usize], apex_lower)
         }
     }
 }
