@@ -17,6 +17,14 @@
 //! tenth at full load (docs/benchmarks.md). Below that rate a pause collects
 //! too few extra queries to pay for the latency it adds (at 50,000 queries a
 //! second a pause doubled the average latency and saved no CPU).
+//!
+//! Busy polling (`busy_poll`, off by default) trades CPU for latency: a
+//! worker that is seeing more than about 10,000 queries a second keeps
+//! polling its socket without blocking for up to that long before it goes to
+//! sleep. On virtual machines, where waking an idle vCPU costs tens of
+//! microseconds, this takes most of that out of each answer's latency, at the
+//! price of a core kept busy while the rate lasts (docs/benchmarks.md). Below
+//! that rate the worker always sleeps, so an idle server uses no CPU.
 
 use std::io;
 use std::net::{SocketAddr, UdpSocket};
@@ -56,17 +64,24 @@ pub struct UdpSettings {
     /// `UDP_SEGMENT` (GSO) send. A worker whose kernel or route refuses it
     /// turns it off for itself and sends those replies one by one.
     pub segment_offload: bool,
+    /// How long a worker under load polls its socket before it sleeps;
+    /// zero (the default) means it sleeps as soon as the socket is empty.
+    pub busy_poll: Duration,
 }
 
 impl Default for UdpSettings {
     fn default() -> UdpSettings {
-        UdpSettings { coalesce: Duration::from_micros(100), segment_offload: true }
+        UdpSettings { coalesce: Duration::from_micros(100), segment_offload: true, busy_poll: Duration::ZERO }
     }
 }
 
 /// Coalescing starts when a worker sees more queries than this in one window
 /// (100,000 a second).
 const BUSY_PACKETS_PER_WINDOW: usize = 1000;
+/// Busy polling (when turned on) starts above this many queries in one
+/// window (10,000 a second): below it the next query is usually further
+/// away than a poll is worth.
+const POLLING_PACKETS_PER_WINDOW: usize = 100;
 const WINDOW: Duration = Duration::from_millis(10);
 
 /// Binds one UDP socket for `addr` with SO_REUSEPORT set, so that more can
@@ -139,26 +154,22 @@ pub fn run_worker(
         _ => None,
     };
     worker.hand_off = hand_off.zip(reply_socket);
-    let mut window_start = Instant::now();
-    let mut window_packets = 0;
-    let mut busy = false;
+    let mut rate = Rate::new();
     while !stop.load(Ordering::Relaxed) {
-        match worker.receive(&socket) {
-            Ok(0) => continue,
+        let received = match rate.polling && !settings.busy_poll.is_zero() {
+            true => worker.poll(&socket, settings.busy_poll),
+            false => worker.receive(&socket),
+        };
+        match received {
+            Ok(0) => rate.count(0),
             Ok(count) => {
                 let zone_set = zones.load();
                 worker.answer(&zone_set, count);
                 if let Err(e) = worker.send(&socket) {
                     tracing::debug!(error = %e, "sendmmsg failed");
                 }
-                window_packets += count;
-                let now = Instant::now();
-                if now.duration_since(window_start) >= WINDOW {
-                    busy = window_packets >= BUSY_PACKETS_PER_WINDOW;
-                    window_start = now;
-                    window_packets = 0;
-                }
-                if busy && count < BATCH && !settings.coalesce.is_zero() {
+                rate.count(count);
+                if rate.busy && count < BATCH && !settings.coalesce.is_zero() {
                     std::thread::sleep(settings.coalesce);
                 }
             }
@@ -166,11 +177,45 @@ pub fn run_worker(
                 if matches!(
                     e.kind(),
                     io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut | io::ErrorKind::Interrupted
-                ) => {}
+                ) =>
+            {
+                rate.count(0)
+            }
             Err(e) => {
                 tracing::warn!(error = %e, "recvmmsg failed");
                 std::thread::sleep(Duration::from_millis(10));
             }
+        }
+    }
+}
+
+/// A worker's query rate, judged over fixed windows: whether it is high
+/// enough to coalesce and to busy-poll.
+struct Rate {
+    window_start: Instant,
+    window_packets: usize,
+    busy: bool,
+    polling: bool,
+}
+
+impl Rate {
+    fn new() -> Rate {
+        Rate { window_start: Instant::now(), window_packets: 0, busy: false, polling: false }
+    }
+
+    fn count(&mut self, packets: usize) {
+        self.window_packets += packets;
+        let now = Instant::now();
+        let elapsed = now.duration_since(self.window_start);
+        if elapsed >= WINDOW {
+            // A window that ran long (the worker slept through a quiet spell)
+            // counts for its whole length.
+            let windows = (elapsed.as_micros() / WINDOW.as_micros()).max(1) as usize;
+            let per_window = self.window_packets / windows;
+            self.busy = per_window >= BUSY_PACKETS_PER_WINDOW;
+            self.polling = per_window >= POLLING_PACKETS_PER_WINDOW;
+            self.window_start = now;
+            self.window_packets = 0;
         }
     }
 }
@@ -255,6 +300,28 @@ impl Worker {
     /// Reads up to BATCH datagrams, blocking until at least one arrives or the
     /// poll interval passes.
     fn receive(&mut self, socket: &UdpSocket) -> io::Result<usize> {
+        self.receive_with(socket, libc::MSG_WAITFORONE)
+    }
+
+    /// Like `receive`, but first polls the socket without blocking for up to
+    /// `limit`, so that a query arriving soon finds the worker awake.
+    fn poll(&mut self, socket: &UdpSocket, limit: Duration) -> io::Result<usize> {
+        let deadline = Instant::now() + limit;
+        loop {
+            match self.receive_with(socket, libc::MSG_DONTWAIT) {
+                Ok(0) => {}
+                Ok(count) => return Ok(count),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                Err(e) => return Err(e),
+            }
+            if Instant::now() >= deadline {
+                return self.receive(socket);
+            }
+            std::hint::spin_loop();
+        }
+    }
+
+    fn receive_with(&mut self, socket: &UdpSocket, flags: libc::c_int) -> io::Result<usize> {
         for header in &mut self.receive_headers {
             header.msg_hdr.msg_namelen = std::mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
         }
@@ -264,7 +331,7 @@ impl Worker {
                 socket.as_raw_fd(),
                 self.receive_headers.as_mut_ptr(),
                 BATCH as libc::c_uint,
-                libc::MSG_WAITFORONE,
+                flags,
                 std::ptr::null_mut(),
             )
         };
@@ -524,6 +591,26 @@ fn refuses_segmentation(error: &io::Error) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_rate_turns_polling_and_coalescing_on_and_off_by_window() {
+        let mut rate = Rate::new();
+        // (Counts with room to spare, for a sleep that overshoots a window.)
+        rate.count(300);
+        assert!(!rate.polling, "nothing is judged before a window ends");
+        std::thread::sleep(WINDOW);
+        rate.count(0);
+        assert!(rate.polling && !rate.busy, "300 in a window: poll, do not coalesce");
+        rate.count(3000);
+        std::thread::sleep(WINDOW);
+        rate.count(0);
+        assert!(rate.polling && rate.busy, "3,000 in a window: both");
+        // 1,500 spread over a long quiet spell is a low rate.
+        rate.count(1500);
+        std::thread::sleep(WINDOW * 20);
+        rate.count(0);
+        assert!(!rate.polling && !rate.busy, "1,500 over twenty windows: neither");
+    }
 
     /// A worker holding `replies` (payloads) to `peer`, as answer() leaves them.
     fn worker_with_replies(peer: SocketAddr, replies: &[Vec<u8>], segment_offload: bool) -> Worker {

@@ -66,6 +66,9 @@ pub struct ServeArgs {
     /// Send a batch's replies to one client socket as one segmented (GSO) send [default: true].
     #[arg(long = "udp-gso", env = "FERRODNS_UDP_GSO")]
     pub udp_gso: Option<bool>,
+    /// Microseconds a UDP worker under load (over ~10k queries/s) polls its socket before it sleeps; 0 turns it off [default: 0].
+    #[arg(long = "udp-busy-poll-us", env = "FERRODNS_UDP_BUSY_POLL_US")]
+    pub udp_busy_poll_us: Option<u64>,
     /// How much lower (nice, 0-19) the async threads (TCP, API, replication, HA) run than the UDP workers [default: 10].
     #[arg(long = "async-nice", env = "FERRODNS_ASYNC_NICE")]
     pub async_nice: Option<i32>,
@@ -150,6 +153,7 @@ struct FileSettings {
     udp_workers: Option<usize>,
     udp_coalesce_us: Option<u64>,
     udp_gso: Option<bool>,
+    udp_busy_poll_us: Option<u64>,
     async_nice: Option<i32>,
     tcp_idle_timeout: Option<u64>,
     tcp_max_connections: Option<usize>,
@@ -189,6 +193,7 @@ pub struct ServeSettings {
     pub udp_workers: usize,
     pub udp_coalesce: Duration,
     pub udp_gso: bool,
+    pub udp_busy_poll: Duration,
     pub async_nice: i32,
     pub tcp_idle_timeout: Duration,
     pub tcp_max_connections: usize,
@@ -335,6 +340,9 @@ impl ServeArgs {
             udp_workers: self.udp_workers.or(file.udp_workers).unwrap_or(default_workers).max(1),
             udp_coalesce: Duration::from_micros(self.udp_coalesce_us.or(file.udp_coalesce_us).unwrap_or(100).min(1000)),
             udp_gso: self.udp_gso.or(file.udp_gso).unwrap_or(true),
+            udp_busy_poll: Duration::from_micros(
+                self.udp_busy_poll_us.or(file.udp_busy_poll_us).unwrap_or(0).min(1000),
+            ),
             async_nice: self.async_nice.or(file.async_nice).unwrap_or(10).clamp(0, 19),
             tcp_idle_timeout: Duration::from_secs(self.tcp_idle_timeout.or(file.tcp_idle_timeout).unwrap_or(10)),
             tcp_max_connections: self.tcp_max_connections.or(file.tcp_max_connections).unwrap_or(512).max(1),

@@ -228,7 +228,11 @@ fn serve(args: config::ServeArgs, log_level: Option<String>, log_format: LogForm
     let dns = DnsSettings {
         listen: settings.dns_listen.clone(),
         udp_workers: settings.udp_workers,
-        udp: UdpSettings { coalesce: settings.udp_coalesce, segment_offload: settings.udp_gso },
+        udp: UdpSettings {
+            coalesce: settings.udp_coalesce,
+            segment_offload: settings.udp_gso,
+            busy_poll: settings.udp_busy_poll,
+        },
         tcp: TcpSettings { idle_timeout: settings.tcp_idle_timeout, max_connections: settings.tcp_max_connections },
     };
     let bound = ferrodns_server::bind(&dns)?;

@@ -2,7 +2,7 @@
 //! them in batches and (by default) sends the replies to that socket with
 //! UDP segmentation offload: every reply must arrive as its own datagram,
 //! byte for byte what the same query gets when it is asked alone, with GSO
-//! on and off, over IPv4 and IPv6.
+//! on and off, over IPv4 and IPv6, and with busy polling.
 
 mod support;
 
@@ -85,6 +85,21 @@ fn replies_to_bursts_arrive_whole_and_unchanged() {
         let server = start_ferrodns(&zones, &["--udp-gso", gso, "--udp-workers", "1"]);
         check_bursts(server.addr, "127.0.0.1:0", &format!("IPv4, GSO {gso}"));
     }
+}
+
+#[test]
+fn a_busy_polling_worker_answers_the_same_and_sleeps_once_traffic_stops() {
+    let zones = corpus_zones();
+    let server = start_ferrodns(&zones, &["--udp-busy-poll-us", "1000", "--udp-workers", "1"]);
+    // The bursts run well above the polling threshold, so the worker polls.
+    check_bursts(server.addr, "127.0.0.1:0", "IPv4, busy polling");
+    // Once the queries stop the worker must go back to sleeping: a second
+    // of idling costs next to no CPU (a worker still polling would use it all).
+    std::thread::sleep(Duration::from_millis(300));
+    let before = server.cpu_time();
+    std::thread::sleep(Duration::from_secs(1));
+    let used = server.cpu_time() - before;
+    assert!(used < Duration::from_millis(200), "an idle busy-polling server used {used:?} of CPU in one second");
 }
 
 #[test]
