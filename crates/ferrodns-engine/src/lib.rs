@@ -223,11 +223,10 @@ pub struct Prefetched<'z> {
 /// The first prefetch stage: works out where the search for the qname's
 /// zone starts and starts loading that slot of the zone set. A transport
 /// holding a batch runs each stage over every packet before the next one
-/// ([`prefetch_set`], [`prefetch_set_entry`], [`prefetch`],
-/// [`prefetch_parts`], [`prefetch_slot`], [`prefetch_node`]), then answers
-/// them, so that the memory loads of one packet overlap those of the others
-/// instead of stalling one by one; with many zones every step of the way is
-/// cold.
+/// ([`prefetch_set`], [`prefetch_set_entry`], [`prefetch`], [`prefetch_node`]),
+/// then answers them, so that the memory loads of one packet overlap those
+/// of the others instead of stalling one by one; with many zones every step
+/// of the way is cold.
 /// Each stage takes the lowercase qname of the query the transport parsed
 /// (with [`parse_query_into`]) for [`respond_parsed`]; packets that do not
 /// parse skip the stages.
@@ -242,25 +241,17 @@ pub fn prefetch_set_entry(zones: &ZoneSet, probe: SetProbe) {
     zones.prefetch_entry(probe);
 }
 
-/// Finds the zone of the qname and starts loading the zone's header.
+/// Finds the zone of the qname and starts loading what the lookup reads
+/// first: the zone's header, base header and apex, and the qname's index slot
+/// (all at once: the zone set keeps their addresses).
 pub fn prefetch<'z>(zones: &'z ZoneSet, qname_lower: &[u8], probe: SetProbe) -> Option<Prefetched<'z>> {
-    let zone = zones.find_probed(qname_lower, probe)?;
-    ferrodns_zone::prefetch_address(std::sync::Arc::as_ptr(zone));
-    Some(Prefetched { zone, hash: ferrodns_zone::name_hash(qname_lower) })
+    let hash = ferrodns_zone::name_hash(qname_lower);
+    let zone = zones.find_prefetching(qname_lower, probe, hash)?;
+    Some(Prefetched { zone, hash })
 }
 
-/// Second stage: the zone's header is in cache; load its index header and apex.
-pub fn prefetch_parts(prefetched: Prefetched<'_>) {
-    prefetched.zone.prefetch_parts();
-}
-
-/// Third stage: load the index slot of the qname.
-pub fn prefetch_slot(prefetched: Prefetched<'_>) {
-    prefetched.zone.prefetch(prefetched.hash);
-}
-
-/// Fourth stage: reads the slot the third stage loaded and starts loading
-/// the node it points to.
+/// Last stage: reads the slot [`prefetch`] loaded and starts loading the
+/// node it points to.
 pub fn prefetch_node(prefetched: Prefetched<'_>) {
     prefetched.zone.prefetch_node(prefetched.hash);
 }

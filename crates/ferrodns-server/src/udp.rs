@@ -35,8 +35,8 @@ use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
 use ferrodns_engine::{
-    formerr, prefetch, prefetch_node, prefetch_parts, prefetch_set, prefetch_set_entry, prefetch_slot, respond_parsed,
-    respond_unsigned, unreadable, Outcome, Transport,
+    formerr, prefetch, prefetch_node, prefetch_set, prefetch_set_entry, respond_parsed, respond_unsigned, unreadable,
+    Outcome, Transport,
 };
 use ferrodns_proto::{parse_query_into, Query, QueryError};
 use ferrodns_zone::ZoneSet;
@@ -365,12 +365,6 @@ impl Worker {
             if let Some(probe) = *probe {
                 prefetched[i] = prefetch(zones, self.queries[i].qname_lower(), probe);
             }
-        }
-        for slot in prefetched.iter().take(count).flatten() {
-            prefetch_parts(*slot);
-        }
-        for slot in prefetched.iter().take(count).flatten() {
-            prefetch_slot(*slot);
         }
         for slot in prefetched.iter().take(count).flatten() {
             prefetch_node(*slot);

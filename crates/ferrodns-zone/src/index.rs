@@ -71,6 +71,16 @@ impl NameIndex {
         true
     }
 
+    /// Where the slots start, for prefetching ([`crate::zone::ZoneAddresses`]).
+    pub(crate) fn slots_address(&self) -> usize {
+        self.slots.as_ptr() as usize
+    }
+
+    /// The mask that turns a hash's tag into a slot number.
+    pub(crate) fn slot_mask(&self) -> usize {
+        self.mask
+    }
+
     /// Asks the CPU to start loading the slot for `hash`.
     #[inline]
     pub fn prefetch(&self, hash: u64) {
