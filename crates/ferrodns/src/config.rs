@@ -395,6 +395,10 @@ mod tests {
         assert_eq!(settings.api_listen, None);
         assert_eq!(settings.tcp_idle_timeout, Duration::from_secs(7));
         assert_eq!(settings.data_dir, PathBuf::from("./ferrodns-data"));
+        assert_eq!(settings.udp_busy_poll, Duration::ZERO, "busy polling is off unless asked for");
+        std::fs::write(&path, "udp-busy-poll-us = 5000\n").unwrap();
+        let args = ServeArgs { config: Some(path.clone()), ..ServeArgs::default() };
+        assert_eq!(args.resolve().unwrap().udp_busy_poll, Duration::from_micros(1000), "capped at 1 ms");
         std::fs::write(&path, "dns-listn = []\n").unwrap();
         let args = ServeArgs { config: Some(path), ..ServeArgs::default() };
         assert!(format!("{:#}", args.resolve().unwrap_err()).contains("unknown field `dns-listn`"));
