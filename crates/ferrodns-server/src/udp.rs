@@ -156,9 +156,10 @@ pub fn run_worker(
     worker.hand_off = hand_off.zip(reply_socket);
     let mut rate = Rate::new();
     while !stop.load(Ordering::Relaxed) {
-        let received = match rate.polling && !settings.busy_poll.is_zero() {
-            true => worker.poll(&socket, settings.busy_poll),
-            false => worker.receive(&socket),
+        let received = if rate.polling && !settings.busy_poll.is_zero() {
+            worker.poll(&socket, settings.busy_poll)
+        } else {
+            worker.receive(&socket)
         };
         match received {
             Ok(0) => rate.count(0),
