@@ -29,7 +29,7 @@ use std::time::Duration;
 use ferrodns_proto::{Name, RecordType, Serial};
 use ferrodns_zone::edit::{self, Change, Diff, EditError, Limits, RRsetData, RRsetKey, Record, Working};
 use sqlx::any::{AnyPoolOptions, AnyRow};
-use sqlx::{Any, AnyPool, Connection, Executor, Row, Transaction};
+use sqlx::{Any, AnyPool, Executor, Row, Transaction};
 
 pub use duties::{CatalogState, Fence};
 pub use serial::{civil_from_days, initial_serial, next_serial, SerialPolicy};
@@ -235,22 +235,7 @@ impl Store {
                 "unsupported database URL {url:?}: use sqlite:// or postgres://"
             )));
         };
-        // A connection that was in use a moment ago is known to work, so only
-        // one that sat idle is pinged before it is handed out: sqlx's default,
-        // a ping on every acquire, is a round trip more per request (three of
-        // the fifteen an API change makes on PostgreSQL). A connection that
-        // broke while in use is dropped by sqlx on its error.
-        let mut pool_options = AnyPoolOptions::new()
-            .acquire_timeout(options.acquire_timeout)
-            .test_before_acquire(false)
-            .before_acquire(|conn, meta| {
-                Box::pin(async move {
-                    if meta.idle_for >= PING_WHEN_IDLE_FOR {
-                        conn.ping().await?;
-                    }
-                    Ok(true)
-                })
-            });
+        let mut pool_options = AnyPoolOptions::new().acquire_timeout(options.acquire_timeout);
         pool_options = match backend {
             Backend::Sqlite => pool_options.max_connections(8).after_connect(|conn, _| {
                 Box::pin(async move {
@@ -873,9 +858,6 @@ impl Markers {
 
 /// The PostgreSQL channel on which commits announce the zone they changed.
 pub const CHANGES_CHANNEL: &str = "ferrodns_zones";
-
-/// Pooled connections idle at least this long are pinged before use.
-const PING_WHEN_IDLE_FOR: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// Tells other nodes, at commit, that `zone` changed (PostgreSQL only; a
 /// SQLite database has one node). The payload is the zone's name; nodes read
