@@ -1,5 +1,7 @@
 //! The database goes away: DNS keeps answering from memory, the API answers
-//! 503 with a clear problem, and writes work again once it is back.
+//! 503 with a clear problem, and writes work again once it is back. And when
+//! PostgreSQL ends the node's connections between requests, the next writes
+//! succeed.
 //!
 //! The node reaches PostgreSQL through a TCP relay that the test can cut,
 //! which is what a failed database host or a network partition looks like
@@ -60,4 +62,45 @@ fn dns_answers_and_api_says_503_while_postgres_is_away() {
     }
     assert_eq!(dns_lookup(node.dns, "www.outage.test.", 1).1, ["192.0.2.3"]);
     assert_eq!(json(node.anonymous(Method::GET, "/v1/health/ready").send().unwrap()).0, 200);
+}
+
+/// PostgreSQL ends every connection of the node (a restart, a failover, an
+/// administrator's `pg_terminate_backend`) between two requests: the pool
+/// must find out before it hands a dead connection to a request, so the next
+/// writes succeed instead of answering 503.
+#[test]
+fn writes_right_after_postgres_drops_every_connection_succeed() {
+    let database = Database::postgres();
+    let Database::Postgres { name, .. } = &database else { unreachable!() };
+    let node = Node::start(&database, &[]);
+    assert_eq!(
+        json(node.request(Method::POST, "/v1/zones").json(&json!({"name": "drop.test"})).send().unwrap()).0,
+        201
+    );
+    let put = |i: usize| {
+        json(
+            node.request(Method::PUT, &format!("/v1/zones/drop.test/rrsets/h{}/A", i % 7))
+                .json(&json!({"ttl": 60, "records": [format!("192.0.2.{}", i % 250 + 1)]}))
+                .send()
+                .unwrap(),
+        )
+    };
+    let mut i = 0;
+    for round in 0..3 {
+        // Writes keep several pooled connections busy: the token lookup, the
+        // change, and the follower reading back its own commit.
+        for _ in 0..20 {
+            i += 1;
+            assert_eq!(put(i).0, 200);
+        }
+        support::control::psql(&format!(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{name}'"
+        ));
+        std::thread::sleep(Duration::from_millis(50));
+        for _ in 0..10 {
+            i += 1;
+            let (status, body, _) = put(i);
+            assert_eq!(status, 200, "round {round}, request {i} after the connections were dropped: {body}");
+        }
+    }
 }
