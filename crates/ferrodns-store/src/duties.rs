@@ -121,7 +121,7 @@ impl Store {
         .bind(now)
         .execute(&mut *tx)
         .await?;
-        announce(&mut tx, self.backend, catalog).await?;
+        announce(&mut tx, self.backend, catalog, Some(serial)).await?;
         tx.commit().await?;
         Ok(Some(CatalogState { serial, digest: digest.to_string(), term }))
     }

@@ -345,7 +345,7 @@ impl Store {
         let diff = Diff { old_serial: serial, new_serial: serial, removed: Vec::new(), added };
         let summary = serde_json::json!([{"action": "create-zone", "kind": kind}]).to_string();
         insert_journal(&mut tx, zone.id, &diff, actor, now, &summary).await?;
-        announce(&mut tx, self.backend, &zone.name).await?;
+        announce(&mut tx, self.backend, &zone.name, Some(zone.serial)).await?;
         tx.commit().await?;
         Ok((zone, diff))
     }
@@ -435,7 +435,7 @@ impl Store {
             .await?
             .ok_or(StoreError::NotFound)?;
         let name = name_column(&deleted, "name")?;
-        announce(&mut tx, self.backend, &name).await?;
+        announce(&mut tx, self.backend, &name, None).await?;
         tx.commit().await?;
         Ok(())
     }
@@ -684,7 +684,7 @@ impl Store {
         .await?;
         let zone = zone_from_row(&row)?;
         let change = insert_journal(&mut tx, zone.id, &diff, actor, now, summary).await?;
-        announce(&mut tx, self.backend, &zone.name).await?;
+        announce(&mut tx, self.backend, &zone.name, Some(zone.serial)).await?;
         // On PostgreSQL journals are compacted by the leader (a fenced duty,
         // see `duties`); the single node of an SQLite database trims as it goes.
         if self.backend == Backend::Sqlite && zone.version % 16 == 0 {
@@ -860,11 +860,23 @@ impl Markers {
 pub const CHANGES_CHANNEL: &str = "ferrodns_zones";
 
 /// Tells other nodes, at commit, that `zone` changed (PostgreSQL only; a
-/// SQLite database has one node). The payload is the zone's name; nodes read
-/// what changed from the journal, so a lost notification costs only time.
-async fn announce(tx: &mut Transaction<'static, Any>, backend: Backend, zone: &Name) -> Result<()> {
+/// SQLite database has one node). The payload is the zone's name and, unless
+/// the zone is gone, the serial it now has (`name serial`), so that a node
+/// already serving that serial (the one that made the change, above all)
+/// need not read the zone back; nodes read what changed from the journal,
+/// so a lost notification costs only time.
+async fn announce(
+    tx: &mut Transaction<'static, Any>,
+    backend: Backend,
+    zone: &Name,
+    serial: Option<Serial>,
+) -> Result<()> {
     if backend == Backend::Postgres {
-        sqlx::query("SELECT pg_notify($1, $2)").bind(CHANGES_CHANNEL).bind(zone.to_string()).execute(&mut **tx).await?;
+        let payload = match serial {
+            Some(serial) => format!("{zone} {}", serial.0),
+            None => zone.to_string(),
+        };
+        sqlx::query("SELECT pg_notify($1, $2)").bind(CHANGES_CHANNEL).bind(payload).execute(&mut **tx).await?;
     }
     Ok(())
 }
@@ -874,12 +886,30 @@ pub struct ChangeListener {
     listener: sqlx::postgres::PgListener,
 }
 
+/// One announced commit: the zone, and its serial after the commit (none
+/// when the zone was deleted).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Announced {
+    pub zone: String,
+    pub serial: Option<Serial>,
+}
+
+impl Announced {
+    /// Reads a payload written by `announce`.
+    pub fn parse(payload: &str) -> Announced {
+        match payload.rsplit_once(' ').map(|(zone, serial)| (zone, serial.parse::<u32>())) {
+            Some((zone, Ok(serial))) => Announced { zone: zone.to_string(), serial: Some(Serial(serial)) },
+            _ => Announced { zone: payload.to_string(), serial: None },
+        }
+    }
+}
+
 impl ChangeListener {
-    /// The next changed zone's name. An error means the connection dropped
+    /// The next announced commit. An error means the connection dropped
     /// (notifications may have been missed: catch up from the database).
-    pub async fn next(&mut self) -> Result<String> {
+    pub async fn next(&mut self) -> Result<Announced> {
         let notification = self.listener.recv().await?;
-        Ok(notification.payload().to_string())
+        Ok(Announced::parse(notification.payload()))
     }
 }
 
@@ -1229,4 +1259,24 @@ pub fn working_from(rrsets: impl IntoIterator<Item = RRsetData>) -> Working {
         working.insert(set.key(), set);
     }
     working
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn announcements_carry_the_serial_unless_the_zone_is_gone() {
+        assert_eq!(
+            Announced::parse("example.com. 2026120201"),
+            Announced { zone: "example.com.".into(), serial: Some(Serial(2026120201)) }
+        );
+        assert_eq!(Announced::parse("example.com."), Announced { zone: "example.com.".into(), serial: None });
+        // A name with an escaped space is still one name.
+        assert_eq!(
+            Announced::parse(r"a\032b.example. 7"),
+            Announced { zone: r"a\032b.example.".into(), serial: Some(Serial(7)) }
+        );
+        assert_eq!(Announced::parse("odd name"), Announced { zone: "odd name".into(), serial: None });
+    }
 }

@@ -1,10 +1,12 @@
 //! The multi-node control plane on PostgreSQL: following other nodes'
 //! commits, and leader election.
 //!
-//! **Following.** Every commit announces its zone with `pg_notify` (delivered
-//! at commit, only to connected listeners). Each node listens, and for each
-//! announced zone applies the journal steps after the serial it serves (or
-//! reloads the zone when the journal does not reach back). Because a
+//! **Following.** Every commit announces its zone and new serial with
+//! `pg_notify` (delivered at commit, only to connected listeners). Each node
+//! listens, and for each announced zone it does not already serve at that
+//! serial (its own commits it does) applies the journal steps after the
+//! serial it serves (or reloads the zone when the journal does not reach
+//! back). Because a
 //! listener misses whatever was sent while it was disconnected, a node also
 //! compares every zone's serial with the database after each (re)connect and
 //! every `--ha-poll-ms`.
@@ -25,7 +27,7 @@ use std::time::{Duration, Instant};
 
 use ferrodns_api::catalog::{sync_catalog, CatalogSync};
 use ferrodns_api::{reload_zone, ApiState, HaSnapshot, Leadership};
-use ferrodns_proto::Name;
+use ferrodns_proto::{Name, Serial};
 use ferrodns_store::{Fence, Store, StoreError};
 use ferrodns_zone::live::Applied;
 use tokio::sync::watch;
@@ -193,9 +195,11 @@ pub async fn follow(state: ApiState, url: String, poll: Duration, mut shutdown: 
         loop {
             tokio::select! {
                 next = listener.next() => match next {
-                    Ok(zone) => {
-                        if let Ok(apex) = Name::parse(&zone, None) {
-                            sync_zone(&state, &apex).await;
+                    Ok(announced) => {
+                        if let Ok(apex) = Name::parse(&announced.zone, None) {
+                            if !already_served(&state, &apex, announced.serial) {
+                                sync_zone(&state, &apex).await;
+                            }
                         }
                     }
                     Err(e) => {
@@ -208,6 +212,18 @@ pub async fn follow(state: ApiState, url: String, poll: Duration, mut shutdown: 
             }
         }
     }
+}
+
+/// True when an announced commit is one this node serves already (its own,
+/// above all), so the zone need not be read back. The catalog is left to
+/// `sync_zone`, which reads the catalog's own state.
+fn already_served(state: &ApiState, apex: &Name, serial: Option<Serial>) -> bool {
+    let Some(serial) = serial else { return false };
+    let apex = apex.to_lowercase();
+    if state.catalog.as_ref().is_some_and(|c| *c.name() == apex) {
+        return false;
+    }
+    state.live.snapshot().get(apex.as_wire()).is_some_and(|zone| zone.serial() == serial)
 }
 
 /// Brings every stored zone up to the database, and drops zones it no longer holds.
