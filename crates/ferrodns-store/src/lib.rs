@@ -643,6 +643,11 @@ impl Store {
     ) -> Result<Committed> {
         let OpenChange { _guard, mut tx, zone } = open;
         let apex = zone.name.clone();
+        // The SOA is read in a statement of its own, after the zone row is
+        // locked. Folded into the locking UPDATE's RETURNING it would come from
+        // that statement's snapshot, taken before it waited for the lock, so on
+        // PostgreSQL a change queued behind another would see the SOA before
+        // that one and journal a broken IXFR chain (tests/failover.rs caught it).
         let soa_row =
             sqlx::query("SELECT owner, rtype, ttl, rdata FROM rrsets WHERE zone_id = $1 AND owner = $2 AND rtype = $3")
                 .bind(zone.id)
