@@ -417,29 +417,11 @@ impl<'b> MessageWriter<'b> {
         if !matches!(RdataLayout::of(rtype), RdataLayout::Opaque | RdataLayout::NameAt(_)) {
             return self.push_rrset_owned(section, Owner::Question, rtype, ttl, packed_rdatas);
         }
-        // Each record is the packed RDATA (length and octets) behind ten
-        // octets: the pointer, type, class and TTL.
-        let mut records = 0usize;
-        let mut pos = 0;
-        while pos + 2 <= packed_rdatas.len() {
-            pos += 2 + u16::from_be_bytes([packed_rdatas[pos], packed_rdatas[pos + 1]]) as usize;
-            records += 1;
-        }
+        let records = packed_count(packed_rdatas);
         if self.buf.len() + packed_rdatas.len() + 10 * records > self.limit {
             return Err(Full);
         }
-        let mut fixed = [0u8; 10];
-        fixed[..2].copy_from_slice(&(0xc000 | HEADER_LEN as u16).to_be_bytes());
-        fixed[2..4].copy_from_slice(&rtype.0.to_be_bytes());
-        fixed[4..6].copy_from_slice(&Class::IN.0.to_be_bytes());
-        fixed[6..10].copy_from_slice(&ttl.to_be_bytes());
-        let mut pos = 0;
-        while pos + 2 <= packed_rdatas.len() {
-            let end = pos + 2 + u16::from_be_bytes([packed_rdatas[pos], packed_rdatas[pos + 1]]) as usize;
-            self.buf.extend_from_slice(&fixed);
-            self.buf.extend_from_slice(&packed_rdatas[pos..end]);
-            pos = end;
-        }
+        extend_at_question(self.buf, rtype, ttl, packed_rdatas);
         self.add_count(section, records as u16);
         Ok(())
     }
@@ -631,6 +613,37 @@ fn opt_record(udp_payload: u16, extended_rcode: u8, dnssec_ok: bool) -> [u8; OPT
     record
 }
 
+/// How many RDATAs a packed list (each a 16-bit length and its octets) holds.
+#[inline]
+fn packed_count(packed_rdatas: &[u8]) -> usize {
+    let mut records = 0;
+    let mut pos = 0;
+    while pos + 2 <= packed_rdatas.len() {
+        pos += 2 + u16::from_be_bytes([packed_rdatas[pos], packed_rdatas[pos + 1]]) as usize;
+        records += 1;
+    }
+    records
+}
+
+/// Appends one IN record per packed RDATA, each owned by the question's name:
+/// a pointer to it, type, class and TTL (ten octets), then the packed RDATA
+/// (its length and octets) as it is.
+#[inline]
+fn extend_at_question(out: &mut Vec<u8>, rtype: RecordType, ttl: u32, packed_rdatas: &[u8]) {
+    let mut fixed = [0u8; 10];
+    fixed[..2].copy_from_slice(&(0xc000 | HEADER_LEN as u16).to_be_bytes());
+    fixed[2..4].copy_from_slice(&rtype.0.to_be_bytes());
+    fixed[4..6].copy_from_slice(&Class::IN.0.to_be_bytes());
+    fixed[6..10].copy_from_slice(&ttl.to_be_bytes());
+    let mut pos = 0;
+    while pos + 2 <= packed_rdatas.len() {
+        let end = pos + 2 + u16::from_be_bytes([packed_rdatas[pos], packed_rdatas[pos + 1]]) as usize;
+        out.extend_from_slice(&fixed);
+        out.extend_from_slice(&packed_rdatas[pos..end]);
+        pos = end;
+    }
+}
+
 /// The plainest full answer: the header, the question, one RRset owned by
 /// the qname whose RDATA holds no name to compress, and an OPT record when
 /// `opt` is given (payload size and DO bit), written in one pass. These are
@@ -654,12 +667,7 @@ pub fn write_plain_answer(
 ) -> bool {
     debug_assert!(matches!(RdataLayout::of(qtype), RdataLayout::Opaque));
     out.clear();
-    let mut records = 0usize;
-    let mut pos = 0;
-    while pos + 2 <= packed_rdatas.len() {
-        pos += 2 + u16::from_be_bytes([packed_rdatas[pos], packed_rdatas[pos + 1]]) as usize;
-        records += 1;
-    }
+    let records = packed_count(packed_rdatas);
     let opt_len = if opt.is_some() { OPT_LEN } else { 0 };
     let total = HEADER_LEN + qname.len() + 4 + packed_rdatas.len() + 10 * records + opt_len;
     if total > limit || records > u16::MAX as usize || qname.first() == Some(&0) {
@@ -676,20 +684,7 @@ pub fn write_plain_answer(
     out.extend_from_slice(qname);
     out.extend_from_slice(&qtype.0.to_be_bytes());
     out.extend_from_slice(&qclass.0.to_be_bytes());
-    // Each record: a pointer to the question's name, type, class, TTL, then
-    // the packed RDATA (its length and octets).
-    let mut fixed = [0u8; 10];
-    fixed[..2].copy_from_slice(&(0xc000 | HEADER_LEN as u16).to_be_bytes());
-    fixed[2..4].copy_from_slice(&qtype.0.to_be_bytes());
-    fixed[4..6].copy_from_slice(&Class::IN.0.to_be_bytes());
-    fixed[6..10].copy_from_slice(&ttl.to_be_bytes());
-    let mut pos = 0;
-    while pos + 2 <= packed_rdatas.len() {
-        let end = pos + 2 + u16::from_be_bytes([packed_rdatas[pos], packed_rdatas[pos + 1]]) as usize;
-        out.extend_from_slice(&fixed);
-        out.extend_from_slice(&packed_rdatas[pos..end]);
-        pos = end;
-    }
+    extend_at_question(out, qtype, ttl, packed_rdatas);
     if let Some((udp_payload, dnssec_ok)) = opt {
         out.extend_from_slice(&opt_record(udp_payload, 0, dnssec_ok));
     }
