@@ -2,27 +2,18 @@
 //! question checks and truncation, driven from one table. Answers to ordinary
 //! queries are checked against Knot and NSD by the differential test.
 
-use std::sync::Arc;
+mod support;
 
 use ferrodns_engine::{respond, respond_unsigned, Outcome, Transport, MAX_UDP_PAYLOAD};
 use ferrodns_proto::Name;
-use ferrodns_zone::masterfile::{parse_str, ParseOptions};
-use ferrodns_zone::{ZoneBuilder, ZoneSet};
+use ferrodns_zone::ZoneSet;
 
 fn zones() -> ZoneSet {
     let mut text = String::from("$ORIGIN example.\n$TTL 300\n@ SOA ns h 1 2 3 4 60\n@ NS ns\nns A 192.0.2.1\n");
     for i in 0..40 {
         text.push_str(&format!("big A 198.51.100.{i}\n"));
     }
-    let parsed = parse_str(text.as_bytes(), "t", &ParseOptions::default());
-    assert!(parsed.errors.is_empty());
-    let mut builder = ZoneBuilder::new(Name::parse("example.", None).unwrap());
-    for r in parsed.records {
-        builder.add(r.owner, r.rtype, r.ttl, &r.rdata, Some(r.line));
-    }
-    let mut set = ZoneSet::new();
-    set.insert(Arc::new(builder.finish().unwrap().0));
-    set
+    support::zone_set("example.", &text)
 }
 
 /// A query: flags word, qname, qtype, qclass, and an optional OPT (payload, version).

@@ -7,12 +7,11 @@
 //! layers (names to compress, additional sections, CNAME chains, referrals,
 //! NODATA, NXDOMAIN, TC, class ANY, DS, EDNS versions, other opcodes).
 
-use std::sync::Arc;
+mod support;
 
 use ferrodns_engine::{prefetch, prefetch_set, respond, respond_parsed, Transport};
 use ferrodns_proto::{parse_query_into, Name, Query};
-use ferrodns_zone::masterfile::{parse_str, ParseOptions};
-use ferrodns_zone::{ZoneBuilder, ZoneSet};
+use ferrodns_zone::ZoneSet;
 
 fn zones() -> ZoneSet {
     let mut text = String::from(
@@ -28,15 +27,7 @@ fn zones() -> ZoneSet {
     for i in 0..40 {
         text.push_str(&format!("many A 198.51.100.{i}\n"));
     }
-    let parsed = parse_str(text.as_bytes(), "t", &ParseOptions::default());
-    assert!(parsed.errors.is_empty(), "{:?}", parsed.errors);
-    let mut builder = ZoneBuilder::new(Name::parse("example.", None).unwrap());
-    for r in parsed.records {
-        builder.add(r.owner, r.rtype, r.ttl, &r.rdata, Some(r.line));
-    }
-    let mut set = ZoneSet::new();
-    set.insert(Arc::new(builder.finish().unwrap().0));
-    set
+    support::zone_set("example.", &text)
 }
 
 fn query(flags: u16, qname: &str, qtype: u16, qclass: u16, opt: Option<(u16, u8, bool)>) -> Vec<u8> {

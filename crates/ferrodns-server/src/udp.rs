@@ -584,6 +584,22 @@ fn refuses_segmentation(error: &io::Error) -> bool {
 }
 
 #[cfg(test)]
+impl Worker {
+    /// Sets slot `i`'s client address, as recvmmsg would.
+    fn set_peer(&mut self, i: usize, peer: &socket2::SockAddr) {
+        // SAFETY: both are sockaddr storage, and a SockAddr's length fits in one.
+        unsafe {
+            std::ptr::copy_nonoverlapping(
+                peer.as_ptr().cast::<u8>(),
+                (&mut self.addresses[i] as *mut libc::sockaddr_storage).cast::<u8>(),
+                peer.len() as usize,
+            );
+        }
+        self.address_lengths[i] = peer.len();
+    }
+}
+
+#[cfg(test)]
 mod tests {
     use super::*;
 
@@ -615,15 +631,7 @@ mod tests {
             worker.outputs[i].clear();
             worker.outputs[i].extend_from_slice(reply);
             worker.reply[i] = true;
-            // SAFETY: both are sockaddr storage of the length copied.
-            unsafe {
-                std::ptr::copy_nonoverlapping(
-                    peer.as_ptr().cast::<u8>(),
-                    (&mut worker.addresses[i] as *mut libc::sockaddr_storage).cast::<u8>(),
-                    peer.len() as usize,
-                );
-            }
-            worker.address_lengths[i] = peer.len();
+            worker.set_peer(i, &peer);
         }
         worker.plan_send(replies.len());
         worker
@@ -719,16 +727,7 @@ mod replay {
                     worker.inputs[i * RECEIVE_STRIDE..i * RECEIVE_STRIDE + packet.len()].copy_from_slice(packet);
                     worker.input_lengths[i] = packet.len();
                     worker.input_truncated[i] = false;
-                    let client = &clients[(answered + i) % clients.len()];
-                    // SAFETY: both are sockaddr storage of the length copied.
-                    unsafe {
-                        std::ptr::copy_nonoverlapping(
-                            client.as_ptr().cast::<u8>(),
-                            (&mut worker.addresses[i] as *mut libc::sockaddr_storage).cast::<u8>(),
-                            client.len() as usize,
-                        );
-                    }
-                    worker.address_lengths[i] = client.len();
+                    worker.set_peer(i, &clients[(answered + i) % clients.len()]);
                 }
                 worker.answer(&set, batch.len());
                 answered += batch.len();
