@@ -96,6 +96,19 @@ pub fn parse_records(apex: &Name, rtype: RecordType, records: &[String]) -> Resu
             errors.push((index, "the record is empty".to_string()));
             continue;
         }
+        if matches!(rtype, RecordType::TXT | RecordType::SPF) && unquoted_words(text) {
+            // A master file reads `v=spf1 mx -all` as three strings, which a
+            // receiver joins into `v=spf1mx-all`; over the API that is never
+            // what was meant, so ask for quotes, as PowerDNS does.
+            errors.push((
+                index,
+                format!(
+                    "TXT data with spaces must be quoted: write {:?}, or several quoted strings",
+                    format!("\"{}\"", text.trim().replace('"', "\\\""))
+                ),
+            ));
+            continue;
+        }
         // One record per parse: an unbalanced parenthesis cannot reach into the next.
         let line = format!("@ 0 IN {rtype} {text}\n");
         let parsed = parse_str(line.as_bytes(), "record", &options);
@@ -113,6 +126,33 @@ pub fn parse_records(apex: &Name, rtype: RecordType, records: &[String]) -> Resu
     } else {
         Err(errors)
     }
+}
+
+/// Whether TXT data holds more than one word and any of them is unquoted.
+fn unquoted_words(text: &str) -> bool {
+    let (mut words, mut unquoted) = (0, false);
+    let mut chars = text.trim().chars().peekable();
+    while let Some(c) = chars.next() {
+        if c.is_whitespace() {
+            continue;
+        }
+        words += 1;
+        if c == '"' {
+            while let Some(c) = chars.next() {
+                match c {
+                    '\\' => {
+                        chars.next();
+                    }
+                    '"' => break,
+                    _ => {}
+                }
+            }
+        } else {
+            unquoted = true;
+            while chars.next_if(|c| !c.is_whitespace()).is_some() {}
+        }
+    }
+    words > 1 && unquoted
 }
 
 /// An opaque cursor for a page boundary.
@@ -172,5 +212,26 @@ mod tests {
         let bad = parse_records(&apex, RecordType::A, &["1.2.3.4".into(), "( 5.6.7.8".into(), "x\n@ A 1.1.1.1".into()])
             .unwrap_err();
         assert_eq!(bad.iter().map(|e| e.0).collect::<Vec<_>>(), vec![1, 2]);
+    }
+
+    #[test]
+    fn txt_with_spaces_must_be_quoted() {
+        let apex = Name::parse("example.com.", None).unwrap();
+        let texts = |list: &[&str]| list.iter().map(|t| t.to_string()).collect::<Vec<_>>();
+        let ok = parse_records(
+            &apex,
+            RecordType::TXT,
+            &texts(&["word", "\"v=spf1 mx -all\"", "\"a\" \"b\"", "\"q\\\" x\"", " \"padded\" "]),
+        )
+        .unwrap();
+        assert_eq!(ok[1], b"\x0ev=spf1 mx -all");
+        assert_eq!(ok[2], b"\x01a\x01b");
+        let bad =
+            parse_records(&apex, RecordType::TXT, &texts(&["v=spf1 mx -all", "\"a\" b", "hello world"])).unwrap_err();
+        assert_eq!(bad.iter().map(|e| e.0).collect::<Vec<_>>(), vec![0, 1, 2]);
+        assert!(bad[0].1.contains("quoted"), "{}", bad[0].1);
+        assert!(bad[0].1.contains("\\\"v=spf1 mx -all\\\""), "{}", bad[0].1);
+        // Master files keep RFC 1035's meaning; only the API asks for quotes.
+        assert!(parse_records(&apex, RecordType::SPF, &texts(&["v=spf1 -all"])).is_err());
     }
 }

@@ -170,6 +170,49 @@ impl utoipa::Modify for BearerAuth {
         );
         openapi.security =
             Some(vec![utoipa::openapi::security::SecurityRequirement::new("bearer", Vec::<String>::new())]);
+        common_responses(openapi);
+    }
+}
+
+/// Adds to every operation the problem statuses that any handler of its
+/// kind can answer, which the handlers' own lists leave out: the token's
+/// (401, 403), the body's (400, 413), and the store's (500, 503). Public
+/// operations (`security(())`: the probes) answer none of them.
+fn common_responses(openapi: &mut utoipa::openapi::OpenApi) {
+    use utoipa::openapi::schema::Ref;
+    use utoipa::openapi::{ContentBuilder, ResponseBuilder};
+    let problem = |description: &str| {
+        ResponseBuilder::new()
+            .description(description)
+            .content(
+                "application/problem+json",
+                ContentBuilder::new().schema(Some(Ref::from_schema_name("Problem"))).build(),
+            )
+            .build()
+    };
+    for item in openapi.paths.paths.values_mut() {
+        let operations = [&mut item.get, &mut item.put, &mut item.post, &mut item.delete, &mut item.patch];
+        for operation in operations.into_iter().flatten() {
+            if operation.security.is_some() {
+                continue;
+            }
+            let mut common = vec![
+                ("401", "no token, a malformed Authorization header, or an unknown or revoked token"),
+                ("403", "the token's role or zone list does not allow this"),
+                ("500", "the server failed; see its log"),
+                ("503", "the database cannot be reached; DNS keeps answering"),
+            ];
+            if operation.parameters.as_ref().is_some_and(|p| !p.is_empty()) || operation.request_body.is_some() {
+                common.push(("400", "a malformed request: a bad parameter, header or body"));
+            }
+            if operation.request_body.is_some() {
+                common.push(("413", "the body is over --max-body-bytes"));
+                common.push(("422", "the body is well-formed but wrong; errors[] points at each fault"));
+            }
+            for (status, description) in common {
+                operation.responses.responses.entry(status.to_string()).or_insert_with(|| problem(description).into());
+            }
+        }
     }
 }
 

@@ -146,7 +146,7 @@ impl From<StoreError> for Problem {
                 StatusCode::PRECONDITION_FAILED,
                 "stale-version",
                 "Precondition failed",
-                format!("If-Match names an older version; the zone is at version {current} (ETag \"{current}\")"),
+                format!("If-Match does not name the zone's current version {current} (ETag \"{current}\")"),
             ),
             StoreError::Rejected(errors) => Problem::from_edit_errors(&errors, change_pointer),
             StoreError::Corrupt(detail) | StoreError::Database(detail) => {

@@ -17,7 +17,7 @@ use utoipa::{IntoParams, ToSchema};
 use crate::auth::{Caller, Role};
 use crate::input::{self, json_body, now_micros, rfc3339};
 use crate::problem::{field_pointer, Problem};
-use crate::zones::{etag, if_match, zone_for};
+use crate::zones::{etag, if_match, refuse_shadowed, zone_for};
 use crate::{publish, ApiState};
 
 /// An RRset as the API shows it.
@@ -53,6 +53,7 @@ impl From<&RRsetData> for RRsetView {
 
 /// Query of `GET …/rrsets`.
 #[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct ListRRsets {
     /// Only this owner (relative to the zone, or absolute).
     pub name: Option<String>,
@@ -149,8 +150,8 @@ pub struct PutRRset {
 
 /// Creates or replaces one RRset.
 #[utoipa::path(put, path = "/v1/zones/{zone}/rrsets/{name}/{type}", request_body = PutRRset,
-    params(("zone" = String, Path, description = "zone name"), ("name" = String, Path, description = "owner"), ("type" = String, Path, description = "record type")),
-    responses((status = 200, body = RRsetView), (status = 409, body = Problem), (status = 412, body = Problem), (status = 422, body = Problem)))]
+    params(("zone" = String, Path, description = "zone name"), ("name" = String, Path, description = "owner"), ("type" = String, Path, description = "record type"), ("If-Match" = Option<String>, Header, description = "ETags of the zone versions this write may apply to (RFC 9110), or *")),
+    responses((status = 200, body = RRsetView), (status = 404, body = Problem), (status = 409, body = Problem), (status = 412, body = Problem), (status = 422, body = Problem)))]
 pub async fn put_rrset(
     State(state): State<ApiState>,
     caller: Caller,
@@ -180,8 +181,8 @@ pub async fn put_rrset(
 
 /// Deletes one RRset.
 #[utoipa::path(delete, path = "/v1/zones/{zone}/rrsets/{name}/{type}",
-    params(("zone" = String, Path, description = "zone name"), ("name" = String, Path, description = "owner"), ("type" = String, Path, description = "record type")),
-    responses((status = 204), (status = 404, body = Problem), (status = 422, body = Problem)))]
+    params(("zone" = String, Path, description = "zone name"), ("name" = String, Path, description = "owner"), ("type" = String, Path, description = "record type"), ("If-Match" = Option<String>, Header, description = "ETags of the zone versions this write may apply to (RFC 9110), or *")),
+    responses((status = 204), (status = 404, body = Problem), (status = 409, body = Problem), (status = 412, body = Problem), (status = 422, body = Problem)))]
 pub async fn delete_rrset(
     State(state): State<ApiState>,
     caller: Caller,
@@ -208,12 +209,21 @@ async fn apply(
     pointer: impl Fn(usize, ferrodns_zone::edit::Field) -> String,
 ) -> Result<Committed, Problem> {
     let expected = if_match(headers)?;
+    refuse_shadowed(state, zone)?;
     let summary: Vec<serde_json::Value> = changes.iter().map(summarize).collect();
     let summary = serde_json::Value::Array(summary).to_string();
     let _publication = state.zone_locks.lock(&zone.name).await;
     let committed = state
         .store
-        .apply_changes(&zone.name, &caller.scope(), expected, &changes, &summary, &caller.actor(), now_micros())
+        .apply_changes(
+            &zone.name,
+            &caller.scope(),
+            expected.as_deref(),
+            &changes,
+            &summary,
+            &caller.actor(),
+            now_micros(),
+        )
         .await
         .map_err(|e| match e {
             StoreError::Rejected(errors) => Problem::from_edit_errors(&errors, &pointer),
@@ -352,7 +362,7 @@ pub async fn change_response(state: &ApiState, committed: &Committed) -> Result<
 /// Applies a batch of changes atomically: all or none. Changes apply in
 /// order, each seeing the ones before it.
 #[utoipa::path(post, path = "/v1/zones/{zone}/changes", request_body = ChangeBatch,
-    params(("zone" = String, Path, description = "zone name"), ("If-Match" = Option<String>, Header, description = "the zone's ETag")),
+    params(("zone" = String, Path, description = "zone name"), ("If-Match" = Option<String>, Header, description = "ETags of the zone versions this write may apply to (RFC 9110), or *")),
     responses((status = 200, body = ChangeView), (status = 400, body = Problem), (status = 404, body = Problem),
         (status = 409, body = Problem), (status = 412, body = Problem), (status = 422, body = Problem)))]
 pub async fn post_changes(
@@ -419,6 +429,7 @@ pub async fn post_changes(
 
 /// Query of `GET …/changes`.
 #[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct ListChanges {
     pub limit: Option<u32>,
     pub cursor: Option<String>,

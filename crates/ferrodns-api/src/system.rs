@@ -24,6 +24,7 @@ pub async fn live() -> Json<Health> {
 
 /// Query of the readiness probe.
 #[derive(serde::Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct ReadyQuery {
     /// `leader`: ready only on the current leader (for a VIP or a Service selector).
     pub role: Option<String>,

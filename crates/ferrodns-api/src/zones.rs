@@ -9,10 +9,11 @@ use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use ferrodns_proto::{Name, RecordType};
-use ferrodns_store::{ImportMode, StoreError, ZoneRecord};
-use ferrodns_zone::edit::{RRsetData, RRsetKey, Working};
+use ferrodns_store::{StoreError, ZoneRecord};
+use ferrodns_zone::edit::{ImportMode, RRsetData, RRsetKey, Working};
 use ferrodns_zone::live::build_zone;
 use ferrodns_zone::masterfile::{parse_str, ParseOptions};
+use ferrodns_zone::rules;
 use ferrodns_zone::writer::write_zone;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
@@ -56,21 +57,60 @@ pub fn etag(version: i64) -> HeaderValue {
     HeaderValue::from_str(&format!("\"{version}\"")).expect("digits are a valid header value")
 }
 
-/// Reads `If-Match`: a zone version in quotes (weak or strong), or `*`.
-pub fn if_match(headers: &HeaderMap) -> Result<Option<i64>, Problem> {
+/// Reads `If-Match` (RFC 9110 §13.1.1): `*`, or a list of entity tags.
+/// Returns the zone versions the list names, or `None` when any version
+/// will do. A tag this server never hands out names no version, so it can
+/// only fail the precondition (412); a header that is not a list of tags at
+/// all is a bad request (400).
+pub fn if_match(headers: &HeaderMap) -> Result<Option<Vec<i64>>, Problem> {
     let Some(value) = headers.get(header::IF_MATCH) else { return Ok(None) };
-    let text = value.to_str().unwrap_or("").trim();
+    let malformed = || {
+        Problem::new(
+            StatusCode::BAD_REQUEST,
+            "bad-request",
+            "Bad request",
+            "If-Match is neither * nor a list of quoted entity tags such as \"4\"",
+        )
+    };
+    let text = value.to_str().map_err(|_| malformed())?.trim();
     if text == "*" {
         return Ok(None);
     }
-    text.trim_start_matches("W/").trim_matches('"').parse().map(Some).map_err(|_| {
-        Problem::new(
-            StatusCode::PRECONDITION_FAILED,
-            "stale-version",
-            "Precondition failed",
-            format!("If-Match {text:?} is not an ETag this server hands out"),
-        )
-    })
+    let mut versions = Vec::new();
+    let mut rest = text;
+    loop {
+        rest = rest.trim_start_matches([' ', '\t', ',']);
+        if rest.is_empty() {
+            break;
+        }
+        // Weak tags are taken as their strong twins: ours are all strong,
+        // and a proxy may have weakened one on the way.
+        let quoted = rest.strip_prefix("W/").unwrap_or(rest).strip_prefix('"').ok_or_else(malformed)?;
+        let end = quoted.find('"').ok_or_else(malformed)?;
+        versions.extend(quoted[..end].parse::<i64>().ok());
+        rest = &quoted[end + 1..];
+        if !(rest.is_empty() || rest.starts_with([' ', '\t', ','])) {
+            return Err(malformed());
+        }
+    }
+    if versions.is_empty() && !text.contains('"') {
+        return Err(malformed());
+    }
+    Ok(Some(versions))
+}
+
+/// Refuses a write to a stored zone that a `--zone-file` of this server
+/// shadows: DNS serves the file, so the write would answer 2xx and never be
+/// served.
+pub fn refuse_shadowed(state: &ApiState, zone: &ZoneRecord) -> Result<(), Problem> {
+    if state.live.is_file_zone(zone.name.as_wire()) {
+        return Err(Problem::conflict(format!(
+            "{} is also loaded from a --zone-file on this server, and DNS serves the file; \
+             change the file, or remove it from the server's zone files to manage the zone here",
+            zone.name
+        )));
+    }
+    Ok(())
 }
 
 /// Answers with a zone and its ETag.
@@ -203,6 +243,7 @@ pub async fn create_zone(
 
 /// Query of `GET /v1/zones`.
 #[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct ListZones {
     /// Page size, 1 to 1000 (default 100).
     pub limit: Option<u32>,
@@ -259,17 +300,19 @@ pub async fn get_zone(
 }
 
 /// Deletes a zone; DNS stops answering for it before the response.
-#[utoipa::path(delete, path = "/v1/zones/{zone}", params(("zone" = String, Path, description = "zone name")),
-    responses((status = 204), (status = 404, body = Problem)))]
+#[utoipa::path(delete, path = "/v1/zones/{zone}", params(("zone" = String, Path, description = "zone name"), ("If-Match" = Option<String>, Header, description = "ETags of the zone versions this write may apply to (RFC 9110), or *")),
+    responses((status = 204), (status = 404, body = Problem), (status = 412, body = Problem)))]
 pub async fn delete_zone(
     State(state): State<ApiState>,
     caller: Caller,
     Path(zone): Path<String>,
+    headers: HeaderMap,
 ) -> Result<StatusCode, Problem> {
     caller.require(Role::Editor)?;
+    let expected = if_match(&headers)?;
     let zone = zone_for(&state, &caller, &zone).await?;
     let publication = state.zone_locks.lock(&zone.name).await;
-    state.store.delete_zone(zone.id).await?;
+    state.store.delete_zone(zone.id, expected.as_deref()).await?;
     state.live.remove_zone(zone.name.as_wire());
     if let Some(replication) = &state.replication {
         replication.peers.forget(&zone.name);
@@ -304,6 +347,7 @@ pub async fn export_zone(
 
 /// Query of `POST /v1/zones/{zone}/import`.
 #[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct ImportQuery {
     /// `replace` (default) makes the zone hold exactly the file; `merge`
     /// replaces only the RRsets the file has.
@@ -312,15 +356,16 @@ pub struct ImportQuery {
 
 /// Imports a master file atomically: every bad line is reported and then
 /// nothing is applied. The file's SOA gives the zone's SOA names and timers;
-/// the serial stays the server's.
-#[utoipa::path(post, path = "/v1/zones/{zone}/import", params(("zone" = String, Path, description = "zone name"), ImportQuery),
+/// the serial moves on from the zone's, or to the file's when that is newer.
+#[utoipa::path(post, path = "/v1/zones/{zone}/import", params(("zone" = String, Path, description = "zone name"), ImportQuery, ("If-Match" = Option<String>, Header, description = "ETags of the zone versions this write may apply to (RFC 9110), or *")),
     request_body(content = String, content_type = "text/dns"),
-    responses((status = 200, body = crate::records::ChangeView), (status = 422, body = Problem)))]
+    responses((status = 200, body = crate::records::ChangeView), (status = 404, body = Problem), (status = 409, body = Problem), (status = 412, body = Problem), (status = 422, body = Problem)))]
 pub async fn import_zone(
     State(state): State<ApiState>,
     caller: Caller,
     Path(zone): Path<String>,
     Query(query): Query<ImportQuery>,
+    headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, Problem> {
     caller.require(Role::Editor)?;
@@ -330,7 +375,9 @@ pub async fn import_zone(
         Some(other) => return Err(Problem::invalid(format!("mode {other:?} is neither replace nor merge"))),
     };
     let body = input::body_bytes(body, state.settings.max_body_bytes)?;
+    let expected = if_match(&headers)?;
     let zone = zone_for(&state, &caller, &zone).await?;
+    refuse_shadowed(&state, &zone)?;
     let apex = zone.name.clone();
     let limits = state.store.options().limits;
     let parse_apex = apex.clone();
@@ -339,11 +386,21 @@ pub async fn import_zone(
         .map_err(|e| Problem::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "Internal error", e.to_string()))?;
     let (working, soa) = parsed?;
     let count: usize = working.values().map(|s| s.rdatas.len()).sum();
-    let summary = serde_json::json!([{"action": "import", "mode": if mode == ImportMode::Replace { "replace" } else { "merge" }, "records": count}]).to_string();
+    let summary = serde_json::json!([{"action": "import", "mode": mode.as_str(), "records": count}]).to_string();
     let _publication = state.zone_locks.lock(&apex).await;
     let committed = state
         .store
-        .import(&apex, &caller.scope(), mode, working, soa, &summary, &caller.actor(), now_micros())
+        .import(
+            &apex,
+            &caller.scope(),
+            expected.as_deref(),
+            mode,
+            working,
+            soa,
+            &summary,
+            &caller.actor(),
+            now_micros(),
+        )
         .await
         .map_err(|e| match e {
             StoreError::Rejected(errors) => Problem::from_edit_errors(&errors, |_, _| String::new()),
@@ -398,6 +455,10 @@ fn parse_import(
             line_error(record.line, format!("TTL {} is outside {}..={}", record.ttl, limits.min_ttl, limits.max_ttl));
             continue;
         }
+        if let Err(problem) = rules::check_record(record.rtype, &record.rdata) {
+            line_error(record.line, problem.to_string());
+            continue;
+        }
         if record.rtype == RecordType::SOA {
             if owner != *apex {
                 line_error(record.line, "an SOA can only be at the apex".to_string());
@@ -425,9 +486,6 @@ fn parse_import(
                     limits.max_records_per_rrset
                 ),
             );
-        }
-        if key.rtype == RecordType::CNAME && set.rdatas.len() > 1 {
-            line_error(line, format!("{} has more than one CNAME record", key.owner));
         }
         working.insert(key, set);
     }

@@ -27,7 +27,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use ferrodns_proto::{Name, RecordType, Serial};
-use ferrodns_zone::edit::{self, Change, Diff, EditError, Limits, RRsetData, RRsetKey, Record, Working};
+use ferrodns_zone::edit::{self, Change, Diff, EditError, ImportMode, Limits, RRsetData, RRsetKey, Record, Working};
 use sqlx::any::{AnyPoolOptions, AnyRow};
 use sqlx::{Any, AnyPool, Executor, Row, Transaction};
 
@@ -192,13 +192,12 @@ impl Scope<'_> {
     }
 }
 
-/// How an import treats what the zone holds.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum ImportMode {
-    /// The zone ends up holding exactly the file's RRsets.
-    Replace,
-    /// Each RRset in the file replaces the zone's RRset of that owner and type.
-    Merge,
+/// Checks a zone's version against `If-Match`'s list (any when `None`).
+fn check_version(current: i64, if_match: Option<&[i64]>) -> Result<()> {
+    match if_match {
+        Some(accepted) if !accepted.contains(&current) => Err(StoreError::VersionMismatch { current }),
+        _ => Ok(()),
+    }
 }
 
 /// A change between its lock and its commit.
@@ -423,8 +422,17 @@ impl Store {
     }
 
     /// Deletes a zone and everything in it.
-    pub async fn delete_zone(&self, zone_id: i64) -> Result<()> {
+    /// Deletes a zone, if its version is one of `if_match` (any when `None`).
+    pub async fn delete_zone(&self, zone_id: i64, if_match: Option<&[i64]>) -> Result<()> {
         let (_guard, mut tx) = self.begin_write().await?;
+        // Lock the row before checking its version, so that no change slips
+        // in between (a no-op UPDATE, which both databases accept).
+        let row = sqlx::query("UPDATE zones SET version = version WHERE id = $1 RETURNING version")
+            .bind(zone_id)
+            .fetch_optional(&mut *tx)
+            .await?
+            .ok_or(StoreError::NotFound)?;
+        check_version(row.try_get::<i64, _>("version").map_err(|e| corrupt(&e.to_string()))?, if_match)?;
         // The journal and RRsets go by cascade; delete them first anyway so
         // that a database without foreign-key enforcement stays clean.
         sqlx::query("DELETE FROM journal WHERE zone_id = $1").bind(zone_id).execute(&mut *tx).await?;
@@ -501,13 +509,14 @@ impl Store {
     // ----- changes -----
 
     /// Applies a batch atomically; see the module docs for the steps.
-    /// `if_match` is the zone version the client last saw.
+    /// `if_match` lists the zone versions the client accepts (`If-Match`);
+    /// `None` accepts any.
     #[allow(clippy::too_many_arguments)]
     pub async fn apply_changes(
         &self,
         apex: &Name,
         scope: &Scope<'_>,
-        if_match: Option<i64>,
+        if_match: Option<&[i64]>,
         changes: &[Change],
         summary: &str,
         actor: &str,
@@ -528,13 +537,14 @@ impl Store {
     }
 
     /// Imports parsed RRsets atomically. `rrsets` holds no SOA; `soa` is the
-    /// file's SOA RDATA, whose names and timers the zone takes (its serial is
-    /// the server's).
+    /// file's SOA RDATA, whose names and timers the zone takes. The serial
+    /// moves on from the zone's, or jumps to the file's when that is newer.
     #[allow(clippy::too_many_arguments)]
     pub async fn import(
         &self,
         apex: &Name,
         scope: &Scope<'_>,
+        if_match: Option<&[i64]>,
         mode: ImportMode,
         rrsets: Working,
         soa: Option<Vec<u8>>,
@@ -543,7 +553,7 @@ impl Store {
         now: i64,
     ) -> Result<Committed> {
         let apex_lower = apex.to_lowercase();
-        let mut open = self.begin_change(apex, scope, None, now).await?;
+        let mut open = self.begin_change(apex, scope, if_match, now).await?;
         let mut current = match mode {
             ImportMode::Replace => {
                 let rows = sqlx::query("SELECT owner, rtype, ttl, rdata FROM rrsets WHERE zone_id = $1")
@@ -567,37 +577,7 @@ impl Store {
             }
         };
         current.remove(&RRsetKey { owner: apex_lower.clone(), rtype: RecordType::SOA });
-        let after = match mode {
-            ImportMode::Replace => rrsets,
-            ImportMode::Merge => {
-                let mut merged = current.clone();
-                merged.extend(rrsets);
-                merged
-            }
-        };
-        let mut errors = Vec::new();
-        if !after.contains_key(&RRsetKey { owner: apex_lower.clone(), rtype: RecordType::NS }) {
-            errors.push("the zone would have no NS RRset at its apex".to_string());
-        }
-        for key in after.keys().filter(|k| k.rtype == RecordType::CNAME) {
-            if key.owner == apex_lower {
-                errors.push(format!("{} is the apex, which cannot have a CNAME", key.owner));
-            } else if after.range(edit::owner_range(&key.owner)).count() > 1 {
-                errors.push(format!("{} has a CNAME and other data", key.owner));
-            }
-        }
-        if !errors.is_empty() {
-            let errors = errors
-                .into_iter()
-                .map(|message| EditError {
-                    change: 0,
-                    field: edit::Field::Change,
-                    problem: edit::Problem::Invalid(message),
-                })
-                .collect();
-            return Err(StoreError::Rejected(errors));
-        }
-        let plan = edit::diff_states(&current, &after);
+        let plan = edit::plan_import(apex, current, rrsets, mode).map_err(StoreError::Rejected)?;
         self.finish_change(open, plan, soa, summary, actor, now).await
     }
 
@@ -606,7 +586,7 @@ impl Store {
         &self,
         apex: &Name,
         scope: &Scope<'_>,
-        if_match: Option<i64>,
+        if_match: Option<&[i64]>,
         now: i64,
     ) -> Result<OpenChange<'_>> {
         let (guard, mut tx) = self.begin_write().await?;
@@ -623,11 +603,7 @@ impl Store {
         if !scope.allows(&zone) {
             return Err(StoreError::NotFound);
         }
-        if let Some(expected) = if_match {
-            if expected != zone.version - 1 {
-                return Err(StoreError::VersionMismatch { current: zone.version - 1 });
-            }
-        }
+        check_version(zone.version - 1, if_match)?;
         Ok(OpenChange { _guard: guard, tx, zone })
     }
 
@@ -667,7 +643,15 @@ impl Store {
             return Ok(Committed { zone, change: None, diff: None });
         }
         write_rrsets(&mut tx, self.backend, zone.id, &plan.writes).await?;
-        let serial = next_serial(zone.serial, self.options.serial_policy, now);
+        let mut serial = next_serial(zone.serial, self.options.serial_policy, now);
+        // An import brings its file's serial. Never move back from it (RFC
+        // 1982): secondaries that hold it from the zone's old primary would
+        // take every later serial for an older one and stop following.
+        if let Some(file_serial) = new_soa_fields.as_deref().and_then(ferrodns_proto::rdata::soa_serial) {
+            if file_serial.is_newer_than(serial) {
+                serial = file_serial;
+            }
+        }
         let base = new_soa_fields.as_deref().unwrap_or(&old_soa_rdata);
         let new_soa_rdata = ferrodns_proto::rdata::with_soa_serial(base, serial).ok_or_else(|| corrupt("SOA RDATA"))?;
         let new_soa = RRsetData::new(&apex, RecordType::SOA, old_soa.ttl, vec![new_soa_rdata.clone()]);

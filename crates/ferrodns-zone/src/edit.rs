@@ -1,8 +1,11 @@
 //! Zone edits: the rules a change batch must follow, and the diff it makes.
 //!
-//! This is the one place that decides whether a batch of RRset changes is
-//! acceptable (CNAME exclusivity, a protected apex, TTL and size limits) and
-//! what it changes, record by record. It does no I/O: the store hands it the
+//! This is where a batch of RRset changes, or an import, is planned: what
+//! the API's limits allow (TTL range, records per RRset, a server-managed
+//! SOA), and what it changes, record by record. Whether the result is a zone
+//! the server can serve is asked of [`crate::rules`], the same rules the
+//! builder and the overlay apply, so nothing is committed that would not be
+//! published. It does no I/O: the store hands it the
 //! RRsets at the owners a batch touches, as read inside the write
 //! transaction, and writes back what [`plan`] returns. The same [`Diff`] is
 //! appended to the journal, applied to the served zone, and (later) served
@@ -13,6 +16,8 @@ use std::collections::BTreeMap;
 use std::fmt;
 
 use ferrodns_proto::{Name, RecordType, Serial};
+
+use crate::rules::{self, RRsetShape, Violation};
 
 /// Packs RDATAs the way zones store them: each as a 16-bit length, then the bytes.
 pub fn pack_rdatas<'a>(rdatas: impl IntoIterator<Item = &'a [u8]>) -> Vec<u8> {
@@ -215,7 +220,9 @@ fn error(change: usize, field: Field, problem: Problem) -> EditError {
 }
 
 /// Checks one change on its own, before the zone's content matters. Every
-/// problem found is reported, not only the first.
+/// problem found is reported, not only the first. The rules that depend on
+/// the rest of the node (CNAME exclusivity and the like) are checked by
+/// [`plan`], once the change is applied to the RRsets around it.
 pub fn check_change(apex: &Name, index: usize, change: &Change, limits: &Limits) -> Vec<EditError> {
     let mut errors = Vec::new();
     let invalid = |field, message: String| error(index, field, Problem::Invalid(message));
@@ -223,18 +230,15 @@ pub fn check_change(apex: &Name, index: usize, change: &Change, limits: &Limits)
         errors.push(invalid(Field::Name, format!("{} is not inside the zone {apex}", change.owner)));
     }
     let rtype = change.rtype;
-    if rtype.is_meta_or_question_only() || rtype == RecordType::OPT || rtype == RecordType::TSIG || rtype.0 == 0 {
-        errors.push(invalid(Field::Type, format!("{rtype} is not a type that can be stored in a zone")));
+    let storable = rules::storable(rtype);
+    if !storable {
+        errors.push(invalid(Field::Type, rules::RecordProblem::NotStorable(rtype).to_string()));
     }
     if rtype == RecordType::SOA {
         errors.push(invalid(
             Field::Type,
             "the SOA is managed by the server; its serial moves with every change".to_string(),
         ));
-    }
-    let at_apex = change.owner.to_lowercase() == apex.to_lowercase();
-    if rtype == RecordType::CNAME && at_apex {
-        errors.push(invalid(Field::Type, "a CNAME cannot be at the zone apex (RFC 1912 §2.4)".to_string()));
     }
     if change.action != Action::Delete {
         match change.ttl {
@@ -248,8 +252,12 @@ pub fn check_change(apex: &Name, index: usize, change: &Change, limits: &Limits)
         if change.rdatas.is_empty() {
             errors.push(invalid(Field::Records, "an RRset needs at least one record".to_string()));
         }
-        if rtype == RecordType::CNAME && change.rdatas.len() > 1 {
-            errors.push(invalid(Field::Records, "a CNAME RRset holds exactly one record".to_string()));
+        if storable {
+            for (i, rdata) in change.rdatas.iter().enumerate() {
+                if let Err(problem) = rules::check_record(rtype, rdata) {
+                    errors.push(invalid(Field::Record(i), problem.to_string()));
+                }
+            }
         }
     }
     if change.rdatas.len() > limits.max_records_per_rrset {
@@ -259,6 +267,37 @@ pub fn check_change(apex: &Name, index: usize, change: &Change, limits: &Limits)
         ));
     }
     errors
+}
+
+/// The RRsets at one owner, as the rules see them.
+fn node_shape(working: &Working, owner: &Name) -> Vec<RRsetShape> {
+    working
+        .range(owner_range(owner))
+        .map(|(key, set)| RRsetShape { rtype: key.rtype, records: set.rdatas.len() })
+        .collect()
+}
+
+/// The error for a broken rule, pointed at change `index`. Rules broken
+/// because of other data at the name are conflicts (409); the rest are
+/// wrong whatever the zone holds (422).
+fn violation_error(index: usize, owner: &Name, violation: &Violation) -> EditError {
+    let message = violation.message(owner);
+    let (field, problem) = match violation {
+        Violation::CnameBesideData(_) | Violation::TooManyTypes(_) => (Field::Type, Problem::Conflict(message)),
+        Violation::SeveralCnames | Violation::SeveralDnames | Violation::SeveralSoa => {
+            (Field::Records, Problem::Invalid(message))
+        }
+        Violation::CnameAtApex | Violation::SoaBelowApex => (Field::Type, Problem::Invalid(message)),
+        Violation::NoSoa | Violation::NoApexNs => (Field::Change, Problem::Invalid(message)),
+    };
+    error(index, field, problem)
+}
+
+/// Whether a violation concerns what the apex must hold once a whole batch
+/// is applied, rather than one change. The SOA is the store's: batches and
+/// imports never carry it, so its absence from their RRsets is no fault.
+fn checked_at_end(violation: &Violation) -> bool {
+    matches!(violation, Violation::NoSoa | Violation::NoApexNs)
 }
 
 /// The working state of a batch: every RRset at the owners the batch touches.
@@ -298,15 +337,15 @@ pub fn plan(apex: &Name, current: Working, changes: &[Change], limits: &Limits) 
     }
     let apex_lower = apex.to_lowercase();
     let mut working = current.clone();
-    // Which change last removed the apex NS, to point at it.
-    let mut apex_ns_removed_by: Option<usize> = None;
+    // The change that last touched the apex NS, to point at if it is gone.
+    let mut apex_ns_touched_by: Option<usize> = None;
     for (index, change) in changes.iter().enumerate() {
         let owner = change.owner.to_lowercase();
         let key = RRsetKey { owner: owner.clone(), rtype: change.rtype };
+        let before = working.get(&key).cloned();
         match change.action {
             Action::Create | Action::Upsert => {
-                let exists = working.contains_key(&key);
-                if change.action == Action::Create && exists {
+                if change.action == Action::Create && before.is_some() {
                     errors.push(error(
                         index,
                         Field::Change,
@@ -314,29 +353,8 @@ pub fn plan(apex: &Name, current: Working, changes: &[Change], limits: &Limits) 
                     ));
                     continue;
                 }
-                let others = working.range(owner_range(&owner)).filter(|(k, _)| k.rtype != change.rtype).count();
-                let has_cname = working.contains_key(&RRsetKey { owner: owner.clone(), rtype: RecordType::CNAME });
-                if change.rtype == RecordType::CNAME && others > 0 {
-                    errors.push(error(
-                        index,
-                        Field::Type,
-                        Problem::Conflict(format!("{owner} has other data, so it cannot also have a CNAME")),
-                    ));
-                    continue;
-                }
-                if change.rtype != RecordType::CNAME && has_cname {
-                    errors.push(error(
-                        index,
-                        Field::Type,
-                        Problem::Conflict(format!("{owner} has a CNAME, so it cannot have other data")),
-                    ));
-                    continue;
-                }
                 let ttl = change.ttl.unwrap_or_default();
-                working.insert(key, RRsetData::new(&owner, change.rtype, ttl, change.rdatas.clone()));
-                if owner == apex_lower && change.rtype == RecordType::NS {
-                    apex_ns_removed_by = None;
-                }
+                working.insert(key.clone(), RRsetData::new(&owner, change.rtype, ttl, change.rdatas.clone()));
             }
             Action::Delete => {
                 let Some(existing) = working.get_mut(&key) else {
@@ -347,49 +365,121 @@ pub fn plan(apex: &Name, current: Working, changes: &[Change], limits: &Limits) 
                     ));
                     continue;
                 };
-                if change.rdatas.is_empty() {
-                    working.remove(&key);
-                } else {
-                    let mut missing = false;
-                    for (i, rdata) in change.rdatas.iter().enumerate() {
-                        match existing.rdatas.iter().position(|r| r == rdata) {
-                            Some(at) => {
-                                existing.rdatas.remove(at);
-                            }
-                            None => {
-                                missing = true;
-                                errors.push(error(
-                                    index,
-                                    Field::Record(i),
-                                    Problem::Missing(format!("{} {} holds no such record", owner, change.rtype)),
-                                ));
-                            }
+                let mut missing = false;
+                for (i, rdata) in change.rdatas.iter().enumerate() {
+                    match existing.rdatas.iter().position(|r| r == rdata) {
+                        Some(at) => {
+                            existing.rdatas.remove(at);
+                        }
+                        None => {
+                            missing = true;
+                            errors.push(error(
+                                index,
+                                Field::Record(i),
+                                Problem::Missing(format!("{} {} holds no such record", owner, change.rtype)),
+                            ));
                         }
                     }
-                    if missing {
-                        continue;
-                    }
-                    if existing.rdatas.is_empty() {
-                        working.remove(&key);
-                    }
                 }
-                if owner == apex_lower && change.rtype == RecordType::NS && !working.contains_key(&key) {
-                    apex_ns_removed_by = Some(index);
+                if missing {
+                    restore(&mut working, key, before);
+                    continue;
+                }
+                if change.rdatas.is_empty() || existing.rdatas.is_empty() {
+                    working.remove(&key);
                 }
             }
         }
+        // Each change sees the ones before it, so a batch may swap an A for
+        // a CNAME by deleting first; a change that leaves its name breaking
+        // a rule is refused and leaves the name as it was.
+        let at_apex = owner == apex_lower;
+        let broken: Vec<Violation> = rules::check_node(at_apex, &node_shape(&working, &owner))
+            .into_iter()
+            .filter(|v| !checked_at_end(v))
+            .collect();
+        if !broken.is_empty() {
+            errors.extend(broken.iter().map(|v| violation_error(index, &owner, v)));
+            restore(&mut working, key, before);
+            continue;
+        }
+        if at_apex && change.rtype == RecordType::NS {
+            apex_ns_touched_by = Some(index);
+        }
     }
-    if let Some(index) = apex_ns_removed_by {
-        errors.push(error(
-            index,
-            Field::Change,
-            Problem::Invalid("the apex NS RRset can be changed but never left empty".to_string()),
-        ));
+    if let Some(index) = apex_ns_touched_by {
+        for violation in rules::check_node(true, &node_shape(&working, &apex_lower)) {
+            if violation == Violation::NoApexNs {
+                errors.push(violation_error(index, &apex_lower, &violation));
+            }
+        }
     }
     if !errors.is_empty() {
         return Err(errors);
     }
     Ok(diff_states(&current, &working))
+}
+
+/// Puts an RRset back as it was before a refused change.
+fn restore(working: &mut Working, key: RRsetKey, before: Option<RRsetData>) {
+    match before {
+        Some(set) => working.insert(key, set),
+        None => working.remove(&key),
+    };
+}
+
+/// How an import treats the zone's RRsets that its file does not hold.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ImportMode {
+    /// The zone ends up holding exactly the file's RRsets.
+    Replace,
+    /// Each RRset in the file replaces the zone's RRset of that owner and type.
+    Merge,
+}
+
+impl ImportMode {
+    /// The API spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ImportMode::Replace => "replace",
+            ImportMode::Merge => "merge",
+        }
+    }
+}
+
+/// Plans an import: `current` holds the zone's RRsets (all of them to
+/// replace, those at the file's owners and the apex to merge), `incoming`
+/// the file's, both without the SOA. Every name the import leaves is checked
+/// against the zone rules; errors name the owner, as a file has no changes
+/// to point at.
+pub fn plan_import(apex: &Name, current: Working, incoming: Working, mode: ImportMode) -> Result<Plan, Vec<EditError>> {
+    let after = match mode {
+        ImportMode::Replace => incoming,
+        ImportMode::Merge => {
+            let mut merged = current.clone();
+            merged.extend(incoming);
+            merged
+        }
+    };
+    let apex_lower = apex.to_lowercase();
+    let mut owners: Vec<&Name> = after.keys().map(|k| &k.owner).collect();
+    owners.push(&apex_lower);
+    owners.sort();
+    owners.dedup();
+    let errors: Vec<EditError> = owners
+        .into_iter()
+        .flat_map(|owner| {
+            rules::check_node(*owner == apex_lower, &node_shape(&after, owner))
+                .into_iter()
+                .filter(|v| *v != Violation::NoSoa)
+                .map(|v| error(0, Field::Change, Problem::Invalid(v.message(owner))))
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    if !errors.is_empty() {
+        return Err(errors);
+    }
+    Ok(diff_states(&current, &after))
 }
 
 /// The key range of every RRset at one owner.

@@ -42,6 +42,7 @@ use ferrodns_proto::{Name, RecordType, Serial};
 
 use crate::edit::Diff;
 use crate::index::NameIndex;
+use crate::rules::{self, Violation};
 
 mod overlay;
 
@@ -581,11 +582,11 @@ impl ZoneBuilder {
     /// As [`ZoneBuilder::add`], with the owner as a valid wire name.
     pub fn add_wire(&mut self, owner: &[u8], rtype: RecordType, ttl: u32, rdata: &[u8], line: Option<usize>) {
         let show = || Name::from_wire(owner).map(|n| n.to_string()).unwrap_or_default();
-        if let Err(e) = ferrodns_proto::rdata::validate_wire(rtype, rdata) {
-            self.errors.push(ZoneError { line, message: format!("{} {rtype}: {e}", show()) });
+        if let Err(problem) = rules::check_record(rtype, rdata) {
+            self.errors.push(ZoneError { line, message: format!("{} {problem}", show()) });
             return;
         }
-        if rdata.len() > u16::MAX as usize || self.data.len() + owner.len() + rdata.len() > u32::MAX as usize {
+        if self.data.len() + owner.len() + rdata.len() > u32::MAX as usize {
             self.errors.push(ZoneError { line, message: format!("{} {rtype}: zone data too large", show()) });
             return;
         }
@@ -686,6 +687,7 @@ impl ZoneBuilder {
         let mut cuts: HashSet<Box<[u8]>, foldhash::fast::RandomState> = HashSet::default();
         let mut dnames: HashSet<Box<[u8]>, foldhash::fast::RandomState> = HashSet::default();
         let mut apex_seen = false;
+        let mut shapes: Vec<rules::RRsetShape> = Vec::new();
         for group in groups {
             let owner = owner_of(data, &records[group.start]);
             let rrs = &records[group.start..group.end];
@@ -699,76 +701,29 @@ impl ZoneBuilder {
                 continue;
             }
             let at_apex = owner.eq_ignore_ascii_case(apex);
-            // The arena counts a node's RRsets in one octet.
-            let types = 1 + rrs.windows(2).filter(|pair| pair[0].rtype != pair[1].rtype).count();
-            if types > 255 {
-                errors.push(ZoneError {
-                    line: records[group.start].line(),
-                    message: format!("{} has {types} RRsets; at most 255 types per name are supported", show(owner)),
-                });
-                continue;
+            apex_seen |= at_apex;
+            // The node as the rules see it: each type once, with its count
+            // of distinct records where the rules care about the count.
+            shapes.clear();
+            let mut i = 0;
+            while i < rrs.len() {
+                let rtype = rrs[i].rtype;
+                let run = rrs[i..].iter().take_while(|r| r.rtype == rtype).count();
+                let records = if run > 1 && rules::is_singleton(rtype) { distinct(data, rrs, rtype) } else { run };
+                shapes.push(rules::RRsetShape { rtype, records });
+                i += run;
             }
-            let has = |t: RecordType| rrs.iter().find(|r| r.rtype == t);
-            let count = |t: RecordType| rrs.iter().filter(|r| r.rtype == t).count();
-            if at_apex {
-                apex_seen = true;
-                match has(RecordType::SOA) {
-                    None => errors.push(ZoneError { line: None, message: format!("no SOA at the apex {}", self.apex) }),
-                    Some(soa) if count(RecordType::SOA) > 1 && distinct(data, rrs, RecordType::SOA) > 1 => {
-                        errors.push(ZoneError {
-                            line: soa.line(),
-                            message: format!("more than one SOA record at the apex {}", self.apex),
-                        })
-                    }
-                    Some(_) => {}
-                }
-                if has(RecordType::NS).is_none() {
-                    errors.push(ZoneError { line: None, message: format!("no NS records at the apex {}", self.apex) });
-                }
-            } else {
-                if let Some(soa) = has(RecordType::SOA) {
-                    errors.push(ZoneError {
-                        line: soa.line(),
-                        message: format!("SOA at {}, which is not the apex", show(owner)),
-                    });
-                }
-                if has(RecordType::NS).is_some() {
-                    cuts.insert(owner.to_ascii_lowercase().into());
-                }
+            for violation in rules::check_node(at_apex, &shapes) {
+                let line = violation.rtype().and_then(|t| rrs.iter().find(|r| r.rtype == t)).map_or_else(
+                    || if matches!(violation, Violation::TooManyTypes(_)) { rrs[0].line() } else { None },
+                    Pending::line,
+                );
+                errors.push(ZoneError { line, message: violation.message(&show(owner)) });
             }
-            if let Some(cname) = has(RecordType::CNAME) {
-                let mut others: Vec<String> = rrs
-                    .iter()
-                    .filter(|r| !matches!(r.rtype, RecordType::CNAME | RecordType::RRSIG | RecordType::NSEC))
-                    .map(|r| r.rtype.to_string())
-                    .collect();
-                others.dedup();
-                if !others.is_empty() {
-                    errors.push(ZoneError {
-                        line: cname.line(),
-                        message: format!(
-                            "CNAME at {} beside other data ({}); a CNAME excludes all other data",
-                            show(owner),
-                            others.join(", ")
-                        ),
-                    });
-                } else if distinct(data, rrs, RecordType::CNAME) > 1 {
-                    errors.push(ZoneError {
-                        line: cname.line(),
-                        message: format!("more than one CNAME at {}", show(owner)),
-                    });
-                }
-                if at_apex {
-                    errors.push(ZoneError { line: cname.line(), message: format!("CNAME at the apex {}", self.apex) });
-                }
+            if !at_apex && shapes.iter().any(|s| s.rtype == RecordType::NS) {
+                cuts.insert(owner.to_ascii_lowercase().into());
             }
-            if let Some(dname) = has(RecordType::DNAME) {
-                if distinct(data, rrs, RecordType::DNAME) > 1 {
-                    errors.push(ZoneError {
-                        line: dname.line(),
-                        message: format!("more than one DNAME at {}", show(owner)),
-                    });
-                }
+            if shapes.iter().any(|s| s.rtype == RecordType::DNAME) {
                 dnames.insert(owner.to_ascii_lowercase().into());
             }
             for pair in rrs.windows(2) {
@@ -789,7 +744,7 @@ impl ZoneBuilder {
             }
         }
         if !apex_seen {
-            errors.push(ZoneError { line: None, message: format!("no SOA at the apex {}", self.apex) });
+            errors.push(ZoneError { line: None, message: Violation::NoSoa.message(&self.apex) });
         }
         // Data below a zone cut (other than glue) or below a DNAME is occluded.
         if !cuts.is_empty() || !dnames.is_empty() {

@@ -11,9 +11,10 @@ use ferrodns_proto::{RecordType, Serial};
 use super::{lowercase_into, stored_name, Layer, Zone, TOMBSTONE};
 use crate::edit::Record;
 use crate::index::NameIndex;
+use crate::rules::{self, RRsetShape};
 
 /// A node as the change leaves it.
-struct Working {
+struct ChangedNode {
     /// Wire name, in the case the zone gave it (or the change, for a new name).
     name: Vec<u8>,
     children: u32,
@@ -41,7 +42,7 @@ impl Zone {
             return None;
         }
         let apex = &self.apex_lower[..];
-        let mut work: HashMap<Vec<u8>, Working> = HashMap::new();
+        let mut work: HashMap<Vec<u8>, ChangedNode> = HashMap::new();
         let mut order: Vec<Vec<u8>> = Vec::new();
         let mut records = self.record_count as isize;
         let mut buffer = [0u8; MAX_NAME_LEN];
@@ -62,9 +63,7 @@ impl Zone {
         }
         for record in added {
             let lower = lowercase_into(record.owner.as_wire(), &mut buffer).to_vec();
-            let fits = record.rdata.len() <= u16::MAX as usize
-                && ferrodns_proto::rdata::validate_wire(record.rtype, &record.rdata).is_ok();
-            if !name::is_subdomain(&lower, apex) || !fits {
+            if !name::is_subdomain(&lower, apex) || rules::check_record(record.rtype, &record.rdata).is_err() {
                 return None;
             }
             let node = self.working(&mut work, &mut order, &lower, record.owner.as_wire());
@@ -201,21 +200,23 @@ impl Zone {
     /// The working copy of a node, loaded from the zone on first use.
     fn working<'w>(
         &self,
-        work: &'w mut HashMap<Vec<u8>, Working>,
+        work: &'w mut HashMap<Vec<u8>, ChangedNode>,
         order: &mut Vec<Vec<u8>>,
         lower: &[u8],
         name: &[u8],
-    ) -> &'w mut Working {
+    ) -> &'w mut ChangedNode {
         if !work.contains_key(lower) {
             let node = match self.node(lower) {
-                Some(node) => Working {
+                Some(node) => ChangedNode {
                     name: node.name().to_vec(),
                     children: node.children(),
                     rrsets: node.rrsets().map(|r| (r.rtype, r.ttl, r.rdatas().map(<[u8]>::to_vec).collect())).collect(),
                     exists: true,
                     existed: true,
                 },
-                None => Working { name: name.to_vec(), children: 0, rrsets: Vec::new(), exists: false, existed: false },
+                None => {
+                    ChangedNode { name: name.to_vec(), children: 0, rrsets: Vec::new(), exists: false, existed: false }
+                }
             };
             work.insert(lower.to_vec(), node);
             order.push(lower.to_vec());
@@ -224,27 +225,12 @@ impl Zone {
     }
 }
 
-/// The load-time errors that one node can show (see `ZoneBuilder::check`).
-fn rules_hold(node: &Working, at_apex: bool) -> bool {
-    let count = |t: RecordType| node.rrsets.iter().find(|(r, _, _)| *r == t).map_or(0, |(_, _, d)| d.len());
-    if node.rrsets.len() > 255 || count(RecordType::DNAME) > 1 {
-        return false;
-    }
-    if at_apex {
-        if count(RecordType::SOA) != 1 || count(RecordType::NS) == 0 || count(RecordType::CNAME) > 0 {
-            return false;
-        }
-    } else if count(RecordType::SOA) > 0 {
-        return false;
-    }
-    if count(RecordType::CNAME) > 0 {
-        let others =
-            node.rrsets.iter().any(|(t, _, _)| !matches!(*t, RecordType::CNAME | RecordType::RRSIG | RecordType::NSEC));
-        if others || count(RecordType::CNAME) > 1 {
-            return false;
-        }
-    }
-    true
+/// Whether a changed node keeps the zone rules; when it does not, the
+/// rebuild reports the problem as a load would.
+fn rules_hold(node: &ChangedNode, at_apex: bool) -> bool {
+    let shapes: Vec<RRsetShape> =
+        node.rrsets.iter().map(|(rtype, _, rdatas)| RRsetShape { rtype: *rtype, records: rdatas.len() }).collect();
+    rules::check_node(at_apex, &shapes).is_empty()
 }
 
 #[cfg(test)]

@@ -221,7 +221,6 @@ impl Node {
         self.http.request(method, format!("{}{path}", self.api))
     }
 
-    /// Runs the CLI against this node.
     /// The owner names of every RRset of a zone, read page by page.
     pub fn rrset_names(&self, zone: &str) -> Vec<String> {
         let mut names = Vec::new();
@@ -241,6 +240,7 @@ impl Node {
         }
     }
 
+    /// Runs the CLI against this node.
     pub fn cli(&self, args: &[&str]) -> std::process::Output {
         Command::new(env!("CARGO_BIN_EXE_ferrodns"))
             .args(args)

@@ -154,7 +154,8 @@ extern "C" {
     fn libc_kill(pid: i32, signal: i32) -> i32;
 }
 
-fn temp_dir(name: &str) -> PathBuf {
+/// A fresh directory under the system temporary directory, unique to this test process.
+pub fn temp_dir(name: &str) -> PathBuf {
     static COUNTER: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
     let n = COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let dir = std::env::temp_dir().join(format!("ferrodns-test-{name}-{}-{n}", std::process::id()));
