@@ -62,11 +62,7 @@ impl Algorithm {
 
     fn mac(self, secret: &[u8], parts: &[&[u8]]) -> Vec<u8> {
         fn run<M: Mac + hmac::digest::KeyInit>(secret: &[u8], parts: &[&[u8]]) -> Vec<u8> {
-            let mut mac = <M as hmac::digest::KeyInit>::new_from_slice(secret).expect("HMAC takes keys of any length");
-            for part in parts {
-                mac.update(part);
-            }
-            mac.finalize().into_bytes().to_vec()
+            keyed::<M>(secret, parts).finalize().into_bytes().to_vec()
         }
         match self {
             Algorithm::HmacSha256 => run::<Hmac<Sha256>>(secret, parts),
@@ -74,6 +70,28 @@ impl Algorithm {
             Algorithm::HmacSha512 => run::<Hmac<Sha512>>(secret, parts),
         }
     }
+
+    /// Whether `mac` is the MAC of `parts`, compared in constant time by the
+    /// `hmac` crate. Only whole MACs verify (no RFC 8945 §5.2.2.1 truncation).
+    fn verify(self, secret: &[u8], parts: &[&[u8]], mac: &[u8]) -> bool {
+        fn run<M: Mac + hmac::digest::KeyInit>(secret: &[u8], parts: &[&[u8]], mac: &[u8]) -> bool {
+            keyed::<M>(secret, parts).verify_slice(mac).is_ok()
+        }
+        match self {
+            Algorithm::HmacSha256 => run::<Hmac<Sha256>>(secret, parts, mac),
+            Algorithm::HmacSha384 => run::<Hmac<Sha384>>(secret, parts, mac),
+            Algorithm::HmacSha512 => run::<Hmac<Sha512>>(secret, parts, mac),
+        }
+    }
+}
+
+/// An HMAC keyed with `secret` that has read `parts`.
+fn keyed<M: Mac + hmac::digest::KeyInit>(secret: &[u8], parts: &[&[u8]]) -> M {
+    let mut mac = <M as hmac::digest::KeyInit>::new_from_slice(secret).expect("HMAC takes keys of any length");
+    for part in parts {
+        mac.update(part);
+    }
+    mac
 }
 
 /// A shared secret.
@@ -244,10 +262,6 @@ fn prior(mac: &[u8]) -> Vec<u8> {
     out
 }
 
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
-}
-
 /// A request that verified: sign the answer with this.
 #[derive(Clone, Debug)]
 pub struct Verified {
@@ -305,9 +319,7 @@ pub fn verify_request(
     let key = &key;
     let unsigned = unsigned_part(msg, &record);
     let vars = variables(key, record.time_signed, record.fudge, record.error, &record.other, false);
-    let expected = key.algorithm.mac(&key.secret, &[&unsigned, &vars]);
-    // Only whole MACs are accepted (no RFC 8945 §5.2.2.1 truncation).
-    if !constant_time_eq(&expected, &record.mac) {
+    if !key.algorithm.verify(&key.secret, &[&unsigned, &vars], &record.mac) {
         return failure(errors::BADSIG, None);
     }
     if now.abs_diff(record.time_signed) > u64::from(record.fudge) {
@@ -454,9 +466,8 @@ impl ResponseVerifier {
         }
         let unsigned = unsigned_part(msg, &record);
         let vars = variables(&self.key, record.time_signed, record.fudge, record.error, &record.other, !self.first);
-        let expected =
-            self.key.algorithm.mac(&self.key.secret, &[&prior(&self.prior_mac), &self.pending, &unsigned, &vars]);
-        if !constant_time_eq(&expected, &record.mac) {
+        let parts: [&[u8]; 4] = [&prior(&self.prior_mac), &self.pending, &unsigned, &vars];
+        if !self.key.algorithm.verify(&self.key.secret, &parts, &record.mac) {
             return Err(ResponseError::BadSignature);
         }
         if now.abs_diff(record.time_signed) > u64::from(record.fudge) {
@@ -499,15 +510,21 @@ mod tests {
         let verified = verify_request(&request, |n| (*n == key().name).then(key), now).unwrap().unwrap();
         let mut response_signer = Signer::response(verified);
         let mut verifier = ResponseVerifier::new(key(), signer.last_mac().unwrap().to_vec());
+        let mut answers = Vec::new();
         for i in 0..3 {
+            // Three different messages: the rcode nibble differs.
             let mut answer = query(0x1234);
             answer[2] = 0x84;
-            answer.push(i);
-            answer.truncate(answer.len() - 1);
+            answer[3] = i;
             response_signer.sign(&mut answer, now + i as u64, 0, &[]);
             verifier.verify(&answer, now).unwrap();
+            answers.push(answer);
         }
         assert!(verifier.is_complete());
+        // Each MAC covers the one before it: a message out of its place fails.
+        let mut replay = ResponseVerifier::new(key(), signer.last_mac().unwrap().to_vec());
+        replay.verify(&answers[0], now).unwrap();
+        assert_eq!(replay.verify(&answers[2], now), Err(ResponseError::BadSignature));
     }
 
     #[test]
