@@ -20,12 +20,14 @@ use ferrodns_engine::{formerr, respond_unsigned, Transport};
 use ferrodns_proto::message::{flags, HEADER_LEN};
 use ferrodns_proto::tsig::{self, Signer, Verified};
 use ferrodns_proto::{parse_query, Name, Opcode, Query, Rcode, RecordType, Serial};
-use ferrodns_server::{BoxFuture, ControlHandler};
 use ferrodns_zone::edit::Diff;
 use ferrodns_zone::ZoneSet;
 
 use crate::acl::Access;
 use crate::peers::Peers;
+
+/// A boxed future, for the traits other crates implement.
+pub type BoxFuture<'a, T> = std::pin::Pin<Box<dyn std::future::Future<Output = T> + Send + 'a>>;
 
 /// Where IXFR steps older than a zone's in-memory history come from.
 pub trait Journal: Send + Sync + 'static {
@@ -70,7 +72,9 @@ impl Primary {
         *self.notify_listener.lock().unwrap_or_else(|e| e.into_inner()) = Some(listener);
     }
 
-    async fn answer(&self, packet: &[u8], peer: SocketAddr, transport: Transport) -> Vec<Vec<u8>> {
+    /// Answers one message the DNS transports handed off: the messages to
+    /// send back, in order (none to stay silent).
+    pub async fn answer(&self, packet: &[u8], peer: SocketAddr, transport: Transport) -> Vec<Vec<u8>> {
         let Ok(query) = parse_query(packet) else {
             let mut out = Vec::new();
             return match formerr(packet, &mut out) {
@@ -191,12 +195,6 @@ impl Primary {
         };
         tracing::info!(%peer, zone = %zone_name, from = client.0, to = zone.serial().0, kind, messages = messages.len(), "IXFR served");
         messages
-    }
-}
-
-impl ControlHandler for Primary {
-    fn handle<'a>(&'a self, packet: &'a [u8], peer: SocketAddr, transport: Transport) -> BoxFuture<'a, Vec<Vec<u8>>> {
-        Box::pin(self.answer(packet, peer, transport))
     }
 }
 

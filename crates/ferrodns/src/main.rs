@@ -351,7 +351,7 @@ fn serve(args: config::ServeArgs, log_level: Option<String>, log_format: LogForm
         }
         // Started from this (the main) thread, so that the UDP workers keep
         // its default priority rather than the async threads' lower one.
-        let running = bound.start(live.handle(), Some(primary as Arc<dyn ControlHandler>), shutdown.clone())?;
+        let running = bound.start(live.handle(), Some(Arc::new(replication::HandOff(primary)) as Arc<dyn ControlHandler>), shutdown.clone())?;
         let server = tokio::spawn(running.finished());
         let api = match (&control, settings.api_listen) {
             (Some(control), Some(address)) => Some(control::serve_api(control, &settings, address, shutdown).await?),

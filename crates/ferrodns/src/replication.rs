@@ -4,13 +4,29 @@
 use std::sync::Arc;
 
 use ferrodns_proto::{Name, RecordType, Serial};
-use ferrodns_server::BoxFuture;
+use ferrodns_server::{BoxFuture, ControlHandler};
 use ferrodns_store::Store;
 use ferrodns_transfer::notify::{Change, Notifier};
-use ferrodns_transfer::primary::Journal;
+use ferrodns_transfer::primary::{Journal, Primary};
 use ferrodns_zone::edit::Diff;
 use ferrodns_zone::live::Observer;
 use ferrodns_zone::Zone;
+
+/// Hands the control traffic the DNS transports pass on (NOTIFY, AXFR,
+/// IXFR, signed queries) to the primary role. The transfer crate does not
+/// know the socket crate; the binary joins them here.
+pub struct HandOff(pub Arc<Primary>);
+
+impl ControlHandler for HandOff {
+    fn handle<'a>(
+        &'a self,
+        packet: &'a [u8],
+        peer: std::net::SocketAddr,
+        transport: ferrodns_engine::Transport,
+    ) -> BoxFuture<'a, Vec<Vec<u8>>> {
+        Box::pin(self.0.answer(packet, peer, transport))
+    }
+}
 
 /// IXFR steps from the store's journal.
 pub struct StoreJournal {
