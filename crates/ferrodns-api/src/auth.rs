@@ -138,6 +138,7 @@ impl FromRequestParts<ApiState> for Caller {
             .filter(|s| !s.is_empty())
             .ok_or_else(|| Problem::unauthorized("the Authorization header must be `Bearer <token>`"))?;
         let token = state
+            .control
             .store
             .token_by_hash(&hash_secret(secret))
             .await?

@@ -178,11 +178,6 @@ pub fn page_limit(limit: Option<u32>) -> Result<u32, Problem> {
     }
 }
 
-/// Microseconds since the Unix epoch, now.
-pub fn now_micros() -> i64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_micros() as i64)
-}
-
 /// RFC 3339 UTC text for microseconds since the epoch.
 pub fn rfc3339(micros: i64) -> String {
     let seconds = micros.div_euclid(1_000_000);

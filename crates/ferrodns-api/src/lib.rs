@@ -1,22 +1,22 @@
-//! The REST API: the only crate that speaks HTTP and JSON.
+//! The REST API: an HTTP adapter over the control plane.
 //!
 //! ```text
 //!   request ─► axum router ─► Caller (bearer token → role, tenant, zone list)
 //!                 │
 //!                 ├─ input: JSON body (400 syntax / 422 shape, with pointers),
 //!                 │         names, types, records (the master-file parser)
-//!                 ├─ ferrodns-store: one transaction per change (zone row lock,
-//!                 │         plan, write, serial, journal)
-//!                 ├─ publish: the diff reaches the served zone set
+//!                 ├─ writes: ferrodns_control::ControlPlane (one transaction,
+//!                 │         the zone rules, history, publication, catalog)
+//!                 ├─ reads: ferrodns-store directly
 //!                 └─ response, or a problem+json (problem.rs maps every error)
 //! ```
 //!
-//! **Invariant:** a write answers 2xx only after its change is committed
-//! *and* served by this node's DNS workers, so a client that reads its own
-//! write over DNS right after the response sees it.
+//! Handlers parse and authorize; every write is one call into the control
+//! plane, which owns the rules. **Invariant:** a write answers 2xx only after
+//! its change is committed *and* served by this node's DNS workers, so a
+//! client that reads its own write over DNS right after the response sees it.
 
 pub mod auth;
-pub mod catalog;
 pub mod input;
 pub mod problem;
 mod records;
@@ -30,98 +30,29 @@ use std::sync::Arc;
 use axum::extract::DefaultBodyLimit;
 use axum::routing::{get, post};
 use axum::Router;
-use ferrodns_proto::Name;
-use ferrodns_store::{Store, StoreError, ZoneRecord};
-use ferrodns_zone::edit::Diff;
-use ferrodns_zone::live::{build_zone, Applied, LiveZones};
+use ferrodns_control::ControlPlane;
 use utoipa::OpenApi;
 
-use crate::problem::Problem;
-
-/// Defaults for new zones and limits on requests.
+/// Limits on requests.
 #[derive(Clone, Debug)]
 pub struct ApiSettings {
     /// Largest accepted request body.
     pub max_body_bytes: usize,
-    /// The NS RRset of a new zone, unless the request names its own.
-    pub default_nameservers: Vec<Name>,
-    /// TTL of a new zone's SOA and NS.
-    pub default_ttl: u32,
-    /// SOA refresh, retry, expire and minimum (negative-caching TTL) of new zones.
-    pub soa_timers: [u32; 4],
     /// Most changes in one batch.
     pub max_changes_per_batch: usize,
-    /// This node's name, for `/v1/ha`.
-    pub node: String,
 }
 
 impl Default for ApiSettings {
     fn default() -> ApiSettings {
-        ApiSettings {
-            max_body_bytes: 32 << 20,
-            default_nameservers: vec![Name::parse("ns.invalid.", None).expect("valid name")],
-            default_ttl: 3600,
-            soa_timers: [3600, 600, 1_209_600, 300],
-            max_changes_per_batch: 10_000,
-            node: "ferrodns".to_string(),
-        }
+        ApiSettings { max_body_bytes: 32 << 20, max_changes_per_batch: 10_000 }
     }
 }
 
 /// What every handler gets.
 #[derive(Clone)]
 pub struct ApiState {
-    pub store: Arc<Store>,
-    pub live: Arc<LiveZones>,
+    pub control: Arc<ControlPlane>,
     pub settings: Arc<ApiSettings>,
-    pub zone_locks: Arc<ZoneLocks>,
-    /// The catalog zone to keep in step with created and deleted zones.
-    pub catalog: Option<Arc<ferrodns_transfer::catalog::Catalog>>,
-    /// TSIG keys and secondaries' serials, when replication runs.
-    pub replication: Option<Arc<replication::Replication>>,
-    /// This node's place in the control plane.
-    pub leadership: Option<Arc<dyn Leadership>>,
-}
-
-/// A node's view of the leader election, for `/v1/ha` and readiness.
-#[derive(Clone, Debug)]
-pub struct HaSnapshot {
-    pub node: String,
-    pub leader: Option<String>,
-    pub term: i64,
-    pub is_leader: bool,
-}
-
-/// Who leads; implemented by the binary's election.
-pub trait Leadership: Send + Sync {
-    fn snapshot(&self) -> HaSnapshot;
-}
-
-/// One async lock per zone, held from a change's transaction to its
-/// publication. The database already serializes writers to a zone; holding
-/// this too makes this node publish its own changes in commit order, so a
-/// burst of writers does not force full reloads (and a delete cannot be
-/// overtaken by the publication of an earlier change, which would serve
-/// the deleted zone again).
-#[derive(Default)]
-pub struct ZoneLocks {
-    locks: std::sync::Mutex<std::collections::HashMap<Vec<u8>, Arc<tokio::sync::Mutex<()>>>>,
-}
-
-impl ZoneLocks {
-    /// Waits for the zone's lock.
-    pub async fn lock(&self, apex: &Name) -> tokio::sync::OwnedMutexGuard<()> {
-        let lock = {
-            let mut locks = self.locks.lock().unwrap_or_else(|e| e.into_inner());
-            locks.entry(apex.to_lowercase().as_wire().to_vec()).or_default().clone()
-        };
-        lock.lock_owned().await
-    }
-
-    /// Forgets a deleted zone's lock.
-    pub fn forget(&self, apex: &Name) {
-        self.locks.lock().unwrap_or_else(|e| e.into_inner()).remove(apex.to_lowercase().as_wire());
-    }
 }
 
 /// The OpenAPI document, generated from the handlers and types.
@@ -252,57 +183,4 @@ pub async fn serve(
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     axum::serve(listener, router(state)).with_graceful_shutdown(shutdown).await
-}
-
-/// Makes a committed change visible to this node's DNS workers: applies the
-/// diff on top of the served zone, or reloads the zone from the store when
-/// the served copy is not at the diff's starting serial.
-pub async fn publish(state: &ApiState, zone: &ZoneRecord, diff: Option<Diff>) -> Result<(), Problem> {
-    let apex_lower = zone.name.as_wire().to_vec();
-    if let Some(diff) = diff {
-        let live = state.live.clone();
-        let key = apex_lower.clone();
-        let applied = tokio::task::spawn_blocking(move || live.apply(&key, &diff))
-            .await
-            .map_err(|e| internal(format!("publishing task failed: {e}")))?;
-        match applied {
-            Ok(Applied::Applied | Applied::AlreadyServed) => return Ok(()),
-            Ok(Applied::Gap) => {}
-            Err(errors) => {
-                tracing::error!(zone = %zone.name, ?errors, "a committed change did not apply to the served zone; reloading it");
-            }
-        }
-    }
-    reload_zone(state, zone).await
-}
-
-/// Loads a zone from the store and serves it.
-pub async fn reload_zone(state: &ApiState, zone: &ZoneRecord) -> Result<(), Problem> {
-    let rrsets = state.store.zone_rrsets(zone.id).await.map_err(|e| match e {
-        StoreError::Unavailable(_) => Problem::new(
-            axum::http::StatusCode::SERVICE_UNAVAILABLE,
-            "committed-not-served",
-            "Committed but not yet served",
-            format!(
-                "the change to {} was committed, but the database went away before this node could serve it",
-                zone.name
-            ),
-        ),
-        other => Problem::from(other),
-    })?;
-    let live = state.live.clone();
-    let apex = zone.name.clone();
-    tokio::task::spawn_blocking(move || {
-        let built = build_zone(&apex, rrsets.iter())
-            .map_err(|errors| internal(format!("stored zone {apex} does not build: {errors:?}")))?;
-        live.publish_zone(built);
-        Ok(())
-    })
-    .await
-    .map_err(|e| internal(format!("publishing task failed: {e}")))?
-}
-
-fn internal(detail: String) -> Problem {
-    tracing::error!(%detail, "internal error");
-    Problem::new(axum::http::StatusCode::INTERNAL_SERVER_ERROR, "internal", "Internal error", detail)
 }

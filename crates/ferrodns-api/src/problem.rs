@@ -1,8 +1,9 @@
 //! RFC 9457 problem details: the one error shape of the API, and the one
-//! place where store and edit errors become HTTP statuses.
+//! place where control-plane, store and edit errors become HTTP statuses.
 
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
+use ferrodns_control::ControlError;
 use ferrodns_store::StoreError;
 use ferrodns_zone::edit::{EditError, Field, Problem as EditProblem};
 use serde::Serialize;
@@ -157,6 +158,26 @@ impl From<StoreError> for Problem {
                     "Internal error",
                     "the store failed; see the server log",
                 )
+            }
+        }
+    }
+}
+
+impl From<ControlError> for Problem {
+    fn from(error: ControlError) -> Problem {
+        match error {
+            ControlError::Store(error) => Problem::from(error),
+            ControlError::Shadowed(_) | ControlError::Reserved { .. } => Problem::conflict(error.to_string()),
+            ControlError::Invalid(detail) => Problem::invalid(detail),
+            ControlError::CommittedNotServed { .. } => Problem::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "committed-not-served",
+                "Committed but not yet served",
+                error.to_string(),
+            ),
+            ControlError::Internal(detail) => {
+                tracing::error!(%detail, "internal error");
+                Problem::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "Internal error", detail)
             }
         }
     }

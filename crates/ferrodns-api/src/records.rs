@@ -6,6 +6,7 @@ use axum::extract::{Path, Query, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
+use ferrodns_control::{Actor, ControlError};
 use ferrodns_proto::name::write_presentation;
 use ferrodns_proto::rdata::write_rdata;
 use ferrodns_proto::RecordType;
@@ -15,10 +16,10 @@ use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
 use crate::auth::{Caller, Role};
-use crate::input::{self, json_body, now_micros, rfc3339};
+use crate::input::{self, json_body, rfc3339};
 use crate::problem::{field_pointer, Problem};
-use crate::zones::{etag, if_match, refuse_shadowed, zone_for};
-use crate::{publish, ApiState};
+use crate::zones::{etag, if_match, zone_for};
+use crate::ApiState;
 
 /// An RRset as the API shows it.
 #[derive(Serialize, ToSchema)]
@@ -102,6 +103,7 @@ pub async fn list_rrsets(
         None => None,
     };
     let sets = state
+        .control
         .store
         .list_rrsets(zone.id, owner.as_ref(), rtype, after.as_ref().map(|(o, t)| (o.as_str(), *t)), limit + 1)
         .await?;
@@ -133,7 +135,7 @@ pub async fn get_rrset(
 ) -> Result<Json<RRsetView>, Problem> {
     let zone = zone_for(&state, &caller, &zone).await?;
     let (owner, rtype) = path_rrset(&zone, &name, &rtype)?;
-    match state.store.rrset(zone.id, &owner, rtype).await {
+    match state.control.store.rrset(zone.id, &owner, rtype).await {
         Ok(set) => Ok(Json(RRsetView::from(&set))),
         Err(StoreError::NotFound) => Err(Problem::not_found(format!("no {rtype} RRset at {owner}"))),
         Err(e) => Err(e.into()),
@@ -173,7 +175,7 @@ pub async fn put_rrset(
     })?;
     let change = Change { action: Action::Upsert, owner: owner.clone(), rtype, ttl: Some(request.ttl), rdatas };
     let committed = apply(&state, &caller, &headers, &zone, vec![change], |_, field| field_pointer("", field)).await?;
-    let set = state.store.rrset(zone.id, &owner, rtype).await?;
+    let set = state.control.store.rrset(zone.id, &owner, rtype).await?;
     let mut response = Json(RRsetView::from(&set)).into_response();
     response.headers_mut().insert(header::ETAG, etag(committed.zone.version));
     Ok(response)
@@ -199,7 +201,7 @@ pub async fn delete_rrset(
     Ok(response)
 }
 
-/// Commits changes, publishes them to DNS, and maps rejections to pointers.
+/// Hands changes to the control plane, and maps rejections to pointers.
 async fn apply(
     state: &ApiState,
     caller: &Caller,
@@ -209,48 +211,16 @@ async fn apply(
     pointer: impl Fn(usize, ferrodns_zone::edit::Field) -> String,
 ) -> Result<Committed, Problem> {
     let expected = if_match(headers)?;
-    refuse_shadowed(state, zone)?;
-    let summary: Vec<serde_json::Value> = changes.iter().map(summarize).collect();
-    let summary = serde_json::Value::Array(summary).to_string();
-    let _publication = state.zone_locks.lock(&zone.name).await;
-    let committed = state
-        .store
-        .apply_changes(
-            &zone.name,
-            &caller.scope(),
-            expected.as_deref(),
-            &changes,
-            &summary,
-            &caller.actor(),
-            now_micros(),
-        )
+    let actor = caller.actor();
+    state
+        .control
+        .change(Actor { name: &actor, scope: caller.scope() }, zone, expected.as_deref(), &changes)
         .await
         .map_err(|e| match e {
-            StoreError::Rejected(errors) => Problem::from_edit_errors(&errors, &pointer),
-            StoreError::NotFound => Problem::not_found(format!("no zone {}", zone.name)),
+            ControlError::Store(StoreError::Rejected(errors)) => Problem::from_edit_errors(&errors, &pointer),
+            ControlError::Store(StoreError::NotFound) => Problem::not_found(format!("no zone {}", zone.name)),
             other => Problem::from(other),
-        })?;
-    if committed.diff.is_some() {
-        publish(state, &committed.zone, committed.diff.clone()).await?;
-    }
-    Ok(committed)
-}
-
-fn summarize(change: &Change) -> serde_json::Value {
-    let view = RRsetView::from(&RRsetData {
-        owner: change.owner.clone(),
-        rtype: change.rtype,
-        ttl: change.ttl.unwrap_or_default(),
-        rdatas: change.rdatas.clone(),
-    });
-    let mut value = serde_json::json!({"action": change.action.as_str(), "name": view.name, "type": view.rtype});
-    if change.action != Action::Delete {
-        value["ttl"] = change.ttl.into();
-    }
-    if !(change.action == Action::Delete && view.records.is_empty()) {
-        value["records"] = view.records.into();
-    }
-    value
+        })
 }
 
 /// One change of a batch, as sent.
@@ -413,7 +383,7 @@ pub async fn post_changes(
             ActionInput::Delete => Action::Delete,
         };
         let change = Change { action, owner, rtype, ttl: input.ttl, rdatas };
-        let limits = state.store.options().limits;
+        let limits = state.control.store.options().limits;
         for error in ferrodns_zone::edit::check_change(&zone.name, i, &change, &limits) {
             let ferrodns_zone::edit::Problem::Invalid(message) = error.problem else { continue };
             problem = problem.with_error(crate::problem::change_pointer(i, error.field), message);
@@ -458,7 +428,7 @@ pub async fn list_changes(
         Some(cursor) => Some(input::decode_cursor(cursor)?.parse::<i64>().map_err(|_| Problem::invalid("bad cursor"))?),
         None => None,
     };
-    let changes = state.store.list_changes(zone.id, before, limit + 1).await?;
+    let changes = state.control.store.list_changes(zone.id, before, limit + 1).await?;
     let more = changes.len() > limit as usize;
     let page = &changes[..changes.len().min(limit as usize)];
     let next_cursor = if more { page.last().map(|c| input::encode_cursor(&c.id.to_string())) } else { None };
@@ -476,7 +446,7 @@ pub async fn get_change(
 ) -> Result<Json<ChangeView>, Problem> {
     let zone = zone_for(&state, &caller, &zone).await?;
     let id: i64 = id.parse().map_err(|_| Problem::not_found(format!("no change {id:?}")))?;
-    let (change, diff): (ChangeRecord, Diff) = match state.store.change(zone.id, id).await {
+    let (change, diff): (ChangeRecord, Diff) = match state.control.store.change(zone.id, id).await {
         Err(StoreError::NotFound) => return Err(Problem::not_found(format!("no change {id} in {}", zone.name))),
         other => other?,
     };

@@ -1,56 +1,25 @@
 //! Replication through the API: TSIG keys (`/v1/tsigkeys`) and what each
 //! secondary holds (`/v1/zones/{zone}/secondaries`).
 
-use std::sync::Arc;
-
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use ferrodns_proto::tsig::{Algorithm, Key};
+use ferrodns_control::ControlError;
+use ferrodns_proto::tsig::Algorithm;
 use ferrodns_proto::{Name, Serial};
 use ferrodns_store::{StoreError, TsigKeyRecord};
-use ferrodns_transfer::acl::Access;
-use ferrodns_transfer::peers::Peers;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use crate::auth::{Caller, Role};
-use crate::input::{self, json_body, now_micros, rfc3339};
+use crate::input::{self, json_body, rfc3339};
 use crate::problem::Problem;
 use crate::zones::zone_for;
 use crate::ApiState;
-
-/// What the API knows of replication.
-pub struct Replication {
-    /// The transfer policy whose API keys `/v1/tsigkeys` manages.
-    pub access: Arc<Access>,
-    /// Serials reported by or sent to secondaries.
-    pub peers: Arc<Peers>,
-    /// The secondaries this primary notifies (the ones a change waits for),
-    /// as last resolved.
-    pub secondaries: ferrodns_transfer::notify::Addresses,
-}
-
-/// Loads the API's TSIG keys from the store into the transfer policy.
-pub async fn load_keys(state: &ApiState) -> Result<(), Problem> {
-    let Some(replication) = &state.replication else { return Ok(()) };
-    let records = state.store.tsig_keys().await?;
-    let keys = records
-        .iter()
-        .filter_map(|r| {
-            Some(Key {
-                name: Name::parse(&r.name, None).ok()?,
-                algorithm: Algorithm::from_name(&r.algorithm)?,
-                secret: r.secret.clone(),
-            })
-        })
-        .collect();
-    replication.access.set_api_keys(keys);
-    Ok(())
-}
+use ferrodns_control::now_micros;
 
 fn operator(caller: &Caller) -> Result<(), Problem> {
     caller.require(Role::Admin)?;
@@ -124,20 +93,18 @@ pub async fn create_tsig_key(
         }
     };
     let (Some(name), Some(algorithm), Some(secret)) = (name, algorithm, secret) else { return Err(problem) };
-    if state.replication.as_ref().is_some_and(|r| r.access.is_configured(&name)) {
-        return Err(Problem::conflict(format!("{name} is a key from the server's configuration")));
-    }
     let record = TsigKeyRecord {
         name: name.to_string(),
         algorithm: algorithm.name().to_string(),
         secret,
         created_at: now_micros(),
     };
-    match state.store.create_tsig_key(&record).await {
-        Err(StoreError::Exists) => return Err(Problem::conflict(format!("a key named {name} exists"))),
+    match state.control.create_tsig_key(&record).await {
+        Err(ControlError::Store(StoreError::Exists)) => {
+            return Err(Problem::conflict(format!("a key named {name} exists")))
+        }
         other => other?,
     }
-    load_keys(&state).await?;
     let view = TsigKeyView {
         name: record.name.clone(),
         algorithm: record.algorithm.clone(),
@@ -151,7 +118,7 @@ pub async fn create_tsig_key(
 #[utoipa::path(get, path = "/v1/tsigkeys", responses((status = 200, body = Vec<TsigKeyView>), (status = 403, body = Problem)))]
 pub async fn list_tsig_keys(State(state): State<ApiState>, caller: Caller) -> Result<Json<Vec<TsigKeyView>>, Problem> {
     operator(&caller)?;
-    let keys = state.store.tsig_keys().await?;
+    let keys = state.control.store.tsig_keys().await?;
     Ok(Json(
         keys.iter()
             .map(|k| TsigKeyView {
@@ -174,11 +141,10 @@ pub async fn delete_tsig_key(
 ) -> Result<StatusCode, Problem> {
     operator(&caller)?;
     let name = input::zone_name(&name)?;
-    match state.store.delete_tsig_key(&name.to_string()).await {
-        Err(StoreError::NotFound) => return Err(Problem::not_found(format!("no key {name}"))),
+    match state.control.delete_tsig_key(&name).await {
+        Err(ControlError::Store(StoreError::NotFound)) => return Err(Problem::not_found(format!("no key {name}"))),
         other => other?,
     }
-    load_keys(&state).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -213,7 +179,7 @@ pub async fn zone_secondaries(
 
 /// The secondaries of a zone at serial `current`.
 pub fn secondaries_of(state: &ApiState, apex: &Name, current: Serial) -> Vec<SecondaryView> {
-    let Some(replication) = &state.replication else { return Vec::new() };
+    let Some(replication) = &state.control.replication else { return Vec::new() };
     let known = replication.peers.of_zone(apex);
     let view = |address: String, configured: bool, held: Option<(Serial, u64)>, drift: bool| {
         let lag = held.map(|(serial, _)| current.0.wrapping_sub(serial.0)).filter(|lag| *lag < 1 << 31);
@@ -249,7 +215,7 @@ pub fn secondaries_of(state: &ApiState, apex: &Name, current: Serial) -> Vec<Sec
 /// A change's replication status: `insync` once every configured secondary
 /// holds `serial` (or a later one), else `pending`.
 pub fn change_status(state: &ApiState, apex: &Name, serial: Serial) -> &'static str {
-    let Some(replication) = &state.replication else { return "insync" };
+    let Some(replication) = &state.control.replication else { return "insync" };
     let known = replication.peers.of_zone(apex);
     let configured = replication.secondaries.lock().unwrap_or_else(|e| e.into_inner()).clone();
     let all = configured.iter().all(|target| {

@@ -38,9 +38,9 @@ pub async fn ready(
     State(state): State<ApiState>,
     axum::extract::Query(query): axum::extract::Query<ReadyQuery>,
 ) -> Result<Json<Health>, Problem> {
-    state.store.ping().await?;
+    state.control.store.ping().await?;
     if query.role.as_deref() == Some("leader") {
-        let leads = state.leadership.as_ref().is_none_or(|l| l.snapshot().is_leader);
+        let leads = state.control.leadership.snapshot().is_leader;
         if !leads {
             return Err(Problem::new(
                 StatusCode::SERVICE_UNAVAILABLE,
@@ -67,19 +67,13 @@ pub struct HaState {
 /// no node holds the lease). A single SQLite node leads itself in term 1.
 #[utoipa::path(get, path = "/v1/ha", security(()), responses((status = 200, body = HaState)))]
 pub async fn ha(State(state): State<ApiState>) -> Json<HaState> {
-    let node = state.settings.node.clone();
-    match &state.leadership {
-        Some(leadership) => {
-            let snapshot = leadership.snapshot();
-            Json(HaState {
-                node: snapshot.node,
-                role: if snapshot.is_leader { "leader" } else { "follower" },
-                term: snapshot.term.max(0) as u64,
-                leader: snapshot.leader.unwrap_or_default(),
-            })
-        }
-        None => Json(HaState { node: node.clone(), role: "leader", term: 1, leader: node }),
-    }
+    let snapshot = state.control.leadership.snapshot();
+    Json(HaState {
+        node: snapshot.node,
+        role: if snapshot.is_leader { "leader" } else { "follower" },
+        term: snapshot.term.max(0) as u64,
+        leader: snapshot.leader.unwrap_or_default(),
+    })
 }
 
 /// The OpenAPI document.

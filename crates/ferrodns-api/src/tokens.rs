@@ -11,9 +11,10 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use crate::auth::{hash_secret, new_id, new_secret, Caller, Role};
-use crate::input::{self, json_body, now_micros, rfc3339};
+use crate::input::{self, json_body, rfc3339};
 use crate::problem::Problem;
 use crate::ApiState;
+use ferrodns_control::now_micros;
 
 /// The body of `POST /v1/tokens`.
 #[derive(Deserialize, ToSchema)]
@@ -113,7 +114,7 @@ pub async fn create_token(
         created_at: now_micros(),
         revoked_at: None,
     };
-    state.store.create_token(&token, &hash_secret(&secret)).await?;
+    state.control.store.create_token(&token, &hash_secret(&secret)).await?;
     Ok((StatusCode::CREATED, Json(view(&token, Some(secret)))).into_response())
 }
 
@@ -122,7 +123,7 @@ pub async fn create_token(
 pub async fn list_tokens(State(state): State<ApiState>, caller: Caller) -> Result<Json<Vec<TokenView>>, Problem> {
     caller.require(Role::Admin)?;
     let tenant = if caller.is_operator() { None } else { Some(caller.token.tenant.as_str()) };
-    let tokens = state.store.list_tokens(tenant).await?;
+    let tokens = state.control.store.list_tokens(tenant).await?;
     Ok(Json(tokens.iter().map(|t| view(t, None)).collect()))
 }
 
@@ -136,7 +137,7 @@ pub async fn revoke_token(
 ) -> Result<StatusCode, Problem> {
     caller.require(Role::Admin)?;
     let tenant = if caller.is_operator() { None } else { Some(caller.token.tenant.as_str()) };
-    match state.store.revoke_token(&id, tenant, now_micros()).await {
+    match state.control.store.revoke_token(&id, tenant, now_micros()).await {
         Ok(()) => Ok(StatusCode::NO_CONTENT),
         Err(StoreError::NotFound) => Err(Problem::not_found(format!("no live token {id:?}"))),
         Err(e) => Err(e.into()),

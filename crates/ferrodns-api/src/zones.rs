@@ -8,6 +8,7 @@ use axum::extract::{Path, Query, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
+use ferrodns_control::{Actor, ControlError, NewZone};
 use ferrodns_proto::{Name, RecordType};
 use ferrodns_store::{StoreError, ZoneRecord};
 use ferrodns_zone::edit::{ImportMode, RRsetData, RRsetKey, Working};
@@ -19,9 +20,9 @@ use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
 use crate::auth::{new_id, Caller, Role};
-use crate::input::{self, json_body, now_micros, rfc3339};
+use crate::input::{self, json_body, rfc3339};
 use crate::problem::{Problem, ProblemItem};
-use crate::{publish, ApiState};
+use crate::ApiState;
 
 /// A zone as the API shows it.
 #[derive(Serialize, ToSchema)]
@@ -99,20 +100,6 @@ pub fn if_match(headers: &HeaderMap) -> Result<Option<Vec<i64>>, Problem> {
     Ok(Some(versions))
 }
 
-/// Refuses a write to a stored zone that a `--zone-file` of this server
-/// shadows: DNS serves the file, so the write would answer 2xx and never be
-/// served.
-pub fn refuse_shadowed(state: &ApiState, zone: &ZoneRecord) -> Result<(), Problem> {
-    if state.live.is_file_zone(zone.name.as_wire()) {
-        return Err(Problem::conflict(format!(
-            "{} is also loaded from a --zone-file on this server, and DNS serves the file; \
-             change the file, or remove it from the server's zone files to manage the zone here",
-            zone.name
-        )));
-    }
-    Ok(())
-}
-
 /// Answers with a zone and its ETag.
 pub fn zone_response(status: StatusCode, zone: &ZoneRecord) -> Response {
     let mut response = (status, Json(ZoneView::from(zone))).into_response();
@@ -167,25 +154,27 @@ pub async fn create_zone(
     if request.kind != "primary" {
         problem = problem.with_error("/kind", format!("kind {:?} is not supported; use \"primary\"", request.kind));
     }
-    let ttl = request.ttl.unwrap_or(state.settings.default_ttl);
-    let limits = &state.store.options().limits;
-    if ttl < limits.min_ttl || ttl > limits.max_ttl {
-        problem = problem.with_error("/ttl", format!("TTL {ttl} is outside {}..={}", limits.min_ttl, limits.max_ttl));
+    if let Some(ttl) = request.ttl {
+        if let Err(message) = state.control.store.options().limits.check_ttl(ttl) {
+            problem = problem.with_error("/ttl", message);
+        }
     }
-    let mut nameservers = Vec::new();
+    let mut nameservers = None;
     match &request.nameservers {
         Some(list) if list.is_empty() => {
             problem = problem.with_error("/nameservers", "a zone needs at least one nameserver")
         }
         Some(list) => {
+            let mut names = Vec::new();
             for (i, text) in list.iter().enumerate() {
                 match Name::parse(text, apex.as_ref()) {
-                    Ok(name) => nameservers.push(name),
+                    Ok(name) => names.push(name),
                     Err(e) => problem = problem.with_error(format!("/nameservers/{i}"), format!("{text:?}: {e}")),
                 }
             }
+            nameservers = Some(names);
         }
-        None => nameservers = state.settings.default_nameservers.clone(),
+        None => {}
     }
     let tenant = match &request.tenant {
         Some(tenant) if *tenant != caller.token.tenant && !caller.is_operator() => {
@@ -205,35 +194,14 @@ pub async fn create_zone(
     if !caller.may_touch_zone(&apex) {
         return Err(Problem::forbidden(format!("this token is limited to other zones than {apex}")));
     }
-    if state.catalog.as_ref().is_some_and(|c| *c.name() == apex) {
-        return Err(Problem::conflict(format!("{apex} is this server's catalog zone")));
-    }
-    if state.live.is_file_zone(apex.as_wire()) {
-        return Err(Problem::conflict(format!("{apex} is served from a zone file on this server")));
-    }
-    let now = now_micros();
-    let serial = ferrodns_store::initial_serial(state.store.options().serial_policy, now);
-    let mut soa = Vec::new();
-    soa.extend_from_slice(nameservers[0].as_wire());
-    soa.extend_from_slice(
-        Name::parse("hostmaster", Some(&apex)).map_err(|e| Problem::invalid(e.to_string()))?.as_wire(),
-    );
-    soa.extend_from_slice(&serial.0.to_be_bytes());
-    for timer in state.settings.soa_timers {
-        soa.extend_from_slice(&timer.to_be_bytes());
-    }
-    let rrsets = vec![
-        RRsetData::new(&apex, RecordType::SOA, ttl, vec![soa]),
-        RRsetData::new(&apex, RecordType::NS, ttl, nameservers.iter().map(|n| n.as_wire().to_vec()).collect()),
-    ];
-    let created =
-        state.store.create_zone(&apex, &tenant, &request.kind, rrsets, &new_id(8), &caller.actor(), now).await;
-    let (zone, _diff) = match created {
-        Err(StoreError::Exists) => return Err(Problem::conflict(format!("the zone {apex} exists already"))),
+    let actor = caller.actor();
+    let new_zone = NewZone { apex: apex.clone(), tenant, nameservers, ttl: request.ttl, catalog_id: new_id(8) };
+    let zone = match state.control.create_zone(Actor { name: &actor, scope: caller.scope() }, new_zone).await {
+        Err(ControlError::Store(StoreError::Exists)) => {
+            return Err(Problem::conflict(format!("the zone {apex} exists already")))
+        }
         other => other?,
     };
-    publish(&state, &zone, None).await?;
-    crate::catalog::sync_catalog(&state, crate::catalog::CatalogSync::Full).await;
     let mut response = zone_response(StatusCode::CREATED, &zone);
     if let Ok(location) = HeaderValue::from_str(&format!("/v1/zones/{}", zone.name)) {
         response.headers_mut().insert(header::LOCATION, location);
@@ -271,7 +239,8 @@ pub async fn list_zones(
     let Query(query) = query.map_err(|e| Problem::invalid(e.body_text()))?;
     let limit = input::page_limit(query.limit)?;
     let after = query.cursor.as_deref().map(input::decode_cursor).transpose()?;
-    let zones = state.store.list_zones(&caller.scope(), query.name.as_deref(), after.as_deref(), limit + 1).await?;
+    let zones =
+        state.control.store.list_zones(&caller.scope(), query.name.as_deref(), after.as_deref(), limit + 1).await?;
     let more = zones.len() > limit as usize;
     let items: Vec<ZoneView> = zones.iter().take(limit as usize).map(ZoneView::from).collect();
     let next_cursor = if more { items.last().map(|z| input::encode_cursor(&z.name)) } else { None };
@@ -281,7 +250,7 @@ pub async fn list_zones(
 /// Finds a zone the caller may see, or 404.
 pub async fn zone_for(state: &ApiState, caller: &Caller, text: &str) -> Result<ZoneRecord, Problem> {
     let apex = input::zone_name(text)?;
-    match state.store.zone_in_scope(&apex, &caller.scope()).await {
+    match state.control.store.zone_in_scope(&apex, &caller.scope()).await {
         Err(StoreError::NotFound) => Err(Problem::not_found(format!("no zone {apex}"))),
         other => Ok(other?),
     }
@@ -311,15 +280,7 @@ pub async fn delete_zone(
     caller.require(Role::Editor)?;
     let expected = if_match(&headers)?;
     let zone = zone_for(&state, &caller, &zone).await?;
-    let publication = state.zone_locks.lock(&zone.name).await;
-    state.store.delete_zone(zone.id, expected.as_deref()).await?;
-    state.live.remove_zone(zone.name.as_wire());
-    if let Some(replication) = &state.replication {
-        replication.peers.forget(&zone.name);
-    }
-    drop(publication);
-    state.zone_locks.forget(&zone.name);
-    crate::catalog::sync_catalog(&state, crate::catalog::CatalogSync::Full).await;
+    state.control.delete_zone(&zone, expected.as_deref()).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -332,7 +293,7 @@ pub async fn export_zone(
     Path(zone): Path<String>,
 ) -> Result<Response, Problem> {
     let zone = zone_for(&state, &caller, &zone).await?;
-    let rrsets = state.store.zone_rrsets(zone.id).await?;
+    let rrsets = state.control.store.zone_rrsets(zone.id).await?;
     let apex = zone.name.clone();
     let text = tokio::task::spawn_blocking(move || {
         build_zone(&apex, rrsets.iter()).map(|built| write_zone(&built)).map_err(|errors| format!("{errors:?}"))
@@ -377,43 +338,25 @@ pub async fn import_zone(
     let body = input::body_bytes(body, state.settings.max_body_bytes)?;
     let expected = if_match(&headers)?;
     let zone = zone_for(&state, &caller, &zone).await?;
-    refuse_shadowed(&state, &zone)?;
     let apex = zone.name.clone();
-    let limits = state.store.options().limits;
+    let limits = state.control.store.options().limits;
     let parse_apex = apex.clone();
     let parsed = tokio::task::spawn_blocking(move || parse_import(&parse_apex, &body, &limits))
         .await
         .map_err(|e| Problem::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "Internal error", e.to_string()))?;
     let (working, soa) = parsed?;
-    let count: usize = working.values().map(|s| s.rdatas.len()).sum();
-    let summary = serde_json::json!([{"action": "import", "mode": mode.as_str(), "records": count}]).to_string();
-    let _publication = state.zone_locks.lock(&apex).await;
+    let actor = caller.actor();
     let committed = state
-        .store
-        .import(
-            &apex,
-            &caller.scope(),
-            expected.as_deref(),
-            mode,
-            working,
-            soa,
-            &summary,
-            &caller.actor(),
-            now_micros(),
-        )
+        .control
+        .import(Actor { name: &actor, scope: caller.scope() }, &zone, expected.as_deref(), mode, working, soa)
         .await
         .map_err(|e| match e {
-            StoreError::Rejected(errors) => Problem::from_edit_errors(&errors, |_, _| String::new()),
-            StoreError::NotFound => Problem::not_found(format!("no zone {apex}")),
+            ControlError::Store(StoreError::Rejected(errors)) => {
+                Problem::from_edit_errors(&errors, |_, _| String::new())
+            }
+            ControlError::Store(StoreError::NotFound) => Problem::not_found(format!("no zone {apex}")),
             other => Problem::from(other),
         })?;
-    publish(&state, &committed.zone, committed.diff.clone()).await?;
-    if count > 10_000 {
-        // Parsing and planning a big import leaves hundreds of megabytes of
-        // freed heap that glibc would otherwise keep mapped for good.
-        // SAFETY: malloc_trim has no preconditions.
-        tokio::task::spawn_blocking(|| unsafe { libc::malloc_trim(0) });
-    }
     crate::records::change_response(&state, &committed).await
 }
 
@@ -451,8 +394,8 @@ fn parse_import(
             line_error(record.line, format!("{} is not inside the zone {apex}", record.owner));
             continue;
         }
-        if record.ttl < limits.min_ttl || record.ttl > limits.max_ttl {
-            line_error(record.line, format!("TTL {} is outside {}..={}", record.ttl, limits.min_ttl, limits.max_ttl));
+        if let Err(message) = limits.check_ttl(record.ttl) {
+            line_error(record.line, message);
             continue;
         }
         if let Err(problem) = rules::check_record(record.rtype, &record.rdata) {

@@ -547,6 +547,19 @@ pub fn soa_serial(rdata: &[u8]) -> Option<crate::Serial> {
     Some(crate::Serial(u32::from_be_bytes(rdata[at..at + 4].try_into().ok()?)))
 }
 
+/// SOA RDATA: MNAME, RNAME, the serial, then refresh, retry, expire and
+/// minimum.
+pub fn soa_rdata(mname: &crate::Name, rname: &crate::Name, serial: crate::Serial, timers: [u32; 4]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(mname.as_wire().len() + rname.as_wire().len() + 20);
+    out.extend_from_slice(mname.as_wire());
+    out.extend_from_slice(rname.as_wire());
+    out.extend_from_slice(&serial.0.to_be_bytes());
+    for timer in timers {
+        out.extend_from_slice(&timer.to_be_bytes());
+    }
+    out
+}
+
 /// SOA RDATA with its serial replaced.
 pub fn with_soa_serial(rdata: &[u8], serial: crate::Serial) -> Option<Vec<u8>> {
     let at = soa_serial_offset(rdata)?;

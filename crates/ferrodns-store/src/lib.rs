@@ -50,7 +50,7 @@ pub enum StoreError {
     NotFound,
     /// A zone or token of that name exists already.
     Exists,
-    /// `If-Match` named an older version of the zone.
+    /// `If-Match` did not name the zone's current version.
     VersionMismatch { current: i64 },
     /// The batch breaks the zone rules; nothing was written.
     Rejected(Vec<EditError>),
@@ -179,7 +179,7 @@ pub struct TokenRecord {
 }
 
 /// Who may see what: `None` tenant means every tenant.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Copy, Debug, Default)]
 pub struct Scope<'a> {
     pub tenant: Option<&'a str>,
     pub zones: Option<&'a [String]>,

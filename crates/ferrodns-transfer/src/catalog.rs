@@ -121,13 +121,7 @@ pub fn build(
 ) -> Result<Zone, Vec<ferrodns_zone::ZoneError>> {
     let invalid = Name::parse("invalid.", None).expect("valid literal");
     let mut builder = ZoneBuilder::new(name.clone());
-    let mut soa = Vec::new();
-    soa.extend_from_slice(invalid.as_wire());
-    soa.extend_from_slice(invalid.as_wire());
-    soa.extend_from_slice(&serial.0.to_be_bytes());
-    for timer in [60u32, 30, 2_419_200, 0] {
-        soa.extend_from_slice(&timer.to_be_bytes());
-    }
+    let soa = ferrodns_proto::rdata::soa_rdata(&invalid, &invalid, serial, [60, 30, 2_419_200, 0]);
     builder.add(name.clone(), RecordType::SOA, 0, &soa, None);
     builder.add(name.clone(), RecordType::NS, 0, invalid.as_wire(), None);
     let version = Name::parse("version", Some(name)).expect("short label");

@@ -18,6 +18,7 @@
 pub mod acl;
 pub mod catalog;
 pub mod client;
+pub mod clock;
 pub mod drift;
 pub mod notify;
 pub mod peers;

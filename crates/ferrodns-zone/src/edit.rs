@@ -168,6 +168,16 @@ pub struct Limits {
     pub max_ttl: u32,
 }
 
+impl Limits {
+    /// Checks a TTL against the allowed range.
+    pub fn check_ttl(&self, ttl: u32) -> Result<(), String> {
+        if ttl < self.min_ttl || ttl > self.max_ttl {
+            return Err(format!("TTL {ttl} is outside the allowed range {}..={}", self.min_ttl, self.max_ttl));
+        }
+        Ok(())
+    }
+}
+
 impl Default for Limits {
     fn default() -> Limits {
         // RFC 2181 §8: a TTL is an unsigned number below 2^31.
@@ -243,11 +253,11 @@ pub fn check_change(apex: &Name, index: usize, change: &Change, limits: &Limits)
     if change.action != Action::Delete {
         match change.ttl {
             None => errors.push(invalid(Field::Ttl, "a TTL is required".to_string())),
-            Some(ttl) if ttl < limits.min_ttl || ttl > limits.max_ttl => errors.push(invalid(
-                Field::Ttl,
-                format!("TTL {ttl} is outside the allowed range {}..={}", limits.min_ttl, limits.max_ttl),
-            )),
-            Some(_) => {}
+            Some(ttl) => {
+                if let Err(message) = limits.check_ttl(ttl) {
+                    errors.push(invalid(Field::Ttl, message));
+                }
+            }
         }
         if change.rdatas.is_empty() {
             errors.push(invalid(Field::Records, "an RRset needs at least one record".to_string()));

@@ -11,8 +11,9 @@ use std::sync::Arc;
 
 use anyhow::{bail, Context};
 use ferrodns_api::auth::{hash_secret, new_id, new_secret, OPERATOR_TENANT};
-use ferrodns_api::catalog::{sync_catalog, CatalogSync};
 use ferrodns_api::{ApiSettings, ApiState};
+use ferrodns_control::catalog::{self, CatalogSync};
+use ferrodns_control::{ControlPlane, Election, Replication, ZoneDefaults};
 use ferrodns_proto::Name;
 use ferrodns_store::{Store, StoreOptions, TokenRecord};
 use ferrodns_transfer::catalog::{file_zone_id, Catalog};
@@ -24,7 +25,7 @@ use crate::config::ServeSettings;
 
 /// A running control plane.
 pub struct Control {
-    pub state: ApiState,
+    pub plane: Arc<ControlPlane>,
     /// Held for the process's life: a second server on the same data
     /// directory would corrupt nothing in SQLite but would serve stale data.
     _lock: File,
@@ -35,8 +36,8 @@ pub struct Control {
 pub async fn start(
     settings: &ServeSettings,
     live: Arc<LiveZones>,
-    replication: ferrodns_api::replication::Replication,
-    election: Arc<crate::ha::Election>,
+    replication: Replication,
+    election: Arc<Election>,
 ) -> anyhow::Result<Control> {
     let dir = &settings.data_dir;
     fs::DirBuilder::new()
@@ -70,14 +71,8 @@ pub async fn start(
         }
     }
     tracing::info!(zones = zones.len(), elapsed_ms = started.elapsed().as_millis() as u64, "stored zones loaded");
-    let api = ApiSettings {
-        max_body_bytes: settings.max_body_bytes,
-        default_nameservers: settings.default_ns.clone(),
-        node: settings.node_id.clone(),
-        ..ApiSettings::default()
-    };
     // The catalog lists the stored zones as the database says (see
-    // ferrodns_api::catalog) and the zones this node serves from files.
+    // ferrodns_control::catalog) and the zones this node serves from files.
     let file_members: Vec<(Name, String)> = live
         .snapshot()
         .iter()
@@ -85,28 +80,26 @@ pub async fn start(
         .map(|zone| (zone.apex().clone(), file_zone_id(zone.apex())))
         .collect();
     let catalog = settings.catalog_zone.clone().map(|name| Arc::new(Catalog::new(name, live.clone(), file_members)));
-    let state = ApiState {
+    let plane = Arc::new(ControlPlane {
         store: Arc::new(store),
         live,
-        settings: Arc::new(api),
-        zone_locks: Arc::default(),
         catalog,
+        locks: Default::default(),
+        leadership: election,
         replication: Some(Arc::new(replication)),
-        leadership: Some(election),
-    };
-    ferrodns_api::replication::load_keys(&state)
-        .await
-        .map_err(|p| anyhow::anyhow!("cannot load TSIG keys: {}", p.detail))?;
+        defaults: ZoneDefaults { nameservers: settings.default_ns.clone(), ..ZoneDefaults::default() },
+    });
+    plane.load_tsig_keys().await.map_err(|e| anyhow::anyhow!("cannot load TSIG keys: {e}"))?;
     // A single node writes and publishes the catalog now; a node of several
     // publishes what the leader last wrote (and writes it once it leads).
-    sync_catalog(&state, CatalogSync::Full).await;
-    if let Some(catalog) = &state.catalog {
+    catalog::sync(&plane, CatalogSync::Full).await;
+    if let Some(catalog) = &plane.catalog {
         match catalog.published() {
             Some((serial, _)) => tracing::info!(catalog = %catalog.name(), serial = serial.0, "catalog zone published"),
             None => tracing::info!(catalog = %catalog.name(), "catalog zone waits for the leader"),
         }
     }
-    Ok(Control { state, _lock: lock })
+    Ok(Control { plane, _lock: lock })
 }
 
 /// Binds the API and serves it until shutdown.
@@ -120,7 +113,10 @@ pub async fn serve_api(
         .await
         .with_context(|| format!("cannot listen for the API on {address}"))?;
     tracing::info!(api = %listener.local_addr()?, data_dir = %settings.data_dir.display(), "serving the API");
-    let state = control.state.clone();
+    let state = ApiState {
+        control: control.plane.clone(),
+        settings: Arc::new(ApiSettings { max_body_bytes: settings.max_body_bytes, ..ApiSettings::default() }),
+    };
     Ok(tokio::spawn(async move {
         let stopped = async move {
             let _ = shutdown.wait_for(|stop| *stop).await;
@@ -163,7 +159,7 @@ async fn bootstrap_admin_token(store: &Store, dir: &Path) -> anyhow::Result<()> 
         tenant: OPERATOR_TENANT.to_string(),
         role: "admin".to_string(),
         zones: None,
-        created_at: ferrodns_api::input::now_micros(),
+        created_at: ferrodns_control::now_micros(),
         revoked_at: None,
     };
     store.create_token(&token, &hash_secret(&secret)).await.context("cannot store the admin token")?;

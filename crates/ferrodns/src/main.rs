@@ -5,7 +5,6 @@
 mod client;
 mod config;
 mod control;
-mod ha;
 mod replication;
 
 use std::path::PathBuf;
@@ -13,7 +12,8 @@ use std::sync::Arc;
 
 use anyhow::{bail, Context};
 use clap::{Parser, Subcommand};
-use ferrodns_api::catalog::{sync_catalog, CatalogSync};
+use ferrodns_control::catalog::{self, CatalogSync};
+use ferrodns_control::{ControlPlane, Election, ElectionSettings};
 use ferrodns_server::{ControlHandler, DnsSettings, TcpSettings, UdpSettings};
 use ferrodns_transfer::catalog::file_zone_id;
 use ferrodns_transfer::notify::Notifier;
@@ -258,10 +258,11 @@ fn serve(args: config::ServeArgs, log_level: Option<String>, log_format: LogForm
         // The secondaries' addresses as the notifier resolves them, for the API's status.
         let notified: std::sync::Mutex<Option<ferrodns_transfer::notify::Addresses>> = std::sync::Mutex::new(None);
         let postgres = settings.database_url.as_deref().is_some_and(|u| u.starts_with("postgres"));
-        let election = ha::Election::new(
+        let election = Election::new(
             settings.node_id.clone(),
-            ha::ElectionSettings { lease: settings.ha_lease, renew: settings.ha_renew },
+            ElectionSettings { lease: settings.ha_lease, renew: settings.ha_renew },
             !postgres,
+            Arc::new(ferrodns_transfer::clock::SystemClock),
         );
         if !settings.notify.is_empty() {
             // Before any zone is published, so that every serial is announced.
@@ -293,7 +294,7 @@ fn serve(args: config::ServeArgs, log_level: Option<String>, log_format: LogForm
             tracing::info!("secondary role: zones come from the primaries, so the API is not started");
         }
         let control = if !secondary_role && (settings.api_listen.is_some() || settings.database_url.is_some()) {
-            let replication = ferrodns_api::replication::Replication {
+            let replication = ferrodns_control::Replication {
                 access: access.clone(),
                 peers: peers.clone(),
                 secondaries: notified.lock().unwrap_or_else(|e| e.into_inner()).clone().unwrap_or_default(),
@@ -313,24 +314,28 @@ fn serve(args: config::ServeArgs, log_level: Option<String>, log_format: LogForm
         if let (Some(control), true) = (&control, postgres) {
             // A new leader brings the catalog up to date (registered before
             // the election starts, so the first term gets it too).
-            let state = control.state.clone();
+            let plane = control.plane.clone();
             election.on_lead(move |_| {
-                let state = state.clone();
-                tokio::spawn(async move { sync_catalog(&state, CatalogSync::Full).await });
+                let plane = plane.clone();
+                tokio::spawn(async move { catalog::sync(&plane, CatalogSync::Full).await });
             });
-            tokio::spawn(election.clone().run(control.state.store.clone(), shutdown.clone()));
+            tokio::spawn(election.clone().run(control.plane.store.clone(), shutdown.clone()));
             let url = settings.database_url.clone().unwrap_or_default();
-            tokio::spawn(ha::follow(control.state.clone(), url, settings.ha_poll, shutdown.clone()));
-            tokio::spawn(ha::compact_journals(
-                control.state.clone(),
-                election.clone(),
+            tokio::spawn(ferrodns_control::follower::follow(
+                control.plane.clone(),
+                url,
+                settings.ha_poll,
+                shutdown.clone(),
+            ));
+            tokio::spawn(ferrodns_control::compaction::compact_journals(
+                control.plane.clone(),
                 settings.ha_poll * 5,
                 shutdown.clone(),
             ));
             tracing::info!(node = %settings.node_id, lease = ?settings.ha_lease, "multi-node control plane: following other nodes, taking part in the election");
         }
         let journal = control.as_ref().map(|control| {
-            Arc::new(replication::StoreJournal { store: control.state.store.clone() }) as Arc<dyn Journal>
+            Arc::new(replication::StoreJournal { store: control.plane.store.clone() }) as Arc<dyn Journal>
         });
         let primary = Arc::new(Primary::new(live.handle(), access.clone(), journal, peers));
         if let Some(config) = &settings.secondary {
@@ -358,7 +363,7 @@ fn serve(args: config::ServeArgs, log_level: Option<String>, log_format: LogForm
             _ => None,
         };
         let files = settings.zone_files.clone();
-        let catalog_state = control.as_ref().map(|c| c.state.clone());
+        let catalog_state = control.as_ref().map(|c| c.plane.clone());
         let reloader = tokio::spawn(reload_on_hangup(live, files, settings.allow_include, catalog_state));
         wait_for_signal().await?;
         reloader.abort();
@@ -404,7 +409,7 @@ async fn reload_on_hangup(
     live: Arc<LiveZones>,
     files: Vec<PathBuf>,
     allow_include: bool,
-    control: Option<ferrodns_api::ApiState>,
+    control: Option<Arc<ControlPlane>>,
 ) -> anyhow::Result<()> {
     use tokio::signal::unix::{signal, SignalKind};
     let mut hangup = signal(SignalKind::hangup()).context("cannot watch SIGHUP")?;
@@ -418,9 +423,9 @@ async fn reload_on_hangup(
                 live.replace_file_zones(new_set);
                 tokio::task::spawn_blocking(release_freed_memory);
                 tracing::info!(zones = count, elapsed_ms = started.elapsed().as_millis() as u64, "zone files reloaded");
-                if let Some(state) = &control {
-                    if state.catalog.as_ref().is_some_and(|catalog| catalog.set_file_members(members)) {
-                        sync_catalog(state, CatalogSync::FilesChanged).await;
+                if let Some(plane) = &control {
+                    if plane.catalog.as_ref().is_some_and(|catalog| catalog.set_file_members(members)) {
+                        catalog::sync(plane, CatalogSync::FilesChanged).await;
                     }
                 }
             }

@@ -13,8 +13,7 @@
 
 use ferrodns_store::{Backend, Fence};
 
-use crate::input::now_micros;
-use crate::ApiState;
+use crate::{now_micros, ControlPlane};
 
 /// How much work a sync may do.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -32,10 +31,10 @@ pub enum CatalogSync {
 }
 
 /// Brings this node's catalog zone in step with the database.
-pub async fn sync_catalog(state: &ApiState, depth: CatalogSync) {
-    let Some(catalog) = &state.catalog else { return };
+pub async fn sync(control: &ControlPlane, depth: CatalogSync) {
+    let Some(catalog) = &control.catalog else { return };
     let _one_at_a_time = catalog.sync.lock().await;
-    let stored = match state.store.catalog_state().await {
+    let stored = match control.store.catalog_state().await {
         Ok(stored) => stored,
         Err(e) => {
             tracing::debug!(error = %e, "cannot read the catalog state now");
@@ -47,7 +46,7 @@ pub async fn sync_catalog(state: &ApiState, depth: CatalogSync) {
     if depth == CatalogSync::Poll && stored_now.is_some() && stored_now == published {
         return;
     }
-    let members = match state.store.catalog_members().await {
+    let members = match control.store.catalog_members().await {
         Ok(members) => members,
         Err(e) => {
             tracing::debug!(error = %e, "cannot read the catalog members now");
@@ -58,17 +57,17 @@ pub async fn sync_catalog(state: &ApiState, depth: CatalogSync) {
     let stored = match stored {
         Some(stored) if stored.digest == digest && depth != CatalogSync::FilesChanged => stored,
         _ => {
-            let snapshot = state.leadership.as_ref().map(|l| l.snapshot());
-            let fence = match state.store.backend() {
+            let term = control.leadership.term();
+            let fence = match control.store.backend() {
                 Backend::Sqlite => Fence::Single,
-                Backend::Postgres => match &snapshot {
-                    Some(s) if s.is_leader => Fence::Lease { node: &s.node, term: s.term },
+                Backend::Postgres => match term {
+                    Some(term) => Fence::Lease { node: control.leadership.node(), term },
                     // The leader writes; this node waits for its announcement.
-                    _ => return,
+                    None => return,
                 },
             };
             let now = now_micros();
-            match state.store.write_catalog(catalog.name(), &digest, fence, (now / 1_000_000) as u32, now).await {
+            match control.store.write_catalog(catalog.name(), &digest, fence, (now / 1_000_000) as u32, now).await {
                 Ok(Some(written)) => {
                     tracing::info!(catalog = %catalog.name(), serial = written.serial.0, term = written.term,
                         members = members.len(), "catalog written");

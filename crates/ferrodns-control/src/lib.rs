@@ -1,0 +1,301 @@
+//! The control plane: the one owner of every write.
+//!
+//! ```text
+//!   API handler ─┐                          ┌─► ferrodns-store: one transaction
+//!   (later: DNS  ├─► ControlPlane::change ──┤     (If-Match, rules via edit::plan,
+//!    UPDATE, the │   ::import, ::create_zone│      rows, serial, journal, audit)
+//!    console)   ─┘   ::delete_zone          └─► publish: the diff reaches the
+//!                                                 served zone set (LiveZones)
+//!   other nodes' commits ─► follower ─► publish / reload
+//!   leader only ─► catalog writes, journal compaction (fenced by the term)
+//! ```
+//!
+//! [`ControlPlane`] holds the store, the live zones, the catalog, the
+//! per-zone locks, leadership and the replication state. Every way to write
+//! a zone calls one of its entry points, which take the actor (a name for
+//! the audit record and the scope it may touch) and the `If-Match` list, so
+//! the rules, the history and the replication are the same whoever writes.
+//! It knows nothing of HTTP: errors are [`ControlError`], which the API maps
+//! to statuses.
+//!
+//! **Invariant:** an entry point returns `Ok` only after the change is
+//! committed *and* served by this node's DNS workers.
+
+pub mod audit;
+pub mod catalog;
+pub mod compaction;
+pub mod election;
+mod error;
+pub mod follower;
+mod locks;
+
+use std::sync::Arc;
+
+use ferrodns_proto::tsig::{Algorithm, Key};
+use ferrodns_proto::{Name, RecordType};
+use ferrodns_store::{Committed, Scope, Store, StoreError, TsigKeyRecord, ZoneRecord};
+use ferrodns_transfer::acl::Access;
+use ferrodns_transfer::catalog::Catalog;
+use ferrodns_transfer::peers::Peers;
+use ferrodns_zone::edit::{Change, Diff, ImportMode, RRsetData, Working};
+use ferrodns_zone::live::{build_zone, Applied, LiveZones};
+
+pub use election::{Election, ElectionSettings, HaSnapshot, Leadership};
+pub use error::ControlError;
+pub use locks::ZoneLocks;
+
+/// Who asks for a write: the name the history records, and what it may touch.
+#[derive(Clone, Copy, Debug)]
+pub struct Actor<'a> {
+    pub name: &'a str,
+    pub scope: Scope<'a>,
+}
+
+/// What new zones get unless asked otherwise.
+#[derive(Clone, Debug)]
+pub struct ZoneDefaults {
+    /// The NS RRset of a new zone, unless the request names its own.
+    pub nameservers: Vec<Name>,
+    /// TTL of a new zone's SOA and NS.
+    pub ttl: u32,
+    /// SOA refresh, retry, expire and minimum (negative-caching TTL).
+    pub soa_timers: [u32; 4],
+}
+
+impl Default for ZoneDefaults {
+    fn default() -> ZoneDefaults {
+        ZoneDefaults {
+            nameservers: vec![Name::parse("ns.invalid.", None).expect("valid name")],
+            ttl: 3600,
+            soa_timers: [3600, 600, 1_209_600, 300],
+        }
+    }
+}
+
+/// A zone to create.
+#[derive(Clone, Debug)]
+pub struct NewZone {
+    /// Lowercase apex.
+    pub apex: Name,
+    pub tenant: String,
+    /// The apex NS RRset; the defaults' when `None`.
+    pub nameservers: Option<Vec<Name>>,
+    /// TTL of the SOA and NS; the defaults' when `None`.
+    pub ttl: Option<u32>,
+    /// RFC 9432 member id for the catalog.
+    pub catalog_id: String,
+}
+
+/// What the control plane knows of replication.
+pub struct Replication {
+    /// The transfer policy whose API keys `/v1/tsigkeys` manages.
+    pub access: Arc<Access>,
+    /// Serials reported by or sent to secondaries.
+    pub peers: Arc<Peers>,
+    /// The secondaries this primary notifies (the ones a change waits for),
+    /// as last resolved.
+    pub secondaries: ferrodns_transfer::notify::Addresses,
+}
+
+/// The control plane of one node.
+pub struct ControlPlane {
+    pub store: Arc<Store>,
+    pub live: Arc<LiveZones>,
+    /// The catalog zone to keep in step with created and deleted zones.
+    pub catalog: Option<Arc<Catalog>>,
+    /// Held from a change's transaction to its publication.
+    pub locks: ZoneLocks,
+    /// This node's place in the election.
+    pub leadership: Arc<dyn Leadership>,
+    /// TSIG keys and secondaries' serials, when replication runs.
+    pub replication: Option<Arc<Replication>>,
+    pub defaults: ZoneDefaults,
+}
+
+impl ControlPlane {
+    /// Applies a batch of changes to `zone` as `actor`, if the zone's
+    /// version is one of `if_match` (any when `None`): one transaction, one
+    /// serial step, one history entry, then publication.
+    pub async fn change(
+        &self,
+        actor: Actor<'_>,
+        zone: &ZoneRecord,
+        if_match: Option<&[i64]>,
+        changes: &[Change],
+    ) -> Result<Committed, ControlError> {
+        self.refuse_shadowed(&zone.name)?;
+        let summary = audit::changes(changes);
+        let _publication = self.locks.lock(&zone.name).await;
+        let committed = self
+            .store
+            .apply_changes(&zone.name, &actor.scope, if_match, changes, &summary, actor.name, now_micros())
+            .await?;
+        if committed.diff.is_some() {
+            self.publish(&committed.zone, committed.diff.clone()).await?;
+        }
+        Ok(committed)
+    }
+
+    /// Imports parsed RRsets (without the SOA; `soa` is the file's) into
+    /// `zone` as `actor`: one change in the history and the journal.
+    pub async fn import(
+        &self,
+        actor: Actor<'_>,
+        zone: &ZoneRecord,
+        if_match: Option<&[i64]>,
+        mode: ImportMode,
+        rrsets: Working,
+        soa: Option<Vec<u8>>,
+    ) -> Result<Committed, ControlError> {
+        self.refuse_shadowed(&zone.name)?;
+        let count: usize = rrsets.values().map(|s| s.rdatas.len()).sum();
+        let summary = audit::import(mode, count);
+        let _publication = self.locks.lock(&zone.name).await;
+        let committed = self
+            .store
+            .import(&zone.name, &actor.scope, if_match, mode, rrsets, soa, &summary, actor.name, now_micros())
+            .await?;
+        if committed.diff.is_some() {
+            self.publish(&committed.zone, committed.diff.clone()).await?;
+        }
+        if count > 10_000 {
+            // Parsing and planning a big import leaves hundreds of megabytes
+            // of freed heap that glibc would otherwise keep mapped for good.
+            // SAFETY: malloc_trim has no preconditions.
+            tokio::task::spawn_blocking(|| unsafe { libc::malloc_trim(0) });
+        }
+        Ok(committed)
+    }
+
+    /// Creates a zone with the server's SOA and the given or default NS,
+    /// serves it, and lists it in the catalog.
+    pub async fn create_zone(&self, actor: Actor<'_>, zone: NewZone) -> Result<ZoneRecord, ControlError> {
+        let apex = zone.apex.to_lowercase();
+        if self.catalog.as_ref().is_some_and(|c| *c.name() == apex) {
+            return Err(ControlError::Reserved { zone: apex, why: "it is this server's catalog zone" });
+        }
+        if self.live.is_file_zone(apex.as_wire()) {
+            return Err(ControlError::Reserved { zone: apex, why: "it is served from a zone file on this server" });
+        }
+        let nameservers = zone.nameservers.unwrap_or_else(|| self.defaults.nameservers.clone());
+        let Some(primary) = nameservers.first() else {
+            return Err(ControlError::Invalid("a zone needs at least one nameserver".to_string()));
+        };
+        let ttl = zone.ttl.unwrap_or(self.defaults.ttl);
+        let now = now_micros();
+        let serial = ferrodns_store::initial_serial(self.store.options().serial_policy, now);
+        let hostmaster = Name::parse("hostmaster", Some(&apex)).map_err(|e| ControlError::Invalid(e.to_string()))?;
+        let soa = ferrodns_proto::rdata::soa_rdata(primary, &hostmaster, serial, self.defaults.soa_timers);
+        let rrsets = vec![
+            RRsetData::new(&apex, RecordType::SOA, ttl, vec![soa]),
+            RRsetData::new(&apex, RecordType::NS, ttl, nameservers.iter().map(|n| n.as_wire().to_vec()).collect()),
+        ];
+        let (record, _diff) =
+            self.store.create_zone(&apex, &zone.tenant, "primary", rrsets, &zone.catalog_id, actor.name, now).await?;
+        self.publish(&record, None).await?;
+        catalog::sync(self, catalog::CatalogSync::Full).await;
+        Ok(record)
+    }
+
+    /// Deletes a zone, if its version is one of `if_match`; DNS stops
+    /// answering for it before this returns.
+    pub async fn delete_zone(&self, zone: &ZoneRecord, if_match: Option<&[i64]>) -> Result<(), ControlError> {
+        let publication = self.locks.lock(&zone.name).await;
+        self.store.delete_zone(zone.id, if_match).await?;
+        self.live.remove_zone(zone.name.as_wire());
+        if let Some(replication) = &self.replication {
+            replication.peers.forget(&zone.name);
+        }
+        drop(publication);
+        self.locks.forget(&zone.name);
+        catalog::sync(self, catalog::CatalogSync::Full).await;
+        Ok(())
+    }
+
+    /// Stores a TSIG key and makes transfers and NOTIFY accept it.
+    pub async fn create_tsig_key(&self, key: &TsigKeyRecord) -> Result<(), ControlError> {
+        let name = Name::parse(&key.name, None).map_err(|e| ControlError::Invalid(e.to_string()))?;
+        if self.replication.as_ref().is_some_and(|r| r.access.is_configured(&name)) {
+            return Err(ControlError::Reserved { zone: name, why: "it is a key from the server's configuration" });
+        }
+        self.store.create_tsig_key(key).await?;
+        self.load_tsig_keys().await
+    }
+
+    /// Removes a TSIG key; transfers signed with it fail from the next request.
+    pub async fn delete_tsig_key(&self, name: &Name) -> Result<(), ControlError> {
+        self.store.delete_tsig_key(&name.to_string()).await?;
+        self.load_tsig_keys().await
+    }
+
+    /// Loads the stored TSIG keys into the transfer policy.
+    pub async fn load_tsig_keys(&self) -> Result<(), ControlError> {
+        let Some(replication) = &self.replication else { return Ok(()) };
+        let records = self.store.tsig_keys().await?;
+        let keys = records
+            .iter()
+            .filter_map(|r| {
+                Some(Key {
+                    name: Name::parse(&r.name, None).ok()?,
+                    algorithm: Algorithm::from_name(&r.algorithm)?,
+                    secret: r.secret.clone(),
+                })
+            })
+            .collect();
+        replication.access.set_api_keys(keys);
+        Ok(())
+    }
+
+    /// Refuses a write to a stored zone that a `--zone-file` of this server
+    /// shadows: DNS serves the file, so the write would never be served.
+    fn refuse_shadowed(&self, apex: &Name) -> Result<(), ControlError> {
+        if self.live.is_file_zone(apex.as_wire()) {
+            return Err(ControlError::Shadowed(apex.clone()));
+        }
+        Ok(())
+    }
+
+    /// Makes a committed change visible to this node's DNS workers: applies
+    /// the diff on top of the served zone, or reloads the zone from the store
+    /// when the served copy is not at the diff's starting serial.
+    pub async fn publish(&self, zone: &ZoneRecord, diff: Option<Diff>) -> Result<(), ControlError> {
+        if let Some(diff) = diff {
+            let live = self.live.clone();
+            let key = zone.name.as_wire().to_vec();
+            let applied = tokio::task::spawn_blocking(move || live.apply(&key, &diff))
+                .await
+                .map_err(|e| ControlError::Internal(format!("publishing task failed: {e}")))?;
+            match applied {
+                Ok(Applied::Applied | Applied::AlreadyServed) => return Ok(()),
+                Ok(Applied::Gap) => {}
+                Err(errors) => {
+                    tracing::error!(zone = %zone.name, ?errors, "a committed change did not apply to the served zone; reloading it");
+                }
+            }
+        }
+        self.reload(zone).await
+    }
+
+    /// Loads a zone from the store and serves it.
+    pub async fn reload(&self, zone: &ZoneRecord) -> Result<(), ControlError> {
+        let rrsets = self.store.zone_rrsets(zone.id).await.map_err(|e| match e {
+            StoreError::Unavailable(detail) => ControlError::CommittedNotServed { zone: zone.name.clone(), detail },
+            other => ControlError::Store(other),
+        })?;
+        let live = self.live.clone();
+        let apex = zone.name.clone();
+        tokio::task::spawn_blocking(move || {
+            let built = build_zone(&apex, rrsets.iter())
+                .map_err(|errors| ControlError::Internal(format!("stored zone {apex} does not build: {errors:?}")))?;
+            live.publish_zone(built);
+            Ok(())
+        })
+        .await
+        .map_err(|e| ControlError::Internal(format!("publishing task failed: {e}")))?
+    }
+}
+
+/// Microseconds since the Unix epoch: the store's and the history's time.
+pub fn now_micros() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_micros() as i64)
+}
