@@ -32,6 +32,29 @@ use ferrodns_proto::{
 };
 use ferrodns_zone::{Answer, Lookup, Node, RRset, SetProbe, Zone, ZoneSet};
 
+/// The messages that answer a handed-off request (`Outcome::HandOff`), made
+/// one at a time: a zone transfer is written as it is framed and never held
+/// whole. The transport asks for the next message only once it has sent the
+/// last one.
+pub trait Replies: Send {
+    /// Writes the next message into `out`, replacing what it held; false
+    /// when there are no more.
+    fn next_message(&mut self, out: &mut Vec<u8>) -> bool;
+}
+
+/// Messages already made.
+impl Replies for std::vec::IntoIter<Vec<u8>> {
+    fn next_message(&mut self, out: &mut Vec<u8>) -> bool {
+        match self.next() {
+            Some(message) => {
+                *out = message;
+                true
+            }
+            None => false,
+        }
+    }
+}
+
 /// The largest UDP response we send when the client's EDNS buffer allows it
 /// (DNS Flag Day 2020 default, which also avoids IP fragmentation).
 pub const MAX_UDP_PAYLOAD: u16 = 1232;

@@ -1,5 +1,12 @@
-//! Zone transfer answers: AXFR (RFC 5936) and IXFR (RFC 1995), as a list of
-//! DNS messages for the caller to frame, sign and send. No I/O.
+//! Zone transfer answers: AXFR (RFC 5936) and IXFR (RFC 1995), written one
+//! DNS message at a time for the caller to frame, sign and send. No I/O.
+//!
+//! A [`ZoneTransfer`] owns the zone snapshot (an `Arc`) and a cursor into it,
+//! so a transfer of any size holds one message in memory, and the caller
+//! writes each message before asking for the next: a slow client slows the
+//! transfer rather than growing a queue. A record that does not fit in an
+//! empty message cannot be sent at all; the transfer then stops with
+//! [`RecordTooLarge`] rather than leave the record out.
 //!
 //! An AXFR is the SOA, every other record, and the SOA again. An IXFR from
 //! serial N is the current SOA, then for each step the old SOA, the removed
@@ -8,13 +15,14 @@
 //! is the whole zone in AXFR form, which RFC 1995 §4 allows. A client at the
 //! current serial (or newer) gets the current SOA alone.
 
+use std::fmt;
 use std::sync::Arc;
 
 use ferrodns_proto::message::{flags, Section};
 use ferrodns_proto::name::{self, NameBuf};
 use ferrodns_proto::{parse_query, Class, MessageWriter, Query, QueryError, RecordType, Serial};
 use ferrodns_zone::edit::{Diff, Record};
-use ferrodns_zone::Zone;
+use ferrodns_zone::{NodeCursor, Zone};
 
 /// Room left in each message for a TSIG record.
 pub const TSIG_RESERVE: usize = 512;
@@ -108,74 +116,196 @@ struct Item<'a> {
     rdata: &'a [u8],
 }
 
-/// Packs records into messages of at most `limit` bytes (less the TSIG
-/// reserve); the question goes in the first message only.
-fn pack<'a>(request: &Query, items: impl Iterator<Item = Item<'a>>, limit: usize) -> Vec<Vec<u8>> {
-    let mut messages = Vec::new();
-    let mut items = items.peekable();
-    let mut buffer = Vec::with_capacity(limit);
-    loop {
-        let mut writer = MessageWriter::new(&mut buffer, limit - TSIG_RESERVE);
-        writer.set_header(request.id, flags::QR | flags::AA | (request.flags & 0x7800));
-        if messages.is_empty() {
-            let _ = writer.push_question(request.qname(), request.qtype, Class::IN);
+/// The record a transfer writes next.
+#[derive(Clone, Copy, Debug)]
+enum Position {
+    OpeningSoa,
+    /// In the zone's body: the node the cursor stood before, and the RRset
+    /// (not counting the apex SOA) and record within it.
+    Node {
+        before: NodeCursor,
+        rrset: usize,
+        rdata: usize,
+    },
+    /// In an IXFR's steps: each step's removed records, then its added ones.
+    Step {
+        step: usize,
+        record: usize,
+    },
+    ClosingSoa,
+    Done,
+}
+
+/// A record that does not fit in a message on its own.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RecordTooLarge {
+    /// The owner, as a wire name.
+    pub owner: Vec<u8>,
+    pub rtype: RecordType,
+    pub rdata_len: usize,
+}
+
+impl fmt::Display for RecordTooLarge {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let owner = ferrodns_proto::Name::from_wire(&self.owner).map(|n| n.to_string()).unwrap_or_default();
+        write!(f, "{owner} {} ({} octets of RDATA) does not fit in a message", self.rtype, self.rdata_len)
+    }
+}
+
+/// An AXFR, or an IXFR answer, written message by message.
+pub struct ZoneTransfer {
+    zone: Arc<Zone>,
+    request: Query,
+    limit: usize,
+    /// For an incremental IXFR: the steps, oldest first.
+    steps: Vec<Arc<Diff>>,
+    next: Position,
+    messages: usize,
+    records: usize,
+}
+
+impl ZoneTransfer {
+    /// The whole zone: the SOA, every other record, the SOA again (also the
+    /// answer to an IXFR that the steps cannot serve). Messages are at most
+    /// `limit` octets, less room for a TSIG.
+    pub fn axfr(zone: Arc<Zone>, request: &Query, limit: usize) -> ZoneTransfer {
+        ZoneTransfer::new(zone, request, limit, Vec::new())
+    }
+
+    /// An incremental IXFR over `steps` (oldest first), framed by the current SOA.
+    pub fn ixfr(zone: Arc<Zone>, request: &Query, steps: Vec<Arc<Diff>>, limit: usize) -> ZoneTransfer {
+        ZoneTransfer::new(zone, request, limit, steps)
+    }
+
+    fn new(zone: Arc<Zone>, request: &Query, limit: usize, steps: Vec<Arc<Diff>>) -> ZoneTransfer {
+        let limit = limit.max(TSIG_RESERVE + 512);
+        ZoneTransfer {
+            zone,
+            request: request.clone(),
+            limit,
+            steps,
+            next: Position::OpeningSoa,
+            messages: 0,
+            records: 0,
+        }
+    }
+
+    /// Messages written so far.
+    pub fn messages(&self) -> usize {
+        self.messages
+    }
+
+    /// Records written so far.
+    pub fn records(&self) -> usize {
+        self.records
+    }
+
+    /// Writes the next message into `out`, replacing what it held. `Ok(false)`
+    /// once the transfer is complete.
+    pub fn next_message(&mut self, out: &mut Vec<u8>) -> Result<bool, RecordTooLarge> {
+        if matches!(self.next, Position::Done) {
+            return Ok(false);
+        }
+        out.clear();
+        let zone = self.zone.clone();
+        let mut writer = MessageWriter::new(out, self.limit - TSIG_RESERVE);
+        writer.set_header(self.request.id, flags::QR | flags::AA | (self.request.flags & 0x7800));
+        if self.messages == 0 {
+            let _ = writer.push_question(self.request.qname(), self.request.qtype, Class::IN);
         }
         let mut wrote = 0;
-        while let Some(item) = items.peek() {
+        loop {
+            let Some((item, after)) = self.item(&zone, self.next) else {
+                self.next = Position::Done;
+                break;
+            };
             if writer.push_record(Section::Answer, item.owner, item.rtype, item.ttl, item.rdata).is_err() {
+                if wrote == 0 {
+                    let error =
+                        RecordTooLarge { owner: item.owner.to_vec(), rtype: item.rtype, rdata_len: item.rdata.len() };
+                    self.next = Position::Done;
+                    return Err(error);
+                }
                 break;
             }
-            items.next();
             wrote += 1;
+            self.next = after;
         }
-        if wrote == 0 && items.peek().is_some() {
-            // A record bigger than a message cannot be sent; skip it rather than loop.
-            items.next();
-        }
-        messages.push(buffer.clone());
-        if items.peek().is_none() {
-            return messages;
+        self.records += wrote;
+        self.messages += 1;
+        Ok(true)
+    }
+
+    /// The record at `at` and the position after it; `None` at the end.
+    fn item<'z>(&'z self, zone: &'z Zone, mut at: Position) -> Option<(Item<'z>, Position)> {
+        let apex = zone.apex().as_wire();
+        loop {
+            match at {
+                Position::OpeningSoa => {
+                    let after = if self.steps.is_empty() {
+                        Position::Node { before: NodeCursor::default(), rrset: 0, rdata: 0 }
+                    } else {
+                        Position::Step { step: 0, record: 0 }
+                    };
+                    return Some((soa_item(zone), after));
+                }
+                Position::Node { before, rrset, rdata } => {
+                    let mut cursor = before;
+                    let Some(node) = zone.next_node(&mut cursor) else {
+                        at = Position::ClosingSoa;
+                        continue;
+                    };
+                    let at_apex = node.name().eq_ignore_ascii_case(apex);
+                    let set = node.rrsets().filter(|r| !(at_apex && r.rtype == RecordType::SOA)).nth(rrset);
+                    let Some(set) = set else {
+                        at = Position::Node { before: cursor, rrset: 0, rdata: 0 };
+                        continue;
+                    };
+                    let Some(bytes) = set.rdatas().nth(rdata) else {
+                        at = Position::Node { before, rrset: rrset + 1, rdata: 0 };
+                        continue;
+                    };
+                    let item = Item { owner: node.name(), rtype: set.rtype, ttl: set.ttl, rdata: bytes };
+                    return Some((item, Position::Node { before, rrset, rdata: rdata + 1 }));
+                }
+                Position::Step { step, record } => {
+                    let Some(diff) = self.steps.get(step) else {
+                        at = Position::ClosingSoa;
+                        continue;
+                    };
+                    let Some(found) = diff.removed.get(record).or_else(|| diff.added.get(record - diff.removed.len()))
+                    else {
+                        at = Position::Step { step: step + 1, record: 0 };
+                        continue;
+                    };
+                    return Some((record_item(found), Position::Step { step, record: record + 1 }));
+                }
+                Position::ClosingSoa => return Some((soa_item(zone), Position::Done)),
+                Position::Done => return None,
+            }
         }
     }
 }
 
-fn zone_items(zone: &Zone) -> impl Iterator<Item = Item<'_>> {
+fn soa_item(zone: &Zone) -> Item<'_> {
     let soa = zone.soa();
-    let apex = zone.apex().as_wire();
-    let soa_item = move || Item { owner: apex, rtype: RecordType::SOA, ttl: soa.ttl, rdata: soa.first() };
-    let body = zone.nodes().flat_map(move |node| {
-        let at_apex = node.name().eq_ignore_ascii_case(apex);
-        node.rrsets().filter(move |rrset| !(at_apex && rrset.rtype == RecordType::SOA)).flat_map(move |rrset| {
-            rrset.rdatas().map(move |rdata| Item { owner: node.name(), rtype: rrset.rtype, ttl: rrset.ttl, rdata })
-        })
-    });
-    std::iter::once(soa_item()).chain(body).chain(std::iter::once(soa_item()))
-}
-
-/// The messages of an AXFR (or of a full-zone IXFR answer).
-pub fn axfr(zone: &Zone, request: &Query, limit: usize) -> Vec<Vec<u8>> {
-    pack(request, zone_items(zone), limit)
-}
-
-/// The one message answering an IXFR from a current client (or an IXFR
-/// over UDP that does not fit): the current SOA.
-pub fn current_soa(zone: &Zone, request: &Query) -> Vec<u8> {
-    let soa = zone.soa();
-    let item = Item { owner: zone.apex().as_wire(), rtype: RecordType::SOA, ttl: soa.ttl, rdata: soa.first() };
-    pack(request, std::iter::once(item), u16::MAX as usize).remove(0)
+    Item { owner: zone.apex().as_wire(), rtype: RecordType::SOA, ttl: soa.ttl, rdata: soa.first() }
 }
 
 fn record_item(record: &Record) -> Item<'_> {
     Item { owner: record.owner.as_wire(), rtype: record.rtype, ttl: record.ttl, rdata: &record.rdata }
 }
 
-/// The messages of an incremental IXFR answer over `steps`.
-pub fn ixfr(zone: &Zone, request: &Query, steps: &[Arc<Diff>], limit: usize) -> Vec<Vec<u8>> {
-    let soa = zone.soa();
-    let apex = zone.apex().as_wire();
-    let current = move || Item { owner: apex, rtype: RecordType::SOA, ttl: soa.ttl, rdata: soa.first() };
-    let body = steps.iter().flat_map(|d| d.removed.iter().chain(&d.added)).map(record_item);
-    pack(request, std::iter::once(current()).chain(body).chain(std::iter::once(current())), limit)
+/// The one message answering an IXFR from a current client (or an IXFR
+/// over UDP that does not fit): the current SOA.
+pub fn current_soa(zone: &Zone, request: &Query) -> Vec<u8> {
+    let mut out = Vec::with_capacity(512);
+    let mut writer = MessageWriter::new(&mut out, u16::MAX as usize);
+    writer.set_header(request.id, flags::QR | flags::AA | (request.flags & 0x7800));
+    let _ = writer.push_question(request.qname(), request.qtype, Class::IN);
+    let soa = soa_item(zone);
+    let _ = writer.push_record(Section::Answer, soa.owner, soa.rtype, soa.ttl, soa.rdata);
+    out
 }
 
 /// The number of records an IXFR over `steps` carries (for fitting a UDP answer).

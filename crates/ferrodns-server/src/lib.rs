@@ -27,13 +27,14 @@ pub type BoxFuture<'a, T> = std::pin::Pin<Box<dyn std::future::Future<Output = T
 /// TSIG-signed messages). It may await (the journal, peers), so it runs on
 /// the async runtime, never on a UDP worker thread.
 pub trait ControlHandler: Send + Sync + 'static {
-    /// The messages to send back, in order (none to stay silent).
+    /// The messages to send back, in order (none to stay silent), made as
+    /// the transport sends them.
     fn handle<'a>(
         &'a self,
         packet: &'a [u8],
         peer: SocketAddr,
         transport: ferrodns_engine::Transport,
-    ) -> BoxFuture<'a, Vec<Vec<u8>>>;
+    ) -> BoxFuture<'a, Box<dyn ferrodns_engine::Replies>>;
 }
 
 /// Where and how to serve DNS.
@@ -139,9 +140,10 @@ impl BoundDns {
                 while let Some(packet) = packets.recv().await {
                     let control = control.clone();
                     tokio::spawn(async move {
-                        let replies =
+                        let mut replies =
                             control.handle(&packet.packet, packet.peer, ferrodns_engine::Transport::Udp).await;
-                        for reply in replies {
+                        let mut reply = Vec::new();
+                        while replies.next_message(&mut reply) {
                             if let Err(e) = packet.socket.send_to(&reply, packet.peer) {
                                 tracing::debug!(peer = %packet.peer, error = %e, "control reply not sent");
                             }

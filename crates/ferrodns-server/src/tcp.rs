@@ -116,11 +116,13 @@ async fn connection(
         if outcome == Outcome::HandOff {
             match &control {
                 Some(control) => {
-                    // A transfer is many messages; each is written as it is framed.
-                    for message in control.handle(&query[..len], peer, Transport::Tcp).await {
+                    // A transfer is many messages; each is made only once the
+                    // one before it is written, so a slow reader holds one.
+                    let mut replies = control.handle(&query[..len], peer, Transport::Tcp).await;
+                    while replies.next_message(&mut answer) {
                         response.clear();
-                        response.extend_from_slice(&(message.len() as u16).to_be_bytes());
-                        response.extend_from_slice(&message);
+                        response.extend_from_slice(&(answer.len() as u16).to_be_bytes());
+                        response.extend_from_slice(&answer);
                         writer.write_all(&response).await?;
                     }
                     continue;

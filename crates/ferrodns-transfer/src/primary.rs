@@ -9,16 +9,19 @@
 //!
 //! IXFR comes from the served zone's recent history when it reaches the
 //! client's serial, else from the store's journal, else as a full zone.
+//! Transfers over TCP are [`Replies`] written message by message as the
+//! connection takes them (each signed as it is made), so a transfer holds
+//! one message in memory whatever the zone's size.
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use arc_swap::ArcSwap;
-use ferrodns_engine::transfer::{self, IxfrPlan};
-use ferrodns_engine::{formerr, respond_unsigned, Transport};
+use ferrodns_engine::transfer::{self, IxfrPlan, ZoneTransfer};
+use ferrodns_engine::{formerr, respond_unsigned, Replies, Transport};
 use ferrodns_proto::message::{flags, HEADER_LEN};
-use ferrodns_proto::tsig::{self, Signer, Verified};
+use ferrodns_proto::tsig::{self, Signer};
 use ferrodns_proto::{parse_query, Name, Opcode, Query, Rcode, RecordType, Serial};
 use ferrodns_zone::edit::Diff;
 use ferrodns_zone::ZoneSet;
@@ -74,12 +77,12 @@ impl Primary {
 
     /// Answers one message the DNS transports handed off: the messages to
     /// send back, in order (none to stay silent).
-    pub async fn answer(&self, packet: &[u8], peer: SocketAddr, transport: Transport) -> Vec<Vec<u8>> {
+    pub async fn answer(&self, packet: &[u8], peer: SocketAddr, transport: Transport) -> Box<dyn Replies> {
         let Ok(query) = parse_query(packet) else {
             let mut out = Vec::new();
             return match formerr(packet, &mut out) {
-                ferrodns_engine::Outcome::Reply => vec![out],
-                _ => Vec::new(),
+                ferrodns_engine::Outcome::Reply => messages(vec![out]),
+                _ => messages(Vec::new()),
             };
         };
         let now = unix_now();
@@ -87,29 +90,37 @@ impl Primary {
             Ok(verified) => verified,
             Err(Ok(failure)) => {
                 tracing::warn!(%peer, zone = %display_qname(&query), "refused: {failure}");
-                return vec![tsig_error(&query, &failure, now)];
+                return messages(vec![tsig_error(&query, &failure, now)]);
             }
             Err(Err(_)) => {
                 let mut out = Vec::new();
                 let _ = formerr(packet, &mut out);
-                return vec![out];
+                return messages(vec![out]);
             }
         };
-        let mut messages = if query.opcode == Opcode::NOTIFY {
-            self.notify(&query, packet, peer, transport)
+        let signer = verified.map(|verified| (Signer::response(verified), now));
+        let answer = if query.opcode == Opcode::NOTIFY {
+            Answer::Messages(self.notify(&query, packet, peer, transport))
         } else if matches!(query.qtype, RecordType::AXFR | RecordType::IXFR) {
-            self.transfer(&query, packet, peer, transport, verified.is_some()).await
+            self.transfer(&query, packet, peer, transport, signer.is_some()).await
         } else {
             let mut out = Vec::new();
             match respond_unsigned(&self.zones.load(), packet, transport, &mut out) {
-                ferrodns_engine::Outcome::Reply => vec![out],
-                _ => Vec::new(),
+                ferrodns_engine::Outcome::Reply => Answer::Messages(vec![out]),
+                _ => Answer::Messages(Vec::new()),
             }
         };
-        if let Some(verified) = verified {
-            sign_all(&mut messages, verified, now);
+        match answer {
+            Answer::Messages(mut list) => {
+                if let Some((mut signer, now)) = signer {
+                    for message in &mut list {
+                        signer.sign(message, now, 0, &[]);
+                    }
+                }
+                messages(list)
+            }
+            Answer::Transfer(transfer) => Box::new(SignedTransfer { signer, ..*transfer }),
         }
-        messages
     }
 
     fn notify(&self, query: &Query, packet: &[u8], peer: SocketAddr, transport: Transport) -> Vec<Vec<u8>> {
@@ -133,28 +144,40 @@ impl Primary {
         peer: SocketAddr,
         transport: Transport,
         signed: bool,
-    ) -> Vec<Vec<u8>> {
+    ) -> Answer {
         let zone_name = display_qname(query);
         if !signed && !self.access.allows_address(peer.ip()) {
             tracing::warn!(%peer, zone = %zone_name, qtype = %query.qtype, "transfer refused: not signed with a configured key and not from an allowed address");
-            return vec![header_only(query, Rcode::REFUSED, true)];
+            return Answer::Messages(vec![header_only(query, Rcode::REFUSED, true)]);
         }
         let zones = self.zones.load_full();
         let Some(zone) = zones.get(query.qname_lower()).cloned() else {
             tracing::info!(%peer, zone = %zone_name, "transfer of a zone we do not serve");
-            return vec![header_only(query, Rcode::NOTAUTH, true)];
+            return Answer::Messages(vec![header_only(query, Rcode::NOTAUTH, true)]);
+        };
+        let streamed = |transfer: ZoneTransfer, what: &'static str, kind: &'static str, from: Serial| {
+            Answer::Transfer(Box::new(SignedTransfer {
+                transfer,
+                signer: None,
+                peer,
+                zone: zone_name.clone(),
+                what,
+                kind,
+                from,
+                to: zone.serial(),
+                out: Vec::new(),
+            }))
         };
         if query.qtype == RecordType::AXFR {
             if transport == Transport::Udp {
-                return vec![header_only(query, Rcode::FORMERR, true)];
+                return Answer::Messages(vec![header_only(query, Rcode::FORMERR, true)]);
             }
-            let messages = transfer::axfr(&zone, query, u16::MAX as usize);
             self.peers.transferred(zone.apex(), &peer.ip().to_string(), zone.serial());
-            tracing::info!(%peer, zone = %zone_name, serial = zone.serial().0, messages = messages.len(), "AXFR served");
-            return messages;
+            let transfer = ZoneTransfer::axfr(zone.clone(), query, u16::MAX as usize);
+            return streamed(transfer, "AXFR", "full zone", Serial(0));
         }
         let Ok(request) = transfer::parse_request(packet) else {
-            return vec![header_only(query, Rcode::FORMERR, true)];
+            return Answer::Messages(vec![header_only(query, Rcode::FORMERR, true)]);
         };
         let client = request.client_serial.unwrap_or(Serial(0));
         self.peers.reported(zone.apex(), &peer.ip().to_string(), client);
@@ -166,35 +189,102 @@ impl Primary {
                 }
             }
         }
-        let limit = match (transport, query.edns) {
-            (Transport::Tcp, _) => u16::MAX as usize,
-            (Transport::Udp, None) => 512,
-            (Transport::Udp, Some(edns)) => edns.udp_payload.clamp(512, 4096) as usize,
+        let served = |kind: &str, messages: usize| {
+            tracing::info!(%peer, zone = %zone_name, from = client.0, to = zone.serial().0, kind, messages, "IXFR served");
         };
-        let messages = match &plan {
-            IxfrPlan::UpToDate => vec![transfer::current_soa(&zone, query)],
-            IxfrPlan::Steps(steps) => {
-                let messages = transfer::ixfr(&zone, query, steps, limit.max(transfer::TSIG_RESERVE + 512));
-                if transport == Transport::Udp && (messages.len() > 1 || messages[0].len() > limit) {
-                    // RFC 1995 §2: too big for UDP; the current SOA tells the client to use TCP.
-                    vec![transfer::current_soa(&zone, query)]
+        match plan {
+            IxfrPlan::UpToDate => {
+                self.peers.transferred(zone.apex(), &peer.ip().to_string(), zone.serial());
+                served("up to date", 1);
+                Answer::Messages(vec![transfer::current_soa(&zone, query)])
+            }
+            IxfrPlan::Steps(steps) if transport == Transport::Udp => {
+                self.peers.transferred(zone.apex(), &peer.ip().to_string(), zone.serial());
+                let limit = query.edns.map_or(512, |edns| edns.udp_payload.clamp(512, 4096) as usize);
+                // One message at most; the second is never made.
+                let mut transfer = ZoneTransfer::ixfr(zone.clone(), query, steps, limit);
+                let mut message = Vec::new();
+                let fits = transfer.next_message(&mut message) == Ok(true)
+                    && message.len() <= limit
+                    && transfer.next_message(&mut Vec::new()) == Ok(false);
+                served("incremental", 1);
+                if fits {
+                    Answer::Messages(vec![message])
                 } else {
-                    messages
+                    // RFC 1995 §2: too big for UDP; the current SOA tells the client to use TCP.
+                    Answer::Messages(vec![transfer::current_soa(&zone, query)])
                 }
             }
-            IxfrPlan::Full if transport == Transport::Udp => vec![transfer::current_soa(&zone, query)],
-            IxfrPlan::Full => transfer::axfr(&zone, query, u16::MAX as usize),
-        };
-        if transport == Transport::Tcp || !matches!(plan, IxfrPlan::Full) {
-            self.peers.transferred(zone.apex(), &peer.ip().to_string(), zone.serial());
+            IxfrPlan::Steps(steps) => {
+                self.peers.transferred(zone.apex(), &peer.ip().to_string(), zone.serial());
+                let transfer = ZoneTransfer::ixfr(zone.clone(), query, steps, u16::MAX as usize);
+                streamed(transfer, "IXFR", "incremental", client)
+            }
+            IxfrPlan::Full if transport == Transport::Udp => {
+                served("full zone", 1);
+                Answer::Messages(vec![transfer::current_soa(&zone, query)])
+            }
+            IxfrPlan::Full => {
+                self.peers.transferred(zone.apex(), &peer.ip().to_string(), zone.serial());
+                let transfer = ZoneTransfer::axfr(zone.clone(), query, u16::MAX as usize);
+                streamed(transfer, "IXFR", "full zone", client)
+            }
         }
-        let kind = match plan {
-            IxfrPlan::UpToDate => "up to date",
-            IxfrPlan::Steps(_) => "incremental",
-            IxfrPlan::Full => "full zone",
-        };
-        tracing::info!(%peer, zone = %zone_name, from = client.0, to = zone.serial().0, kind, messages = messages.len(), "IXFR served");
-        messages
+    }
+}
+
+/// What the primary answers: a few messages made at once, or a transfer
+/// made as it is sent.
+enum Answer {
+    Messages(Vec<Vec<u8>>),
+    Transfer(Box<SignedTransfer>),
+}
+
+fn messages(list: Vec<Vec<u8>>) -> Box<dyn Replies> {
+    Box::new(list.into_iter())
+}
+
+/// A zone transfer made message by message, each signed as it is made (the
+/// TSIG MACs chain), and logged when it ends.
+struct SignedTransfer {
+    transfer: ZoneTransfer,
+    signer: Option<(Signer, u64)>,
+    peer: SocketAddr,
+    zone: String,
+    /// `AXFR` or `IXFR`, and the kind of answer, for the log.
+    what: &'static str,
+    kind: &'static str,
+    from: Serial,
+    to: Serial,
+    out: Vec<u8>,
+}
+
+impl Replies for SignedTransfer {
+    fn next_message(&mut self, out: &mut Vec<u8>) -> bool {
+        let (peer, zone, kind) = (self.peer, &self.zone, self.kind);
+        match self.transfer.next_message(&mut self.out) {
+            Ok(true) => {
+                if let Some((signer, now)) = &mut self.signer {
+                    signer.sign(&mut self.out, *now, 0, &[]);
+                }
+                std::mem::swap(out, &mut self.out);
+                true
+            }
+            Ok(false) => {
+                let (messages, records) = (self.transfer.messages(), self.transfer.records());
+                match self.what {
+                    "AXFR" => tracing::info!(%peer, %zone, serial = self.to.0, messages, records, "AXFR served"),
+                    _ => {
+                        tracing::info!(%peer, %zone, from = self.from.0, to = self.to.0, kind, messages, records, "IXFR served")
+                    }
+                }
+                false
+            }
+            Err(error) => {
+                tracing::error!(%peer, %zone, what = self.what, %error, "transfer aborted: a record cannot be sent");
+                false
+            }
+        }
     }
 }
 
@@ -225,11 +315,4 @@ fn tsig_error(query: &Query, failure: &tsig::Failure, now: u64) -> Vec<u8> {
         None => tsig::append_error(&mut out, &failure.key_name, &failure.algorithm, failure.time_signed, failure.error),
     }
     out
-}
-
-fn sign_all(messages: &mut [Vec<u8>], verified: Verified, now: u64) {
-    let mut signer = Signer::response(verified);
-    for message in messages {
-        signer.sign(message, now, 0, &[]);
-    }
 }

@@ -133,7 +133,21 @@ impl NameIndex {
 
     /// Every offset, in slot order.
     pub fn offsets(&self) -> impl Iterator<Item = u32> + '_ {
-        self.slots.iter().filter(|&&s| s != 0).map(|&s| (s as u32).wrapping_sub(1))
+        let mut slot = 0;
+        std::iter::from_fn(move || self.offset_from(&mut slot))
+    }
+
+    /// The first offset at or after slot `*slot`, in slot order; moves
+    /// `*slot` past it. A walk kept as a slot number borrows nothing, so it
+    /// can be resumed later.
+    pub fn offset_from(&self, slot: &mut usize) -> Option<u32> {
+        while let Some(&entry) = self.slots.get(*slot) {
+            *slot += 1;
+            if entry != 0 {
+                return Some((entry as u32).wrapping_sub(1));
+            }
+        }
+        None
     }
 }
 

@@ -18,5 +18,5 @@ pub mod zoneset;
 
 pub use load::{load_zone_file, LoadError, Loaded};
 pub use lookup::{Answer, Lookup};
-pub use zone::{name_hash, prefetch_address, Node, RRset, Zone, ZoneAddresses, ZoneBuilder, ZoneError};
+pub use zone::{name_hash, prefetch_address, Node, NodeCursor, RRset, Zone, ZoneAddresses, ZoneBuilder, ZoneError};
 pub use zoneset::{SetProbe, ZoneSet};

@@ -466,16 +466,35 @@ impl Zone {
 
     /// Every node, in no particular order.
     pub fn nodes(&self) -> impl Iterator<Item = Node<'_>> {
+        let mut cursor = NodeCursor::default();
+        std::iter::from_fn(move || self.next_node(&mut cursor))
+    }
+
+    /// The node after `cursor` in the order of [`Zone::nodes`], moving the
+    /// cursor past it: base nodes the overlay does not replace, then the
+    /// overlay's live nodes.
+    pub fn next_node(&self, cursor: &mut NodeCursor) -> Option<Node<'_>> {
         let overlay = self.overlay.as_deref();
         let mut buffer = [0u8; MAX_NAME_LEN];
-        let base = self.base.index.offsets().map(|offset| Node::at(&self.base.arena, offset)).filter(move |node| {
-            overlay.is_none_or(|o| o.find(self.hash_name(lowercase_into(node.name, &mut buffer)), node.name).is_none())
-        });
-        let changed = overlay
-            .into_iter()
-            .flat_map(|o| o.index.offsets().map(|offset| Node::at(&o.arena, offset)))
-            .filter(|node| node.children != TOMBSTONE);
-        base.chain(changed)
+        while !cursor.in_overlay {
+            let Some(offset) = self.base.index.offset_from(&mut cursor.slot) else {
+                *cursor = NodeCursor { in_overlay: true, slot: 0 };
+                break;
+            };
+            let node = Node::at(&self.base.arena, offset);
+            let replaced = overlay
+                .is_some_and(|o| o.find(self.hash_name(lowercase_into(node.name, &mut buffer)), node.name).is_some());
+            if !replaced {
+                return Some(node);
+            }
+        }
+        let overlay = overlay?;
+        loop {
+            let node = Node::at(&overlay.arena, overlay.index.offset_from(&mut cursor.slot)?);
+            if node.children != TOMBSTONE {
+                return Some(node);
+            }
+        }
     }
 
     /// Every node in canonical order (RFC 4034 §6.1), apex first.
@@ -484,6 +503,14 @@ impl Zone {
         nodes.sort_by(|a, b| name::canonical_cmp(a.name, b.name));
         nodes
     }
+}
+
+/// Where a walk over a zone's nodes stands ([`Zone::next_node`]). It borrows
+/// nothing, so a zone transfer can keep one between messages.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct NodeCursor {
+    in_overlay: bool,
+    slot: usize,
 }
 
 /// A problem that stops a zone from loading, or a warning about its data.

@@ -23,7 +23,7 @@ impl ControlHandler for HandOff {
         packet: &'a [u8],
         peer: std::net::SocketAddr,
         transport: ferrodns_engine::Transport,
-    ) -> BoxFuture<'a, Vec<Vec<u8>>> {
+    ) -> BoxFuture<'a, Box<dyn ferrodns_engine::Replies>> {
         Box::pin(self.0.answer(packet, peer, transport))
     }
 }
