@@ -17,6 +17,13 @@ PostgreSQL database, and measures, through the REST API:
              to CPU 0 (as authbench does): QPS idle, then QPS while 100 change
              batches a second go through the API (from two clients, with a lean
              HTTP client that leaves dnsperf's CPU alone)
+  publish    one-record changes (--writes of them) to one API zone while the server
+             also serves --zones small zones from files, against the same with no
+             other zone: p50 and p99 per change, and the ratio (a change must cost
+             the same however many zones are served)
+  poll       (PostgreSQL) the follower's catch-up with --zones stored zones: the
+             server's CPU per poll (--ha-poll-ms 1000), against the same node
+             with no zones
 
   bench/controlbench.py --db sqlite --db postgres --json results.json
 
@@ -43,7 +50,7 @@ def psql(sql):
 
 
 class Server:
-    def __init__(self, db, extra=(), cpu=None):
+    def __init__(self, db, extra=(), cpu=None, start_timeout=60):
         self.dir = tempfile.mkdtemp(prefix="ferrodns-bench-")
         self.dns_port, self.api_port = free_port(), free_port()
         cmd = [BINARY, "serve", "--dns-listen", f"127.0.0.1:{self.dns_port}",
@@ -58,7 +65,7 @@ class Server:
         if cpu is not None:
             cmd = ["taskset", "-c", str(cpu)] + cmd
         self.proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=open(os.path.join(self.dir, "log"), "w"))
-        deadline = time.time() + 60
+        deadline = time.time() + start_timeout
         while True:
             try:
                 c = http.client.HTTPConnection("127.0.0.1", self.api_port, timeout=2)
@@ -350,11 +357,100 @@ def bench_delay(server, writes):
             "answered_right_on_first_query": first_try}
 
 
+def cpu_seconds(pid):
+    fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def bench_publish(db, zones, writes):
+    """One-record changes with and without `zones` file zones beside the changed one."""
+    sys.path.insert(0, os.path.join(ROOT, "bench"))
+    import manyzones  # noqa: E402
+    result = {"zones": zones, "writes": writes}
+    for label, count in (("one_zone", 0), ("many_zones", zones)):
+        extra = ["--log-level", "warn"]
+        zone_dir = None
+        if count:
+            zone_dir = tempfile.mkdtemp(prefix="ferrodns-zones-")
+            manyzones.gen_zones(zone_dir, count)
+            extra += ["--zone-file", zone_dir]
+        server = Server(db, extra=extra, start_timeout=300)
+        try:
+            c = server.client()
+            c.call("POST", "/v1/zones", {"name": "publish.test"})
+            for i in range(50):  # warm up
+                update = {"ttl": 60, "records": [f"10.9.{(i >> 8) & 255}.{i & 255}"]}
+                c.call("PUT", "/v1/zones/publish.test/rrsets/www/A", update)
+            times = []
+            for i in range(writes):
+                update = {"ttl": 60, "records": [f"10.{(i >> 16) & 255}.{(i >> 8) & 255}.{i & 255}"]}
+                start = time.perf_counter()
+                c.call("PUT", "/v1/zones/publish.test/rrsets/www/A", update)
+                times.append(time.perf_counter() - start)
+            result[label] = {"p50_ms": round(percentile(times, 50) * 1000, 3),
+                             "p99_ms": round(percentile(times, 99) * 1000, 3)}
+        finally:
+            server.stop()
+            if zone_dir:
+                shutil.rmtree(zone_dir, ignore_errors=True)
+    result["p50_ratio"] = round(result["many_zones"]["p50_ms"] / result["one_zone"]["p50_ms"], 2)
+    return result
+
+
+def bench_poll(zones, seconds=20):
+    """CPU per follower poll with `zones` stored zones (inserted by SQL), against none."""
+    result = {"zones": zones, "seconds": seconds}
+    ha = ["--log-level", "warn", "--ha-poll-ms", "1000", "--node-id", "bench"]
+    for label, count in (("no_zones", 0), ("many_zones", zones)):
+        server = Server("postgres", extra=ha, start_timeout=300)
+        try:
+            if count:
+                db = server.pg
+                # Each zone: SOA (ns.invalid. hostmaster.invalid. serial 1) and NS ns.invalid.
+                soa = "0034026e7307696e76616c6964000a686f73746d617374657207696e76616c696400" + \
+                      "00000001" + "00000e10" + "00000258" + "00093a80" + "0000012c"
+                ns = "000c026e7307696e76616c696400"
+                sql = f"""
+                    INSERT INTO zones (name, tenant, kind, serial, version, rrset_count, catalog_id, created_at, updated_at)
+                      SELECT 'p' || i || '.poll.test.', 'system', 'primary', 1, 1, 2, md5(i::text), 0, 0
+                      FROM generate_series(0, {count - 1}) AS i;
+                    INSERT INTO rrsets (zone_id, owner, rtype, ttl, rdata)
+                      SELECT id, name, 6, 3600, '\\x{soa}'::bytea FROM zones WHERE name LIKE '%.poll.test.';
+                    INSERT INTO rrsets (zone_id, owner, rtype, ttl, rdata)
+                      SELECT id, name, 2, 3600, '\\x{ns}'::bytea FROM zones WHERE name LIKE '%.poll.test.';
+                """
+                subprocess.run(["psql", "-h", "127.0.0.1", "-d", db, "-q", "-c", sql], check=True)
+                # The follower's next catch-up loads them; wait until the last one answers.
+                sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+                sock.settimeout(1)
+                deadline = time.time() + 600
+                while time.time() < deadline:
+                    try:
+                        reply = dns_query(sock, server.dns_port, f"p{count - 1}.poll.test.", 7)
+                        if reply[3] & 15 == 0 and struct.unpack(">H", reply[6:8])[0] == 0:
+                            break
+                    except OSError:
+                        pass
+                    time.sleep(1)
+                else:
+                    raise SystemExit("the follower did not load the zones in 10 minutes")
+                time.sleep(3)
+            start = cpu_seconds(server.proc.pid)
+            time.sleep(seconds)
+            used = cpu_seconds(server.proc.pid) - start
+            result[label] = {"cpu_s": round(used, 3), "cpu_ms_per_second": round(used / seconds * 1000, 1)}
+        finally:
+            server.stop()
+    extra = result["many_zones"]["cpu_s"] - result["no_zones"]["cpu_s"]
+    result["cpu_ms_per_poll"] = round(extra / seconds * 1000, 1)
+    return result
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--db", action="append", choices=["sqlite", "postgres"])
     ap.add_argument("--only", action="append",
-                    choices=["batch1", "batch1000", "import", "list", "delay", "update", "underload"])
+                    choices=["batch1", "batch1000", "import", "list", "delay", "update", "underload", "publish", "poll"])
     ap.add_argument("--batch1", type=int, default=2000, help="single-client 1-record batches")
     ap.add_argument("--batch1-per-client", type=int, default=250)
     ap.add_argument("--batch1000", type=int, default=20)
@@ -369,6 +465,13 @@ def main():
     for db in a.db or ["sqlite", "postgres"]:
         results[db] = {}
         for name in a.only or ["batch1", "batch1000", "import", "list", "delay", "update", "underload"]:
+            if name in ("publish", "poll"):
+                if name == "poll" and db != "postgres":
+                    continue
+                r = bench_publish(db, a.zones, a.writes) if name == "publish" else bench_poll(a.zones)
+                results[db][name] = r
+                print(f"{db:8} {name:9} {json.dumps(r)}", flush=True)
+                continue
             # Room for importing the 1M-record zone (about 40 MB of text).
             extra = ("--log-level", "warn", "--max-body-bytes", str(256 << 20))
             server = Server(db, extra=extra, cpu=1 if name == "underload" else None)
