@@ -5,7 +5,7 @@ use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use ferrodns_control::ControlError;
 use ferrodns_store::StoreError;
-use ferrodns_zone::edit::{EditError, Field, Problem as EditProblem};
+use ferrodns_zone::edit::{EditError, Fault, Field};
 use serde::Serialize;
 use utoipa::ToSchema;
 
@@ -87,10 +87,10 @@ impl Problem {
     /// contains come first (422); otherwise missing things (404), then
     /// conflicts (409). `pointer` maps a change index and field to a pointer.
     pub fn from_edit_errors(errors: &[EditError], pointer: impl Fn(usize, Field) -> String) -> Problem {
-        let class = |e: &EditError| match e.problem {
-            EditProblem::Invalid(_) => 0,
-            EditProblem::Missing(_) => 1,
-            EditProblem::Conflict(_) => 2,
+        let class = |e: &EditError| match e.fault {
+            Fault::Invalid(_) => 0,
+            Fault::Missing(_) => 1,
+            Fault::Conflict(_) => 2,
         };
         let worst = errors.iter().map(class).min().unwrap_or(0);
         let chosen: Vec<&EditError> = errors.iter().filter(|e| class(e) == worst).collect();
@@ -103,8 +103,8 @@ impl Problem {
             _ => Problem::conflict("the request conflicts with the zone's data; nothing was changed"),
         };
         for error in chosen {
-            let message = match &error.problem {
-                EditProblem::Invalid(m) | EditProblem::Missing(m) | EditProblem::Conflict(m) => m.clone(),
+            let message = match &error.fault {
+                Fault::Invalid(m) | Fault::Missing(m) | Fault::Conflict(m) => m.clone(),
             };
             problem = problem.with_error(pointer(error.change, error.field), message);
         }

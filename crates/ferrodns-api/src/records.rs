@@ -385,7 +385,7 @@ pub async fn post_changes(
         let change = Change { action, owner, rtype, ttl: input.ttl, rdatas };
         let limits = state.control.store.options().limits;
         for error in ferrodns_zone::edit::check_change(&zone.name, i, &change, &limits) {
-            let ferrodns_zone::edit::Problem::Invalid(message) = error.problem else { continue };
+            let ferrodns_zone::edit::Fault::Invalid(message) = error.fault else { continue };
             problem = problem.with_error(crate::problem::change_pointer(i, error.field), message);
         }
         changes.push(change);

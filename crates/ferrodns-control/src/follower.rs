@@ -133,7 +133,7 @@ async fn sync_zone(control: &ControlPlane, apex: &Name) {
                 let applied_all = tokio::task::spawn_blocking(move || {
                     steps
                         .iter()
-                        .all(|step| matches!(live.apply(&key, step), Ok(Applied::Applied | Applied::AlreadyServed)))
+                        .all(|step| matches!(live.apply(&key, step), Ok(Applied::Published | Applied::AlreadyServed)))
                 })
                 .await
                 .unwrap_or(false);

@@ -266,7 +266,7 @@ impl ControlPlane {
                 .await
                 .map_err(|e| ControlError::Internal(format!("publishing task failed: {e}")))?;
             match applied {
-                Ok(Applied::Applied | Applied::AlreadyServed) => return Ok(()),
+                Ok(Applied::Published | Applied::AlreadyServed) => return Ok(()),
                 Ok(Applied::Gap) => {}
                 Err(errors) => {
                     tracing::error!(zone = %zone.name, ?errors, "a committed change did not apply to the served zone; reloading it");

@@ -132,7 +132,7 @@ impl Key {
 
 /// A TSIG record read from a message.
 #[derive(Clone, Debug)]
-pub struct Record {
+pub struct TsigRecord {
     pub key_name: Name,
     pub algorithm: Name,
     pub time_signed: u64,
@@ -160,7 +160,7 @@ fn read_u16(msg: &[u8], at: usize) -> Result<u16, FormatError> {
 }
 
 /// Finds the TSIG record, which must be the last record of the message.
-pub fn find(msg: &[u8]) -> Result<Option<Record>, FormatError> {
+pub fn find(msg: &[u8]) -> Result<Option<TsigRecord>, FormatError> {
     if msg.len() < 12 {
         return Err(FormatError::Malformed);
     }
@@ -200,7 +200,7 @@ fn parse_rdata(
     rdata: &[u8],
     key_name: Name,
     offset: usize,
-) -> Result<Record, FormatError> {
+) -> Result<TsigRecord, FormatError> {
     let mut scratch = NameBuf::new();
     // The algorithm name is never compressed (RFC 8945 §4.2), but read it as a
     // name inside the message so that a pointer cannot escape the RDATA.
@@ -224,12 +224,12 @@ fn parse_rdata(
     if at + other_len != rdata.len() {
         return Err(FormatError::Malformed);
     }
-    Ok(Record { key_name, algorithm, time_signed, fudge, mac, original_id, error, other, offset })
+    Ok(TsigRecord { key_name, algorithm, time_signed, fudge, mac, original_id, error, other, offset })
 }
 
 /// The message as it was before the TSIG was added: TSIG cut off, ARCOUNT
 /// one less, original ID restored.
-fn unsigned_part(msg: &[u8], record: &Record) -> Vec<u8> {
+fn unsigned_part(msg: &[u8], record: &TsigRecord) -> Vec<u8> {
     let mut out = msg[..record.offset].to_vec();
     out[0..2].copy_from_slice(&record.original_id.to_be_bytes());
     let arcount = u16::from_be_bytes([out[10], out[11]]).saturating_sub(1);

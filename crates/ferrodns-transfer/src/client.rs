@@ -19,16 +19,16 @@ use crate::primary::unix_now;
 
 /// Limits on one incoming transfer.
 #[derive(Clone, Copy, Debug)]
-pub struct Limits {
+pub struct TransferLimits {
     pub max_records: usize,
     pub max_bytes: usize,
     /// For the whole transfer.
     pub timeout: Duration,
 }
 
-impl Default for Limits {
-    fn default() -> Limits {
-        Limits { max_records: 5_000_000, max_bytes: 512 << 20, timeout: Duration::from_secs(300) }
+impl Default for TransferLimits {
+    fn default() -> TransferLimits {
+        TransferLimits { max_records: 5_000_000, max_bytes: 512 << 20, timeout: Duration::from_secs(300) }
     }
 }
 
@@ -192,7 +192,7 @@ pub async fn transfer(
     apex: &Name,
     current: Option<(Serial, &[u8], u32)>,
     key: Option<&Key>,
-    limits: Limits,
+    limits: TransferLimits,
 ) -> Result<Vec<Record>, ClientError> {
     tokio::time::timeout(limits.timeout, transfer_inner(primary, apex, current, key, limits))
         .await
@@ -204,7 +204,7 @@ async fn transfer_inner(
     apex: &Name,
     current: Option<(Serial, &[u8], u32)>,
     key: Option<&Key>,
-    limits: Limits,
+    limits: TransferLimits,
 ) -> Result<Vec<Record>, ClientError> {
     let qtype = if current.is_some() { RecordType::IXFR } else { RecordType::AXFR };
     let (message, id, signer) = request(apex, qtype, current, key);

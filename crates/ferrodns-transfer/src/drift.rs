@@ -16,7 +16,7 @@ use ferrodns_proto::tsig::Key;
 use ferrodns_zone::ZoneSet;
 
 use crate::client::query_soa;
-use crate::notify::{Addresses, Change, Notifier, Term};
+use crate::notify::{Addresses, Announcement, Notifier, Term};
 use crate::peers::Peers;
 use crate::primary::unix_now;
 
@@ -76,7 +76,7 @@ pub fn spawn(
                 }
                 if lagging && term().is_some() {
                     let soa = zone.soa();
-                    notifier.changed(Change {
+                    notifier.changed(Announcement {
                         apex: apex.clone(),
                         serial: zone.serial(),
                         soa_ttl: soa.ttl,

@@ -24,7 +24,7 @@ use crate::target::Target;
 
 /// A zone that changed, to announce.
 #[derive(Clone, Debug)]
-pub struct Change {
+pub struct Announcement {
     pub apex: Name,
     pub serial: Serial,
     /// The zone's SOA record (TTL and RDATA), sent in the answer section.
@@ -35,7 +35,7 @@ pub struct Change {
 /// Sends NOTIFY messages; cheap to clone, never blocks the caller.
 #[derive(Clone)]
 pub struct Notifier {
-    queue: mpsc::UnboundedSender<Change>,
+    queue: mpsc::UnboundedSender<Announcement>,
     addresses: Addresses,
 }
 
@@ -51,7 +51,7 @@ type Slots = Arc<Mutex<HashMap<(SocketAddr, Vec<u8>), Slot>>>;
 #[derive(Default)]
 struct Slot {
     /// The newest change to announce.
-    latest: Option<Change>,
+    latest: Option<Announcement>,
     in_flight: bool,
 }
 
@@ -61,7 +61,7 @@ impl Notifier {
     /// `term` is asked right before every send: NOTIFY is a leader's duty,
     /// and nothing is sent while it answers `None`.
     pub fn spawn(targets: Vec<Target>, key: Option<Key>, peers: Arc<Peers>, term: Term) -> Notifier {
-        let (queue, mut changes) = mpsc::unbounded_channel::<Change>();
+        let (queue, mut changes) = mpsc::unbounded_channel::<Announcement>();
         let slots: Slots = Arc::default();
         let addresses: Addresses = Arc::new(Mutex::new(targets.iter().filter_map(Target::address).collect()));
         let resolved = addresses.clone();
@@ -97,7 +97,7 @@ impl Notifier {
     }
 
     /// Announces a new serial of a zone.
-    pub fn changed(&self, change: Change) {
+    pub fn changed(&self, change: Announcement) {
         let _ = self.queue.send(change);
     }
 }
@@ -195,7 +195,7 @@ async fn poll_serial(
 }
 
 /// Builds a NOTIFY for `change` (signed with `key` if given).
-pub fn notify_message(id: u16, change: &Change, key: Option<&Key>) -> (Vec<u8>, Option<Signer>) {
+pub fn notify_message(id: u16, change: &Announcement, key: Option<&Key>) -> (Vec<u8>, Option<Signer>) {
     let mut out = Vec::with_capacity(512);
     let mut writer = MessageWriter::new(&mut out, u16::MAX as usize);
     writer.set_header(id, flags::AA | (4 << 11));
@@ -210,7 +210,12 @@ pub fn notify_message(id: u16, change: &Change, key: Option<&Key>) -> (Vec<u8>, 
     (out, signer)
 }
 
-async fn send_notify(target: SocketAddr, change: &Change, key: Option<&Key>, wait: Duration) -> Result<(), String> {
+async fn send_notify(
+    target: SocketAddr,
+    change: &Announcement,
+    key: Option<&Key>,
+    wait: Duration,
+) -> Result<(), String> {
     let bind: SocketAddr = if target.is_ipv4() { "0.0.0.0:0" } else { "[::]:0" }.parse().expect("valid literal");
     let socket = UdpSocket::bind(bind).await.map_err(|e| e.to_string())?;
     let id = (unix_now() as u16) ^ (std::process::id() as u16) ^ change.serial.0 as u16;

@@ -33,7 +33,7 @@ use ferrodns_zone::{load_zone_file, Zone, ZoneBuilder};
 use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 
-use crate::client::{self, ClientError, Limits};
+use crate::client::{self, ClientError, TransferLimits};
 use crate::primary::NotifyListener;
 use crate::target::Target;
 
@@ -49,7 +49,7 @@ pub struct SecondarySettings {
     /// Zones followed whatever the catalog says.
     pub zones: Vec<Name>,
     pub data_dir: PathBuf,
-    pub limits: Limits,
+    pub limits: TransferLimits,
 }
 
 struct Followed {

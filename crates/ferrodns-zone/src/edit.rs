@@ -198,7 +198,7 @@ pub enum Field {
 
 /// How an edit failed, in the classes the API reports.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Problem {
+pub enum Fault {
     /// The change is wrong whatever the zone holds.
     Invalid(String),
     /// The change conflicts with what the zone holds.
@@ -213,20 +213,20 @@ pub struct EditError {
     /// Index of the change in its batch.
     pub change: usize,
     pub field: Field,
-    pub problem: Problem,
+    pub fault: Fault,
 }
 
 impl fmt::Display for EditError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let message = match &self.problem {
-            Problem::Invalid(m) | Problem::Conflict(m) | Problem::Missing(m) => m,
+        let message = match &self.fault {
+            Fault::Invalid(m) | Fault::Conflict(m) | Fault::Missing(m) => m,
         };
         write!(f, "change {}: {message}", self.change)
     }
 }
 
-fn error(change: usize, field: Field, problem: Problem) -> EditError {
-    EditError { change, field, problem }
+fn error(change: usize, field: Field, fault: Fault) -> EditError {
+    EditError { change, field, fault }
 }
 
 /// Checks one change on its own, before the zone's content matters. Every
@@ -235,7 +235,7 @@ fn error(change: usize, field: Field, problem: Problem) -> EditError {
 /// [`plan`], once the change is applied to the RRsets around it.
 pub fn check_change(apex: &Name, index: usize, change: &Change, limits: &Limits) -> Vec<EditError> {
     let mut errors = Vec::new();
-    let invalid = |field, message: String| error(index, field, Problem::Invalid(message));
+    let invalid = |field, message: String| error(index, field, Fault::Invalid(message));
     if !change.owner.is_subdomain_of(apex) {
         errors.push(invalid(Field::Name, format!("{} is not inside the zone {apex}", change.owner)));
     }
@@ -293,12 +293,12 @@ fn node_shape(working: &Working, owner: &Name) -> Vec<RRsetShape> {
 fn violation_error(index: usize, owner: &Name, violation: &Violation) -> EditError {
     let message = violation.message(owner);
     let (field, problem) = match violation {
-        Violation::CnameBesideData(_) | Violation::TooManyTypes(_) => (Field::Type, Problem::Conflict(message)),
+        Violation::CnameBesideData(_) | Violation::TooManyTypes(_) => (Field::Type, Fault::Conflict(message)),
         Violation::SeveralCnames | Violation::SeveralDnames | Violation::SeveralSoa => {
-            (Field::Records, Problem::Invalid(message))
+            (Field::Records, Fault::Invalid(message))
         }
-        Violation::CnameAtApex | Violation::SoaBelowApex => (Field::Type, Problem::Invalid(message)),
-        Violation::NoSoa | Violation::NoApexNs => (Field::Change, Problem::Invalid(message)),
+        Violation::CnameAtApex | Violation::SoaBelowApex => (Field::Type, Fault::Invalid(message)),
+        Violation::NoSoa | Violation::NoApexNs => (Field::Change, Fault::Invalid(message)),
     };
     error(index, field, problem)
 }
@@ -359,7 +359,7 @@ pub fn plan(apex: &Name, current: Working, changes: &[Change], limits: &Limits) 
                     errors.push(error(
                         index,
                         Field::Change,
-                        Problem::Conflict(format!("the RRset {} {} exists already", owner, change.rtype)),
+                        Fault::Conflict(format!("the RRset {} {} exists already", owner, change.rtype)),
                     ));
                     continue;
                 }
@@ -371,7 +371,7 @@ pub fn plan(apex: &Name, current: Working, changes: &[Change], limits: &Limits) 
                     errors.push(error(
                         index,
                         Field::Change,
-                        Problem::Missing(format!("the RRset {} {} does not exist", owner, change.rtype)),
+                        Fault::Missing(format!("the RRset {} {} does not exist", owner, change.rtype)),
                     ));
                     continue;
                 };
@@ -386,7 +386,7 @@ pub fn plan(apex: &Name, current: Working, changes: &[Change], limits: &Limits) 
                             errors.push(error(
                                 index,
                                 Field::Record(i),
-                                Problem::Missing(format!("{} {} holds no such record", owner, change.rtype)),
+                                Fault::Missing(format!("{} {} holds no such record", owner, change.rtype)),
                             ));
                         }
                     }
@@ -482,7 +482,7 @@ pub fn plan_import(apex: &Name, current: Working, incoming: Working, mode: Impor
             rules::check_node(*owner == apex_lower, &node_shape(&after, owner))
                 .into_iter()
                 .filter(|v| *v != Violation::NoSoa)
-                .map(|v| error(0, Field::Change, Problem::Invalid(v.message(owner))))
+                .map(|v| error(0, Field::Change, Fault::Invalid(v.message(owner))))
                 .collect::<Vec<_>>()
         })
         .collect();
@@ -604,7 +604,7 @@ mod tests {
             &Limits::default(),
         )
         .unwrap_err();
-        assert!(matches!(err[0].problem, Problem::Conflict(_)));
+        assert!(matches!(err[0].fault, Fault::Conflict(_)));
         let p = plan(
             &apex,
             zone(),
@@ -635,7 +635,7 @@ mod tests {
         let err =
             plan(&apex, zone(), &[change(Action::Delete, "example.com.", RecordType::NS, vec![])], &Limits::default())
                 .unwrap_err();
-        assert!(matches!(err[0].problem, Problem::Invalid(_)));
+        assert!(matches!(err[0].fault, Fault::Invalid(_)));
         let err = plan(
             &apex,
             zone(),

@@ -25,7 +25,7 @@ use crate::zoneset::ZoneSet;
 #[derive(Debug, PartialEq, Eq)]
 pub enum Applied {
     /// The served zone now holds the diff.
-    Applied,
+    Published,
     /// The served zone already holds this serial or a newer one.
     AlreadyServed,
     /// The served zone is not at the diff's old serial (or is not served):
@@ -156,7 +156,7 @@ impl LiveZones {
         self.current.store(Arc::new(next));
         drop(_guard);
         self.observers().iter().for_each(|o| o.published(&zone));
-        Ok(Applied::Applied)
+        Ok(Applied::Published)
     }
 }
 

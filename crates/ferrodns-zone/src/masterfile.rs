@@ -15,7 +15,7 @@ use ferrodns_proto::{Class, Name, RecordType};
 
 /// One record read from a master file.
 #[derive(Clone, Debug)]
-pub struct Record {
+pub struct ParsedRecord {
     pub owner: Name,
     pub rtype: RecordType,
     pub ttl: u32,
@@ -28,7 +28,7 @@ pub struct Record {
 /// One record as the parser hands it to a sink, borrowed from the parser's
 /// buffers: nothing is allocated per record.
 #[derive(Clone, Copy, Debug)]
-pub struct RecordRef<'a> {
+pub struct ParsedRecordRef<'a> {
     pub owner: &'a Name,
     pub rtype: RecordType,
     pub ttl: u32,
@@ -36,10 +36,10 @@ pub struct RecordRef<'a> {
     pub line: usize,
 }
 
-impl RecordRef<'_> {
+impl ParsedRecordRef<'_> {
     /// An owned copy.
-    pub fn to_record(&self) -> Record {
-        Record {
+    pub fn to_record(&self) -> ParsedRecord {
+        ParsedRecord {
             owner: self.owner.clone(),
             rtype: self.rtype,
             ttl: self.ttl,
@@ -92,7 +92,7 @@ pub struct ParseOptions {
 /// any errors. Records from bad entries are left out.
 #[derive(Debug, Default)]
 pub struct Parsed {
-    pub records: Vec<Record>,
+    pub records: Vec<ParsedRecord>,
     pub errors: Vec<ParseError>,
     /// The first `$ORIGIN` seen, if any, for callers that name the zone from it.
     pub first_origin: Option<Name>,
@@ -113,7 +113,7 @@ pub fn parse_str(text: &[u8], file: &str, options: &ParseOptions) -> Parsed {
 }
 
 /// Reads a master file from disk, handing each good record to `sink` as it is read.
-pub fn stream_file(path: &Path, options: &ParseOptions, sink: &mut dyn FnMut(RecordRef<'_>)) -> Report {
+pub fn stream_file(path: &Path, options: &ParseOptions, sink: &mut dyn FnMut(ParsedRecordRef<'_>)) -> Report {
     let mut out = Output { sink, report: Report::default() };
     let mut state = State::new(options);
     read_path(path, &mut state, &mut out, 0);
@@ -121,7 +121,12 @@ pub fn stream_file(path: &Path, options: &ParseOptions, sink: &mut dyn FnMut(Rec
 }
 
 /// Reads master-file text, handing each good record to `sink` as it is read.
-pub fn stream_str(text: &[u8], file: &str, options: &ParseOptions, sink: &mut dyn FnMut(RecordRef<'_>)) -> Report {
+pub fn stream_str(
+    text: &[u8],
+    file: &str,
+    options: &ParseOptions,
+    sink: &mut dyn FnMut(ParsedRecordRef<'_>),
+) -> Report {
     let mut out = Output { sink, report: Report::default() };
     let mut state = State::new(options);
     parse_into(text, file, None, &mut state, &mut out, 0);
@@ -130,7 +135,7 @@ pub fn stream_str(text: &[u8], file: &str, options: &ParseOptions, sink: &mut dy
 
 /// Where parsed records and problems go.
 struct Output<'s> {
-    sink: &'s mut dyn FnMut(RecordRef<'_>),
+    sink: &'s mut dyn FnMut(ParsedRecordRef<'_>),
     report: Report,
 }
 
@@ -323,7 +328,7 @@ fn parse_into(
         match record(&entry, state) {
             Ok(ttl) => {
                 let owner = state.last_owner.as_ref().expect("a good record has an owner");
-                (out.sink)(RecordRef { owner, rtype: ttl.0, ttl: ttl.1, rdata: &state.rdata, line });
+                (out.sink)(ParsedRecordRef { owner, rtype: ttl.0, ttl: ttl.1, rdata: &state.rdata, line });
             }
             Err(message) => out.report.errors.push(error(message)),
         }

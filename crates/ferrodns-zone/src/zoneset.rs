@@ -91,13 +91,17 @@ pub struct ZoneSet {
     /// is full.
     chunks: Vec<Arc<Vec<Entry>>>,
     len: usize,
+    /// A set of at most [`SMALL_SET`] zones also keeps its entries here, so
+    /// that its search (by comparing apexes, the one-zone server's every
+    /// query) reads them without going through a chunk.
+    small: Vec<Entry>,
     /// The most labels any apex has: longer suffixes of a qname cannot be apexes.
     max_labels: usize,
 }
 
 impl Default for ZoneSet {
     fn default() -> ZoneSet {
-        ZoneSet { slots: Arc::new(vec![0; 8]), mask: 7, chunks: Vec::new(), len: 0, max_labels: 0 }
+        ZoneSet { slots: Arc::new(vec![0; 8]), mask: 7, chunks: Vec::new(), len: 0, small: Vec::new(), max_labels: 0 }
     }
 }
 
@@ -181,7 +185,9 @@ impl ZoneSet {
     pub fn insert(&mut self, zone: Arc<Zone>) -> Option<Arc<Zone>> {
         self.max_labels = self.max_labels.max(zone.apex().label_count());
         if let Some(index) = self.position(zone.apex_lower()) {
-            return Some(std::mem::replace(self.entry_mut(index), Entry::new(zone)).zone);
+            let old = std::mem::replace(self.entry_mut(index), Entry::new(zone)).zone;
+            self.refresh_small();
+            return Some(old);
         }
         let tag = tag_of(name_hash(zone.apex_lower()));
         if self.len % CHUNK == 0 {
@@ -196,7 +202,15 @@ impl ZoneSet {
             let mask = self.mask;
             ZoneSet::place(Arc::make_mut(&mut self.slots).as_mut_slice(), mask, tag, self.len - 1);
         }
+        self.refresh_small();
         None
+    }
+
+    fn refresh_small(&mut self) {
+        self.small.clear();
+        if self.len <= SMALL_SET {
+            self.small.extend(self.chunks.iter().flat_map(|chunk| chunk.iter()).cloned());
+        }
     }
 
     /// Removes the zone with this lowercase apex: the last entry takes its
@@ -237,6 +251,7 @@ impl ZoneSet {
         if removed.zone.apex().label_count() == self.max_labels {
             self.max_labels = self.entries().map(|e| e.zone.apex().label_count()).max().unwrap_or(0);
         }
+        self.refresh_small();
         Some(removed.zone)
     }
 
@@ -294,7 +309,7 @@ impl ZoneSet {
             // each of them rather than hash it.
             loop {
                 let suffix = &name_lower[pos..];
-                if let Some(entry) = self.chunks.first()?.iter().find(|e| e.is(suffix)) {
+                if let Some(entry) = self.small.iter().find(|e| e.is(suffix)) {
                     return Some(entry);
                 }
                 let len = name_lower[pos] as usize;

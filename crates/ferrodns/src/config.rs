@@ -20,7 +20,7 @@ use serde::Deserialize;
 pub struct SecondaryConfig {
     pub primaries: Vec<Target>,
     pub zones: Vec<Name>,
-    pub limits: ferrodns_transfer::client::Limits,
+    pub limits: ferrodns_transfer::client::TransferLimits,
 }
 
 /// The host name, for the default node id.
@@ -298,11 +298,11 @@ impl ServeArgs {
                 if primaries.is_empty() {
                     bail!("--role secondary needs at least one --primary");
                 }
-                let defaults = ferrodns_transfer::client::Limits::default();
+                let defaults = ferrodns_transfer::client::TransferLimits::default();
                 Some(SecondaryConfig {
                     primaries,
                     zones: secondary_zones,
-                    limits: ferrodns_transfer::client::Limits {
+                    limits: ferrodns_transfer::client::TransferLimits {
                         max_records: self.xfr_max_records.or(file.xfr_max_records).unwrap_or(defaults.max_records),
                         max_bytes: self.xfr_max_bytes.or(file.xfr_max_bytes).unwrap_or(defaults.max_bytes),
                         timeout: self.xfr_timeout.or(file.xfr_timeout).map_or(defaults.timeout, Duration::from_secs),

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use ferrodns_proto::{Name, RecordType, Serial};
 use ferrodns_server::{BoxFuture, ControlHandler};
 use ferrodns_store::Store;
-use ferrodns_transfer::notify::{Change, Notifier};
+use ferrodns_transfer::notify::{Announcement, Notifier};
 use ferrodns_transfer::primary::{Journal, Primary};
 use ferrodns_zone::edit::Diff;
 use ferrodns_zone::live::Observer;
@@ -54,7 +54,7 @@ impl Observer for NotifyOnPublish {
     fn published(&self, zone: &Zone) {
         let soa = zone.soa();
         debug_assert_eq!(soa.rtype, RecordType::SOA);
-        self.notifier.changed(Change {
+        self.notifier.changed(Announcement {
             apex: zone.apex().clone(),
             serial: zone.serial(),
             soa_ttl: soa.ttl,
