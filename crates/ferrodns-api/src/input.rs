@@ -13,8 +13,13 @@ use crate::problem::Problem;
 /// Parses a JSON body. Syntax errors are 400; well-formed JSON of the wrong
 /// shape is 422 with a pointer to the offending member.
 pub fn json_body<T: DeserializeOwned>(body: Result<Bytes, BytesRejection>, limit: usize) -> Result<T, Problem> {
-    let body = body_bytes(body, limit)?;
-    let mut deserializer = serde_json::Deserializer::from_slice(&body);
+    json_from_slice(&body_bytes(body, limit)?)
+}
+
+/// Decodes a JSON body already read: bad syntax is a 400, a wrong shape a
+/// 422 pointing at the part that is wrong.
+pub fn json_from_slice<T: DeserializeOwned>(body: &[u8]) -> Result<T, Problem> {
+    let mut deserializer = serde_json::Deserializer::from_slice(body);
     let result: Result<T, _> = serde_path_to_error::deserialize(&mut deserializer);
     match result {
         Ok(value) => {

@@ -19,7 +19,7 @@
 pub mod auth;
 pub mod input;
 pub mod problem;
-mod records;
+pub mod records;
 pub mod replication;
 mod system;
 mod tokens;

@@ -343,13 +343,29 @@ pub async fn post_changes(
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, Problem> {
     caller.require(Role::Editor)?;
-    let batch: ChangeBatch = json_body(body, state.settings.max_body_bytes)?;
+    let body = input::body_bytes(body, state.settings.max_body_bytes)?;
     let zone = zone_for(&state, &caller, &zone).await?;
-    if batch.changes.len() > state.settings.max_changes_per_batch {
+    let limits = state.control.store.options().limits;
+    let changes = parse_batch(&zone.name, &body, state.settings.max_changes_per_batch, &limits)?;
+    let committed = apply(&state, &caller, &headers, &zone, changes, crate::problem::change_pointer).await?;
+    change_response(&state, &committed).await
+}
+
+/// Reads a `/changes` body into typed changes for `apex`: the JSON, each
+/// name, type and record, and the checks that hold whatever the zone holds
+/// (`edit::check_change`). Every fault is reported with its pointer. The
+/// rules that depend on the zone's data are the control plane's.
+pub fn parse_batch(
+    apex: &ferrodns_proto::Name,
+    body: &[u8],
+    max_changes: usize,
+    limits: &ferrodns_zone::edit::Limits,
+) -> Result<Vec<Change>, Problem> {
+    let batch: ChangeBatch = input::json_from_slice(body)?;
+    if batch.changes.len() > max_changes {
         return Err(Problem::invalid(format!(
-            "{} changes exceed the limit of {} per batch",
-            batch.changes.len(),
-            state.settings.max_changes_per_batch
+            "{} changes exceed the limit of {max_changes} per batch",
+            batch.changes.len()
         ))
         .with_error("/changes", "too many changes"));
     }
@@ -359,7 +375,7 @@ pub async fn post_changes(
     let mut problem = Problem::invalid("the batch has invalid changes; nothing was changed");
     let mut changes = Vec::with_capacity(batch.changes.len());
     for (i, input) in batch.changes.iter().enumerate() {
-        let owner = input::owner_name(&input.name, &zone.name);
+        let owner = input::owner_name(&input.name, apex);
         let rtype = input::record_type(&input.rtype);
         if let Err(m) = &owner {
             problem = problem.with_error(format!("/changes/{i}/name"), m.clone());
@@ -368,7 +384,7 @@ pub async fn post_changes(
             problem = problem.with_error(format!("/changes/{i}/type"), m.clone());
         }
         let (Ok(owner), Ok(rtype)) = (owner, rtype) else { continue };
-        let rdatas = match input::parse_records(&zone.name, rtype, &input.records) {
+        let rdatas = match input::parse_records(apex, rtype, &input.records) {
             Ok(rdatas) => rdatas,
             Err(errors) => {
                 for (j, message) in errors {
@@ -383,8 +399,7 @@ pub async fn post_changes(
             ActionInput::Delete => Action::Delete,
         };
         let change = Change { action, owner, rtype, ttl: input.ttl, rdatas };
-        let limits = state.control.store.options().limits;
-        for error in ferrodns_zone::edit::check_change(&zone.name, i, &change, &limits) {
+        for error in ferrodns_zone::edit::check_change(apex, i, &change, limits) {
             let ferrodns_zone::edit::Fault::Invalid(message) = error.fault else { continue };
             problem = problem.with_error(crate::problem::change_pointer(i, error.field), message);
         }
@@ -393,8 +408,7 @@ pub async fn post_changes(
     if !problem.errors.is_empty() {
         return Err(problem);
     }
-    let committed = apply(&state, &caller, &headers, &zone, changes, crate::problem::change_pointer).await?;
-    change_response(&state, &committed).await
+    Ok(changes)
 }
 
 /// Query of `GET …/changes`.

@@ -6,9 +6,12 @@
 //! own commits it does) applies the journal steps after the serial it serves
 //! (or reloads the zone when the journal does not reach back). Because a
 //! listener misses whatever was sent while it was disconnected, a node also
-//! compares every zone's serial with the database after each (re)connect and
-//! every `--ha-poll-ms`: one query for all serials and a hash set, so a poll
-//! costs time in proportion to the number of zones.
+//! catches up after each (re)connect and every `--ha-poll-ms`. A catch-up
+//! first reads the zones' fingerprint (one aggregate query: count, highest
+//! id, sum of versions, which any create, change or delete moves); when it is
+//! the one this node was last wholly in step at, nothing happened and
+//! nothing more is read. Otherwise it compares every zone's serial with the
+//! database (one query and a hash set, linear in the number of zones).
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -24,6 +27,9 @@ use crate::ControlPlane;
 
 /// Follows other nodes' commits until shutdown (PostgreSQL only).
 pub async fn follow(control: Arc<ControlPlane>, url: String, poll: Duration, mut shutdown: watch::Receiver<bool>) {
+    // The zones' fingerprint when this node was last in step with every
+    // stored zone: a poll that finds it unchanged has nothing to read.
+    let mut in_step_at = None;
     loop {
         let mut listener = match control.store.change_listener(&url).await {
             Ok(Some(listener)) => listener,
@@ -36,7 +42,7 @@ pub async fn follow(control: Arc<ControlPlane>, url: String, poll: Duration, mut
                 }
             }
         };
-        catch_up(&control).await;
+        catch_up(&control, &mut in_step_at).await;
         loop {
             tokio::select! {
                 next = listener.next() => match next {
@@ -52,7 +58,7 @@ pub async fn follow(control: Arc<ControlPlane>, url: String, poll: Duration, mut
                         break;
                     }
                 },
-                _ = tokio::time::sleep(poll) => catch_up(&control).await,
+                _ = tokio::time::sleep(poll) => catch_up(&control, &mut in_step_at).await,
                 _ = shutdown.changed() => return,
             }
         }
@@ -72,39 +78,47 @@ fn already_served(control: &ControlPlane, apex: &Name, serial: Option<Serial>) -
 }
 
 /// Brings every stored zone up to the database, and drops zones it no longer holds.
-async fn catch_up(control: &ControlPlane) {
-    let Ok(stored) = control.store.zone_serials().await else { return };
-    let served = control.live.snapshot();
-    for (apex, serial) in &stored {
-        if served.get(apex.as_wire()).map(|z| z.serial()) != Some(*serial) && !control.live.is_file_zone(apex.as_wire())
-        {
-            sync_zone(control, apex).await;
+async fn catch_up(control: &ControlPlane, in_step_at: &mut Option<(i64, i64, i64)>) {
+    let Ok(fingerprint) = control.store.zones_fingerprint().await else { return };
+    if *in_step_at != Some(fingerprint) {
+        let Ok(stored) = control.store.zone_serials().await else { return };
+        let served = control.live.snapshot();
+        let mut in_step = true;
+        for (apex, serial) in &stored {
+            if served.get(apex.as_wire()).map(|z| z.serial()) != Some(*serial)
+                && !control.live.is_file_zone(apex.as_wire())
+            {
+                in_step &= sync_zone(control, apex).await;
+            }
         }
-    }
-    let catalog = control.catalog.as_ref().map(|c| c.name().clone());
-    let known: HashSet<&[u8]> = stored.iter().map(|(name, _)| name.as_wire()).collect();
-    for zone in served.iter() {
-        let apex = zone.apex().to_lowercase();
-        if !known.contains(apex.as_wire())
-            && !control.live.is_file_zone(apex.as_wire())
-            && Some(&apex) != catalog.as_ref()
-        {
-            sync_zone(control, &apex).await;
+        let catalog = control.catalog.as_ref().map(|c| c.name().as_wire());
+        let known: HashSet<&[u8]> = stored.iter().map(|(name, _)| name.as_wire()).collect();
+        for zone in served.iter() {
+            let apex = zone.apex_lower();
+            if !known.contains(apex) && !control.live.is_file_zone(apex) && Some(apex) != catalog {
+                if let Ok(apex) = Name::from_wire(apex) {
+                    in_step &= sync_zone(control, &apex).await;
+                }
+            }
         }
+        // Remembered only when every zone was brought in step: a zone that
+        // could not be read is tried again at the next poll.
+        *in_step_at = in_step.then_some(fingerprint);
     }
     catalog::sync(control, CatalogSync::Poll).await;
 }
 
-/// Brings one zone up to the database.
-async fn sync_zone(control: &ControlPlane, apex: &Name) {
+/// Brings one zone up to the database; false when it could not (the
+/// database could not be read, or the zone not loaded).
+async fn sync_zone(control: &ControlPlane, apex: &Name) -> bool {
     let apex = apex.to_lowercase();
     if control.catalog.as_ref().is_some_and(|c| *c.name() == apex) {
-        // The leader wrote a new catalog control.
+        // The leader wrote a new catalog state.
         catalog::sync(control, CatalogSync::Poll).await;
-        return;
+        return true;
     }
     if control.live.is_file_zone(apex.as_wire()) {
-        return;
+        return true;
     }
     let _publication = control.locks.lock(&apex).await;
     let zone = match control.store.zone(&apex).await {
@@ -115,16 +129,16 @@ async fn sync_zone(control: &ControlPlane, apex: &Name) {
                 tracing::info!(zone = %apex, "deleted on another node");
                 catalog::sync(control, CatalogSync::Full).await;
             }
-            return;
+            return true;
         }
         Err(e) => {
             tracing::debug!(zone = %apex, error = %e, "cannot read the zone now");
-            return;
+            return false;
         }
     };
     let served = control.live.snapshot().get(apex.as_wire()).map(|z| z.serial());
     match served {
-        Some(serial) if serial == zone.serial => return,
+        Some(serial) if serial == zone.serial => return true,
         Some(serial) => {
             if let Ok(Some(steps)) = control.store.journal_since(zone.id, serial).await {
                 // Applying may rebuild a large zone: keep it off the async workers.
@@ -138,7 +152,7 @@ async fn sync_zone(control: &ControlPlane, apex: &Name) {
                 .await
                 .unwrap_or(false);
                 if applied_all {
-                    return;
+                    return true;
                 }
             }
         }
@@ -146,10 +160,11 @@ async fn sync_zone(control: &ControlPlane, apex: &Name) {
     }
     if let Err(error) = control.reload(&zone).await {
         tracing::warn!(zone = %apex, %error, "cannot load the zone");
-        return;
+        return false;
     }
     if served.is_none() {
         tracing::info!(zone = %apex, "created on another node");
         catalog::sync(control, CatalogSync::Full).await;
     }
+    true
 }

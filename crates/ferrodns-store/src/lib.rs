@@ -923,6 +923,21 @@ impl Store {
     }
 
     /// Every zone's name and serial, for catching up.
+    /// A value that changes whenever a zone is created, changed or deleted:
+    /// the number of zones, the highest zone id (identities only grow) and
+    /// the sum of the zones' versions (every change adds one). One aggregate
+    /// query, so a follower can tell that nothing happened without reading
+    /// every zone.
+    pub async fn zones_fingerprint(&self) -> Result<(i64, i64, i64)> {
+        let row = sqlx::query(
+            "SELECT COUNT(*) AS zones, CAST(COALESCE(MAX(id), 0) AS BIGINT) AS top, \
+             CAST(COALESCE(SUM(version), 0) AS BIGINT) AS versions FROM zones",
+        )
+        .fetch_one(&self.pool)
+        .await?;
+        Ok((row.try_get("zones")?, row.try_get("top")?, row.try_get("versions")?))
+    }
+
     pub async fn zone_serials(&self) -> Result<Vec<(Name, Serial)>> {
         let rows = sqlx::query("SELECT name, serial FROM zones").fetch_all(&self.pool).await?;
         rows.iter().map(|row| Ok((name_column(row, "name")?, serial_column(row, "serial")?))).collect()

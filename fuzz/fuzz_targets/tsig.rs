@@ -1,0 +1,16 @@
+//! Any bytes as a TSIG-signed message: finding the TSIG record and checking
+//! a request's or a response's MAC never panics. Then the bytes are signed
+//! with a known key: when the TSIG can be found again, the MAC verifies,
+//! and any change to a signed octet makes it fail.
+//!
+//! The check lives in `fuzz/checks/tsig.rs`, which the replay test
+//! `crates/ferrodns/tests/fuzz_regressions.rs` runs too.
+#![no_main]
+
+/// Where `test-data` is, from this crate's manifest.
+const TEST_DATA: &str = "../test-data";
+
+#[path = "../checks/tsig.rs"]
+mod tsig;
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| tsig::check(data));
