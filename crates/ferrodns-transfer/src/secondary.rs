@@ -221,19 +221,28 @@ impl Secondary {
             }
         }
         let limits = self.settings.limits;
+        // Building a zone from a transfer, and writing it to disk below, can
+        // take seconds for a big zone: both run off the async workers.
+        let axfr = |records: Vec<Record>| {
+            let apex = apex.clone();
+            off_workers(move || from_axfr(&apex, records).map(|zone| (zone, "AXFR")))
+        };
         let (zone, method) = match &served {
             Some(served) => {
                 let soa = served.soa();
                 let current = (served.serial(), soa.first(), soa.ttl);
                 match client::transfer(primary, apex, Some(current), key, limits).await {
-                    Ok(records) => from_ixfr(served, apex, records)?,
+                    Ok(records) => {
+                        let (served, apex) = (served.clone(), apex.clone());
+                        off_workers(move || from_ixfr(&served, &apex, records)).await?
+                    }
                     // A primary without IXFR, or a broken answer: AXFR instead.
                     Err(e @ (ClientError::Rcode(_) | ClientError::Malformed(_))) => {
                         tracing::info!(zone = %apex, %primary, "IXFR failed ({e}); trying AXFR");
                         let records = client::transfer(primary, apex, None, key, limits)
                             .await
                             .map_err(|e| format!("AXFR: {e}"))?;
-                        (from_axfr(apex, records)?, "AXFR")
+                        axfr(records).await?
                     }
                     Err(e) => return Err(format!("IXFR: {e}")),
                 }
@@ -241,7 +250,7 @@ impl Secondary {
             None => {
                 let records =
                     client::transfer(primary, apex, None, key, limits).await.map_err(|e| format!("AXFR: {e}"))?;
-                (from_axfr(apex, records)?, "AXFR")
+                axfr(records).await?
             }
         };
         if let Some(served) = &served {
@@ -254,20 +263,15 @@ impl Secondary {
             }
         }
         let serial = zone.serial();
-        self.persist(apex, &zone);
+        let (path, owner) = (self.zone_path(apex), apex.clone());
+        let zone = off_workers(move || {
+            persist(&owner, &path, &zone);
+            zone
+        })
+        .await;
         tracing::info!(zone = %apex, %primary, serial = serial.0, method, "zone transferred");
         self.live.publish_zone(zone);
         Ok(serial)
-    }
-
-    fn persist(&self, apex: &Name, zone: &Zone) {
-        let path = self.zone_path(apex);
-        let temporary = path.with_extension("zone.tmp");
-        let text = write_zone(zone);
-        let written = std::fs::write(&temporary, text).and_then(|()| std::fs::rename(&temporary, &path));
-        if let Err(e) = written {
-            tracing::error!(zone = %apex, file = %path.display(), "cannot keep the zone on disk: {e}");
-        }
     }
 
     fn touch(&self, apex: &Name) {
@@ -349,6 +353,26 @@ async fn run_zone(secondary: Arc<Secondary>, apex: Name, wake: Arc<Notify>) {
 }
 
 /// The zone an AXFR answer describes: every record but the final SOA.
+/// Runs blocking work (building a zone, writing a file) on tokio's blocking
+/// threads, so the async workers keep serving.
+async fn off_workers<T: Send + 'static>(work: impl FnOnce() -> T + Send + 'static) -> T {
+    match tokio::task::spawn_blocking(work).await {
+        Ok(value) => value,
+        Err(e) => std::panic::resume_unwind(e.into_panic()),
+    }
+}
+
+/// Keeps a zone on disk (write a temporary file, then rename), so that a
+/// restart serves it before any primary answers.
+fn persist(apex: &Name, path: &std::path::Path, zone: &Zone) {
+    let temporary = path.with_extension("zone.tmp");
+    let text = write_zone(zone);
+    let written = std::fs::write(&temporary, text).and_then(|()| std::fs::rename(&temporary, path));
+    if let Err(e) = written {
+        tracing::error!(zone = %apex, file = %path.display(), "cannot keep the zone on disk: {e}");
+    }
+}
+
 fn from_axfr(apex: &Name, mut records: Vec<Record>) -> Result<Zone, String> {
     if records.len() < 2 {
         return Err("the AXFR answer has no closing SOA".to_string());

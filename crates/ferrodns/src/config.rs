@@ -221,6 +221,25 @@ fn read_file(path: &Path) -> anyhow::Result<FileSettings> {
     toml::from_str(&text).with_context(|| format!("bad config {}", path.display()))
 }
 
+impl ServeSettings {
+    /// The settings `ferrodns serve` would run with, given these flags (and
+    /// the `FERRODNS_*` variables and the config file they name), for a
+    /// node started in process.
+    pub fn from_flags<I, T>(flags: I) -> anyhow::Result<ServeSettings>
+    where
+        I: IntoIterator<Item = T>,
+        T: Into<std::ffi::OsString> + Clone,
+    {
+        #[derive(clap::Parser)]
+        struct Serve {
+            #[command(flatten)]
+            args: ServeArgs,
+        }
+        let flags = std::iter::once(std::ffi::OsString::from("serve")).chain(flags.into_iter().map(Into::into));
+        <Serve as clap::Parser>::try_parse_from(flags)?.args.resolve()
+    }
+}
+
 impl ServeArgs {
     /// Merges flags and environment over the config file over the defaults.
     pub fn resolve(self) -> anyhow::Result<ServeSettings> {

@@ -3,7 +3,6 @@
 
 use std::fs::{self, File, OpenOptions};
 use std::io::Write;
-use std::net::SocketAddr;
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::os::unix::io::AsRawFd;
 use std::path::Path;
@@ -102,16 +101,15 @@ pub async fn start(
     Ok(Control { plane, _lock: lock })
 }
 
-/// Binds the API and serves it until shutdown.
+/// Serves the API on `listener` until shutdown.
 pub async fn serve_api(
     control: &Control,
     settings: &ServeSettings,
-    address: SocketAddr,
+    listener: std::net::TcpListener,
     mut shutdown: watch::Receiver<bool>,
 ) -> anyhow::Result<tokio::task::JoinHandle<anyhow::Result<()>>> {
-    let listener = tokio::net::TcpListener::bind(address)
-        .await
-        .with_context(|| format!("cannot listen for the API on {address}"))?;
+    listener.set_nonblocking(true)?;
+    let listener = tokio::net::TcpListener::from_std(listener).context("cannot serve the API")?;
     tracing::info!(api = %listener.local_addr()?, data_dir = %settings.data_dir.display(), "serving the API");
     let state = ApiState {
         control: control.plane.clone(),

@@ -1,0 +1,220 @@
+//! The server as a library: [`App::build`] loads what it serves,
+//! [`Listeners::bind`] takes the sockets, and [`App::run`] serves on them
+//! until a shutdown signal, in the manner of mini-redis's `server::run`.
+//! `ferrodns serve` is these three calls; tests make the same calls in
+//! process, on port 0, with their own shutdown.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use anyhow::Context;
+use ferrodns_control::catalog::{self, CatalogSync};
+use ferrodns_control::{Election, ElectionSettings};
+use ferrodns_server::{BoundDns, ControlHandler, DnsSettings, TcpSettings, UdpSettings};
+use ferrodns_transfer::notify::Notifier;
+use ferrodns_transfer::peers::Peers;
+use ferrodns_transfer::primary::{Journal, Primary};
+use ferrodns_transfer::secondary::{Secondary, SecondarySettings};
+use ferrodns_zone::live::{LiveZones, Observer};
+use tokio::sync::watch;
+
+use crate::config::ServeSettings;
+use crate::{control, replication, zonefiles};
+
+/// A node, built: its settings and the zones of its zone files.
+pub struct App {
+    settings: Arc<ServeSettings>,
+    live: Arc<LiveZones>,
+}
+
+/// The sockets a node serves on, bound before it runs.
+pub struct Listeners {
+    dns: BoundDns,
+    api: Option<std::net::TcpListener>,
+}
+
+impl Listeners {
+    /// Binds `--dns-listen` (UDP and TCP; port 0 picks one port for both)
+    /// and `--api-listen`, unless the node runs no API.
+    pub fn bind(settings: &ServeSettings) -> anyhow::Result<Listeners> {
+        let dns = ferrodns_server::bind(&dns_settings(settings))?;
+        let api = match settings.api_listen.filter(|_| settings.secondary.is_none()) {
+            Some(address) => Some(
+                std::net::TcpListener::bind(address)
+                    .with_context(|| format!("cannot listen for the API on {address}"))?,
+            ),
+            None => None,
+        };
+        Ok(Listeners { dns, api })
+    }
+
+    /// The DNS addresses, as bound.
+    pub fn dns_addresses(&self) -> Vec<SocketAddr> {
+        self.dns.local_addrs().to_vec()
+    }
+
+    /// The API address, as bound.
+    pub fn api_address(&self) -> Option<SocketAddr> {
+        self.api.as_ref().and_then(|listener| listener.local_addr().ok())
+    }
+}
+
+fn dns_settings(settings: &ServeSettings) -> DnsSettings {
+    DnsSettings {
+        listen: settings.dns_listen.clone(),
+        udp_workers: settings.udp_workers,
+        udp: UdpSettings {
+            coalesce: settings.udp_coalesce,
+            segment_offload: settings.udp_gso,
+            busy_poll: settings.udp_busy_poll,
+        },
+        tcp: TcpSettings { idle_timeout: settings.tcp_idle_timeout, max_connections: settings.tcp_max_connections },
+    }
+}
+
+impl App {
+    /// Loads the zone files. Nothing is served yet.
+    pub fn build(settings: ServeSettings) -> anyhow::Result<App> {
+        let live = Arc::new(LiveZones::new(zonefiles::load_zones(&settings.zone_files, settings.allow_include)?));
+        zonefiles::release_freed_memory();
+        Ok(App { settings: Arc::new(settings), live })
+    }
+
+    /// Serves on `listeners` until `shutdown` turns true: DNS, the roles the
+    /// settings ask for, and the API. Must run inside a multi-threaded tokio
+    /// runtime; the UDP workers it starts keep the calling thread's priority.
+    pub async fn run(self, listeners: Listeners, shutdown: watch::Receiver<bool>) -> anyhow::Result<()> {
+        let App { settings, live } = self;
+        let Listeners { dns: bound, api: api_listener } = listeners;
+        // Zone files alone (the benchmark's and differential tests' mode) need
+        // no database and leave no data directory behind.
+        let peers = Arc::new(Peers::default());
+        let access = Arc::new(settings.transfer_access.clone());
+        // The secondaries' addresses as the notifier resolves them, for the API's status.
+        let notified: std::sync::Mutex<Option<ferrodns_transfer::notify::Addresses>> = std::sync::Mutex::new(None);
+        let postgres = settings.database_url.as_deref().is_some_and(|u| u.starts_with("postgres"));
+        let election = Election::new(
+            settings.node_id.clone(),
+            ElectionSettings { lease: settings.ha_lease, renew: settings.ha_renew },
+            !postgres,
+            Arc::new(ferrodns_transfer::clock::SystemClock),
+        );
+        if !settings.notify.is_empty() {
+            // Before any zone is published, so that every serial is announced.
+            let leader = election.clone();
+            let term: ferrodns_transfer::notify::Term = Arc::new(move || leader.term());
+            let key = settings.transfer_access.keys.first().cloned();
+            let notifier = Notifier::spawn(settings.notify.clone(), key.clone(), peers.clone(), term.clone());
+            ferrodns_transfer::drift::spawn(
+                live.handle(),
+                notifier.addresses(),
+                key,
+                peers.clone(),
+                notifier.clone(),
+                term,
+                settings.drift_interval,
+            );
+            *notified.lock().unwrap_or_else(|e| e.into_inner()) = Some(notifier.addresses());
+            let announce = replication::NotifyOnPublish { notifier };
+            let (served, observer) = (live.clone(), Arc::new(announce.clone()));
+            election.on_lead(move |term| {
+                tracing::info!(term, "new leader: announcing every zone");
+                served.snapshot().iter().for_each(|zone| observer.published(zone));
+            });
+            live.add_observer(Arc::new(announce));
+            tracing::info!(secondaries = ?settings.notify, "NOTIFY on every serial change");
+        }
+        let secondary_role = settings.secondary.is_some();
+        if secondary_role && settings.api_listen.is_some() {
+            tracing::info!("secondary role: zones come from the primaries, so the API is not started");
+        }
+        let control = if !secondary_role && (settings.api_listen.is_some() || settings.database_url.is_some()) {
+            let replication = ferrodns_control::Replication {
+                access: access.clone(),
+                peers: peers.clone(),
+                secondaries: notified.lock().unwrap_or_else(|e| e.into_inner()).clone().unwrap_or_default(),
+            };
+            // On an async thread, so that the database threads it starts
+            // (SQLite's) take that thread's lower priority.
+            let (settings, live, election) = (settings.clone(), live.clone(), election.clone());
+            let runtime = tokio::runtime::Handle::current();
+            let started = tokio::task::spawn_blocking(move || {
+                runtime.block_on(control::start(&settings, live, replication, election))
+            });
+            Some(started.await.context("control plane start task failed")??)
+        } else {
+            None
+        };
+        tracing::info!(dns = ?bound.local_addrs(), zones = live.snapshot().len(), udp_workers = settings.udp_workers, "serving DNS");
+        if let (Some(control), true) = (&control, postgres) {
+            // A new leader brings the catalog up to date (registered before
+            // the election starts, so the first term gets it too).
+            let plane = control.plane.clone();
+            election.on_lead(move |_| {
+                let plane = plane.clone();
+                tokio::spawn(async move { catalog::sync(&plane, CatalogSync::Full).await });
+            });
+            tokio::spawn(election.clone().run(control.plane.store.clone(), shutdown.clone()));
+            let url = settings.database_url.clone().unwrap_or_default();
+            tokio::spawn(ferrodns_control::follower::follow(
+                control.plane.clone(),
+                url,
+                settings.ha_poll,
+                shutdown.clone(),
+            ));
+            tokio::spawn(ferrodns_control::compaction::compact_journals(
+                control.plane.clone(),
+                settings.ha_poll * 5,
+                shutdown.clone(),
+            ));
+            tracing::info!(node = %settings.node_id, lease = ?settings.ha_lease, "multi-node control plane: following other nodes, taking part in the election");
+        }
+        let journal = control.as_ref().map(|control| {
+            Arc::new(replication::StoreJournal { store: control.plane.store.clone() }) as Arc<dyn Journal>
+        });
+        let primary = Arc::new(Primary::new(live.handle(), access.clone(), journal, peers));
+        if let Some(config) = &settings.secondary {
+            let secondary = Secondary::start(
+                SecondarySettings {
+                    primaries: config.primaries.clone(),
+                    key: settings.transfer_access.keys.first().cloned(),
+                    catalog: settings.catalog_zone.clone(),
+                    zones: config.zones.clone(),
+                    data_dir: settings.data_dir.clone(),
+                    limits: config.limits,
+                },
+                live.clone(),
+            )
+            .with_context(|| format!("cannot use the data directory {}", settings.data_dir.display()))?;
+            primary.set_notify_listener(secondary);
+            tracing::info!(primaries = ?config.primaries, catalog = ?settings.catalog_zone.as_ref().map(|c| c.to_string()), "secondary role");
+        }
+        // Started from this (the main) thread, so that the UDP workers keep
+        // its default priority rather than the async threads' lower one.
+        let running = bound.start(
+            live.handle(),
+            Some(Arc::new(replication::HandOff(primary)) as Arc<dyn ControlHandler>),
+            shutdown.clone(),
+        )?;
+        let server = tokio::spawn(running.finished());
+        let api = match (&control, api_listener) {
+            (Some(control), Some(listener)) => {
+                Some(control::serve_api(control, &settings, listener, shutdown.clone()).await?)
+            }
+            _ => None,
+        };
+        let files = settings.zone_files.clone();
+        let catalog_state = control.as_ref().map(|c| c.plane.clone());
+        let reloader = tokio::spawn(zonefiles::reload_on_hangup(live, files, settings.allow_include, catalog_state));
+        let mut stopping = shutdown;
+        let _ = stopping.wait_for(|stop| *stop).await;
+        reloader.abort();
+        tracing::info!("shutting down");
+        server.await.context("DNS server task failed")??;
+        if let Some(api) = api {
+            api.await.context("API task failed")??;
+        }
+        tracing::info!("stopped");
+        Ok(())
+    }
+}
