@@ -7,9 +7,6 @@
 //! `crates/ferrodns/tests/fuzz_regressions.rs` runs too.
 #![no_main]
 
-/// Where `test-data` is, from this crate's manifest.
-const TEST_DATA: &str = "../test-data";
-
 #[path = "../checks/tsig.rs"]
 mod tsig;
 

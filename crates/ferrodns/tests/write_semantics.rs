@@ -10,11 +10,6 @@ use support::control::{dns_lookup, json, Database, Node};
 
 const TXT: u16 = 16;
 
-fn create_zone(node: &Node, zone: &str) {
-    let (status, body, _) = json(node.request(Method::POST, "/v1/zones").json(&json!({"name": zone})).send().unwrap());
-    assert_eq!(status, 201, "{body}");
-}
-
 fn version(node: &Node, zone: &str) -> i64 {
     let (status, body, _) = json(node.request(Method::GET, &format!("/v1/zones/{zone}")).send().unwrap());
     assert_eq!(status, 200, "{body}");
@@ -34,7 +29,7 @@ fn put_txt(node: &Node, zone: &str, records: Value, if_match: Option<&str>) -> (
 
 fn if_match_holds_everywhere(database: Database) {
     let node = Node::start(&database, &[]);
-    create_zone(&node, "etag.test");
+    node.create_zone("etag.test");
     let current = version(&node, "etag.test");
     let tag = |v: i64| format!("\"{v}\"");
 
@@ -62,7 +57,7 @@ fn if_match_holds_everywhere(database: Database) {
     assert_eq!(dns_lookup(node.dns, "txt.etag.test.", TXT).0, "Refused");
 
     // Import honours it too.
-    create_zone(&node, "import.test");
+    node.create_zone("import.test");
     let current = version(&node, "import.test");
     let import = |tag: String| {
         let file = "$ORIGIN import.test.\n@ 300 IN NS ns.example.net.\nwww 300 IN A 192.0.2.1\n";
@@ -77,7 +72,7 @@ fn if_match_holds_everywhere(database: Database) {
     assert_eq!(import(tag(current)), 200);
 
     // TXT with spaces must be quoted; quoted data keeps its spaces.
-    create_zone(&node, "txt.test");
+    node.create_zone("txt.test");
     let (status, body) = put_txt(&node, "txt.test", json!(["v=spf1 mx -all"]), None);
     assert_eq!(status, 422, "{body}");
     assert_eq!(body["errors"][0]["pointer"], "/records/0", "{body}");
@@ -105,7 +100,7 @@ fn if_match_and_txt_on_postgres() {
 fn writes_to_a_zone_served_from_a_file_are_refused() {
     let database = Database::postgres();
     let mut first = Node::start(&database, &[]);
-    create_zone(&first, "shadow.test");
+    first.create_zone("shadow.test");
     let token = first.token.clone();
     first.stop();
     let dir = support::temp_dir("shadow");

@@ -11,11 +11,6 @@ use support::control::{axfr_lines, dns_lookup, json, Database, Node};
 const SOA: u16 = 6;
 const DNAME: u16 = 39;
 
-fn create_zone(node: &Node, zone: &str) {
-    let (status, body, _) = json(node.request(Method::POST, "/v1/zones").json(&json!({"name": zone})).send().unwrap());
-    assert_eq!(status, 201, "{body}");
-}
-
 fn batch(node: &Node, zone: &str, changes: Value) -> (u16, Value) {
     let (status, body, _) = json(
         node.request(Method::POST, &format!("/v1/zones/{zone}/changes"))
@@ -31,7 +26,7 @@ fn batch(node: &Node, zone: &str, changes: Value) -> (u16, Value) {
 /// write, and after a restart the zone was not served at all.
 fn two_dnames_are_refused_before_the_commit(database: Database) {
     let mut node = Node::start(&database, &[]);
-    create_zone(&node, "dn.test");
+    node.create_zone("dn.test");
     let (status, body) = batch(
         &node,
         "dn.test.",
@@ -67,7 +62,7 @@ fn two_dnames_are_refused_on_postgres() {
 /// (RFC 1982), so secondaries that hold the file's serial keep following.
 fn import_never_moves_the_serial_back(database: Database) {
     let node = Node::start(&database, &[]);
-    create_zone(&node, "moved.test");
+    node.create_zone("moved.test");
     let file =
         "$ORIGIN moved.test.\n@ 300 IN SOA ns1.moved.test. hostmaster.moved.test. 2024061501 3600 600 86400 300\n\
                 @ 300 IN NS ns1.moved.test.\nns1 300 IN A 192.0.2.1\n";
@@ -158,7 +153,7 @@ fn random_change(random: &mut Random) -> Value {
 /// served at once, and a restart must serve the zone exactly as before.
 fn random_batches_publish_and_survive_a_restart(database: Database) {
     let mut node = Node::start(&database, &["--allow-transfer", "127.0.0.0/8"]);
-    create_zone(&node, "rules.test");
+    node.create_zone("rules.test");
     let mut random = Random(0x9e37_79b9_7f4a_7c15);
     let (mut accepted, mut refused) = (0, 0);
     for step in 0..150 {

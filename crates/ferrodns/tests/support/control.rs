@@ -206,6 +206,13 @@ impl Node {
         self.launch();
     }
 
+    /// Creates a zone through the API, as the admin, and expects a 201.
+    pub fn create_zone(&self, zone: &str) {
+        let body = serde_json::json!({ "name": zone });
+        let (status, answer, _) = json(self.request(Method::POST, "/v1/zones").json(&body).send().unwrap());
+        assert_eq!(status, 201, "creating {zone}: {answer}");
+    }
+
     /// A request with the admin token.
     pub fn request(&self, method: Method, path: &str) -> RequestBuilder {
         self.request_as(&self.token, method, path)
