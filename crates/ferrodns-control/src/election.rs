@@ -105,7 +105,6 @@ impl Election {
         if self.single {
             return;
         }
-        let lease_ms = self.settings.lease.as_millis() as i64;
         let mut tick = tokio::time::interval(self.settings.renew);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
@@ -113,35 +112,7 @@ impl Election {
                 _ = tick.tick() => {}
                 _ = shutdown.changed() => break,
             }
-            let started = self.clock.now();
-            let current = self.state.lock().unwrap_or_else(|e| e.into_inner()).term;
-            match current {
-                Some(term) => match store.renew_lease(&self.node, term, lease_ms).await {
-                    Ok(true) => self.lead(term, started),
-                    Ok(false) => self.step_down("the lease was taken or expired"),
-                    Err(e) => {
-                        // Keep leading only while the last renewal still covers us.
-                        if self.term().is_none() {
-                            self.step_down(&format!("cannot renew the lease: {e}"));
-                        }
-                    }
-                },
-                None => match store.acquire_lease(&self.node, lease_ms).await {
-                    Ok(Some(term)) => {
-                        tracing::info!(node = %self.node, term, "became leader");
-                        self.lead(term, started);
-                        for action in self.on_lead.lock().unwrap_or_else(|e| e.into_inner()).iter() {
-                            action(term);
-                        }
-                    }
-                    Ok(None) => {}
-                    Err(e) => tracing::debug!(error = %e, "cannot reach the lease"),
-                },
-            }
-            if let Ok(Some(lease)) = store.lease().await {
-                self.state.lock().unwrap_or_else(|e| e.into_inner()).known =
-                    lease.live.then_some((lease.node, lease.term));
-            }
+            self.round(&store).await;
         }
         let term = self.state.lock().unwrap_or_else(|e| e.into_inner()).term;
         if let Some(term) = term {
@@ -151,6 +122,45 @@ impl Election {
             tokio::time::sleep(Duration::from_millis(100)).await;
             let _ = store.release_lease(&self.node, term).await;
             tracing::info!(node = %self.node, term, "gave the lease up");
+        }
+    }
+
+    /// One round of the election: renew the lease while leading, or try
+    /// to take it, then read who holds it. [`Election::run`] does one every
+    /// `--ha-renew-ms`; a starting node does one before it serves, so that a
+    /// node alone is leader by the time it says it is ready.
+    pub async fn round(&self, store: &Store) {
+        if self.single {
+            return;
+        }
+        let lease_ms = self.settings.lease.as_millis() as i64;
+        let started = self.clock.now();
+        let current = self.state.lock().unwrap_or_else(|e| e.into_inner()).term;
+        match current {
+            Some(term) => match store.renew_lease(&self.node, term, lease_ms).await {
+                Ok(true) => self.lead(term, started),
+                Ok(false) => self.step_down("the lease was taken or expired"),
+                Err(e) => {
+                    // Keep leading only while the last renewal still covers us.
+                    if self.term().is_none() {
+                        self.step_down(&format!("cannot renew the lease: {e}"));
+                    }
+                }
+            },
+            None => match store.acquire_lease(&self.node, lease_ms).await {
+                Ok(Some(term)) => {
+                    tracing::info!(node = %self.node, term, "became leader");
+                    self.lead(term, started);
+                    for action in self.on_lead.lock().unwrap_or_else(|e| e.into_inner()).iter() {
+                        action(term);
+                    }
+                }
+                Ok(None) => {}
+                Err(e) => tracing::debug!(error = %e, "cannot reach the lease"),
+            },
+        }
+        if let Ok(Some(lease)) = store.lease().await {
+            self.state.lock().unwrap_or_else(|e| e.into_inner()).known = lease.live.then_some((lease.node, lease.term));
         }
     }
 

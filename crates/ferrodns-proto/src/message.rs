@@ -244,7 +244,8 @@ pub struct MessageWriter<'b> {
     names: [MaybeUninit<Target>; MAX_COMPRESSION_NAMES],
 }
 
-/// The four section counters, in header order.
+/// The sections a writer counts records in (the question's count is kept
+/// apart), in header order.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Section {
     Answer = 0,

@@ -600,8 +600,50 @@ pub fn validate_wire(rtype: RecordType, rdata: &[u8]) -> Result<(), RdataError> 
                 Err(RdataError::BadGeneric)
             }
         }
+        RecordType::RP => {
+            let second = name_at(0)?;
+            fixed(name_at(second)?)
+        }
+        // One or more character-strings, filling the RDATA exactly.
+        RecordType::TXT | RecordType::SPF => {
+            let mut at = 0;
+            while at < rdata.len() {
+                at = string_at(rdata, at)?;
+            }
+            if rdata.is_empty() {
+                return Err(RdataError::Missing("text"));
+            }
+            Ok(())
+        }
+        RecordType::HINFO => fixed(string_at(rdata, string_at(rdata, 0)?)?),
+        RecordType::NAPTR => {
+            // Order, preference, flags, services, regexp, replacement.
+            let mut at = 4;
+            for _ in 0..3 {
+                at = string_at(rdata, at)?;
+            }
+            fixed(name_at(at)?)
+        }
+        RecordType::CAA => {
+            // Flags, then a tag (1 to 255 octets) whose length is its first octet.
+            let tag_len = *rdata.get(1).ok_or(RdataError::Missing("tag"))? as usize;
+            if tag_len == 0 || rdata.len() < 2 + tag_len {
+                return Err(RdataError::BadGeneric);
+            }
+            Ok(())
+        }
         _ => Ok(()),
     }
+}
+
+/// The offset after the character-string at `at` (a length octet, then
+/// that many octets).
+fn string_at(rdata: &[u8], at: usize) -> Result<usize, RdataError> {
+    let len = *rdata.get(at).ok_or(RdataError::Missing("character-string"))? as usize;
+    if at + 1 + len > rdata.len() {
+        return Err(RdataError::BadGeneric);
+    }
+    Ok(at + 1 + len)
 }
 
 /// Writes wire RDATA in presentation format. Types without a writer here, and
@@ -984,6 +1026,40 @@ mod tests {
         }
         let long = format!("\"{}\"", "a".repeat(256));
         assert_eq!(parse_rdata(RecordType::TXT, &tokens(&long), &origin, &mut Vec::new()), Err(RdataError::BadString));
+    }
+
+    /// Wire RDATA of the types that carry names or strings is checked
+    /// field by field, as a transfer or an UPDATE would bring it.
+    #[test]
+    fn wire_checks_cover_names_and_strings() {
+        let name = |text: &str| Name::parse(text, None).unwrap().as_wire().to_vec();
+        let good: [(RecordType, Vec<u8>); 8] = [
+            (RecordType::RP, [name("admin.example."), name("txt.example.")].concat()),
+            (RecordType::TXT, b"\x02hi\x00\x03you".to_vec()),
+            (RecordType::SPF, b"\x06v=spf1".to_vec()),
+            (RecordType::HINFO, b"\x03cpu\x02os".to_vec()),
+            (RecordType::NAPTR, [&[0, 100, 0, 10, 1, b'u', 7][..], b"E2U+sip", &[0], &name(".")].concat()),
+            (RecordType::CAA, [&[0, 5][..], b"issue", b"ca.example"].concat()),
+            (RecordType::TXT, vec![0]),
+            (RecordType::HINFO, vec![0, 0]),
+        ];
+        for (rtype, wire) in &good {
+            assert_eq!(validate_wire(*rtype, wire), Ok(()), "{rtype} {wire:?}");
+        }
+        let bad: [(RecordType, Vec<u8>); 9] = [
+            (RecordType::RP, name("admin.example.")),
+            (RecordType::RP, [name("a."), name("b."), vec![1]].concat()),
+            (RecordType::TXT, b"\x05hi".to_vec()),
+            (RecordType::TXT, Vec::new()),
+            (RecordType::HINFO, b"\x03cpu".to_vec()),
+            (RecordType::HINFO, b"\x03cpu\x02os\x00".to_vec()),
+            (RecordType::NAPTR, [&[0, 100, 0, 10, 1, b'u', 7][..], b"E2U+sip", &[0]].concat()),
+            (RecordType::NAPTR, vec![0, 1, 0]),
+            (RecordType::CAA, vec![0, 0]),
+        ];
+        for (rtype, wire) in &bad {
+            assert!(validate_wire(*rtype, wire).is_err(), "{rtype} {wire:?} passed");
+        }
     }
 
     #[test]

@@ -1,10 +1,12 @@
 //! All SQL in ferrodns: zones, RRsets, the change journal and API tokens, in
 //! SQLite (the embedded default) or PostgreSQL (for HA).
 //!
-//! One code path serves both databases through sqlx's `Any` driver: the
-//! statements use only syntax both accept (`$n` parameters, `RETURNING`,
-//! `ON CONFLICT`, row values), and the two schemas differ only where the
-//! dialects do (identity columns, BLOB or BYTEA); see `migrations/`.
+//! One code path serves both databases through sqlx's `Any` driver for
+//! zones, RRsets, the journal, tokens and keys: `$n` parameters (turned into
+//! `?` for SQLite where a statement takes many, see `Markers`), `RETURNING`,
+//! `ON CONFLICT`, row values. The leader lease and LISTEN/NOTIFY are
+//! PostgreSQL's alone. The schemas differ in identity columns, BLOB or
+//! BYTEA, and the lease's expiry column; see `migrations/`.
 //!
 //! A change to a zone is one transaction, in this order:
 //! 1. `UPDATE zones SET version = version + 1 … RETURNING` takes the zone's

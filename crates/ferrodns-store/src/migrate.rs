@@ -1,7 +1,8 @@
 //! Versioned, forward-only schema migrations, run at start.
 //!
-//! Each migration is one SQL file per database under `migrations/`, applied
-//! in its own transaction and recorded in `schema_migrations`. A database
+//! Each migration is one SQL file per database under `migrations/`, recorded
+//! in `schema_migrations`; the pending ones are applied together in one
+//! transaction, so a start that fails leaves the schema as it was. A database
 //! whose schema is newer than this binary knows is refused rather than
 //! guessed at. On PostgreSQL an advisory lock keeps nodes that start together
 //! from migrating twice.

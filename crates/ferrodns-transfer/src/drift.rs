@@ -61,7 +61,8 @@ pub fn spawn(
                             peers.set_drifting(apex, &label, behind);
                             if behind {
                                 lagging = true;
-                                // Term checked again right before acting: a paused leader must not.
+                                // Logged with the term when this node leads; the NOTIFY
+                                // below asks for the term again right before it goes.
                                 if let Some(term) = term() {
                                     tracing::warn!(zone = %apex, secondary = %label, holds = held.0, serial = zone.serial().0, term, "drift: re-sending NOTIFY");
                                 }

@@ -2,8 +2,8 @@
 //! writer, load-time checks, and the in-zone lookup algorithm.
 //!
 //! This crate does no network I/O and knows nothing of tokio, SQL or HTTP.
-//! Reading a zone file from disk ([`load`]) is its only contact with the
-//! outside world.
+//! Reading zone files from disk ([`load`], and `masterfile` for `$INCLUDE`)
+//! is its only contact with the outside world.
 
 pub mod edit;
 pub mod index;

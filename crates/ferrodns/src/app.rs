@@ -154,6 +154,8 @@ impl App {
                 let plane = plane.clone();
                 tokio::spawn(async move { catalog::sync(&plane, CatalogSync::Full).await });
             });
+            // One round now, so that a node alone leads before its API answers.
+            election.round(&control.plane.store).await;
             tokio::spawn(election.clone().run(control.plane.store.clone(), shutdown.clone()));
             let url = settings.database_url.clone().unwrap_or_default();
             tokio::spawn(ferrodns_control::follower::follow(
