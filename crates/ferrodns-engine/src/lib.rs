@@ -570,12 +570,7 @@ fn push_soa(zone: &Zone, writer: &mut MessageWriter<'_>) {
 /// RFC 1034 §4.3.2 step 6 and RFC 2782: addresses of NS, MX and SRV targets,
 /// from the zone's own data or glue, as space allows.
 fn additional_for(zone: &Zone, zones: &ZoneSet, rrset: RRset<'_>, writer: &mut MessageWriter<'_>) {
-    let offset = match rrset.rtype {
-        RecordType::NS => 0,
-        RecordType::MX => 2,
-        RecordType::SRV => 6,
-        _ => return,
-    };
+    let Some(offset) = ferrodns_proto::rdata::additional_name_at(rrset.rtype) else { return };
     for rdata in rrset.rdatas() {
         let Some(target) = rdata.get(offset..) else {
             continue;

@@ -532,6 +532,18 @@ impl RdataLayout {
     }
 }
 
+/// Where a record names a host whose addresses an answer carries in its
+/// additional section (RFC 1035 §3.3.11 NS, §3.3.9 MX; RFC 2782 SRV): the
+/// offset of that name in the RDATA. The name offsets come from the same
+/// place as [`RdataLayout::of`]'s, so the two cannot disagree.
+pub fn additional_name_at(rtype: RecordType) -> Option<usize> {
+    match (rtype, RdataLayout::of(rtype)) {
+        (RecordType::NS | RecordType::MX, RdataLayout::CompressibleNameAt(at)) => Some(at),
+        (RecordType::SRV, RdataLayout::NameAt(at)) => Some(at),
+        _ => None,
+    }
+}
+
 /// Where the serial sits in SOA RDATA (after MNAME and RNAME), if the RDATA
 /// is a well-formed SOA.
 fn soa_serial_offset(rdata: &[u8]) -> Option<usize> {
