@@ -148,7 +148,7 @@ fn answer(
         (Transport::Udp, Some(edns)) => edns.udp_payload.clamp(512, MAX_UDP_PAYLOAD) as usize,
     };
     // Copy opcode, RD and CD from the query (RFC 1035 §4.1.1, RFC 6840 §5.9).
-    let copied = query.flags & (0x7800 | flags::RD | flags::CD);
+    let copied = query.flags & (flags::OPCODE | flags::RD | flags::CD);
     let mut first = None;
     if let Some(prefetched) = prefetched.filter(|p| plain(query, p.zone)) {
         let lookup = prefetched.zone.lookup_hashed(query.qname_lower(), prefetched.hash, query.qtype);
@@ -620,7 +620,7 @@ pub fn formerr(packet: &[u8], out: &mut Vec<u8>) -> Outcome {
     out.clear();
     out.extend_from_slice(&packet[..2]);
     let flag_word = u16::from_be_bytes([packet[2], packet[3]]);
-    let copied = flag_word & (0x7800 | flags::RD | flags::CD);
+    let copied = flag_word & (flags::OPCODE | flags::RD | flags::CD);
     out.extend_from_slice(&(flags::QR | copied | rcode.header_bits() as u16).to_be_bytes());
     out.extend_from_slice(&[0; 8]);
     Outcome::Reply

@@ -209,7 +209,7 @@ impl ZoneTransfer {
         out.clear();
         let zone = self.zone.clone();
         let mut writer = MessageWriter::new(out, self.limit - TSIG_RESERVE);
-        writer.set_header(self.request.id, flags::QR | flags::AA | (self.request.flags & 0x7800));
+        writer.set_header(self.request.id, flags::QR | flags::AA | (self.request.flags & flags::OPCODE));
         if self.messages == 0 {
             let _ = writer.push_question(self.request.qname(), self.request.qtype, Class::IN);
         }
@@ -301,7 +301,7 @@ fn record_item(record: &Record) -> Item<'_> {
 pub fn current_soa(zone: &Zone, request: &Query) -> Vec<u8> {
     let mut out = Vec::with_capacity(512);
     let mut writer = MessageWriter::new(&mut out, u16::MAX as usize);
-    writer.set_header(request.id, flags::QR | flags::AA | (request.flags & 0x7800));
+    writer.set_header(request.id, flags::QR | flags::AA | (request.flags & flags::OPCODE));
     let _ = writer.push_question(request.qname(), request.qtype, Class::IN);
     let soa = soa_item(zone);
     let _ = writer.push_record(Section::Answer, soa.owner, soa.rtype, soa.ttl, soa.rdata);

@@ -23,6 +23,8 @@ pub mod flags {
     pub const RA: u16 = 0x0080;
     pub const AD: u16 = 0x0020;
     pub const CD: u16 = 0x0010;
+    /// The opcode's four bits, which a reply copies from its query.
+    pub const OPCODE: u16 = 0x7800;
 }
 
 /// The EDNS(0) OPT pseudo-record of a query (RFC 6891 §6.1).

@@ -297,7 +297,7 @@ fn header_only(query: &Query, rcode: Rcode, authoritative: bool) -> Vec<u8> {
     let mut out = Vec::with_capacity(HEADER_LEN + query.qname().len() + 4);
     let mut writer = ferrodns_proto::MessageWriter::new(&mut out, u16::MAX as usize);
     let aa = if authoritative && rcode != Rcode::REFUSED { flags::AA } else { 0 };
-    writer.set_header(query.id, flags::QR | aa | (query.flags & (0x7800 | flags::RD)));
+    writer.set_header(query.id, flags::QR | aa | (query.flags & (flags::OPCODE | flags::RD)));
     let _ = writer.push_question(query.qname(), query.qtype, query.qclass);
     writer.set_rcode(rcode);
     out
