@@ -28,7 +28,7 @@ fn put_txt(node: &Node, zone: &str, records: Value, if_match: Option<&str>) -> (
 }
 
 fn if_match_holds_everywhere(database: Database) {
-    let node = Node::start(&database, &[]);
+    let node = Node::start_in_process(&database, &[]);
     node.create_zone("etag.test");
     let current = version(&node, "etag.test");
     let tag = |v: i64| format!("\"{v}\"");

@@ -61,7 +61,7 @@ fn two_dnames_are_refused_on_postgres() {
 /// A BIND zone imported with its serial keeps a serial at least as new
 /// (RFC 1982), so secondaries that hold the file's serial keep following.
 fn import_never_moves_the_serial_back(database: Database) {
-    let node = Node::start(&database, &[]);
+    let node = Node::start_in_process(&database, &[]);
     node.create_zone("moved.test");
     let file =
         "$ORIGIN moved.test.\n@ 300 IN SOA ns1.moved.test. hostmaster.moved.test. 2024061501 3600 600 86400 300\n\

@@ -82,6 +82,9 @@ pub struct Node {
     database_url: Option<String>,
     extra: Vec<String>,
     child: Option<Child>,
+    /// A node run in process ([`Node::start_in_process`]): its stop signal
+    /// and the thread that runs it.
+    in_process: Option<(tokio::sync::watch::Sender<bool>, std::thread::JoinHandle<anyhow::Result<()>>)>,
     http: Client,
 }
 
@@ -107,6 +110,7 @@ impl Node {
             database_url,
             extra: extra.iter().map(|s| s.to_string()).collect(),
             child: None,
+            in_process: None,
             http: Client::builder().timeout(Duration::from_secs(60)).build().unwrap(),
         };
         node.launch();
@@ -114,6 +118,53 @@ impl Node {
         // tests give the others the first node's token.
         node.token = std::fs::read_to_string(node.data_dir.join("admin.token")).unwrap_or_default().trim().to_string();
         node
+    }
+
+    /// Starts a node in this test's process, as `ferrodns serve` would run
+    /// it, on ports the kernel picks (no port is probed first); it stops
+    /// when dropped. It has no process to signal, so `kill`, `stop`,
+    /// `restart` and `log` are for [`Node::start`]'s nodes.
+    pub fn start_in_process(database: &Database, extra: &[&str]) -> Node {
+        let data_dir = temp_dir("in-process");
+        let mut flags: Vec<String> =
+            ["--dns-listen", "127.0.0.1:0", "--api-listen", "127.0.0.1:0", "--udp-workers", "1"]
+                .iter()
+                .map(|s| s.to_string())
+                .collect();
+        flags.extend(["--data-dir".to_string(), data_dir.display().to_string()]);
+        if let Some(url) = database.url() {
+            flags.extend(["--database-url".to_string(), url.to_string()]);
+        }
+        flags.extend(extra.iter().map(|s| s.to_string()));
+        let settings = ferrodns::config::ServeSettings::from_flags(flags).unwrap();
+        let listeners = ferrodns::Listeners::bind(&settings).unwrap();
+        let dns = listeners.dns_addresses()[0];
+        let api = format!("http://{}", listeners.api_address().expect("an API listener"));
+        let app = ferrodns::App::build(settings).unwrap();
+        let (stop, shutdown) = tokio::sync::watch::channel(false);
+        let thread = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
+            runtime.block_on(app.run(listeners, shutdown))
+        });
+        let http = Client::builder().timeout(Duration::from_secs(60)).build().unwrap();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !http.get(format!("{api}/v1/health/ready")).send().is_ok_and(|r| r.status().is_success()) {
+            assert!(!thread.is_finished(), "the in-process node stopped at start");
+            assert!(Instant::now() < deadline, "the in-process node was not ready in 30 s");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let token = std::fs::read_to_string(data_dir.join("admin.token")).unwrap_or_default().trim().to_string();
+        Node {
+            dns,
+            api,
+            data_dir,
+            token,
+            database_url: database.url().map(str::to_string),
+            extra: Vec::new(),
+            child: None,
+            in_process: Some((stop, thread)),
+            http,
+        }
     }
 
     /// Starts the process; a restart keeps the first start's ports.
@@ -262,6 +313,13 @@ impl Node {
 impl Drop for Node {
     fn drop(&mut self) {
         self.kill();
+        if let Some((stop, thread)) = self.in_process.take() {
+            let _ = stop.send(true);
+            let stopped = thread.join();
+            if !std::thread::panicking() {
+                stopped.expect("the in-process node panicked").expect("the in-process node failed");
+            }
+        }
         let _ = std::fs::remove_dir_all(&self.data_dir);
     }
 }
