@@ -72,7 +72,7 @@ fn dns_answers_and_api_says_503_while_postgres_is_away() {
 fn writes_right_after_postgres_drops_every_connection_succeed() {
     let database = Database::postgres();
     let Database::Postgres { name, .. } = &database else { unreachable!() };
-    let node = Node::start(&database, &[]);
+    let node = Node::start_in_process(&database, &[]);
     assert_eq!(
         json(node.request(Method::POST, "/v1/zones").json(&json!({"name": "drop.test"})).send().unwrap()).0,
         201
