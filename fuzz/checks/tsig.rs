@@ -1,7 +1,7 @@
 //! Any bytes as a TSIG-signed message: finding the TSIG record and checking
 //! a request's or a response's MAC never panics. Then the bytes are signed
-//! with a known key: when the TSIG can be found again, the MAC verifies,
-//! and any change to a signed octet makes it fail.
+//! with a known key: when the TSIG is found again where it was appended, the
+//! MAC verifies, and any change to a signed octet makes it fail.
 
 use ferrodns_proto::tsig::{self, Key, ResponseVerifier, Signer};
 
@@ -21,10 +21,14 @@ pub fn check(data: &[u8]) {
         return;
     }
     let mut signed = data.to_vec();
-    Signer::request(key()).sign(&mut signed, NOW, 0, &[]);
+    let mut signer = Signer::request(key());
+    signer.sign(&mut signed, NOW, 0, &[]);
     let Ok(Some(record)) = tsig::find(&signed) else { return };
-    if record.key_name != key().name {
-        // The input's own TSIG came last in the sections it claims to have.
+    // The record found must be the one just appended, where it was put: an
+    // input with octets after the records its counts claim makes the last
+    // record start in those octets instead, and such a message is rightly
+    // not verified.
+    if record.offset != data.len() || Some(record.mac.as_slice()) != signer.last_mac() {
         return;
     }
     match tsig::verify_request(&signed, |_| Some(key()), NOW) {
