@@ -155,26 +155,27 @@ impl Primary {
             tracing::info!(%peer, zone = %zone_name, "transfer of a zone we do not serve");
             return Answer::Messages(vec![header_only(query, Rcode::NOTAUTH, true)]);
         };
-        let streamed = |transfer: ZoneTransfer, what: &'static str, kind: &'static str, from: Serial| {
+        // `from` is the IXFR client's serial; `None` for an AXFR.
+        let streamed = |transfer: ZoneTransfer, kind: &'static str, from: Option<Serial>| {
             Answer::Transfer(Box::new(SignedTransfer {
                 transfer,
                 signer: None,
                 peer,
                 zone: zone_name.clone(),
-                what,
                 kind,
                 from,
                 to: zone.serial(),
                 out: Vec::new(),
             }))
         };
+        let transferred = || self.peers.transferred(zone.apex(), &peer.ip().to_string(), zone.serial());
         if query.qtype == RecordType::AXFR {
             if transport == Transport::Udp {
                 return Answer::Messages(vec![header_only(query, Rcode::FORMERR, true)]);
             }
-            self.peers.transferred(zone.apex(), &peer.ip().to_string(), zone.serial());
+            transferred();
             let transfer = ZoneTransfer::axfr(zone.clone(), query, u16::MAX as usize);
-            return streamed(transfer, "AXFR", "full zone", Serial(0));
+            return streamed(transfer, "full zone", None);
         }
         let Ok(request) = transfer::parse_request(packet) else {
             return Answer::Messages(vec![header_only(query, Rcode::FORMERR, true)]);
@@ -192,14 +193,17 @@ impl Primary {
         let served = |kind: &str, messages: usize| {
             tracing::info!(%peer, zone = %zone_name, from = client.0, to = zone.serial().0, kind, messages, "IXFR served");
         };
+        // A client sent only the current SOA for a full zone over UDP has
+        // yet to transfer it; every other answer brings it to our serial.
+        if transport == Transport::Tcp || !matches!(plan, IxfrPlan::Full) {
+            transferred();
+        }
         match plan {
             IxfrPlan::UpToDate => {
-                self.peers.transferred(zone.apex(), &peer.ip().to_string(), zone.serial());
                 served("up to date", 1);
                 Answer::Messages(vec![transfer::current_soa(&zone, query)])
             }
             IxfrPlan::Steps(steps) if transport == Transport::Udp => {
-                self.peers.transferred(zone.apex(), &peer.ip().to_string(), zone.serial());
                 let limit = query.edns.map_or(512, |edns| edns.udp_payload.clamp(512, 4096) as usize);
                 // One message at most; the second is never made.
                 let mut transfer = ZoneTransfer::ixfr(zone.clone(), query, steps, limit);
@@ -216,18 +220,16 @@ impl Primary {
                 }
             }
             IxfrPlan::Steps(steps) => {
-                self.peers.transferred(zone.apex(), &peer.ip().to_string(), zone.serial());
                 let transfer = ZoneTransfer::ixfr(zone.clone(), query, steps, u16::MAX as usize);
-                streamed(transfer, "IXFR", "incremental", client)
+                streamed(transfer, "incremental", Some(client))
             }
             IxfrPlan::Full if transport == Transport::Udp => {
                 served("full zone", 1);
                 Answer::Messages(vec![transfer::current_soa(&zone, query)])
             }
             IxfrPlan::Full => {
-                self.peers.transferred(zone.apex(), &peer.ip().to_string(), zone.serial());
                 let transfer = ZoneTransfer::axfr(zone.clone(), query, u16::MAX as usize);
-                streamed(transfer, "IXFR", "full zone", client)
+                streamed(transfer, "full zone", Some(client))
             }
         }
     }
@@ -251,10 +253,10 @@ struct SignedTransfer {
     signer: Option<(Signer, u64)>,
     peer: SocketAddr,
     zone: String,
-    /// `AXFR` or `IXFR`, and the kind of answer, for the log.
-    what: &'static str,
+    /// The kind of answer, for the log.
     kind: &'static str,
-    from: Serial,
+    /// The IXFR client's serial; `None` for an AXFR.
+    from: Option<Serial>,
     to: Serial,
     out: Vec<u8>,
 }
@@ -272,16 +274,17 @@ impl Replies for SignedTransfer {
             }
             Ok(false) => {
                 let (messages, records) = (self.transfer.messages(), self.transfer.records());
-                match self.what {
-                    "AXFR" => tracing::info!(%peer, %zone, serial = self.to.0, messages, records, "AXFR served"),
-                    _ => {
-                        tracing::info!(%peer, %zone, from = self.from.0, to = self.to.0, kind, messages, records, "IXFR served")
+                match self.from {
+                    None => tracing::info!(%peer, %zone, serial = self.to.0, messages, records, "AXFR served"),
+                    Some(from) => {
+                        tracing::info!(%peer, %zone, from = from.0, to = self.to.0, kind, messages, records, "IXFR served")
                     }
                 }
                 false
             }
             Err(error) => {
-                tracing::error!(%peer, %zone, what = self.what, %error, "transfer aborted: a record cannot be sent");
+                let what = if self.from.is_some() { "IXFR" } else { "AXFR" };
+                tracing::error!(%peer, %zone, what, %error, "transfer aborted: a record cannot be sent");
                 false
             }
         }
