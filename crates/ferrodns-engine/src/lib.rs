@@ -27,6 +27,7 @@ pub mod transfer;
 
 use ferrodns_proto::message::{flags, write_plain_answer, Section, HEADER_LEN, OPT_LEN};
 use ferrodns_proto::name::{self, NameBuf, MAX_NAME_LEN};
+use ferrodns_proto::rdata::additional_name_at;
 use ferrodns_proto::{
     parse_query_into, Class, MessageWriter, Opcode, Query, QueryError, Rcode, RdataLayout, RecordType,
 };
@@ -200,7 +201,7 @@ fn plain(query: &Query, zone: &Zone) -> bool {
 #[inline]
 fn write_plain(query: &Query, lookup: Lookup<'_>, flag_word: u16, limit: usize, out: &mut Vec<u8>) -> bool {
     let Answer::Found(_, rrset) = lookup.answer else { return false };
-    if !matches!(RdataLayout::of(rrset.rtype), RdataLayout::Opaque) {
+    if RdataLayout::of(rrset.rtype) != RdataLayout::Opaque || additional_name_at(rrset.rtype).is_some() {
         return false;
     }
     let opt = query.edns.filter(|_| query.opt_count == 1).map(|edns| (MAX_UDP_PAYLOAD, edns.dnssec_ok));
@@ -570,7 +571,7 @@ fn push_soa(zone: &Zone, writer: &mut MessageWriter<'_>) {
 /// RFC 1034 §4.3.2 step 6 and RFC 2782: addresses of NS, MX and SRV targets,
 /// from the zone's own data or glue, as space allows.
 fn additional_for(zone: &Zone, zones: &ZoneSet, rrset: RRset<'_>, writer: &mut MessageWriter<'_>) {
-    let Some(offset) = ferrodns_proto::rdata::additional_name_at(rrset.rtype) else { return };
+    let Some(offset) = additional_name_at(rrset.rtype) else { return };
     for rdata in rrset.rdatas() {
         let Some(target) = rdata.get(offset..) else {
             continue;

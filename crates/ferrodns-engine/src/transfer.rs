@@ -20,6 +20,7 @@ use std::sync::Arc;
 
 use ferrodns_proto::message::{flags, Section};
 use ferrodns_proto::name::{self, NameBuf};
+use ferrodns_proto::rdata;
 use ferrodns_proto::{parse_query, Class, MessageWriter, Query, QueryError, RecordType, Serial};
 use ferrodns_zone::edit::{Diff, Record};
 use ferrodns_zone::{NodeCursor, Zone};
@@ -64,11 +65,10 @@ pub fn section_soa_serial(packet: &[u8], section: Section) -> Option<Serial> {
         let start = after + 10;
         packet.get(start..start + rdlen)?;
         if index >= first && rtype == RecordType::SOA.0 {
-            // MNAME and RNAME may be compressed: step over them in the message.
-            let after_mname = name::read_compressed(packet, start, &mut scratch).ok()?;
-            let after_rname = name::read_compressed(packet, after_mname, &mut scratch).ok()?;
-            let serial = packet.get(after_rname..after_rname + 4)?;
-            return Some(Serial(u32::from_be_bytes(serial.try_into().ok()?)));
+            // MNAME and RNAME may be compressed.
+            let mut soa = Vec::with_capacity(rdlen + 64);
+            rdata::decompress(packet, start, start + rdlen, RecordType::SOA, &mut soa).ok()?;
+            return rdata::soa_serial(&soa);
         }
         pos = start + rdlen;
     }

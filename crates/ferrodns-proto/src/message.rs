@@ -417,7 +417,7 @@ impl<'b> MessageWriter<'b> {
         if !self.question {
             return self.push_rrset(section, owner, rtype, ttl, packed_rdatas);
         }
-        if !matches!(RdataLayout::of(rtype), RdataLayout::Opaque | RdataLayout::NameAt(_)) {
+        if RdataLayout::of(rtype) != RdataLayout::Opaque {
             return self.push_rrset_owned(section, Owner::Question, rtype, ttl, packed_rdatas);
         }
         let records = packed_count(packed_rdatas);

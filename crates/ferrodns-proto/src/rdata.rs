@@ -5,8 +5,12 @@
 //! turns it back into text. Every type can also be written in the RFC 3597
 //! generic form `\# <length> <hex>`, and types without a parser here must be.
 //!
-//! [`RdataLayout`] says where the names inside an RDATA sit, which the answer
-//! encoder needs for compression and additional-section processing.
+//! Each known type is one list of [`Field`]s ([`fields`]), and everything
+//! here reads that list: the text parser, the wire check ([`validate_wire`]),
+//! the writer, the reading of compressed names from a received message
+//! ([`decompress`]), and, worked out when the program is compiled, where the
+//! answer encoder compresses ([`RdataLayout`]) and which name feeds the
+//! additional section ([`additional_name_at`]).
 
 use std::fmt::{self, Write as _};
 use std::net::{Ipv4Addr, Ipv6Addr};
@@ -138,16 +142,18 @@ impl<'t, 'a> Fields<'t, 'a> {
         parse_ttl(token.as_str()).ok_or(RdataError::BadNumber(field))
     }
 
-    fn hex_rest(&mut self, out: &mut Vec<u8>, allow_empty: bool) -> Result<(), RdataError> {
-        let joined: Vec<u8> = self.rest().iter().flat_map(|t| t.text.iter().copied()).collect();
-        if joined.is_empty() && !allow_empty {
-            return Err(RdataError::Missing("hex data"));
-        }
-        if joined == b"-" && allow_empty {
+    /// The remaining tokens run together, as hex and base64 fields allow.
+    fn joined_rest(&mut self) -> Vec<u8> {
+        self.rest().iter().flat_map(|t| t.text.iter().copied()).collect()
+    }
+
+    /// The remaining tokens as hexadecimal, where none at all is no data.
+    fn hex_rest(&mut self, out: &mut Vec<u8>) -> Result<(), RdataError> {
+        let joined = self.joined_rest();
+        if joined == b"-" {
             return Ok(());
         }
-        let decoded = HEXUPPER_PERMISSIVE.decode(&joined).map_err(|_| RdataError::BadHex)?;
-        out.extend_from_slice(&decoded);
+        out.extend_from_slice(&HEXUPPER_PERMISSIVE.decode(&joined).map_err(|_| RdataError::BadHex)?);
         Ok(())
     }
 }
@@ -238,110 +244,196 @@ fn parse_generic(tokens: &[Token<'_>], out: &mut Vec<u8>) -> Result<(), RdataErr
     let mut fields = Fields { tokens, next: 0 };
     let len: usize = fields.number("generic data length").map_err(|_| RdataError::BadGeneric)?;
     let start = out.len();
-    fields.hex_rest(out, true).map_err(|_| RdataError::BadGeneric)?;
+    fields.hex_rest(out).map_err(|_| RdataError::BadGeneric)?;
     if out.len() - start != len {
         return Err(RdataError::BadGeneric);
     }
     Ok(())
 }
 
-fn parse_known(rtype: RecordType, tokens: &[Token<'_>], origin: &Name, out: &mut Vec<u8>) -> Result<(), RdataError> {
-    let mut f = Fields { tokens, next: 0 };
-    match rtype {
-        RecordType::A => {
-            let addr: Ipv4Addr = f.take("address")?.as_str().parse().map_err(|_| RdataError::BadAddress)?;
-            out.extend_from_slice(&addr.octets());
-        }
-        RecordType::AAAA => {
-            let addr: Ipv6Addr = f.take("address")?.as_str().parse().map_err(|_| RdataError::BadAddress)?;
-            out.extend_from_slice(&addr.octets());
-        }
-        RecordType::NS | RecordType::CNAME | RecordType::PTR | RecordType::DNAME => {
-            f.name("target name", origin, out)?;
-        }
-        RecordType::SOA => {
-            f.name("primary server (MNAME)", origin, out)?;
-            f.name("mailbox (RNAME)", origin, out)?;
-            let serial: u32 = f.number("serial")?;
-            out.extend_from_slice(&serial.to_be_bytes());
-            for field in ["refresh", "retry", "expire", "minimum"] {
-                out.extend_from_slice(&f.ttl_like(field)?.to_be_bytes());
-            }
-        }
-        RecordType::MX | RecordType::KX | RecordType::AFSDB => {
-            out.extend_from_slice(&f.number::<u16>("preference")?.to_be_bytes());
-            f.name("exchange", origin, out)?;
-        }
-        RecordType::RP => {
-            f.name("mailbox", origin, out)?;
-            f.name("TXT owner", origin, out)?;
-        }
-        RecordType::TXT | RecordType::SPF => {
-            if f.is_empty() {
-                return Err(RdataError::Missing("character-string"));
-            }
-            for token in f.rest() {
-                push_character_string(token.text, out)?;
-            }
-        }
-        RecordType::HINFO => {
-            push_character_string(f.take("CPU")?.text, out)?;
-            push_character_string(f.take("OS")?.text, out)?;
-        }
-        RecordType::SRV => {
-            for field in ["priority", "weight", "port"] {
-                out.extend_from_slice(&f.number::<u16>(field)?.to_be_bytes());
-            }
-            f.name("target", origin, out)?;
-        }
-        RecordType::CAA => {
-            out.push(f.number::<u8>("flags")?);
-            let tag = f.take("tag")?;
-            if tag.text.is_empty() || tag.text.len() > 255 || !tag.text.iter().all(u8::is_ascii_alphanumeric) {
-                return Err(RdataError::BadNumber("tag (letters and digits only)"));
-            }
-            out.push(tag.text.len() as u8);
-            out.extend_from_slice(tag.text);
-            decode_escaped(f.take("value")?.text, out)?;
-        }
-        RecordType::NAPTR => {
-            out.extend_from_slice(&f.number::<u16>("order")?.to_be_bytes());
-            out.extend_from_slice(&f.number::<u16>("preference")?.to_be_bytes());
-            for field in ["flags", "services", "regexp"] {
-                push_character_string(f.take(field)?.text, out)?;
-            }
-            f.name("replacement", origin, out)?;
-        }
-        RecordType::DS | RecordType::CDS => {
-            out.extend_from_slice(&f.number::<u16>("key tag")?.to_be_bytes());
-            out.push(f.number::<u8>("algorithm")?);
-            out.push(f.number::<u8>("digest type")?);
-            f.hex_rest(out, false)?;
-        }
-        RecordType::SSHFP => {
-            out.push(f.number::<u8>("algorithm")?);
-            out.push(f.number::<u8>("fingerprint type")?);
-            f.hex_rest(out, false)?;
-        }
+/// How a name inside RDATA may travel compressed (RFC 3597 §4).
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Compression {
+    /// RFC 1035's well-known types: written compressed, read either way.
+    Compress,
+    /// Written uncompressed, but read compressed too, as RFC 3597 §4 asks of
+    /// RP, AFSDB, NAPTR and SRV (senders that followed RFC 2052 compress SRV).
+    Decompress,
+    /// Never compressed, in either direction (DNAME, KX, SVCB, HTTPS).
+    Never,
+}
+
+/// One field of a type's RDATA, in wire order. A type's list of fields
+/// ([`fields`]) is all this module knows about it: parsing the text form,
+/// checking and writing the wire form, following compression in a received
+/// message, where the answer encoder compresses, and which names the
+/// additional section serves, all read that one list.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Field {
+    U8(&'static str),
+    U16(&'static str),
+    U32(&'static str),
+    /// A 32-bit time, which the text form may write with units (`1h30m`).
+    Interval(&'static str),
+    Ipv4,
+    Ipv6,
+    /// A domain name.
+    Name(&'static str, Compression),
+    /// A domain name whose addresses an answer carries in its additional
+    /// section (RFC 1035 §3.3.11 NS, §3.3.9 MX; RFC 2782 SRV).
+    Host(&'static str, Compression),
+    /// One character-string: a length octet, then that many octets.
+    String(&'static str),
+    /// One or more character-strings, to the end of the RDATA.
+    Strings,
+    /// The rest of the RDATA, written in hexadecimal.
+    Hex(&'static str),
+    /// The rest of the RDATA, written in base64.
+    Base64(&'static str),
+    /// A CAA tag (RFC 8659): a length octet, then 1 to 255 letters and digits.
+    CaaTag,
+    /// A CAA value: the rest of the RDATA, written as one quoted string.
+    CaaValue,
+    /// SVCB and HTTPS parameters (RFC 9460 §2.2), to the end of the RDATA.
+    SvcParams,
+}
+
+/// The fields of each type this module knows, in wire order; `None` for the
+/// rest, which travel and are written in the RFC 3597 generic form.
+pub const fn fields(rtype: RecordType) -> Option<&'static [Field]> {
+    use Compression::*;
+    use Field::*;
+    Some(match rtype {
+        RecordType::A => &[Ipv4],
+        RecordType::AAAA => &[Ipv6],
+        RecordType::NS => &[Host("name server", Compress)],
+        RecordType::CNAME | RecordType::PTR => &[Name("target name", Compress)],
+        RecordType::DNAME => &[Name("target name", Never)],
+        RecordType::SOA => &[
+            Name("primary server (MNAME)", Compress),
+            Name("mailbox (RNAME)", Compress),
+            U32("serial"),
+            Interval("refresh"),
+            Interval("retry"),
+            Interval("expire"),
+            Interval("minimum"),
+        ],
+        RecordType::MX => &[U16("preference"), Host("exchange", Compress)],
+        RecordType::KX => &[U16("preference"), Name("exchanger", Never)],
+        RecordType::AFSDB => &[U16("subtype"), Name("hostname", Decompress)],
+        RecordType::RP => &[Name("mailbox", Decompress), Name("TXT owner", Decompress)],
+        RecordType::TXT | RecordType::SPF => &[Strings],
+        RecordType::HINFO => &[String("CPU"), String("OS")],
+        RecordType::SRV => &[U16("priority"), U16("weight"), U16("port"), Host("target", Decompress)],
+        RecordType::CAA => &[U8("flags"), CaaTag, CaaValue],
+        RecordType::NAPTR => &[
+            U16("order"),
+            U16("preference"),
+            String("flags"),
+            String("services"),
+            String("regexp"),
+            Name("replacement", Decompress),
+        ],
+        RecordType::DS | RecordType::CDS => &[U16("key tag"), U8("algorithm"), U8("digest type"), Hex("digest")],
+        RecordType::SSHFP => &[U8("algorithm"), U8("fingerprint type"), Hex("fingerprint")],
         RecordType::TLSA | RecordType::SMIMEA => {
-            out.push(f.number::<u8>("certificate usage")?);
-            out.push(f.number::<u8>("selector")?);
-            out.push(f.number::<u8>("matching type")?);
-            f.hex_rest(out, false)?;
+            &[U8("certificate usage"), U8("selector"), U8("matching type"), Hex("certificate association data")]
         }
-        RecordType::DNSKEY | RecordType::CDNSKEY => {
-            out.extend_from_slice(&f.number::<u16>("flags")?.to_be_bytes());
-            out.push(f.number::<u8>("protocol")?);
-            out.push(f.number::<u8>("algorithm")?);
-            let joined: Vec<u8> = f.rest().iter().flat_map(|t| t.text.iter().copied()).collect();
-            out.extend_from_slice(&BASE64.decode(&joined).map_err(|_| RdataError::BadBase64)?);
+        RecordType::DNSKEY | RecordType::CDNSKEY => &[U16("flags"), U8("protocol"), U8("algorithm"), Base64("key")],
+        RecordType::SVCB | RecordType::HTTPS => &[U16("priority"), Name("target", Never), SvcParams],
+        _ => return None,
+    })
+}
+
+impl Field {
+    /// The field's wire length when every RDATA has the same.
+    const fn fixed_len(self) -> Option<usize> {
+        match self {
+            Field::U8(_) => Some(1),
+            Field::U16(_) => Some(2),
+            Field::U32(_) | Field::Interval(_) | Field::Ipv4 => Some(4),
+            Field::Ipv6 => Some(16),
+            _ => None,
         }
-        RecordType::SVCB | RecordType::HTTPS => {
-            out.extend_from_slice(&f.number::<u16>("priority")?.to_be_bytes());
-            f.name("target", origin, out)?;
-            parse_svc_params(f.rest(), out)?;
+    }
+
+    /// Whether the field takes the rest of the RDATA.
+    const fn is_rest(self) -> bool {
+        matches!(self, Field::Strings | Field::Hex(_) | Field::Base64(_) | Field::CaaValue | Field::SvcParams)
+    }
+
+    const fn compression(self) -> Option<Compression> {
+        match self {
+            Field::Name(_, c) | Field::Host(_, c) => Some(c),
+            _ => None,
         }
-        _ => return Err(RdataError::GenericRequired),
+    }
+
+    fn label(self) -> &'static str {
+        match self {
+            Field::U8(l) | Field::U16(l) | Field::U32(l) | Field::Interval(l) => l,
+            Field::Name(l, _) | Field::Host(l, _) | Field::String(l) | Field::Hex(l) | Field::Base64(l) => l,
+            Field::Ipv4 | Field::Ipv6 => "address",
+            Field::Strings => "character-string",
+            Field::CaaTag => "tag",
+            Field::CaaValue => "value",
+            Field::SvcParams => "SvcParams",
+        }
+    }
+}
+
+fn parse_known(rtype: RecordType, tokens: &[Token<'_>], origin: &Name, out: &mut Vec<u8>) -> Result<(), RdataError> {
+    let fields = fields(rtype).ok_or(RdataError::GenericRequired)?;
+    let mut f = Fields { tokens, next: 0 };
+    for &field in fields {
+        match field {
+            Field::U8(label) => out.push(f.number::<u8>(label)?),
+            Field::U16(label) => out.extend_from_slice(&f.number::<u16>(label)?.to_be_bytes()),
+            Field::U32(label) => out.extend_from_slice(&f.number::<u32>(label)?.to_be_bytes()),
+            Field::Interval(label) => out.extend_from_slice(&f.ttl_like(label)?.to_be_bytes()),
+            Field::Ipv4 => {
+                let addr: Ipv4Addr = f.take("address")?.as_str().parse().map_err(|_| RdataError::BadAddress)?;
+                out.extend_from_slice(&addr.octets());
+            }
+            Field::Ipv6 => {
+                let addr: Ipv6Addr = f.take("address")?.as_str().parse().map_err(|_| RdataError::BadAddress)?;
+                out.extend_from_slice(&addr.octets());
+            }
+            Field::Name(label, _) | Field::Host(label, _) => f.name(label, origin, out)?,
+            Field::String(label) => push_character_string(f.take(label)?.text, out)?,
+            Field::Strings => {
+                if f.is_empty() {
+                    return Err(RdataError::Missing("character-string"));
+                }
+                for token in f.rest() {
+                    push_character_string(token.text, out)?;
+                }
+            }
+            Field::Hex(label) => {
+                let joined = f.joined_rest();
+                if joined.is_empty() {
+                    return Err(RdataError::Missing(label));
+                }
+                out.extend_from_slice(&HEXUPPER_PERMISSIVE.decode(&joined).map_err(|_| RdataError::BadHex)?);
+            }
+            Field::Base64(label) => {
+                let joined = f.joined_rest();
+                if joined.is_empty() {
+                    return Err(RdataError::Missing(label));
+                }
+                out.extend_from_slice(&BASE64.decode(&joined).map_err(|_| RdataError::BadBase64)?);
+            }
+            Field::CaaTag => {
+                let tag = f.take("tag")?;
+                if tag.text.is_empty() || tag.text.len() > 255 || !tag.text.iter().all(u8::is_ascii_alphanumeric) {
+                    return Err(RdataError::BadNumber("tag (letters and digits only)"));
+                }
+                out.push(tag.text.len() as u8);
+                out.extend_from_slice(tag.text);
+            }
+            Field::CaaValue => decode_escaped(f.take("value")?.text, out)?,
+            Field::SvcParams => parse_svc_params(f.rest(), out)?,
+        }
     }
     f.finish()
 }
@@ -503,47 +595,100 @@ fn svc_value(key: u16, raw: Option<&[u8]>) -> Result<Vec<u8>, RdataError> {
     Ok(value)
 }
 
-/// Where the domain names sit inside a type's RDATA, for compression and
-/// additional-section processing.
+/// Where the answer encoder compresses names inside a type's RDATA.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub enum RdataLayout {
-    /// No name the encoder needs to know about.
+    /// Nothing to compress: the RDATA is copied as it is.
     Opaque,
-    /// One name at this offset, which RFC 3597 §4 lets us compress (NS, CNAME, PTR, MX).
+    /// One compressible name at this offset (NS, CNAME, PTR, MX).
     CompressibleNameAt(usize),
-    /// SOA: two compressible names at the start.
+    /// Two compressible names at the start (SOA).
     Soa,
-    /// One name at this offset that must not be compressed (SRV, DNAME, SVCB).
-    NameAt(usize),
+}
+
+/// What the answer path needs to know about a type, read off its fields
+/// once, when the program is compiled.
+#[derive(Clone, Copy)]
+struct Derived {
+    layout: RdataLayout,
+    additional_at: Option<usize>,
+}
+
+const OPAQUE: Derived = Derived { layout: RdataLayout::Opaque, additional_at: None };
+
+/// Reads a type's [`Derived`] off its fields. The answer encoder compresses
+/// only a name at a fixed offset, or two at the start, so a table entry that
+/// asks for anything else fails the build here, as does a field that takes the
+/// rest of the RDATA anywhere but last.
+const fn derive(fields: &[Field]) -> Derived {
+    let mut derived = OPAQUE;
+    // Known while every field before is of fixed length.
+    let mut offset = Some(0);
+    let mut i = 0;
+    while i < fields.len() {
+        let field = fields[i];
+        assert!(!field.is_rest() || i + 1 == fields.len(), "a field that takes the rest must come last");
+        if let Some(compression) = field.compression() {
+            if matches!(compression, Compression::Compress) {
+                derived.layout = match (derived.layout, offset) {
+                    (RdataLayout::Opaque, Some(at)) => RdataLayout::CompressibleNameAt(at),
+                    (RdataLayout::CompressibleNameAt(0), None) if i == 1 => RdataLayout::Soa,
+                    _ => panic!("the encoder compresses one name at a fixed offset, or two at the start"),
+                };
+            }
+            if matches!(field, Field::Host(..)) {
+                match (derived.additional_at, offset) {
+                    (None, Some(at)) => derived.additional_at = Some(at),
+                    _ => panic!("one additional-section name, at a fixed offset"),
+                }
+            }
+            offset = None;
+        } else {
+            offset = match (offset, field.fixed_len()) {
+                (Some(at), Some(len)) => Some(at + len),
+                _ => None,
+            };
+        }
+        i += 1;
+    }
+    derived
+}
+
+/// Every type number up to CAA's (257) has its [`Derived`] in one array;
+/// [`fields`] knows no type above it (a unit test checks).
+const DERIVED_LEN: usize = 258;
+
+static DERIVED: [Derived; DERIVED_LEN] = {
+    let mut table = [OPAQUE; DERIVED_LEN];
+    let mut i = 0;
+    while i < DERIVED_LEN {
+        if let Some(fields) = fields(RecordType(i as u16)) {
+            table[i] = derive(fields);
+        }
+        i += 1;
+    }
+    table
+};
+
+#[inline]
+fn derived(rtype: RecordType) -> Derived {
+    DERIVED.get(rtype.0 as usize).copied().unwrap_or(OPAQUE)
 }
 
 impl RdataLayout {
     /// The layout for a record type.
+    #[inline]
     pub fn of(rtype: RecordType) -> RdataLayout {
-        match rtype {
-            RecordType::NS | RecordType::CNAME | RecordType::PTR => RdataLayout::CompressibleNameAt(0),
-            RecordType::MX => RdataLayout::CompressibleNameAt(2),
-            RecordType::SOA => RdataLayout::Soa,
-            RecordType::SRV => RdataLayout::NameAt(6),
-            RecordType::DNAME => RdataLayout::NameAt(0),
-            RecordType::SVCB | RecordType::HTTPS => RdataLayout::NameAt(2),
-            _ => RdataLayout::Opaque,
-        }
+        derived(rtype).layout
     }
 }
 
 /// Where a record names a host whose addresses an answer carries in its
-/// additional section (RFC 1035 §3.3.11 NS, §3.3.9 MX; RFC 2782 SRV): the
-/// offset of that name in the RDATA. The name offsets come from the same
-/// place as [`RdataLayout::of`]'s, so the two cannot disagree.
+/// additional section (NS, MX, SRV): the offset of that name in the RDATA.
+#[inline]
 pub fn additional_name_at(rtype: RecordType) -> Option<usize> {
-    match (rtype, RdataLayout::of(rtype)) {
-        (RecordType::NS | RecordType::MX, RdataLayout::CompressibleNameAt(at)) => Some(at),
-        (RecordType::SRV, RdataLayout::NameAt(at)) => Some(at),
-        _ => None,
-    }
+    derived(rtype).additional_at
 }
-
 /// Where the serial sits in SOA RDATA (after MNAME and RNAME), if the RDATA
 /// is a well-formed SOA.
 fn soa_serial_offset(rdata: &[u8]) -> Option<usize> {
@@ -580,84 +725,114 @@ pub fn with_soa_serial(rdata: &[u8], serial: crate::Serial) -> Option<Vec<u8>> {
     Some(out)
 }
 
-/// Checks that wire RDATA is well formed for its type: the names inside are
-/// valid and the fixed fields are all there. Types this module does not know are
-/// accepted as opaque bytes.
+/// Checks that wire RDATA is well formed for its type: every field is there,
+/// the names inside are valid, and nothing follows the last field. Types
+/// this module does not know are accepted as opaque bytes.
 pub fn validate_wire(rtype: RecordType, rdata: &[u8]) -> Result<(), RdataError> {
-    let name_at = |offset: usize| -> Result<usize, RdataError> {
-        let tail = rdata.get(offset..).ok_or(RdataError::Missing("name"))?;
-        Ok(offset + name::wire_len(tail)?)
+    let Some(fields) = fields(rtype) else { return Ok(()) };
+    let mut at = 0;
+    for &field in fields {
+        at += field_len(field, &rdata[at..])?;
+    }
+    if at == rdata.len() {
+        Ok(())
+    } else {
+        Err(RdataError::TrailingData)
+    }
+}
+
+/// Copies the RDATA at `message[start..end]` of a received message into
+/// `out`, following compression pointers in the names that may carry them
+/// ([`Compression`]), and checks it as [`validate_wire`] does.
+pub fn decompress(
+    message: &[u8],
+    start: usize,
+    end: usize,
+    rtype: RecordType,
+    out: &mut Vec<u8>,
+) -> Result<(), RdataError> {
+    // A pointer points backwards, so the message up to the RDATA's end holds
+    // everything a name inside may reach.
+    let message = message.get(..end).ok_or(RdataError::Missing("RDATA"))?;
+    let rdata = message.get(start..).ok_or(RdataError::Missing("RDATA"))?;
+    let Some(fields) = fields(rtype) else {
+        out.extend_from_slice(rdata);
+        return Ok(());
     };
-    let fixed = |len: usize| {
-        if rdata.len() == len {
-            Ok(())
-        } else {
-            Err(RdataError::BadGeneric)
-        }
-    };
-    match rtype {
-        RecordType::A => fixed(4),
-        RecordType::AAAA => fixed(16),
-        RecordType::NS | RecordType::CNAME | RecordType::PTR | RecordType::DNAME => fixed(name_at(0)?),
-        RecordType::MX | RecordType::KX | RecordType::AFSDB => fixed(name_at(2)?),
-        RecordType::SRV => fixed(name_at(6)?),
-        RecordType::SOA => {
-            let second = name_at(0)?;
-            fixed(name_at(second)? + 20)
-        }
-        RecordType::SVCB | RecordType::HTTPS => {
-            if name_at(2)? <= rdata.len() {
-                Ok(())
-            } else {
-                Err(RdataError::BadGeneric)
+    let mut at = start;
+    let mut scratch = name::NameBuf::new();
+    for &field in fields {
+        match field.compression() {
+            Some(Compression::Compress | Compression::Decompress) => {
+                at = name::read_compressed(message, at, &mut scratch)?;
+                out.extend_from_slice(scratch.as_slice());
+            }
+            _ => {
+                let len = field_len(field, &message[at..])?;
+                out.extend_from_slice(&message[at..at + len]);
+                at += len;
             }
         }
-        RecordType::RP => {
-            let second = name_at(0)?;
-            fixed(name_at(second)?)
+    }
+    if at == end {
+        Ok(())
+    } else {
+        Err(RdataError::TrailingData)
+    }
+}
+
+/// The wire length of `field` at the start of `data`, which runs to the end
+/// of the RDATA, once its structure is checked.
+fn field_len(field: Field, data: &[u8]) -> Result<usize, RdataError> {
+    let missing = || RdataError::Missing(field.label());
+    let string_at = |at: usize| -> Result<usize, RdataError> {
+        let len = *data.get(at).ok_or_else(missing)? as usize;
+        if at + 1 + len > data.len() {
+            return Err(missing());
         }
-        // One or more character-strings, filling the RDATA exactly.
-        RecordType::TXT | RecordType::SPF => {
+        Ok(at + 1 + len)
+    };
+    if let Some(len) = field.fixed_len() {
+        return if data.len() >= len { Ok(len) } else { Err(missing()) };
+    }
+    match field {
+        Field::Name(..) | Field::Host(..) => {
+            if data.is_empty() {
+                return Err(missing());
+            }
+            Ok(name::wire_len(data)?)
+        }
+        Field::String(_) => string_at(0),
+        Field::Strings => {
+            let mut at = string_at(0)?;
+            while at < data.len() {
+                at = string_at(at)?;
+            }
+            Ok(at)
+        }
+        Field::CaaTag => {
+            if data.first() == Some(&0) {
+                return Err(missing());
+            }
+            string_at(0)
+        }
+        Field::SvcParams => {
             let mut at = 0;
-            while at < rdata.len() {
-                at = string_at(rdata, at)?;
+            while at < data.len() {
+                let header = data.get(at..at + 4).ok_or(RdataError::BadSvcParam("truncated key and length"))?;
+                let len = u16::from_be_bytes([header[2], header[3]]) as usize;
+                at += 4 + len;
+                if at > data.len() {
+                    return Err(RdataError::BadSvcParam("value runs past the RDATA"));
+                }
             }
-            if rdata.is_empty() {
-                return Err(RdataError::Missing("text"));
-            }
-            Ok(())
+            Ok(at)
         }
-        RecordType::HINFO => fixed(string_at(rdata, string_at(rdata, 0)?)?),
-        RecordType::NAPTR => {
-            // Order, preference, flags, services, regexp, replacement.
-            let mut at = 4;
-            for _ in 0..3 {
-                at = string_at(rdata, at)?;
-            }
-            fixed(name_at(at)?)
-        }
-        RecordType::CAA => {
-            // Flags, then a tag (1 to 255 octets) whose length is its first octet.
-            let tag_len = *rdata.get(1).ok_or(RdataError::Missing("tag"))? as usize;
-            if tag_len == 0 || rdata.len() < 2 + tag_len {
-                return Err(RdataError::BadGeneric);
-            }
-            Ok(())
-        }
-        _ => Ok(()),
+        // The rest, whatever it holds: a zone may carry an empty digest or
+        // key, which is then written in the generic form.
+        _ => Ok(data.len()),
     }
 }
-
-/// The offset after the character-string at `at` (a length octet, then
-/// that many octets).
-fn string_at(rdata: &[u8], at: usize) -> Result<usize, RdataError> {
-    let len = *rdata.get(at).ok_or(RdataError::Missing("character-string"))? as usize;
-    if at + 1 + len > rdata.len() {
-        return Err(RdataError::BadGeneric);
-    }
-    Ok(at + 1 + len)
-}
-
 /// Writes wire RDATA in presentation format. Types without a writer here, and
 /// RDATA that does not parse as its type, come out in RFC 3597 generic form.
 pub fn write_rdata(rtype: RecordType, rdata: &[u8], out: &mut String) {
@@ -675,48 +850,6 @@ pub fn write_generic(rdata: &[u8], out: &mut String) {
         out.push(' ');
         out.push_str(&HEXUPPER_PERMISSIVE.encode(rdata));
     }
-}
-
-struct Reader<'a> {
-    data: &'a [u8],
-    pos: usize,
-}
-
-impl<'a> Reader<'a> {
-    fn bytes(&mut self, n: usize) -> Option<&'a [u8]> {
-        let slice = self.data.get(self.pos..self.pos + n)?;
-        self.pos += n;
-        Some(slice)
-    }
-    fn u8(&mut self) -> Option<u8> {
-        self.bytes(1).map(|b| b[0])
-    }
-    fn u16(&mut self) -> Option<u16> {
-        self.bytes(2).map(|b| u16::from_be_bytes([b[0], b[1]]))
-    }
-    fn u32(&mut self) -> Option<u32> {
-        self.bytes(4).map(|b| u32::from_be_bytes([b[0], b[1], b[2], b[3]]))
-    }
-    fn name(&mut self) -> Option<&'a [u8]> {
-        let len = name::wire_len(&self.data[self.pos..]).ok()?;
-        self.bytes(len)
-    }
-    fn character_string(&mut self) -> Option<&'a [u8]> {
-        let len = self.u8()? as usize;
-        self.bytes(len)
-    }
-    fn rest(&mut self) -> &'a [u8] {
-        let rest = &self.data[self.pos.min(self.data.len())..];
-        self.pos = self.data.len();
-        rest
-    }
-    fn done(&self) -> bool {
-        self.pos == self.data.len()
-    }
-}
-
-fn push_name(wire: &[u8], out: &mut String) {
-    let _ = name::write_presentation(wire, out);
 }
 
 /// Writes a character-string in quotes, escaping what the parser would not read back.
@@ -737,110 +870,74 @@ pub fn write_character_string(bytes: &[u8], out: &mut String) {
     out.push('"');
 }
 
+/// Writes RDATA of a type in [`fields`] field by field; `None` when it does
+/// not have the type's structure, or a field has no text form (an empty
+/// digest, a CAA tag that is not letters and digits, SvcParams out of order).
 fn write_known(rtype: RecordType, rdata: &[u8], out: &mut String) -> Option<()> {
-    let mut r = Reader { data: rdata, pos: 0 };
-    match rtype {
-        RecordType::A => {
-            let b = r.bytes(4)?;
-            let _ = write!(out, "{}", Ipv4Addr::new(b[0], b[1], b[2], b[3]));
-        }
-        RecordType::AAAA => {
-            let b: [u8; 16] = r.bytes(16)?.try_into().ok()?;
-            let _ = write!(out, "{}", Ipv6Addr::from(b));
-        }
-        RecordType::NS | RecordType::CNAME | RecordType::PTR | RecordType::DNAME => push_name(r.name()?, out),
-        RecordType::SOA => {
-            push_name(r.name()?, out);
+    let mut at = 0;
+    for (i, &field) in fields(rtype)?.iter().enumerate() {
+        let len = field_len(field, &rdata[at..]).ok()?;
+        let bytes = &rdata[at..at + len];
+        at += len;
+        // SvcParams put a space before each parameter, and there may be none.
+        if i > 0 && field != Field::SvcParams {
             out.push(' ');
-            push_name(r.name()?, out);
-            for _ in 0..5 {
-                let _ = write!(out, " {}", r.u32()?);
+        }
+        let number = |len: usize| bytes.iter().take(len).fold(0u32, |n, &b| n << 8 | b as u32);
+        match field {
+            Field::U8(_) | Field::U16(_) | Field::U32(_) | Field::Interval(_) => {
+                let _ = write!(out, "{}", number(len));
             }
-        }
-        RecordType::MX | RecordType::KX | RecordType::AFSDB => {
-            let _ = write!(out, "{} ", r.u16()?);
-            push_name(r.name()?, out);
-        }
-        RecordType::RP => {
-            push_name(r.name()?, out);
-            out.push(' ');
-            push_name(r.name()?, out);
-        }
-        RecordType::TXT | RecordType::SPF | RecordType::HINFO => {
-            let mut first = true;
-            while !r.done() {
-                if !first {
-                    out.push(' ');
+            Field::Ipv4 => {
+                let _ = write!(out, "{}", Ipv4Addr::from(number(4)));
+            }
+            Field::Ipv6 => {
+                let octets: [u8; 16] = bytes.try_into().ok()?;
+                let _ = write!(out, "{}", Ipv6Addr::from(octets));
+            }
+            Field::Name(..) | Field::Host(..) => {
+                let _ = name::write_presentation(bytes, out);
+            }
+            Field::String(_) => write_character_string(&bytes[1..], out),
+            Field::Strings => {
+                let mut rest = bytes;
+                while let Some((&len, tail)) = rest.split_first() {
+                    if rest.len() < bytes.len() {
+                        out.push(' ');
+                    }
+                    write_character_string(&tail[..len as usize], out);
+                    rest = &tail[len as usize..];
                 }
-                first = false;
-                write_character_string(r.character_string()?, out);
             }
-            if first {
-                return None;
-            }
-        }
-        RecordType::SRV => {
-            let _ = write!(out, "{} {} {} ", r.u16()?, r.u16()?, r.u16()?);
-            push_name(r.name()?, out);
-        }
-        RecordType::CAA => {
-            let flags = r.u8()?;
-            let tag = r.character_string()?;
-            if tag.is_empty() || !tag.iter().all(u8::is_ascii_alphanumeric) {
-                return None;
-            }
-            let _ = write!(out, "{flags} {} ", std::str::from_utf8(tag).ok()?);
-            write_character_string(r.rest(), out);
-        }
-        RecordType::NAPTR => {
-            let _ = write!(out, "{} {} ", r.u16()?, r.u16()?);
-            for _ in 0..3 {
-                write_character_string(r.character_string()?, out);
-                out.push(' ');
-            }
-            push_name(r.name()?, out);
-        }
-        RecordType::DS | RecordType::CDS => {
-            let _ = write!(out, "{} {} {} ", r.u16()?, r.u8()?, r.u8()?);
-            out.push_str(&HEXUPPER_PERMISSIVE.encode(nonempty(r.rest())?));
-        }
-        RecordType::SSHFP => {
-            let _ = write!(out, "{} {} ", r.u8()?, r.u8()?);
-            out.push_str(&HEXUPPER_PERMISSIVE.encode(nonempty(r.rest())?));
-        }
-        RecordType::TLSA | RecordType::SMIMEA => {
-            let _ = write!(out, "{} {} {} ", r.u8()?, r.u8()?, r.u8()?);
-            out.push_str(&HEXUPPER_PERMISSIVE.encode(nonempty(r.rest())?));
-        }
-        RecordType::DNSKEY | RecordType::CDNSKEY => {
-            let _ = write!(out, "{} {} {} ", r.u16()?, r.u8()?, r.u8()?);
-            out.push_str(&BASE64.encode(nonempty(r.rest())?));
-        }
-        RecordType::SVCB | RecordType::HTTPS => {
-            let _ = write!(out, "{} ", r.u16()?);
-            push_name(r.name()?, out);
-            let mut last_key = None;
-            while !r.done() {
-                let key = r.u16()?;
-                if last_key.is_some_and(|last| key <= last) {
+            Field::Hex(_) => out.push_str(&HEXUPPER_PERMISSIVE.encode(nonempty(bytes)?)),
+            Field::Base64(_) => out.push_str(&BASE64.encode(nonempty(bytes)?)),
+            Field::CaaTag => {
+                let tag = &bytes[1..];
+                if !tag.iter().all(u8::is_ascii_alphanumeric) {
                     return None;
                 }
-                last_key = Some(key);
-                let len = r.u16()? as usize;
-                let value = r.bytes(len)?;
-                out.push(' ');
-                write_svc_param(key, value, out)?;
+                out.push_str(std::str::from_utf8(tag).ok()?);
+            }
+            Field::CaaValue => write_character_string(bytes, out),
+            Field::SvcParams => {
+                let mut rest = bytes;
+                let mut last_key = None;
+                while rest.len() >= 4 {
+                    let key = u16::from_be_bytes([rest[0], rest[1]]);
+                    let len = u16::from_be_bytes([rest[2], rest[3]]) as usize;
+                    if last_key.is_some_and(|last| key <= last) {
+                        return None;
+                    }
+                    last_key = Some(key);
+                    out.push(' ');
+                    write_svc_param(key, &rest[4..4 + len], out)?;
+                    rest = &rest[4 + len..];
+                }
             }
         }
-        _ => return None,
     }
-    if r.done() {
-        Some(())
-    } else {
-        None
-    }
+    (at == rdata.len()).then_some(())
 }
-
 fn nonempty(bytes: &[u8]) -> Option<&[u8]> {
     if bytes.is_empty() {
         None
@@ -880,14 +977,16 @@ fn write_svc_param(key: u16, value: &[u8], out: &mut String) -> Option<()> {
         0 => write_value_list(value, 2, out, |pair, out| write_svc_key(u16::from_be_bytes([pair[0], pair[1]]), out))?,
         1 => {
             out.push_str("=\"");
-            let mut r = Reader { data: value, pos: 0 };
+            let mut rest = value;
             let mut first = true;
-            while !r.done() {
+            while let Some((&len, tail)) = rest.split_first() {
                 if !first {
                     out.push(',');
                 }
                 first = false;
-                for &b in r.character_string()? {
+                let id = tail.get(..len as usize)?;
+                rest = &tail[len as usize..];
+                for &b in id {
                     match b {
                         b',' | b'\\' => {
                             // RFC 9460 Appendix A.1: both levels of escaping.
@@ -941,12 +1040,18 @@ mod tests {
     use super::*;
 
     fn tokens(text: &str) -> Vec<Token<'_>> {
-        // Splits on spaces, treating "..." as one quoted token; enough for these tests.
+        // Splits on spaces, treating "..." (with escapes) as one quoted token;
+        // enough for these tests.
         let mut out = Vec::new();
         let mut rest = text.trim();
         while !rest.is_empty() {
             if let Some(stripped) = rest.strip_prefix('"') {
-                let end = stripped.find('"').unwrap();
+                // The closing quote is the first one no backslash escapes.
+                let bytes = stripped.as_bytes();
+                let mut end = 0;
+                while bytes[end] != b'"' {
+                    end += if bytes[end] == b'\\' { 2 } else { 1 };
+                }
                 out.push(Token { text: &stripped.as_bytes()[..end], quoted: true });
                 rest = stripped[end + 1..].trim_start();
             } else {
@@ -1071,6 +1176,82 @@ mod tests {
         ];
         for (rtype, wire) in &bad {
             assert!(validate_wire(*rtype, wire).is_err(), "{rtype} {wire:?} passed");
+        }
+    }
+
+    /// What the answer encoder and the additional section read off the
+    /// table, for the types where it matters.
+    #[test]
+    fn layouts_follow_from_the_fields() {
+        use RdataLayout::*;
+        let expected = [
+            (RecordType::NS, CompressibleNameAt(0), Some(0)),
+            (RecordType::CNAME, CompressibleNameAt(0), None),
+            (RecordType::PTR, CompressibleNameAt(0), None),
+            (RecordType::MX, CompressibleNameAt(2), Some(2)),
+            (RecordType::SOA, Soa, None),
+            (RecordType::SRV, Opaque, Some(6)),
+            (RecordType::DNAME, Opaque, None),
+            (RecordType::RP, Opaque, None),
+            (RecordType::HTTPS, Opaque, None),
+            (RecordType::A, Opaque, None),
+            (RecordType(65280), Opaque, None),
+        ];
+        for (rtype, layout, additional) in expected {
+            assert_eq!((RdataLayout::of(rtype), additional_name_at(rtype)), (layout, additional), "{rtype}");
+        }
+        // The compiled table covers every type the field lists know.
+        for number in 0..=u16::MAX {
+            let rtype = RecordType(number);
+            if let Some(fields) = fields(rtype) {
+                assert!((number as usize) < DERIVED_LEN, "{rtype} lies outside the derived table");
+                let derived = derive(fields);
+                assert_eq!(
+                    (derived.layout, derived.additional_at),
+                    (RdataLayout::of(rtype), additional_name_at(rtype))
+                );
+            }
+        }
+    }
+
+    /// Names a sender compressed are followed where RFC 3597 §4 lets it
+    /// compress, and refused where the type forbids it.
+    #[test]
+    fn received_names_are_decompressed_where_the_type_allows() {
+        let name = |text: &str| Name::parse(text, None).unwrap().as_wire().to_vec();
+        // A message whose octet 12 holds `example.com.`, then RDATA under test.
+        let message = |rdata: &[u8]| [vec![0; 12], name("example.com."), rdata.to_vec()].concat();
+        let pointer = [0xc0, 12];
+        let start = 12 + name("example.com.").len();
+        let cases: [(RecordType, Vec<u8>, Option<Vec<u8>>); 6] = [
+            (
+                RecordType::MX,
+                [&[0, 10][..], b"\x04mail", &pointer].concat(),
+                Some([&[0, 10][..], &name("mail.example.com.")].concat()),
+            ),
+            (
+                RecordType::RP,
+                [&pointer[..], &pointer].concat(),
+                Some([name("example.com."), name("example.com.")].concat()),
+            ),
+            (
+                RecordType::SRV,
+                [&[0, 1, 0, 2, 0, 3][..], &pointer].concat(),
+                Some([&[0, 1, 0, 2, 0, 3][..], &name("example.com.")].concat()),
+            ),
+            (
+                RecordType::SOA,
+                [&pointer[..], &pointer, &[0; 20]].concat(),
+                Some([name("example.com."), name("example.com."), vec![0; 20]].concat()),
+            ),
+            (RecordType::DNAME, pointer.to_vec(), None),
+            (RecordType::MX, [&[0, 10][..], &pointer, &[1]].concat(), None),
+        ];
+        for (rtype, rdata, expected) in cases {
+            let msg = message(&rdata);
+            let mut out = Vec::new();
+            let got = decompress(&msg, start, msg.len(), rtype, &mut out).map(|()| out);
+            assert_eq!(got.ok(), expected, "{rtype} {rdata:?}");
         }
     }
 

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use ferrodns_proto::message::{flags, Section};
 use ferrodns_proto::name::{self, NameBuf};
-use ferrodns_proto::rdata::{soa_serial, validate_wire, RdataLayout};
+use ferrodns_proto::rdata::{self, soa_serial};
 use ferrodns_proto::tsig::{Key, ResponseVerifier, Signer};
 use ferrodns_proto::{Class, MessageWriter, Name, RecordType, Serial};
 use ferrodns_zone::edit::Record;
@@ -115,31 +115,13 @@ pub fn parse_response(msg: &[u8], id: u16) -> Result<Parsed, ClientError> {
         let rdlen = u16::from_be_bytes([fixed[8], fixed[9]]) as usize;
         let start = after + 10;
         let end = start + rdlen;
-        let raw = msg.get(start..end).ok_or_else(|| bad("RDATA runs past the message"))?;
+        msg.get(start..end).ok_or_else(|| bad("RDATA runs past the message"))?;
         if class != Class::IN.0 {
             return Err(bad("a record of a class other than IN"));
         }
-        let rdata = match RdataLayout::of(rtype) {
-            RdataLayout::CompressibleNameAt(offset) if raw.len() > offset => {
-                let mut out = raw[..offset].to_vec();
-                let after_name =
-                    name::read_compressed(msg, start + offset, &mut scratch).map_err(|_| bad("RDATA name"))?;
-                out.extend_from_slice(scratch.as_slice());
-                out.extend_from_slice(msg.get(after_name..end).ok_or_else(|| bad("RDATA"))?);
-                out
-            }
-            RdataLayout::Soa => {
-                let after_mname = name::read_compressed(msg, start, &mut scratch).map_err(|_| bad("SOA MNAME"))?;
-                let mut out = scratch.as_slice().to_vec();
-                let after_rname =
-                    name::read_compressed(msg, after_mname, &mut scratch).map_err(|_| bad("SOA RNAME"))?;
-                out.extend_from_slice(scratch.as_slice());
-                out.extend_from_slice(msg.get(after_rname..end).ok_or_else(|| bad("SOA fields"))?);
-                out
-            }
-            _ => raw.to_vec(),
-        };
-        validate_wire(rtype, &rdata).map_err(|e| ClientError::Malformed(format!("{owner} {rtype}: {e}")))?;
+        let mut rdata = Vec::with_capacity(rdlen);
+        rdata::decompress(msg, start, end, rtype, &mut rdata)
+            .map_err(|e| ClientError::Malformed(format!("{owner} {rtype}: {e}")))?;
         answers.push(Record { owner, rtype, ttl, rdata });
         pos = end;
     }
