@@ -1,6 +1,7 @@
-//! Monotonic time as a service, so that timer logic (the leader's lease,
-//! and in time the SOA refresh timers and the drift loop) can be tested by
-//! moving a clock instead of sleeping.
+//! Monotonic time as a service, so that the leader's lease can be tested by
+//! moving a clock instead of sleeping. (The secondary's SOA timers use
+//! tokio's clock, which a test pauses and moves, because they also sleep on
+//! it.)
 
 use std::sync::Mutex;
 use std::time::{Duration, Instant};

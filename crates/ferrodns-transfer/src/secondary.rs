@@ -16,12 +16,18 @@
 //! after each transfer and read back at start, so a restarted secondary
 //! serves at once without any primary. A zone not refreshed within its SOA
 //! expire answers SERVFAIL until a primary is reached again.
+//!
+//! The SOA timers read and wait on tokio's clock (`tokio::time::Instant`,
+//! `sleep`), which is the monotonic clock in service and one a test pauses
+//! and moves: a test of refresh, retry and expiry takes no real time.
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
+
+use tokio::time::Instant;
 
 use ferrodns_proto::rdata::soa_serial;
 use ferrodns_proto::tsig::Key;
@@ -65,7 +71,7 @@ pub struct Secondary {
     live: Arc<LiveZones>,
     followed: Mutex<HashMap<Name, Followed>>,
     /// When each zone was last confirmed current with a primary.
-    refreshed: Mutex<HashMap<Name, SystemTime>>,
+    refreshed: Mutex<HashMap<Name, Instant>>,
     /// The primaries' addresses as last resolved: NOTIFY is taken from these.
     primary_ips: Mutex<std::collections::HashSet<std::net::IpAddr>>,
 }
@@ -120,9 +126,14 @@ impl Secondary {
             match load_zone_file(&path, false) {
                 Ok(loaded) => {
                     let apex = loaded.zone.apex().to_lowercase();
-                    let when = entry.metadata().and_then(|m| m.modified()).unwrap_or(SystemTime::UNIX_EPOCH);
+                    // The file's time is when the zone was last confirmed current;
+                    // a copy older than the clock reaches back counts as never.
+                    let modified = entry.metadata().and_then(|m| m.modified()).unwrap_or(SystemTime::UNIX_EPOCH);
+                    let age = SystemTime::now().duration_since(modified).unwrap_or(Duration::ZERO);
                     tracing::info!(zone = %apex, serial = loaded.zone.serial().0, file = %path.display(), "serving the kept copy");
-                    self.refreshed.lock().unwrap_or_else(|e| e.into_inner()).insert(apex, when);
+                    if let Some(when) = Instant::now().checked_sub(age) {
+                        self.refreshed.lock().unwrap_or_else(|e| e.into_inner()).insert(apex.clone(), when);
+                    }
                     self.live.publish_zone(loaded.zone);
                 }
                 Err(e) => tracing::warn!(file = %path.display(), "kept zone does not load, ignoring it: {e}"),
@@ -275,7 +286,7 @@ impl Secondary {
     }
 
     fn touch(&self, apex: &Name) {
-        self.refreshed.lock().unwrap_or_else(|e| e.into_inner()).insert(apex.clone(), SystemTime::now());
+        self.refreshed.lock().unwrap_or_else(|e| e.into_inner()).insert(apex.clone(), Instant::now());
         let path = self.zone_path(apex);
         if let Ok(file) = std::fs::File::options().append(true).open(&path) {
             let _ = file.set_modified(SystemTime::now());
@@ -310,6 +321,26 @@ fn timers(zone: Option<&Arc<Zone>>) -> (Duration, Duration, Duration) {
     (Duration::from_secs(field(1).max(1)), Duration::from_secs(field(2).max(1)), Duration::from_secs(field(3).max(1)))
 }
 
+/// After a refresh attempt: whether the zone has expired, and how long to
+/// wait before the next attempt. `since_refresh` is how long ago a primary
+/// last confirmed the served copy (`Duration::MAX` for never), or `None`
+/// when nothing is served yet. A failed attempt waits the SOA retry, but
+/// wakes in time to expire the zone (RFC 1035 §3.3.13, RFC 1996 §3).
+fn next_step(
+    refreshed: bool,
+    (refresh, retry, expire): (Duration, Duration, Duration),
+    since_refresh: Option<Duration>,
+) -> (bool, Duration) {
+    let Some(age) = since_refresh else { return (false, if refreshed { refresh } else { retry }) };
+    if refreshed {
+        return (false, refresh);
+    }
+    if age > expire {
+        return (true, retry);
+    }
+    (false, retry.min((expire - age).max(Duration::from_millis(100))))
+}
+
 async fn run_zone(secondary: Arc<Secondary>, apex: Name, wake: Arc<Notify>) {
     let is_catalog = secondary.settings.catalog.as_ref() == Some(&apex);
     loop {
@@ -327,24 +358,15 @@ async fn run_zone(secondary: Arc<Secondary>, apex: Name, wake: Arc<Notify>) {
                 secondary.reconcile_catalog();
             }
         }
-        let (refresh, retry, expire) = timers(served.as_ref());
-        if let Some(zone) = &served {
+        let since_refresh = served.as_ref().map(|_| {
             let last = secondary.refreshed.lock().unwrap_or_else(|e| e.into_inner()).get(&apex).copied();
-            let age = last.and_then(|t| t.elapsed().ok()).unwrap_or(Duration::MAX);
-            if age > expire && !zone.is_expired() {
-                tracing::warn!(zone = %apex, "no primary reached within the SOA expire; answering SERVFAIL");
-                zone.set_expired(true);
-            }
+            last.map_or(Duration::MAX, |t| t.elapsed())
+        });
+        let (expired, wait) = next_step(result.is_ok(), timers(served.as_ref()), since_refresh);
+        if let Some(zone) = served.as_ref().filter(|z| expired && !z.is_expired()) {
+            tracing::warn!(zone = %apex, "no primary reached within the SOA expire; answering SERVFAIL");
+            zone.set_expired(true);
         }
-        let wait = if result.is_ok() { refresh } else { retry };
-        let wait = match served.as_ref().and_then(|_| secondary.refreshed.lock().ok()?.get(&apex).copied()) {
-            // Wake up in time to expire the zone when its primaries stay away.
-            Some(last) if result.is_err() => {
-                let until_expiry = (last + expire).duration_since(SystemTime::now()).unwrap_or(Duration::ZERO);
-                wait.min(until_expiry.max(Duration::from_millis(100)))
-            }
-            _ => wait,
-        };
         tokio::select! {
             _ = wake.notified() => {}
             _ = tokio::time::sleep(wait) => {}
@@ -453,4 +475,78 @@ pub fn catalog_members(catalog: &Zone) -> BTreeMap<Name, String> {
 
 fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn secs(n: u64) -> Duration {
+        Duration::from_secs(n)
+    }
+
+    #[test]
+    fn expiry_and_waits_follow_the_soa_timers() {
+        let timers = (secs(3600), secs(600), secs(7200));
+        // Nothing served yet: retry until a primary answers.
+        assert_eq!(next_step(false, timers, None), (false, secs(600)));
+        assert_eq!(next_step(true, timers, Some(secs(0))), (false, secs(3600)));
+        // Failing, far from the expire: the retry timer.
+        assert_eq!(next_step(false, timers, Some(secs(60))), (false, secs(600)));
+        // Failing close to the expire: wake in time for it.
+        assert_eq!(next_step(false, timers, Some(secs(7000))), (false, secs(200)));
+        // Past it (or never confirmed): expired, and still the retry timer,
+        // not a poll every 100 ms.
+        assert_eq!(next_step(false, timers, Some(secs(7201))), (true, secs(600)));
+        assert_eq!(next_step(false, timers, Some(Duration::MAX)), (true, secs(600)));
+    }
+
+    /// A kept copy whose primary never answers expires once the SOA expire
+    /// has passed since the copy was written, and from then on the primary
+    /// is asked at the retry interval. On tokio's paused clock: the 400
+    /// seconds below take no real time.
+    #[tokio::test(start_paused = true)]
+    async fn a_kept_zone_expires_on_the_clock_and_then_asks_at_the_retry_interval() {
+        let data_dir = std::env::temp_dir().join(format!("ferrodns-secondary-{}", std::process::id()));
+        std::fs::create_dir_all(data_dir.join("secondary")).unwrap();
+        // Refresh 60 s, retry 20 s, expire 100 s.
+        std::fs::write(
+            data_dir.join("secondary/kept.test.zone"),
+            "$ORIGIN kept.test.\n@ 300 IN SOA ns hostmaster 7 60 20 100 300\n@ 300 IN NS ns\nns 300 IN A 192.0.2.1\n",
+        )
+        .unwrap();
+        // A primary that is up but silent: it counts the SOA queries it gets.
+        let silent = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        silent.set_nonblocking(true).unwrap();
+        let settings = SecondarySettings {
+            primaries: vec![Target::parse(&silent.local_addr().unwrap().to_string()).unwrap()],
+            key: None,
+            catalog: None,
+            zones: vec![Name::parse("kept.test.", None).unwrap()],
+            data_dir: data_dir.clone(),
+            limits: TransferLimits::default(),
+        };
+        let live = Arc::new(LiveZones::new(Default::default()));
+        let _secondary = Secondary::start(settings, live.clone()).unwrap();
+        let expired = || live.snapshot().get(Name::parse("kept.test.", None).unwrap().as_wire()).unwrap().is_expired();
+
+        let started = Instant::now();
+        tokio::time::sleep(secs(95)).await;
+        assert!(!expired(), "expired before the SOA expire");
+        tokio::time::sleep(secs(15)).await;
+        assert!(expired(), "still served 110 s after the copy was written, with an expire of 100 s");
+        tokio::time::sleep(secs(290)).await;
+        assert!(started.elapsed() >= secs(400));
+
+        // Each attempt is one SOA query that waits 3 s for an answer, then the
+        // retry timer (20 s), so about 400 / 23 attempts in all.
+        let mut queries = 0;
+        let mut buffer = [0u8; 512];
+        while silent.recv(&mut buffer).is_ok() {
+            queries += 1;
+        }
+        println!("{queries} SOA queries in 400 s of paused time");
+        assert!((10..=25).contains(&queries), "{queries} SOA queries in 400 s");
+        let _ = std::fs::remove_dir_all(&data_dir);
+    }
 }
