@@ -15,7 +15,7 @@
 use std::fmt::{self, Write as _};
 use std::net::{Ipv4Addr, Ipv6Addr};
 
-use data_encoding::{BASE64, HEXUPPER_PERMISSIVE};
+use data_encoding::{BASE32HEX_NOPAD, BASE64, HEXUPPER_PERMISSIVE};
 
 use crate::name::{self, Name, NameError};
 use crate::rtype::RecordType;
@@ -296,6 +296,19 @@ pub enum Field {
     CaaValue,
     /// SVCB and HTTPS parameters (RFC 9460 §2.2), to the end of the RDATA.
     SvcParams,
+    /// A record type, written as its mnemonic (RRSIG's type covered).
+    Type(&'static str),
+    /// Seconds since 1970 (RFC 4034 §3.2), written `YYYYMMDDHHmmSS`.
+    Time(&'static str),
+    /// A length octet, then that many octets, written in hexadecimal, or
+    /// `-` when empty (the NSEC3 salt, RFC 5155 §3.3).
+    Salt,
+    /// A length octet, then that many octets, written in base32hex (NSEC3's
+    /// next hashed owner name, RFC 5155 §3.3).
+    Base32(&'static str),
+    /// The type bitmap of NSEC and NSEC3 (RFC 4034 §4.1.2), to the end of
+    /// the RDATA, written as the list of types.
+    Types,
 }
 
 /// The fields of each type this module knows, in wire order; `None` for the
@@ -341,6 +354,22 @@ pub const fn fields(rtype: RecordType) -> Option<&'static [Field]> {
         }
         RecordType::DNSKEY | RecordType::CDNSKEY => &[U16("flags"), U8("protocol"), U8("algorithm"), Base64("key")],
         RecordType::SVCB | RecordType::HTTPS => &[U16("priority"), Name("target", Never), SvcParams],
+        RecordType::RRSIG => &[
+            Type("type covered"),
+            U8("algorithm"),
+            U8("labels"),
+            U32("original TTL"),
+            Time("signature expiration"),
+            Time("signature inception"),
+            U16("key tag"),
+            Name("signer's name", Never),
+            Base64("signature"),
+        ],
+        RecordType::NSEC => &[Name("next domain name", Never), Types],
+        RecordType::NSEC3 => {
+            &[U8("hash algorithm"), U8("flags"), U16("iterations"), Salt, Base32("next hashed owner name"), Types]
+        }
+        RecordType::NSEC3PARAM => &[U8("hash algorithm"), U8("flags"), U16("iterations"), Salt],
         _ => return None,
     })
 }
@@ -350,8 +379,8 @@ impl Field {
     const fn fixed_len(self) -> Option<usize> {
         match self {
             Field::U8(_) => Some(1),
-            Field::U16(_) => Some(2),
-            Field::U32(_) | Field::Interval(_) | Field::Ipv4 => Some(4),
+            Field::U16(_) | Field::Type(_) => Some(2),
+            Field::U32(_) | Field::Interval(_) | Field::Time(_) | Field::Ipv4 => Some(4),
             Field::Ipv6 => Some(16),
             _ => None,
         }
@@ -359,7 +388,16 @@ impl Field {
 
     /// Whether the field takes the rest of the RDATA.
     const fn is_rest(self) -> bool {
-        matches!(self, Field::Strings | Field::Hex(_) | Field::Base64(_) | Field::CaaValue | Field::SvcParams)
+        matches!(
+            self,
+            Field::Strings | Field::Hex(_) | Field::Base64(_) | Field::CaaValue | Field::SvcParams | Field::Types
+        )
+    }
+
+    /// Whether the writer puts the space before each item itself, because
+    /// the field may be empty (SvcParams, a type bitmap).
+    fn spaces_itself(self) -> bool {
+        matches!(self, Field::SvcParams | Field::Types)
     }
 
     const fn compression(self) -> Option<Compression> {
@@ -371,7 +409,10 @@ impl Field {
 
     fn label(self) -> &'static str {
         match self {
-            Field::U8(l) | Field::U16(l) | Field::U32(l) | Field::Interval(l) => l,
+            Field::U8(l) | Field::U16(l) | Field::U32(l) | Field::Interval(l) | Field::Type(l) | Field::Time(l) => l,
+            Field::Base32(l) => l,
+            Field::Salt => "salt",
+            Field::Types => "type bitmap",
             Field::Name(l, _) | Field::Host(l, _) | Field::String(l) | Field::Hex(l) | Field::Base64(l) => l,
             Field::Ipv4 | Field::Ipv6 => "address",
             Field::Strings => "character-string",
@@ -433,9 +474,114 @@ fn parse_known(rtype: RecordType, tokens: &[Token<'_>], origin: &Name, out: &mut
             }
             Field::CaaValue => decode_escaped(f.take("value")?.text, out)?,
             Field::SvcParams => parse_svc_params(f.rest(), out)?,
+            Field::Type(label) => {
+                let rtype = RecordType::from_mnemonic(f.take(label)?.as_str()).ok_or(RdataError::BadNumber(label))?;
+                out.extend_from_slice(&rtype.0.to_be_bytes());
+            }
+            Field::Time(label) => out.extend_from_slice(
+                &parse_time(f.take(label)?.as_str()).ok_or(RdataError::BadNumber(label))?.to_be_bytes(),
+            ),
+            Field::Salt => {
+                let token = f.take("salt")?;
+                let salt = match token.text {
+                    b"-" => Vec::new(),
+                    hex => HEXUPPER_PERMISSIVE.decode(hex).map_err(|_| RdataError::BadHex)?,
+                };
+                push_counted(&salt, "salt", out)?;
+            }
+            Field::Base32(label) => {
+                let token = f.take(label)?;
+                let decoded = BASE32HEX_NOPAD
+                    .decode(&token.text.to_ascii_uppercase())
+                    .map_err(|_| RdataError::BadNumber(label))?;
+                push_counted(&decoded, label, out)?;
+            }
+            Field::Types => {
+                let mut types = Vec::new();
+                for token in f.rest() {
+                    types.push(
+                        RecordType::from_mnemonic(token.as_str()).ok_or(RdataError::BadNumber("type in the bitmap"))?,
+                    );
+                }
+                write_type_bitmap(&mut types, out);
+            }
         }
     }
     f.finish()
+}
+
+/// Appends a length octet and `bytes`.
+fn push_counted(bytes: &[u8], label: &'static str, out: &mut Vec<u8>) -> Result<(), RdataError> {
+    let len = u8::try_from(bytes.len()).map_err(|_| RdataError::BadNumber(label))?;
+    out.push(len);
+    out.extend_from_slice(bytes);
+    Ok(())
+}
+
+/// Writes the RFC 4034 §4.1.2 bitmap of `types`: a window per 256 types that
+/// has any, each with the fewest octets that hold its highest type.
+fn write_type_bitmap(types: &mut [RecordType], out: &mut Vec<u8>) {
+    types.sort_unstable();
+    let mut i = 0;
+    while i < types.len() {
+        let window = types[i].0 >> 8;
+        let mut bits = [0u8; 32];
+        let mut used = 0;
+        while i < types.len() && types[i].0 >> 8 == window {
+            let low = (types[i].0 & 0xff) as usize;
+            bits[low / 8] |= 0x80 >> (low % 8);
+            used = used.max(low / 8 + 1);
+            i += 1;
+        }
+        out.extend_from_slice(&[window as u8, used as u8]);
+        out.extend_from_slice(&bits[..used]);
+    }
+}
+
+/// Days since 1970-01-01 of a date in the proleptic Gregorian calendar.
+fn days_from_civil(year: i64, month: i64, day: i64) -> i64 {
+    let year = if month <= 2 { year - 1 } else { year };
+    let era = year.div_euclid(400);
+    let year_of_era = year - era * 400;
+    let day_of_year = (153 * (month + if month > 2 { -3 } else { 9 }) + 2) / 5 + day - 1;
+    let day_of_era = year_of_era * 365 + year_of_era / 4 - year_of_era / 100 + day_of_year;
+    era * 146_097 + day_of_era - 719_468
+}
+
+/// The date of a count of days since 1970-01-01: year, month, day.
+fn civil_from_days(days: i64) -> (i64, i64, i64) {
+    let days = days + 719_468;
+    let era = days.div_euclid(146_097);
+    let day_of_era = days - era * 146_097;
+    let year_of_era = (day_of_era - day_of_era / 1460 + day_of_era / 36_524 - day_of_era / 146_096) / 365;
+    let day_of_year = day_of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100);
+    let shifted_month = (5 * day_of_year + 2) / 153;
+    let day = day_of_year - (153 * shifted_month + 2) / 5 + 1;
+    let month = if shifted_month < 10 { shifted_month + 3 } else { shifted_month - 9 };
+    (year_of_era + era * 400 + i64::from(month <= 2), month, day)
+}
+
+/// An RRSIG time: `YYYYMMDDHHmmSS` in UTC, or seconds since 1970 as a
+/// decimal number (RFC 4034 §3.2).
+fn parse_time(text: &str) -> Option<u32> {
+    if text.len() != 14 || !text.bytes().all(|b| b.is_ascii_digit()) {
+        return text.parse().ok();
+    }
+    let part = |range: std::ops::Range<usize>| text[range].parse::<i64>().ok();
+    let (year, month, day) = (part(0..4)?, part(4..6)?, part(6..8)?);
+    let (hour, minute, second) = (part(8..10)?, part(10..12)?, part(12..14)?);
+    let days = days_from_civil(year, month, day);
+    if civil_from_days(days) != (year, month, day) || hour > 23 || minute > 59 || second > 59 {
+        return None;
+    }
+    u32::try_from(days * 86_400 + hour * 3600 + minute * 60 + second).ok()
+}
+
+fn write_time(seconds: u32, out: &mut String) {
+    let seconds = i64::from(seconds);
+    let (year, month, day) = civil_from_days(seconds.div_euclid(86_400));
+    let time = seconds.rem_euclid(86_400);
+    let _ = write!(out, "{year:04}{month:02}{day:02}{:02}{:02}{:02}", time / 3600, time / 60 % 60, time % 60);
 }
 
 const SVC_KEYS: [&str; 7] = ["mandatory", "alpn", "no-default-alpn", "port", "ipv4hint", "ech", "ipv6hint"];
@@ -816,6 +962,22 @@ fn field_len(field: Field, data: &[u8]) -> Result<usize, RdataError> {
             }
             string_at(0)
         }
+        Field::Salt | Field::Base32(_) => string_at(0),
+        Field::Types => {
+            let (mut at, mut last_window) = (0, None);
+            while at < data.len() {
+                let window = data[at];
+                let len = *data.get(at + 1).ok_or(RdataError::BadNumber("type bitmap"))? as usize;
+                // Windows in order, 1 to 32 octets each, no trailing zero octet.
+                let fits = (1..=32).contains(&len) && at + 2 + len <= data.len() && data[at + 1 + len] != 0;
+                if !fits || last_window.is_some_and(|last| window <= last) {
+                    return Err(RdataError::BadNumber("type bitmap"));
+                }
+                last_window = Some(window);
+                at += 2 + len;
+            }
+            Ok(at)
+        }
         Field::SvcParams => {
             let mut at = 0;
             while at < data.len() {
@@ -879,14 +1041,35 @@ fn write_known(rtype: RecordType, rdata: &[u8], out: &mut String) -> Option<()> 
         let len = field_len(field, &rdata[at..]).ok()?;
         let bytes = &rdata[at..at + len];
         at += len;
-        // SvcParams put a space before each parameter, and there may be none.
-        if i > 0 && field != Field::SvcParams {
+        if i > 0 && !field.spaces_itself() {
             out.push(' ');
         }
         let number = |len: usize| bytes.iter().take(len).fold(0u32, |n, &b| n << 8 | b as u32);
         match field {
             Field::U8(_) | Field::U16(_) | Field::U32(_) | Field::Interval(_) => {
                 let _ = write!(out, "{}", number(len));
+            }
+            Field::Type(_) => {
+                let _ = write!(out, "{}", RecordType(number(2) as u16));
+            }
+            Field::Time(_) => write_time(number(4), out),
+            Field::Salt if bytes.len() == 1 => out.push('-'),
+            Field::Salt => out.push_str(&HEXUPPER_PERMISSIVE.encode(&bytes[1..])),
+            Field::Base32(_) => out.push_str(&BASE32HEX_NOPAD.encode(nonempty(&bytes[1..])?)),
+            Field::Types => {
+                let mut rest = bytes;
+                while let [window, len, tail @ ..] = rest {
+                    let (bits, after) = tail.split_at(*len as usize);
+                    for (octet, &byte) in bits.iter().enumerate() {
+                        for bit in 0..8 {
+                            if byte & (0x80 >> bit) != 0 {
+                                let number = u16::from(*window) << 8 | (octet * 8 + bit) as u16;
+                                let _ = write!(out, " {}", RecordType(number));
+                            }
+                        }
+                    }
+                    rest = after;
+                }
             }
             Field::Ipv4 => {
                 let _ = write!(out, "{}", Ipv4Addr::from(number(4)));
@@ -1113,6 +1296,14 @@ mod tests {
                 "16 foo ipv6hint=2001:db8::1 no-default-alpn alpn=h2 key667=hello",
                 "16 foo.example.com. alpn=\"h2\" no-default-alpn ipv6hint=2001:db8::1 key667=\"hello\"",
             ),
+            (
+                RecordType::RRSIG,
+                "SOA 8 2 300 20261231235959 1764547200 4711 example.com. AQID",
+                "SOA 8 2 300 20261231235959 20251201000000 4711 example.com. AQID",
+            ),
+            (RecordType::NSEC, "b A RRSIG NSEC TYPE1234", "b.example.com. A RRSIG NSEC TYPE1234"),
+            (RecordType::NSEC3, "1 1 0 - 2t7b4g4vsa5smi47k61mv5bv1a22bojr", "1 1 0 - 2T7B4G4VSA5SMI47K61MV5BV1A22BOJR"),
+            (RecordType::NSEC3PARAM, "1 0 5 ab12", "1 0 5 AB12"),
             (RecordType(65280), "\\# 3 ABCDEF", "\\# 3 ABCDEF"),
             (RecordType::A, "\\# 4 C0000201", "192.0.2.1"),
         ];
@@ -1252,6 +1443,21 @@ mod tests {
             let mut out = Vec::new();
             let got = decompress(&msg, start, msg.len(), rtype, &mut out).map(|()| out);
             assert_eq!(got.ok(), expected, "{rtype} {rdata:?}");
+        }
+    }
+
+    #[test]
+    fn rrsig_times_are_dates_in_utc() {
+        assert_eq!(parse_time("19700101000000"), Some(0));
+        assert_eq!(parse_time("20261231235959"), Some(1_798_761_599));
+        assert_eq!(parse_time("21060207062815"), Some(u32::MAX));
+        assert_eq!(parse_time("21060207062816"), None);
+        assert_eq!(parse_time("20260230000000"), None);
+        assert_eq!(parse_time("1798761599"), Some(1_798_761_599));
+        for seconds in [0, 1, 951_782_400, 1_798_761_599, u32::MAX] {
+            let mut text = String::new();
+            write_time(seconds, &mut text);
+            assert_eq!(parse_time(&text), Some(seconds), "{text}");
         }
     }
 

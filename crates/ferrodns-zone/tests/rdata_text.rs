@@ -48,6 +48,13 @@ fn checked_wire_round_trips_through_text() {
         ),
         (RecordType::DNAME, "example.net."),
         (RecordType::HTTPS, "1 . alpn=h3,h2 port=8443 ipv6hint=2001:db8::1"),
+        (
+            RecordType::RRSIG,
+            "A 13 2 300 20261231000000 20261201000000 12345 example.com. mdsswUyr3DPW132mOi8V9xESWE8jTo0dxCjjnopKl+GqJxpVXckHAeF+KkxLbxILfDLUT0rAK9iUzy1L53eKGQ==",
+        ),
+        (RecordType::NSEC, "next.example.com. A NS SOA RRSIG NSEC DNSKEY TYPE65280"),
+        (RecordType::NSEC3, "1 0 10 AABBCCDD 2T7B4G4VSA5SMI47K61MV5BV1A22BOJR A RRSIG"),
+        (RecordType::NSEC3PARAM, "1 0 10 -"),
     ];
     let mut state = 0x9e37_79b9_7f4a_7c15u64;
     let mut next = move || {
@@ -80,9 +87,10 @@ fn checked_wire_round_trips_through_text() {
             if validate_wire(rtype, &mutated).is_ok() {
                 accepted += 1;
                 assert_eq!(reparsed.as_ref(), Ok(&mutated), "{rtype} {mutated:?} written as {shown}");
-                // Only a field without a text form (an empty digest or key, a
-                // CAA tag of other octets, SvcParams out of order or with a
-                // malformed value) sends well-formed RDATA to the generic form.
+                // Only a field without a text form (an empty digest, key,
+                // signature or hash, a CAA tag of other octets, SvcParams out
+                // of order or with a malformed value) sends well-formed RDATA
+                // to the generic form.
                 let may_be_generic = [
                     RecordType::DS,
                     RecordType::SSHFP,
@@ -90,6 +98,8 @@ fn checked_wire_round_trips_through_text() {
                     RecordType::DNSKEY,
                     RecordType::CAA,
                     RecordType::HTTPS,
+                    RecordType::RRSIG,
+                    RecordType::NSEC3,
                 ]
                 .contains(&rtype);
                 assert!(may_be_generic || !shown.starts_with("\\# "), "{rtype} {mutated:?} written as {shown}");
