@@ -128,16 +128,18 @@ fn an_ixfr_lists_each_step_between_the_current_soa() {
 
 #[test]
 fn a_record_too_large_for_a_message_stops_the_transfer() {
-    // 254 strings of 255 octets: 65,024 octets of RDATA, which no message
-    // with a header, the question and room for a TSIG can hold.
+    // The zone rules keep every stored record small enough for a 65,535-octet
+    // message (`rules::MAX_RDATA_LEN`), so the guard is shown with smaller
+    // messages: 80 strings of 250 octets, 20,080 octets of RDATA, against
+    // messages of at most 16,384.
     let big: String =
-        (0..254).map(|i| format!(" \"{}\"", ((b'a' + (i % 26) as u8) as char).to_string().repeat(255))).collect();
+        (0..80).map(|i| format!(" \"{}\"", ((b'a' + (i % 26) as u8) as char).to_string().repeat(250))).collect();
     let zone = zone(&format!("{ZONE}big TXT{big}\nafter A 192.0.2.9\n"));
     let request = parse_query(&axfr_query("example.", 252)).unwrap();
-    let (messages, result) = collect(ZoneTransfer::axfr(zone, &request, u16::MAX as usize));
+    let (messages, result) = collect(ZoneTransfer::axfr(zone, &request, 16_384));
     let error = result.expect_err("the transfer must not complete without the record");
     assert_eq!(error.rtype, RecordType::TXT);
-    assert_eq!(error.rdata_len, 65_024);
+    assert_eq!(error.rdata_len, 20_080);
     assert!(error.to_string().contains("big.example."), "{error}");
     let soas = messages.iter().flat_map(|m| records(m)).filter(|r| r.1 == 6).count();
     assert_eq!(soas, 1, "no closing SOA after a record was left out");

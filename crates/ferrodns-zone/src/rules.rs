@@ -21,6 +21,14 @@ use ferrodns_proto::RecordType;
 /// The node arena counts a name's RRsets in one octet.
 pub const MAX_TYPES_PER_NAME: usize = 255;
 
+/// The most RDATA a record may carry and still travel in a zone transfer:
+/// one TCP message (65,535 octets) holds the header (12), the question (a
+/// name of up to 255 octets and 4), the record's owner (up to 255) and fixed
+/// fields (10), and room for a TSIG record and an OPT (512). A longer record
+/// could be stored and answered over TCP but never transferred, so
+/// secondaries would hold other data at the same serial.
+pub const MAX_RDATA_LEN: usize = 65_535 - 12 - (255 + 4) - (255 + 10) - 512;
+
 /// Whether records of this type can be kept in a zone: not OPT, TSIG or any
 /// other meta or question-only type, and not type 0.
 pub fn storable(rtype: RecordType) -> bool {
@@ -40,7 +48,7 @@ pub enum RecordProblem {
     NotStorable(RecordType),
     /// The RDATA is not well formed for its type.
     BadRdata(RecordType, RdataError),
-    /// The RDATA is longer than a record's 16-bit length field allows.
+    /// The RDATA is longer than a zone transfer can carry ([`MAX_RDATA_LEN`]).
     TooLong(RecordType, usize),
 }
 
@@ -49,7 +57,10 @@ impl fmt::Display for RecordProblem {
         match self {
             RecordProblem::NotStorable(rtype) => write!(f, "{rtype} is not a type that can be stored in a zone"),
             RecordProblem::BadRdata(rtype, error) => write!(f, "{rtype}: {error}"),
-            RecordProblem::TooLong(rtype, len) => write!(f, "{rtype}: {len} octets of RDATA, over the 65535 allowed"),
+            RecordProblem::TooLong(rtype, len) => write!(
+                f,
+                "{rtype}: {len} octets of RDATA, over the {MAX_RDATA_LEN} a record may have to fit in a zone transfer message"
+            ),
         }
     }
 }
@@ -59,7 +70,7 @@ pub fn check_record(rtype: RecordType, rdata: &[u8]) -> Result<(), RecordProblem
     if !storable(rtype) {
         return Err(RecordProblem::NotStorable(rtype));
     }
-    if rdata.len() > u16::MAX as usize {
+    if rdata.len() > MAX_RDATA_LEN {
         return Err(RecordProblem::TooLong(rtype, rdata.len()));
     }
     validate_wire(rtype, rdata).map_err(|e| RecordProblem::BadRdata(rtype, e))
@@ -226,5 +237,17 @@ mod tests {
             check_record(RecordType(65000), &vec![0; 70000]),
             Err(RecordProblem::TooLong(RecordType(65000), 70000))
         );
+        // A TXT of 65,024 octets fits the length field but no transfer message.
+        let txt = |len: usize| -> Vec<u8> {
+            let mut rdata = Vec::new();
+            while rdata.len() < len {
+                let chunk = (len - rdata.len() - 1).min(255);
+                rdata.push(chunk as u8);
+                rdata.extend(std::iter::repeat_n(b'x', chunk));
+            }
+            rdata
+        };
+        assert_eq!(check_record(RecordType::TXT, &txt(65_024)), Err(RecordProblem::TooLong(RecordType::TXT, 65_024)));
+        assert_eq!(check_record(RecordType::TXT, &txt(MAX_RDATA_LEN)), Ok(()));
     }
 }
