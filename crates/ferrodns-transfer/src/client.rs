@@ -252,8 +252,16 @@ async fn transfer_inner(
                 }
                 (Phase::First, true) if serial == first_serial => Phase::Done,
                 (Phase::First, true) if qtype == RecordType::IXFR => Phase::Deletions,
-                (Phase::First, _) => Phase::Whole,
-                (Phase::Whole, true) => Phase::Done,
+                (Phase::Whole, true) if serial == first_serial => Phase::Done,
+                // RFC 5936 §2.2: a zone's transfer opens and closes with the same SOA.
+                (Phase::First | Phase::Whole, true) => {
+                    return Err(ClientError::Malformed(format!(
+                        "the closing SOA has serial {}, the opening one {}",
+                        serial.map_or_else(|| "none".to_string(), |s| s.0.to_string()),
+                        first_serial.map_or_else(|| "none".to_string(), |s| s.0.to_string()),
+                    )));
+                }
+                (Phase::First, false) => Phase::Whole,
                 (Phase::Deletions, true) => Phase::Additions,
                 (Phase::Additions, true) if serial == first_serial => Phase::Done,
                 (Phase::Additions, true) => Phase::Deletions,

@@ -13,15 +13,22 @@ use std::time::Duration;
 
 use arc_swap::ArcSwap;
 use ferrodns_proto::tsig::Key;
+use ferrodns_proto::Serial;
 use ferrodns_zone::ZoneSet;
 
 use crate::client::query_soa;
 use crate::notify::{Addresses, Announcement, Notifier, Term};
-use crate::peers::Peers;
-use crate::primary::unix_now;
+use crate::peers::{PeerState, Peers};
 
 /// How recent a secondary's known serial must be to skip asking again.
-const FRESH: u64 = 60;
+const FRESH: Duration = Duration::from_secs(60);
+
+/// Whether a secondary must be asked for its serial this round: unless it
+/// is known to hold `serial` and was heard from within [`FRESH`], on
+/// tokio's clock.
+fn needs_asking(known: Option<PeerState>, serial: Serial) -> bool {
+    !known.is_some_and(|s| s.serial == serial && s.heard.elapsed() < FRESH)
+}
 
 /// Starts the checker; it acts only while `term` says this node leads.
 pub fn spawn(
@@ -48,10 +55,7 @@ pub fn spawn(
                 for target in &targets {
                     let label = target.to_string();
                     let state = known.iter().find(|(peer, _)| *peer == label).map(|(_, s)| *s);
-                    let current = state.is_some_and(|s| {
-                        s.serial == zone.serial() && unix_now().saturating_sub(s.last_contact) < FRESH
-                    });
-                    if current {
+                    if !needs_asking(state, zone.serial()) {
                         continue;
                     }
                     match query_soa(*target, apex, key.as_ref(), Duration::from_secs(2)).await {
@@ -87,4 +91,29 @@ pub fn spawn(
             }
         }
     });
+}
+
+#[cfg(test)]
+mod tests {
+    use ferrodns_proto::Name;
+
+    use super::*;
+
+    /// A secondary heard from at the zone's serial is left alone for a
+    /// minute, then asked again; one at another serial is asked at once.
+    /// On tokio's paused clock, so the minute takes no real time.
+    #[tokio::test(start_paused = true)]
+    async fn a_current_secondary_is_asked_again_after_a_minute() {
+        let peers = Peers::default();
+        let apex = Name::parse("drift.test.", None).unwrap();
+        peers.reported(&apex, "192.0.2.1:53", Serial(7));
+        let state = || peers.of_zone(&apex).first().map(|(_, s)| *s);
+        assert!(!needs_asking(state(), Serial(7)));
+        assert!(needs_asking(state(), Serial(8)), "a secondary behind the zone is asked");
+        assert!(needs_asking(None, Serial(7)), "a secondary never heard from is asked");
+        tokio::time::sleep(Duration::from_secs(59)).await;
+        assert!(!needs_asking(state(), Serial(7)));
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        assert!(needs_asking(state(), Serial(7)), "61 s after the last word it is asked again");
+    }
 }

@@ -16,8 +16,11 @@ use crate::primary::unix_now;
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct PeerState {
     pub serial: Serial,
-    /// Seconds since the Unix epoch.
+    /// Seconds since the Unix epoch, as the API shows it.
     pub last_contact: u64,
+    /// The same moment on tokio's monotonic clock, which the drift checker
+    /// measures freshness by (and a test can pause and move).
+    pub heard: tokio::time::Instant,
     /// Set by the drift checker while the peer lags behind the zone.
     pub drifting: bool,
 }
@@ -33,7 +36,8 @@ impl Peers {
         let mut zones = self.zones.lock().unwrap_or_else(|e| e.into_inner());
         let peers = zones.entry(apex.to_lowercase().as_wire().to_vec()).or_default();
         let drifting = peers.get(peer).is_some_and(|s| s.drifting && s.serial == serial);
-        peers.insert(peer.to_string(), PeerState { serial, last_contact: unix_now(), drifting });
+        let heard = tokio::time::Instant::now();
+        peers.insert(peer.to_string(), PeerState { serial, last_contact: unix_now(), heard, drifting });
     }
 
     /// Marks a peer as lagging behind the zone, or caught up.
@@ -43,6 +47,7 @@ impl Peers {
         let state = peers.entry(peer.to_string()).or_insert(PeerState {
             serial: Serial(0),
             last_contact: unix_now(),
+            heard: tokio::time::Instant::now(),
             drifting,
         });
         state.drifting = drifting;

@@ -36,6 +36,7 @@ use ferrodns_zone::edit::{Diff, Record};
 use ferrodns_zone::live::{apply_to_zone, LiveZones};
 use ferrodns_zone::writer::write_zone;
 use ferrodns_zone::{load_zone_file, Zone, ZoneBuilder};
+use sha2::Digest;
 use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 
@@ -108,11 +109,7 @@ impl Secondary {
     }
 
     fn zone_path(&self, apex: &Name) -> PathBuf {
-        let text = apex.to_lowercase().to_string();
-        let safe = text.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_'));
-        let stem = if safe { text.trim_end_matches('.').to_string() } else { format!("x{}", hex(apex.as_wire())) };
-        let stem = if stem.is_empty() { "root".to_string() } else { stem };
-        self.settings.data_dir.join("secondary").join(format!("{stem}.zone"))
+        self.settings.data_dir.join("secondary").join(kept_file_name(apex))
     }
 
     fn load_persisted(&self) {
@@ -126,6 +123,16 @@ impl Secondary {
             match load_zone_file(&path, false) {
                 Ok(loaded) => {
                     let apex = loaded.zone.apex().to_lowercase();
+                    // A copy kept under an earlier naming moves to its name now, so
+                    // that the next transfer replaces it rather than leaving a
+                    // second, older copy to load at the next start.
+                    let path = {
+                        let named = self.zone_path(&apex);
+                        if named != path && std::fs::rename(&path, &named).is_err() {
+                            tracing::warn!(file = %path.display(), "cannot rename the kept copy to {}", named.display());
+                        }
+                        named
+                    };
                     // The file's time is when the zone was last confirmed current;
                     // a copy older than the clock reaches back counts as never.
                     let modified = entry.metadata().and_then(|m| m.modified()).unwrap_or(SystemTime::UNIX_EPOCH);
@@ -473,6 +480,22 @@ pub fn catalog_members(catalog: &Zone) -> BTreeMap<Name, String> {
     members
 }
 
+/// The file a secondary zone is kept in: its name in lowercase when that
+/// is plain (letters, digits, `-`, `_`, dots) and short, otherwise `@` and
+/// the SHA-256 of its wire form; `@root` for the root. `@` never appears in
+/// a plain name, so no two zones share a file, and every file name fits in
+/// the 255 octets a file system allows.
+fn kept_file_name(apex: &Name) -> String {
+    let text = apex.to_lowercase().to_string();
+    let plain = text.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_'));
+    let stem = match text.trim_end_matches('.') {
+        "" => "@root".to_string(),
+        stem if plain && stem.len() <= 200 => stem.to_string(),
+        _ => format!("@{}", hex(&sha2::Sha256::digest(apex.to_lowercase().as_wire()))),
+    };
+    format!("{stem}.zone")
+}
+
 fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
@@ -483,6 +506,47 @@ mod tests {
 
     fn secs(n: u64) -> Duration {
         Duration::from_secs(n)
+    }
+
+    /// Zones that once shared a file (`.` and `root.`; `a/b.` and the zone
+    /// its hex form spelt) get their own, and the longest names fit.
+    #[test]
+    fn kept_file_names_are_distinct_and_fit() {
+        let long = format!("{}.", ["a".repeat(63), "b".repeat(63), "c".repeat(63), "d".repeat(61)].join("."));
+        let names = [".", "root.", "a/b.", "x03612f6200.", "Example.COM.", "example.com.", &long, "x.y-z_w."];
+        let files: Vec<String> = names.iter().map(|n| kept_file_name(&Name::parse(n, None).unwrap())).collect();
+        assert_eq!(files[4], files[5], "case does not matter");
+        assert_eq!(files[4], "example.com.zone");
+        let mut distinct = files.clone();
+        distinct.sort();
+        distinct.dedup();
+        assert_eq!(distinct.len(), files.len() - 1, "{files:?}");
+        assert!(files.iter().all(|f| f.len() <= 255 && !f.contains('/')), "{files:?}");
+    }
+
+    /// A copy kept under another file name (an earlier naming) is moved to
+    /// its name at start, so that no second copy lingers to load later.
+    #[tokio::test(start_paused = true)]
+    async fn a_kept_copy_moves_to_its_file_name() {
+        let data_dir = std::env::temp_dir().join(format!("ferrodns-secondary-rename-{}", std::process::id()));
+        std::fs::create_dir_all(data_dir.join("secondary")).unwrap();
+        let legacy = data_dir.join("secondary/xdeadbeef.zone");
+        std::fs::write(&legacy, "$ORIGIN moved.test.\n@ 300 IN SOA ns hostmaster 7 60 20 100 300\n@ 300 IN NS ns\n")
+            .unwrap();
+        let settings = SecondarySettings {
+            primaries: Vec::new(),
+            key: None,
+            catalog: None,
+            zones: Vec::new(),
+            data_dir: data_dir.clone(),
+            limits: TransferLimits::default(),
+        };
+        let live = Arc::new(LiveZones::new(Default::default()));
+        let _secondary = Secondary::start(settings, live.clone()).unwrap();
+        assert!(live.snapshot().get(Name::parse("moved.test.", None).unwrap().as_wire()).is_some());
+        assert!(!legacy.exists());
+        assert!(data_dir.join("secondary/moved.test.zone").exists());
+        let _ = std::fs::remove_dir_all(&data_dir);
     }
 
     #[test]

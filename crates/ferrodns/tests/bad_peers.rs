@@ -1,6 +1,7 @@
 //! Bad primaries: a ferrodns secondary is fed a good version, then a
 //! truncated AXFR, an IXFR that starts at the wrong serial, a transfer that
-//! fails TSIG, and a zone over its size limit. Each time it must keep
+//! fails TSIG, a zone over its size limit, and an AXFR whose closing SOA
+//! disagrees with its opening one. Each time it must keep
 //! serving the good version and log why.
 //!
 //! No real server misbehaves on demand, so the primary here is a small
@@ -37,6 +38,8 @@ enum Mode {
     BadTsig,
     /// Serial 2; an AXFR of 200 records, over the secondary's limit of 50.
     Oversized,
+    /// Serial 2; the AXFR's closing SOA says serial 3.
+    MismatchedClosingSoa,
 }
 
 fn now() -> u64 {
@@ -157,6 +160,11 @@ impl ScriptedPrimary {
                         signed(&packet, vec![message(&query, &zone_records(2, 0))], &Key::parse(WRONG_KEY).unwrap())
                     }
                     Mode::Oversized => signed(&packet, vec![message(&query, &zone_records(2, 200))], &right),
+                    Mode::MismatchedClosingSoa => {
+                        let mut records = zone_records(2, 0);
+                        records.last_mut().unwrap().2 = soa_rdata(3);
+                        signed(&packet, vec![message(&query, &records)], &right)
+                    }
                 };
                 for message in messages {
                     let _ = stream.write_all(&(message.len() as u16).to_be_bytes());
@@ -175,7 +183,7 @@ impl ScriptedPrimary {
 
 fn start_secondary(primary: SocketAddr) -> SecondaryNode {
     let extra = ["--catalog-zone", "off", "--secondary-zone", ZONE, "--tsig-key", KEY, "--xfr-max-records", "50"];
-    SecondaryNode::start(free_port(), &[primary], &extra)
+    SecondaryNode::start(0, &[primary], &extra)
 }
 
 fn wait_for_log(secondary: &SecondaryNode, text: &str, after: usize) {
@@ -210,6 +218,7 @@ fn bad_transfers_leave_the_served_version_alone() {
         (Mode::WrongSerialIxfr, "the IXFR step starts at serial 7 but we hold 1"),
         (Mode::BadTsig, "MAC does not verify"),
         (Mode::Oversized, "over 50 records"),
+        (Mode::MismatchedClosingSoa, "the closing SOA has serial 3, the opening one 2"),
     ];
     for (mode, reason) in cases {
         let mark = secondary.log().len();

@@ -151,7 +151,7 @@ fn a_dead_first_primary_is_skipped() {
     );
     let dead = SocketAddr::from(([127, 0, 0, 1], free_port()));
     let by_name = format!("localhost:{}", primary.dns.port());
-    let secondary = SecondaryNode::start(free_port(), &[dead], &["--primary", &by_name, "--tsig-key", KEY]);
+    let secondary = SecondaryNode::start(0, &[dead], &["--primary", &by_name, "--tsig-key", KEY]);
     wait_until(
         secondary.dns,
         "www.failover.test.",

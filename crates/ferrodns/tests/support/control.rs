@@ -11,7 +11,7 @@ use reqwest::blocking::{Client, RequestBuilder, Response};
 use reqwest::Method;
 use serde_json::Value;
 
-use super::{free_port, temp_dir};
+use super::temp_dir;
 
 /// Where a test's data lives. PostgreSQL databases are created fresh and
 /// dropped afterwards, so tests run in parallel.
@@ -167,21 +167,24 @@ impl Node {
         }
     }
 
-    /// Starts the process; a restart keeps the first start's ports.
+    /// Starts the process. The first start binds ports of the kernel's
+    /// choosing and reads them from the log; a restart asks for the same.
     fn launch(&mut self) {
-        if self.api.is_empty() {
-            self.dns = SocketAddr::from(([127, 0, 0, 1], free_port()));
-            self.api = format!("http://127.0.0.1:{}", free_port());
-        }
-        let api_port: u16 = self.api.rsplit(':').next().unwrap().parse().unwrap();
-        let log = std::fs::OpenOptions::new().create(true).append(true).open(self.data_dir.join("server.log")).unwrap();
+        let first = self.api.is_empty();
+        let (dns, api) = if first {
+            ("127.0.0.1:0".to_string(), "127.0.0.1:0".to_string())
+        } else {
+            (self.dns.to_string(), self.api.trim_start_matches("http://").to_string())
+        };
+        let log_path = self.data_dir.join("server.log");
+        let log = std::fs::OpenOptions::new().create(true).append(true).open(&log_path).unwrap();
         let mut command = Command::new(env!("CARGO_BIN_EXE_ferrodns"));
         command
             .arg("serve")
             .arg("--dns-listen")
-            .arg(self.dns.to_string())
+            .arg(dns)
             .arg("--api-listen")
-            .arg(format!("127.0.0.1:{api_port}"))
+            .arg(api)
             .arg("--data-dir")
             .arg(&self.data_dir)
             .arg("--udp-workers")
@@ -193,6 +196,11 @@ impl Node {
         command.args(&self.extra);
         let child = command.stdout(log.try_clone().unwrap()).stderr(log).stdin(Stdio::null()).spawn().unwrap();
         self.child = Some(child);
+        if first {
+            let (dns, api) = super::logged_addresses(&log_path, self.child.as_mut().unwrap(), true);
+            self.dns = dns;
+            self.api = format!("http://{}", api.expect("the API address"));
+        }
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
             if let Some(status) = self.child.as_mut().unwrap().try_wait().unwrap() {

@@ -97,6 +97,33 @@ pub fn free_port() -> u16 {
     }
 }
 
+/// The addresses a ferrodns process started on port 0 reports in its log
+/// ("serving DNS dns=[…]", and "serving the API api=…" when `api`), so that
+/// no port is probed and released first for another process to take.
+/// Waits up to 30 s; panics with the log if the process exits first.
+pub fn logged_addresses(log: &Path, child: &mut Child, api: bool) -> (SocketAddr, Option<SocketAddr>) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let text = std::fs::read_to_string(log).unwrap_or_default();
+        let value = |marker: &str, key: &str| -> Option<String> {
+            let line = text.lines().find(|l| l.contains(marker))?;
+            let rest = &line[line.find(key)? + key.len()..];
+            Some(rest.split([' ', ',', ']']).next()?.to_string())
+        };
+        let dns = value("serving DNS", "dns=[").and_then(|v| v.parse().ok());
+        let api_address = value("serving the API", "api=").and_then(|v| v.parse().ok());
+        match (dns, api_address) {
+            (Some(dns), api_address) if api_address.is_some() || !api => return (dns, api_address),
+            _ => {}
+        }
+        if let Some(status) = child.try_wait().unwrap() {
+            panic!("ferrodns exited at start ({status}):\n{text}");
+        }
+        assert!(Instant::now() < deadline, "ferrodns logged no bound address in 30 s:\n{text}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
 /// A running server process.
 pub struct Server {
     pub name: &'static str,
@@ -174,10 +201,16 @@ fn require(binary: &str) -> PathBuf {
     panic!("{binary} is not installed; .ci/run installs it (apt-get install knot nsd)");
 }
 
+/// Starts a server and waits until it answers `probe`. Port 0 means a
+/// ferrodns that binds a port of the kernel's choosing and logs it.
 fn spawn(name: &'static str, port: u16, dir: PathBuf, command: &mut Command, probe: &str) -> Server {
     let log = std::fs::File::create(dir.join("server.log")).unwrap();
-    let child = command.stdout(log.try_clone().unwrap()).stderr(log).stdin(Stdio::null()).spawn().unwrap();
-    let mut server = Server { name, addr: SocketAddr::from(([127, 0, 0, 1], port)), child, dir };
+    let mut child = command.stdout(log.try_clone().unwrap()).stderr(log).stdin(Stdio::null()).spawn().unwrap();
+    let addr = match port {
+        0 => logged_addresses(&dir.join("server.log"), &mut child, false).0,
+        port => SocketAddr::from(([127, 0, 0, 1], port)),
+    };
+    let mut server = Server { name, addr, child, dir };
     let deadline = Instant::now() + Duration::from_secs(30);
     let qname = Name::parse(probe, None).unwrap();
     loop {
@@ -202,16 +235,15 @@ fn spawn(name: &'static str, port: u16, dir: PathBuf, command: &mut Command, pro
 
 /// Starts ferrodns serving `zones` from files.
 pub fn start_ferrodns(zones: &[ZoneFile], extra: &[&str]) -> Server {
-    let port = free_port();
     let dir = temp_dir("ferrodns");
     let mut command = Command::new(env!("CARGO_BIN_EXE_ferrodns"));
-    command.arg("serve").arg("--dns-listen").arg(format!("127.0.0.1:{port}")).arg("--api-listen").arg("off");
+    command.arg("serve").arg("--dns-listen").arg("127.0.0.1:0").arg("--api-listen").arg("off");
     command.arg("--data-dir").arg(&dir);
     for zone in zones {
         command.arg("--zone-file").arg(&zone.path);
     }
     command.args(extra);
-    spawn("ferrodns", port, dir, &mut command, &zones[0].origin)
+    spawn("ferrodns", 0, dir, &mut command, &zones[0].origin)
 }
 
 /// Starts Knot DNS serving `zones`.

@@ -17,10 +17,10 @@ pub struct SecondaryNode {
 }
 
 impl SecondaryNode {
+    /// Starts a secondary on `port`; 0 lets the kernel choose (for tests
+    /// whose primaries need not know the port before it starts).
     pub fn start(port: u16, primaries: &[SocketAddr], extra: &[&str]) -> SecondaryNode {
-        let data_dir = std::env::temp_dir().join(format!("ferrodns-secondary-{}-{port}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&data_dir);
-        std::fs::create_dir_all(&data_dir).unwrap();
+        let data_dir = super::temp_dir("secondary");
         let dns = SocketAddr::from(([127, 0, 0, 1], port));
         let mut args: Vec<String> =
             vec!["serve".into(), "--role".into(), "secondary".into(), "--dns-listen".into(), dns.to_string()];
@@ -44,6 +44,13 @@ impl SecondaryNode {
             .spawn()
             .unwrap();
         self.child = Some(child);
+        if self.dns.port() == 0 {
+            // Port 0: the kernel's choice, from the log; restarts ask for it again.
+            self.dns =
+                super::logged_addresses(&self.data_dir.join("server.log"), self.child.as_mut().unwrap(), false).0;
+            let listen = self.args.iter().position(|a| a == "--dns-listen").expect("--dns-listen") + 1;
+            self.args[listen] = self.dns.to_string();
+        }
         // Wait until DNS answers (REFUSED is fine: no zone yet).
         let deadline = Instant::now() + Duration::from_secs(20);
         while std::panic::catch_unwind(|| dns_lookup(self.dns, "probe.invalid.", 6)).is_err() {
