@@ -65,6 +65,7 @@ fn path_to_pointer(path: &serde_path_to_error::Path) -> String {
 
 /// A zone name from a path: with or without the final dot.
 pub fn zone_name(text: &str) -> Result<Name, Problem> {
+    let text = &ascii_form(text).map_err(Problem::not_found)?;
     let absolute = if text.ends_with('.') { text.to_string() } else { format!("{text}.") };
     Name::parse(&absolute, None)
         .map(|n| n.to_lowercase())
@@ -76,7 +77,21 @@ pub fn owner_name(text: &str, apex: &Name) -> Result<Name, String> {
     if text.is_empty() {
         return Err("the name is empty; use @ for the apex".to_string());
     }
+    let text = &ascii_form(text)?;
     Name::parse(text, Some(apex)).map(|n| n.to_lowercase()).map_err(|e| format!("{text:?} is not a valid name: {e}"))
+}
+
+/// A name as the DNS carries it: ASCII text as given; a name with other
+/// characters (`bücher.test`) as its A-labels (`xn--bcher-kva.test`), by
+/// UTS #46 non-transitional processing with the strict (STD3) rules, which
+/// is IDNA 2008's form. Raw UTF-8 octets never reach a label.
+pub fn ascii_form(text: &str) -> Result<std::borrow::Cow<'_, str>, String> {
+    if text.is_ascii() {
+        return Ok(std::borrow::Cow::Borrowed(text));
+    }
+    idna::domain_to_ascii_strict(text)
+        .map(std::borrow::Cow::Owned)
+        .map_err(|_| format!("{text:?} is not a valid internationalized domain name"))
 }
 
 /// A type mnemonic (`AAAA`) or RFC 3597 form (`TYPE65534`).

@@ -173,6 +173,7 @@ pub fn router(state: ApiState) -> Router {
         .route("/v1/zones/{zone}/secondaries", get(replication::zone_secondaries))
         .fallback(system::not_found)
         .layer(DefaultBodyLimit::max(limit))
+        .layer(axum::middleware::map_response(problem::errors_as_problems))
         .with_state(state)
 }
 

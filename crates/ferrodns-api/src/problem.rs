@@ -129,6 +129,44 @@ impl IntoResponse for Problem {
     }
 }
 
+/// Every error answers problem+json (RFC 9457), also those axum writes
+/// itself as plain text or with no body: 405 for a method a route lacks
+/// (its `Allow` header kept), 400 for a path that is not UTF-8, and the
+/// like. The original text, cut to 512 octets, becomes the detail.
+pub async fn errors_as_problems(response: Response) -> Response {
+    let status = response.status();
+    let is_problem = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|value| value.as_bytes() == b"application/problem+json");
+    if is_problem || !(status.is_client_error() || status.is_server_error()) {
+        return response;
+    }
+    let allow = response.headers().get(header::ALLOW).cloned();
+    let text = axum::body::to_bytes(response.into_body(), 512)
+        .await
+        .map(|bytes| String::from_utf8_lossy(&bytes).trim().to_string())
+        .unwrap_or_default();
+    let (slug, title) = match status {
+        StatusCode::BAD_REQUEST => ("bad-request", "Bad request"),
+        StatusCode::METHOD_NOT_ALLOWED => ("method-not-allowed", "Method not allowed"),
+        StatusCode::UNSUPPORTED_MEDIA_TYPE => ("unsupported-media-type", "Unsupported media type"),
+        _ => ("http", status.canonical_reason().unwrap_or("Error")),
+    };
+    let detail = match (text.is_empty(), status, &allow) {
+        (false, ..) => text,
+        (true, StatusCode::METHOD_NOT_ALLOWED, Some(allow)) => {
+            format!("this endpoint takes {}", allow.to_str().unwrap_or("other methods"))
+        }
+        _ => title.to_lowercase(),
+    };
+    let mut problem = Problem::new(status, slug, title, detail).into_response();
+    if let Some(allow) = allow {
+        problem.headers_mut().insert(header::ALLOW, allow);
+    }
+    problem
+}
+
 impl From<StoreError> for Problem {
     fn from(error: StoreError) -> Problem {
         match error {
@@ -169,6 +207,7 @@ impl From<ControlError> for Problem {
             ControlError::Store(error) => Problem::from(error),
             ControlError::Shadowed(_) | ControlError::Reserved { .. } => Problem::conflict(error.to_string()),
             ControlError::Invalid(detail) => Problem::invalid(detail),
+            ControlError::Forbidden(detail) => Problem::forbidden(detail),
             ControlError::CommittedNotServed { .. } => Problem::new(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "committed-not-served",

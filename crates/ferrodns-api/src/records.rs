@@ -6,7 +6,7 @@ use axum::extract::{Path, Query, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use ferrodns_control::{Actor, ControlError};
+use ferrodns_control::ControlError;
 use ferrodns_proto::name::write_presentation;
 use ferrodns_proto::rdata::write_rdata;
 use ferrodns_proto::RecordType;
@@ -211,16 +211,11 @@ async fn apply(
     pointer: impl Fn(usize, ferrodns_zone::edit::Field) -> String,
 ) -> Result<Committed, Problem> {
     let expected = if_match(headers)?;
-    let actor = caller.actor();
-    state
-        .control
-        .change(Actor { name: &actor, scope: caller.scope() }, zone, expected.as_deref(), &changes)
-        .await
-        .map_err(|e| match e {
-            ControlError::Store(StoreError::Rejected(errors)) => Problem::from_edit_errors(&errors, &pointer),
-            ControlError::Store(StoreError::NotFound) => Problem::not_found(format!("no zone {}", zone.name)),
-            other => Problem::from(other),
-        })
+    state.control.change(caller.actor(), zone, expected.as_deref(), &changes).await.map_err(|e| match e {
+        ControlError::Store(StoreError::Rejected(errors)) => Problem::from_edit_errors(&errors, &pointer),
+        ControlError::Store(StoreError::NotFound) => Problem::not_found(format!("no zone {}", zone.name)),
+        other => Problem::from(other),
+    })
 }
 
 /// One change of a batch, as sent.
@@ -262,7 +257,14 @@ pub struct ChangeView {
     /// The zone's serial after the change.
     pub serial: u32,
     pub serial_from: Option<u32>,
+    /// The display name of the token that made the change; any token's
+    /// creator chooses it, so `actor_token` and `actor_tenant` say whose it is.
     pub actor: Option<String>,
+    /// The id of the token that made the change (empty for changes from
+    /// before ids were recorded).
+    pub actor_token: Option<String>,
+    /// That token's tenant (empty for changes from before tenants were recorded).
+    pub actor_tenant: Option<String>,
     pub at: Option<String>,
     /// What was asked.
     #[schema(value_type = Object)]
@@ -285,6 +287,8 @@ fn change_view(state: &ApiState, apex: &ferrodns_proto::Name, change: &ChangeRec
         serial: change.serial_to.0,
         serial_from: Some(change.serial_from.0),
         actor: Some(change.actor.clone()),
+        actor_token: Some(change.actor_token.clone()),
+        actor_tenant: Some(change.actor_tenant.clone()),
         at: Some(rfc3339(change.at)),
         changes: serde_json::from_str(&change.summary).unwrap_or(serde_json::Value::Null),
         status: crate::replication::change_status(state, apex, change.serial_to),
@@ -317,6 +321,8 @@ pub async fn change_response(state: &ApiState, committed: &Committed) -> Result<
             serial: committed.zone.serial.0,
             serial_from: None,
             actor: None,
+            actor_token: None,
+            actor_tenant: None,
             at: None,
             changes: serde_json::Value::Array(Vec::new()),
             status: "unchanged",

@@ -14,7 +14,7 @@ use ferrodns_store::{StoreError, TsigKeyRecord};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use crate::auth::{Caller, Role};
+use crate::auth::Caller;
 use crate::input::{self, json_body, rfc3339};
 use crate::problem::Problem;
 use crate::zones::zone_for;
@@ -22,12 +22,7 @@ use crate::ApiState;
 use ferrodns_control::now_micros;
 
 fn operator(caller: &Caller) -> Result<(), Problem> {
-    caller.require(Role::Admin)?;
-    if caller.is_operator() {
-        Ok(())
-    } else {
-        Err(Problem::forbidden("TSIG keys are server-wide; only operator admin tokens manage them"))
-    }
+    Ok(caller.require_operator("TSIG keys are")?)
 }
 
 /// The body of `POST /v1/tsigkeys`.

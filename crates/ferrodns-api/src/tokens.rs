@@ -10,11 +10,16 @@ use ferrodns_store::{StoreError, TokenRecord};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use crate::auth::{hash_secret, new_id, new_secret, Caller, Role};
+use crate::auth::{Caller, Role};
 use crate::input::{self, json_body, rfc3339};
 use crate::problem::Problem;
 use crate::ApiState;
-use ferrodns_control::now_micros;
+use ferrodns_control::tokens::NewToken;
+use ferrodns_control::ControlError;
+
+/// The most zones a token's list may name: each request that lists zones
+/// filters by them in one query.
+const MAX_TOKEN_ZONES: usize = 1000;
 
 /// The body of `POST /v1/tokens`.
 #[derive(Deserialize, ToSchema)]
@@ -82,6 +87,9 @@ pub async fn create_token(
     }
     let mut zones = None;
     if let Some(list) = &request.zones {
+        if list.len() > MAX_TOKEN_ZONES {
+            problem = problem.with_error("/zones", format!("a token names at most {MAX_TOKEN_ZONES} zones"));
+        }
         let mut names = Vec::new();
         for (i, text) in list.iter().enumerate() {
             match input::zone_name(text) {
@@ -94,40 +102,26 @@ pub async fn create_token(
     if !problem.errors.is_empty() {
         return Err(problem);
     }
-    if tenant != caller.token.tenant && !caller.is_operator() {
-        return Err(Problem::forbidden("only operator tokens may create tokens for another tenant"));
-    }
-    // A zone-limited admin must not mint a token wider than itself.
-    if let Some(own) = &caller.token.zones {
-        if zones.as_ref().is_none_or(|z: &Vec<String>| z.iter().any(|name| !own.contains(name))) {
-            return Err(Problem::forbidden("this token is limited to some zones and cannot create a token for others"));
-        }
-    }
-    let role = role.expect("checked above");
-    let secret = new_secret();
-    let token = TokenRecord {
-        id: new_id(8),
+    let new = NewToken {
         name: request.name.trim().to_string(),
-        tenant,
-        role: role.as_str().to_string(),
+        role: role.expect("checked above"),
+        tenant: Some(tenant),
         zones,
-        created_at: now_micros(),
-        revoked_at: None,
     };
-    state.control.store.create_token(&token, &hash_secret(&secret)).await?;
+    let (token, secret) = state.control.create_token(&caller, new).await?;
     Ok((StatusCode::CREATED, Json(view(&token, Some(secret)))).into_response())
 }
 
-/// Lists tokens of the caller's tenant (every tenant for operators).
+/// Lists the tokens the caller covers: its tenant's, within its zone list
+/// if it has one (every tenant's, for the operator).
 #[utoipa::path(get, path = "/v1/tokens", responses((status = 200, body = Vec<TokenView>), (status = 403, body = Problem)))]
 pub async fn list_tokens(State(state): State<ApiState>, caller: Caller) -> Result<Json<Vec<TokenView>>, Problem> {
-    caller.require(Role::Admin)?;
-    let tenant = if caller.is_operator() { None } else { Some(caller.token.tenant.as_str()) };
-    let tokens = state.control.store.list_tokens(tenant).await?;
+    let tokens = state.control.list_tokens(&caller).await?;
     Ok(Json(tokens.iter().map(|t| view(t, None)).collect()))
 }
 
-/// Revokes a token; it fails from the next request on.
+/// Revokes a token the caller covers; it fails from the next request on.
+/// Tokens beyond the caller's reach are not found.
 #[utoipa::path(delete, path = "/v1/tokens/{id}", params(("id" = String, Path, description = "token id")),
     responses((status = 204), (status = 404, body = Problem)))]
 pub async fn revoke_token(
@@ -135,11 +129,9 @@ pub async fn revoke_token(
     caller: Caller,
     Path(id): Path<String>,
 ) -> Result<StatusCode, Problem> {
-    caller.require(Role::Admin)?;
-    let tenant = if caller.is_operator() { None } else { Some(caller.token.tenant.as_str()) };
-    match state.control.store.revoke_token(&id, tenant, now_micros()).await {
+    match state.control.revoke_token(&caller, &id).await {
         Ok(()) => Ok(StatusCode::NO_CONTENT),
-        Err(StoreError::NotFound) => Err(Problem::not_found(format!("no live token {id:?}"))),
+        Err(ControlError::Store(StoreError::NotFound)) => Err(Problem::not_found(format!("no live token {id:?}"))),
         Err(e) => Err(e.into()),
     }
 }

@@ -8,7 +8,7 @@ use axum::extract::{Path, Query, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use ferrodns_control::{Actor, ControlError, NewZone};
+use ferrodns_control::{ControlError, NewZone};
 use ferrodns_proto::{Name, RecordType};
 use ferrodns_store::{StoreError, ZoneRecord};
 use ferrodns_zone::edit::{ImportMode, RRsetData, RRsetKey, Working};
@@ -19,10 +19,11 @@ use ferrodns_zone::writer::write_zone;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
-use crate::auth::{new_id, Caller, Role};
+use crate::auth::{Caller, Role};
 use crate::input::{self, json_body, rfc3339};
 use crate::problem::{Problem, ProblemItem};
 use crate::ApiState;
+use ferrodns_control::tokens::new_id;
 
 /// A zone as the API shows it.
 #[derive(Serialize, ToSchema)]
@@ -139,15 +140,18 @@ pub async fn create_zone(
     caller.require(Role::Editor)?;
     let request: CreateZone = json_body(body, state.settings.max_body_bytes)?;
     let mut problem = Problem::invalid("the zone cannot be created as asked");
-    let absolute = if request.name.ends_with('.') { request.name.clone() } else { format!("{}.", request.name) };
-    let apex = match Name::parse(&absolute, None) {
+    let parsed = input::ascii_form(&request.name).and_then(|text| {
+        let absolute = if text.ends_with('.') { text.into_owned() } else { format!("{text}.") };
+        Name::parse(&absolute, None).map_err(|e| format!("{:?} is not a valid zone name: {e}", request.name))
+    });
+    let apex = match parsed {
         Ok(name) if !name.is_root() => Some(name.to_lowercase()),
         Ok(_) => {
             problem = problem.with_error("/name", "the root zone cannot be created here");
             None
         }
-        Err(e) => {
-            problem = problem.with_error("/name", format!("{:?} is not a valid zone name: {e}", request.name));
+        Err(message) => {
+            problem = problem.with_error("/name", message);
             None
         }
     };
@@ -194,9 +198,8 @@ pub async fn create_zone(
     if !caller.may_touch_zone(&apex) {
         return Err(Problem::forbidden(format!("this token is limited to other zones than {apex}")));
     }
-    let actor = caller.actor();
     let new_zone = NewZone { apex: apex.clone(), tenant, nameservers, ttl: request.ttl, catalog_id: new_id(8) };
-    let zone = match state.control.create_zone(Actor { name: &actor, scope: caller.scope() }, new_zone).await {
+    let zone = match state.control.create_zone(caller.actor(), new_zone).await {
         Err(ControlError::Store(StoreError::Exists)) => {
             return Err(Problem::conflict(format!("the zone {apex} exists already")))
         }
@@ -345,18 +348,16 @@ pub async fn import_zone(
         .await
         .map_err(|e| Problem::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "Internal error", e.to_string()))?;
     let (working, soa) = parsed?;
-    let actor = caller.actor();
-    let committed = state
-        .control
-        .import(Actor { name: &actor, scope: caller.scope() }, &zone, expected.as_deref(), mode, working, soa)
-        .await
-        .map_err(|e| match e {
-            ControlError::Store(StoreError::Rejected(errors)) => {
-                Problem::from_edit_errors(&errors, |_, _| String::new())
-            }
-            ControlError::Store(StoreError::NotFound) => Problem::not_found(format!("no zone {apex}")),
-            other => Problem::from(other),
-        })?;
+    let committed =
+        state.control.import(caller.actor(), &zone, expected.as_deref(), mode, working, soa).await.map_err(
+            |e| match e {
+                ControlError::Store(StoreError::Rejected(errors)) => {
+                    Problem::from_edit_errors(&errors, |_, _| String::new())
+                }
+                ControlError::Store(StoreError::NotFound) => Problem::not_found(format!("no zone {apex}")),
+                other => Problem::from(other),
+            },
+        )?;
     crate::records::change_response(&state, &committed).await
 }
 

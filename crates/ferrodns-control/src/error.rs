@@ -19,6 +19,8 @@ pub enum ControlError {
     Reserved { zone: Name, why: &'static str },
     /// The request is wrong on its face.
     Invalid(String),
+    /// The principal may not do this; says why.
+    Forbidden(String),
     /// The change committed, but the database went away before this node
     /// could read the zone back to serve it.
     CommittedNotServed { zone: Name, detail: String },
@@ -42,7 +44,7 @@ impl fmt::Display for ControlError {
                  change the file, or remove it from the server's zone files to manage the zone here"
             ),
             ControlError::Reserved { zone, why } => write!(f, "{zone} cannot be used: {why}"),
-            ControlError::Invalid(detail) => f.write_str(detail),
+            ControlError::Invalid(detail) | ControlError::Forbidden(detail) => f.write_str(detail),
             ControlError::CommittedNotServed { zone, detail } => write!(
                 f,
                 "the change to {zone} was committed, but the database went away before this node could serve it ({detail})"

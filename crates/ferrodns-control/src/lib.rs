@@ -28,12 +28,13 @@ pub mod election;
 mod error;
 pub mod follower;
 mod locks;
+pub mod tokens;
 
 use std::sync::Arc;
 
 use ferrodns_proto::tsig::{Algorithm, Key};
 use ferrodns_proto::{Name, RecordType};
-use ferrodns_store::{Committed, Scope, Store, StoreError, TsigKeyRecord, ZoneRecord};
+use ferrodns_store::{Author, Committed, Scope, Store, StoreError, TsigKeyRecord, ZoneRecord};
 use ferrodns_transfer::acl::Access;
 use ferrodns_transfer::catalog::Catalog;
 use ferrodns_transfer::peers::Peers;
@@ -44,10 +45,11 @@ pub use election::{Election, ElectionSettings, HaSnapshot, Leadership};
 pub use error::ControlError;
 pub use locks::ZoneLocks;
 
-/// Who asks for a write: the name the history records, and what it may touch.
+/// Who asks for a write: who the history records (the token's name, id and
+/// tenant), and what it may touch.
 #[derive(Clone, Copy, Debug)]
 pub struct Actor<'a> {
-    pub name: &'a str,
+    pub author: Author<'a>,
     pub scope: Scope<'a>,
 }
 
@@ -128,7 +130,7 @@ impl ControlPlane {
         let _publication = self.locks.lock(&zone.name).await;
         let committed = self
             .store
-            .apply_changes(&zone.name, &actor.scope, if_match, changes, &summary, actor.name, now_micros())
+            .apply_changes(&zone.name, &actor.scope, if_match, changes, &summary, &actor.author, now_micros())
             .await?;
         if committed.diff.is_some() {
             self.publish(&committed.zone, committed.diff.clone()).await?;
@@ -153,7 +155,7 @@ impl ControlPlane {
         let _publication = self.locks.lock(&zone.name).await;
         let committed = self
             .store
-            .import(&zone.name, &actor.scope, if_match, mode, rrsets, soa, &summary, actor.name, now_micros())
+            .import(&zone.name, &actor.scope, if_match, mode, rrsets, soa, &summary, &actor.author, now_micros())
             .await?;
         if committed.diff.is_some() {
             self.publish(&committed.zone, committed.diff.clone()).await?;
@@ -190,8 +192,10 @@ impl ControlPlane {
             RRsetData::new(&apex, RecordType::SOA, ttl, vec![soa]),
             RRsetData::new(&apex, RecordType::NS, ttl, nameservers.iter().map(|n| n.as_wire().to_vec()).collect()),
         ];
-        let (record, _diff) =
-            self.store.create_zone(&apex, &zone.tenant, "primary", rrsets, &zone.catalog_id, actor.name, now).await?;
+        let (record, _diff) = self
+            .store
+            .create_zone(&apex, &zone.tenant, "primary", rrsets, &zone.catalog_id, &actor.author, now)
+            .await?;
         self.publish(&record, None).await?;
         catalog::sync(self, catalog::CatalogSync::Full).await;
         Ok(record)

@@ -144,6 +144,15 @@ pub struct ZoneRecord {
     pub updated_at: i64,
 }
 
+/// Who a change is recorded as made by: the token's display name, its id
+/// and its tenant.
+#[derive(Clone, Copy, Debug)]
+pub struct Author<'a> {
+    pub name: &'a str,
+    pub token: &'a str,
+    pub tenant: &'a str,
+}
+
 /// A change-history entry, without its records.
 #[derive(Clone, Debug)]
 pub struct ChangeRecord {
@@ -151,7 +160,12 @@ pub struct ChangeRecord {
     pub zone_id: i64,
     pub serial_from: Serial,
     pub serial_to: Serial,
+    /// The display name of the token that made the change.
     pub actor: String,
+    /// That token's id and tenant ('' for changes made before they were
+    /// recorded): the name alone is whatever the token's creator chose.
+    pub actor_token: String,
+    pub actor_tenant: String,
     pub at: i64,
     /// What was asked, as JSON.
     pub summary: String,
@@ -307,7 +321,7 @@ impl Store {
         kind: &str,
         rrsets: Vec<RRsetData>,
         catalog_id: &str,
-        actor: &str,
+        author: &Author<'_>,
         now: i64,
     ) -> Result<(ZoneRecord, Diff)> {
         let apex = apex.to_lowercase();
@@ -345,7 +359,7 @@ impl Store {
         }
         let diff = Diff { old_serial: serial, new_serial: serial, removed: Vec::new(), added };
         let summary = serde_json::json!([{"action": "create-zone", "kind": kind}]).to_string();
-        insert_journal(&mut tx, zone.id, &diff, actor, now, &summary).await?;
+        insert_journal(&mut tx, zone.id, &diff, author, now, &summary).await?;
         announce(&mut tx, self.backend, &zone.name, Some(zone.serial)).await?;
         tx.commit().await?;
         Ok((zone, diff))
@@ -391,6 +405,16 @@ impl Store {
             sql.push_str(&format!(" AND name LIKE ${next} ESCAPE '\\'"));
             next += 1;
         }
+        // A token's zone list is a filter in the query too, so that a token
+        // limited to a few zones never reads every zone of the database.
+        if let Some(zones) = scope.zones {
+            if zones.is_empty() {
+                return Ok(Vec::new());
+            }
+            let placeholders: Vec<String> = (next..next + zones.len()).map(|n| format!("${n}")).collect();
+            sql.push_str(&format!(" AND name IN ({})", placeholders.join(", ")));
+            next += zones.len();
+        }
         sql.push_str(&format!(" ORDER BY name LIMIT ${next}"));
         let mut query = sqlx::query(&sql).bind(after.unwrap_or("").to_string());
         if let Some(tenant) = scope.tenant {
@@ -400,9 +424,10 @@ impl Store {
             let escaped = text.to_lowercase().replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_");
             query = query.bind(format!("%{escaped}%"));
         }
-        // A zone list on the token is applied after the query; fetch enough.
-        let fetch = if scope.zones.is_some() { i64::MAX } else { limit as i64 };
-        let rows = query.bind(fetch).fetch_all(&self.pool).await?;
+        for zone in scope.zones.unwrap_or_default() {
+            query = query.bind(zone.clone());
+        }
+        let rows = query.bind(limit as i64).fetch_all(&self.pool).await?;
         let mut zones = Vec::with_capacity(rows.len().min(limit as usize));
         for row in &rows {
             let zone = zone_from_row(row)?;
@@ -521,7 +546,7 @@ impl Store {
         if_match: Option<&[i64]>,
         changes: &[Change],
         summary: &str,
-        actor: &str,
+        author: &Author<'_>,
         now: i64,
     ) -> Result<Committed> {
         // Reject what is wrong on its face before taking any lock.
@@ -535,7 +560,7 @@ impl Store {
         let mut open = self.begin_change(apex, scope, if_match, now).await?;
         let current = load_owners(&mut open.tx, self.backend, open.zone.id, &edit::touched_owners(changes)).await?;
         let plan = edit::plan(apex, current, changes, &self.options.limits).map_err(StoreError::Rejected)?;
-        self.finish_change(open, plan, None, summary, actor, now).await
+        self.finish_change(open, plan, None, summary, author, now).await
     }
 
     /// Imports parsed RRsets atomically. `rrsets` holds no SOA; `soa` is the
@@ -551,7 +576,7 @@ impl Store {
         rrsets: Working,
         soa: Option<Vec<u8>>,
         summary: &str,
-        actor: &str,
+        author: &Author<'_>,
         now: i64,
     ) -> Result<Committed> {
         let apex_lower = apex.to_lowercase();
@@ -580,7 +605,7 @@ impl Store {
         };
         current.remove(&RRsetKey { owner: apex_lower.clone(), rtype: RecordType::SOA });
         let plan = edit::plan_import(apex, current, rrsets, mode).map_err(StoreError::Rejected)?;
-        self.finish_change(open, plan, soa, summary, actor, now).await
+        self.finish_change(open, plan, soa, summary, author, now).await
     }
 
     /// Step 1 of a change: lock the zone and check `If-Match`.
@@ -616,7 +641,7 @@ impl Store {
         plan: edit::Plan,
         new_soa_fields: Option<Vec<u8>>,
         summary: &str,
-        actor: &str,
+        author: &Author<'_>,
         now: i64,
     ) -> Result<Committed> {
         let OpenChange { _guard, mut tx, zone } = open;
@@ -674,7 +699,7 @@ impl Store {
         .fetch_one(&mut *tx)
         .await?;
         let zone = zone_from_row(&row)?;
-        let change = insert_journal(&mut tx, zone.id, &diff, actor, now, summary).await?;
+        let change = insert_journal(&mut tx, zone.id, &diff, author, now, summary).await?;
         announce(&mut tx, self.backend, &zone.name, Some(zone.serial)).await?;
         // On PostgreSQL journals are compacted by the leader (a fenced duty,
         // see `duties`); the single node of an SQLite database trims as it goes.
@@ -688,7 +713,7 @@ impl Store {
     /// Change history, newest first, before `before` (an id), at most `limit`.
     pub async fn list_changes(&self, zone_id: i64, before: Option<i64>, limit: u32) -> Result<Vec<ChangeRecord>> {
         let rows = sqlx::query(
-            "SELECT id, zone_id, serial_from, serial_to, actor, at, summary FROM journal \
+            "SELECT id, zone_id, serial_from, serial_to, actor, actor_token, actor_tenant, at, summary FROM journal \
              WHERE zone_id = $1 AND id < $2 ORDER BY id DESC LIMIT $3",
         )
         .bind(zone_id)
@@ -702,7 +727,7 @@ impl Store {
     /// One history entry with its diff.
     pub async fn change(&self, zone_id: i64, id: i64) -> Result<(ChangeRecord, Diff)> {
         let row = sqlx::query(
-            "SELECT id, zone_id, serial_from, serial_to, actor, at, summary, removed, added FROM journal \
+            "SELECT id, zone_id, serial_from, serial_to, actor, actor_token, actor_tenant, at, summary, removed, added FROM journal \
              WHERE zone_id = $1 AND id = $2",
         )
         .bind(zone_id)
@@ -719,7 +744,7 @@ impl Store {
     /// checking that replaying it gives the zone.
     pub async fn journal(&self, zone_id: i64) -> Result<Vec<(ChangeRecord, Diff)>> {
         let rows = sqlx::query(
-            "SELECT id, zone_id, serial_from, serial_to, actor, at, summary, removed, added FROM journal \
+            "SELECT id, zone_id, serial_from, serial_to, actor, actor_token, actor_tenant, at, summary, removed, added FROM journal \
              WHERE zone_id = $1 ORDER BY id",
         )
         .bind(zone_id)
@@ -955,7 +980,7 @@ impl Store {
             .await?;
         let Some(start): Option<i64> = start.try_get("id")? else { return Ok(None) };
         let rows = sqlx::query(
-            "SELECT id, zone_id, serial_from, serial_to, actor, at, summary, removed, added FROM journal \
+            "SELECT id, zone_id, serial_from, serial_to, actor, actor_token, actor_tenant, at, summary, removed, added FROM journal \
              WHERE zone_id = $1 AND id > $2 ORDER BY id",
         )
         .bind(zone_id)
@@ -1154,18 +1179,21 @@ async fn insert_journal(
     tx: &mut Transaction<'static, Any>,
     zone_id: i64,
     diff: &Diff,
-    actor: &str,
+    author: &Author<'_>,
     now: i64,
     summary: &str,
 ) -> Result<ChangeRecord> {
     let row = sqlx::query(
-        "INSERT INTO journal (zone_id, serial_from, serial_to, actor, at, summary, removed, added) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING id, zone_id, serial_from, serial_to, actor, at, summary",
+        "INSERT INTO journal (zone_id, serial_from, serial_to, actor, actor_token, actor_tenant, at, summary, \
+         removed, added) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) \
+         RETURNING id, zone_id, serial_from, serial_to, actor, actor_token, actor_tenant, at, summary",
     )
     .bind(zone_id)
     .bind(diff.old_serial.0 as i64)
     .bind(diff.new_serial.0 as i64)
-    .bind(actor.to_string())
+    .bind(author.name.to_string())
+    .bind(author.token.to_string())
+    .bind(author.tenant.to_string())
     .bind(now)
     .bind(summary.to_string())
     .bind(Diff::encode_records(&diff.removed))
@@ -1225,6 +1253,8 @@ fn change_from_row(row: &AnyRow) -> Result<ChangeRecord> {
         serial_from: serial_column(row, "serial_from")?,
         serial_to: serial_column(row, "serial_to")?,
         actor: row.try_get("actor")?,
+        actor_token: row.try_get("actor_token")?,
+        actor_tenant: row.try_get("actor_tenant")?,
         at: row.try_get("at")?,
         summary: row.try_get("summary")?,
     })

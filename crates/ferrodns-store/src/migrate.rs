@@ -43,6 +43,12 @@ const MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("../migrations/sqlite/0004_catalog_state.sql"),
         postgres: include_str!("../migrations/postgres/0004_catalog_state.sql"),
     },
+    Migration {
+        version: 5,
+        name: "journal_author",
+        sqlite: include_str!("../migrations/sqlite/0005_journal_author.sql"),
+        postgres: include_str!("../migrations/postgres/0005_journal_author.sql"),
+    },
 ];
 
 /// An arbitrary constant naming ferrodns' migration lock.

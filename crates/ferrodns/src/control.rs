@@ -9,9 +9,9 @@ use std::path::Path;
 use std::sync::Arc;
 
 use anyhow::{bail, Context};
-use ferrodns_api::auth::{hash_secret, new_id, new_secret, OPERATOR_TENANT};
 use ferrodns_api::{ApiSettings, ApiState};
 use ferrodns_control::catalog::{self, CatalogSync};
+use ferrodns_control::tokens::{hash_secret, new_id, new_secret, OPERATOR_TENANT};
 use ferrodns_control::{ControlPlane, Election, Replication, ZoneDefaults};
 use ferrodns_proto::Name;
 use ferrodns_store::{Store, StoreOptions, TokenRecord};

@@ -1,0 +1,145 @@
+//! Least privilege for tokens (issue 14, items 2 and 3), through the API of
+//! an in-process node:
+//!
+//! - a `system` admin limited to some zones is not the operator: it lists
+//!   no other tenant's tokens, makes no TSIG key, and cannot revoke the
+//!   operator's token;
+//! - a zone-limited admin of a tenant sees and revokes only the tokens
+//!   within its zones, never its tenant's unlimited ones, and mints none
+//!   wider than itself.
+
+mod support;
+
+use reqwest::Method;
+use serde_json::{json, Value};
+use support::control::{json, Database, Node};
+
+/// Creates a token as `as_token` (the operator when `None`): its id and secret.
+fn token(node: &Node, as_token: Option<&str>, body: Value) -> (String, String) {
+    let request = match as_token {
+        Some(secret) => node.request_as(secret, Method::POST, "/v1/tokens"),
+        None => node.request(Method::POST, "/v1/tokens"),
+    };
+    let (status, created, _) = json(request.json(&body).send().unwrap());
+    assert_eq!(status, 201, "{created}");
+    (created["id"].as_str().unwrap().to_string(), created["token"].as_str().unwrap().to_string())
+}
+
+fn listed_ids(node: &Node, secret: &str) -> Vec<String> {
+    let (status, list, _) = json(node.request_as(secret, Method::GET, "/v1/tokens").send().unwrap());
+    assert_eq!(status, 200, "{list}");
+    list.as_array().unwrap().iter().map(|t| t["id"].as_str().unwrap().to_string()).collect()
+}
+
+fn root_id(node: &Node) -> String {
+    let (_, list, _) = json(node.request(Method::GET, "/v1/tokens").send().unwrap());
+    let root = list.as_array().unwrap().iter().find(|t| t["name"] == "admin" && t["tenant"] == "system").unwrap();
+    root["id"].as_str().unwrap().to_string()
+}
+
+#[test]
+fn a_zone_limited_system_admin_is_not_the_operator() {
+    let node = Node::start_in_process(&Database::sqlite(), &[]);
+    let root = root_id(&node);
+    let (tenant_token, _) = token(&node, None, json!({"name": "ty-admin", "role": "admin", "tenant": "ty"}));
+    let (limited_id, limited) =
+        token(&node, None, json!({"name": "alpha-admin", "role": "admin", "zones": ["alpha.test"]}));
+
+    // Its own token only: not the root token, not another tenant's.
+    let seen = listed_ids(&node, &limited);
+    assert_eq!(seen, [limited_id], "a zone-limited system admin lists beyond its zones");
+    assert!(!seen.contains(&tenant_token));
+
+    // TSIG keys are server-wide.
+    let (status, body, _) =
+        json(node.request_as(&limited, Method::POST, "/v1/tsigkeys").json(&json!({"name": "steal"})).send().unwrap());
+    assert_eq!(status, 403, "{body}");
+    let (status, _, _) = json(node.request_as(&limited, Method::GET, "/v1/tsigkeys").send().unwrap());
+    assert_eq!(status, 403);
+
+    // The operator's token is out of reach, and keeps working.
+    let (status, body, _) =
+        json(node.request_as(&limited, Method::DELETE, &format!("/v1/tokens/{root}")).send().unwrap());
+    assert_eq!(status, 404, "{body}");
+    assert_eq!(json(node.request(Method::GET, "/v1/tokens").send().unwrap()).0, 200);
+
+    // Nor may it act on another tenant's zones or mint for another tenant.
+    let (status, _, _) = json(
+        node.request_as(&limited, Method::POST, "/v1/tokens")
+            .json(&json!({"name": "x", "role": "admin", "tenant": "ty", "zones": ["alpha.test"]}))
+            .send()
+            .unwrap(),
+    );
+    assert_eq!(status, 403);
+}
+
+#[test]
+fn a_zone_limited_admin_manages_only_tokens_within_its_zones() {
+    let node = Node::start_in_process(&Database::sqlite(), &[]);
+    let (wide_id, wide) = token(&node, None, json!({"name": "ty-admin", "role": "admin", "tenant": "ty"}));
+    let (narrow_id, narrow) =
+        token(&node, None, json!({"name": "b-admin", "role": "admin", "tenant": "ty", "zones": ["b.test"]}));
+    let (other_id, _) =
+        token(&node, None, json!({"name": "c-editor", "role": "editor", "tenant": "ty", "zones": ["c.test"]}));
+
+    // It may mint tokens inside its zones, and none wider.
+    let (own_id, _) = token(&node, Some(&narrow), json!({"name": "b-ci", "role": "editor", "zones": ["b.test"]}));
+    for body in [
+        json!({"name": "wide", "role": "editor"}),
+        json!({"name": "more", "role": "editor", "zones": ["b.test", "c.test"]}),
+    ] {
+        let (status, problem, _) =
+            json(node.request_as(&narrow, Method::POST, "/v1/tokens").json(&body).send().unwrap());
+        assert_eq!(status, 403, "{body} → {problem}");
+    }
+
+    let mut seen = listed_ids(&node, &narrow);
+    seen.sort();
+    let mut expected = vec![narrow_id.clone(), own_id.clone()];
+    expected.sort();
+    assert_eq!(seen, expected, "a b.test admin lists tokens beyond b.test");
+
+    // The tenant's unlimited admin and its other zones' tokens are not found;
+    // they keep working.
+    for id in [&wide_id, &other_id] {
+        let (status, body, _) =
+            json(node.request_as(&narrow, Method::DELETE, &format!("/v1/tokens/{id}")).send().unwrap());
+        assert_eq!(status, 404, "{body}");
+    }
+    assert_eq!(json(node.request_as(&wide, Method::GET, "/v1/tokens").send().unwrap()).0, 200);
+    assert_eq!(listed_ids(&node, &wide).len(), 4, "the tenant's unlimited admin sees all of its tokens");
+
+    // What it covers, it revokes.
+    let (status, _, _) =
+        json(node.request_as(&narrow, Method::DELETE, &format!("/v1/tokens/{own_id}")).send().unwrap());
+    assert_eq!(status, 204);
+}
+
+/// Issue 14, item 5: a tenant token may call itself `admin`, so the history
+/// records whose token made each change: its id and tenant beside the name.
+#[test]
+fn history_says_whose_token_made_a_change() {
+    let node = Node::start_in_process(&Database::sqlite(), &[]);
+    let root = root_id(&node);
+    let (impostor_id, impostor) = token(&node, None, json!({"name": "admin", "role": "admin", "tenant": "tx"}));
+    let created =
+        node.request_as(&impostor, Method::POST, "/v1/zones").json(&json!({"name": "history.test"})).send().unwrap();
+    assert_eq!(json(created).0, 201);
+    let put = node
+        .request_as(&impostor, Method::PUT, "/v1/zones/history.test/rrsets/www/A")
+        .json(&json!({"ttl": 60, "records": ["192.0.2.66"]}))
+        .send()
+        .unwrap();
+    let (status, body, _) = json(put);
+    assert_eq!(status, 200, "{body}");
+    assert_ne!(impostor_id, root);
+    let (_, history, _) =
+        json(node.request_as(&impostor, Method::GET, "/v1/zones/history.test/changes").send().unwrap());
+    let entries = history["items"].as_array().unwrap();
+    assert_eq!(entries.len(), 2, "the creation and the write: {history}");
+    for entry in entries {
+        assert_eq!(entry["actor"], "admin", "{entry}");
+        assert_eq!(entry["actor_token"].as_str(), Some(impostor_id.as_str()), "{entry}");
+        assert_eq!(entry["actor_tenant"], "tx", "{entry}");
+    }
+}
