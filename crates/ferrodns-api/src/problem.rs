@@ -208,6 +208,7 @@ impl From<ControlError> for Problem {
             ControlError::Shadowed(_) | ControlError::Reserved { .. } => Problem::conflict(error.to_string()),
             ControlError::Invalid(detail) => Problem::invalid(detail),
             ControlError::Forbidden(detail) => Problem::forbidden(detail),
+            ControlError::Unavailable(_) => Problem::forbidden(error.to_string()),
             ControlError::CommittedNotServed { .. } => Problem::new(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "committed-not-served",

@@ -21,6 +21,9 @@ pub enum ControlError {
     Invalid(String),
     /// The principal may not do this; says why.
     Forbidden(String),
+    /// A zone name the name policy keeps from this tenant (reserved, or
+    /// overlapping a zone it does not own); deliberately says no more.
+    Unavailable(Name),
     /// The change committed, but the database went away before this node
     /// could read the zone back to serve it.
     CommittedNotServed { zone: Name, detail: String },
@@ -44,6 +47,10 @@ impl fmt::Display for ControlError {
                  change the file, or remove it from the server's zone files to manage the zone here"
             ),
             ControlError::Reserved { zone, why } => write!(f, "{zone} cannot be used: {why}"),
+            ControlError::Unavailable(zone) => write!(
+                f,
+                "{zone} is not available to this tenant: it is reserved, or it overlaps a zone this tenant does not hold"
+            ),
             ControlError::Invalid(detail) | ControlError::Forbidden(detail) => f.write_str(detail),
             ControlError::CommittedNotServed { zone, detail } => write!(
                 f,

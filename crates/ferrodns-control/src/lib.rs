@@ -74,6 +74,37 @@ impl Default for ZoneDefaults {
     }
 }
 
+/// Which zone names a tenant may take. A zone is refused (unless the
+/// operator creates it and says so, `allow_overlap`) when it is:
+///
+/// - a top-level name (one label), or `in-addr.arpa.` or `ip6.arpa.`;
+/// - one of the operator's reserved names (`--reserved-zone`, exact
+///   names: public suffixes such as `co.uk.`, as Designate's TLD list);
+/// - equal to, inside or enclosing a zone of another tenant, or a zone a
+///   zone file serves, so that no tenant answers for another's names.
+///
+/// A refusal says only that the name is not available, never whether
+/// another tenant holds it: to them, others' zones look absent.
+#[derive(Clone, Debug, Default)]
+pub struct NamePolicy {
+    /// Exact names only the operator may create (lowercase).
+    pub reserved: Vec<Name>,
+}
+
+impl NamePolicy {
+    /// Why `apex` is reserved by the policy's fixed rules or list, if it is.
+    fn reserved(&self, apex: &Name) -> Option<&'static str> {
+        if apex.label_count() < 2 {
+            return Some("a top-level name");
+        }
+        let text = apex.to_string();
+        if text == "in-addr.arpa." || text == "ip6.arpa." {
+            return Some("a reverse-mapping root");
+        }
+        self.reserved.contains(apex).then_some("reserved by the operator")
+    }
+}
+
 /// A zone to create.
 #[derive(Clone, Debug)]
 pub struct NewZone {
@@ -86,6 +117,9 @@ pub struct NewZone {
     pub ttl: Option<u32>,
     /// RFC 9432 member id for the catalog.
     pub catalog_id: String,
+    /// Create it even where the [`NamePolicy`] would refuse: only the
+    /// operator may ask.
+    pub allow_overlap: bool,
 }
 
 /// What the control plane knows of replication.
@@ -112,6 +146,8 @@ pub struct ControlPlane {
     /// TSIG keys and secondaries' serials, when replication runs.
     pub replication: Option<Arc<Replication>>,
     pub defaults: ZoneDefaults,
+    /// Which names tenants may take.
+    pub names: NamePolicy,
 }
 
 impl ControlPlane {
@@ -173,6 +209,19 @@ impl ControlPlane {
     /// serves it, and lists it in the catalog.
     pub async fn create_zone(&self, actor: Actor<'_>, zone: NewZone) -> Result<ZoneRecord, ControlError> {
         let apex = zone.apex.to_lowercase();
+        let operator = actor.scope.tenant.is_none() && actor.scope.zones.is_none();
+        if actor.scope.tenant.is_some_and(|tenant| tenant != zone.tenant) {
+            return Err(ControlError::Forbidden("only the operator may create zones for another tenant".into()));
+        }
+        if actor.scope.zones.is_some_and(|list| !list.iter().any(|name| *name == apex.to_string())) {
+            return Err(ControlError::Forbidden(format!("this token is limited to other zones than {apex}")));
+        }
+        if zone.allow_overlap && !operator {
+            return Err(ControlError::Forbidden("only the operator may allow a zone the name policy refuses".into()));
+        }
+        if !zone.allow_overlap {
+            self.check_name(&apex, &zone.tenant).await?;
+        }
         if self.catalog.as_ref().is_some_and(|c| *c.name() == apex) {
             return Err(ControlError::Reserved { zone: apex, why: "it is this server's catalog zone" });
         }
@@ -199,6 +248,31 @@ impl ControlPlane {
         self.publish(&record, None).await?;
         catalog::sync(self, catalog::CatalogSync::Full).await;
         Ok(record)
+    }
+
+    /// Refuses a zone name the [`NamePolicy`] keeps from `tenant`. A zone of
+    /// the same tenant at the same name is `Exists`, as before; anything
+    /// else is `Unavailable`, which does not say which rule applied.
+    async fn check_name(&self, apex: &Name, tenant: &str) -> Result<(), ControlError> {
+        let unavailable = |why: &str| {
+            tracing::info!(zone = %apex, tenant, why, "zone name refused");
+            ControlError::Unavailable(apex.clone())
+        };
+        if let Some(why) = self.names.reserved(apex) {
+            return Err(unavailable(why));
+        }
+        if self.live.overlaps_file_zone(apex.as_wire()) && !self.live.is_file_zone(apex.as_wire()) {
+            return Err(unavailable("overlaps a zone file's zone"));
+        }
+        for other in self.store.zones_related_to(apex).await? {
+            if other.tenant == tenant && other.name == *apex {
+                return Err(ControlError::Store(StoreError::Exists));
+            }
+            if other.tenant != tenant {
+                return Err(unavailable("overlaps another tenant's zone"));
+            }
+        }
+        Ok(())
     }
 
     /// Deletes a zone, if its version is one of `if_match`; DNS stops

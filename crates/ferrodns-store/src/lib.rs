@@ -386,6 +386,29 @@ impl Store {
         }
     }
 
+    /// The stored zones named `apex`, above it or below it, whatever
+    /// their tenant: what a new zone at `apex` would overlap.
+    pub async fn zones_related_to(&self, apex: &Name) -> Result<Vec<ZoneRecord>> {
+        let text = apex.to_lowercase().to_string();
+        let mut ancestors = Vec::new();
+        let mut name = apex.to_lowercase();
+        while let Some(parent) = name.parent() {
+            ancestors.push(parent.to_string());
+            name = parent;
+        }
+        let placeholders: Vec<String> = (3..3 + ancestors.len()).map(|n| format!("${n}")).collect();
+        let mut sql = format!("SELECT {ZONE_COLUMNS} FROM zones WHERE name = $1 OR name LIKE $2 ESCAPE '\\'");
+        if !placeholders.is_empty() {
+            sql.push_str(&format!(" OR name IN ({})", placeholders.join(", ")));
+        }
+        let escaped = text.replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_");
+        let mut query = sqlx::query(&sql).bind(text.clone()).bind(format!("%.{escaped}"));
+        for ancestor in ancestors {
+            query = query.bind(ancestor);
+        }
+        query.fetch_all(&self.pool).await?.iter().map(zone_from_row).collect()
+    }
+
     /// Zones in name order after `after`, at most `limit`, whose name
     /// contains `name_contains`.
     pub async fn list_zones(

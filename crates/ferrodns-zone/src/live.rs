@@ -86,6 +86,15 @@ impl LiveZones {
         self.file_zones.lock().unwrap_or_else(|e| e.into_inner()).contains(apex_lower)
     }
 
+    /// True if a zone file serves this lowercase apex, a zone above it or
+    /// a zone below it.
+    pub fn overlaps_file_zone(&self, apex_lower: &[u8]) -> bool {
+        let files = self.file_zones.lock().unwrap_or_else(|e| e.into_inner());
+        files.iter().any(|file| {
+            ferrodns_proto::name::is_subdomain(apex_lower, file) || ferrodns_proto::name::is_subdomain(file, apex_lower)
+        })
+    }
+
     fn update<R>(&self, change: impl FnOnce(&mut ZoneSet) -> R) -> R {
         let _guard = self.publish.lock().unwrap_or_else(|e| e.into_inner());
         let mut next = ZoneSet::clone(&self.current.load());

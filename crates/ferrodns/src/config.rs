@@ -87,6 +87,9 @@ pub struct ServeArgs {
     /// Nameserver for the NS RRset of new zones (repeatable) [default: ns.invalid.].
     #[arg(long = "default-ns", env = "FERRODNS_DEFAULT_NS", value_delimiter = ',')]
     pub default_ns: Vec<String>,
+    /// A zone name tenants may not create, such as a public suffix (repeatable; exact names).
+    #[arg(long = "reserved-zone", env = "FERRODNS_RESERVED_ZONE", value_delimiter = ',')]
+    pub reserved_zone: Vec<String>,
     /// Most records in one RRset [default: 1000].
     #[arg(long = "max-records-per-rrset", env = "FERRODNS_MAX_RECORDS_PER_RRSET")]
     pub max_records_per_rrset: Option<usize>,
@@ -160,6 +163,7 @@ struct FileSettings {
     serial_policy: Option<String>,
     journal_keep: Option<u32>,
     default_ns: Option<Vec<String>>,
+    reserved_zone: Option<Vec<String>>,
     max_records_per_rrset: Option<usize>,
     max_body_bytes: Option<usize>,
     node_id: Option<String>,
@@ -200,6 +204,8 @@ pub struct ServeSettings {
     pub serial_policy: SerialPolicy,
     pub journal_keep: u32,
     pub default_ns: Vec<Name>,
+    /// Zone names only the operator may create (lowercase).
+    pub reserved_zones: Vec<Name>,
     pub max_records_per_rrset: usize,
     pub max_body_bytes: usize,
     pub node_id: String,
@@ -276,6 +282,14 @@ impl ServeArgs {
         }
         if default_ns.is_empty() {
             default_ns.push(Name::parse("ns.invalid.", None).expect("valid literal"));
+        }
+        let reserved_text =
+            if !self.reserved_zone.is_empty() { self.reserved_zone } else { file.reserved_zone.unwrap_or_default() };
+        let mut reserved_zones = Vec::new();
+        for text in &reserved_text {
+            let absolute = if text.ends_with('.') { text.clone() } else { format!("{text}.") };
+            let name = Name::parse(&absolute, None).with_context(|| format!("bad --reserved-zone '{text}'"))?;
+            reserved_zones.push(name.to_lowercase());
         }
         let node_id = self.node_id.or(file.node_id).unwrap_or_else(host_name);
         let list =
@@ -368,6 +382,7 @@ impl ServeArgs {
             serial_policy,
             journal_keep: self.journal_keep.or(file.journal_keep).unwrap_or(1000).max(1),
             default_ns,
+            reserved_zones,
             max_records_per_rrset: self.max_records_per_rrset.or(file.max_records_per_rrset).unwrap_or(1000).max(1),
             max_body_bytes: self.max_body_bytes.or(file.max_body_bytes).unwrap_or(32 << 20).max(1024),
             node_id,

@@ -12,7 +12,7 @@ use anyhow::{bail, Context};
 use ferrodns_api::{ApiSettings, ApiState};
 use ferrodns_control::catalog::{self, CatalogSync};
 use ferrodns_control::tokens::{hash_secret, new_id, new_secret, OPERATOR_TENANT};
-use ferrodns_control::{ControlPlane, Election, Replication, ZoneDefaults};
+use ferrodns_control::{ControlPlane, Election, NamePolicy, Replication, ZoneDefaults};
 use ferrodns_proto::Name;
 use ferrodns_store::{Store, StoreOptions, TokenRecord};
 use ferrodns_transfer::catalog::{file_zone_id, Catalog};
@@ -87,6 +87,7 @@ pub async fn start(
         leadership: election,
         replication: Some(Arc::new(replication)),
         defaults: ZoneDefaults { nameservers: settings.default_ns.clone(), ..ZoneDefaults::default() },
+        names: NamePolicy { reserved: settings.reserved_zones.clone() },
     });
     plane.load_tsig_keys().await.map_err(|e| anyhow::anyhow!("cannot load TSIG keys: {e}"))?;
     // A single node writes and publishes the catalog now; a node of several

@@ -143,3 +143,69 @@ fn history_says_whose_token_made_a_change() {
         assert_eq!(entry["actor_tenant"], "tx", "{entry}");
     }
 }
+
+/// Issue 14, item 1: no tenant takes over another's names. A zone equal to,
+/// inside or enclosing another tenant's zone or a zone file's is refused,
+/// as are top-level, reverse-root and operator-reserved names; the refusal
+/// never says another tenant holds the name. The operator may allow it.
+#[test]
+fn a_tenant_cannot_take_over_another_tenants_names() {
+    let dir = support::temp_dir("names");
+    let file = dir.join("corp.example.zone");
+    std::fs::write(
+        &file,
+        "$ORIGIN corp.example.\n@ 300 IN SOA ns hostmaster 1 60 60 600 60\n@ NS ns\nns A 192.0.2.1\nlogin A 192.0.2.2\n",
+    )
+    .unwrap();
+    let node = Node::start_in_process(
+        &Database::sqlite(),
+        &["--zone-file", file.to_str().unwrap(), "--reserved-zone", "co.uk"],
+    );
+    let (_, victim) = token(&node, None, json!({"name": "ty-admin", "role": "admin", "tenant": "ty"}));
+    let (_, attacker) = token(&node, None, json!({"name": "tx-admin", "role": "admin", "tenant": "tx"}));
+    let create = |secret: &str, body: Value| {
+        let (status, problem, _) = json(node.request_as(secret, Method::POST, "/v1/zones").json(&body).send().unwrap());
+        (status, problem)
+    };
+    assert_eq!(create(&victim, json!({"name": "victim.test"})).0, 201);
+    assert_eq!(create(&victim, json!({"name": "a.b.deep.test"})).0, 201);
+    let put = node
+        .request_as(&victim, Method::PUT, "/v1/zones/victim.test/rrsets/www/A")
+        .json(&json!({"ttl": 60, "records": ["192.0.2.10"]}))
+        .send()
+        .unwrap();
+    assert_eq!(json(put).0, 200);
+
+    for name in [
+        "www.victim.test",
+        "victim.test",
+        "deep.test",
+        "test",
+        "com",
+        "arpa",
+        "in-addr.arpa",
+        "login.corp.example",
+        "example",
+        "co.uk",
+    ] {
+        let (status, problem) = create(&attacker, json!({"name": name}));
+        assert_eq!(status, 403, "{name}: {problem}");
+        let detail = problem["detail"].as_str().unwrap();
+        assert!(!detail.contains("exist") && !detail.contains("ty"), "{name}: {detail}");
+    }
+    assert_eq!(support::control::dns_lookup(node.dns, "www.victim.test.", 1).1, ["192.0.2.10"]);
+    // Free names, the tenant's own nesting and a public suffix's children are fine.
+    assert_eq!(create(&attacker, json!({"name": "attacker.test"})).0, 201);
+    assert_eq!(create(&attacker, json!({"name": "shop.co.uk"})).0, 201);
+    assert_eq!(create(&victim, json!({"name": "sub.victim.test"})).0, 201);
+    assert_eq!(create(&victim, json!({"name": "victim.test"})).0, 409, "the tenant's own zone exists");
+    // Only the operator may allow an overlap, and then it is explicit.
+    assert_eq!(create(&attacker, json!({"name": "www.victim.test", "allow_overlap": true})).0, 403);
+    let (status, body, _) = json(
+        node.request(Method::POST, "/v1/zones")
+            .json(&json!({"name": "ops.victim.test", "tenant": "tx", "allow_overlap": true}))
+            .send()
+            .unwrap(),
+    );
+    assert_eq!(status, 201, "{body}");
+}
