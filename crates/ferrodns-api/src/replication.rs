@@ -14,16 +14,12 @@ use ferrodns_store::{StoreError, TsigKeyRecord};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use crate::auth::Caller;
+use crate::auth::{Caller, Role};
 use crate::input::{self, json_body, rfc3339};
 use crate::problem::Problem;
 use crate::zones::zone_for;
 use crate::ApiState;
 use ferrodns_control::now_micros;
-
-fn operator(caller: &Caller) -> Result<(), Problem> {
-    Ok(caller.require_operator("TSIG keys are")?)
-}
 
 /// The body of `POST /v1/tsigkeys`.
 #[derive(Deserialize, ToSchema)]
@@ -35,6 +31,12 @@ pub struct CreateTsigKey {
     pub algorithm: Option<String>,
     /// Base64; 32 random bytes are made when absent.
     pub secret: Option<String>,
+    /// The key transfers and NOTIFYs only this tenant's zones. The caller's
+    /// tenant when absent, except for the operator, whose keys without a
+    /// tenant or zones reach every zone.
+    pub tenant: Option<String>,
+    /// The key reaches only these zones (within the caller's zone list).
+    pub zones: Option<Vec<String>>,
 }
 
 /// A TSIG key as listed (never the secret).
@@ -42,13 +44,34 @@ pub struct CreateTsigKey {
 pub struct TsigKeyView {
     pub name: String,
     pub algorithm: String,
-    pub created_at: String,
+    /// Null for keys from the server's configuration.
+    pub created_at: Option<String>,
+    /// The tenant whose zones the key reaches; null for every tenant.
+    pub tenant: Option<String>,
+    /// The zones the key reaches; null for all of the tenant's (or every zone).
+    pub zones: Option<Vec<String>>,
+    /// A key from the server's configuration (`--tsig-key`): it reaches every
+    /// zone, and only the configuration changes it.
+    pub read_only: bool,
     /// Only in the response that creates the key.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub secret: Option<String>,
 }
 
-/// Creates a TSIG key for transfers and NOTIFY; the secret is returned once.
+fn key_view(key: &TsigKeyRecord, secret: Option<String>) -> TsigKeyView {
+    TsigKeyView {
+        name: key.name.clone(),
+        algorithm: key.algorithm.clone(),
+        created_at: Some(rfc3339(key.created_at)),
+        tenant: key.tenant.clone(),
+        zones: key.zones.clone(),
+        read_only: false,
+        secret,
+    }
+}
+
+/// Creates a TSIG key for transfers and NOTIFY, limited to a tenant's zones
+/// (or to listed zones); the secret is returned once.
 #[utoipa::path(post, path = "/v1/tsigkeys", request_body = CreateTsigKey,
     responses((status = 201, body = TsigKeyView), (status = 403, body = Problem), (status = 409, body = Problem), (status = 422, body = Problem)))]
 pub async fn create_tsig_key(
@@ -56,7 +79,7 @@ pub async fn create_tsig_key(
     caller: Caller,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, Problem> {
-    operator(&caller)?;
+    caller.require(Role::Admin)?;
     let request: CreateTsigKey = json_body(body, state.settings.max_body_bytes)?;
     let mut problem = Problem::invalid("the key cannot be created as asked");
     let name = input::zone_name(&request.name).ok();
@@ -73,7 +96,7 @@ pub async fn create_tsig_key(
         Some(text) => match data_encoding::BASE64.decode(text.trim().as_bytes()) {
             Ok(bytes) if bytes.len() >= 16 => Some(bytes),
             Ok(_) => {
-                problem = problem.with_error("/secret", "a secret needs at least 16 bytes");
+                problem = problem.with_error("/secret", "a secret of at least 16 bytes is needed");
                 None
             }
             Err(e) => {
@@ -87,56 +110,76 @@ pub async fn create_tsig_key(
             Some(bytes)
         }
     };
+    if request.tenant.as_ref().is_some_and(|t| t.trim().is_empty() || t.len() > 200) {
+        problem = problem.with_error("/tenant", "a tenant of 1 to 200 characters is needed");
+    }
+    let mut zones = None;
+    if let Some(list) = &request.zones {
+        let mut names = Vec::new();
+        for (i, text) in list.iter().enumerate() {
+            match input::zone_name(text) {
+                Ok(name) => names.push(name.to_string()),
+                Err(_) => problem = problem.with_error(format!("/zones/{i}"), format!("{text:?} is not a zone name")),
+            }
+        }
+        zones = Some(names);
+    }
     let (Some(name), Some(algorithm), Some(secret)) = (name, algorithm, secret) else { return Err(problem) };
+    if !problem.errors.is_empty() {
+        return Err(problem);
+    }
     let record = TsigKeyRecord {
         name: name.to_string(),
         algorithm: algorithm.name().to_string(),
         secret,
         created_at: now_micros(),
+        tenant: request.tenant.clone(),
+        zones,
     };
-    match state.control.create_tsig_key(&record).await {
+    let record = match state.control.create_tsig_key(&caller, record).await {
         Err(ControlError::Store(StoreError::Exists)) => {
             return Err(Problem::conflict(format!("a key named {name} exists")))
         }
         other => other?,
-    }
-    let view = TsigKeyView {
-        name: record.name.clone(),
-        algorithm: record.algorithm.clone(),
-        created_at: rfc3339(record.created_at),
-        secret: Some(data_encoding::BASE64.encode(&record.secret)),
     };
-    Ok((StatusCode::CREATED, Json(view)).into_response())
+    let secret = Some(data_encoding::BASE64.encode(&record.secret));
+    Ok((StatusCode::CREATED, Json(key_view(&record, secret))).into_response())
 }
 
-/// Lists the TSIG keys made through the API.
+/// Lists the TSIG keys the caller covers; for the operator, also the keys
+/// of the server's configuration, read-only.
 #[utoipa::path(get, path = "/v1/tsigkeys", responses((status = 200, body = Vec<TsigKeyView>), (status = 403, body = Problem)))]
 pub async fn list_tsig_keys(State(state): State<ApiState>, caller: Caller) -> Result<Json<Vec<TsigKeyView>>, Problem> {
-    operator(&caller)?;
-    let keys = state.control.store.tsig_keys().await?;
-    Ok(Json(
-        keys.iter()
-            .map(|k| TsigKeyView {
-                name: k.name.clone(),
-                algorithm: k.algorithm.clone(),
-                created_at: rfc3339(k.created_at),
+    let mut views: Vec<TsigKeyView> =
+        state.control.list_tsig_keys(&caller).await?.iter().map(|key| key_view(key, None)).collect();
+    if caller.is_operator() {
+        let configured = state.control.replication.as_ref().map(|r| r.access.keys.clone()).unwrap_or_default();
+        for key in configured {
+            views.push(TsigKeyView {
+                name: key.name.to_string(),
+                algorithm: key.algorithm.name().to_string(),
+                created_at: None,
+                tenant: None,
+                zones: None,
+                read_only: true,
                 secret: None,
-            })
-            .collect(),
-    ))
+            });
+        }
+    }
+    Ok(Json(views))
 }
 
-/// Deletes a TSIG key; transfers signed with it fail from then on.
+/// Deletes a TSIG key; transfers signed with it fail from then on. Keys of
+/// the server's configuration answer 409; keys beyond the caller's reach 404.
 #[utoipa::path(delete, path = "/v1/tsigkeys/{name}", params(("name" = String, Path, description = "key name")),
-    responses((status = 204), (status = 404, body = Problem)))]
+    responses((status = 204), (status = 404, body = Problem), (status = 409, body = Problem)))]
 pub async fn delete_tsig_key(
     State(state): State<ApiState>,
     caller: Caller,
     Path(name): Path<String>,
 ) -> Result<StatusCode, Problem> {
-    operator(&caller)?;
     let name = input::zone_name(&name)?;
-    match state.control.delete_tsig_key(&name).await {
+    match state.control.delete_tsig_key(&caller, &name).await {
         Err(ControlError::Store(StoreError::NotFound)) => return Err(Problem::not_found(format!("no key {name}"))),
         other => other?,
     }

@@ -35,11 +35,12 @@ use std::sync::Arc;
 use ferrodns_proto::tsig::{Algorithm, Key};
 use ferrodns_proto::{Name, RecordType};
 use ferrodns_store::{Author, Committed, Scope, Store, StoreError, TsigKeyRecord, ZoneRecord};
-use ferrodns_transfer::acl::Access;
+use ferrodns_transfer::acl::{Access, KeyScope};
 use ferrodns_transfer::catalog::Catalog;
 use ferrodns_transfer::peers::Peers;
 use ferrodns_zone::edit::{Change, Diff, ImportMode, RRsetData, Working};
 use ferrodns_zone::live::{build_zone, Applied, LiveZones};
+use tokens::{Principal, Role};
 
 pub use election::{Election, ElectionSettings, HaSnapshot, Leadership};
 pub use error::ControlError;
@@ -291,18 +292,51 @@ impl ControlPlane {
     }
 
     /// Stores a TSIG key and makes transfers and NOTIFY accept it.
-    pub async fn create_tsig_key(&self, key: &TsigKeyRecord) -> Result<(), ControlError> {
+    pub async fn create_tsig_key(&self, by: &Principal, mut key: TsigKeyRecord) -> Result<TsigKeyRecord, ControlError> {
+        by.require(Role::Admin)?;
         let name = Name::parse(&key.name, None).map_err(|e| ControlError::Invalid(e.to_string()))?;
         if self.replication.as_ref().is_some_and(|r| r.access.is_configured(&name)) {
             return Err(ControlError::Reserved { zone: name, why: "it is a key from the server's configuration" });
         }
-        self.store.create_tsig_key(key).await?;
-        self.load_tsig_keys().await
+        // Anyone but the operator makes keys for its own tenant and zones.
+        if !by.is_operator() {
+            key.tenant.get_or_insert_with(|| by.token.tenant.clone());
+            if key.zones.is_none() {
+                key.zones = by.token.zones.clone();
+            }
+        }
+        if !by.covers_key(&key) {
+            return Err(ControlError::Forbidden(
+                "a key may reach only the zones of this token's tenant, within its zone list".into(),
+            ));
+        }
+        self.store.create_tsig_key(&key).await?;
+        self.load_tsig_keys().await?;
+        Ok(key)
+    }
+
+    /// The keys made through the API that `by` covers.
+    pub async fn list_tsig_keys(&self, by: &Principal) -> Result<Vec<TsigKeyRecord>, ControlError> {
+        by.require(Role::Admin)?;
+        let mut keys = self.store.tsig_keys().await?;
+        keys.retain(|key| by.covers_key(key));
+        Ok(keys)
     }
 
     /// Removes a TSIG key; transfers signed with it fail from the next request.
-    pub async fn delete_tsig_key(&self, name: &Name) -> Result<(), ControlError> {
-        self.store.delete_tsig_key(&name.to_string()).await?;
+    pub async fn delete_tsig_key(&self, by: &Principal, name: &Name) -> Result<(), ControlError> {
+        by.require(Role::Admin)?;
+        if self.replication.as_ref().is_some_and(|r| r.access.is_configured(name)) {
+            return Err(ControlError::Reserved {
+                zone: name.clone(),
+                why: "it is a key from the server's configuration; change the configuration to remove it",
+            });
+        }
+        let text = name.to_string();
+        if !self.store.tsig_keys().await?.iter().any(|key| key.name == text && by.covers_key(key)) {
+            return Err(ControlError::Store(StoreError::NotFound));
+        }
+        self.store.delete_tsig_key(&text).await?;
         self.load_tsig_keys().await
     }
 
@@ -313,11 +347,21 @@ impl ControlPlane {
         let keys = records
             .iter()
             .filter_map(|r| {
-                Some(Key {
+                let key = Key {
                     name: Name::parse(&r.name, None).ok()?,
                     algorithm: Algorithm::from_name(&r.algorithm)?,
                     secret: r.secret.clone(),
-                })
+                };
+                let zones = match &r.zones {
+                    Some(list) => Some(
+                        list.iter()
+                            .map(|z| Name::parse(z, None).map(|n| n.to_lowercase()))
+                            .collect::<Result<Vec<_>, _>>()
+                            .ok()?,
+                    ),
+                    None => None,
+                };
+                Some((key, KeyScope { tenant: r.tenant.clone(), zones }))
             })
             .collect();
         replication.access.set_api_keys(keys);

@@ -21,7 +21,7 @@
 //! one.
 
 use ferrodns_proto::Name;
-use ferrodns_store::{Author, Scope, StoreError, TokenRecord};
+use ferrodns_store::{Author, Scope, StoreError, TokenRecord, TsigKeyRecord};
 use sha2::{Digest, Sha256};
 
 use crate::{now_micros, Actor, ControlError, ControlPlane};
@@ -136,6 +136,25 @@ impl Principal {
             return false;
         }
         match (&self.token.zones, &token.zones) {
+            (None, _) => true,
+            (Some(own), Some(theirs)) => theirs.iter().all(|zone| own.contains(zone)),
+            (Some(_), None) => false,
+        }
+    }
+}
+
+impl Principal {
+    /// True if a TSIG key made through the API is within this principal's
+    /// reach: every key for the operator; otherwise a key limited to its
+    /// tenant and, when it has a zone list, to zones in that list.
+    pub fn covers_key(&self, key: &TsigKeyRecord) -> bool {
+        if self.is_operator() {
+            return true;
+        }
+        if key.tenant.as_deref() != Some(self.token.tenant.as_str()) {
+            return false;
+        }
+        match (&self.token.zones, &key.zones) {
             (None, _) => true,
             (Some(own), Some(theirs)) => theirs.iter().all(|zone| own.contains(zone)),
             (Some(_), None) => false,

@@ -1078,17 +1078,26 @@ pub struct TsigKeyRecord {
     pub algorithm: String,
     pub secret: Vec<u8>,
     pub created_at: i64,
+    /// The key transfers only this tenant's zones (any tenant's when `None`).
+    pub tenant: Option<String>,
+    /// The key transfers only these zones (lowercase, final dot).
+    pub zones: Option<Vec<String>>,
 }
 
 impl Store {
     /// Stores a TSIG key; `Exists` if the name is taken.
     pub async fn create_tsig_key(&self, key: &TsigKeyRecord) -> Result<()> {
         let (_guard, mut tx) = self.begin_write().await?;
-        sqlx::query("INSERT INTO tsig_keys (name, algorithm, secret, created_at) VALUES ($1, $2, $3, $4)")
-            .bind(&key.name)
-            .bind(&key.algorithm)
-            .bind(key.secret.clone())
-            .bind(key.created_at)
+        let zones = key.zones.as_ref().map(|z| serde_json::to_string(z).unwrap_or_default());
+        sqlx::query(
+            "INSERT INTO tsig_keys (name, algorithm, secret, created_at, tenant, zones) VALUES ($1, $2, $3, $4, $5, $6)",
+        )
+        .bind(&key.name)
+        .bind(&key.algorithm)
+        .bind(key.secret.clone())
+        .bind(key.created_at)
+        .bind(key.tenant.clone())
+        .bind(zones)
             .execute(&mut *tx)
             .await?;
         tx.commit().await?;
@@ -1097,16 +1106,23 @@ impl Store {
 
     /// Every TSIG key, secrets included (for the transfer service).
     pub async fn tsig_keys(&self) -> Result<Vec<TsigKeyRecord>> {
-        let rows = sqlx::query("SELECT name, algorithm, secret, created_at FROM tsig_keys ORDER BY name")
-            .fetch_all(&self.pool)
-            .await?;
+        let rows =
+            sqlx::query("SELECT name, algorithm, secret, created_at, tenant, zones FROM tsig_keys ORDER BY name")
+                .fetch_all(&self.pool)
+                .await?;
         rows.iter()
             .map(|row| {
+                let zones: Option<String> = row.try_get("zones")?;
                 Ok(TsigKeyRecord {
                     name: row.try_get("name")?,
                     algorithm: row.try_get("algorithm")?,
                     secret: row.try_get("secret")?,
                     created_at: row.try_get("created_at")?,
+                    tenant: row.try_get("tenant")?,
+                    zones: zones
+                        .map(|text| serde_json::from_str(&text))
+                        .transpose()
+                        .map_err(|_| corrupt("tsig_keys.zones"))?,
                 })
             })
             .collect()

@@ -49,6 +49,12 @@ const MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("../migrations/sqlite/0005_journal_author.sql"),
         postgres: include_str!("../migrations/postgres/0005_journal_author.sql"),
     },
+    Migration {
+        version: 6,
+        name: "tsig_key_scope",
+        sqlite: include_str!("../migrations/sqlite/0006_tsig_key_scope.sql"),
+        postgres: include_str!("../migrations/postgres/0006_tsig_key_scope.sql"),
+    },
 ];
 
 /// An arbitrary constant naming ferrodns' migration lock.

@@ -39,6 +39,12 @@ pub trait Journal: Send + Sync + 'static {
     fn steps_since<'a>(&'a self, apex: &'a Name, serial: Serial) -> BoxFuture<'a, Option<Vec<Arc<Diff>>>>;
 }
 
+/// Who holds each stored zone, for TSIG keys limited to a tenant.
+pub trait ZoneOwners: Send + Sync + 'static {
+    /// The tenant of the stored zone at `apex` (lowercase), if there is one.
+    fn tenant_of<'a>(&'a self, apex: &'a Name) -> BoxFuture<'a, Option<String>>;
+}
+
 /// What the secondary role does with a NOTIFY; the primary role has none.
 pub trait NotifyListener: Send + Sync + 'static {
     /// Takes a NOTIFY for `apex` from `peer`; returns false if the zone is
@@ -56,6 +62,7 @@ pub struct Primary {
     zones: Arc<ArcSwap<ZoneSet>>,
     access: Arc<Access>,
     journal: Option<Arc<dyn Journal>>,
+    owners: Option<Arc<dyn ZoneOwners>>,
     notify_listener: Mutex<Option<Arc<dyn NotifyListener>>>,
     peers: Arc<Peers>,
 }
@@ -65,9 +72,29 @@ impl Primary {
         zones: Arc<ArcSwap<ZoneSet>>,
         access: Arc<Access>,
         journal: Option<Arc<dyn Journal>>,
+        owners: Option<Arc<dyn ZoneOwners>>,
         peers: Arc<Peers>,
     ) -> Primary {
-        Primary { zones, access, journal, notify_listener: Mutex::new(None), peers }
+        Primary { zones, access, journal, owners, notify_listener: Mutex::new(None), peers }
+    }
+
+    /// Whether the key that signed `query` reaches the zone it names: the
+    /// apex it asks about (or the zone that holds the name, for a query).
+    async fn key_reaches(&self, key: &Name, query: &Query) -> bool {
+        let scope = self.access.scope(key);
+        if scope.is_server_wide() {
+            return true;
+        }
+        let zones = self.zones.load_full();
+        let apex = match zones.find(query.qname_lower()) {
+            Some(zone) => zone.apex().to_lowercase(),
+            None => Name::from_wire(query.qname_lower()).unwrap_or_else(|_| Name::root()),
+        };
+        let tenant = match (&scope.tenant, &self.owners) {
+            (Some(_), Some(owners)) => owners.tenant_of(&apex).await,
+            _ => None,
+        };
+        scope.allows(&apex, tenant.as_deref())
     }
 
     /// Sets who receives NOTIFY messages (the secondary role).
@@ -98,6 +125,15 @@ impl Primary {
                 return messages(vec![out]);
             }
         };
+        if let Some(verified) = &verified {
+            if !self.key_reaches(&verified.key.name, &query).await {
+                tracing::warn!(%peer, zone = %display_qname(&query), key = %verified.key.name, "refused: the key's scope does not reach this zone");
+                let mut signer = Signer::response(verified.clone());
+                let mut refused = header_only(&query, Rcode::REFUSED, true);
+                signer.sign(&mut refused, now, 0, &[]);
+                return messages(vec![refused]);
+            }
+        }
         let signer = verified.map(|verified| (Signer::response(verified), now));
         let answer = if query.opcode == Opcode::NOTIFY {
             Answer::Messages(self.notify(&query, packet, peer, transport))

@@ -13,7 +13,7 @@ use ferrodns_control::{Election, ElectionSettings};
 use ferrodns_server::{BoundDns, ControlHandler, DnsSettings, TcpSettings, UdpSettings};
 use ferrodns_transfer::notify::Notifier;
 use ferrodns_transfer::peers::Peers;
-use ferrodns_transfer::primary::{Journal, Primary};
+use ferrodns_transfer::primary::{Journal, Primary, ZoneOwners};
 use ferrodns_transfer::secondary::{Secondary, SecondarySettings};
 use ferrodns_zone::live::{LiveZones, Observer};
 use tokio::sync::watch;
@@ -171,10 +171,11 @@ impl App {
             ));
             tracing::info!(node = %settings.node_id, lease = ?settings.ha_lease, "multi-node control plane: following other nodes, taking part in the election");
         }
-        let journal = control.as_ref().map(|control| {
-            Arc::new(replication::StoreJournal { store: control.plane.store.clone() }) as Arc<dyn Journal>
-        });
-        let primary = Arc::new(Primary::new(live.handle(), access.clone(), journal, peers));
+        let stored =
+            control.as_ref().map(|control| Arc::new(replication::StoreJournal { store: control.plane.store.clone() }));
+        let journal = stored.clone().map(|stored| stored as Arc<dyn Journal>);
+        let owners = stored.map(|stored| stored as Arc<dyn ZoneOwners>);
+        let primary = Arc::new(Primary::new(live.handle(), access.clone(), journal, owners, peers));
         if let Some(config) = &settings.secondary {
             let secondary = Secondary::start(
                 SecondarySettings {

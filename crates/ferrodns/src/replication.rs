@@ -7,7 +7,7 @@ use ferrodns_proto::{Name, RecordType, Serial};
 use ferrodns_server::{BoxFuture, ControlHandler};
 use ferrodns_store::Store;
 use ferrodns_transfer::notify::{Announcement, Notifier};
-use ferrodns_transfer::primary::{Journal, Primary};
+use ferrodns_transfer::primary::{Journal, Primary, ZoneOwners};
 use ferrodns_zone::edit::Diff;
 use ferrodns_zone::live::Observer;
 use ferrodns_zone::Zone;
@@ -28,9 +28,15 @@ impl ControlHandler for HandOff {
     }
 }
 
-/// IXFR steps from the store's journal.
+/// IXFR steps from the store's journal, and who holds each stored zone.
 pub struct StoreJournal {
     pub store: Arc<Store>,
+}
+
+impl ZoneOwners for StoreJournal {
+    fn tenant_of<'a>(&'a self, apex: &'a Name) -> BoxFuture<'a, Option<String>> {
+        Box::pin(async move { self.store.zone(apex).await.ok().map(|zone| zone.tenant) })
+    }
 }
 
 impl Journal for StoreJournal {

@@ -50,12 +50,32 @@ fn a_zone_limited_system_admin_is_not_the_operator() {
     assert_eq!(seen, [limited_id], "a zone-limited system admin lists beyond its zones");
     assert!(!seen.contains(&tenant_token));
 
-    // TSIG keys are server-wide.
-    let (status, body, _) =
+    // A TSIG key it makes reaches its zones only: another tenant's zone does
+    // not transfer with it (the finding: it transferred every zone).
+    let (_, ty_admin) = token(&node, None, json!({"name": "ty-zones", "role": "admin", "tenant": "ty"}));
+    let created =
+        node.request_as(&ty_admin, Method::POST, "/v1/zones").json(&json!({"name": "private.test"})).send().unwrap();
+    assert_eq!(json(created).0, 201);
+    let put = node
+        .request_as(&ty_admin, Method::PUT, "/v1/zones/private.test/rrsets/secret/TXT")
+        .json(&json!({"ttl": 60, "records": ["\"do not share\""]}))
+        .send()
+        .unwrap();
+    assert_eq!(json(put).0, 200);
+    let (status, key, _) =
         json(node.request_as(&limited, Method::POST, "/v1/tsigkeys").json(&json!({"name": "steal"})).send().unwrap());
+    assert_eq!(status, 201, "{key}");
+    assert_eq!((key["tenant"].as_str(), key["zones"].clone()), (Some("system"), json!(["alpha.test."])));
+    let secret = format!("steal.:hmac-sha256:{}", key["secret"].as_str().unwrap());
+    let stolen = support::control::axfr_lines(node.dns, "private.test.", Some(&secret));
+    assert!(stolen.is_empty(), "another tenant's zone transferred with a zone-limited key: {stolen:?}");
+    let (status, body, _) = json(
+        node.request_as(&limited, Method::POST, "/v1/tsigkeys")
+            .json(&json!({"name": "wide", "tenant": "ty"}))
+            .send()
+            .unwrap(),
+    );
     assert_eq!(status, 403, "{body}");
-    let (status, _, _) = json(node.request_as(&limited, Method::GET, "/v1/tsigkeys").send().unwrap());
-    assert_eq!(status, 403);
 
     // The operator's token is out of reach, and keeps working.
     let (status, body, _) =
@@ -208,4 +228,43 @@ fn a_tenant_cannot_take_over_another_tenants_names() {
             .unwrap(),
     );
     assert_eq!(status, 201, "{body}");
+}
+
+/// Issue 14, item 4: TSIG keys have a scope. A tenant's key transfers that
+/// tenant's zones and no other's; keys of the server's configuration are
+/// listed read-only and cannot be deleted through the API.
+#[test]
+fn tsig_keys_reach_only_their_scope() {
+    const CONFIGURED: &str = "ops-xfr:hmac-sha256:b3BzLWtleS1vcHMta2V5LW9wcy1rZXktb3BzLWtleTE=";
+    let node = Node::start_in_process(&Database::sqlite(), &["--tsig-key", CONFIGURED]);
+    let (_, ty) = token(&node, None, json!({"name": "ty-admin", "role": "admin", "tenant": "ty"}));
+    let (_, tx) = token(&node, None, json!({"name": "tx-admin", "role": "admin", "tenant": "tx"}));
+    for (secret, zone) in [(&ty, "ours.test"), (&tx, "theirs.test")] {
+        let created = node.request_as(secret, Method::POST, "/v1/zones").json(&json!({"name": zone})).send().unwrap();
+        assert_eq!(json(created).0, 201);
+    }
+    let (status, key, _) =
+        json(node.request_as(&ty, Method::POST, "/v1/tsigkeys").json(&json!({"name": "ty-xfr"})).send().unwrap());
+    assert_eq!(status, 201, "{key}");
+    assert_eq!(key["tenant"], "ty");
+    let ty_key = format!("ty-xfr.:hmac-sha256:{}", key["secret"].as_str().unwrap());
+    assert!(!support::control::axfr_lines(node.dns, "ours.test.", Some(&ty_key)).is_empty());
+    assert!(support::control::axfr_lines(node.dns, "theirs.test.", Some(&ty_key)).is_empty());
+    // The configured key reaches every zone.
+    assert!(!support::control::axfr_lines(node.dns, "theirs.test.", Some(CONFIGURED)).is_empty());
+    // Another tenant neither sees nor deletes ty's key.
+    let (_, listed, _) = json(node.request_as(&tx, Method::GET, "/v1/tsigkeys").send().unwrap());
+    assert_eq!(listed, json!([]));
+    assert_eq!(json(node.request_as(&tx, Method::DELETE, "/v1/tsigkeys/ty-xfr").send().unwrap()).0, 404);
+    // The operator sees both, the configured one read-only, which stays.
+    let (_, listed, _) = json(node.request(Method::GET, "/v1/tsigkeys").send().unwrap());
+    let names: Vec<(&str, bool)> = listed
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|k| (k["name"].as_str().unwrap(), k["read_only"].as_bool().unwrap()))
+        .collect();
+    assert_eq!(names, [("ty-xfr.", false), ("ops-xfr.", true)]);
+    assert_eq!(json(node.request(Method::DELETE, "/v1/tsigkeys/ops-xfr").send().unwrap()).0, 409);
+    assert_eq!(json(node.request_as(&ty, Method::DELETE, "/v1/tsigkeys/ty-xfr").send().unwrap()).0, 204);
 }
