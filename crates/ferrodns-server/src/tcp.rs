@@ -1,9 +1,14 @@
 //! DNS over TCP (RFC 7766): 2-octet length framing, several queries per
-//! connection answered in order, an idle timeout, and a cap on connections.
+//! connection answered in order, and bounds on what a client can hold: a
+//! cap on connections with a share per client (an IPv4 address, an IPv6
+//! /64), an idle timeout that shortens as the slots run out (§6.2.3), and
+//! the same timeout on every write, so a client that stops reading loses
+//! its slot.
 
+use std::collections::HashMap;
 use std::io;
-use std::net::SocketAddr;
-use std::sync::Arc;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
@@ -18,15 +23,81 @@ use tokio::sync::{watch, Semaphore};
 /// TCP settings.
 #[derive(Clone, Copy, Debug)]
 pub struct TcpSettings {
-    /// Close a connection with no complete query for this long (RFC 7766 §6.2.3).
+    /// Close a connection with no complete query for this long (RFC 7766
+    /// §6.2.3), or whose reply cannot be written for this long.
     pub idle_timeout: Duration,
     /// Most connections open at once; further ones are closed at accept.
     pub max_connections: usize,
+    /// Most connections from one client (an IPv4 address, an IPv6 /64).
+    pub max_per_client: usize,
 }
 
 impl Default for TcpSettings {
     fn default() -> TcpSettings {
-        TcpSettings { idle_timeout: Duration::from_secs(10), max_connections: 512 }
+        TcpSettings { idle_timeout: Duration::from_secs(10), max_connections: 512, max_per_client: 64 }
+    }
+}
+
+impl TcpSettings {
+    /// The idle timeout with `in_use` of the slots taken: the full timeout
+    /// up to half of them, then shorter, down to a tenth of it when all are
+    /// taken, so that idle clients make room for new ones (RFC 7766 §6.2.3).
+    pub fn idle_timeout_at(&self, in_use: usize) -> Duration {
+        let max = self.max_connections.max(1);
+        if in_use * 2 <= max {
+            return self.idle_timeout;
+        }
+        let free = max.saturating_sub(in_use);
+        let shortest = self.idle_timeout / 10;
+        shortest + (self.idle_timeout - shortest).mul_f64(free as f64 * 2.0 / max as f64)
+    }
+}
+
+/// The client a connection counts against: an IPv4 address (also when
+/// mapped into IPv6), or the /64 of an IPv6 address, since one host holds
+/// a whole /64.
+fn client_of(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => IpAddr::V4(v4),
+            None => IpAddr::V6((u128::from(v6) & (u128::MAX << 64)).into()),
+        },
+        v4 => v4,
+    }
+}
+
+/// Connections open per client.
+#[derive(Default)]
+struct Clients(Mutex<HashMap<IpAddr, usize>>);
+
+impl Clients {
+    /// Counts a new connection from `client`, unless it holds `limit`.
+    fn enter(self: &Arc<Self>, client: IpAddr, limit: usize) -> Option<ClientSlot> {
+        let mut open = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        let count = open.entry(client).or_insert(0);
+        if *count >= limit {
+            return None;
+        }
+        *count += 1;
+        Some(ClientSlot { clients: self.clone(), client })
+    }
+}
+
+/// One open connection of a client; dropping it frees the share.
+struct ClientSlot {
+    clients: Arc<Clients>,
+    client: IpAddr,
+}
+
+impl Drop for ClientSlot {
+    fn drop(&mut self) {
+        let mut open = self.clients.0.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(count) = open.get_mut(&self.client) {
+            *count -= 1;
+            if *count == 0 {
+                open.remove(&self.client);
+            }
+        }
     }
 }
 
@@ -54,6 +125,7 @@ pub async fn serve(
 ) -> io::Result<()> {
     let listener = TcpListener::from_std(listener)?;
     let slots = Arc::new(Semaphore::new(settings.max_connections));
+    let clients = Arc::new(Clients::default());
     loop {
         let (stream, peer) = tokio::select! {
             accepted = listener.accept() => match accepted {
@@ -66,6 +138,11 @@ pub async fn serve(
             },
             _ = shutdown.changed() => return Ok(()),
         };
+        let Some(share) = clients.enter(client_of(peer.ip()), settings.max_per_client.max(1)) else {
+            tracing::debug!(%peer, "TCP connections from this client at its limit; closing");
+            drop(stream);
+            continue;
+        };
         let Ok(permit) = slots.clone().try_acquire_owned() else {
             tracing::debug!(%peer, "TCP connection limit reached; closing");
             drop(stream);
@@ -74,11 +151,13 @@ pub async fn serve(
         let zones = zones.clone();
         let shutdown = shutdown.clone();
         let control = control.clone();
+        let slots = slots.clone();
         tokio::spawn(async move {
-            if let Err(e) = connection(stream, peer, zones, settings, control, shutdown).await {
+            if let Err(e) = connection(stream, peer, zones, settings, &slots, control, shutdown).await {
                 tracing::debug!(%peer, error = %e, "TCP connection ended");
             }
             drop(permit);
+            drop(share);
         });
     }
 }
@@ -88,10 +167,14 @@ async fn connection(
     peer: SocketAddr,
     zones: Arc<ArcSwap<ZoneSet>>,
     settings: TcpSettings,
+    slots: &Semaphore,
     control: Option<Arc<dyn ControlHandler>>,
     mut shutdown: watch::Receiver<bool>,
 ) -> io::Result<()> {
     stream.set_nodelay(true)?;
+    // A reply that cannot be written within the timeout (a client that
+    // stopped reading) ends the connection.
+    let write_timeout = settings.idle_timeout;
     let (reader, mut writer) = stream.into_split();
     let mut reader = BufReader::with_capacity(16 * 1024, reader);
     let mut query = vec![0u8; u16::MAX as usize];
@@ -103,8 +186,9 @@ async fn connection(
             reader.read_exact(&mut query[..len]).await?;
             Ok::<usize, io::Error>(len)
         };
+        let in_use = settings.max_connections.saturating_sub(slots.available_permits());
         let len = tokio::select! {
-            result = tokio::time::timeout(settings.idle_timeout, read) => match result {
+            result = tokio::time::timeout(settings.idle_timeout_at(in_use), read) => match result {
                 Ok(Ok(len)) => len,
                 Ok(Err(e)) if e.kind() == io::ErrorKind::UnexpectedEof => return Ok(()),
                 Ok(Err(e)) => return Err(e),
@@ -123,7 +207,7 @@ async fn connection(
                         response.clear();
                         response.extend_from_slice(&(answer.len() as u16).to_be_bytes());
                         response.extend_from_slice(&answer);
-                        writer.write_all(&response).await?;
+                        write_within(&mut writer, &response, write_timeout).await?;
                     }
                     continue;
                 }
@@ -137,6 +221,42 @@ async fn connection(
         response.extend_from_slice(&(answer.len() as u16).to_be_bytes());
         response.extend_from_slice(&answer);
         // Answer queries as they come; a pipelining client reads them in order.
-        writer.write_all(&response).await?;
+        write_within(&mut writer, &response, write_timeout).await?;
+    }
+}
+
+async fn write_within(writer: &mut (impl AsyncWriteExt + Unpin), bytes: &[u8], timeout: Duration) -> io::Result<()> {
+    match tokio::time::timeout(timeout, writer.write_all(bytes)).await {
+        Ok(result) => result,
+        Err(_) => Err(io::Error::new(io::ErrorKind::TimedOut, "the client did not read its reply in time")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn idle_timeouts_shorten_as_slots_run_out() {
+        let settings = TcpSettings { idle_timeout: Duration::from_secs(10), max_connections: 100, max_per_client: 10 };
+        assert_eq!(settings.idle_timeout_at(0), Duration::from_secs(10));
+        assert_eq!(settings.idle_timeout_at(50), Duration::from_secs(10));
+        assert_eq!(settings.idle_timeout_at(75), Duration::from_millis(5500));
+        assert_eq!(settings.idle_timeout_at(100), Duration::from_secs(1));
+    }
+
+    #[test]
+    fn clients_are_addresses_and_ipv6_prefixes() {
+        let v6 = |text: &str| client_of(text.parse().unwrap());
+        assert_eq!(v6("2001:db8:1:2:aaaa::1"), v6("2001:db8:1:2:bbbb::9"));
+        assert_ne!(v6("2001:db8:1:2::1"), v6("2001:db8:1:3::1"));
+        assert_eq!(v6("::ffff:192.0.2.1"), v6("192.0.2.1"));
+        let clients = Arc::new(Clients::default());
+        let ip: IpAddr = "192.0.2.1".parse().unwrap();
+        let first = clients.enter(ip, 2).unwrap();
+        let _second = clients.enter(ip, 2).unwrap();
+        assert!(clients.enter(ip, 2).is_none());
+        drop(first);
+        assert!(clients.enter(ip, 2).is_some());
     }
 }

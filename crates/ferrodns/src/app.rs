@@ -68,7 +68,11 @@ fn dns_settings(settings: &ServeSettings) -> DnsSettings {
             segment_offload: settings.udp_gso,
             busy_poll: settings.udp_busy_poll,
         },
-        tcp: TcpSettings { idle_timeout: settings.tcp_idle_timeout, max_connections: settings.tcp_max_connections },
+        tcp: TcpSettings {
+            idle_timeout: settings.tcp_idle_timeout,
+            max_connections: settings.tcp_max_connections,
+            max_per_client: settings.tcp_max_per_client,
+        },
     }
 }
 

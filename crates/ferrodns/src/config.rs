@@ -78,6 +78,9 @@ pub struct ServeArgs {
     /// Most TCP connections open at once [default: 512].
     #[arg(long = "tcp-max-connections", env = "FERRODNS_TCP_MAX_CONNECTIONS")]
     pub tcp_max_connections: Option<usize>,
+    /// Most DNS TCP connections from one client, an IPv4 address or IPv6 /64 [default: an eighth of --tcp-max-connections].
+    #[arg(long = "tcp-max-per-client", env = "FERRODNS_TCP_MAX_PER_CLIENT")]
+    pub tcp_max_per_client: Option<usize>,
     /// How each change moves SOA serials: increment, or date (YYYYMMDDnn) [default: increment].
     #[arg(long = "serial-policy", env = "FERRODNS_SERIAL_POLICY")]
     pub serial_policy: Option<String>,
@@ -160,6 +163,7 @@ struct FileSettings {
     async_nice: Option<i32>,
     tcp_idle_timeout: Option<u64>,
     tcp_max_connections: Option<usize>,
+    tcp_max_per_client: Option<usize>,
     serial_policy: Option<String>,
     journal_keep: Option<u32>,
     default_ns: Option<Vec<String>>,
@@ -201,6 +205,7 @@ pub struct ServeSettings {
     pub async_nice: i32,
     pub tcp_idle_timeout: Duration,
     pub tcp_max_connections: usize,
+    pub tcp_max_per_client: usize,
     pub serial_policy: SerialPolicy,
     pub journal_keep: u32,
     pub default_ns: Vec<Name>,
@@ -291,6 +296,7 @@ impl ServeArgs {
             let name = Name::parse(&absolute, None).with_context(|| format!("bad --reserved-zone '{text}'"))?;
             reserved_zones.push(name.to_lowercase());
         }
+        let tcp_max_connections = self.tcp_max_connections.or(file.tcp_max_connections).unwrap_or(512).max(1);
         let node_id = self.node_id.or(file.node_id).unwrap_or_else(host_name);
         let list =
             |flag: Vec<String>, key: Option<Vec<String>>| if !flag.is_empty() { flag } else { key.unwrap_or_default() };
@@ -378,7 +384,12 @@ impl ServeArgs {
             ),
             async_nice: self.async_nice.or(file.async_nice).unwrap_or(10).clamp(0, 19),
             tcp_idle_timeout: Duration::from_secs(self.tcp_idle_timeout.or(file.tcp_idle_timeout).unwrap_or(10)),
-            tcp_max_connections: self.tcp_max_connections.or(file.tcp_max_connections).unwrap_or(512).max(1),
+            tcp_max_connections,
+            tcp_max_per_client: self
+                .tcp_max_per_client
+                .or(file.tcp_max_per_client)
+                .unwrap_or(tcp_max_connections / 8)
+                .clamp(1, tcp_max_connections),
             serial_policy,
             journal_keep: self.journal_keep.or(file.journal_keep).unwrap_or(1000).max(1),
             default_ns,
