@@ -40,11 +40,21 @@ pub struct ApiSettings {
     pub max_body_bytes: usize,
     /// Most changes in one batch.
     pub max_changes_per_batch: usize,
+    /// A request not answered within this long (its body read included)
+    /// gets 408, so a client that trickles its body holds nothing for long.
+    pub request_timeout: std::time::Duration,
+    /// Most requests in flight at once; more get 503 with Retry-After.
+    pub max_in_flight: usize,
 }
 
 impl Default for ApiSettings {
     fn default() -> ApiSettings {
-        ApiSettings { max_body_bytes: 32 << 20, max_changes_per_batch: 10_000 }
+        ApiSettings {
+            max_body_bytes: 32 << 20,
+            max_changes_per_batch: 10_000,
+            request_timeout: std::time::Duration::from_secs(60),
+            max_in_flight: 256,
+        }
     }
 }
 
@@ -147,9 +157,41 @@ fn common_responses(openapi: &mut utoipa::openapi::OpenApi) {
     }
 }
 
+/// The bounds every request is under: a slot among `max_in_flight` (503
+/// when none is free) and `request_timeout` to be answered (408).
+async fn bounded(
+    slots: Arc<tokio::sync::Semaphore>,
+    timeout: std::time::Duration,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    let Ok(_slot) = slots.try_acquire_owned() else {
+        return problem::Problem::new(
+            axum::http::StatusCode::SERVICE_UNAVAILABLE,
+            "busy",
+            "Too many requests in flight",
+            "the server is answering as many requests as it takes at once; try again shortly",
+        )
+        .into_response();
+    };
+    match tokio::time::timeout(timeout, next.run(request)).await {
+        Ok(response) => response,
+        Err(_) => problem::Problem::new(
+            axum::http::StatusCode::REQUEST_TIMEOUT,
+            "request-timeout",
+            "Request timeout",
+            format!("the request was not read and answered within {} s", timeout.as_secs()),
+        )
+        .into_response(),
+    }
+}
+
 /// The API's routes.
 pub fn router(state: ApiState) -> Router {
     let limit = state.settings.max_body_bytes;
+    let slots = Arc::new(tokio::sync::Semaphore::new(state.settings.max_in_flight.max(1)));
+    let timeout = state.settings.request_timeout;
     Router::new()
         .route("/v1/openapi.json", get(system::openapi))
         .route("/v1/health/live", get(system::live))
@@ -174,14 +216,6 @@ pub fn router(state: ApiState) -> Router {
         .fallback(system::not_found)
         .layer(DefaultBodyLimit::max(limit))
         .layer(axum::middleware::map_response(problem::errors_as_problems))
+        .layer(axum::middleware::from_fn(move |request, next| bounded(slots.clone(), timeout, request, next)))
         .with_state(state)
-}
-
-/// Serves the API on `listener` until `shutdown` resolves.
-pub async fn serve(
-    listener: tokio::net::TcpListener,
-    state: ApiState,
-    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
-) -> std::io::Result<()> {
-    axum::serve(listener, router(state)).with_graceful_shutdown(shutdown).await
 }

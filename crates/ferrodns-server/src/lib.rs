@@ -5,6 +5,7 @@
 //! addresses, the zone set handle and a shutdown signal from the caller
 //! (tests bind `127.0.0.1:0`).
 
+pub mod shares;
 pub mod tcp;
 pub mod udp;
 

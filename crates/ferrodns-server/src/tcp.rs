@@ -5,15 +5,15 @@
 //! the same timeout on every write, so a client that stops reading loses
 //! its slot.
 
-use std::collections::HashMap;
 use std::io;
-use std::net::{IpAddr, SocketAddr};
-use std::sync::{Arc, Mutex};
+use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
 use ferrodns_engine::{respond, respond_unsigned, Outcome, Transport};
 
+use crate::shares::{client_of, Clients};
 use crate::ControlHandler;
 use ferrodns_zone::ZoneSet;
 use tokio::io::{AsyncReadExt, AsyncWriteExt, BufReader};
@@ -50,54 +50,6 @@ impl TcpSettings {
         let free = max.saturating_sub(in_use);
         let shortest = self.idle_timeout / 10;
         shortest + (self.idle_timeout - shortest).mul_f64(free as f64 * 2.0 / max as f64)
-    }
-}
-
-/// The client a connection counts against: an IPv4 address (also when
-/// mapped into IPv6), or the /64 of an IPv6 address, since one host holds
-/// a whole /64.
-fn client_of(ip: IpAddr) -> IpAddr {
-    match ip {
-        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
-            Some(v4) => IpAddr::V4(v4),
-            None => IpAddr::V6((u128::from(v6) & (u128::MAX << 64)).into()),
-        },
-        v4 => v4,
-    }
-}
-
-/// Connections open per client.
-#[derive(Default)]
-struct Clients(Mutex<HashMap<IpAddr, usize>>);
-
-impl Clients {
-    /// Counts a new connection from `client`, unless it holds `limit`.
-    fn enter(self: &Arc<Self>, client: IpAddr, limit: usize) -> Option<ClientSlot> {
-        let mut open = self.0.lock().unwrap_or_else(|e| e.into_inner());
-        let count = open.entry(client).or_insert(0);
-        if *count >= limit {
-            return None;
-        }
-        *count += 1;
-        Some(ClientSlot { clients: self.clone(), client })
-    }
-}
-
-/// One open connection of a client; dropping it frees the share.
-struct ClientSlot {
-    clients: Arc<Clients>,
-    client: IpAddr,
-}
-
-impl Drop for ClientSlot {
-    fn drop(&mut self) {
-        let mut open = self.clients.0.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(count) = open.get_mut(&self.client) {
-            *count -= 1;
-            if *count == 0 {
-                open.remove(&self.client);
-            }
-        }
     }
 }
 
@@ -243,20 +195,5 @@ mod tests {
         assert_eq!(settings.idle_timeout_at(50), Duration::from_secs(10));
         assert_eq!(settings.idle_timeout_at(75), Duration::from_millis(5500));
         assert_eq!(settings.idle_timeout_at(100), Duration::from_secs(1));
-    }
-
-    #[test]
-    fn clients_are_addresses_and_ipv6_prefixes() {
-        let v6 = |text: &str| client_of(text.parse().unwrap());
-        assert_eq!(v6("2001:db8:1:2:aaaa::1"), v6("2001:db8:1:2:bbbb::9"));
-        assert_ne!(v6("2001:db8:1:2::1"), v6("2001:db8:1:3::1"));
-        assert_eq!(v6("::ffff:192.0.2.1"), v6("192.0.2.1"));
-        let clients = Arc::new(Clients::default());
-        let ip: IpAddr = "192.0.2.1".parse().unwrap();
-        let first = clients.enter(ip, 2).unwrap();
-        let _second = clients.enter(ip, 2).unwrap();
-        assert!(clients.enter(ip, 2).is_none());
-        drop(first);
-        assert!(clients.enter(ip, 2).is_some());
     }
 }

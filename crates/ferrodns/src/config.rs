@@ -96,6 +96,21 @@ pub struct ServeArgs {
     /// Most records in one RRset [default: 1000].
     #[arg(long = "max-records-per-rrset", env = "FERRODNS_MAX_RECORDS_PER_RRSET")]
     pub max_records_per_rrset: Option<usize>,
+    /// Seconds a client has to send an API request's headers; also closes idle keep-alive connections [default: 10].
+    #[arg(long = "api-header-timeout", env = "FERRODNS_API_HEADER_TIMEOUT")]
+    pub api_header_timeout: Option<u64>,
+    /// Seconds an API request may take to be read and answered, else 408 [default: 60].
+    #[arg(long = "api-request-timeout", env = "FERRODNS_API_REQUEST_TIMEOUT")]
+    pub api_request_timeout: Option<u64>,
+    /// Most API connections at once [default: 1024, fewer if descriptors are short].
+    #[arg(long = "api-max-connections", env = "FERRODNS_API_MAX_CONNECTIONS")]
+    pub api_max_connections: Option<usize>,
+    /// Most API connections from one client, an IPv4 address or IPv6 /64 [default: an eighth of --api-max-connections].
+    #[arg(long = "api-max-per-client", env = "FERRODNS_API_MAX_PER_CLIENT")]
+    pub api_max_per_client: Option<usize>,
+    /// Most API requests in flight at once; more get 503 [default: 256].
+    #[arg(long = "api-max-in-flight", env = "FERRODNS_API_MAX_IN_FLIGHT")]
+    pub api_max_in_flight: Option<usize>,
     /// Largest API request body in bytes [default: 33554432].
     #[arg(long = "max-body-bytes", env = "FERRODNS_MAX_BODY_BYTES")]
     pub max_body_bytes: Option<usize>,
@@ -170,6 +185,11 @@ struct FileSettings {
     reserved_zone: Option<Vec<String>>,
     max_records_per_rrset: Option<usize>,
     max_body_bytes: Option<usize>,
+    api_header_timeout: Option<u64>,
+    api_request_timeout: Option<u64>,
+    api_max_connections: Option<usize>,
+    api_max_per_client: Option<usize>,
+    api_max_in_flight: Option<usize>,
     node_id: Option<String>,
     notify: Option<Vec<String>>,
     allow_transfer: Option<Vec<String>>,
@@ -213,6 +233,11 @@ pub struct ServeSettings {
     pub reserved_zones: Vec<Name>,
     pub max_records_per_rrset: usize,
     pub max_body_bytes: usize,
+    pub api_header_timeout: Duration,
+    pub api_request_timeout: Duration,
+    pub api_max_connections: usize,
+    pub api_max_per_client: usize,
+    pub api_max_in_flight: usize,
     pub node_id: String,
     pub notify: Vec<Target>,
     pub transfer_access: Access,
@@ -297,6 +322,7 @@ impl ServeArgs {
             reserved_zones.push(name.to_lowercase());
         }
         let tcp_max_connections = self.tcp_max_connections.or(file.tcp_max_connections).unwrap_or(512).max(1);
+        let api_max_connections = self.api_max_connections.or(file.api_max_connections).unwrap_or(1024).max(1);
         let node_id = self.node_id.or(file.node_id).unwrap_or_else(host_name);
         let list =
             |flag: Vec<String>, key: Option<Vec<String>>| if !flag.is_empty() { flag } else { key.unwrap_or_default() };
@@ -396,6 +422,19 @@ impl ServeArgs {
             reserved_zones,
             max_records_per_rrset: self.max_records_per_rrset.or(file.max_records_per_rrset).unwrap_or(1000).max(1),
             max_body_bytes: self.max_body_bytes.or(file.max_body_bytes).unwrap_or(32 << 20).max(1024),
+            api_header_timeout: Duration::from_secs(
+                self.api_header_timeout.or(file.api_header_timeout).unwrap_or(10).max(1),
+            ),
+            api_request_timeout: Duration::from_secs(
+                self.api_request_timeout.or(file.api_request_timeout).unwrap_or(60).max(1),
+            ),
+            api_max_connections,
+            api_max_per_client: self
+                .api_max_per_client
+                .or(file.api_max_per_client)
+                .unwrap_or(api_max_connections / 8)
+                .clamp(1, api_max_connections),
+            api_max_in_flight: self.api_max_in_flight.or(file.api_max_in_flight).unwrap_or(256).max(1),
             node_id,
             notify,
             transfer_access,

@@ -107,21 +107,40 @@ pub async fn serve_api(
     control: &Control,
     settings: &ServeSettings,
     listener: std::net::TcpListener,
-    mut shutdown: watch::Receiver<bool>,
+    shutdown: watch::Receiver<bool>,
 ) -> anyhow::Result<tokio::task::JoinHandle<anyhow::Result<()>>> {
     listener.set_nonblocking(true)?;
     let listener = tokio::net::TcpListener::from_std(listener).context("cannot serve the API")?;
     tracing::info!(api = %listener.local_addr()?, data_dir = %settings.data_dir.display(), "serving the API");
     let state = ApiState {
         control: control.plane.clone(),
-        settings: Arc::new(ApiSettings { max_body_bytes: settings.max_body_bytes, ..ApiSettings::default() }),
+        settings: Arc::new(ApiSettings {
+            max_body_bytes: settings.max_body_bytes,
+            request_timeout: settings.api_request_timeout,
+            max_in_flight: settings.api_max_in_flight,
+            ..ApiSettings::default()
+        }),
     };
-    Ok(tokio::spawn(async move {
-        let stopped = async move {
-            let _ = shutdown.wait_for(|stop| *stop).await;
-        };
-        ferrodns_api::serve(listener, state, stopped).await.context("API server failed")
-    }))
+    let descriptors = crate::http::raise_descriptor_limit();
+    let max_connections =
+        crate::http::api_connection_cap(settings.api_max_connections, settings.tcp_max_connections, descriptors);
+    if max_connections < settings.api_max_connections {
+        tracing::warn!(
+            descriptors,
+            wanted = settings.api_max_connections,
+            max_connections,
+            "few descriptors: the API takes fewer connections, so that DNS over TCP keeps its own"
+        );
+    }
+    let limits = crate::http::HttpLimits {
+        header_timeout: settings.api_header_timeout,
+        max_connections,
+        max_per_client: settings.api_max_per_client.min(max_connections),
+    };
+    let app = ferrodns_api::router(state);
+    Ok(tokio::spawn(
+        async move { crate::http::serve(listener, app, limits, shutdown).await.context("API server failed") },
+    ))
 }
 
 fn lock_data_dir(dir: &Path) -> anyhow::Result<File> {

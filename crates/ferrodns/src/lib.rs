@@ -6,6 +6,7 @@
 pub mod app;
 pub mod config;
 mod control;
+pub mod http;
 mod replication;
 pub mod zonefiles;
 

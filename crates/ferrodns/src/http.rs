@@ -1,0 +1,136 @@
+//! The API's listener: HTTP/1 (hyper) with bounds on what a client can
+//! hold. A connection must send each request's headers within the header
+//! timeout, which also closes a keep-alive connection left idle; every
+//! connection takes one of `max_connections` slots, and one client (an IPv4
+//! address, an IPv6 /64) at most `max_per_client` of them, so that slow or
+//! idle clients cannot shut others out. What a request may take once read
+//! (its body, its time, a place among the requests in flight) is bounded by
+//! the router (`ferrodns_api::router`).
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use ferrodns_server::shares::{client_of, Clients};
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::server::graceful::GracefulShutdown;
+use hyper_util::service::TowerToHyperService;
+use tokio::sync::{watch, Semaphore};
+
+/// Bounds on the API's connections.
+#[derive(Clone, Copy, Debug)]
+pub struct HttpLimits {
+    pub header_timeout: Duration,
+    pub max_connections: usize,
+    pub max_per_client: usize,
+}
+
+/// Serves `app` on `listener` until `shutdown` turns true, then gives the
+/// requests in flight up to ten seconds to finish.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    app: axum::Router,
+    limits: HttpLimits,
+    mut shutdown: watch::Receiver<bool>,
+) -> std::io::Result<()> {
+    let slots = Arc::new(Semaphore::new(limits.max_connections.max(1)));
+    let clients = Arc::new(Clients::default());
+    let graceful = GracefulShutdown::new();
+    let mut last_warning: Option<Instant> = None;
+    let mut refused = 0u64;
+    loop {
+        let (stream, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(pair) => pair,
+                Err(e) => {
+                    // Out of descriptors, say: wait a little, and say so once
+                    // every ten seconds rather than at every attempt.
+                    if last_warning.is_none_or(|at| at.elapsed() > Duration::from_secs(10)) {
+                        tracing::warn!(error = %e, "API accept failed; retrying");
+                        last_warning = Some(Instant::now());
+                    }
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            _ = stopped(&mut shutdown) => break,
+        };
+        let admitted = clients
+            .enter(client_of(peer.ip()), limits.max_per_client.max(1))
+            .and_then(|share| Some((share, slots.clone().try_acquire_owned().ok()?)));
+        let Some((share, slot)) = admitted else {
+            refused += 1;
+            if last_warning.is_none_or(|at| at.elapsed() > Duration::from_secs(10)) {
+                tracing::warn!(%peer, refused, "API connection refused: the connection limits are reached");
+                last_warning = Some(Instant::now());
+                refused = 0;
+            }
+            continue;
+        };
+        let connection = hyper::server::conn::http1::Builder::new()
+            .timer(TokioTimer::new())
+            .header_read_timeout(limits.header_timeout)
+            .serve_connection(TokioIo::new(stream), TowerToHyperService::new(app.clone()));
+        let connection = graceful.watch(connection);
+        tokio::spawn(async move {
+            if let Err(e) = connection.await {
+                tracing::debug!(%peer, error = %e, "API connection ended");
+            }
+            drop(slot);
+            drop(share);
+        });
+    }
+    tokio::select! {
+        _ = graceful.shutdown() => {}
+        _ = tokio::time::sleep(Duration::from_secs(10)) => tracing::warn!("API requests still in flight at shutdown"),
+    }
+    Ok(())
+}
+
+async fn stopped(shutdown: &mut watch::Receiver<bool>) {
+    let _ = shutdown.wait_for(|stop| *stop).await;
+}
+
+/// Raises the soft limit on open descriptors to the hard one, and returns
+/// it: a server under attack should run out of connection slots, which it
+/// bounds, long before it runs out of descriptors, which it cannot.
+pub fn raise_descriptor_limit() -> u64 {
+    let mut limit = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    // SAFETY: getrlimit and setrlimit read and write the struct we own.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) != 0 {
+            return 1024;
+        }
+        if limit.rlim_cur < limit.rlim_max {
+            let raised = libc::rlimit { rlim_cur: limit.rlim_max, rlim_max: limit.rlim_max };
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &raised) == 0 {
+                limit.rlim_cur = limit.rlim_max;
+            }
+        }
+    }
+    limit.rlim_cur
+}
+
+/// Descriptors kept for everything but the API's and DNS/TCP's connections:
+/// the UDP sockets, the database pool, zone transfers, files.
+pub const DESCRIPTOR_RESERVE: usize = 512;
+
+/// The API's connection cap, lowered if need be so that the API's
+/// connections, DNS/TCP's and the reserve fit in `descriptors`: DNS over
+/// TCP always finds a descriptor for each of its slots.
+pub fn api_connection_cap(wanted: usize, dns_tcp: usize, descriptors: u64) -> usize {
+    let room = (descriptors as usize).saturating_sub(dns_tcp + DESCRIPTOR_RESERVE);
+    wanted.min(room).max(16)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_api_leaves_dns_its_descriptors() {
+        assert_eq!(api_connection_cap(1024, 512, 1 << 20), 1024);
+        assert_eq!(api_connection_cap(1024, 512, 1024), 16);
+        assert_eq!(api_connection_cap(1024, 512, 2048), 1024);
+        assert_eq!(api_connection_cap(4096, 512, 4096), 3072);
+    }
+}
