@@ -7,6 +7,7 @@ pub mod app;
 pub mod config;
 mod control;
 pub mod http;
+pub mod logging;
 mod replication;
 pub mod zonefiles;
 

@@ -12,6 +12,9 @@ use ferrodns::zonefiles::zone_file_paths;
 use ferrodns::{config, App, Listeners};
 use ferrodns_zone::load_zone_file;
 use tokio::sync::watch;
+use tracing_subscriber::filter::FilterExt;
+use tracing_subscriber::layer::{Layer, SubscriberExt};
+use tracing_subscriber::util::SubscriberInitExt;
 
 #[derive(Parser, Debug)]
 #[command(name = "ferrodns", version, about = "Authoritative DNS server with a zone API")]
@@ -62,11 +65,16 @@ fn init_logging(level: &str, format: LogFormat) -> anyhow::Result<()> {
     let filter = tracing_subscriber::EnvFilter::try_new(level).with_context(|| format!("bad --log-level '{level}'"))?;
     // Colours only for a person at a terminal, not in a journal or a log file.
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_ansi(ansi);
+    // Each call site writes a bounded number of lines (ferrodns::logging).
+    let limit = ferrodns::logging::RateLimit::default();
+    let layer = tracing_subscriber::fmt::layer().with_writer(std::io::stderr).with_ansi(ansi);
     match format {
-        LogFormat::Text => builder.init(),
-        LogFormat::Json => builder.json().init(),
+        LogFormat::Text => tracing_subscriber::registry().with(layer.with_filter(filter.and(limit.clone()))).init(),
+        LogFormat::Json => {
+            tracing_subscriber::registry().with(layer.json().with_filter(filter.and(limit.clone()))).init()
+        }
     }
+    limit.start_reporter();
     Ok(())
 }
 
