@@ -17,6 +17,12 @@
 //! serves at once without any primary. A zone not refreshed within its SOA
 //! expire answers SERVFAIL until a primary is reached again.
 //!
+//! At most [`REFRESHES_IN_FLIGHT`] zones refresh at once (SOA query and
+//! transfer), whatever the catalog lists, so a catalog of many members
+//! whose primaries do not answer costs that many sockets and buffers, not
+//! one per member; retry and refresh waits are jittered by up to a tenth,
+//! so zones that failed together do not all retry together.
+//!
 //! The SOA timers read and wait on tokio's clock (`tokio::time::Instant`,
 //! `sleep`), which is the monotonic clock in service and one a test pauses
 //! and moves: a test of refresh, retry and expiry takes no real time.
@@ -75,10 +81,15 @@ pub struct Secondary {
     refreshed: Mutex<HashMap<Name, Instant>>,
     /// The primaries' addresses as last resolved: NOTIFY is taken from these.
     primary_ips: Mutex<std::collections::HashSet<std::net::IpAddr>>,
+    /// One permit per refresh in flight.
+    refreshes: tokio::sync::Semaphore,
 }
 
 /// Timers used until a zone has an SOA of its own.
 const FIRST_RETRY: Duration = Duration::from_secs(5);
+
+/// Zones that may refresh (SOA query, then a transfer) at once.
+pub const REFRESHES_IN_FLIGHT: usize = 32;
 
 impl Secondary {
     /// Loads the zones kept in the data directory, serves them, and starts
@@ -91,6 +102,7 @@ impl Secondary {
             followed: Mutex::new(HashMap::new()),
             refreshed: Mutex::new(HashMap::new()),
             primary_ips: Mutex::new(Default::default()),
+            refreshes: tokio::sync::Semaphore::new(REFRESHES_IN_FLIGHT),
         });
         {
             let mut ips = secondary.primary_ips.lock().unwrap_or_else(|e| e.into_inner());
@@ -328,6 +340,15 @@ fn timers(zone: Option<&Arc<Zone>>) -> (Duration, Duration, Duration) {
     (Duration::from_secs(field(1).max(1)), Duration::from_secs(field(2).max(1)), Duration::from_secs(field(3).max(1)))
 }
 
+/// `wait` less up to a tenth of it, at random.
+fn jittered(wait: Duration) -> Duration {
+    use std::hash::{BuildHasher, Hasher};
+    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+    hasher.write_u64(0);
+    let fraction = (hasher.finish() % 1000) as f64 / 10_000.0;
+    wait.mul_f64(1.0 - fraction)
+}
+
 /// After a refresh attempt: whether the zone has expired, and how long to
 /// wait before the next attempt. `since_refresh` is how long ago a primary
 /// last confirmed the served copy (`Duration::MAX` for never), or `None`
@@ -351,7 +372,10 @@ fn next_step(
 async fn run_zone(secondary: Arc<Secondary>, apex: Name, wake: Arc<Notify>) {
     let is_catalog = secondary.settings.catalog.as_ref() == Some(&apex);
     loop {
-        let result = secondary.refresh(&apex).await;
+        let result = {
+            let _permit = secondary.refreshes.acquire().await.expect("the semaphore is never closed");
+            secondary.refresh(&apex).await
+        };
         let served = secondary.live.snapshot().get(apex.as_wire()).cloned();
         if result.is_ok() {
             secondary.touch(&apex);
@@ -376,7 +400,7 @@ async fn run_zone(secondary: Arc<Secondary>, apex: Name, wake: Arc<Notify>) {
         }
         tokio::select! {
             _ = wake.notified() => {}
-            _ = tokio::time::sleep(wait) => {}
+            _ = tokio::time::sleep(jittered(wait)) => {}
         }
     }
 }
@@ -522,6 +546,37 @@ mod tests {
         distinct.dedup();
         assert_eq!(distinct.len(), files.len() - 1, "{files:?}");
         assert!(files.iter().all(|f| f.len() <= 255 && !f.contains('/')), "{files:?}");
+    }
+
+    /// Many zones whose primary never answers: at most REFRESHES_IN_FLIGHT
+    /// SOA queries are out at once (one socket and buffer each), not one per
+    /// zone. On tokio's paused clock.
+    #[tokio::test(start_paused = true)]
+    async fn refreshes_in_flight_are_bounded() {
+        let data_dir = std::env::temp_dir().join(format!("ferrodns-secondary-many-{}", std::process::id()));
+        let silent = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        silent.set_nonblocking(true).unwrap();
+        let zones: Vec<Name> = (0..500).map(|i| Name::parse(&format!("z{i}.many.test."), None).unwrap()).collect();
+        let settings = SecondarySettings {
+            primaries: vec![Target::parse(&silent.local_addr().unwrap().to_string()).unwrap()],
+            key: None,
+            catalog: None,
+            zones,
+            data_dir: data_dir.clone(),
+            limits: TransferLimits::default(),
+        };
+        let _secondary = Secondary::start(settings, Arc::new(LiveZones::new(Default::default()))).unwrap();
+        // Within the first query's 3 s wait, only the first refreshes ask.
+        for _ in 0..20 {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let mut queries = 0;
+        let mut buffer = [0u8; 512];
+        while silent.recv(&mut buffer).is_ok() {
+            queries += 1;
+        }
+        assert_eq!(queries, REFRESHES_IN_FLIGHT, "SOA queries out at once for 500 zones");
+        let _ = std::fs::remove_dir_all(&data_dir);
     }
 
     /// A copy kept under another file name (an earlier naming) is moved to
