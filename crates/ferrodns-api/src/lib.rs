@@ -58,11 +58,24 @@ impl Default for ApiSettings {
     }
 }
 
+/// Imports and exports that may run at once: each can hold a whole zone's
+/// worth of memory, so a few of them, by a viewer token even, must not add
+/// up to the server's memory.
+pub const HEAVY_AT_ONCE: usize = 4;
+
 /// What every handler gets.
 #[derive(Clone)]
 pub struct ApiState {
     pub control: Arc<ControlPlane>,
     pub settings: Arc<ApiSettings>,
+    /// One permit per import or export running.
+    pub heavy: Arc<tokio::sync::Semaphore>,
+}
+
+impl ApiState {
+    pub fn new(control: Arc<ControlPlane>, settings: ApiSettings) -> ApiState {
+        ApiState { control, settings: Arc::new(settings), heavy: Arc::new(tokio::sync::Semaphore::new(HEAVY_AT_ONCE)) }
+    }
 }
 
 /// The OpenAPI document, generated from the handlers and types.

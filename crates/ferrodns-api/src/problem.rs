@@ -4,6 +4,8 @@
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use ferrodns_control::ControlError;
+
+use crate::HEAVY_AT_ONCE;
 use ferrodns_store::StoreError;
 use ferrodns_zone::edit::{EditError, Fault, Field};
 use serde::Serialize;
@@ -60,6 +62,16 @@ impl Problem {
 
     pub fn not_found(detail: impl Into<String>) -> Problem {
         Problem::new(StatusCode::NOT_FOUND, "not-found", "Not found", detail)
+    }
+
+    /// 503: as many imports and exports are running as the server takes at once.
+    pub fn busy_with_heavy() -> Problem {
+        Problem::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "busy",
+            "Too many imports and exports",
+            format!("{HEAVY_AT_ONCE} imports and exports are running, as many as the server takes at once; try again shortly"),
+        )
     }
 
     pub fn conflict(detail: impl Into<String>) -> Problem {

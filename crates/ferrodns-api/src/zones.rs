@@ -15,7 +15,7 @@ use ferrodns_zone::edit::{ImportMode, RRsetData, RRsetKey, Working};
 use ferrodns_zone::live::build_zone;
 use ferrodns_zone::masterfile::{parse_str, ParseOptions};
 use ferrodns_zone::rules;
-use ferrodns_zone::writer::write_zone;
+use ferrodns_zone::writer::{write_zone, write_zone_chunks};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
@@ -302,6 +302,32 @@ pub async fn export_zone(
     Path(zone): Path<String>,
 ) -> Result<Response, Problem> {
     let zone = zone_for(&state, &caller, &zone).await?;
+    let Ok(permit) = state.heavy.clone().try_acquire_owned() else { return Err(Problem::busy_with_heavy()) };
+    // The zone as this node serves it, when that is the stored version: it
+    // is written out in pieces as the client reads, never held as one text.
+    let live = &state.control.live;
+    let served = live
+        .snapshot()
+        .get(zone.name.as_wire())
+        .cloned()
+        .filter(|served| served.serial() == zone.serial && !live.is_file_zone(zone.name.as_wire()));
+    if let Some(served) = served {
+        let (chunks, body) = tokio::sync::mpsc::channel::<Bytes>(4);
+        let runtime = tokio::runtime::Handle::current();
+        tokio::task::spawn_blocking(move || {
+            let _permit = permit;
+            // A client that stops reading for 30 s ends its export, and frees
+            // the thread and the permit.
+            write_zone_chunks(&served, 64 << 10, &mut |chunk| {
+                runtime.block_on(chunks.send_timeout(Bytes::from(chunk), std::time::Duration::from_secs(30))).is_ok()
+            });
+        });
+        let mut response =
+            ([(header::CONTENT_TYPE, "text/dns")], axum::body::Body::from_stream(Chunks(body))).into_response();
+        response.headers_mut().insert(header::ETAG, etag(zone.version));
+        return Ok(response);
+    }
+    let _permit = permit;
     let rrsets = state.control.store.zone_rrsets(zone.id).await?;
     let apex = zone.name.clone();
     let text = tokio::task::spawn_blocking(move || {
@@ -313,6 +339,20 @@ pub async fn export_zone(
     let mut response = ([(header::CONTENT_TYPE, "text/dns")], text).into_response();
     response.headers_mut().insert(header::ETAG, etag(zone.version));
     Ok(response)
+}
+
+/// An export's pieces, as the response body reads them.
+struct Chunks(tokio::sync::mpsc::Receiver<Bytes>);
+
+impl futures_core::Stream for Chunks {
+    type Item = Result<Bytes, std::convert::Infallible>;
+
+    fn poll_next(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Self::Item>> {
+        self.0.poll_recv(cx).map(|chunk| chunk.map(Ok))
+    }
 }
 
 /// Query of `POST /v1/zones/{zone}/import`.
@@ -344,6 +384,7 @@ pub async fn import_zone(
         Some("merge") => ImportMode::Merge,
         Some(other) => return Err(Problem::invalid(format!("mode {other:?} is neither replace nor merge"))),
     };
+    let Ok(_permit) = state.heavy.clone().try_acquire_owned() else { return Err(Problem::busy_with_heavy()) };
     let body = input::body_bytes(body, state.settings.max_body_bytes)?;
     let expected = if_match(&headers)?;
     let zone = zone_for(&state, &caller, &zone).await?;

@@ -12,16 +12,24 @@ use crate::zone::{Node, Zone};
 
 /// The zone as master-file text.
 pub fn write_zone(zone: &Zone) -> String {
-    let mut out = String::with_capacity(zone.record_count() * 48);
+    let mut text = String::with_capacity(zone.record_count() * 48);
+    write_zone_chunks(zone, usize::MAX, &mut |chunk| {
+        text.push_str(&chunk);
+        true
+    });
+    text
+}
+
+/// The zone as master-file text, handed to `sink` in pieces of about
+/// `chunk` octets (whole lines), so that a large zone is never held as one
+/// text; stops early when `sink` returns false.
+pub fn write_zone_chunks(zone: &Zone, chunk: usize, sink: &mut dyn FnMut(String) -> bool) {
+    let mut out = String::with_capacity(chunk.min(zone.record_count() * 48) + 512);
     let _ = writeln!(out, "$ORIGIN {}", zone.apex());
     let nodes = zone.nodes_sorted();
-    for node in &nodes {
-        // The SOA leads so that readers that want it first find it there.
-        if node.name().eq_ignore_ascii_case(zone.apex_lower()) {
-            if let Some(soa) = node.rrset(RecordType::SOA) {
-                write_rrset(node, soa.rtype, soa.ttl, soa.rdatas(), &mut out);
-            }
-        }
+    // The SOA leads so that readers that want it first find it there.
+    if let Some(soa) = zone.apex_node().rrset(RecordType::SOA) {
+        write_rrset(&zone.apex_node(), soa.rtype, soa.ttl, soa.rdatas(), &mut out);
     }
     for node in nodes {
         for rrset in node.rrsets() {
@@ -29,9 +37,14 @@ pub fn write_zone(zone: &Zone) -> String {
                 continue;
             }
             write_rrset(&node, rrset.rtype, rrset.ttl, rrset.rdatas(), &mut out);
+            if out.len() >= chunk && !sink(std::mem::replace(&mut out, String::with_capacity(chunk + 512))) {
+                return;
+            }
         }
     }
-    out
+    if !out.is_empty() {
+        sink(out);
+    }
 }
 
 fn write_rrset<'a>(

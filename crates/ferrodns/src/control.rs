@@ -112,15 +112,15 @@ pub async fn serve_api(
     listener.set_nonblocking(true)?;
     let listener = tokio::net::TcpListener::from_std(listener).context("cannot serve the API")?;
     tracing::info!(api = %listener.local_addr()?, data_dir = %settings.data_dir.display(), "serving the API");
-    let state = ApiState {
-        control: control.plane.clone(),
-        settings: Arc::new(ApiSettings {
+    let state = ApiState::new(
+        control.plane.clone(),
+        ApiSettings {
             max_body_bytes: settings.max_body_bytes,
             request_timeout: settings.api_request_timeout,
             max_in_flight: settings.api_max_in_flight,
             ..ApiSettings::default()
-        }),
-    };
+        },
+    );
     let descriptors = crate::http::raise_descriptor_limit();
     let max_connections =
         crate::http::api_connection_cap(settings.api_max_connections, settings.tcp_max_connections, descriptors);
