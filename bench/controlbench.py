@@ -21,6 +21,8 @@ PostgreSQL database, and measures, through the REST API:
              also serves --zones small zones from files, against the same with no
              other zone: p50 and p99 per change, and the ratio (a change must cost
              the same however many zones are served)
+  startup    --zones stored zones (inserted by SQL) at start: seconds from the
+             process start to DNS answering for the last zone, and to the API ready
   poll       (PostgreSQL) the follower's catch-up with --zones stored zones: the
              server's CPU per poll (--ha-poll-ms 1000) beyond the same node's with
              no zones, while nothing changes and while a change comes every 0.5 s
@@ -408,6 +410,78 @@ def bench_publish(db, zones, writes):
     return result
 
 
+# Packed as the rrsets table keeps RDATA: each record's length, then the record.
+SOA_HEX = "0034026e7307696e76616c6964000a686f73746d617374657207696e76616c696400" + \
+    "00000001" + "00000e10" + "00000258" + "00093a80" + "0000012c"
+NS_HEX = "000c026e7307696e76616c696400"
+
+
+def insert_zones(server, db, count, suffix):
+    """Stores `count` zones `pN.<suffix>` (SOA and NS) by SQL, behind the server's back."""
+    if db == "postgres":
+        sql = f"""
+            INSERT INTO zones (name, tenant, kind, serial, version, rrset_count, catalog_id, created_at, updated_at)
+              SELECT 'p' || i || '.{suffix}', 'system', 'primary', 1, 1, 2, md5(i::text), 0, 0
+              FROM generate_series(0, {count - 1}) AS i;
+            INSERT INTO rrsets (zone_id, owner, rtype, ttl, rdata)
+              SELECT id, name, 6, 3600, '\\x{SOA_HEX}'::bytea FROM zones WHERE name LIKE '%.{suffix}';
+            INSERT INTO rrsets (zone_id, owner, rtype, ttl, rdata)
+              SELECT id, name, 2, 3600, '\\x{NS_HEX}'::bytea FROM zones WHERE name LIKE '%.{suffix}';
+        """
+        subprocess.run(["psql", "-h", "127.0.0.1", "-d", server.pg, "-q", "-c", sql], check=True)
+        return
+    import sqlite3
+    conn = sqlite3.connect(os.path.join(server.dir, "ferrodns.db"))
+    conn.executemany(
+        "INSERT INTO zones (name, tenant, kind, serial, version, rrset_count, catalog_id, created_at, updated_at) "
+        "VALUES (?, 'system', 'primary', 1, 1, 2, ?, 0, 0)",
+        ((f"p{i}.{suffix}", f"{i:032x}") for i in range(count)))
+    conn.execute(f"INSERT INTO rrsets (zone_id, owner, rtype, ttl, rdata) SELECT id, name, 6, 3600, X'{SOA_HEX}' "
+                 f"FROM zones WHERE name LIKE '%.{suffix}'")
+    conn.execute(f"INSERT INTO rrsets (zone_id, owner, rtype, ttl, rdata) SELECT id, name, 2, 3600, X'{NS_HEX}' "
+                 f"FROM zones WHERE name LIKE '%.{suffix}'")
+    conn.commit()
+    conn.close()
+
+
+def bench_startup(db, zones):
+    """Seconds from the process start to DNS answering for the last of `zones` stored zones."""
+    server = Server(db, extra=("--log-level", "warn"))
+    try:
+        server.proc.terminate()
+        server.proc.wait()
+        insert_zones(server, db, zones, "start.test.")
+        sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        sock.settimeout(0.05)
+        log = open(os.path.join(server.dir, "log"), "a")
+        started = time.time()
+        server.proc = subprocess.Popen(server.cmd, stdout=subprocess.DEVNULL, stderr=log)
+        dns_s = None
+        while time.time() - started < 600:
+            try:
+                reply = dns_query(sock, server.dns_port, f"p{zones - 1}.start.test.", 6)
+                if reply[3] & 15 == 0:
+                    dns_s = time.time() - started
+                    break
+            except OSError:
+                pass
+        api_s = None
+        while time.time() - started < 600:
+            try:
+                c = http.client.HTTPConnection("127.0.0.1", server.api_port, timeout=2)
+                c.request("GET", "/v1/health/ready")
+                if c.getresponse().status == 200:
+                    api_s = time.time() - started
+                    break
+            except OSError:
+                pass
+            time.sleep(0.01)
+        return {"zones": zones, "dns_answers_s": round(dns_s, 2) if dns_s else None,
+                "api_ready_s": round(api_s, 2) if api_s else None}
+    finally:
+        server.stop()
+
+
 def bench_poll(zones, seconds=20):
     """CPU per follower poll with `zones` stored zones (inserted by SQL), against none."""
     result = {"zones": zones, "seconds": seconds}
@@ -476,7 +550,8 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--db", action="append", choices=["sqlite", "postgres"])
     ap.add_argument("--only", action="append",
-                    choices=["batch1", "batch1000", "import", "list", "delay", "update", "underload", "publish", "poll"])
+                    choices=["batch1", "batch1000", "import", "list", "delay", "update", "underload", "publish", "poll",
+                             "startup"])
     ap.add_argument("--batch1", type=int, default=2000, help="single-client 1-record batches")
     ap.add_argument("--batch1-per-client", type=int, default=250)
     ap.add_argument("--batch1000", type=int, default=20)
@@ -491,10 +566,13 @@ def main():
     for db in a.db or ["sqlite", "postgres"]:
         results[db] = {}
         for name in a.only or ["batch1", "batch1000", "import", "list", "delay", "update", "underload"]:
-            if name in ("publish", "poll"):
+            if name in ("publish", "poll", "startup"):
                 if name == "poll" and db != "postgres":
                     continue
-                r = bench_publish(db, a.zones, a.writes) if name == "publish" else bench_poll(a.zones)
+                if name == "startup":
+                    r = bench_startup(db, a.zones)
+                else:
+                    r = bench_publish(db, a.zones, a.writes) if name == "publish" else bench_poll(a.zones)
                 results[db][name] = r
                 print(f"{db:8} {name:9} {json.dumps(r)}", flush=True)
                 continue

@@ -548,6 +548,33 @@ impl Store {
     }
 
     /// Every RRset of a zone.
+    /// Every stored zone's RRsets in one pass over the table, zone by zone:
+    /// `each` gets a zone's id and its RRsets (zones without any are not
+    /// given). One query whatever the number of zones, and one zone's rows
+    /// in memory at a time.
+    pub async fn each_zone_rrsets(&self, each: &mut (dyn FnMut(i64, Vec<RRsetData>) + Send)) -> Result<()> {
+        use futures_util::TryStreamExt;
+        let mut rows =
+            sqlx::query("SELECT zone_id, owner, rtype, ttl, rdata FROM rrsets ORDER BY zone_id").fetch(&self.pool);
+        let mut current: Option<(i64, Vec<RRsetData>)> = None;
+        while let Some(row) = rows.try_next().await? {
+            let zone_id: i64 = row.try_get("zone_id")?;
+            let rrset = rrset_from_row(&row)?;
+            match &mut current {
+                Some((id, rrsets)) if *id == zone_id => rrsets.push(rrset),
+                _ => {
+                    if let Some((id, rrsets)) = current.replace((zone_id, vec![rrset])) {
+                        each(id, rrsets);
+                    }
+                }
+            }
+        }
+        if let Some((id, rrsets)) = current {
+            each(id, rrsets);
+        }
+        Ok(())
+    }
+
     pub async fn zone_rrsets(&self, zone_id: i64) -> Result<Vec<RRsetData>> {
         let rows = sqlx::query("SELECT owner, rtype, ttl, rdata FROM rrsets WHERE zone_id = $1")
             .bind(zone_id)

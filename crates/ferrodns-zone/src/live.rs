@@ -139,6 +139,27 @@ impl LiveZones {
         }
     }
 
+    /// Serves many zones in one publication (a start-up's batch), each as
+    /// [`LiveZones::publish_zone`] would.
+    pub fn publish_zones(&self, zones: Vec<Zone>) {
+        let zones: Vec<Arc<Zone>> = zones.into_iter().map(Arc::new).collect();
+        let published: Vec<Arc<Zone>> = self.update(|set| {
+            let mut published = Vec::with_capacity(zones.len());
+            for zone in zones {
+                if set.get(zone.apex_lower()).is_some_and(|served| served.serial().is_newer_than(zone.serial())) {
+                    continue;
+                }
+                set.insert(zone.clone());
+                published.push(zone);
+            }
+            published
+        });
+        let observers = self.observers();
+        for zone in &published {
+            observers.iter().for_each(|o| o.published(zone));
+        }
+    }
+
     /// Stops serving a zone.
     pub fn remove_zone(&self, apex_lower: &[u8]) {
         let removed = self.update(|set| set.remove(apex_lower));

@@ -58,17 +58,29 @@ pub async fn start(
     bootstrap_admin_token(&store, dir).await?;
     let started = std::time::Instant::now();
     let zones = store.all_zones().await.context("cannot list stored zones")?;
-    for zone in &zones {
-        if live.is_file_zone(zone.name.as_wire()) {
-            tracing::warn!(zone = %zone.name, "zone is both in the database and a --zone-file; serving the file");
-            continue;
-        }
-        let rrsets = store.zone_rrsets(zone.id).await.with_context(|| format!("cannot read zone {}", zone.name))?;
-        match build_zone(&zone.name, rrsets.iter()) {
-            Ok(built) => live.publish_zone(built),
-            Err(errors) => tracing::error!(zone = %zone.name, ?errors, "stored zone does not build; not serving it"),
-        }
-    }
+    // One pass over every stored RRset, built zone by zone. They are
+    // published in one go once the pass is over: publishing calls the
+    // observers (NOTIFY, the catalog), which must not run while the pass
+    // holds a database connection.
+    let by_id: std::collections::HashMap<i64, &ferrodns_store::ZoneRecord> = zones.iter().map(|z| (z.id, z)).collect();
+    let mut built_zones = Vec::with_capacity(zones.len());
+    store
+        .each_zone_rrsets(&mut |id, rrsets| {
+            let Some(zone) = by_id.get(&id) else { return };
+            if live.is_file_zone(zone.name.as_wire()) {
+                tracing::warn!(zone = %zone.name, "zone is both in the database and a --zone-file; serving the file");
+                return;
+            }
+            match build_zone(&zone.name, rrsets.iter()) {
+                Ok(built) => built_zones.push(built),
+                Err(errors) => {
+                    tracing::error!(zone = %zone.name, ?errors, "stored zone does not build; not serving it")
+                }
+            }
+        })
+        .await
+        .context("cannot read the stored zones")?;
+    live.publish_zones(built_zones);
     tracing::info!(zones = zones.len(), elapsed_ms = started.elapsed().as_millis() as u64, "stored zones loaded");
     // The catalog lists the stored zones as the database says (see
     // ferrodns_control::catalog) and the zones this node serves from files.
