@@ -72,6 +72,27 @@ pub fn zone_name(text: &str) -> Result<Name, Problem> {
         .map_err(|e| Problem::not_found(format!("{text:?} is not a valid zone name ({e}), so no such zone exists")))
 }
 
+/// The most zones a token's or a TSIG key's list may name: each request
+/// that lists zones filters by them in one query.
+pub const MAX_LISTED_ZONES: usize = 1000;
+
+/// A `zones` list of a request body, as lowercase absolute names, and the
+/// faults found in it as (JSON pointer, message) pairs.
+pub fn zone_list(list: &[String]) -> (Vec<String>, Vec<(String, String)>) {
+    let mut faults = Vec::new();
+    if list.len() > MAX_LISTED_ZONES {
+        faults.push(("/zones".to_string(), format!("a list names at most {MAX_LISTED_ZONES} zones")));
+    }
+    let mut names = Vec::new();
+    for (i, text) in list.iter().enumerate() {
+        match zone_name(text) {
+            Ok(name) => names.push(name.to_string()),
+            Err(_) => faults.push((format!("/zones/{i}"), format!("{text:?} is not a zone name"))),
+        }
+    }
+    (names, faults)
+}
+
 /// An owner name relative to the zone (`@` is the apex) or absolute with a final dot.
 pub fn owner_name(text: &str, apex: &Name) -> Result<Name, String> {
     if text.is_empty() {

@@ -115,12 +115,9 @@ pub async fn create_tsig_key(
     }
     let mut zones = None;
     if let Some(list) = &request.zones {
-        let mut names = Vec::new();
-        for (i, text) in list.iter().enumerate() {
-            match input::zone_name(text) {
-                Ok(name) => names.push(name.to_string()),
-                Err(_) => problem = problem.with_error(format!("/zones/{i}"), format!("{text:?} is not a zone name")),
-            }
+        let (names, faults) = input::zone_list(list);
+        for (pointer, message) in faults {
+            problem = problem.with_error(pointer, message);
         }
         zones = Some(names);
     }

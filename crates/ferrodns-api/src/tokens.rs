@@ -17,10 +17,6 @@ use crate::ApiState;
 use ferrodns_control::tokens::NewToken;
 use ferrodns_control::ControlError;
 
-/// The most zones a token's list may name: each request that lists zones
-/// filters by them in one query.
-const MAX_TOKEN_ZONES: usize = 1000;
-
 /// The body of `POST /v1/tokens`.
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -87,15 +83,9 @@ pub async fn create_token(
     }
     let mut zones = None;
     if let Some(list) = &request.zones {
-        if list.len() > MAX_TOKEN_ZONES {
-            problem = problem.with_error("/zones", format!("a token names at most {MAX_TOKEN_ZONES} zones"));
-        }
-        let mut names = Vec::new();
-        for (i, text) in list.iter().enumerate() {
-            match input::zone_name(text) {
-                Ok(name) => names.push(name.to_string()),
-                Err(_) => problem = problem.with_error(format!("/zones/{i}"), format!("{text:?} is not a zone name")),
-            }
+        let (names, faults) = input::zone_list(list);
+        for (pointer, message) in faults {
+            problem = problem.with_error(pointer, message);
         }
         zones = Some(names);
     }
