@@ -490,21 +490,7 @@ def bench_poll(zones, seconds=20):
         server = Server("postgres", extra=ha, start_timeout=300)
         try:
             if count:
-                db = server.pg
-                # Each zone: SOA (ns.invalid. hostmaster.invalid. serial 1) and NS ns.invalid.
-                soa = "0034026e7307696e76616c6964000a686f73746d617374657207696e76616c696400" + \
-                      "00000001" + "00000e10" + "00000258" + "00093a80" + "0000012c"
-                ns = "000c026e7307696e76616c696400"
-                sql = f"""
-                    INSERT INTO zones (name, tenant, kind, serial, version, rrset_count, catalog_id, created_at, updated_at)
-                      SELECT 'p' || i || '.poll.test.', 'system', 'primary', 1, 1, 2, md5(i::text), 0, 0
-                      FROM generate_series(0, {count - 1}) AS i;
-                    INSERT INTO rrsets (zone_id, owner, rtype, ttl, rdata)
-                      SELECT id, name, 6, 3600, '\\x{soa}'::bytea FROM zones WHERE name LIKE '%.poll.test.';
-                    INSERT INTO rrsets (zone_id, owner, rtype, ttl, rdata)
-                      SELECT id, name, 2, 3600, '\\x{ns}'::bytea FROM zones WHERE name LIKE '%.poll.test.';
-                """
-                subprocess.run(["psql", "-h", "127.0.0.1", "-d", db, "-q", "-c", sql], check=True)
+                insert_zones(server, "postgres", count, "poll.test.")
                 # Loaded at start-up (one query per zone today), then served.
                 server.restart(start_timeout=900)
                 sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
