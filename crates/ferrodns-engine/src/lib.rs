@@ -103,7 +103,7 @@ pub fn is_control(query: &Query) -> bool {
 fn respond_inner(zones: &ZoneSet, packet: &[u8], transport: Transport, out: &mut Vec<u8>, hand_off: bool) -> Outcome {
     let mut query = Query::new();
     match parse_query_into(packet, &mut query) {
-        Ok(()) => answer(zones, &query, None, transport, out, hand_off),
+        Ok(()) => answer(zones, &query, None, transport, &[], out, hand_off).0,
         Err(error) => unreadable(packet, error, out),
     }
 }
@@ -119,7 +119,30 @@ pub fn respond_parsed(
     transport: Transport,
     out: &mut Vec<u8>,
 ) -> Outcome {
-    answer(zones, query, prefetched, transport, out, true)
+    answer(zones, query, prefetched, transport, &[], out, true).0
+}
+
+/// What an answer was made from, for a transport that rate-limits responses
+/// by kind ([`respond_parsed_with`]).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Facts {
+    /// The answer was synthesized from a wildcard (RFC 4592).
+    pub wildcard: bool,
+}
+
+/// As [`respond_parsed`], adding `options` to the response's OPT record when
+/// the query had EDNS (EDNS options already framed: code, length, data; a
+/// DNS cookie, say), within the size limit; and telling what the answer was
+/// made from.
+pub fn respond_parsed_with(
+    zones: &ZoneSet,
+    query: &Query,
+    prefetched: Option<Prefetched<'_>>,
+    transport: Transport,
+    options: &[u8],
+    out: &mut Vec<u8>,
+) -> (Outcome, Facts) {
+    answer(zones, query, prefetched, transport, options, out, true)
 }
 
 /// The outcome for a datagram [`parse_query_into`] could not read: nothing,
@@ -137,11 +160,12 @@ fn answer(
     query: &Query,
     prefetched: Option<Prefetched<'_>>,
     transport: Transport,
+    options: &[u8],
     out: &mut Vec<u8>,
     hand_off: bool,
-) -> Outcome {
+) -> (Outcome, Facts) {
     if hand_off && is_control(query) {
-        return Outcome::HandOff;
+        return (Outcome::HandOff, Facts::default());
     }
     let limit = match (transport, query.edns) {
         (Transport::Tcp, _) => u16::MAX as usize,
@@ -153,18 +177,19 @@ fn answer(
     let mut first = None;
     if let Some(prefetched) = prefetched.filter(|p| plain(query, p.zone)) {
         let lookup = prefetched.zone.lookup_hashed(query.qname_lower(), prefetched.hash, query.qtype);
-        if write_plain(query, lookup, flags::QR | copied, limit, out) {
-            return Outcome::Reply;
+        if write_plain(query, lookup, flags::QR | copied, limit, options, out) {
+            return (Outcome::Reply, Facts { wildcard: lookup.wildcard });
         }
         first = Some(lookup);
     }
-    let reserve = if query.edns.is_some() { OPT_LEN } else { 0 };
+    // The options are the transport's and small (a cookie is 28 octets).
+    let reserve = if query.edns.is_some() { OPT_LEN + options.len() } else { 0 };
     let mut writer = MessageWriter::new(out, limit - reserve);
     writer.set_header(query.id, flags::QR | copied);
-    let mut context = Context { zones, query, prefetched, first, zone: None };
+    let mut context = Context { zones, query, prefetched, first, zone: None, wildcard: false };
     let rcode = layers(&mut context, &mut writer);
-    finish(query, rcode, &mut writer);
-    Outcome::Reply
+    finish(query, rcode, options, &mut writer);
+    (Outcome::Reply, Facts { wildcard: context.wildcard })
 }
 
 /// True when no layer before the resolve layer has anything to say about
@@ -199,12 +224,19 @@ fn plain(query: &Query, zone: &Zone) -> bool {
 /// and NOERROR, which `write_plain_answer` writes as the layers would.
 /// False when the answer is anything else, or does not fit.
 #[inline]
-fn write_plain(query: &Query, lookup: Lookup<'_>, flag_word: u16, limit: usize, out: &mut Vec<u8>) -> bool {
+fn write_plain(
+    query: &Query,
+    lookup: Lookup<'_>,
+    flag_word: u16,
+    limit: usize,
+    options: &[u8],
+    out: &mut Vec<u8>,
+) -> bool {
     let Answer::Found(_, rrset) = lookup.answer else { return false };
     if RdataLayout::of(rrset.rtype) != RdataLayout::Opaque || additional_name_at(rrset.rtype).is_some() {
         return false;
     }
-    let opt = query.edns.filter(|_| query.opt_count == 1).map(|edns| (MAX_UDP_PAYLOAD, edns.dnssec_ok));
+    let opt = query.edns.filter(|_| query.opt_count == 1).map(|edns| (MAX_UDP_PAYLOAD, edns.dnssec_ok, options));
     write_plain_answer(
         out,
         query.id,
@@ -230,6 +262,8 @@ struct Context<'a> {
     first: Option<Lookup<'a>>,
     /// The zone the zone layer chose for the qname.
     zone: Option<&'a Zone>,
+    /// The resolve layer answered from a wildcard.
+    wildcard: bool,
 }
 
 /// One layer of the stack: `Some(rcode)` decides the reply, `None` continues.
@@ -242,6 +276,13 @@ type Layer = fn(&mut Context<'_>, &mut MessageWriter<'_>) -> Option<Rcode>;
 pub struct Prefetched<'z> {
     zone: &'z Zone,
     hash: u64,
+}
+
+impl<'z> Prefetched<'z> {
+    /// The zone the qname falls in.
+    pub fn zone(&self) -> &'z Zone {
+        self.zone
+    }
 }
 
 /// The first prefetch stage: works out where the search for the qname's
@@ -418,6 +459,7 @@ fn resolve_layer(context: &mut Context<'_>, writer: &mut MessageWriter<'_>) -> O
             (None, None) => zone.lookup(current.lower(), qtype),
         };
         let owner_is_qname = lookup.wildcard;
+        context.wildcard |= lookup.wildcard;
         match lookup.answer {
             Answer::Found(node, rrset) => {
                 let owner = if owner_is_qname { current.wire() } else { node.name() };
@@ -599,12 +641,12 @@ fn push_addresses(node: Node<'_>, writer: &mut MessageWriter<'_>) {
 }
 
 /// Sets the rcode and appends OPT when the query had EDNS.
-fn finish(query: &Query, rcode: Rcode, writer: &mut MessageWriter<'_>) {
+fn finish(query: &Query, rcode: Rcode, options: &[u8], writer: &mut MessageWriter<'_>) {
     writer.set_rcode(rcode);
     if let Some(edns) = query.edns {
         if query.opt_count == 1 {
-            writer.set_limit(writer.limit() + OPT_LEN);
-            writer.push_opt(MAX_UDP_PAYLOAD, rcode.extended_bits(), edns.dnssec_ok);
+            writer.set_limit(writer.limit() + OPT_LEN + options.len());
+            writer.push_opt(MAX_UDP_PAYLOAD, rcode.extended_bits(), edns.dnssec_ok, options);
         }
     }
 }

@@ -36,6 +36,15 @@ pub struct Edns {
     pub version: u8,
     /// The DO bit (RFC 3225).
     pub dnssec_ok: bool,
+    /// Where the COOKIE option's data (RFC 7873) sits in the message, if the
+    /// query carried one: its offset and length (8, or 16 to 40).
+    pub cookie: Option<(u16, u8)>,
+}
+
+/// EDNS option codes the server reads or writes.
+pub mod option_code {
+    /// RFC 7873 DNS Cookies.
+    pub const COOKIE: u16 = 10;
 }
 
 /// A parsed query. The qname is kept as sent (for the echo in the question
@@ -174,26 +183,48 @@ pub fn parse_query_into(msg: &[u8], query: &mut Query) -> Result<(), QueryError>
                 return Err(QueryError::FormErr);
             }
             query.opt_count = query.opt_count.saturating_add(1);
-            validate_options(&msg[rdata_start..rdata_start + rdlen])?;
-            query.edns =
-                Some(Edns { udp_payload: class, version: (ttl_high & 0xff) as u8, dnssec_ok: ttl_low & 0x8000 != 0 });
+            let cookie = read_options(msg, rdata_start, rdlen)?;
+            query.edns = Some(Edns {
+                udp_payload: class,
+                version: (ttl_high & 0xff) as u8,
+                dnssec_ok: ttl_low & 0x8000 != 0,
+                cookie,
+            });
         }
         pos = rdata_start + rdlen;
     }
     Ok(())
 }
 
-/// Checks that the OPT RDATA is a well-framed list of options; their contents
-/// are ignored, as RFC 6891 §6.1.2 asks for options we do not know.
-fn validate_options(mut options: &[u8]) -> Result<(), QueryError> {
-    while !options.is_empty() {
-        if options.len() < 4 {
+/// Checks that the OPT RDATA (`rdlen` octets at `start` in `msg`) is a
+/// well-framed list of options and finds the COOKIE option. Other options are
+/// ignored, as RFC 6891 §6.1.2 asks for options we do not know. A COOKIE of a
+/// length RFC 7873 §5.2.2 does not allow (below 8, 9 to 15, above 40) is
+/// FORMERR; of several COOKIE options the first counts.
+fn read_options(msg: &[u8], start: usize, rdlen: usize) -> Result<Option<(u16, u8)>, QueryError> {
+    let end = start + rdlen;
+    let mut pos = start;
+    let mut cookie = None;
+    while pos < end {
+        if end - pos < 4 {
             return Err(QueryError::FormErr);
         }
-        let len = u16::from_be_bytes([options[2], options[3]]) as usize;
-        options = options.get(4 + len..).ok_or(QueryError::FormErr)?;
+        let code = u16::from_be_bytes([msg[pos], msg[pos + 1]]);
+        let len = u16::from_be_bytes([msg[pos + 2], msg[pos + 3]]) as usize;
+        let data = pos + 4;
+        if end - data < len {
+            return Err(QueryError::FormErr);
+        }
+        if code == option_code::COOKIE && cookie.is_none() {
+            if !(len == 8 || (16..=40).contains(&len)) {
+                return Err(QueryError::FormErr);
+            }
+            // A query fits in 64 KiB, so the offset fits in 16 bits.
+            cookie = Some((data as u16, len as u8));
+        }
+        pos = data + len;
     }
-    Ok(())
+    Ok(cookie)
 }
 
 /// The response did not fit the size limit; the caller rolls back and sets TC.
@@ -576,8 +607,11 @@ impl<'b> MessageWriter<'b> {
 
     /// Appends an OPT record (RFC 6891 §6.1.2). It is never compressed and the
     /// caller has reserved room for it, so it ignores the limit.
-    pub fn push_opt(&mut self, udp_payload: u16, extended_rcode: u8, dnssec_ok: bool) {
-        self.buf.extend_from_slice(&opt_record(udp_payload, extended_rcode, dnssec_ok));
+    /// `options` are EDNS options already framed (code, length, data); the
+    /// caller has left room for them under the limit.
+    pub fn push_opt(&mut self, udp_payload: u16, extended_rcode: u8, dnssec_ok: bool, options: &[u8]) {
+        self.buf.extend_from_slice(&opt_record(udp_payload, extended_rcode, dnssec_ok, options.len()));
+        self.buf.extend_from_slice(options);
         self.bump_count(3);
     }
 
@@ -604,11 +638,12 @@ impl<'b> MessageWriter<'b> {
 /// Size of an OPT record with no options.
 pub const OPT_LEN: usize = 11;
 
-/// An OPT record with no options (RFC 6891 §6.1.2): root owner, the
-/// payload size in the class, extended rcode and version 0 then the DO bit
-/// in the TTL.
-fn opt_record(udp_payload: u16, extended_rcode: u8, dnssec_ok: bool) -> [u8; OPT_LEN] {
+/// An OPT record's fixed part (RFC 6891 §6.1.2): root owner, the payload
+/// size in the class, extended rcode and version 0 then the DO bit in the
+/// TTL, and the length of the options that follow it.
+fn opt_record(udp_payload: u16, extended_rcode: u8, dnssec_ok: bool, options_len: usize) -> [u8; OPT_LEN] {
     let mut record = [0u8; OPT_LEN];
+    record[9..11].copy_from_slice(&(options_len as u16).to_be_bytes());
     record[1..3].copy_from_slice(&RecordType::OPT.0.to_be_bytes());
     record[3..5].copy_from_slice(&udp_payload.to_be_bytes());
     record[5] = extended_rcode;
@@ -665,13 +700,13 @@ pub fn write_plain_answer(
     qclass: Class,
     ttl: u32,
     packed_rdatas: &[u8],
-    opt: Option<(u16, bool)>,
+    opt: Option<(u16, bool, &[u8])>,
     limit: usize,
 ) -> bool {
     debug_assert!(matches!(RdataLayout::of(qtype), RdataLayout::Opaque));
     out.clear();
     let records = packed_count(packed_rdatas);
-    let opt_len = if opt.is_some() { OPT_LEN } else { 0 };
+    let opt_len = opt.map_or(0, |(_, _, options)| OPT_LEN + options.len());
     let total = HEADER_LEN + qname.len() + 4 + packed_rdatas.len() + 10 * records + opt_len;
     if total > limit || records > u16::MAX as usize || qname.first() == Some(&0) {
         return false;
@@ -688,8 +723,9 @@ pub fn write_plain_answer(
     out.extend_from_slice(&qtype.0.to_be_bytes());
     out.extend_from_slice(&qclass.0.to_be_bytes());
     extend_at_question(out, qtype, ttl, packed_rdatas);
-    if let Some((udp_payload, dnssec_ok)) = opt {
-        out.extend_from_slice(&opt_record(udp_payload, 0, dnssec_ok));
+    if let Some((udp_payload, dnssec_ok, options)) = opt {
+        out.extend_from_slice(&opt_record(udp_payload, 0, dnssec_ok, options.len()));
+        out.extend_from_slice(options);
     }
     true
 }
@@ -710,13 +746,34 @@ mod tests {
 
     #[test]
     fn parses_a_query_with_edns() {
-        let opt = [0, 0, 41, 0x04, 0xd0, 0, 0, 0x80, 0, 0, 4, 0, 10, 0, 0];
+        let opt = [0, 0, 41, 0x04, 0xd0, 0, 0, 0x80, 0, 0, 4, 0xfd, 0xe9, 0, 0];
         let msg = query_bytes(b"\x03WwW\x07example\x00", 1, &opt, 1);
         let query = parse_query(&msg).unwrap();
         assert_eq!(query.id, 0x1234);
         assert_eq!(query.qname(), b"\x03WwW\x07example\x00");
         assert_eq!(query.qname_lower(), b"\x03www\x07example\x00");
-        assert_eq!(query.edns, Some(Edns { udp_payload: 1232, version: 0, dnssec_ok: true }));
+        assert_eq!(query.edns, Some(Edns { udp_payload: 1232, version: 0, dnssec_ok: true, cookie: None }));
+    }
+
+    /// RFC 7873 §5.2.2: a COOKIE of 8 or 16 to 40 octets is read; any other
+    /// length is FORMERR.
+    #[test]
+    fn finds_the_cookie_option() {
+        for len in 0..48usize {
+            let mut opt = vec![0, 0, 41, 0x04, 0xd0, 0, 0, 0, 0];
+            opt.extend_from_slice(&((4 + len) as u16).to_be_bytes());
+            opt.extend_from_slice(&[0, 10]);
+            opt.extend_from_slice(&(len as u16).to_be_bytes());
+            opt.extend(std::iter::repeat_n(7, len));
+            let msg = query_bytes(b"\x00", 1, &opt, 1);
+            let parsed = parse_query(&msg);
+            if len == 8 || (16..=40).contains(&len) {
+                let (at, found) = parsed.unwrap().edns.unwrap().cookie.unwrap();
+                assert_eq!((at as usize, found as usize), (msg.len() - len, len));
+            } else {
+                assert_eq!(parsed.err(), Some(QueryError::FormErr), "{len} octets");
+            }
+        }
     }
 
     #[test]

@@ -5,6 +5,8 @@
 //! addresses, the zone set handle and a shutdown signal from the caller
 //! (tests bind `127.0.0.1:0`).
 
+pub mod cookies;
+pub mod rrl;
 pub mod shares;
 pub mod tcp;
 pub mod udp;
@@ -47,6 +49,24 @@ pub struct DnsSettings {
     pub udp_workers: usize,
     pub udp: UdpSettings,
     pub tcp: TcpSettings,
+    pub protections: Protections,
+}
+
+/// What the transports do beyond answering: DNS cookies (UDP and TCP) and
+/// response rate limiting (UDP). Both off by default.
+#[derive(Clone, Default)]
+pub struct Protections {
+    pub cookies: Option<Arc<cookies::CookieSecrets>>,
+    pub rrl: Option<Arc<rrl::Limiter>>,
+}
+
+impl std::fmt::Debug for Protections {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Protections")
+            .field("cookies", &self.cookies.is_some())
+            .field("rrl", &self.rrl.is_some())
+            .finish()
+    }
 }
 
 /// Sockets bound and ready to serve.
@@ -56,6 +76,7 @@ pub struct BoundDns {
     local: Vec<SocketAddr>,
     udp_settings: UdpSettings,
     tcp_settings: TcpSettings,
+    protections: Protections,
 }
 
 /// Binds every listen address for UDP and TCP. A port of 0 picks one free
@@ -68,6 +89,7 @@ pub fn bind(settings: &DnsSettings) -> io::Result<BoundDns> {
         local: Vec::new(),
         udp_settings: settings.udp,
         tcp_settings: settings.tcp,
+        protections: settings.protections.clone(),
     };
     for &requested in &settings.listen {
         let (udp, tcp, local) = bind_one(requested, workers)?;
@@ -159,10 +181,11 @@ impl BoundDns {
             let stop = stop.clone();
             let udp_settings = self.udp_settings;
             let hand_off = hand_off.clone();
+            let protections = self.protections.clone();
             threads.push(
                 std::thread::Builder::new()
                     .name(format!("dns-udp-{index}"))
-                    .spawn(move || udp::run_worker(socket, zones, stop, udp_settings, hand_off))?,
+                    .spawn(move || udp::run_worker(socket, zones, stop, udp_settings, protections, hand_off))?,
             );
         }
         let mut tcp_tasks = Vec::new();
@@ -171,6 +194,7 @@ impl BoundDns {
                 listener,
                 zones.clone(),
                 self.tcp_settings,
+                self.protections.cookies.clone(),
                 control.clone(),
                 shutdown.clone(),
             )));

@@ -11,8 +11,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
-use ferrodns_engine::{respond, respond_unsigned, Outcome, Transport};
+use ferrodns_engine::{respond_parsed_with, respond_unsigned, unreadable, Outcome, Transport};
+use ferrodns_proto::{parse_query_into, Query};
 
+use crate::cookies::{self, CookieSecrets};
 use crate::shares::{client_of, Clients};
 use crate::ControlHandler;
 use ferrodns_zone::ZoneSet;
@@ -72,6 +74,7 @@ pub async fn serve(
     listener: std::net::TcpListener,
     zones: Arc<ArcSwap<ZoneSet>>,
     settings: TcpSettings,
+    cookies: Option<Arc<CookieSecrets>>,
     control: Option<Arc<dyn ControlHandler>>,
     mut shutdown: watch::Receiver<bool>,
 ) -> io::Result<()> {
@@ -104,8 +107,10 @@ pub async fn serve(
         let shutdown = shutdown.clone();
         let control = control.clone();
         let slots = slots.clone();
+        let cookies = cookies.clone();
         tokio::spawn(async move {
-            if let Err(e) = connection(stream, peer, zones, settings, &slots, control, shutdown).await {
+            let served = Served { zones, settings, cookies, control };
+            if let Err(e) = connection(stream, peer, &served, &slots, shutdown).await {
                 tracing::debug!(%peer, error = %e, "TCP connection ended");
             }
             drop(permit);
@@ -114,15 +119,22 @@ pub async fn serve(
     }
 }
 
+/// What every connection of a listener shares.
+struct Served {
+    zones: Arc<ArcSwap<ZoneSet>>,
+    settings: TcpSettings,
+    cookies: Option<Arc<CookieSecrets>>,
+    control: Option<Arc<dyn ControlHandler>>,
+}
+
 async fn connection(
     stream: TcpStream,
     peer: SocketAddr,
-    zones: Arc<ArcSwap<ZoneSet>>,
-    settings: TcpSettings,
+    served: &Served,
     slots: &Semaphore,
-    control: Option<Arc<dyn ControlHandler>>,
     mut shutdown: watch::Receiver<bool>,
 ) -> io::Result<()> {
+    let Served { zones, settings, cookies, control } = served;
     stream.set_nodelay(true)?;
     // A reply that cannot be written within the timeout (a client that
     // stopped reading) ends the connection.
@@ -132,6 +144,8 @@ async fn connection(
     let mut query = vec![0u8; u16::MAX as usize];
     let mut response = Vec::with_capacity(u16::MAX as usize + 2);
     let mut answer = Vec::with_capacity(u16::MAX as usize);
+    let mut parsed = Box::new(Query::new());
+    let mut cookie_reply = [0u8; cookies::OPTION_LEN];
     loop {
         let read = async {
             let len = reader.read_u16().await? as usize;
@@ -148,7 +162,23 @@ async fn connection(
             },
             _ = shutdown.changed() => return Ok(()),
         };
-        let mut outcome = respond(&zones.load(), &query[..len], Transport::Tcp, &mut answer);
+        let packet = &query[..len];
+        let mut outcome = match parse_query_into(packet, &mut parsed) {
+            Err(error) => unreadable(packet, error, &mut answer),
+            Ok(()) => {
+                // Cookies are answered over TCP too (RFC 7873 §5.2), though
+                // TCP itself proves the address.
+                let options: &[u8] = match (cookies, parsed.edns.and_then(|edns| edns.cookie)) {
+                    (Some(secrets), Some((at, cookie_len))) => {
+                        let cookie = &packet[at as usize..at as usize + cookie_len as usize];
+                        secrets.answer(cookie, peer.ip(), cookies::unix_now(), &mut cookie_reply);
+                        &cookie_reply
+                    }
+                    _ => &[],
+                };
+                respond_parsed_with(&zones.load(), &parsed, None, Transport::Tcp, options, &mut answer).0
+            }
+        };
         if outcome == Outcome::HandOff {
             match &control {
                 Some(control) => {

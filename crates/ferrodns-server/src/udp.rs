@@ -35,10 +35,14 @@ use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
 use ferrodns_engine::{
-    formerr, prefetch, prefetch_node, prefetch_set, prefetch_set_entry, respond_parsed, respond_unsigned, unreadable,
-    Outcome, Transport,
+    formerr, prefetch, prefetch_node, prefetch_set, prefetch_set_entry, respond_parsed_with, respond_unsigned,
+    unreadable, Facts, Outcome, Transport,
 };
-use ferrodns_proto::{parse_query_into, Query, QueryError};
+use ferrodns_proto::{parse_query_into, Query, QueryError, RecordType};
+
+use crate::cookies::{self, CookieSecrets};
+use crate::rrl::{self, Kind, Limiter};
+use crate::Protections;
 use ferrodns_zone::ZoneSet;
 use socket2::{Domain, Protocol, Socket, Type};
 
@@ -146,9 +150,12 @@ pub fn run_worker(
     zones: Arc<ArcSwap<ZoneSet>>,
     stop: Arc<AtomicBool>,
     settings: UdpSettings,
+    protections: Protections,
     hand_off: Option<HandOff>,
 ) {
     let mut worker = Worker::new(settings.segment_offload);
+    worker.cookies = protections.cookies;
+    worker.rrl = protections.rrl;
     let reply_socket = match (&hand_off, socket.try_clone()) {
         (Some(_), Ok(clone)) => Some(Arc::new(clone)),
         _ => None,
@@ -249,6 +256,12 @@ struct Worker {
     controls: Vec<SegmentControl>,
     segment_offload: bool,
     hand_off: Option<(HandOff, Arc<UdpSocket>)>,
+    cookies: Option<Arc<CookieSecrets>>,
+    /// The COOKIE option each reply carries, when its query had one.
+    cookie_replies: Vec<[u8; cookies::OPTION_LEN]>,
+    rrl: Option<Arc<Limiter>>,
+    /// This worker's count of limited responses, for the slip ratio.
+    slip_count: u32,
 }
 
 /// Room for one control message carrying a 16-bit UDP_SEGMENT size, aligned
@@ -284,6 +297,10 @@ impl Worker {
             controls: vec![SegmentControl([0; 24]); BATCH],
             segment_offload,
             hand_off: None,
+            cookies: None,
+            cookie_replies: vec![[0; cookies::OPTION_LEN]; BATCH],
+            rrl: None,
+            slip_count: 0,
         };
         // The buffers are heap allocations that never move, so these pointers
         // stay good for the worker's life.
@@ -370,15 +387,33 @@ impl Worker {
         for slot in prefetched.iter().take(count).flatten() {
             prefetch_node(*slot);
         }
+        // Cookie timestamps and rate-limit buckets count seconds.
+        let now = if self.cookies.is_some() || self.rrl.is_some() { cookies::unix_now() } else { 0 };
         for (i, prefetched) in prefetched.into_iter().enumerate().take(count) {
             let packet = &self.inputs[i * RECEIVE_STRIDE..i * RECEIVE_STRIDE + self.input_lengths[i]];
             let output = &mut self.outputs[i];
-            let mut outcome = match self.parsed[i] {
+            let mut proven = false;
+            let mut options: &[u8] = &[];
+            if let (Some(secrets), Ok(()), Some((at, len))) =
+                (&self.cookies, self.parsed[i], self.queries[i].edns.and_then(|edns| edns.cookie))
+            {
+                let cookie = &packet[at as usize..at as usize + len as usize];
+                let reply = &mut self.cookie_replies[i];
+                proven = secrets.answer(cookie, peer_ip(&self.addresses[i]), now, reply) == cookies::Verdict::Valid;
+                options = reply;
+            }
+            let (mut outcome, facts) = match self.parsed[i] {
                 // Longer than any sane query: answer with just the header, FORMERR.
-                _ if self.input_truncated[i] => formerr(packet, output),
-                Err(error) => unreadable(packet, error, output),
-                Ok(()) => respond_parsed(zones, &self.queries[i], prefetched, Transport::Udp, output),
+                _ if self.input_truncated[i] => (formerr(packet, output), Facts::default()),
+                Err(error) => (unreadable(packet, error, output), Facts::default()),
+                Ok(()) => respond_parsed_with(zones, &self.queries[i], prefetched, Transport::Udp, options, output),
             };
+            if let (Some(limiter), Outcome::Reply, false) = (&self.rrl, outcome, proven) {
+                let query = self.parsed[i].ok().map(|()| &self.queries[i]);
+                let zone = prefetched.map(|p| p.zone().apex_lower());
+                let client = peer_ip(&self.addresses[i]);
+                outcome = limit(limiter, client, query, zone, facts, now, &mut self.slip_count, output);
+            }
             if outcome == Outcome::HandOff {
                 outcome = match &self.hand_off {
                     Some((hand_off, socket)) => {
@@ -549,6 +584,64 @@ fn peer_key(address: &libc::sockaddr_storage) -> u64 {
             (mixed.wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ v6.sin6_port as u64) | 1 << 63
         }
         _ => u64::MAX,
+    }
+}
+
+/// The rate limiter's verdict on a response about to go to `client`: send
+/// it, drop it, or send the truncated slip answer in its place.
+#[allow(clippy::too_many_arguments)]
+#[inline(never)]
+fn limit(
+    limiter: &Limiter,
+    client: std::net::IpAddr,
+    query: Option<&Query>,
+    zone_apex: Option<&[u8]>,
+    facts: Facts,
+    now: u32,
+    slip_count: &mut u32,
+    output: &mut Vec<u8>,
+) -> Outcome {
+    if limiter.exempt(client) {
+        return Outcome::Reply;
+    }
+    let kind = Kind::of(output, query.is_some_and(|q| q.qtype == RecordType::ANY), facts.wildcard);
+    let name = match (kind, query) {
+        (Kind::Error, _) | (_, None) => &[][..],
+        (kind, Some(query)) if kind.by_qname() => query.qname_lower(),
+        _ => zone_apex.unwrap_or(&[]),
+    };
+    match limiter.check(client, kind, name, now, slip_count) {
+        rrl::Verdict::Send => Outcome::Reply,
+        rrl::Verdict::Drop => Outcome::Drop,
+        rrl::Verdict::Slip => {
+            // The question is echoed when the response has one.
+            let question_end = match query {
+                Some(query) if output.len() > 5 && output[5] == 1 => 12 + query.qname().len() + 4,
+                _ => 12,
+            };
+            let edns = query.and_then(|q| q.edns.filter(|_| q.opt_count == 1)).map(|edns| edns.dnssec_ok);
+            if rrl::slip(output, question_end, edns) {
+                Outcome::Reply
+            } else {
+                Outcome::Drop
+            }
+        }
+    }
+}
+
+/// The client's address from the kernel's sockaddr.
+fn peer_ip(address: &libc::sockaddr_storage) -> std::net::IpAddr {
+    match address.ss_family as libc::c_int {
+        libc::AF_INET6 => {
+            // SAFETY: the family says this storage holds a sockaddr_in6.
+            let v6 = unsafe { &*(address as *const libc::sockaddr_storage).cast::<libc::sockaddr_in6>() };
+            std::net::Ipv6Addr::from(v6.sin6_addr.s6_addr).into()
+        }
+        _ => {
+            // SAFETY: a datagram socket of ours is IPv4 when not IPv6.
+            let v4 = unsafe { &*(address as *const libc::sockaddr_storage).cast::<libc::sockaddr_in>() };
+            std::net::Ipv4Addr::from(u32::from_be(v4.sin_addr.s_addr)).into()
+        }
     }
 }
 

@@ -5,49 +5,7 @@ use std::net::IpAddr;
 use ferrodns_proto::tsig::Key;
 use ferrodns_proto::Name;
 
-/// An IPv4 or IPv6 network, `192.0.2.0/24` or `2001:db8::/32`; a bare
-/// address is a host.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Network {
-    address: IpAddr,
-    prefix: u8,
-}
-
-impl Network {
-    pub fn parse(text: &str) -> Result<Network, String> {
-        let (address, prefix) = match text.split_once('/') {
-            Some((address, prefix)) => (address, Some(prefix)),
-            None => (text, None),
-        };
-        let address: IpAddr = address.trim().parse().map_err(|_| format!("{text:?} is not an address or CIDR"))?;
-        let max = if address.is_ipv4() { 32 } else { 128 };
-        let prefix = match prefix {
-            Some(p) => {
-                p.trim().parse::<u8>().ok().filter(|p| *p <= max).ok_or_else(|| format!("bad prefix in {text:?}"))?
-            }
-            None => max,
-        };
-        Ok(Network { address, prefix })
-    }
-
-    pub fn contains(&self, address: IpAddr) -> bool {
-        let address = match address {
-            IpAddr::V6(v6) => v6.to_ipv4_mapped().map(IpAddr::V4).unwrap_or(address),
-            v4 => v4,
-        };
-        match (self.address, address) {
-            (IpAddr::V4(net), IpAddr::V4(ip)) => {
-                let mask = if self.prefix == 0 { 0 } else { u32::MAX << (32 - self.prefix) };
-                u32::from(net) & mask == u32::from(ip) & mask
-            }
-            (IpAddr::V6(net), IpAddr::V6(ip)) => {
-                let mask = if self.prefix == 0 { 0 } else { u128::MAX << (128 - self.prefix) };
-                u128::from(net) & mask == u128::from(ip) & mask
-            }
-            _ => false,
-        }
-    }
-}
+pub use ferrodns_proto::network::Network;
 
 /// Which zones a TSIG key may transfer, NOTIFY or query: those of one
 /// tenant, and only the listed ones. Both `None`: every zone, as for the

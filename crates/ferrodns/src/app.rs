@@ -10,7 +10,8 @@ use std::sync::Arc;
 use anyhow::Context;
 use ferrodns_control::catalog::{self, CatalogSync};
 use ferrodns_control::{Election, ElectionSettings};
-use ferrodns_server::{BoundDns, ControlHandler, DnsSettings, TcpSettings, UdpSettings};
+use ferrodns_server::rrl::Limiter;
+use ferrodns_server::{BoundDns, ControlHandler, DnsSettings, Protections, TcpSettings, UdpSettings};
 use ferrodns_transfer::notify::Notifier;
 use ferrodns_transfer::peers::Peers;
 use ferrodns_transfer::primary::{Journal, Primary, ZoneOwners};
@@ -72,6 +73,10 @@ fn dns_settings(settings: &ServeSettings) -> DnsSettings {
             idle_timeout: settings.tcp_idle_timeout,
             max_connections: settings.tcp_max_connections,
             max_per_client: settings.tcp_max_per_client,
+        },
+        protections: Protections {
+            cookies: settings.cookies.clone().map(Arc::new),
+            rrl: Limiter::new(&settings.rrl).map(Arc::new),
         },
     }
 }

@@ -9,6 +9,8 @@ use anyhow::{bail, Context};
 use clap::Args;
 use ferrodns_proto::tsig::Key;
 use ferrodns_proto::Name;
+use ferrodns_server::cookies::CookieSecrets;
+use ferrodns_server::rrl::{RrlSettings, MAX_RATE};
 use ferrodns_store::SerialPolicy;
 use ferrodns_transfer::acl::{Access, Network};
 use ferrodns_transfer::catalog::DEFAULT_CATALOG;
@@ -81,6 +83,33 @@ pub struct ServeArgs {
     /// Most DNS TCP connections from one client, an IPv4 address or IPv6 /64 [default: an eighth of --tcp-max-connections].
     #[arg(long = "tcp-max-per-client", env = "FERRODNS_TCP_MAX_PER_CLIENT")]
     pub tcp_max_per_client: Option<usize>,
+    /// Answer DNS cookies (RFC 7873, RFC 9018 server cookies) [default: true].
+    #[arg(long = "cookies", env = "FERRODNS_COOKIES")]
+    pub cookies: Option<bool>,
+    /// Server cookie secret, 32 hex digits; give every node of an anycast group the same [default: random at start].
+    #[arg(long = "cookie-secret", env = "FERRODNS_COOKIE_SECRET", hide_env_values = true)]
+    pub cookie_secret: Option<String>,
+    /// The secret before the current one, still accepted while cookies made with it age out (an hour).
+    #[arg(long = "cookie-secret-previous", env = "FERRODNS_COOKIE_SECRET_PREVIOUS", hide_env_values = true)]
+    pub cookie_secret_previous: Option<String>,
+    /// Response rate limit: UDP responses a second per client network, kind and name; 0 turns RRL off [default: 0].
+    #[arg(long = "rrl-rate", env = "FERRODNS_RRL_RATE")]
+    pub rrl_rate: Option<u32>,
+    /// Every Nth rate-limited response is sent truncated (TC) instead of dropped; 0 drops all [default: 2].
+    #[arg(long = "rrl-slip", env = "FERRODNS_RRL_SLIP")]
+    pub rrl_slip: Option<u32>,
+    /// Bits of an IPv4 client address that make its RRL network [default: 24].
+    #[arg(long = "rrl-ipv4-prefix", env = "FERRODNS_RRL_IPV4_PREFIX")]
+    pub rrl_ipv4_prefix: Option<u8>,
+    /// Bits of an IPv6 client address that make its RRL network [default: 56].
+    #[arg(long = "rrl-ipv6-prefix", env = "FERRODNS_RRL_IPV6_PREFIX")]
+    pub rrl_ipv6_prefix: Option<u8>,
+    /// RRL buckets kept (8 octets each; a power of two) [default: 1048576].
+    #[arg(long = "rrl-table-size", env = "FERRODNS_RRL_TABLE_SIZE")]
+    pub rrl_table_size: Option<usize>,
+    /// A client network never rate-limited, such as 192.0.2.0/24 (repeatable).
+    #[arg(long = "rrl-exempt", env = "FERRODNS_RRL_EXEMPT", value_delimiter = ',')]
+    pub rrl_exempt: Vec<String>,
     /// How each change moves SOA serials: increment, or date (YYYYMMDDnn) [default: increment].
     #[arg(long = "serial-policy", env = "FERRODNS_SERIAL_POLICY")]
     pub serial_policy: Option<String>,
@@ -179,6 +208,15 @@ struct FileSettings {
     tcp_idle_timeout: Option<u64>,
     tcp_max_connections: Option<usize>,
     tcp_max_per_client: Option<usize>,
+    cookies: Option<bool>,
+    cookie_secret: Option<String>,
+    cookie_secret_previous: Option<String>,
+    rrl_rate: Option<u32>,
+    rrl_slip: Option<u32>,
+    rrl_ipv4_prefix: Option<u8>,
+    rrl_ipv6_prefix: Option<u8>,
+    rrl_table_size: Option<usize>,
+    rrl_exempt: Option<Vec<String>>,
     serial_policy: Option<String>,
     journal_keep: Option<u32>,
     default_ns: Option<Vec<String>>,
@@ -226,6 +264,9 @@ pub struct ServeSettings {
     pub tcp_idle_timeout: Duration,
     pub tcp_max_connections: usize,
     pub tcp_max_per_client: usize,
+    /// None when cookies are off.
+    pub cookies: Option<CookieSecrets>,
+    pub rrl: RrlSettings,
     pub serial_policy: SerialPolicy,
     pub journal_keep: u32,
     pub default_ns: Vec<Name>,
@@ -395,6 +436,42 @@ impl ServeArgs {
             transfer_access.keys.push(key);
         }
         let default_workers = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+        let cookies = if self.cookies.or(file.cookies).unwrap_or(true) {
+            let secret = |value: Option<String>, flag: &str| {
+                value
+                    .map(|text| CookieSecrets::parse_hex(&text).map_err(|e| anyhow::anyhow!("bad --{flag}: {e}")))
+                    .transpose()
+            };
+            let current = secret(self.cookie_secret.or(file.cookie_secret), "cookie-secret")?;
+            let previous =
+                secret(self.cookie_secret_previous.or(file.cookie_secret_previous), "cookie-secret-previous")?;
+            Some(match current {
+                Some(current) => CookieSecrets::new(current, previous),
+                None if previous.is_some() => anyhow::bail!("--cookie-secret-previous needs --cookie-secret"),
+                None => CookieSecrets::random().context("cannot make a cookie secret")?,
+            })
+        } else {
+            None
+        };
+        let defaults = RrlSettings::default();
+        let exempt = if self.rrl_exempt.is_empty() { file.rrl_exempt.unwrap_or_default() } else { self.rrl_exempt };
+        let rrl = RrlSettings {
+            rate: self.rrl_rate.or(file.rrl_rate).unwrap_or(0),
+            slip: self.rrl_slip.or(file.rrl_slip).unwrap_or(defaults.slip),
+            ipv4_prefix: self.rrl_ipv4_prefix.or(file.rrl_ipv4_prefix).unwrap_or(defaults.ipv4_prefix),
+            ipv6_prefix: self.rrl_ipv6_prefix.or(file.rrl_ipv6_prefix).unwrap_or(defaults.ipv6_prefix),
+            table_size: self.rrl_table_size.or(file.rrl_table_size).unwrap_or(defaults.table_size),
+            exempt: exempt
+                .iter()
+                .map(|text| Network::parse(text).map_err(|e| anyhow::anyhow!("bad --rrl-exempt: {e}")))
+                .collect::<anyhow::Result<_>>()?,
+        };
+        if rrl.rate > MAX_RATE {
+            anyhow::bail!("bad --rrl-rate: at most {MAX_RATE} responses a second");
+        }
+        if rrl.ipv4_prefix > 32 || rrl.ipv6_prefix > 128 {
+            anyhow::bail!("bad --rrl-ipv4-prefix or --rrl-ipv6-prefix: at most 32 and 128 bits");
+        }
         Ok(ServeSettings {
             dns_listen,
             api_listen,
@@ -416,6 +493,8 @@ impl ServeArgs {
                 .or(file.tcp_max_per_client)
                 .unwrap_or(tcp_max_connections / 8)
                 .clamp(1, tcp_max_connections),
+            cookies,
+            rrl,
             serial_policy,
             journal_keep: self.journal_keep.or(file.journal_keep).unwrap_or(1000).max(1),
             default_ns,

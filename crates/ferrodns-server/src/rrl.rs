@@ -1,0 +1,337 @@
+//! Response rate limiting (RRL) for answers over UDP, with the semantics of
+//! BIND's and Knot's: a client network may receive so many responses of one
+//! kind about one name each second; past that, responses are dropped, and
+//! every `slip`-th one is sent truncated instead (TC set, no records), so a
+//! real resolver behind that network retries over TCP, which is never
+//! limited, while a reflection attack that forged the network's address gets
+//! nothing bigger than its query.
+//!
+//! A bucket is keyed by:
+//! - the client's network: the address cut to `--rrl-ipv4-prefix` (24) or
+//!   `--rrl-ipv6-prefix` (56) bits;
+//! - the kind of response ([`Kind`]);
+//! - a name: the qname for positive answers, ANY and large answers; the
+//!   zone's apex for NXDOMAIN, NODATA, referrals and wildcard answers, so
+//!   that random names under one zone share one bucket; none for errors.
+//!
+//! Each bucket holds up to `rate` tokens and gains `rate` a second; a
+//! response takes one. Buckets live in one table shared by every UDP worker
+//! (so a client that SO_REUSEPORT spreads over several workers still has
+//! one budget): a fixed array of 64-bit words, each packing a fingerprint
+//! of its key, the second it was last filled and its tokens, updated with
+//! one compare-and-swap. Two keys that fall in one slot take it from each
+//! other; the one arriving finds a full bucket. The table never grows, so
+//! an attacker spraying keys costs memory it was given at start
+//! (`--rrl-table-size` slots, 8 octets each) and nothing else.
+//!
+//! Exempt from limiting: TCP (the transport does not ask), clients that
+//! return a valid DNS cookie ([`crate::cookies`]), and `--rrl-exempt`
+//! networks (monitoring, a resolver of one's own).
+
+use std::hash::{BuildHasher, Hasher};
+use std::net::IpAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use ferrodns_proto::network::canonical;
+pub use ferrodns_proto::network::Network;
+
+/// Most responses a second a bucket may allow: its tokens have 24 bits.
+pub const MAX_RATE: u32 = (1 << 24) - 1;
+/// Responses larger than this count as [`Kind::Large`] (Knot's threshold).
+const LARGE: usize = 1024;
+
+/// Rate limiting settings; `rate` 0 turns it off.
+#[derive(Clone, Debug)]
+pub struct RrlSettings {
+    /// Responses a second per bucket (at most [`MAX_RATE`]); 0 is off.
+    pub rate: u32,
+    /// Every `slip`-th limited response goes out truncated; 0 drops all,
+    /// 1 truncates all.
+    pub slip: u32,
+    pub ipv4_prefix: u8,
+    pub ipv6_prefix: u8,
+    /// Slots in the bucket table, rounded up to a power of two.
+    pub table_size: usize,
+    /// Networks never limited.
+    pub exempt: Vec<Network>,
+}
+
+impl Default for RrlSettings {
+    fn default() -> RrlSettings {
+        RrlSettings { rate: 0, slip: 2, ipv4_prefix: 24, ipv6_prefix: 56, table_size: 1 << 20, exempt: Vec::new() }
+    }
+}
+
+/// The kinds of response that have buckets of their own.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    /// An answer with the data asked for.
+    Positive,
+    /// The name exists without the type asked for.
+    NoData,
+    NxDomain,
+    /// A delegation to another zone's servers.
+    Referral,
+    /// Synthesized from a wildcard.
+    Wildcard,
+    /// qtype ANY.
+    Any,
+    /// Larger than 1,024 octets, the amplifier's favourite.
+    Large,
+    /// REFUSED, FORMERR, SERVFAIL, NOTIMP and the rest.
+    Error,
+}
+
+impl Kind {
+    /// Classifies a response from its octets (header and size), the qtype
+    /// and whether the engine answered from a wildcard.
+    pub fn of(response: &[u8], qtype_any: bool, wildcard: bool) -> Kind {
+        if response.len() < 12 {
+            return Kind::Error;
+        }
+        let rcode = response[3] & 0x0f;
+        let authoritative = response[2] & 0x04 != 0;
+        let answers = u16::from_be_bytes([response[6], response[7]]);
+        match rcode {
+            3 => Kind::NxDomain,
+            0 if response.len() > LARGE => Kind::Large,
+            0 if qtype_any => Kind::Any,
+            0 if wildcard => Kind::Wildcard,
+            0 if answers > 0 => Kind::Positive,
+            0 if authoritative => Kind::NoData,
+            0 => Kind::Referral,
+            _ => Kind::Error,
+        }
+    }
+
+    /// Whether the bucket is keyed by the qname (else by the zone, or by
+    /// nothing for errors).
+    pub fn by_qname(self) -> bool {
+        matches!(self, Kind::Positive | Kind::Any | Kind::Large)
+    }
+}
+
+/// What to do with a response.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Verdict {
+    Send,
+    /// Send a truncated response in its place.
+    Slip,
+    Drop,
+}
+
+/// The shared bucket table.
+pub struct Limiter {
+    rate: u32,
+    slip: u32,
+    ipv4_mask: u32,
+    ipv6_mask: u128,
+    exempt: Vec<Network>,
+    slots: Box<[AtomicU64]>,
+    mask: u64,
+    /// Keys the hash with a secret of this process, so no one can aim
+    /// a flood of keys at one slot.
+    hasher: foldhash::quality::FixedState,
+    limited: AtomicU64,
+    slipped: AtomicU64,
+}
+
+const TOKEN_BITS: u32 = 24;
+const STAMP_BITS: u32 = 16;
+const TOKEN_MASK: u64 = (1 << TOKEN_BITS) - 1;
+const STAMP_MASK: u64 = (1 << STAMP_BITS) - 1;
+
+impl Limiter {
+    /// A limiter, or None when `settings.rate` is 0.
+    pub fn new(settings: &RrlSettings) -> Option<Limiter> {
+        if settings.rate == 0 {
+            return None;
+        }
+        let size = settings.table_size.clamp(1024, 1 << 28).next_power_of_two();
+        let mut seed = [0u8; 8];
+        // Without the OS's randomness the table still works; it is only
+        // easier to aim at.
+        let _ = getrandom::fill(&mut seed);
+        Some(Limiter {
+            rate: settings.rate.min(MAX_RATE),
+            slip: settings.slip,
+            ipv4_mask: u32::MAX.checked_shl(32 - u32::from(settings.ipv4_prefix.min(32))).unwrap_or(0),
+            ipv6_mask: u128::MAX.checked_shl(128 - u32::from(settings.ipv6_prefix.min(128))).unwrap_or(0),
+            exempt: settings.exempt.clone(),
+            slots: (0..size).map(|_| AtomicU64::new(0)).collect(),
+            mask: size as u64 - 1,
+            hasher: foldhash::quality::FixedState::with_seed(u64::from_le_bytes(seed)),
+            limited: AtomicU64::new(0),
+            slipped: AtomicU64::new(0),
+        })
+    }
+
+    /// Whether `client` is in an exempt network.
+    pub fn exempt(&self, client: IpAddr) -> bool {
+        !self.exempt.is_empty() && self.exempt.iter().any(|n| n.contains(client))
+    }
+
+    /// Takes a token for a response of `kind` about `name` (a lowercase wire
+    /// name, or empty) to `client` at second `now`; `slip_count` is the
+    /// caller's own count of limited responses, for the slip ratio.
+    pub fn check(&self, client: IpAddr, kind: Kind, name: &[u8], now: u32, slip_count: &mut u32) -> Verdict {
+        let mut hasher = self.hasher.build_hasher();
+        match canonical(client) {
+            IpAddr::V4(v4) => hasher.write_u32(u32::from(v4) & self.ipv4_mask),
+            IpAddr::V6(v6) => hasher.write_u128(u128::from(v6) & self.ipv6_mask),
+        }
+        hasher.write_u8(kind as u8);
+        hasher.write(name);
+        if self.take(hasher.finish(), now) {
+            return Verdict::Send;
+        }
+        self.limited.fetch_add(1, Ordering::Relaxed);
+        *slip_count = slip_count.wrapping_add(1);
+        if self.slip != 0 && *slip_count % self.slip == 0 {
+            self.slipped.fetch_add(1, Ordering::Relaxed);
+            Verdict::Slip
+        } else {
+            Verdict::Drop
+        }
+    }
+
+    /// Takes a token from the bucket `key` falls in; false when it is empty.
+    fn take(&self, key: u64, now: u32) -> bool {
+        let slot = &self.slots[(key & self.mask) as usize];
+        // The fingerprint: the key's top bits, never zero so that an unused
+        // slot (all zero) matches no key.
+        let fingerprint = (key >> (TOKEN_BITS + STAMP_BITS)) | 1;
+        let stamp = u64::from(now) & STAMP_MASK;
+        let rate = u64::from(self.rate);
+        let mut old = slot.load(Ordering::Relaxed);
+        loop {
+            let tokens = if old >> (TOKEN_BITS + STAMP_BITS) != fingerprint {
+                rate
+            } else {
+                let was = (old >> TOKEN_BITS) & STAMP_MASK;
+                let elapsed = stamp.wrapping_sub(was) & STAMP_MASK;
+                (old & TOKEN_MASK).saturating_add(rate.saturating_mul(elapsed)).min(rate)
+            };
+            if tokens == 0 {
+                return false;
+            }
+            let new = (fingerprint << (TOKEN_BITS + STAMP_BITS)) | (stamp << TOKEN_BITS) | (tokens - 1);
+            match slot.compare_exchange_weak(old, new, Ordering::Relaxed, Ordering::Relaxed) {
+                Ok(_) => return true,
+                Err(now_there) => old = now_there,
+            }
+        }
+    }
+
+    /// Responses limited so far, and how many of those went out truncated.
+    pub fn counts(&self) -> (u64, u64) {
+        (self.limited.load(Ordering::Relaxed), self.slipped.load(Ordering::Relaxed))
+    }
+}
+
+/// Rewrites `response` as the slip answer: the header with TC set and the
+/// first `question_end` octets (header and question), no records, and an
+/// OPT record (payload 1,232, `edns` the DO bit) when the query had EDNS, so
+/// the client still learns our size. False when the response is shorter
+/// than that.
+pub fn slip(response: &mut Vec<u8>, question_end: usize, edns: Option<bool>) -> bool {
+    if response.len() < question_end || question_end < 12 {
+        return false;
+    }
+    response.truncate(question_end);
+    response[2] |= 0x02;
+    response[6..12].fill(0);
+    if let Some(dnssec_ok) = edns {
+        let do_bit = if dnssec_ok { 0x80 } else { 0 };
+        response.extend_from_slice(&[0, 0, 41, 0x04, 0xd0, 0, 0, do_bit, 0, 0, 0]);
+        response[10..12].copy_from_slice(&1u16.to_be_bytes());
+    }
+    true
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn limiter(rate: u32, slip: u32) -> Limiter {
+        Limiter::new(&RrlSettings { rate, slip, ..RrlSettings::default() }).unwrap()
+    }
+
+    #[test]
+    fn a_bucket_allows_its_rate_each_second() {
+        let rrl = limiter(5, 0);
+        let client: IpAddr = "192.0.2.1".parse().unwrap();
+        let mut slips = 0;
+        let sent =
+            (0..20).filter(|_| rrl.check(client, Kind::Positive, b"\x01a\x00", 100, &mut slips) == Verdict::Send);
+        assert_eq!(sent.count(), 5);
+        // A second later the bucket is full again, and never fuller.
+        let sent =
+            (0..20).filter(|_| rrl.check(client, Kind::Positive, b"\x01a\x00", 101, &mut slips) == Verdict::Send);
+        assert_eq!(sent.count(), 5);
+        let sent =
+            (0..20).filter(|_| rrl.check(client, Kind::Positive, b"\x01a\x00", 200, &mut slips) == Verdict::Send);
+        assert_eq!(sent.count(), 5);
+        assert_eq!(rrl.counts(), (45, 0));
+    }
+
+    #[test]
+    fn buckets_are_per_network_kind_and_name() {
+        let rrl = limiter(1, 0);
+        let mut slips = 0;
+        let mut check = |client: &str, kind, name: &[u8]| rrl.check(client.parse().unwrap(), kind, name, 7, &mut slips);
+        assert_eq!(check("192.0.2.1", Kind::Positive, b"\x01a\x00"), Verdict::Send);
+        // The same /24: the same bucket.
+        assert_eq!(check("192.0.2.200", Kind::Positive, b"\x01a\x00"), Verdict::Drop);
+        assert_eq!(check("::ffff:192.0.2.9", Kind::Positive, b"\x01a\x00"), Verdict::Drop);
+        assert_eq!(check("192.0.3.1", Kind::Positive, b"\x01a\x00"), Verdict::Send);
+        assert_eq!(check("192.0.2.1", Kind::Positive, b"\x01b\x00"), Verdict::Send);
+        assert_eq!(check("192.0.2.1", Kind::NxDomain, b"\x01a\x00"), Verdict::Send);
+        assert_eq!(check("2001:db8:0:ff::1", Kind::Positive, b"\x01a\x00"), Verdict::Send);
+        // Same /56.
+        assert_eq!(check("2001:db8:0:1::2", Kind::Positive, b"\x01a\x00"), Verdict::Drop);
+    }
+
+    #[test]
+    fn every_slip_th_limited_response_is_truncated() {
+        let rrl = limiter(1, 3);
+        let client: IpAddr = "198.51.100.7".parse().unwrap();
+        let mut slips = 0;
+        let verdicts: Vec<Verdict> = (0..7).map(|_| rrl.check(client, Kind::Error, b"", 1, &mut slips)).collect();
+        use Verdict::*;
+        assert_eq!(verdicts, [Send, Drop, Drop, Slip, Drop, Drop, Slip]);
+        assert_eq!(rrl.counts(), (6, 2));
+    }
+
+    #[test]
+    fn kinds_come_from_the_header() {
+        let mut response = vec![0u8; 40];
+        response[3] = 3;
+        assert_eq!(Kind::of(&response, false, false), Kind::NxDomain);
+        response[3] = 5;
+        assert_eq!(Kind::of(&response, false, false), Kind::Error);
+        response[3] = 0;
+        assert_eq!(Kind::of(&response, false, false), Kind::Referral);
+        response[2] = 0x84;
+        assert_eq!(Kind::of(&response, false, false), Kind::NoData);
+        response[7] = 1;
+        assert_eq!(Kind::of(&response, false, false), Kind::Positive);
+        assert_eq!(Kind::of(&response, false, true), Kind::Wildcard);
+        assert_eq!(Kind::of(&response, true, false), Kind::Any);
+        response.resize(1100, 0);
+        assert_eq!(Kind::of(&response, false, false), Kind::Large);
+        assert_eq!(Kind::of(&response[..5], false, false), Kind::Error);
+    }
+
+    #[test]
+    fn a_slip_keeps_the_question_and_opt() {
+        let mut response = vec![0x12, 0x34, 0x84, 0x00, 0, 1, 0, 2, 0, 1, 0, 1];
+        response.extend_from_slice(b"\x01a\x00\x00\x01\x00\x01");
+        let question_end = response.len();
+        response.extend_from_slice(&[0xc0; 40]);
+        assert!(slip(&mut response, question_end, Some(true)));
+        assert_eq!(&response[..12], &[0x12, 0x34, 0x86, 0x00, 0, 1, 0, 0, 0, 0, 0, 1]);
+        assert_eq!(&response[question_end..], &[0, 0, 41, 0x04, 0xd0, 0, 0, 0x80, 0, 0, 0]);
+        assert!(!slip(&mut response, 200, None));
+    }
+}
