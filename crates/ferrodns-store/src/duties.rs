@@ -43,6 +43,14 @@ impl Store {
             if self.backend != Backend::Postgres {
                 return Err(crate::StoreError::Corrupt("a lease fence needs PostgreSQL".into()));
             }
+            // A fenced transaction that idles past the limit is ended by the
+            // server, share lock and all (see `StoreOptions::fence_idle_limit`).
+            sqlx::query(&format!(
+                "SET LOCAL idle_in_transaction_session_timeout = {}",
+                self.options.fence_idle_limit.as_millis().max(1)
+            ))
+            .execute(&mut *tx)
+            .await?;
             let held = sqlx::query(
                 "SELECT term FROM leader_lease WHERE id = 1 AND node = $1 AND term = $2 AND expires_at > now() \
                  FOR SHARE",
@@ -154,4 +162,55 @@ pub(crate) async fn trim_journal(tx: &mut Transaction<'static, Any>, zone_id: i6
     .execute(&mut **tx)
     .await?;
     Ok(done.rows_affected())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::{Duration, Instant};
+
+    use super::*;
+    use crate::StoreOptions;
+
+    const SERVER: &str = "postgres://root@127.0.0.1:5432";
+
+    async fn admin(sql: &str) {
+        use sqlx::Connection;
+        let mut conn =
+            sqlx::PgConnection::connect(&format!("{SERVER}/postgres")).await.expect("PostgreSQL at 127.0.0.1:5432");
+        sqlx::query(sql).execute(&mut conn).await.unwrap();
+    }
+
+    /// A leader that vanished in the middle of a fenced write, its connection
+    /// left open (a host powered off, a partition: no FIN ever comes), holds
+    /// a share lock on the lease row. The other nodes must still take the
+    /// lease soon after it expires, not when TCP gives up hours later.
+    #[tokio::test]
+    async fn a_vanished_leaders_fenced_write_does_not_keep_the_lease() {
+        let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().subsec_nanos();
+        let db = format!("ferrodns_fence_{}_{nanos}", std::process::id());
+        admin(&format!("CREATE DATABASE {db}")).await;
+        let url = format!("{SERVER}/{db}");
+        let options = StoreOptions { fence_idle_limit: Duration::from_millis(300), ..StoreOptions::default() };
+        let a = Store::open(&url, options.clone()).await.unwrap();
+        let b = Store::open(&url, options).await.unwrap();
+        let term = a.acquire_lease("a", 1000).await.unwrap().expect("the lease is free");
+        // `a` begins a fenced write and goes silent with it open.
+        let held = a.fenced(Fence::Lease { node: "a", term }).await.unwrap().expect("a holds the fence");
+        tokio::time::sleep(Duration::from_millis(1100)).await;
+        let started = Instant::now();
+        let taken = loop {
+            match tokio::time::timeout(Duration::from_secs(5), b.acquire_lease("b", 1000)).await {
+                Ok(Ok(Some(taken))) => break taken,
+                Ok(_) => {}
+                Err(_) => panic!("acquire_lease waited 5 s on the vanished leader's lock"),
+            }
+            assert!(started.elapsed() < Duration::from_secs(5), "no lease for b after {:?}", started.elapsed());
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        };
+        assert!(taken > term);
+        drop(held);
+        a.close().await;
+        b.close().await;
+        admin(&format!("DROP DATABASE {db} WITH (FORCE)")).await;
+    }
 }

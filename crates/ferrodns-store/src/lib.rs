@@ -114,6 +114,14 @@ pub struct StoreOptions {
     pub limits: Limits,
     /// How long to wait for a database connection before answering "unavailable".
     pub acquire_timeout: Duration,
+    /// PostgreSQL: the longest a leader's fenced transaction may sit idle
+    /// between statements before the server ends it, and the longest the
+    /// election waits for a row lock. A leader that vanished mid-write
+    /// without closing its connection (a host powered off, a partition)
+    /// would otherwise hold its share lock on the lease row, and so keep
+    /// every other node from taking the lease, until TCP gave up on it,
+    /// hours later. The binary sets half the lease.
+    pub fence_idle_limit: Duration,
 }
 
 impl Default for StoreOptions {
@@ -123,6 +131,7 @@ impl Default for StoreOptions {
             journal_keep: 1000,
             limits: Limits::default(),
             acquire_timeout: Duration::from_secs(3),
+            fence_idle_limit: Duration::from_secs(1),
         }
     }
 }
@@ -1048,6 +1057,12 @@ impl Store {
     /// Takes the leader lease for `node` if it is free or expired (by the
     /// database's clock), with a new term. Returns the term when taken.
     pub async fn acquire_lease(&self, node: &str, lease_ms: i64) -> Result<Option<i64>> {
+        // Wait for a fenced write in flight (its share lock), but not for
+        // ever: a round that gives up is tried again at the next one.
+        let mut tx = self.pool.begin().await?;
+        sqlx::query(&format!("SET LOCAL lock_timeout = {}", self.options.fence_idle_limit.as_millis().max(1)))
+            .execute(&mut *tx)
+            .await?;
         let row = sqlx::query(
             "INSERT INTO leader_lease (id, node, term, expires_at) \
              VALUES (1, $1, 1, now() + ($2::float8 * interval '1 millisecond')) \
@@ -1056,8 +1071,9 @@ impl Store {
         )
         .bind(node.to_string())
         .bind(lease_ms)
-        .fetch_optional(&self.pool)
+        .fetch_optional(&mut *tx)
         .await?;
+        tx.commit().await?;
         row.map(|r| r.try_get::<i64, _>("term")).transpose().map_err(Into::into)
     }
 

@@ -50,6 +50,7 @@ pub async fn start(
         serial_policy: settings.serial_policy,
         journal_keep: settings.journal_keep,
         limits: Limits { max_records_per_rrset: settings.max_records_per_rrset, ..Limits::default() },
+        fence_idle_limit: settings.ha_lease / 2,
         ..StoreOptions::default()
     };
     let store =

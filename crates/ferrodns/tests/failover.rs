@@ -27,6 +27,8 @@ use support::secondary::SecondaryNode;
 
 const KEY: &str = "xfr:hmac-sha256:ZmFpbG92ZXItc3VpdGUta2V5LWZvci1mZXJyb2Rucy0zMg==";
 const KILLS: usize = 20;
+/// The test database, for the report when no leader comes.
+static DB_NAME: std::sync::OnceLock<String> = std::sync::OnceLock::new();
 
 fn ha_state(node: &Node) -> Option<Value> {
     let response = node.anonymous(Method::GET, "/v1/ha").timeout(Duration::from_millis(500)).send().ok()?;
@@ -49,7 +51,38 @@ fn wait_new_leader(nodes: &[Node], alive: &[bool], above: u64, since: Instant) -
                 return (i, term, since.elapsed());
             }
         }
-        assert!(since.elapsed() < Duration::from_secs(15), "no new leader after {:?}", since.elapsed());
+        if since.elapsed() >= Duration::from_secs(15) {
+            let mut report = String::new();
+            for (i, node) in nodes.iter().enumerate() {
+                let log = node.log();
+                let tail: Vec<&str> = log.lines().rev().take(60).collect();
+                report += &format!(
+                    "\n--- node{i} alive={} ha={:?}\n{}",
+                    alive[i],
+                    ha_state(node),
+                    tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+                );
+            }
+            if let Some(db) = DB_NAME.get() {
+                let sql = format!(
+                    "SELECT a.pid, a.client_port, a.state, a.wait_event_type, a.wait_event, now() - a.xact_start AS xact_age, \
+                     now() - a.query_start AS query_age, pg_blocking_pids(a.pid) AS blocked_by, left(a.query, 160) \
+                     FROM pg_stat_activity a WHERE a.datname = '{db}' ORDER BY a.xact_start NULLS LAST"
+                );
+                let out = std::process::Command::new("psql")
+                    .args(["-h", "127.0.0.1", "-d", "postgres", "-c", &sql])
+                    .output()
+                    .map(|o| String::from_utf8_lossy(&o.stdout).to_string())
+                    .unwrap_or_default();
+                let locks = std::process::Command::new("psql")
+                    .args(["-h", "127.0.0.1", "-d", "postgres", "-c", "SELECT l.pid, l.locktype, l.relation::regclass, l.mode, l.granted, l.page, l.tuple, l.transactionid FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid WHERE a.datname IS NOT NULL AND l.locktype <> 'virtualxid' ORDER BY l.pid"])
+                    .output()
+                    .map(|o| String::from_utf8_lossy(&o.stdout).to_string())
+                    .unwrap_or_default();
+                report += &format!("\n--- PostgreSQL\n{out}\n{locks}");
+            }
+            panic!("no new leader after {:?}{report}", since.elapsed());
+        }
         std::thread::sleep(Duration::from_millis(10));
     }
 }
@@ -62,6 +95,7 @@ fn percentile(sorted: &[Duration], p: usize) -> Duration {
 fn failover_suite() {
     let database = Database::postgres();
     let Database::Postgres { name: db_name, .. } = &database else { unreachable!() };
+    let _ = DB_NAME.set(db_name.clone());
     let secondary_ports = [free_port(), free_port()];
     let relays: Vec<Relay> = (0..3).map(|_| Relay::start()).collect();
     let mut nodes: Vec<Node> = Vec::new();

@@ -169,7 +169,23 @@ impl Node {
 
     /// Starts the process. The first start binds ports of the kernel's
     /// choosing and reads them from the log; a restart asks for the same.
+    /// Those ports are in the kernel's ephemeral range, so while the node
+    /// is down a client's socket (a query's, say) may hold one for a moment:
+    /// a restart that finds its port taken tries again for a few seconds.
     fn launch(&mut self) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            match self.try_launch() {
+                Ok(()) => return,
+                Err(log) if log.contains("Address already in use") && Instant::now() < deadline => {
+                    std::thread::sleep(Duration::from_millis(200));
+                }
+                Err(log) => panic!("ferrodns exited at start:\n{log}"),
+            }
+        }
+    }
+
+    fn try_launch(&mut self) -> Result<(), String> {
         let first = self.api.is_empty();
         let (dns, api) = if first {
             ("127.0.0.1:0".to_string(), "127.0.0.1:0".to_string())
@@ -178,6 +194,8 @@ impl Node {
         };
         let log_path = self.data_dir.join("server.log");
         let log = std::fs::OpenOptions::new().create(true).append(true).open(&log_path).unwrap();
+        // What this attempt writes starts here.
+        let written_before = self.log().len();
         let mut command = Command::new(env!("CARGO_BIN_EXE_ferrodns"));
         command
             .arg("serve")
@@ -204,11 +222,12 @@ impl Node {
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
             if let Some(status) = self.child.as_mut().unwrap().try_wait().unwrap() {
-                panic!("ferrodns exited at start ({status}):\n{}", self.log());
+                self.child = None;
+                return Err(format!("({status}):\n{}", self.log().get(written_before..).unwrap_or_default()));
             }
             if let Ok(response) = self.http.get(format!("{}/v1/health/ready", self.api)).send() {
                 if response.status().is_success() {
-                    return;
+                    return Ok(());
                 }
             }
             assert!(Instant::now() < deadline, "ferrodns API not ready in 30 s:\n{}", self.log());
