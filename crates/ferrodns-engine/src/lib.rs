@@ -283,6 +283,11 @@ impl<'z> Prefetched<'z> {
     pub fn zone(&self) -> &'z Zone {
         self.zone
     }
+
+    /// The qname's [`ferrodns_zone::name_hash`].
+    pub fn hash(&self) -> u64 {
+        self.hash
+    }
 }
 
 /// The first prefetch stage: works out where the search for the qname's

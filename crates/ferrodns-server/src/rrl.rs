@@ -28,7 +28,6 @@
 //! return a valid DNS cookie ([`crate::cookies`]), and `--rrl-exempt`
 //! networks (monitoring, a resolver of one's own).
 
-use std::hash::{BuildHasher, Hasher};
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -129,9 +128,9 @@ pub struct Limiter {
     exempt: Vec<Network>,
     slots: Box<[AtomicU64]>,
     mask: u64,
-    /// Keys the hash with a secret of this process, so no one can aim
-    /// a flood of keys at one slot.
-    hasher: foldhash::quality::FixedState,
+    /// Key the mixing with secrets of this process, so no one can aim a
+    /// flood of keys at one slot.
+    seeds: [u64; 2],
     limited: AtomicU64,
     slipped: AtomicU64,
 }
@@ -148,10 +147,14 @@ impl Limiter {
             return None;
         }
         let size = settings.table_size.clamp(1024, 1 << 28).next_power_of_two();
-        let mut seed = [0u8; 8];
+        let mut seed = [0u8; 16];
         // Without the OS's randomness the table still works; it is only
         // easier to aim at.
         let _ = getrandom::fill(&mut seed);
+        let seeds = [
+            u64::from_le_bytes(seed[..8].try_into().expect("8 octets")) | 1,
+            u64::from_le_bytes(seed[8..].try_into().expect("8 octets")),
+        ];
         Some(Limiter {
             rate: settings.rate.min(MAX_RATE),
             slip: settings.slip,
@@ -160,31 +163,77 @@ impl Limiter {
             exempt: settings.exempt.clone(),
             slots: (0..size).map(|_| AtomicU64::new(0)).collect(),
             mask: size as u64 - 1,
-            hasher: foldhash::quality::FixedState::with_seed(u64::from_le_bytes(seed)),
+            seeds,
             limited: AtomicU64::new(0),
             slipped: AtomicU64::new(0),
         })
     }
 
-    /// Whether `client` is in an exempt network.
-    pub fn exempt(&self, client: IpAddr) -> bool {
-        !self.exempt.is_empty() && self.exempt.iter().any(|n| n.contains(client))
+    /// Whether any network is exempt (else [`Limiter::exempt`] is false for all).
+    pub fn has_exemptions(&self) -> bool {
+        !self.exempt.is_empty()
     }
 
-    /// Takes a token for a response of `kind` about `name` (a lowercase wire
-    /// name, or empty) to `client` at second `now`; `slip_count` is the
-    /// caller's own count of limited responses, for the slip ratio.
-    pub fn check(&self, client: IpAddr, kind: Kind, name: &[u8], now: u32, slip_count: &mut u32) -> Verdict {
-        let mut hasher = self.hasher.build_hasher();
+    /// Whether `client` is in an exempt network.
+    pub fn exempt(&self, client: IpAddr) -> bool {
+        self.exempt.iter().any(|n| n.contains(client))
+    }
+
+    /// The bucket key part for an IPv4 client (its address as a number).
+    #[inline]
+    pub fn network_v4(&self, address: u32) -> u64 {
+        u64::from(address & self.ipv4_mask) | 1 << 32
+    }
+
+    /// The bucket key part for an IPv6 client (not v4-mapped).
+    #[inline]
+    pub fn network_v6(&self, address: u128) -> u64 {
+        let network = address & self.ipv6_mask;
+        (network >> 64) as u64 ^ (network as u64).rotate_left(17)
+    }
+
+    /// The bucket key part for any client address.
+    pub fn network(&self, client: IpAddr) -> u64 {
         match canonical(client) {
-            IpAddr::V4(v4) => hasher.write_u32(u32::from(v4) & self.ipv4_mask),
-            IpAddr::V6(v6) => hasher.write_u128(u128::from(v6) & self.ipv6_mask),
+            IpAddr::V4(v4) => self.network_v4(v4.into()),
+            IpAddr::V6(v6) => self.network_v6(v6.into()),
         }
-        hasher.write_u8(kind as u8);
-        hasher.write(name);
-        if self.take(hasher.finish(), now) {
+    }
+
+    /// Takes a token for a response of `kind` about the name whose
+    /// [`ferrodns_zone::name_hash`] is `name_hash` (0 for none) to the client
+    /// network `network` ([`Limiter::network`]) at second `now`;
+    /// `slip_count` is the caller's own count of limited responses, for the
+    /// slip ratio.
+    #[inline]
+    pub fn check(&self, network: u64, kind: Kind, name_hash: u64, now: u32, slip_count: &mut u32) -> Verdict {
+        if self.take(self.key(network, kind, name_hash), now) {
             return Verdict::Send;
         }
+        self.limited(slip_count)
+    }
+
+    /// Starts loading the bucket [`Limiter::check`] would take for these,
+    /// so that the check, made once the answer is written, finds it in
+    /// cache: the table is larger than the caches, and its buckets are
+    /// touched in no order.
+    #[inline]
+    pub fn prefetch(&self, network: u64, kind: Kind, name_hash: u64) {
+        let key = self.key(network, kind, name_hash);
+        ferrodns_zone::zone::prefetch_address(&self.slots[(key & self.mask) as usize]);
+    }
+
+    #[inline]
+    fn key(&self, network: u64, kind: Kind, name_hash: u64) -> u64 {
+        // One folded multiply of two seeded halves: the name hash is already
+        // a seeded hash, so this only has to spread network and kind over it.
+        let product =
+            u128::from(network ^ self.seeds[0]) * u128::from(name_hash ^ ((kind as u64) << 58) ^ self.seeds[1]);
+        (product as u64) ^ (product >> 64) as u64
+    }
+
+    #[cold]
+    fn limited(&self, slip_count: &mut u32) -> Verdict {
         self.limited.fetch_add(1, Ordering::Relaxed);
         *slip_count = slip_count.wrapping_add(1);
         if self.slip != 0 && *slip_count % self.slip == 0 {
@@ -196,6 +245,7 @@ impl Limiter {
     }
 
     /// Takes a token from the bucket `key` falls in; false when it is empty.
+    #[inline]
     fn take(&self, key: u64, now: u32) -> bool {
         let slot = &self.slots[(key & self.mask) as usize];
         // The fingerprint: the key's top bits, never zero so that an unused
@@ -252,6 +302,7 @@ pub fn slip(response: &mut Vec<u8>, question_end: usize, edns: Option<bool>) -> 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use ferrodns_zone::name_hash;
 
     fn limiter(rate: u32, slip: u32) -> Limiter {
         Limiter::new(&RrlSettings { rate, slip, ..RrlSettings::default() }).unwrap()
@@ -262,15 +313,13 @@ mod tests {
         let rrl = limiter(5, 0);
         let client: IpAddr = "192.0.2.1".parse().unwrap();
         let mut slips = 0;
-        let sent =
-            (0..20).filter(|_| rrl.check(client, Kind::Positive, b"\x01a\x00", 100, &mut slips) == Verdict::Send);
+        let (network, name) = (rrl.network(client), name_hash(b"\x01a\x00"));
+        let sent = (0..20).filter(|_| rrl.check(network, Kind::Positive, name, 100, &mut slips) == Verdict::Send);
         assert_eq!(sent.count(), 5);
         // A second later the bucket is full again, and never fuller.
-        let sent =
-            (0..20).filter(|_| rrl.check(client, Kind::Positive, b"\x01a\x00", 101, &mut slips) == Verdict::Send);
+        let sent = (0..20).filter(|_| rrl.check(network, Kind::Positive, name, 101, &mut slips) == Verdict::Send);
         assert_eq!(sent.count(), 5);
-        let sent =
-            (0..20).filter(|_| rrl.check(client, Kind::Positive, b"\x01a\x00", 200, &mut slips) == Verdict::Send);
+        let sent = (0..20).filter(|_| rrl.check(network, Kind::Positive, name, 200, &mut slips) == Verdict::Send);
         assert_eq!(sent.count(), 5);
         assert_eq!(rrl.counts(), (45, 0));
     }
@@ -279,7 +328,9 @@ mod tests {
     fn buckets_are_per_network_kind_and_name() {
         let rrl = limiter(1, 0);
         let mut slips = 0;
-        let mut check = |client: &str, kind, name: &[u8]| rrl.check(client.parse().unwrap(), kind, name, 7, &mut slips);
+        let mut check = |client: &str, kind, name: &[u8]| {
+            rrl.check(rrl.network(client.parse().unwrap()), kind, name_hash(name), 7, &mut slips)
+        };
         assert_eq!(check("192.0.2.1", Kind::Positive, b"\x01a\x00"), Verdict::Send);
         // The same /24: the same bucket.
         assert_eq!(check("192.0.2.200", Kind::Positive, b"\x01a\x00"), Verdict::Drop);
@@ -297,7 +348,8 @@ mod tests {
         let rrl = limiter(1, 3);
         let client: IpAddr = "198.51.100.7".parse().unwrap();
         let mut slips = 0;
-        let verdicts: Vec<Verdict> = (0..7).map(|_| rrl.check(client, Kind::Error, b"", 1, &mut slips)).collect();
+        let verdicts: Vec<Verdict> =
+            (0..7).map(|_| rrl.check(rrl.network(client), Kind::Error, 0, 1, &mut slips)).collect();
         use Verdict::*;
         assert_eq!(verdicts, [Send, Drop, Drop, Slip, Drop, Drop, Slip]);
         assert_eq!(rrl.counts(), (6, 2));

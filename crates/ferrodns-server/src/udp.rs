@@ -36,7 +36,7 @@ use std::time::{Duration, Instant};
 use arc_swap::ArcSwap;
 use ferrodns_engine::{
     formerr, prefetch, prefetch_node, prefetch_set, prefetch_set_entry, respond_parsed_with, respond_unsigned,
-    unreadable, Facts, Outcome, Transport,
+    unreadable, Facts, Outcome, Prefetched, Transport,
 };
 use ferrodns_proto::{parse_query_into, Query, QueryError, RecordType};
 
@@ -387,6 +387,14 @@ impl Worker {
         for slot in prefetched.iter().take(count).flatten() {
             prefetch_node(*slot);
         }
+        if let Some(limiter) = &self.rrl {
+            // Most answers are positive: start loading the bucket they take.
+            for (i, slot) in prefetched.iter().enumerate().take(count) {
+                if let Some(slot) = slot {
+                    limiter.prefetch(network(limiter, &self.addresses[i]), Kind::Positive, slot.hash());
+                }
+            }
+        }
         // Cookie timestamps and rate-limit buckets count seconds.
         let now = if self.cookies.is_some() || self.rrl.is_some() { cookies::unix_now() } else { 0 };
         for (i, prefetched) in prefetched.into_iter().enumerate().take(count) {
@@ -410,9 +418,8 @@ impl Worker {
             };
             if let (Some(limiter), Outcome::Reply, false) = (&self.rrl, outcome, proven) {
                 let query = self.parsed[i].ok().map(|()| &self.queries[i]);
-                let zone = prefetched.map(|p| p.zone().apex_lower());
-                let client = peer_ip(&self.addresses[i]);
-                outcome = limit(limiter, client, query, zone, facts, now, &mut self.slip_count, output);
+                outcome =
+                    limit(limiter, &self.addresses[i], query, prefetched, facts, now, &mut self.slip_count, output);
             }
             if outcome == Outcome::HandOff {
                 outcome = match &self.hand_off {
@@ -587,45 +594,64 @@ fn peer_key(address: &libc::sockaddr_storage) -> u64 {
     }
 }
 
-/// The rate limiter's verdict on a response about to go to `client`: send
+/// The rate limiter's verdict on a response about to go to `address`: send
 /// it, drop it, or send the truncated slip answer in its place.
 #[allow(clippy::too_many_arguments)]
-#[inline(never)]
+#[inline]
 fn limit(
     limiter: &Limiter,
-    client: std::net::IpAddr,
+    address: &libc::sockaddr_storage,
     query: Option<&Query>,
-    zone_apex: Option<&[u8]>,
+    prefetched: Option<Prefetched<'_>>,
     facts: Facts,
     now: u32,
     slip_count: &mut u32,
     output: &mut Vec<u8>,
 ) -> Outcome {
-    if limiter.exempt(client) {
+    if limiter.has_exemptions() && limiter.exempt(peer_ip(address)) {
         return Outcome::Reply;
     }
+    let network = network(limiter, address);
     let kind = Kind::of(output, query.is_some_and(|q| q.qtype == RecordType::ANY), facts.wildcard);
-    let name = match (kind, query) {
-        (Kind::Error, _) | (_, None) => &[][..],
-        (kind, Some(query)) if kind.by_qname() => query.qname_lower(),
-        _ => zone_apex.unwrap_or(&[]),
+    // The qname's hash, which the prefetch made, or the zone's apex's.
+    let name_hash = match (kind, prefetched) {
+        (Kind::Error, _) | (_, None) => 0,
+        (kind, Some(prefetched)) if kind.by_qname() => prefetched.hash(),
+        (_, Some(prefetched)) => ferrodns_zone::name_hash(prefetched.zone().apex_lower()),
     };
-    match limiter.check(client, kind, name, now, slip_count) {
+    match limiter.check(network, kind, name_hash, now, slip_count) {
         rrl::Verdict::Send => Outcome::Reply,
         rrl::Verdict::Drop => Outcome::Drop,
-        rrl::Verdict::Slip => {
-            // The question is echoed when the response has one.
-            let question_end = match query {
-                Some(query) if output.len() > 5 && output[5] == 1 => 12 + query.qname().len() + 4,
-                _ => 12,
-            };
-            let edns = query.and_then(|q| q.edns.filter(|_| q.opt_count == 1)).map(|edns| edns.dnssec_ok);
-            if rrl::slip(output, question_end, edns) {
-                Outcome::Reply
-            } else {
-                Outcome::Drop
-            }
+        rrl::Verdict::Slip => slip(query, output),
+    }
+}
+
+/// The client's network, as the limiter keys buckets.
+#[inline]
+fn network(limiter: &Limiter, address: &libc::sockaddr_storage) -> u64 {
+    match address.ss_family as libc::c_int {
+        libc::AF_INET => {
+            // SAFETY: the family says this storage holds a sockaddr_in.
+            let v4 = unsafe { &*(address as *const libc::sockaddr_storage).cast::<libc::sockaddr_in>() };
+            limiter.network_v4(u32::from_be(v4.sin_addr.s_addr))
         }
+        _ => limiter.network(peer_ip(address)),
+    }
+}
+
+/// Rewrites `output` as the slip answer to `query`.
+#[cold]
+fn slip(query: Option<&Query>, output: &mut Vec<u8>) -> Outcome {
+    // The question is echoed when the response has one.
+    let question_end = match query {
+        Some(query) if output.len() > 5 && output[5] == 1 => 12 + query.qname().len() + 4,
+        _ => 12,
+    };
+    let edns = query.and_then(|q| q.edns.filter(|_| q.opt_count == 1)).map(|edns| edns.dnssec_ok);
+    if rrl::slip(output, question_end, edns) {
+        Outcome::Reply
+    } else {
+        Outcome::Drop
     }
 }
 

@@ -1,0 +1,71 @@
+#!/usr/bin/env python3
+"""What DNS cookies and response rate limiting cost on the answer path.
+
+Runs authbench's measurement (the same zone, query mix, CPU pinning and
+dnsperf load, through its own run_one) on Knot and on two builds of the same
+ferrodns binary in one run, alternating them for --rounds rounds so that the
+machine's drift spreads over both:
+
+  plain      --cookies false, no RRL
+  protected  --cookies true --rrl-rate 1000000 (the traffic stays under the
+             limit, so every answer is checked and none is limited)
+
+It prints each round and the median answers per CPU-second of each, and the
+protected build's cost against the plain one. dnsperf sends no cookies, so
+this measures the RRL check and the cookie option's parse; what answering a
+cookie costs is measured with callgrind (docs/benchmarks.md).
+
+  bench/protectbench.py --rounds 3
+
+Needs: a release build, dnsperf, knot (as authbench does).
+"""
+import argparse, importlib.util, os, statistics, sys, tempfile
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+BINARY = os.environ.get("FERRODNS_BINARY", os.path.join(ROOT, "target", "release", "ferrodns"))
+AUTHBENCH = os.path.join(ROOT, "..", "shared", "bench", "authbench.py")
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--records", type=int, default=100000)
+    ap.add_argument("--duration", type=int, default=10)
+    a = ap.parse_args()
+    spec = importlib.util.spec_from_file_location("authbench", AUTHBENCH)
+    authbench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(authbench)
+    settings = argparse.Namespace(server_cpu="1", client_cpu="0", start_timeout=300, duration=a.duration,
+                                  clients=8, outstanding=256, mode="udp", max_qps=None)
+    d = tempfile.mkdtemp(prefix="protectbench-")
+    zone, qfile = f"{d}/bench.zone", f"{d}/queries.txt"
+    authbench.gen_zone(zone, a.records)
+    authbench.gen_queries(qfile, a.records)
+    variants = {
+        "plain": ["--cookies", "false"],
+        "protected": ["--cookies", "true", "--rrl-rate", "1000000"],
+    }
+    results = {name: [] for name in ["knot", *variants]}
+    for round_number in range(a.rounds):
+        for name in results:
+            port = authbench.free_port()
+            if name == "knot":
+                cmd = authbench.SERVERS["knot"](d, zone, port)
+            else:
+                cmd = [BINARY, "serve", "--dns-listen", f"127.0.0.1:{port}", "--api-listen", "off",
+                       "--zone-file", zone, "--udp-busy-poll-us", "200", *variants[name]]
+            r = authbench.run_one(name, cmd, port, qfile, settings, d)
+            if "error" in r:
+                sys.exit(f"{name}: {r['error']}")
+            results[name].append(r["answers_per_cpu_s"])
+            print(f"round {round_number + 1} {name:10} {r['answers_per_cpu_s']:>8} answers/CPU-s "
+                  f"(user {r['user_us_per_answer']} us, sys {r['sys_us_per_answer']} us, lost {r['lost_pct']}%)",
+                  flush=True)
+    medians = {name: statistics.median(values) for name, values in results.items()}
+    for name, value in medians.items():
+        print(f"median {name:10} {value:>8.0f} answers/CPU-s  {value / medians['knot']:.2f}x Knot")
+    print(f"protected costs {100 * (1 - medians['protected'] / medians['plain']):.1f}% of plain's efficiency")
+
+
+if __name__ == "__main__":
+    main()
