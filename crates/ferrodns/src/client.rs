@@ -14,9 +14,12 @@ use serde_json::{json, Value};
 /// Flags every client command takes.
 #[derive(Args, Debug, Clone)]
 pub struct ClientArgs {
-    /// API base URL.
+    /// API base URL (http:// or https://).
     #[arg(long, env = "FERRODNS_API", default_value = "http://127.0.0.1:8053", global = true)]
     pub api: String,
+    /// Trust the API's certificate if this CA (PEM) signed it, beside the system's CAs.
+    #[arg(long = "ca-file", env = "FERRODNS_CA_FILE", global = true)]
+    pub ca_file: Option<PathBuf>,
     /// API token [default: FERRODNS_TOKEN, then <data-dir>/admin.token].
     #[arg(long, global = true)]
     pub token: Option<String>,
@@ -154,8 +157,20 @@ fn segment(text: &str) -> String {
 
 impl Client {
     fn new(args: &ClientArgs) -> anyhow::Result<Client> {
+        let mut builder = reqwest::Client::builder();
+        if let Some(path) = &args.ca_file {
+            let pem = std::fs::read(path).with_context(|| format!("cannot read the CA file {}", path.display()))?;
+            let certificates = reqwest::Certificate::from_pem_bundle(&pem)
+                .with_context(|| format!("no PEM certificate in the CA file {}", path.display()))?;
+            if certificates.is_empty() {
+                anyhow::bail!("no certificate in the CA file {}", path.display());
+            }
+            for certificate in certificates {
+                builder = builder.add_root_certificate(certificate);
+            }
+        }
         Ok(Client {
-            http: reqwest::Client::builder().build()?,
+            http: builder.build()?,
             base: args.api.trim_end_matches('/').to_string(),
             token: find_token(args.token.clone())?,
             output: args.output,

@@ -125,6 +125,12 @@ pub struct ServeArgs {
     /// Most records in one RRset [default: 1000].
     #[arg(long = "max-records-per-rrset", env = "FERRODNS_MAX_RECORDS_PER_RRSET")]
     pub max_records_per_rrset: Option<usize>,
+    /// Serve the API over TLS with this certificate chain (PEM); read again on SIGHUP. Needs --api-tls-key.
+    #[arg(long = "api-tls-cert", env = "FERRODNS_API_TLS_CERT")]
+    pub api_tls_cert: Option<PathBuf>,
+    /// The API certificate's private key (PEM: PKCS#8, PKCS#1 or SEC1); read again on SIGHUP.
+    #[arg(long = "api-tls-key", env = "FERRODNS_API_TLS_KEY")]
+    pub api_tls_key: Option<PathBuf>,
     /// Seconds a client has to send an API request's headers; also closes idle keep-alive connections [default: 10].
     #[arg(long = "api-header-timeout", env = "FERRODNS_API_HEADER_TIMEOUT")]
     pub api_header_timeout: Option<u64>,
@@ -223,6 +229,8 @@ struct FileSettings {
     reserved_zone: Option<Vec<String>>,
     max_records_per_rrset: Option<usize>,
     max_body_bytes: Option<usize>,
+    api_tls_cert: Option<PathBuf>,
+    api_tls_key: Option<PathBuf>,
     api_header_timeout: Option<u64>,
     api_request_timeout: Option<u64>,
     api_max_connections: Option<usize>,
@@ -274,6 +282,8 @@ pub struct ServeSettings {
     pub reserved_zones: Vec<Name>,
     pub max_records_per_rrset: usize,
     pub max_body_bytes: usize,
+    /// The API's certificate chain and key, when it speaks TLS.
+    pub api_tls: Option<(PathBuf, PathBuf)>,
     pub api_header_timeout: Duration,
     pub api_request_timeout: Duration,
     pub api_max_connections: usize,
@@ -453,6 +463,11 @@ impl ServeArgs {
         } else {
             None
         };
+        let api_tls = match (self.api_tls_cert.or(file.api_tls_cert), self.api_tls_key.or(file.api_tls_key)) {
+            (Some(cert), Some(key)) => Some((cert, key)),
+            (None, None) => None,
+            _ => bail!("--api-tls-cert and --api-tls-key go together"),
+        };
         let defaults = RrlSettings::default();
         let exempt = if self.rrl_exempt.is_empty() { file.rrl_exempt.unwrap_or_default() } else { self.rrl_exempt };
         let rrl = RrlSettings {
@@ -501,6 +516,7 @@ impl ServeArgs {
             reserved_zones,
             max_records_per_rrset: self.max_records_per_rrset.or(file.max_records_per_rrset).unwrap_or(1000).max(1),
             max_body_bytes: self.max_body_bytes.or(file.max_body_bytes).unwrap_or(32 << 20).max(1024),
+            api_tls,
             api_header_timeout: Duration::from_secs(
                 self.api_header_timeout.or(file.api_header_timeout).unwrap_or(10).max(1),
             ),

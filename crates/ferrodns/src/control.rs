@@ -124,7 +124,15 @@ pub async fn serve_api(
 ) -> anyhow::Result<tokio::task::JoinHandle<anyhow::Result<()>>> {
     listener.set_nonblocking(true)?;
     let listener = tokio::net::TcpListener::from_std(listener).context("cannot serve the API")?;
-    tracing::info!(api = %listener.local_addr()?, data_dir = %settings.data_dir.display(), "serving the API");
+    let tls = match &settings.api_tls {
+        Some((cert, key)) => Some(Arc::new(crate::tls::ApiTls::load(cert, key)?)),
+        None => None,
+    };
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    tracing::info!(api = %listener.local_addr()?, scheme, data_dir = %settings.data_dir.display(), "serving the API");
+    if let Some(tls) = &tls {
+        tokio::spawn(crate::tls::reload_on_hangup(tls.clone()));
+    }
     let state = ApiState::new(
         control.plane.clone(),
         ApiSettings {
@@ -151,9 +159,9 @@ pub async fn serve_api(
         max_per_client: settings.api_max_per_client.min(max_connections),
     };
     let app = ferrodns_api::router(state);
-    Ok(tokio::spawn(
-        async move { crate::http::serve(listener, app, limits, shutdown).await.context("API server failed") },
-    ))
+    Ok(tokio::spawn(async move {
+        crate::http::serve(listener, app, limits, tls, shutdown).await.context("API server failed")
+    }))
 }
 
 fn lock_data_dir(dir: &Path) -> anyhow::Result<File> {

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use ferrodns_server::shares::{client_of, Clients};
 use hyper_util::rt::{TokioIo, TokioTimer};
-use hyper_util::server::graceful::GracefulShutdown;
+use hyper_util::server::graceful::{GracefulShutdown, Watcher};
 use hyper_util::service::TowerToHyperService;
 use tokio::sync::{watch, Semaphore};
 
@@ -24,12 +24,14 @@ pub struct HttpLimits {
     pub max_per_client: usize,
 }
 
-/// Serves `app` on `listener` until `shutdown` turns true, then gives the
-/// requests in flight up to ten seconds to finish.
+/// Serves `app` on `listener` (over TLS when `tls` is given) until
+/// `shutdown` turns true, then gives the requests in flight up to ten
+/// seconds to finish.
 pub async fn serve(
     listener: tokio::net::TcpListener,
     app: axum::Router,
     limits: HttpLimits,
+    tls: Option<Arc<crate::tls::ApiTls>>,
     mut shutdown: watch::Receiver<bool>,
 ) -> std::io::Result<()> {
     let slots = Arc::new(Semaphore::new(limits.max_connections.max(1)));
@@ -66,13 +68,18 @@ pub async fn serve(
             }
             continue;
         };
-        let connection = hyper::server::conn::http1::Builder::new()
-            .timer(TokioTimer::new())
-            .header_read_timeout(limits.header_timeout)
-            .serve_connection(TokioIo::new(stream), TowerToHyperService::new(app.clone()));
-        let connection = graceful.watch(connection);
+        let (app, watcher, tls) = (app.clone(), graceful.watcher(), tls.clone());
         tokio::spawn(async move {
-            if let Err(e) = connection.await {
+            let ended = match tls {
+                None => serve_connection(stream, app, limits.header_timeout, watcher).await,
+                // The handshake must finish within the header timeout too.
+                Some(tls) => match tokio::time::timeout(limits.header_timeout, tls.acceptor().accept(stream)).await {
+                    Ok(Ok(stream)) => serve_connection(stream, app, limits.header_timeout, watcher).await,
+                    Ok(Err(e)) => Err(format!("TLS handshake failed: {e}")),
+                    Err(_) => Err("TLS handshake timed out".to_string()),
+                },
+            };
+            if let Err(e) = ended {
                 tracing::debug!(%peer, error = %e, "API connection ended");
             }
             drop(slot);
@@ -84,6 +91,23 @@ pub async fn serve(
         _ = tokio::time::sleep(Duration::from_secs(10)) => tracing::warn!("API requests still in flight at shutdown"),
     }
     Ok(())
+}
+
+/// Serves HTTP/1 on one connection, plain or TLS, until it closes.
+async fn serve_connection<S>(
+    stream: S,
+    app: axum::Router,
+    header_timeout: Duration,
+    watcher: Watcher,
+) -> Result<(), String>
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let connection = hyper::server::conn::http1::Builder::new()
+        .timer(TokioTimer::new())
+        .header_read_timeout(header_timeout)
+        .serve_connection(TokioIo::new(stream), TowerToHyperService::new(app));
+    watcher.watch(connection).await.map_err(|e| e.to_string())
 }
 
 async fn stopped(shutdown: &mut watch::Receiver<bool>) {

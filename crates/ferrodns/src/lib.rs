@@ -9,6 +9,7 @@ mod control;
 pub mod http;
 pub mod logging;
 mod replication;
+mod tls;
 pub mod zonefiles;
 
 pub use app::{App, Listeners};

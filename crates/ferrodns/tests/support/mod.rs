@@ -181,6 +181,15 @@ extern "C" {
     fn libc_kill(pid: i32, signal: i32) -> i32;
 }
 
+/// Sends `signal` to a process this test started.
+#[allow(dead_code)]
+pub fn send_signal(pid: u32, signal: i32) {
+    // SAFETY: kill(2) on a child process of this test; no memory is involved.
+    unsafe {
+        libc_kill(pid as i32, signal);
+    }
+}
+
 /// A fresh directory under the system temporary directory, unique to this test process.
 pub fn temp_dir(name: &str) -> PathBuf {
     static COUNTER: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
