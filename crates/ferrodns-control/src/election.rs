@@ -69,6 +69,9 @@ pub struct Election {
     /// its predecessor died before its NOTIFYs went out, and brings the
     /// catalog up to date.
     on_lead: Mutex<Vec<LeadAction>>,
+    /// Where the lead actions run when the election has a thread of its own
+    /// ([`Election::run_on_thread`]): the runtime they spawn their work on.
+    actions_runtime: Mutex<Option<tokio::runtime::Handle>>,
 }
 
 impl Election {
@@ -80,6 +83,41 @@ impl Election {
             single,
             state: Mutex::new(State { term: None, leading_until: None, known: None }),
             on_lead: Mutex::new(Vec::new()),
+            actions_runtime: Mutex::new(None),
+        })
+    }
+
+    /// Runs the election ([`Election::run`]) on a thread of its own with a
+    /// runtime of its own, at the priority of the calling thread, and with
+    /// the store `open` makes there (its own connections, served by that
+    /// runtime): a round must not wait behind the async threads' work,
+    /// which runs at a lower priority, or a busy node fails over late. Lead
+    /// actions run with `actions` as their runtime. Returns once the thread
+    /// has started; the thread ends after shutdown.
+    pub fn run_on_thread<F, Fut>(
+        self: Arc<Self>,
+        open: F,
+        actions: tokio::runtime::Handle,
+        shutdown: watch::Receiver<bool>,
+    ) -> std::io::Result<std::thread::JoinHandle<()>>
+    where
+        F: FnOnce() -> Fut + Send + 'static,
+        Fut: std::future::Future<Output = Option<Arc<Store>>>,
+    {
+        *self.actions_runtime.lock().unwrap_or_else(|e| e.into_inner()) = Some(actions);
+        std::thread::Builder::new().name("ha-election".into()).spawn(move || {
+            let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+                Ok(runtime) => runtime,
+                Err(e) => {
+                    tracing::error!(error = %e, "cannot start the election's runtime");
+                    return;
+                }
+            };
+            runtime.block_on(async move {
+                if let Some(store) = open().await {
+                    self.run(store, shutdown).await;
+                }
+            });
         })
     }
 
@@ -151,6 +189,9 @@ impl Election {
                 Ok(Some(term)) => {
                     tracing::info!(node = %self.node, term, "became leader");
                     self.lead(term, started);
+                    let runtime = self.actions_runtime.lock().unwrap_or_else(|e| e.into_inner()).clone();
+                    // Whatever the actions spawn goes to that runtime.
+                    let _entered = runtime.as_ref().map(|runtime| runtime.enter());
                     for action in self.on_lead.lock().unwrap_or_else(|e| e.into_inner()).iter() {
                         action(term);
                     }

@@ -122,6 +122,8 @@ pub struct StoreOptions {
     /// every other node from taking the lease, until TCP gave up on it,
     /// hours later. The binary sets half the lease.
     pub fence_idle_limit: Duration,
+    /// PostgreSQL: connections in the pool.
+    pub max_connections: u32,
 }
 
 impl Default for StoreOptions {
@@ -132,6 +134,7 @@ impl Default for StoreOptions {
             limits: Limits::default(),
             acquire_timeout: Duration::from_secs(3),
             fence_idle_limit: Duration::from_secs(1),
+            max_connections: 16,
         }
     }
 }
@@ -272,7 +275,7 @@ impl Store {
                     Ok(())
                 })
             }),
-            Backend::Postgres => pool_options.max_connections(16),
+            Backend::Postgres => pool_options.max_connections(options.max_connections.max(1)),
         };
         let url = match backend {
             Backend::Sqlite if !url.contains('?') => format!("{url}?mode=rwc"),

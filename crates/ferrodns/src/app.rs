@@ -165,7 +165,21 @@ impl App {
             });
             // One round now, so that a node alone leads before its API answers.
             election.round(&control.plane.store).await;
-            tokio::spawn(election.clone().run(control.plane.store.clone(), shutdown.clone()));
+            // Its own thread, started from this one (the main thread, which
+            // polls this future) so that it keeps the UDP workers' priority.
+            let (url, options) =
+                (settings.database_url.clone().unwrap_or_default(), control.plane.store.options().clone());
+            let open = move || async move {
+                let options = ferrodns_store::StoreOptions { max_connections: 2, ..options };
+                match ferrodns_store::Store::open(&url, options).await {
+                    Ok(store) => Some(Arc::new(store)),
+                    Err(e) => {
+                        tracing::error!(error = %e, "the election cannot open the database; this node will not lead");
+                        None
+                    }
+                }
+            };
+            election.clone().run_on_thread(open, tokio::runtime::Handle::current(), shutdown.clone())?;
             let url = settings.database_url.clone().unwrap_or_default();
             tokio::spawn(ferrodns_control::follower::follow(
                 control.plane.clone(),
