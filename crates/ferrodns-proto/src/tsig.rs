@@ -527,6 +527,38 @@ mod tests {
         assert_eq!(replay.verify(&answers[2], now), Err(ResponseError::BadSignature));
     }
 
+    /// The TSIG bypass of CVE-2017-3142 and -3143: a request whose MAC is
+    /// cut short, empty, or someone else's is never taken as signed, and a
+    /// request signed with a key is refused when that key is not the
+    /// server's under that name.
+    #[test]
+    fn short_empty_or_foreign_macs_do_not_verify() {
+        let now = 1_800_000_000;
+        let mut signed = query(9);
+        let mut signer = Signer::request(key());
+        signer.sign(&mut signed, now, 0, &[]);
+        let mac = signer.last_mac().unwrap().to_vec();
+        let algorithm = key().algorithm.wire_name();
+        for forged in [&mac[..mac.len() / 2], &mac[..10], &[][..], &mac[..1], &[0u8; 32][..]] {
+            let mut request = query(9);
+            append_record(&mut request, &key().name, &algorithm, now, forged, 9, 0, &[]);
+            let verdict = verify_request(&request, |n| (*n == key().name).then(key), now);
+            match verdict {
+                Err(Ok(failure)) => assert_eq!(failure.error, errors::BADSIG, "a MAC of {} octets", forged.len()),
+                Err(Err(_)) => {}
+                Ok(v) => panic!("a MAC of {} octets verified: {:?}", forged.len(), v.map(|v| v.key.name)),
+            }
+        }
+        // The whole MAC, on the message it was made for, does.
+        let mut request = query(9);
+        append_record(&mut request, &key().name, &algorithm, now, &mac, 9, 0, &[]);
+        assert!(verify_request(&request, |n| (*n == key().name).then(key), now).unwrap().is_some());
+        // A key of the same name but another algorithm is not the key.
+        let other = Key::parse("xfr-key:hmac-sha512:c2VjcmV0LXNlY3JldC1zZWNyZXQtc2VjcmV0").unwrap();
+        let failure = verify_request(&signed, |_| Some(other.clone()), now).unwrap_err().unwrap();
+        assert_eq!(failure.error, errors::BADKEY);
+    }
+
     #[test]
     fn failures_are_named() {
         let now = 1_800_000_000;
