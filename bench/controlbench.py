@@ -23,6 +23,9 @@ PostgreSQL database, and measures, through the REST API:
              the same however many zones are served)
   startup    --zones stored zones (inserted by SQL) at start: seconds from the
              process start to DNS answering for the last zone, and to the API ready
+  exports    memory (RSS, sampled every 10 ms) through the import of the --records
+             zone, then through four concurrent exports of it by a viewer token
+             while a fifth is refused with 503, and some seconds after
   poll       (PostgreSQL) the follower's catch-up with --zones stored zones: the
              server's CPU per poll (--ha-poll-ms 1000) beyond the same node's with
              no zones, while nothing changes and while a change comes every 0.5 s
@@ -314,6 +317,95 @@ def bench_import(server, records):
             "one_record_batch_after_import_ms": round(one_change * 1000, 1)}
 
 
+def rss_mib(pid):
+    for line in open(f"/proc/{pid}/status"):
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+class RssSampler(threading.Thread):
+    """Samples a process's RSS every 10 ms; `peak()` since the last `reset()`."""
+
+    def __init__(self, pid):
+        super().__init__(daemon=True)
+        self.pid, self.top, self.running = pid, 0.0, True
+        self.start()
+
+    def run(self):
+        while self.running:
+            try:
+                self.top = max(self.top, rss_mib(self.pid))
+            except OSError:
+                return
+            time.sleep(0.01)
+
+    def stop(self):
+        self.running = False
+        self.join()
+
+    def peak(self):
+        return round(self.top, 1)
+
+
+def bench_exports(server, records, exporters=4):
+    authbench = load_authbench()
+    path = os.path.join(server.dir, "bench.zone")
+    authbench.gen_zone(path, records)
+    text = open(path, "rb").read()
+    c = server.client()
+    c.call("POST", "/v1/zones", {"name": authbench.ORIGIN})
+    pid = server.proc.pid
+    before_import = round(rss_mib(pid), 1)
+    sampler = RssSampler(pid)
+    start = time.perf_counter()
+    c.call("POST", f"/v1/zones/{authbench.ORIGIN}/import?mode=replace", text, content_type="text/dns")
+    import_seconds = time.perf_counter() - start
+    sampler.stop()
+    import_peak = sampler.peak()
+    del text
+    time.sleep(3)
+    settled = round(rss_mib(pid), 1)
+    viewer = c.call("POST", "/v1/tokens", {"name": "export-viewer", "role": "viewer"})["token"]
+    sizes, statuses, refused = [0] * exporters, [None] * exporters, []
+    started = threading.Barrier(exporters + 1)
+
+    def export(k):
+        conn = http.client.HTTPConnection("127.0.0.1", server.api_port, timeout=600)
+        conn.request("GET", f"/v1/zones/{authbench.ORIGIN}/export", headers={"Authorization": f"Bearer {viewer}"})
+        response = conn.getresponse()
+        statuses[k] = response.status
+        first = response.read(65536)
+        started.wait()
+        sizes[k] = len(first) + len(response.read())
+
+    sampler = RssSampler(pid)
+    start = time.perf_counter()
+    threads = [threading.Thread(target=export, args=(k,)) for k in range(exporters)]
+    for t in threads:
+        t.start()
+    started.wait()
+    # All four are streaming: one more is turned away.
+    conn = http.client.HTTPConnection("127.0.0.1", server.api_port, timeout=60)
+    conn.request("GET", f"/v1/zones/{authbench.ORIGIN}/export", headers={"Authorization": f"Bearer {viewer}"})
+    response = conn.getresponse()
+    refused.append(response.status)
+    response.read()
+    for t in threads:
+        t.join()
+    export_seconds = time.perf_counter() - start
+    sampler.stop()
+    export_peak = sampler.peak()
+    time.sleep(3)
+    after = round(rss_mib(pid), 1)
+    return {"records": records, "zone_file_mib": round(len(open(path, "rb").read()) / 2**20, 1),
+            "rss_before_import_mib": before_import, "import_peak_rss_mib": import_peak,
+            "import_seconds": round(import_seconds, 2), "rss_after_import_mib": settled,
+            "exporters": exporters, "export_statuses": statuses, "export_mib_each": [round(x / 2**20, 1) for x in sizes],
+            "fifth_export_status": refused[0], "exports_seconds": round(export_seconds, 2),
+            "exports_peak_rss_mib": export_peak, "rss_3s_after_exports_mib": after}
+
+
 def bench_list(server, zones):
     c = server.client()
     start = time.perf_counter()
@@ -537,7 +629,7 @@ def main():
     ap.add_argument("--db", action="append", choices=["sqlite", "postgres"])
     ap.add_argument("--only", action="append",
                     choices=["batch1", "batch1000", "import", "list", "delay", "update", "underload", "publish", "poll",
-                             "startup"])
+                             "startup", "exports"])
     ap.add_argument("--batch1", type=int, default=2000, help="single-client 1-record batches")
     ap.add_argument("--batch1-per-client", type=int, default=250)
     ap.add_argument("--batch1000", type=int, default=20)
@@ -572,6 +664,8 @@ def main():
                     r = bench_batch1000(server, a.batch1000)
                 elif name == "import":
                     r = bench_import(server, a.records)
+                elif name == "exports":
+                    r = bench_exports(server, a.records)
                 elif name == "list":
                     r = bench_list(server, a.zones)
                 elif name == "update":
