@@ -103,16 +103,22 @@ pub async fn start(
         names: NamePolicy { reserved: settings.reserved_zones.clone() },
     });
     plane.load_tsig_keys().await.map_err(|e| anyhow::anyhow!("cannot load TSIG keys: {e}"))?;
-    // A single node writes and publishes the catalog now; a node of several
-    // publishes what the leader last wrote (and writes it once it leads).
-    catalog::sync(&plane, CatalogSync::Full).await;
+    Ok(Control { plane, _lock: lock })
+}
+
+/// Brings the catalog zone up at start: a single node writes and publishes
+/// it; a node of several publishes what the leader last wrote (and writes it
+/// once it leads). Called once DNS serves, before the API: with many zones
+/// the catalog takes a while to write and build, and the zones are served
+/// meanwhile.
+pub async fn publish_catalog(plane: &ControlPlane) {
+    catalog::sync(plane, CatalogSync::Full).await;
     if let Some(catalog) = &plane.catalog {
         match catalog.published() {
             Some((serial, _)) => tracing::info!(catalog = %catalog.name(), serial = serial.0, "catalog zone published"),
             None => tracing::info!(catalog = %catalog.name(), "catalog zone waits for the leader"),
         }
     }
-    Ok(Control { plane, _lock: lock })
 }
 
 /// Serves the API on `listener` until shutdown.
