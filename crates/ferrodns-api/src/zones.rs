@@ -315,15 +315,16 @@ pub async fn export_zone(
         let (chunks, body) = tokio::sync::mpsc::channel::<Bytes>(4);
         let runtime = tokio::runtime::Handle::current();
         tokio::task::spawn_blocking(move || {
-            let _permit = permit;
             // A client that stops reading for 30 s ends its export, and frees
-            // the thread and the permit.
+            // the thread.
             write_zone_chunks(&served, 64 << 10, &mut |chunk| {
                 runtime.block_on(chunks.send_timeout(Bytes::from(chunk), std::time::Duration::from_secs(30))).is_ok()
             });
         });
-        let mut response =
-            ([(header::CONTENT_TYPE, "text/dns")], axum::body::Body::from_stream(Chunks(body))).into_response();
+        // The body holds the permit: an export counts until its last chunk
+        // is sent or its client is gone, not only while it is written.
+        let body = Chunks(body, permit);
+        let mut response = ([(header::CONTENT_TYPE, "text/dns")], axum::body::Body::from_stream(body)).into_response();
         response.headers_mut().insert(header::ETAG, etag(zone.version));
         return Ok(response);
     }
@@ -341,8 +342,9 @@ pub async fn export_zone(
     Ok(response)
 }
 
-/// An export's pieces, as the response body reads them.
-struct Chunks(tokio::sync::mpsc::Receiver<Bytes>);
+/// An export's pieces, as the response body reads them, and its place
+/// among the heavy requests.
+struct Chunks(tokio::sync::mpsc::Receiver<Bytes>, #[allow(dead_code)] tokio::sync::OwnedSemaphorePermit);
 
 impl futures_core::Stream for Chunks {
     type Item = Result<Bytes, std::convert::Infallible>;

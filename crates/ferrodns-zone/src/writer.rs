@@ -36,9 +36,13 @@ pub fn write_zone_chunks(zone: &Zone, chunk: usize, sink: &mut dyn FnMut(String)
             if rrset.rtype == RecordType::SOA && node.name().eq_ignore_ascii_case(zone.apex_lower()) {
                 continue;
             }
-            write_rrset(&node, rrset.rtype, rrset.ttl, rrset.rdatas(), &mut out);
-            if out.len() >= chunk && !sink(std::mem::replace(&mut out, String::with_capacity(chunk + 512))) {
-                return;
+            // Record by record, so that one large RRset is cut into chunks
+            // like the rest.
+            for rdata in rrset.rdatas() {
+                write_record(&node, rrset.rtype, rrset.ttl, rdata, &mut out);
+                if out.len() >= chunk && !sink(std::mem::replace(&mut out, String::with_capacity(chunk + 512))) {
+                    return;
+                }
             }
         }
     }
@@ -55,9 +59,13 @@ fn write_rrset<'a>(
     out: &mut String,
 ) {
     for rdata in rdatas {
-        let _ = name::write_presentation(node.name(), out);
-        let _ = write!(out, " {ttl} IN {rtype} ");
-        write_rdata(rtype, rdata, out);
-        out.push('\n');
+        write_record(node, rtype, ttl, rdata, out);
     }
+}
+
+fn write_record(node: &Node<'_>, rtype: RecordType, ttl: u32, rdata: &[u8], out: &mut String) {
+    let _ = name::write_presentation(node.name(), out);
+    let _ = write!(out, " {ttl} IN {rtype} ");
+    write_rdata(rtype, rdata, out);
+    out.push('\n');
 }
