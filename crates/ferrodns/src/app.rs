@@ -223,6 +223,9 @@ impl App {
             shutdown.clone(),
         )?;
         let server = tokio::spawn(running.finished());
+        if let Some(control) = &control {
+            control::publish_catalog(&control.plane).await;
+        }
         let api = match (&control, api_listener) {
             (Some(control), Some(listener)) => {
                 Some(control::serve_api(control, &settings, listener, shutdown.clone()).await?)
