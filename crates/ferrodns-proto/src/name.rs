@@ -444,6 +444,11 @@ pub fn read_compressed(message: &[u8], start: usize, out: &mut NameBuf) -> Resul
     let mut pos = start;
     let mut end = None;
     let mut limit = start;
+    // Pointers only go backwards, so a chain ends; but a message of pointers
+    // to pointers makes one name cost a jump per two octets, and a message
+    // of owners pointing into such a chain costs that for each of them.
+    // A name has at most 127 labels, so no honest name needs more jumps.
+    let mut jumps = 0;
     loop {
         // A run of plain labels up to a pointer or the root is copied whole.
         let run = pos;
@@ -478,13 +483,17 @@ pub fn read_compressed(message: &[u8], start: usize, out: &mut NameBuf) -> Resul
         if end.is_none() {
             end = Some(pos + 2);
         }
-        if target >= limit {
+        jumps += 1;
+        if target >= limit || jumps > MAX_POINTER_JUMPS {
             return Err(NameError::BadPointer);
         }
         limit = target;
         pos = target;
     }
 }
+
+/// The most compression pointers one name may follow: one per label.
+pub const MAX_POINTER_JUMPS: usize = 127;
 
 /// Equality of two wire names (or any octet strings) ignoring ASCII case,
 /// eight octets at a time: names on the answer path are short and nearly
@@ -591,6 +600,37 @@ mod tests {
         let long: Vec<u8> = (0..5).flat_map(|_| [&[63u8][..], &[b'a'; 63]].concat()).chain([0]).collect();
         assert_eq!(read_compressed(&long, 0, &mut out), Err(NameError::NameTooLong));
         assert_eq!(read_compressed(&[0x80u8, 0], 0, &mut out), Err(NameError::BadLabelType));
+    }
+
+    /// The pointer-chain class of CVE: every pointer valid (backwards), but
+    /// pointing at the previous pointer, 20,000 deep, with thousands of owners
+    /// pointing at its end. Each name may follow 127 pointers at most.
+    #[test]
+    fn pointer_chains_are_cut_short() {
+        let mut message = vec![0u8; 12];
+        message.extend_from_slice(b"\x03www\x07example\x00");
+        let mut previous = 12;
+        for _ in 0..20_000 {
+            let here = message.len();
+            message.extend_from_slice(&[0xc0 | (previous >> 8) as u8, previous as u8]);
+            previous = here;
+            if message.len() > 0x3f00 {
+                break;
+            }
+        }
+        let mut out = NameBuf::new();
+        assert_eq!(read_compressed(&message, previous, &mut out), Err(NameError::BadPointer));
+        // Up to 127 jumps is a name.
+        let mut short = vec![0u8; 12];
+        short.extend_from_slice(b"\x01a\x00");
+        let mut previous = 12;
+        for _ in 0..MAX_POINTER_JUMPS {
+            let here = short.len();
+            short.extend_from_slice(&[0xc0 | (previous >> 8) as u8, previous as u8]);
+            previous = here;
+        }
+        assert_eq!(read_compressed(&short, previous, &mut out), Ok(short.len()));
+        assert_eq!(out.as_slice(), b"\x01a\x00");
     }
 
     #[test]
