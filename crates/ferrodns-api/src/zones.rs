@@ -346,6 +346,25 @@ pub async fn export_zone(
 /// among the heavy requests.
 struct Chunks(tokio::sync::mpsc::Receiver<Bytes>, #[allow(dead_code)] tokio::sync::OwnedSemaphorePermit);
 
+impl Drop for Chunks {
+    /// Sent or abandoned: the export's buffers go back to the kernel.
+    fn drop(&mut self) {
+        drop(ReleaseFreedMemory);
+    }
+}
+
+/// On drop, hands what a heavy request freed back to the kernel (off the
+/// async threads: it walks the allocator's arenas).
+struct ReleaseFreedMemory;
+
+impl Drop for ReleaseFreedMemory {
+    fn drop(&mut self) {
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            runtime.spawn_blocking(ferrodns_zone::memory::release_freed_memory);
+        }
+    }
+}
+
 impl futures_core::Stream for Chunks {
     type Item = Result<Bytes, std::convert::Infallible>;
 
@@ -387,6 +406,8 @@ pub async fn import_zone(
         Some(other) => return Err(Problem::invalid(format!("mode {other:?} is neither replace nor merge"))),
     };
     let Ok(_permit) = state.heavy.clone().try_acquire_owned() else { return Err(Problem::busy_with_heavy()) };
+    // Declared after the permit, so dropped before it, whatever the outcome.
+    let _release = ReleaseFreedMemory;
     let body = input::body_bytes(body, state.settings.max_body_bytes)?;
     let expected = if_match(&headers)?;
     let zone = zone_for(&state, &caller, &zone).await?;

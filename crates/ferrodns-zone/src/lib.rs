@@ -11,6 +11,7 @@ pub mod live;
 pub mod load;
 pub mod lookup;
 pub mod masterfile;
+pub mod memory;
 pub mod rules;
 pub mod writer;
 pub mod zone;

@@ -102,15 +102,7 @@ pub fn load_zones(paths: &[PathBuf], allow_include: bool) -> anyhow::Result<Zone
     Ok(zones)
 }
 
-/// Hands memory freed after zone loading (parser and builder scratch) back to
-/// the kernel. glibc keeps freed heap pages mapped otherwise, and they would
-/// count against the server's resident size for its whole life.
-pub fn release_freed_memory() {
-    // SAFETY: malloc_trim has no preconditions; 0 means keep no extra padding.
-    unsafe {
-        libc::malloc_trim(0);
-    }
-}
+pub use ferrodns_zone::memory::release_freed_memory;
 
 /// Reloads every `--zone-file` on SIGHUP and publishes them with one atomic
 /// swap (zones from the database stay as they are): queries in flight finish on the old set, the next ones see
