@@ -171,11 +171,14 @@ impl App {
                 (settings.database_url.clone().unwrap_or_default(), control.plane.store.options().clone());
             let open = move || async move {
                 let options = ferrodns_store::StoreOptions { max_connections: 2, ..options };
-                match ferrodns_store::Store::open(&url, options).await {
-                    Ok(store) => Some(Arc::new(store)),
-                    Err(e) => {
-                        tracing::error!(error = %e, "the election cannot open the database; this node will not lead");
-                        None
+                loop {
+                    match ferrodns_store::Store::open(&url, options.clone()).await {
+                        Ok(store) => return Some(Arc::new(store)),
+                        Err(e) => {
+                            // This node takes no part in the election until then.
+                            tracing::warn!(error = %e, "the election cannot open the database yet; retrying");
+                            tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+                        }
                     }
                 }
             };

@@ -14,7 +14,7 @@ use ferrodns_control::catalog::{self, CatalogSync};
 use ferrodns_control::tokens::{hash_secret, new_id, new_secret, OPERATOR_TENANT};
 use ferrodns_control::{ControlPlane, Election, NamePolicy, Replication, ZoneDefaults};
 use ferrodns_proto::Name;
-use ferrodns_store::{Store, StoreOptions, TokenRecord};
+use ferrodns_store::{Store, StoreError, StoreOptions, TokenRecord};
 use ferrodns_transfer::catalog::{file_zone_id, Catalog};
 use ferrodns_zone::edit::Limits;
 use ferrodns_zone::live::{build_zone, LiveZones};
@@ -53,34 +53,53 @@ pub async fn start(
         fence_idle_limit: settings.ha_lease / 2,
         ..StoreOptions::default()
     };
-    let store =
-        Store::open(&url, options).await.with_context(|| format!("cannot open the database {}", redact(&url)))?;
+    let deadline = std::time::Instant::now() + DATABASE_WAIT;
+    let store = loop {
+        match Store::open(&url, options.clone()).await {
+            Ok(store) => break store,
+            Err(StoreError::Unavailable(e)) => wait_for_database(&e, deadline).await?,
+            Err(e) => return Err(e).with_context(|| format!("cannot open the database {}", redact(&url))),
+        }
+    };
     tracing::info!(database = %redact(&url), "database ready");
     bootstrap_admin_token(&store, dir).await?;
     let started = std::time::Instant::now();
-    let zones = store.all_zones().await.context("cannot list stored zones")?;
+    let zones = loop {
+        match store.all_zones().await {
+            Ok(zones) => break zones,
+            Err(StoreError::Unavailable(e)) => wait_for_database(&e, deadline).await?,
+            Err(e) => return Err(e).context("cannot list stored zones"),
+        }
+    };
     // One pass over every stored RRset, built zone by zone. They are
     // published in one go once the pass is over: publishing calls the
     // observers (NOTIFY, the catalog), which must not run while the pass
     // holds a database connection.
     let by_id: std::collections::HashMap<i64, &ferrodns_store::ZoneRecord> = zones.iter().map(|z| (z.id, z)).collect();
-    let mut built_zones = Vec::with_capacity(zones.len());
-    store
-        .each_zone_rrsets(&mut |id, rrsets| {
-            let Some(zone) = by_id.get(&id) else { return };
-            if live.is_file_zone(zone.name.as_wire()) {
-                tracing::warn!(zone = %zone.name, "zone is both in the database and a --zone-file; serving the file");
-                return;
-            }
-            match build_zone(&zone.name, rrsets.iter()) {
-                Ok(built) => built_zones.push(built),
-                Err(errors) => {
-                    tracing::error!(zone = %zone.name, ?errors, "stored zone does not build; not serving it")
+    let built_zones = loop {
+        let mut built_zones = Vec::with_capacity(zones.len());
+        let read = store
+            .each_zone_rrsets(&mut |id, rrsets| {
+                let Some(zone) = by_id.get(&id) else { return };
+                if live.is_file_zone(zone.name.as_wire()) {
+                    tracing::warn!(zone = %zone.name, "zone is both in the database and a --zone-file; serving the file");
+                    return;
                 }
-            }
-        })
-        .await
-        .context("cannot read the stored zones")?;
+                match build_zone(&zone.name, rrsets.iter()) {
+                    Ok(built) => built_zones.push(built),
+                    Err(errors) => {
+                        tracing::error!(zone = %zone.name, ?errors, "stored zone does not build; not serving it")
+                    }
+                }
+            })
+            .await;
+        match read {
+            Ok(()) => break built_zones,
+            // The pass starts over: it only reads.
+            Err(StoreError::Unavailable(e)) => wait_for_database(&e, deadline).await?,
+            Err(e) => return Err(e).context("cannot read the stored zones"),
+        }
+    };
     live.publish_zones(built_zones);
     tracing::info!(zones = zones.len(), elapsed_ms = started.elapsed().as_millis() as u64, "stored zones loaded");
     // The catalog lists the stored zones as the database says (see
@@ -104,6 +123,22 @@ pub async fn start(
     });
     plane.load_tsig_keys().await.map_err(|e| anyhow::anyhow!("cannot load TSIG keys: {e}"))?;
     Ok(Control { plane, _lock: lock })
+}
+
+/// How long a starting node waits for its database to answer (PostgreSQL
+/// restarting, a node starting before it, a machine too busy to connect in
+/// time) before it gives up and exits.
+const DATABASE_WAIT: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// Logs that the database does not answer and waits a second, or fails
+/// once `deadline` has passed.
+async fn wait_for_database(error: &str, deadline: std::time::Instant) -> anyhow::Result<()> {
+    if std::time::Instant::now() >= deadline {
+        anyhow::bail!("database unavailable for {} s at start: {error}", DATABASE_WAIT.as_secs());
+    }
+    tracing::warn!(error, "the database does not answer yet; waiting for it");
+    tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+    Ok(())
 }
 
 /// Brings the catalog zone up at start: a single node writes and publishes

@@ -104,3 +104,29 @@ fn writes_right_after_postgres_drops_every_connection_succeed() {
         }
     }
 }
+
+/// A node that starts while PostgreSQL does not answer (the database
+/// restarting, the node's host up first) waits for it and then serves,
+/// instead of exiting at once.
+#[test]
+fn a_node_started_before_its_database_answers_waits_for_it() {
+    let database = Database::postgres();
+    let relay = Relay::start();
+    let Database::Postgres { name, .. } = &database else { unreachable!() };
+    let url = format!("{}/{name}", POSTGRES.replace(":5432", &format!(":{}", relay.port)));
+    relay.cut();
+    let restore = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_secs(4));
+        relay.restore();
+        relay
+    });
+    let started = Instant::now();
+    let node = Node::start_with_url(&url, &[]);
+    assert!(started.elapsed() >= Duration::from_secs(3), "ready before the database answered");
+    assert!(node.log().contains("the database does not answer yet; waiting for it"), "{}", node.log());
+    assert_eq!(
+        json(node.request(Method::POST, "/v1/zones").json(&json!({"name": "late.test"})).send().unwrap()).0,
+        201
+    );
+    drop(restore.join().unwrap());
+}
