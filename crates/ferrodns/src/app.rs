@@ -227,7 +227,13 @@ impl App {
         )?;
         let server = tokio::spawn(running.finished());
         if let Some(control) = &control {
-            control::publish_catalog(&control.plane).await;
+            // On an async thread, like the control plane's start: a database
+            // connection it opens (SQLite's has a thread) takes that thread's
+            // lower priority, not this one's.
+            let plane = control.plane.clone();
+            tokio::spawn(async move { control::publish_catalog(&plane).await })
+                .await
+                .context("catalog start task failed")?;
         }
         let api = match (&control, api_listener) {
             (Some(control), Some(listener)) => {
