@@ -192,7 +192,10 @@ mod tests {
         let url = format!("{SERVER}/{db}");
         let options = StoreOptions { fence_idle_limit: Duration::from_millis(300), ..StoreOptions::default() };
         let a = Store::open(&url, options.clone()).await.unwrap();
-        let b = Store::open(&url, options).await.unwrap();
+        // As the election's own store is opened.
+        let b = Store::open(&url, StoreOptions { lock_timeout: Some(Duration::from_millis(300)), ..options })
+            .await
+            .unwrap();
         let term = a.acquire_lease("a", 1000).await.unwrap().expect("the lease is free");
         // `a` begins a fenced write and goes silent with it open.
         let held = a.fenced(Fence::Lease { node: "a", term }).await.unwrap().expect("a holds the fence");

@@ -124,6 +124,9 @@ pub struct StoreOptions {
     pub fence_idle_limit: Duration,
     /// PostgreSQL: connections in the pool.
     pub max_connections: u32,
+    /// PostgreSQL: the `lock_timeout` of every connection of the pool, if
+    /// any: how long a statement may wait for a row lock before it fails.
+    pub lock_timeout: Option<Duration>,
 }
 
 impl Default for StoreOptions {
@@ -135,6 +138,7 @@ impl Default for StoreOptions {
             acquire_timeout: Duration::from_secs(3),
             fence_idle_limit: Duration::from_secs(1),
             max_connections: 16,
+            lock_timeout: None,
         }
     }
 }
@@ -275,7 +279,17 @@ impl Store {
                     Ok(())
                 })
             }),
-            Backend::Postgres => pool_options.max_connections(options.max_connections.max(1)),
+            Backend::Postgres => {
+                let lock_timeout = options.lock_timeout.map(|t| t.as_millis().max(1));
+                pool_options.max_connections(options.max_connections.max(1)).after_connect(move |conn, _| {
+                    Box::pin(async move {
+                        if let Some(ms) = lock_timeout {
+                            conn.execute(format!("SET lock_timeout = {ms}").as_str()).await?;
+                        }
+                        Ok(())
+                    })
+                })
+            }
         };
         let url = match backend {
             Backend::Sqlite if !url.contains('?') => format!("{url}?mode=rwc"),
@@ -1059,13 +1073,13 @@ impl Store {
 
     /// Takes the leader lease for `node` if it is free or expired (by the
     /// database's clock), with a new term. Returns the term when taken.
+    /// One statement, so the row lock it takes ends with it: a transaction
+    /// around it would hold the lock across a round trip, and a node slow to
+    /// send its COMMIT would hold up every other node's takeover. How long it
+    /// may wait for a fenced write in flight is the connection's
+    /// `lock_timeout` (`StoreOptions::lock_timeout`, set on the election's
+    /// own connections).
     pub async fn acquire_lease(&self, node: &str, lease_ms: i64) -> Result<Option<i64>> {
-        // Wait for a fenced write in flight (its share lock), but not for
-        // ever: a round that gives up is tried again at the next one.
-        let mut tx = self.pool.begin().await?;
-        sqlx::query(&format!("SET LOCAL lock_timeout = {}", self.options.fence_idle_limit.as_millis().max(1)))
-            .execute(&mut *tx)
-            .await?;
         let row = sqlx::query(
             "INSERT INTO leader_lease (id, node, term, expires_at) \
              VALUES (1, $1, 1, now() + ($2::float8 * interval '1 millisecond')) \
@@ -1074,9 +1088,8 @@ impl Store {
         )
         .bind(node.to_string())
         .bind(lease_ms)
-        .fetch_optional(&mut *tx)
+        .fetch_optional(&self.pool)
         .await?;
-        tx.commit().await?;
         row.map(|r| r.try_get::<i64, _>("term")).transpose().map_err(Into::into)
     }
 

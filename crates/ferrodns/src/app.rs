@@ -170,7 +170,10 @@ impl App {
             let (url, options) =
                 (settings.database_url.clone().unwrap_or_default(), control.plane.store.options().clone());
             let open = move || async move {
-                let options = ferrodns_store::StoreOptions { max_connections: 2, ..options };
+                // A takeover waits at most half a lease for a fenced write in
+                // flight, and is tried again at the next round.
+                let lock_timeout = Some(options.fence_idle_limit);
+                let options = ferrodns_store::StoreOptions { max_connections: 2, lock_timeout, ..options };
                 loop {
                     match ferrodns_store::Store::open(&url, options.clone()).await {
                         Ok(store) => return Some(Arc::new(store)),
