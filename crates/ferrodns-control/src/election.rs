@@ -146,11 +146,21 @@ impl Election {
         let mut tick = tokio::time::interval(self.settings.renew);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
-            tokio::select! {
-                _ = tick.tick() => {}
+            let due = tokio::select! {
+                due = tick.tick() => due,
                 _ = shutdown.changed() => break,
-            }
+            };
+            let started = tokio::time::Instant::now();
             self.round(&store).await;
+            // A late or slow round delays a failover; say which it was.
+            let (late, took) = (started.saturating_duration_since(due), started.elapsed());
+            if late + took > self.settings.renew / 2 {
+                tracing::debug!(
+                    late_ms = late.as_millis() as u64,
+                    took_ms = took.as_millis() as u64,
+                    "slow election round"
+                );
+            }
         }
         let term = self.state.lock().unwrap_or_else(|e| e.into_inner()).term;
         if let Some(term) = term {
