@@ -186,13 +186,20 @@ def pss_mib(pid):
     return None
 
 
-def import_bench_zone(server, records):
+def bench_zone(server, records):
+    """authbench's zone of `records` records as master-file text, and a client
+    for which its (empty) zone is created: (authbench, text, client)."""
     authbench = load_authbench()
     path = os.path.join(server.dir, "bench.zone")
     authbench.gen_zone(path, records)
     c = server.client()
     c.call("POST", "/v1/zones", {"name": authbench.ORIGIN})
-    c.call("POST", f"/v1/zones/{authbench.ORIGIN}/import?mode=replace", open(path, "rb").read(), content_type="text/dns")
+    return authbench, open(path, "rb").read(), c
+
+
+def import_bench_zone(server, records):
+    authbench, text, c = bench_zone(server, records)
+    c.call("POST", f"/v1/zones/{authbench.ORIGIN}/import?mode=replace", text, content_type="text/dns")
     return authbench, c
 
 
@@ -297,12 +304,7 @@ def bench_underload(server, records, seconds=10, rate=100, clients=2):
 
 
 def bench_import(server, records):
-    authbench = load_authbench()
-    path = os.path.join(server.dir, "bench.zone")
-    authbench.gen_zone(path, records)
-    text = open(path, "rb").read()
-    c = server.client()
-    c.call("POST", "/v1/zones", {"name": authbench.ORIGIN})
+    authbench, text, c = bench_zone(server, records)
     start = time.perf_counter()
     result = c.call("POST", f"/v1/zones/{authbench.ORIGIN}/import?mode=replace", text, content_type="text/dns")
     elapsed = time.perf_counter() - start
@@ -325,7 +327,7 @@ def rss_mib(pid):
 
 
 class RssSampler(threading.Thread):
-    """Samples a process's RSS every 10 ms; `peak()` since the last `reset()`."""
+    """Samples a process's RSS every 10 ms from its start; `peak()` is the largest."""
 
     def __init__(self, pid):
         super().__init__(daemon=True)
@@ -349,12 +351,8 @@ class RssSampler(threading.Thread):
 
 
 def bench_exports(server, records, exporters=4):
-    authbench = load_authbench()
-    path = os.path.join(server.dir, "bench.zone")
-    authbench.gen_zone(path, records)
-    text = open(path, "rb").read()
-    c = server.client()
-    c.call("POST", "/v1/zones", {"name": authbench.ORIGIN})
+    authbench, text, c = bench_zone(server, records)
+    zone_file_mib = round(len(text) / 2**20, 1)
     pid = server.proc.pid
     before_import = round(rss_mib(pid), 1)
     sampler = RssSampler(pid)
@@ -398,7 +396,7 @@ def bench_exports(server, records, exporters=4):
     export_peak = sampler.peak()
     time.sleep(3)
     after = round(rss_mib(pid), 1)
-    return {"records": records, "zone_file_mib": round(len(open(path, "rb").read()) / 2**20, 1),
+    return {"records": records, "zone_file_mib": zone_file_mib,
             "rss_before_import_mib": before_import, "import_peak_rss_mib": import_peak,
             "import_seconds": round(import_seconds, 2), "rss_after_import_mib": settled,
             "exporters": exporters, "export_statuses": statuses, "export_mib_each": [round(x / 2**20, 1) for x in sizes],

@@ -323,7 +323,7 @@ pub async fn export_zone(
         });
         // The body holds the permit: an export counts until its last chunk
         // is sent or its client is gone, not only while it is written.
-        let body = Chunks(body, permit);
+        let body = Chunks(body, permit, ReleaseFreedMemory);
         let mut response = ([(header::CONTENT_TYPE, "text/dns")], axum::body::Body::from_stream(body)).into_response();
         response.headers_mut().insert(header::ETAG, etag(zone.version));
         return Ok(response);
@@ -342,16 +342,14 @@ pub async fn export_zone(
     Ok(response)
 }
 
-/// An export's pieces, as the response body reads them, and its place
-/// among the heavy requests.
-struct Chunks(tokio::sync::mpsc::Receiver<Bytes>, #[allow(dead_code)] tokio::sync::OwnedSemaphorePermit);
-
-impl Drop for Chunks {
-    /// Sent or abandoned: the export's buffers go back to the kernel.
-    fn drop(&mut self) {
-        drop(ReleaseFreedMemory);
-    }
-}
+/// An export's pieces, as the response body reads them, its place among
+/// the heavy requests, and, once it is sent or abandoned, its buffers handed
+/// back to the kernel (fields drop in order: the place goes first).
+struct Chunks(
+    tokio::sync::mpsc::Receiver<Bytes>,
+    #[allow(dead_code)] tokio::sync::OwnedSemaphorePermit,
+    #[allow(dead_code)] ReleaseFreedMemory,
+);
 
 /// On drop, hands what a heavy request freed back to the kernel (off the
 /// async threads: it walks the allocator's arenas).

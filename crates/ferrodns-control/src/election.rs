@@ -71,7 +71,7 @@ pub struct Election {
     on_lead: Mutex<Vec<LeadAction>>,
     /// Where the lead actions run when the election has a thread of its own
     /// ([`Election::run_on_thread`]): the runtime they spawn their work on.
-    actions_runtime: Mutex<Option<tokio::runtime::Handle>>,
+    actions_runtime: std::sync::OnceLock<tokio::runtime::Handle>,
 }
 
 impl Election {
@@ -83,7 +83,7 @@ impl Election {
             single,
             state: Mutex::new(State { term: None, leading_until: None, known: None }),
             on_lead: Mutex::new(Vec::new()),
-            actions_runtime: Mutex::new(None),
+            actions_runtime: std::sync::OnceLock::new(),
         })
     }
 
@@ -104,7 +104,7 @@ impl Election {
         F: FnOnce() -> Fut + Send + 'static,
         Fut: std::future::Future<Output = Option<Arc<Store>>>,
     {
-        *self.actions_runtime.lock().unwrap_or_else(|e| e.into_inner()) = Some(actions);
+        let _ = self.actions_runtime.set(actions);
         std::thread::Builder::new().name("ha-election".into()).spawn(move || {
             let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
                 Ok(runtime) => runtime,
@@ -199,9 +199,8 @@ impl Election {
                 Ok(Some(term)) => {
                     tracing::info!(node = %self.node, term, "became leader");
                     self.lead(term, started);
-                    let runtime = self.actions_runtime.lock().unwrap_or_else(|e| e.into_inner()).clone();
                     // Whatever the actions spawn goes to that runtime.
-                    let _entered = runtime.as_ref().map(|runtime| runtime.enter());
+                    let _entered = self.actions_runtime.get().map(|runtime| runtime.enter());
                     for action in self.on_lead.lock().unwrap_or_else(|e| e.into_inner()).iter() {
                         action(term);
                     }

@@ -67,6 +67,9 @@ mod tests {
         assert!(host.contains("2001:db8::1".parse().unwrap()));
         assert!(!host.contains("2001:db8::2".parse().unwrap()));
         assert!(Network::parse("0.0.0.0/0").unwrap().contains("203.0.113.1".parse().unwrap()));
+        assert!(Network::parse("127.0.0.1").unwrap().contains("127.0.0.1".parse().unwrap()));
+        assert!(Network::parse("::/0").unwrap().contains("2001:db8::1".parse().unwrap()));
+        assert!(Network::parse("10.0.0.0/33").is_err());
         assert!(Network::parse("192.0.2.0/33").is_err());
         assert!(Network::parse("example.com").is_err());
     }

@@ -92,19 +92,3 @@ impl Access {
         self.networks.iter().any(|n| n.contains(peer))
     }
 }
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn networks_match() {
-        let net = Network::parse("192.0.2.0/24").unwrap();
-        assert!(net.contains("192.0.2.77".parse().unwrap()));
-        assert!(net.contains("::ffff:192.0.2.1".parse().unwrap()));
-        assert!(!net.contains("192.0.3.1".parse().unwrap()));
-        assert!(Network::parse("127.0.0.1").unwrap().contains("127.0.0.1".parse().unwrap()));
-        assert!(Network::parse("::/0").unwrap().contains("2001:db8::1".parse().unwrap()));
-        assert!(Network::parse("10.0.0.0/33").is_err());
-    }
-}

@@ -54,31 +54,23 @@ pub async fn start(
         ..StoreOptions::default()
     };
     let deadline = std::time::Instant::now() + DATABASE_WAIT;
-    let store = loop {
-        match Store::open(&url, options.clone()).await {
-            Ok(store) => break store,
-            Err(StoreError::Unavailable(e)) => wait_for_database(&e, deadline).await?,
-            Err(e) => return Err(e).with_context(|| format!("cannot open the database {}", redact(&url))),
-        }
-    };
+    let opening = format!("cannot open the database {}", redact(&url));
+    let store =
+        when_the_database_answers(deadline, &opening, async || Store::open(&url, options.clone()).await).await?;
     tracing::info!(database = %redact(&url), "database ready");
     bootstrap_admin_token(&store, dir).await?;
     let started = std::time::Instant::now();
-    let zones = loop {
-        match store.all_zones().await {
-            Ok(zones) => break zones,
-            Err(StoreError::Unavailable(e)) => wait_for_database(&e, deadline).await?,
-            Err(e) => return Err(e).context("cannot list stored zones"),
-        }
-    };
+    let zones =
+        when_the_database_answers(deadline, "cannot list stored zones", async || store.all_zones().await).await?;
     // One pass over every stored RRset, built zone by zone. They are
     // published in one go once the pass is over: publishing calls the
     // observers (NOTIFY, the catalog), which must not run while the pass
     // holds a database connection.
     let by_id: std::collections::HashMap<i64, &ferrodns_store::ZoneRecord> = zones.iter().map(|z| (z.id, z)).collect();
-    let built_zones = loop {
+    // A pass cut short starts over: it only reads.
+    let built_zones = when_the_database_answers(deadline, "cannot read the stored zones", async || {
         let mut built_zones = Vec::with_capacity(zones.len());
-        let read = store
+        store
             .each_zone_rrsets(&mut |id, rrsets| {
                 let Some(zone) = by_id.get(&id) else { return };
                 if live.is_file_zone(zone.name.as_wire()) {
@@ -92,14 +84,10 @@ pub async fn start(
                     }
                 }
             })
-            .await;
-        match read {
-            Ok(()) => break built_zones,
-            // The pass starts over: it only reads.
-            Err(StoreError::Unavailable(e)) => wait_for_database(&e, deadline).await?,
-            Err(e) => return Err(e).context("cannot read the stored zones"),
-        }
-    };
+            .await
+            .map(|()| built_zones)
+    })
+    .await?;
     live.publish_zones(built_zones);
     tracing::info!(zones = zones.len(), elapsed_ms = started.elapsed().as_millis() as u64, "stored zones loaded");
     // The catalog lists the stored zones as the database says (see
@@ -130,15 +118,27 @@ pub async fn start(
 /// time) before it gives up and exits.
 const DATABASE_WAIT: std::time::Duration = std::time::Duration::from_secs(60);
 
-/// Logs that the database does not answer and waits a second, or fails
-/// once `deadline` has passed.
-async fn wait_for_database(error: &str, deadline: std::time::Instant) -> anyhow::Result<()> {
-    if std::time::Instant::now() >= deadline {
-        anyhow::bail!("database unavailable for {} s at start: {error}", DATABASE_WAIT.as_secs());
+/// Runs `attempt` until the database answers it: while the answer is that
+/// the database is unavailable, logs so and tries again every second until
+/// `deadline`; any other error is returned with `what` as its context.
+async fn when_the_database_answers<T>(
+    deadline: std::time::Instant,
+    what: &str,
+    mut attempt: impl AsyncFnMut() -> Result<T, StoreError>,
+) -> anyhow::Result<T> {
+    loop {
+        match attempt().await {
+            Ok(done) => return Ok(done),
+            Err(StoreError::Unavailable(error)) if std::time::Instant::now() < deadline => {
+                tracing::warn!(error, "the database does not answer yet; waiting for it");
+                tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+            }
+            Err(StoreError::Unavailable(error)) => {
+                anyhow::bail!("{what}: database unavailable for {} s at start: {error}", DATABASE_WAIT.as_secs())
+            }
+            Err(e) => return Err(e).context(what.to_string()),
+        }
     }
-    tracing::warn!(error, "the database does not answer yet; waiting for it");
-    tokio::time::sleep(std::time::Duration::from_secs(1)).await;
-    Ok(())
 }
 
 /// Brings the catalog zone up at start: a single node writes and publishes

@@ -154,7 +154,6 @@ impl Waiting {
 }
 
 /// Marks a connection as no longer waiting when its first request arrives.
-#[derive(Clone)]
 struct FirstRequest {
     id: u64,
     waiting: Arc<Waiting>,

@@ -20,10 +20,10 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use reqwest::Method;
 use serde_json::{json, Value};
-use support::control::{axfr_lines, dns_lookup, json, Database, Node, POSTGRES};
-use support::free_port;
+use support::control::{axfr_lines, dns_lookup, json, Database, Node};
 use support::relay::Relay;
 use support::secondary::SecondaryNode;
+use support::{free_port, send_signal};
 
 const KEY: &str = "xfr:hmac-sha256:ZmFpbG92ZXItc3VpdGUta2V5LWZvci1mZXJyb2Rucy0zMg==";
 const KILLS: usize = 20;
@@ -134,7 +134,7 @@ fn failover_suite() {
     let relays: Vec<Relay> = (0..3).map(|_| Relay::start()).collect();
     let mut nodes: Vec<Node> = Vec::new();
     for (i, relay) in relays.iter().enumerate() {
-        let url = format!("{}/{db_name}", POSTGRES.replace(":5432", &format!(":{}", relay.port)));
+        let url = relay.url(db_name);
         let node_id = format!("node{i}");
         let notify: Vec<String> = secondary_ports.iter().map(|p| format!("127.0.0.1:{p}")).collect();
         let args = [
@@ -314,14 +314,14 @@ fn failover_suite() {
     let (victim, current) = leader(&nodes, &alive).unwrap();
     let pid = nodes[victim].pid().unwrap();
     let stopped_at = SystemTime::now();
-    unsafe_signal(pid, 19);
+    send_signal(pid, 19);
     alive[victim] = false;
     let stopped = Instant::now();
     let (new_leader, new_term, seen) = wait_new_leader(&nodes, &alive, current.max(term), stopped);
     let took_stop = lease_taken_after(&nodes[new_leader], new_term, stopped_at).unwrap_or(seen);
     term = new_term;
     std::thread::sleep(Duration::from_millis(3000u64.saturating_sub(stopped.elapsed().as_millis() as u64)));
-    unsafe_signal(pid, 18);
+    send_signal(pid, 18);
     alive[victim] = true;
     std::thread::sleep(Duration::from_millis(1500));
 
@@ -510,14 +510,4 @@ fn failover_suite() {
         slow_failovers.join("\n")
     );
     drop(secondaries);
-}
-
-fn unsafe_signal(pid: u32, signal: i32) {
-    extern "C" {
-        fn kill(pid: i32, signal: i32) -> i32;
-    }
-    // SAFETY: sends a signal to a child process of this test.
-    unsafe {
-        kill(pid as i32, signal);
-    }
 }

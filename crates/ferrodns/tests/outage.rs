@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use reqwest::Method;
 use serde_json::json;
-use support::control::{dns_lookup, json, Database, Node, POSTGRES};
+use support::control::{dns_lookup, json, Database, Node};
 use support::relay::Relay;
 
 #[test]
@@ -21,7 +21,7 @@ fn dns_answers_and_api_says_503_while_postgres_is_away() {
     let database = Database::postgres();
     let relay = Relay::start();
     let Database::Postgres { name, .. } = &database else { unreachable!() };
-    let url = format!("{}/{name}", POSTGRES.replace(":5432", &format!(":{}", relay.port)));
+    let url = relay.url(name);
     let node = Node::start_with_url(&url, &[]);
     let put = |address: &str| {
         node.request(Method::PUT, "/v1/zones/outage.test/rrsets/www/A")
@@ -113,7 +113,7 @@ fn a_node_started_before_its_database_answers_waits_for_it() {
     let database = Database::postgres();
     let relay = Relay::start();
     let Database::Postgres { name, .. } = &database else { unreachable!() };
-    let url = format!("{}/{name}", POSTGRES.replace(":5432", &format!(":{}", relay.port)));
+    let url = relay.url(name);
     relay.cut();
     let restore = std::thread::spawn(move || {
         std::thread::sleep(Duration::from_secs(4));

@@ -248,10 +248,7 @@ impl Node {
     /// Sends a signal (1 for SIGHUP).
     pub fn signal(&self, signal: i32) {
         if let Some(pid) = self.pid() {
-            // SAFETY: signals a child process of this test.
-            unsafe {
-                super::libc_kill(pid as i32, signal);
-            }
+            super::send_signal(pid, signal);
         }
     }
 
@@ -266,9 +263,7 @@ impl Node {
     /// Stops with SIGTERM and waits.
     pub fn stop(&mut self) {
         if let Some(mut child) = self.child.take() {
-            unsafe {
-                super::libc_kill(child.id() as i32, 15);
-            }
+            super::send_signal(child.id(), 15);
             let _ = child.wait();
         }
     }

@@ -143,17 +143,13 @@ impl Drop for Server {
 impl Server {
     /// Sends SIGTERM and waits for the exit status.
     pub fn terminate(&mut self) -> std::process::ExitStatus {
-        unsafe {
-            libc_kill(self.child.id() as i32, 15);
-        }
+        send_signal(self.child.id(), 15);
         self.child.wait().unwrap()
     }
 
     /// Sends a signal (e.g. 1 for SIGHUP).
     pub fn signal(&self, signal: i32) {
-        unsafe {
-            libc_kill(self.child.id() as i32, signal);
-        }
+        send_signal(self.child.id(), signal);
     }
 
     /// What the server logged so far.
@@ -182,7 +178,6 @@ extern "C" {
 }
 
 /// Sends `signal` to a process this test started.
-#[allow(dead_code)]
 pub fn send_signal(pid: u32, signal: i32) {
     // SAFETY: kill(2) on a child process of this test; no memory is involved.
     unsafe {

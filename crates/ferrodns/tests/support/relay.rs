@@ -27,6 +27,11 @@ impl Relay {
         relay
     }
 
+    /// The URL of `database` on the local PostgreSQL, reached through this relay.
+    pub fn url(&self, database: &str) -> String {
+        format!("{}/{database}", super::control::POSTGRES.replace(":5432", &format!(":{}", self.port)))
+    }
+
     fn serve(&self, listener: TcpListener) {
         listener.set_nonblocking(true).unwrap();
         let (open, connections) = (self.open.clone(), self.connections.clone());
