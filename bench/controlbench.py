@@ -22,7 +22,8 @@ PostgreSQL database, and measures, through the REST API:
              other zone: p50 and p99 per change, and the ratio (a change must cost
              the same however many zones are served)
   startup    --zones stored zones (inserted by SQL) at start: seconds from the
-             process start to DNS answering for the last zone, and to the API ready
+             process start to DNS answering for the first and the last zone, and
+             to the API ready
   exports    memory (RSS, sampled every 10 ms) through the import of the --records
              zone, then through four concurrent exports of it by a viewer token
              while a fifth is refused with 503, and some seconds after
@@ -546,15 +547,21 @@ def bench_startup(db, zones):
         log = open(os.path.join(server.dir, "log"), "a")
         started = time.time()
         server.proc = subprocess.Popen(server.cmd, stdout=subprocess.DEVNULL, stderr=log)
-        dns_s = None
-        while time.time() - started < 600:
-            try:
-                reply = dns_query(sock, server.dns_port, f"p{zones - 1}.start.test.", 6)
-                if reply[3] & 15 == 0:
-                    dns_s = time.time() - started
-                    break
-            except OSError:
-                pass
+        # The first stored zone answers as soon as DNS listens and it is
+        # loaded; the last once every zone is.
+        first_s, dns_s = None, None
+        for name in ("p0.start.test.", f"p{zones - 1}.start.test."):
+            while time.time() - started < 600:
+                try:
+                    reply = dns_query(sock, server.dns_port, name, 6)
+                    if reply[3] & 15 == 0:
+                        break
+                except OSError:
+                    pass
+            if first_s is None:
+                first_s = time.time() - started
+            else:
+                dns_s = time.time() - started
         api_s = None
         while time.time() - started < 600:
             try:
@@ -566,7 +573,8 @@ def bench_startup(db, zones):
             except OSError:
                 pass
             time.sleep(0.01)
-        return {"zones": zones, "dns_answers_s": round(dns_s, 2) if dns_s else None,
+        return {"zones": zones, "first_zone_answers_s": round(first_s, 2),
+                "dns_answers_s": round(dns_s, 2) if dns_s else None,
                 "api_ready_s": round(api_s, 2) if api_s else None}
     finally:
         server.stop()

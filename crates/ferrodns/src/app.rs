@@ -154,7 +154,46 @@ impl App {
         } else {
             None
         };
-        tracing::info!(dns = ?bound.local_addrs(), zones = live.snapshot().len(), udp_workers = settings.udp_workers, "serving DNS");
+        let stored =
+            control.as_ref().map(|control| Arc::new(replication::StoreJournal { store: control.plane.store.clone() }));
+        let journal = stored.clone().map(|stored| stored as Arc<dyn Journal>);
+        let owners = stored.map(|stored| stored as Arc<dyn ZoneOwners>);
+        let primary = Arc::new(Primary::new(live.handle(), access.clone(), journal, owners, peers));
+        if let Some(config) = &settings.secondary {
+            let secondary = Secondary::start(
+                SecondarySettings {
+                    primaries: config.primaries.clone(),
+                    key: settings.transfer_access.keys.first().cloned(),
+                    catalog: settings.catalog_zone.clone(),
+                    zones: config.zones.clone(),
+                    data_dir: settings.data_dir.clone(),
+                    limits: config.limits,
+                },
+                live.clone(),
+            )
+            .with_context(|| format!("cannot use the data directory {}", settings.data_dir.display()))?;
+            primary.set_notify_listener(secondary);
+            tracing::info!(primaries = ?config.primaries, catalog = ?settings.catalog_zone.as_ref().map(|c| c.to_string()), "secondary role");
+        }
+        // Started from this (the main) thread, so that the UDP workers keep
+        // its default priority rather than the async threads' lower one.
+        let dns_addrs = bound.local_addrs().to_vec();
+        let running = bound.start(
+            live.handle(),
+            Some(Arc::new(replication::HandOff(primary)) as Arc<dyn ControlHandler>),
+            shutdown.clone(),
+        )?;
+        let server = tokio::spawn(running.finished());
+        tracing::info!(dns = ?dns_addrs, zones = live.snapshot().len(), udp_workers = settings.udp_workers, "serving DNS");
+        if let Some(control) = &control {
+            // On an async thread's priority, like the control plane's start.
+            // DNS answers the zones loaded so far meanwhile.
+            let plane = control.plane.clone();
+            let runtime = tokio::runtime::Handle::current();
+            tokio::task::spawn_blocking(move || runtime.block_on(control::load_stored_zones(&plane)))
+                .await
+                .context("stored zone load task failed")??;
+        }
         if let (Some(control), true) = (&control, postgres) {
             // A new leader brings the catalog up to date (registered before
             // the election starts, so the first term gets it too).
@@ -200,35 +239,6 @@ impl App {
             ));
             tracing::info!(node = %settings.node_id, lease = ?settings.ha_lease, "multi-node control plane: following other nodes, taking part in the election");
         }
-        let stored =
-            control.as_ref().map(|control| Arc::new(replication::StoreJournal { store: control.plane.store.clone() }));
-        let journal = stored.clone().map(|stored| stored as Arc<dyn Journal>);
-        let owners = stored.map(|stored| stored as Arc<dyn ZoneOwners>);
-        let primary = Arc::new(Primary::new(live.handle(), access.clone(), journal, owners, peers));
-        if let Some(config) = &settings.secondary {
-            let secondary = Secondary::start(
-                SecondarySettings {
-                    primaries: config.primaries.clone(),
-                    key: settings.transfer_access.keys.first().cloned(),
-                    catalog: settings.catalog_zone.clone(),
-                    zones: config.zones.clone(),
-                    data_dir: settings.data_dir.clone(),
-                    limits: config.limits,
-                },
-                live.clone(),
-            )
-            .with_context(|| format!("cannot use the data directory {}", settings.data_dir.display()))?;
-            primary.set_notify_listener(secondary);
-            tracing::info!(primaries = ?config.primaries, catalog = ?settings.catalog_zone.as_ref().map(|c| c.to_string()), "secondary role");
-        }
-        // Started from this (the main) thread, so that the UDP workers keep
-        // its default priority rather than the async threads' lower one.
-        let running = bound.start(
-            live.handle(),
-            Some(Arc::new(replication::HandOff(primary)) as Arc<dyn ControlHandler>),
-            shutdown.clone(),
-        )?;
-        let server = tokio::spawn(running.finished());
         if let Some(control) = &control {
             // On an async thread, like the control plane's start: a database
             // connection it opens (SQLite's has a thread) takes that thread's

@@ -30,8 +30,9 @@ pub struct Control {
     _lock: File,
 }
 
-/// Opens the data directory and the store, creates the first admin token,
-/// and serves every stored zone.
+/// Opens the data directory and the store and creates the first admin
+/// token. The stored zones are served by [`load_stored_zones`], called once
+/// DNS listens.
 pub async fn start(
     settings: &ServeSettings,
     live: Arc<LiveZones>,
@@ -59,37 +60,6 @@ pub async fn start(
         when_the_database_answers(deadline, &opening, async || Store::open(&url, options.clone()).await).await?;
     tracing::info!(database = %redact(&url), "database ready");
     bootstrap_admin_token(&store, dir).await?;
-    let started = std::time::Instant::now();
-    let zones =
-        when_the_database_answers(deadline, "cannot list stored zones", async || store.all_zones().await).await?;
-    // One pass over every stored RRset, built zone by zone. They are
-    // published in one go once the pass is over: publishing calls the
-    // observers (NOTIFY, the catalog), which must not run while the pass
-    // holds a database connection.
-    let by_id: std::collections::HashMap<i64, &ferrodns_store::ZoneRecord> = zones.iter().map(|z| (z.id, z)).collect();
-    // A pass cut short starts over: it only reads.
-    let built_zones = when_the_database_answers(deadline, "cannot read the stored zones", async || {
-        let mut built_zones = Vec::with_capacity(zones.len());
-        store
-            .each_zone_rrsets(&mut |id, rrsets| {
-                let Some(zone) = by_id.get(&id) else { return };
-                if live.is_file_zone(zone.name.as_wire()) {
-                    tracing::warn!(zone = %zone.name, "zone is both in the database and a --zone-file; serving the file");
-                    return;
-                }
-                match build_zone(&zone.name, rrsets.iter()) {
-                    Ok(built) => built_zones.push(built),
-                    Err(errors) => {
-                        tracing::error!(zone = %zone.name, ?errors, "stored zone does not build; not serving it")
-                    }
-                }
-            })
-            .await
-            .map(|()| built_zones)
-    })
-    .await?;
-    live.publish_zones(built_zones);
-    tracing::info!(zones = zones.len(), elapsed_ms = started.elapsed().as_millis() as u64, "stored zones loaded");
     // The catalog lists the stored zones as the database says (see
     // ferrodns_control::catalog) and the zones this node serves from files.
     let file_members: Vec<(Name, String)> = live
@@ -111,6 +81,61 @@ pub async fn start(
     });
     plane.load_tsig_keys().await.map_err(|e| anyhow::anyhow!("cannot load TSIG keys: {e}"))?;
     Ok(Control { plane, _lock: lock })
+}
+
+/// How many zones the start-up load builds before it publishes them; it
+/// publishes sooner when [`LOAD_PUBLISH_EVERY`] has passed.
+const LOAD_BATCH: usize = 10_000;
+const LOAD_PUBLISH_EVERY: std::time::Duration = std::time::Duration::from_millis(100);
+
+/// Serves every stored zone: one pass over the stored RRsets, built zone by
+/// zone and published in batches (every [`LOAD_BATCH`] zones or
+/// [`LOAD_PUBLISH_EVERY`]), so that DNS, already listening, answers the
+/// zones loaded so far while the rest load (a zone not yet loaded is
+/// refused, as any zone the server does not hold). Publishing only sends to
+/// the observers' queues (NOTIFY), so it may run while the pass holds its
+/// database connection. A zone changed meanwhile is never set back: a
+/// batch never replaces a newer serial. On several nodes, the follower
+/// starts once this is done, and its first catch-up drops what other nodes
+/// deleted while it ran.
+pub async fn load_stored_zones(plane: &ControlPlane) -> anyhow::Result<()> {
+    let (store, live) = (&plane.store, &plane.live);
+    let started = std::time::Instant::now();
+    let deadline = started + DATABASE_WAIT;
+    let zones =
+        when_the_database_answers(deadline, "cannot list stored zones", async || store.all_zones().await).await?;
+    let by_id: std::collections::HashMap<i64, &ferrodns_store::ZoneRecord> = zones.iter().map(|z| (z.id, z)).collect();
+    // A pass cut short starts over: it only reads, and publishing a zone
+    // again at the same serial changes nothing.
+    let loaded = when_the_database_answers(deadline, "cannot read the stored zones", async || {
+        let (mut batch, mut loaded, mut last_publish) = (Vec::new(), 0usize, std::time::Instant::now());
+        store
+            .each_zone_rrsets(&mut |id, rrsets| {
+                let Some(zone) = by_id.get(&id) else { return };
+                if live.is_file_zone(zone.name.as_wire()) {
+                    tracing::warn!(zone = %zone.name, "zone is both in the database and a --zone-file; serving the file");
+                    return;
+                }
+                match build_zone(&zone.name, rrsets.iter()) {
+                    Ok(built) => batch.push(built),
+                    Err(errors) => {
+                        tracing::error!(zone = %zone.name, ?errors, "stored zone does not build; not serving it")
+                    }
+                }
+                if batch.len() >= LOAD_BATCH || last_publish.elapsed() >= LOAD_PUBLISH_EVERY {
+                    loaded += batch.len();
+                    live.publish_zones(std::mem::take(&mut batch));
+                    last_publish = std::time::Instant::now();
+                }
+            })
+            .await?;
+        loaded += batch.len();
+        live.publish_zones(batch);
+        Ok(loaded)
+    })
+    .await?;
+    tracing::info!(zones = loaded, elapsed_ms = started.elapsed().as_millis() as u64, "stored zones loaded");
+    Ok(())
 }
 
 /// How long a starting node waits for its database to answer (PostgreSQL
