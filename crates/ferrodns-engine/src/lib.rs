@@ -620,6 +620,11 @@ fn push_soa(zone: &Zone, writer: &mut MessageWriter<'_>) {
 fn additional_for(zone: &Zone, zones: &ZoneSet, rrset: RRset<'_>, writer: &mut MessageWriter<'_>) {
     let Some(offset) = additional_name_at(rrset.rtype) else { return };
     for rdata in rrset.rdatas() {
+        // No address record (a pointer, ten octets and four) fits any more:
+        // the rest of a large RRset's targets are not looked up.
+        if writer.len() + 16 > writer.limit() {
+            break;
+        }
         let Some(target) = rdata.get(offset..) else {
             continue;
         };

@@ -275,6 +275,9 @@ pub struct MessageWriter<'b> {
     question: bool,
     name_count: usize,
     names: [MaybeUninit<Target>; MAX_COMPRESSION_NAMES],
+    /// Candidates compared so far, for the test that bounds compression's work.
+    #[cfg(test)]
+    compared: std::cell::Cell<usize>,
 }
 
 /// The sections a writer counts records in (the question's count is kept
@@ -297,6 +300,8 @@ impl<'b> MessageWriter<'b> {
             question: false,
             name_count: 0,
             names: [MaybeUninit::uninit(); MAX_COMPRESSION_NAMES],
+            #[cfg(test)]
+            compared: std::cell::Cell::new(0),
         }
     }
 
@@ -451,6 +456,12 @@ impl<'b> MessageWriter<'b> {
         if RdataLayout::of(rtype) != RdataLayout::Opaque {
             return self.push_rrset_owned(section, Owner::Question, rtype, ttl, packed_rdatas);
         }
+        // Sized before its records are counted: a hostile zone's RRset of a
+        // million records (CVE-2024-1737's class) costs one comparison, not
+        // a walk over all of it, for every query that asks for it.
+        if self.buf.len() + packed_rdatas.len() > self.limit {
+            return Err(Full);
+        }
         let records = packed_count(packed_rdatas);
         if self.buf.len() + packed_rdatas.len() + 10 * records > self.limit {
             return Err(Full);
@@ -555,6 +566,8 @@ impl<'b> MessageWriter<'b> {
         for entry in &self.names[..self.name_count] {
             // SAFETY: entries below name_count were written by `remember`.
             let target = unsafe { entry.assume_init() };
+            #[cfg(test)]
+            self.compared.set(self.compared.get() + 1);
             if target.len as usize != suffix.len() {
                 continue;
             }
@@ -705,9 +718,15 @@ pub fn write_plain_answer(
 ) -> bool {
     debug_assert!(matches!(RdataLayout::of(qtype), RdataLayout::Opaque));
     out.clear();
-    let records = packed_count(packed_rdatas);
     let opt_len = opt.map_or(0, |(_, _, options)| OPT_LEN + options.len());
-    let total = HEADER_LEN + qname.len() + 4 + packed_rdatas.len() + 10 * records + opt_len;
+    // Sized before the records are counted, so that an RRset far over any
+    // message (CVE-2024-1737's class) is not walked on every query.
+    let without_fields = HEADER_LEN + qname.len() + 4 + packed_rdatas.len() + opt_len;
+    if without_fields > limit {
+        return false;
+    }
+    let records = packed_count(packed_rdatas);
+    let total = without_fields + 10 * records;
     if total > limit || records > u16::MAX as usize || qname.first() == Some(&0) {
         return false;
     }
@@ -803,6 +822,56 @@ mod tests {
         // Owner is a pointer to the qname at offset 12; the exchange reuses "example".
         assert_eq!(&buf[29..31], &[0xc0, 12]);
         assert_eq!(&buf[buf.len() - 7..], b"\x04mail\xc0\x10");
+    }
+
+    /// The class of CVE-2024-8508 (Unbound) and its kind: a response with
+    /// thousands of names whose compression compares each suffix with every
+    /// earlier name grows quadratically. Here every suffix is compared with
+    /// at most MAX_COMPRESSION_NAMES remembered targets, however large the
+    /// message (a 64 KB TCP answer, a transfer message), and the message
+    /// still reads back name for name.
+    #[test]
+    fn compression_work_per_name_is_bounded_in_large_messages() {
+        let work = |records: usize| {
+            let mut buf = Vec::new();
+            let mut writer = MessageWriter::new(&mut buf, u16::MAX as usize);
+            writer.push_question(b"\x04many\x07example\x00", RecordType::NS, Class::IN).unwrap();
+            let mut suffixes = 0;
+            let mut written = Vec::new();
+            for i in 0..records {
+                // Distinct owners and targets, all below the same parents,
+                // so that every suffix has candidates of its own length.
+                let owner = crate::Name::parse(&format!("h{i}.n{}.many.example.", i % 97), None).unwrap();
+                let target = crate::Name::parse(&format!("ns{i}.t{}.many.example.", i % 89), None).unwrap();
+                let mut packed = vec![0, target.as_wire().len() as u8];
+                packed.extend_from_slice(target.as_wire());
+                if writer.push_rrset(Section::Answer, owner.as_wire(), RecordType::NS, 60, &packed).is_err() {
+                    break;
+                }
+                suffixes += owner.label_count() + target.label_count();
+                written.push((owner, target));
+            }
+            let compared = writer.compared.get();
+            // Read back: every owner and target decompresses to what was written.
+            let mut pos = HEADER_LEN + 14 + 4;
+            for (owner, target) in &written {
+                let mut name = crate::name::NameBuf::new();
+                pos = crate::name::read_compressed(&buf, pos, &mut name).unwrap();
+                assert!(crate::name::eq_ignore_case(name.as_slice(), owner.as_wire()));
+                pos += 10;
+                pos = crate::name::read_compressed(&buf, pos, &mut name).unwrap();
+                assert!(crate::name::eq_ignore_case(name.as_slice(), target.as_wire()));
+            }
+            assert_eq!(pos, buf.len());
+            (written.len(), suffixes, compared)
+        };
+        let (small, small_suffixes, small_compared) = work(100);
+        let (large, large_suffixes, large_compared) = work(100_000);
+        assert_eq!(small, 100);
+        assert!(large > 1_500, "a 64 KB message holds about 2,000 of these records, not {large}");
+        for (suffixes, compared) in [(small_suffixes, small_compared), (large_suffixes, large_compared)] {
+            assert!(compared <= suffixes * MAX_COMPRESSION_NAMES, "{compared} comparisons for {suffixes} suffixes");
+        }
     }
 
     #[test]

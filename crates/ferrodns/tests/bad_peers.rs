@@ -1,8 +1,10 @@
 //! Bad primaries: a ferrodns secondary is fed a good version, then a
 //! truncated AXFR, an IXFR that starts at the wrong serial, a transfer that
-//! fails TSIG, a zone over its size limit, and an AXFR whose closing SOA
-//! disagrees with its opening one. Each time it must keep
-//! serving the good version and log why.
+//! fails TSIG, a zone over its record limit and one over its byte limit, a
+//! transfer that stalls past the time limit, and an AXFR whose closing SOA
+//! disagrees with its opening one (transfer size and time limits are the
+//! class of CVE-2016-6170 and its kin). Each time it must keep serving the
+//! good version and log why.
 //!
 //! No real server misbehaves on demand, so the primary here is a small
 //! scripted one: it answers SOA queries over UDP and transfers over TCP with
@@ -40,6 +42,13 @@ enum Mode {
     Oversized,
     /// Serial 2; the AXFR's closing SOA says serial 3.
     MismatchedClosingSoa,
+    /// Serial 2; an AXFR of 30 TXT records of 1,000 octets, within the
+    /// record limit but over the secondary's limit of 20,000 bytes.
+    Bulky,
+    /// Serial 2; the AXFR's first message comes, then nothing, on a
+    /// connection the primary keeps open: the secondary's limit of 2 s for
+    /// a transfer ends it.
+    Stalled,
 }
 
 fn now() -> u64 {
@@ -165,12 +174,32 @@ impl ScriptedPrimary {
                         records.last_mut().unwrap().2 = soa_rdata(3);
                         signed(&packet, vec![message(&query, &records)], &right)
                     }
+                    Mode::Bulky => {
+                        let mut records = zone_records(2, 0);
+                        let text = [&[250u8][..], &[b'x'; 250]].concat().repeat(4);
+                        for i in 0..30 {
+                            records.insert(1, (format!("t{i}.bad.test."), RecordType::TXT, text.clone()));
+                        }
+                        signed(&packet, vec![message(&query, &records)], &right)
+                    }
+                    Mode::Stalled => {
+                        let mut records = zone_records(2, 5);
+                        records.pop();
+                        signed(&packet, vec![message(&query, &records)], &right)
+                    }
                 };
                 for message in messages {
                     let _ = stream.write_all(&(message.len() as u16).to_be_bytes());
                     let _ = stream.write_all(&message);
                 }
-                // Closing ends the connection, mid-transfer for the truncated one.
+                // Closing ends the connection, mid-transfer for the truncated
+                // one; the stalled one is held open well past the limit.
+                if mode == Mode::Stalled {
+                    std::thread::spawn(move || {
+                        std::thread::sleep(Duration::from_secs(20));
+                        drop(stream);
+                    });
+                }
             }
         });
         ScriptedPrimary { addr, mode }
@@ -182,7 +211,20 @@ impl ScriptedPrimary {
 }
 
 fn start_secondary(primary: SocketAddr) -> SecondaryNode {
-    let extra = ["--catalog-zone", "off", "--secondary-zone", ZONE, "--tsig-key", KEY, "--xfr-max-records", "50"];
+    let extra = [
+        "--catalog-zone",
+        "off",
+        "--secondary-zone",
+        ZONE,
+        "--tsig-key",
+        KEY,
+        "--xfr-max-records",
+        "50",
+        "--xfr-max-bytes",
+        "20000",
+        "--xfr-timeout",
+        "2",
+    ];
     SecondaryNode::start(0, &[primary], &extra)
 }
 
@@ -219,6 +261,8 @@ fn bad_transfers_leave_the_served_version_alone() {
         (Mode::BadTsig, "MAC does not verify"),
         (Mode::Oversized, "over 50 records"),
         (Mode::MismatchedClosingSoa, "the closing SOA has serial 3, the opening one 2"),
+        (Mode::Bulky, "over 20000 bytes"),
+        (Mode::Stalled, "XFR: timed out"),
     ];
     for (mode, reason) in cases {
         let mark = secondary.log().len();
