@@ -20,8 +20,12 @@
 //! At most [`REFRESHES_IN_FLIGHT`] zones refresh at once (SOA query and
 //! transfer), whatever the catalog lists, so a catalog of many members
 //! whose primaries do not answer costs that many sockets and buffers, not
-//! one per member; retry and refresh waits are jittered by up to a tenth,
-//! so zones that failed together do not all retry together.
+//! one per member. They are two lanes of half that each: zones whose last
+//! refresh succeeded (or that are served from a kept copy) take one, zones
+//! not yet transferred or whose last refresh failed the other, so that
+//! thousands of silent members queue behind each other and never in front
+//! of a zone whose primary answers. Retry and refresh waits are jittered by
+//! up to a tenth, so zones that failed together do not all retry together.
 //!
 //! The SOA timers read and wait on tokio's clock (`tokio::time::Instant`,
 //! `sleep`), which is the monotonic clock in service and one a test pauses
@@ -81,15 +85,19 @@ pub struct Secondary {
     refreshed: Mutex<HashMap<Name, Instant>>,
     /// The primaries' addresses as last resolved: NOTIFY is taken from these.
     primary_ips: Mutex<std::collections::HashSet<std::net::IpAddr>>,
-    /// One permit per refresh in flight.
-    refreshes: tokio::sync::Semaphore,
+    /// One permit per refresh in flight of a zone whose last refresh
+    /// succeeded, and of one not yet transferred or whose last refresh failed.
+    answering: tokio::sync::Semaphore,
+    unproven: tokio::sync::Semaphore,
 }
 
 /// Timers used until a zone has an SOA of its own.
 const FIRST_RETRY: Duration = Duration::from_secs(5);
 
-/// Zones that may refresh (SOA query, then a transfer) at once.
+/// Zones that may refresh (SOA query, then a transfer) at once: half of
+/// them zones whose last refresh succeeded, half the others.
 pub const REFRESHES_IN_FLIGHT: usize = 32;
+const LANE: usize = REFRESHES_IN_FLIGHT / 2;
 
 impl Secondary {
     /// Loads the zones kept in the data directory, serves them, and starts
@@ -102,7 +110,8 @@ impl Secondary {
             followed: Mutex::new(HashMap::new()),
             refreshed: Mutex::new(HashMap::new()),
             primary_ips: Mutex::new(Default::default()),
-            refreshes: tokio::sync::Semaphore::new(REFRESHES_IN_FLIGHT),
+            answering: tokio::sync::Semaphore::new(LANE),
+            unproven: tokio::sync::Semaphore::new(LANE),
         });
         {
             let mut ips = secondary.primary_ips.lock().unwrap_or_else(|e| e.into_inner());
@@ -371,11 +380,19 @@ fn next_step(
 
 async fn run_zone(secondary: Arc<Secondary>, apex: Name, wake: Arc<Notify>) {
     let is_catalog = secondary.settings.catalog.as_ref() == Some(&apex);
+    // A zone served from a kept copy has answered before.
+    let mut answered = secondary.live.snapshot().get(apex.as_wire()).is_some();
+    // The catalog's members are read again only when its serial moves: a
+    // catalog of many members costs that walk once per version, not once
+    // per refresh.
+    let mut reconciled_at = None;
     loop {
         let result = {
-            let _permit = secondary.refreshes.acquire().await.expect("the semaphore is never closed");
+            let lane = if answered { &secondary.answering } else { &secondary.unproven };
+            let _permit = lane.acquire().await.expect("the semaphore is never closed");
             secondary.refresh(&apex).await
         };
+        answered = result.is_ok();
         let served = secondary.live.snapshot().get(apex.as_wire()).cloned();
         if result.is_ok() {
             secondary.touch(&apex);
@@ -385,8 +402,9 @@ async fn run_zone(secondary: Arc<Secondary>, apex: Name, wake: Arc<Notify>) {
                 }
                 zone.set_expired(false);
             }
-            if is_catalog {
+            if is_catalog && reconciled_at != result.as_ref().ok().copied() {
                 secondary.reconcile_catalog();
+                reconciled_at = result.as_ref().ok().copied();
             }
         }
         let since_refresh = served.as_ref().map(|_| {
@@ -548,8 +566,8 @@ mod tests {
         assert!(files.iter().all(|f| f.len() <= 255 && !f.contains('/')), "{files:?}");
     }
 
-    /// Many zones whose primary never answers: at most REFRESHES_IN_FLIGHT
-    /// SOA queries are out at once (one socket and buffer each), not one per
+    /// Many zones whose primary never answers: at most a lane of SOA
+    /// queries is out at once (one socket and buffer each), not one per
     /// zone. On tokio's paused clock.
     #[tokio::test(start_paused = true)]
     async fn refreshes_in_flight_are_bounded() {
@@ -575,7 +593,7 @@ mod tests {
         while silent.recv(&mut buffer).is_ok() {
             queries += 1;
         }
-        assert_eq!(queries, REFRESHES_IN_FLIGHT, "SOA queries out at once for 500 zones");
+        assert_eq!(queries, LANE, "SOA queries out at once for 500 zones");
         let _ = std::fs::remove_dir_all(&data_dir);
     }
 

@@ -7,14 +7,16 @@
 //! The attacks: slow HTTP clients from many addresses, DNS/TCP clients that
 //! never read their replies, a flood of unreadable and unknown-key-signed UDP
 //! packets, a tenant reaching for another tenant's names and zones, and more
-//! concurrent exports than the server takes. (A hostile catalog is
-//! `tests/secondary.rs`'s and `tests/bad_peers.rs`'s; the full-size
-//! slow-client attack is `bench/slowclients.py`.)
+//! concurrent exports than the server takes. A second run attacks a
+//! secondary: its primary's catalog lists 20,000 members whose SOA queries
+//! are never answered, and the secondary must keep answering its good zone
+//! with bounded descriptors, memory and log. (The full-size slow-client
+//! attack is `bench/slowclients.py`.)
 
 mod support;
 
-use std::io::Write;
-use std::net::{SocketAddr, TcpStream, UdpSocket};
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream, UdpSocket};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -22,6 +24,7 @@ use std::time::{Duration, Instant};
 use reqwest::Method;
 use serde_json::json;
 use support::control::{json, Database, Node};
+use support::secondary::SecondaryNode;
 use support::{build_query, query_tcp, query_udp};
 
 /// The slowest answer the legitimate client may get while an attack runs.
@@ -32,8 +35,8 @@ fn wire(name: &str) -> Vec<u8> {
     ferrodns_proto::Name::parse(name, None).unwrap().as_wire().to_vec()
 }
 
-/// Asks `www.abuse.test` over UDP and TCP every 20 ms until stopped; keeps
-/// the worst latency of each and every failure.
+/// Asks for `name`'s A record over UDP and TCP every 20 ms until stopped;
+/// keeps the worst latency of each and every failure.
 struct Legitimate {
     stop: Arc<AtomicBool>,
     worst: Arc<Mutex<(Duration, Duration, Vec<String>)>>,
@@ -41,12 +44,12 @@ struct Legitimate {
 }
 
 impl Legitimate {
-    fn start(dns: SocketAddr) -> Legitimate {
+    fn start(dns: SocketAddr, name: &str) -> Legitimate {
         let stop = Arc::new(AtomicBool::new(false));
         let worst: Arc<Mutex<(Duration, Duration, Vec<String>)>> = Arc::default();
-        let (stop_flag, record) = (stop.clone(), worst.clone());
+        let (stop_flag, record, name) = (stop.clone(), worst.clone(), name.to_string());
         let thread = std::thread::spawn(move || {
-            let query = build_query(42, &wire("www.abuse.test."), 1, Some(1232), false);
+            let query = build_query(42, &wire(&name), 1, Some(1232), false);
             while !stop_flag.load(Ordering::Relaxed) {
                 let started = Instant::now();
                 let udp = query_udp(dns, &query, Duration::from_secs(2));
@@ -122,7 +125,7 @@ fn dns_keeps_answering_through_every_attack() {
         json(node.request(Method::PUT, "/v1/zones/abuse.test./rrsets/huge/TXT").json(&body).send().unwrap());
     assert_eq!(status, 200, "{body}");
     let api: SocketAddr = node.api.trim_start_matches("http://").parse().unwrap();
-    let legitimate = Legitimate::start(node.dns);
+    let legitimate = Legitimate::start(node.dns, "www.abuse.test.");
     std::thread::sleep(Duration::from_millis(300));
     legitimate.check("no attack");
 
@@ -229,4 +232,167 @@ fn dns_keeps_answering_through_every_attack() {
     assert!(headers.contains_key("retry-after"));
     drop(holders);
     legitimate.check("more concurrent exports than the server takes");
+}
+
+const CATALOG: &str = "catalog.hostile.test.";
+const GOOD: &str = "good.test.";
+const MEMBERS: usize = 20_000;
+
+/// A hostile primary: its catalog lists [`MEMBERS`] zones besides
+/// [`GOOD`], and it never answers a member's SOA query nor transfers one.
+/// Counts the member queries it ignores, and the good zone's SOA queries.
+struct HostilePrimary {
+    addr: SocketAddr,
+    ignored: Arc<std::sync::atomic::AtomicUsize>,
+    good_asked: Arc<std::sync::atomic::AtomicUsize>,
+}
+
+/// Answer messages to `query` holding `records`, as many as they need.
+fn messages(query: &ferrodns_proto::Query, records: &[(String, u16, Vec<u8>)]) -> Vec<Vec<u8>> {
+    use ferrodns_proto::message::{flags, Section};
+    use ferrodns_proto::{Class, MessageWriter, Name, RecordType};
+    let mut out = Vec::new();
+    let mut rest = records;
+    while !rest.is_empty() {
+        let mut message = Vec::new();
+        let mut writer = MessageWriter::new(&mut message, 60_000);
+        writer.set_header(query.id, flags::QR | flags::AA);
+        writer.push_question(query.qname(), query.qtype, Class::IN).unwrap();
+        let mut written = 0;
+        for (owner, rtype, rdata) in rest {
+            let owner = Name::parse(owner, None).unwrap();
+            if writer.push_record(Section::Answer, owner.as_wire(), RecordType(*rtype), 60, rdata).is_err() {
+                break;
+            }
+            written += 1;
+        }
+        rest = &rest[written..];
+        out.push(message);
+    }
+    out
+}
+
+fn soa(zone: &str) -> (String, u16, Vec<u8>) {
+    let mut rdata = wire(&format!("ns.{zone}"));
+    rdata.extend_from_slice(&wire(&format!("hostmaster.{zone}")));
+    for value in [1u32, 5, 5, 86_400, 60] {
+        rdata.extend_from_slice(&value.to_be_bytes());
+    }
+    (zone.to_string(), 6, rdata)
+}
+
+fn zone_records(apex: &str) -> Vec<(String, u16, Vec<u8>)> {
+    let mut records = vec![soa(apex), (apex.to_string(), 2, wire("ns.invalid."))];
+    if apex == CATALOG {
+        records.push((format!("version.{CATALOG}"), 16, b"\x012".to_vec()));
+        records.push((format!("good.zones.{CATALOG}"), 12, wire(GOOD)));
+        for i in 0..MEMBERS {
+            records.push((format!("m{i}.zones.{CATALOG}"), 12, wire(&format!("m{i}.silent.test."))));
+        }
+    } else {
+        records.push((format!("www.{apex}"), 1, vec![192, 0, 2, 80]));
+    }
+    records.push(soa(apex));
+    records
+}
+
+impl HostilePrimary {
+    fn start() -> HostilePrimary {
+        let udp = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let addr = udp.local_addr().unwrap();
+        let tcp = TcpListener::bind(addr).unwrap();
+        let ignored = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let good_asked = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let (counter, good_counter) = (ignored.clone(), good_asked.clone());
+        let known = |qname: &[u8]| [CATALOG, GOOD].into_iter().find(|apex| wire(apex).eq_ignore_ascii_case(qname));
+        std::thread::spawn(move || {
+            let mut buffer = [0u8; 4096];
+            while let Ok((len, peer)) = udp.recv_from(&mut buffer) {
+                let Ok(query) = ferrodns_proto::parse_query(&buffer[..len]) else { continue };
+                match known(query.qname()) {
+                    Some(apex) => {
+                        if apex == GOOD {
+                            good_counter.fetch_add(1, Ordering::Relaxed);
+                        }
+                        let _ = udp.send_to(&messages(&query, &[soa(apex)])[0], peer);
+                    }
+                    None => {
+                        counter.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+            }
+        });
+        std::thread::spawn(move || {
+            for stream in tcp.incoming() {
+                let Ok(mut stream) = stream else { continue };
+                let mut length = [0u8; 2];
+                if stream.read_exact(&mut length).is_err() {
+                    continue;
+                }
+                let mut packet = vec![0u8; u16::from_be_bytes(length) as usize];
+                if stream.read_exact(&mut packet).is_err() {
+                    continue;
+                }
+                let Ok(query) = ferrodns_proto::parse_query(&packet) else { continue };
+                // IXFR or AXFR alike: the whole zone (RFC 1995 §4 allows it).
+                let Some(apex) = known(query.qname()) else { continue };
+                for message in messages(&query, &zone_records(apex)) {
+                    let _ = stream.write_all(&(message.len() as u16).to_be_bytes());
+                    let _ = stream.write_all(&message);
+                }
+            }
+        });
+        HostilePrimary { addr, ignored, good_asked }
+    }
+}
+
+/// Open descriptors and resident memory (KiB) of a process.
+fn usage(pid: u32) -> (usize, u64) {
+    let fds = std::fs::read_dir(format!("/proc/{pid}/fd")).map(|d| d.count()).unwrap_or(0);
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    let rss = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .unwrap_or(0);
+    (fds, rss)
+}
+
+#[test]
+fn a_secondary_keeps_answering_while_a_hostile_catalog_floods_it() {
+    let primary = HostilePrimary::start();
+    let secondary = SecondaryNode::start(0, &[primary.addr], &["--catalog-zone", CATALOG]);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while support::control::dns_lookup(secondary.dns, "www.good.test.", 1).1.is_empty() {
+        assert!(Instant::now() < deadline, "the good zone never arrived:\n{}", secondary.log());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let pid = secondary.pid().expect("running");
+    let legitimate = Legitimate::start(secondary.dns, "www.good.test.");
+    let good_before = primary.good_asked.load(Ordering::Relaxed);
+    let (mut most_fds, mut most_rss) = (0, 0);
+    let started = Instant::now();
+    while started.elapsed() < Duration::from_secs(10) {
+        let (fds, rss) = usage(pid);
+        (most_fds, most_rss) = (most_fds.max(fds), most_rss.max(rss));
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let ignored = primary.ignored.load(Ordering::Relaxed);
+    let good_asked = primary.good_asked.load(Ordering::Relaxed) - good_before;
+    let log_bytes = secondary.log().len();
+    println!(
+        "hostile catalog of {MEMBERS} silent members: {ignored} SOA queries ignored in 10 s; the secondary held at \
+         most {most_fds} descriptors and {} MiB, and logged {log_bytes} bytes; the good zone (refresh 5 s) was \
+         checked {good_asked} times",
+        most_rss / 1024
+    );
+    legitimate.check("hostile catalog");
+    assert!(ignored > 0, "the secondary never asked the members:\n{}", secondary.log());
+    // 32 refreshes in flight, each with one socket, and the server's own.
+    assert!(most_fds < 150, "the secondary held {most_fds} descriptors");
+    assert!(most_rss < 300 * 1024, "the secondary held {} MiB", most_rss / 1024);
+    assert!(log_bytes < 1 << 20, "the secondary logged {log_bytes} bytes in 10 s");
+    // The silent members queue behind each other, not in front of a zone
+    // whose primary answers: its 5 s refresh keeps its pace.
+    assert!(good_asked >= 1, "the good zone was not refreshed in 10 s behind {MEMBERS} silent members");
 }
