@@ -89,6 +89,7 @@ impl ApiState {
         zones::create_zone,
         zones::list_zones,
         zones::get_zone,
+        zones::update_zone,
         zones::delete_zone,
         zones::export_zone,
         zones::import_zone,
@@ -211,7 +212,7 @@ pub fn router(state: ApiState) -> Router {
         .route("/v1/health/ready", get(system::ready))
         .route("/v1/ha", get(system::ha))
         .route("/v1/zones", post(zones::create_zone).get(zones::list_zones))
-        .route("/v1/zones/{zone}", get(zones::get_zone).delete(zones::delete_zone))
+        .route("/v1/zones/{zone}", get(zones::get_zone).patch(zones::update_zone).delete(zones::delete_zone))
         .route("/v1/zones/{zone}/export", get(zones::export_zone))
         .route("/v1/zones/{zone}/import", post(zones::import_zone))
         .route("/v1/zones/{zone}/rrsets", get(records::list_rrsets))

@@ -37,6 +37,20 @@ pub struct ZoneView {
     pub rrset_count: i64,
     pub created_at: String,
     pub updated_at: String,
+    /// The zone's own response rate limit; null when it follows the server's.
+    pub rate_limit: Option<RateLimitView>,
+}
+
+/// A zone's response rate limit: `rate` responses a second per client
+/// network, kind of response and name (0: none), and every `slip`-th
+/// limited response sent truncated rather than dropped (0 to 10).
+#[derive(Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RateLimitView {
+    pub rate: u32,
+    /// The server's slip when not given.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub slip: Option<u32>,
 }
 
 impl From<&ZoneRecord> for ZoneView {
@@ -50,6 +64,7 @@ impl From<&ZoneRecord> for ZoneView {
             rrset_count: zone.rrset_count,
             created_at: rfc3339(zone.created_at),
             updated_at: rfc3339(zone.updated_at),
+            rate_limit: zone.rate_limit.map(|l| RateLimitView { rate: l.rate, slip: Some(l.slip) }),
         }
     }
 }
@@ -274,6 +289,48 @@ pub async fn get_zone(
     Path(zone): Path<String>,
 ) -> Result<Response, Problem> {
     let zone = zone_for(&state, &caller, &zone).await?;
+    Ok(zone_response(StatusCode::OK, &zone))
+}
+
+/// The body of `PATCH /v1/zones/{zone}`: the settings to change; a field
+/// left out stays as it is.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateZone {
+    /// The zone's own response rate limit, or null to follow the server's.
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<RateLimitView>)]
+    pub rate_limit: Option<Option<RateLimitView>>,
+}
+
+/// A field that is there, even as null (`Some(None)`); `default` makes an
+/// absent one `None`.
+fn present<'de, D: serde::Deserializer<'de>, T: Deserialize<'de>>(d: D) -> Result<Option<T>, D::Error> {
+    T::deserialize(d).map(Some)
+}
+
+/// Changes a zone's settings (today its response rate limit); the zone's
+/// data and serial stay as they are, its version moves on.
+#[utoipa::path(patch, path = "/v1/zones/{zone}", request_body = UpdateZone,
+    params(("zone" = String, Path, description = "zone name"), ("If-Match" = Option<String>, Header, description = "ETags of the zone versions this write may apply to (RFC 9110), or *")),
+    responses((status = 200, body = ZoneView), (status = 403, body = Problem), (status = 404, body = Problem), (status = 412, body = Problem), (status = 422, body = Problem)))]
+pub async fn update_zone(
+    State(state): State<ApiState>,
+    caller: Caller,
+    Path(zone): Path<String>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, Problem> {
+    caller.require(Role::Admin)?;
+    let expected = if_match(&headers)?;
+    let request: UpdateZone = json_body(body, state.settings.max_body_bytes)?;
+    let Some(rate_limit) = request.rate_limit else {
+        return Err(Problem::invalid("nothing to change").with_error("", "give rate_limit (an object, or null)"));
+    };
+    let zone = zone_for(&state, &caller, &zone).await?;
+    let server = state.control.defaults.rate_limit;
+    let limit = rate_limit.map(|l| ferrodns_zone::RateLimit { rate: l.rate, slip: l.slip.unwrap_or(server.slip) });
+    let zone = state.control.set_rate_limit(caller.actor(), &zone, expected.as_deref(), limit).await?;
     Ok(zone_response(StatusCode::OK, &zone))
 }
 

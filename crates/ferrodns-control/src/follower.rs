@@ -84,15 +84,16 @@ async fn catch_up(control: &ControlPlane, in_step_at: &mut Option<(i64, i64, i64
         let Ok(stored) = control.store.zone_serials().await else { return };
         let served = control.live.snapshot();
         let mut in_step = true;
-        for (apex, serial) in &stored {
-            if served.get(apex.as_wire()).map(|z| z.serial()) != Some(*serial)
+        for (apex, serial, rate_limit) in &stored {
+            let zone = served.get(apex.as_wire());
+            if (zone.map(|z| z.serial()) != Some(*serial) || zone.is_some_and(|z| z.rate_limit() != *rate_limit))
                 && !control.live.is_file_zone(apex.as_wire())
             {
                 in_step &= sync_zone(control, apex).await;
             }
         }
         let catalog = control.catalog.as_ref().map(|c| c.name().as_wire());
-        let known: HashSet<&[u8]> = stored.iter().map(|(name, _)| name.as_wire()).collect();
+        let known: HashSet<&[u8]> = stored.iter().map(|(name, ..)| name.as_wire()).collect();
         for zone in served.iter() {
             let apex = zone.apex_lower();
             if !known.contains(apex) && !control.live.is_file_zone(apex) && Some(apex) != catalog {
@@ -136,6 +137,8 @@ async fn sync_zone(control: &ControlPlane, apex: &Name) -> bool {
             return false;
         }
     };
+    // Settings (the rate limit) first: they change without the serial.
+    control.serve_settings(&zone);
     let served = control.live.snapshot().get(apex.as_wire()).map(|z| z.serial());
     match served {
         Some(serial) if serial == zone.serial => return true,

@@ -40,6 +40,7 @@ use ferrodns_transfer::catalog::Catalog;
 use ferrodns_transfer::peers::Peers;
 use ferrodns_zone::edit::{Change, Diff, ImportMode, RRsetData, Working};
 use ferrodns_zone::live::{build_zone, Applied, LiveZones};
+use ferrodns_zone::RateLimit;
 use tokens::{Principal, Role};
 
 pub use election::{Election, ElectionSettings, HaSnapshot, Leadership};
@@ -63,6 +64,9 @@ pub struct ZoneDefaults {
     pub ttl: u32,
     /// SOA refresh, retry, expire and minimum (negative-caching TTL).
     pub soa_timers: [u32; 4],
+    /// The server's response rate limit (`--rrl-rate`, `--rrl-slip`; rate 0
+    /// is none), which a zone follows unless it has its own.
+    pub rate_limit: RateLimit,
 }
 
 impl Default for ZoneDefaults {
@@ -71,6 +75,7 @@ impl Default for ZoneDefaults {
             nameservers: vec![Name::parse("ns.invalid.", None).expect("valid name")],
             ttl: 3600,
             soa_timers: [3600, 600, 1_209_600, 300],
+            rate_limit: RateLimit { rate: 0, slip: 2 },
         }
     }
 }
@@ -276,6 +281,46 @@ impl ControlPlane {
         Ok(())
     }
 
+    /// Gives a zone a response rate limit of its own, or (`None`) returns
+    /// it to the server's, if the zone's version is one of `if_match`; DNS
+    /// applies it before this returns. Only the operator may loosen the
+    /// server's protection: anyone else may set a rate between 1 and the
+    /// server's (any rate from 1 when the server limits nothing), never 0,
+    /// which leaves the zone's answers unlimited.
+    pub async fn set_rate_limit(
+        &self,
+        actor: Actor<'_>,
+        zone: &ZoneRecord,
+        if_match: Option<&[i64]>,
+        limit: Option<RateLimit>,
+    ) -> Result<ZoneRecord, ControlError> {
+        self.refuse_shadowed(&zone.name)?;
+        if let Some(limit) = limit {
+            if limit.rate > RateLimit::MAX_RATE || limit.slip > RateLimit::MAX_SLIP {
+                return Err(ControlError::Invalid(format!(
+                    "a rate limit has a rate of at most {} responses a second and a slip of at most {}",
+                    RateLimit::MAX_RATE,
+                    RateLimit::MAX_SLIP
+                )));
+            }
+            let operator = actor.scope.tenant.is_none() && actor.scope.zones.is_none();
+            let server = self.defaults.rate_limit.rate;
+            if !operator && (limit.rate == 0 || (server != 0 && limit.rate > server)) {
+                return Err(ControlError::Forbidden(match server {
+                    0 => "only the operator may leave a zone's answers unlimited (rate 0)".to_string(),
+                    _ => format!(
+                        "only the operator may loosen the server's rate limit: the rate must be between 1 and {server}"
+                    ),
+                }));
+            }
+        }
+        let _publication = self.locks.lock(&zone.name).await;
+        let record = self.store.set_rate_limit(&zone.name, &actor.scope, if_match, limit, now_micros()).await?;
+        self.serve_settings(&record);
+        tracing::info!(zone = %record.name, rate_limit = ?record.rate_limit, by = actor.author.token, "zone rate limit set");
+        Ok(record)
+    }
+
     /// Deletes a zone, if its version is one of `if_match`; DNS stops
     /// answering for it before this returns.
     pub async fn delete_zone(&self, zone: &ZoneRecord, if_match: Option<&[i64]>) -> Result<(), ControlError> {
@@ -410,10 +455,22 @@ impl ControlPlane {
             let built = build_zone(&apex, rrsets.iter())
                 .map_err(|errors| ControlError::Internal(format!("stored zone {apex} does not build: {errors:?}")))?;
             live.publish_zone(built);
-            Ok(())
+            Ok::<(), ControlError>(())
         })
         .await
-        .map_err(|e| ControlError::Internal(format!("publishing task failed: {e}")))?
+        .map_err(|e| ControlError::Internal(format!("publishing task failed: {e}")))??;
+        self.serve_settings(zone);
+        Ok(())
+    }
+
+    /// Gives the served zone the settings `zone` has in the store (its rate
+    /// limit). Later versions keep them ([`ferrodns_zone::ZoneSet::insert`]).
+    pub fn serve_settings(&self, zone: &ZoneRecord) {
+        if let Some(served) = self.live.snapshot().get(zone.name.as_wire()) {
+            if served.rate_limit() != zone.rate_limit {
+                served.set_rate_limit(zone.rate_limit);
+            }
+        }
     }
 }
 

@@ -24,6 +24,11 @@
 //! an attacker spraying keys costs memory it was given at start
 //! (`--rrl-table-size` slots, 8 octets each) and nothing else.
 //!
+//! A zone may have a rate and slip of its own ([`ferrodns_zone::RateLimit`],
+//! set through the API), which its responses use in place of the server's;
+//! a zone's rate of 0 leaves its responses unlimited. When zones may have
+//! limits of their own, the table exists even with the server's rate at 0.
+//!
 //! Exempt from limiting: TCP (the transport does not ask), clients that
 //! return a valid DNS cookie ([`crate::cookies`]), and `--rrl-exempt`
 //! networks (monitoring, a resolver of one's own).
@@ -33,6 +38,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use ferrodns_proto::network::canonical;
 pub use ferrodns_proto::network::Network;
+use ferrodns_zone::RateLimit;
 
 /// Most responses a second a bucket may allow: its tokens have 24 bits.
 pub const MAX_RATE: u32 = (1 << 24) - 1;
@@ -53,11 +59,22 @@ pub struct RrlSettings {
     pub table_size: usize,
     /// Networks never limited.
     pub exempt: Vec<Network>,
+    /// Zones may have limits of their own (the control plane is on): the
+    /// table exists even when `rate` is 0.
+    pub zone_limits: bool,
 }
 
 impl Default for RrlSettings {
     fn default() -> RrlSettings {
-        RrlSettings { rate: 0, slip: 2, ipv4_prefix: 24, ipv6_prefix: 56, table_size: 1 << 20, exempt: Vec::new() }
+        RrlSettings {
+            rate: 0,
+            slip: 2,
+            ipv4_prefix: 24,
+            ipv6_prefix: 56,
+            table_size: 1 << 20,
+            exempt: Vec::new(),
+            zone_limits: false,
+        }
     }
 }
 
@@ -121,8 +138,8 @@ pub enum Verdict {
 
 /// The shared bucket table.
 pub struct Limiter {
-    rate: u32,
-    slip: u32,
+    /// The server's rate and slip, for responses of zones without their own.
+    default: RateLimit,
     ipv4_mask: u32,
     ipv6_mask: u128,
     exempt: Vec<Network>,
@@ -141,9 +158,10 @@ const TOKEN_MASK: u64 = (1 << TOKEN_BITS) - 1;
 const STAMP_MASK: u64 = (1 << STAMP_BITS) - 1;
 
 impl Limiter {
-    /// A limiter, or None when `settings.rate` is 0.
+    /// A limiter, or None when `settings.rate` is 0 and zones have no
+    /// limits of their own.
     pub fn new(settings: &RrlSettings) -> Option<Limiter> {
-        if settings.rate == 0 {
+        if settings.rate == 0 && !settings.zone_limits {
             return None;
         }
         let size = settings.table_size.clamp(1024, 1 << 28).next_power_of_two();
@@ -156,8 +174,7 @@ impl Limiter {
             u64::from_le_bytes(seed[8..].try_into().expect("8 octets")),
         ];
         Some(Limiter {
-            rate: settings.rate.min(MAX_RATE),
-            slip: settings.slip,
+            default: RateLimit { rate: settings.rate.min(MAX_RATE), slip: settings.slip },
             ipv4_mask: u32::MAX.checked_shl(32 - u32::from(settings.ipv4_prefix.min(32))).unwrap_or(0),
             ipv6_mask: u128::MAX.checked_shl(128 - u32::from(settings.ipv6_prefix.min(128))).unwrap_or(0),
             exempt: settings.exempt.clone(),
@@ -167,6 +184,12 @@ impl Limiter {
             limited: AtomicU64::new(0),
             slipped: AtomicU64::new(0),
         })
+    }
+
+    /// The server's rate and slip (`--rrl-rate`, `--rrl-slip`).
+    #[inline]
+    pub fn default_limit(&self) -> RateLimit {
+        self.default
     }
 
     /// Whether any network is exempt (else [`Limiter::exempt`] is false for all).
@@ -202,15 +225,24 @@ impl Limiter {
 
     /// Takes a token for a response of `kind` about the name whose
     /// [`ferrodns_zone::name_hash`] is `name_hash` (0 for none) to the client
-    /// network `network` ([`Limiter::network`]) at second `now`;
-    /// `slip_count` is the caller's own count of limited responses, for the
-    /// slip ratio.
+    /// network `network` ([`Limiter::network`]) at second `now`, under
+    /// `limit` (the zone's, or [`Limiter::default_limit`]; its rate is not
+    /// 0); `slip_count` is the caller's own count of limited responses, for
+    /// the slip ratio.
     #[inline]
-    pub fn check(&self, network: u64, kind: Kind, name_hash: u64, now: u32, slip_count: &mut u32) -> Verdict {
-        if self.take(self.key(network, kind, name_hash), now) {
+    pub fn check(
+        &self,
+        limit: RateLimit,
+        network: u64,
+        kind: Kind,
+        name_hash: u64,
+        now: u32,
+        slip_count: &mut u32,
+    ) -> Verdict {
+        if self.take(self.key(network, kind, name_hash), limit.rate.min(MAX_RATE), now) {
             return Verdict::Send;
         }
-        self.limited(slip_count)
+        self.limited(limit.slip, slip_count)
     }
 
     /// Starts loading the bucket [`Limiter::check`] would take for these,
@@ -233,10 +265,10 @@ impl Limiter {
     }
 
     #[cold]
-    fn limited(&self, slip_count: &mut u32) -> Verdict {
+    fn limited(&self, slip: u32, slip_count: &mut u32) -> Verdict {
         self.limited.fetch_add(1, Ordering::Relaxed);
         *slip_count = slip_count.wrapping_add(1);
-        if self.slip != 0 && *slip_count % self.slip == 0 {
+        if slip != 0 && *slip_count % slip == 0 {
             self.slipped.fetch_add(1, Ordering::Relaxed);
             Verdict::Slip
         } else {
@@ -246,13 +278,13 @@ impl Limiter {
 
     /// Takes a token from the bucket `key` falls in; false when it is empty.
     #[inline]
-    fn take(&self, key: u64, now: u32) -> bool {
+    fn take(&self, key: u64, rate: u32, now: u32) -> bool {
         let slot = &self.slots[(key & self.mask) as usize];
         // The fingerprint: the key's top bits, never zero so that an unused
         // slot (all zero) matches no key.
         let fingerprint = (key >> (TOKEN_BITS + STAMP_BITS)) | 1;
         let stamp = u64::from(now) & STAMP_MASK;
-        let rate = u64::from(self.rate);
+        let rate = u64::from(rate);
         let mut old = slot.load(Ordering::Relaxed);
         loop {
             let tokens = if old >> (TOKEN_BITS + STAMP_BITS) != fingerprint {
@@ -314,12 +346,18 @@ mod tests {
         let client: IpAddr = "192.0.2.1".parse().unwrap();
         let mut slips = 0;
         let (network, name) = (rrl.network(client), name_hash(b"\x01a\x00"));
-        let sent = (0..20).filter(|_| rrl.check(network, Kind::Positive, name, 100, &mut slips) == Verdict::Send);
+        let sent = (0..20).filter(|_| {
+            rrl.check(rrl.default_limit(), network, Kind::Positive, name, 100, &mut slips) == Verdict::Send
+        });
         assert_eq!(sent.count(), 5);
         // A second later the bucket is full again, and never fuller.
-        let sent = (0..20).filter(|_| rrl.check(network, Kind::Positive, name, 101, &mut slips) == Verdict::Send);
+        let sent = (0..20).filter(|_| {
+            rrl.check(rrl.default_limit(), network, Kind::Positive, name, 101, &mut slips) == Verdict::Send
+        });
         assert_eq!(sent.count(), 5);
-        let sent = (0..20).filter(|_| rrl.check(network, Kind::Positive, name, 200, &mut slips) == Verdict::Send);
+        let sent = (0..20).filter(|_| {
+            rrl.check(rrl.default_limit(), network, Kind::Positive, name, 200, &mut slips) == Verdict::Send
+        });
         assert_eq!(sent.count(), 5);
         assert_eq!(rrl.counts(), (45, 0));
     }
@@ -329,7 +367,7 @@ mod tests {
         let rrl = limiter(1, 0);
         let mut slips = 0;
         let mut check = |client: &str, kind, name: &[u8]| {
-            rrl.check(rrl.network(client.parse().unwrap()), kind, name_hash(name), 7, &mut slips)
+            rrl.check(rrl.default_limit(), rrl.network(client.parse().unwrap()), kind, name_hash(name), 7, &mut slips)
         };
         assert_eq!(check("192.0.2.1", Kind::Positive, b"\x01a\x00"), Verdict::Send);
         // The same /24: the same bucket.
@@ -348,8 +386,9 @@ mod tests {
         let rrl = limiter(1, 3);
         let client: IpAddr = "198.51.100.7".parse().unwrap();
         let mut slips = 0;
-        let verdicts: Vec<Verdict> =
-            (0..7).map(|_| rrl.check(rrl.network(client), Kind::Error, 0, 1, &mut slips)).collect();
+        let verdicts: Vec<Verdict> = (0..7)
+            .map(|_| rrl.check(rrl.default_limit(), rrl.network(client), Kind::Error, 0, 1, &mut slips))
+            .collect();
         use Verdict::*;
         assert_eq!(verdicts, [Send, Drop, Drop, Slip, Drop, Drop, Slip]);
         assert_eq!(rrl.counts(), (6, 2));

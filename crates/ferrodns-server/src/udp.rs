@@ -387,7 +387,7 @@ impl Worker {
         for slot in prefetched.iter().take(count).flatten() {
             prefetch_node(*slot);
         }
-        if let Some(limiter) = &self.rrl {
+        if let Some(limiter) = self.rrl.as_ref().filter(|l| l.default_limit().rate != 0) {
             // Most answers are positive: start loading the bucket they take.
             for (i, slot) in prefetched.iter().enumerate().take(count) {
                 if let Some(slot) = slot {
@@ -608,7 +608,9 @@ fn limit(
     slip_count: &mut u32,
     output: &mut Vec<u8>,
 ) -> Outcome {
-    if limiter.has_exemptions() && limiter.exempt(peer_ip(address)) {
+    // The zone's own limit, or the server's; a rate of 0 is no limit.
+    let limit = prefetched.and_then(|p| p.zone().rate_limit()).unwrap_or(limiter.default_limit());
+    if limit.rate == 0 || (limiter.has_exemptions() && limiter.exempt(peer_ip(address))) {
         return Outcome::Reply;
     }
     let network = network(limiter, address);
@@ -619,7 +621,7 @@ fn limit(
         (kind, Some(prefetched)) if kind.by_qname() => prefetched.hash(),
         (_, Some(prefetched)) => ferrodns_zone::name_hash(prefetched.zone().apex_lower()),
     };
-    match limiter.check(network, kind, name_hash, now, slip_count) {
+    match limiter.check(limit, network, kind, name_hash, now, slip_count) {
         rrl::Verdict::Send => Outcome::Reply,
         rrl::Verdict::Drop => Outcome::Drop,
         rrl::Verdict::Slip => slip(query, output),

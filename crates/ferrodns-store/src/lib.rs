@@ -30,6 +30,7 @@ use std::time::Duration;
 
 use ferrodns_proto::{Name, RecordType, Serial};
 use ferrodns_zone::edit::{self, Change, Diff, EditError, ImportMode, Limits, RRsetData, RRsetKey, Record, Working};
+use ferrodns_zone::RateLimit;
 use sqlx::any::{AnyPoolOptions, AnyRow};
 use sqlx::{Any, AnyPool, Executor, Row, Transaction};
 
@@ -158,6 +159,8 @@ pub struct ZoneRecord {
     pub catalog_id: String,
     pub created_at: i64,
     pub updated_at: i64,
+    /// The zone's own response rate limit; `None` for the server's.
+    pub rate_limit: Option<RateLimit>,
 }
 
 /// Who a change is recorded as made by: the token's display name, its id
@@ -250,7 +253,8 @@ pub struct Store {
     sqlite_writer: tokio::sync::Mutex<()>,
 }
 
-const ZONE_COLUMNS: &str = "id, name, tenant, kind, serial, version, rrset_count, catalog_id, created_at, updated_at";
+const ZONE_COLUMNS: &str =
+    "id, name, tenant, kind, serial, version, rrset_count, catalog_id, created_at, updated_at, rrl_rate, rrl_slip";
 
 impl Store {
     /// Connects and runs pending migrations. `url` is `sqlite://PATH` or
@@ -1041,9 +1045,47 @@ impl Store {
         Ok((row.try_get("zones")?, row.try_get("top")?, row.try_get("versions")?))
     }
 
-    pub async fn zone_serials(&self) -> Result<Vec<(Name, Serial)>> {
-        let rows = sqlx::query("SELECT name, serial FROM zones").fetch_all(&self.pool).await?;
-        rows.iter().map(|row| Ok((name_column(row, "name")?, serial_column(row, "serial")?))).collect()
+    /// Every stored zone's apex, serial and own rate limit: what a follower
+    /// compares with what it serves.
+    pub async fn zone_serials(&self) -> Result<Vec<(Name, Serial, Option<RateLimit>)>> {
+        let rows = sqlx::query("SELECT name, serial, rrl_rate, rrl_slip FROM zones").fetch_all(&self.pool).await?;
+        rows.iter()
+            .map(|row| Ok((name_column(row, "name")?, serial_column(row, "serial")?, rate_limit_columns(row)?)))
+            .collect()
+    }
+
+    /// Sets a zone's own response rate limit (`None`: the server's). Moves
+    /// the zone's version (its ETag, and the fingerprint followers poll) and
+    /// tells the other nodes, but not its serial: the zone's data is the same.
+    pub async fn set_rate_limit(
+        &self,
+        apex: &Name,
+        scope: &Scope<'_>,
+        if_match: Option<&[i64]>,
+        limit: Option<RateLimit>,
+        now: i64,
+    ) -> Result<ZoneRecord> {
+        let (_guard, mut tx) = self.begin_write().await?;
+        let row = sqlx::query(&format!(
+            "UPDATE zones SET version = version + 1, updated_at = $2, rrl_rate = $3, rrl_slip = $4 \
+             WHERE name = $1 RETURNING {ZONE_COLUMNS}"
+        ))
+        .bind(apex.to_lowercase().to_string())
+        .bind(now)
+        .bind(limit.map(|l| i64::from(l.rate)))
+        .bind(limit.map(|l| i64::from(l.slip)))
+        .fetch_optional(&mut *tx)
+        .await?
+        .ok_or(StoreError::NotFound)?;
+        let zone = zone_from_row(&row)?;
+        if !scope.allows(&zone) {
+            return Err(StoreError::NotFound);
+        }
+        check_version(zone.version - 1, if_match)?;
+        // No serial: a follower reads the zone back rather than compare serials.
+        announce(&mut tx, self.backend, &zone.name, None).await?;
+        tx.commit().await?;
+        Ok(zone)
     }
 
     /// The journal steps after `serial`, oldest first; `None` when the
@@ -1327,7 +1369,22 @@ fn zone_from_row(row: &AnyRow) -> Result<ZoneRecord> {
         catalog_id: row.try_get("catalog_id")?,
         created_at: row.try_get("created_at")?,
         updated_at: row.try_get("updated_at")?,
+        rate_limit: rate_limit_columns(row)?,
     })
+}
+
+/// A zone's `rrl_rate` and `rrl_slip`: both or neither.
+fn rate_limit_columns(row: &AnyRow) -> Result<Option<RateLimit>> {
+    let rate: Option<i64> = row.try_get("rrl_rate")?;
+    let slip: Option<i64> = row.try_get("rrl_slip")?;
+    match (rate, slip) {
+        (None, None) => Ok(None),
+        (Some(rate), Some(slip)) => Ok(Some(RateLimit {
+            rate: u32::try_from(rate).map_err(|_| corrupt("zones.rrl_rate"))?,
+            slip: u32::try_from(slip).map_err(|_| corrupt("zones.rrl_slip"))?,
+        })),
+        _ => Err(corrupt("zones.rrl_rate and rrl_slip")),
+    }
 }
 
 fn rrset_from_row(row: &AnyRow) -> Result<RRsetData> {

@@ -55,6 +55,12 @@ const MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("../migrations/sqlite/0006_tsig_key_scope.sql"),
         postgres: include_str!("../migrations/postgres/0006_tsig_key_scope.sql"),
     },
+    Migration {
+        version: 7,
+        name: "zone_rate_limit",
+        sqlite: include_str!("../migrations/sqlite/0007_zone_rate_limit.sql"),
+        postgres: include_str!("../migrations/postgres/0007_zone_rate_limit.sql"),
+    },
 ];
 
 /// An arbitrary constant naming ferrodns' migration lock.

@@ -19,5 +19,7 @@ pub mod zoneset;
 
 pub use load::{load_zone_file, LoadError, Loaded};
 pub use lookup::{Answer, Lookup};
-pub use zone::{name_hash, prefetch_address, Node, NodeCursor, RRset, Zone, ZoneAddresses, ZoneBuilder, ZoneError};
+pub use zone::{
+    name_hash, prefetch_address, Node, NodeCursor, RRset, RateLimit, Zone, ZoneAddresses, ZoneBuilder, ZoneError,
+};
 pub use zoneset::{SetProbe, ZoneSet};

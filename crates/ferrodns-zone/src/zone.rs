@@ -34,7 +34,7 @@
 use std::collections::HashSet;
 use std::fmt;
 use std::hash::BuildHasher;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 
 use ferrodns_proto::name::{self, MAX_NAME_LEN};
@@ -214,6 +214,35 @@ pub struct Zone {
     history: Arc<[Arc<Diff>]>,
     /// Set on a secondary's zone past its SOA expire: answers become SERVFAIL.
     expired: AtomicBool,
+    /// The zone's own response rate limit ([`RateLimit::packed`]; 0 for the
+    /// server's), a setting rather than data: set on the served version and
+    /// carried to the next by [`crate::ZoneSet::insert`].
+    rate_limit: AtomicU64,
+}
+
+/// A zone's own response rate limit, in place of the server's
+/// `--rrl-rate` and `--rrl-slip`: `rate` responses a second per bucket (0
+/// for none), every `slip`-th limited response truncated rather than dropped.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RateLimit {
+    pub rate: u32,
+    pub slip: u32,
+}
+
+impl RateLimit {
+    /// The most responses a second a bucket holds (its tokens have 24 bits).
+    pub const MAX_RATE: u32 = (1 << 24) - 1;
+    /// The largest slip, as BIND allows.
+    pub const MAX_SLIP: u32 = 10;
+
+    /// One word for an atomic: a set bit, the slip and the rate.
+    fn packed(limit: Option<RateLimit>) -> u64 {
+        limit.map_or(0, |l| 1 << 63 | u64::from(l.slip.min(Self::MAX_SLIP)) << 32 | u64::from(l.rate))
+    }
+
+    fn unpacked(word: u64) -> Option<RateLimit> {
+        (word != 0).then_some(RateLimit { rate: word as u32, slip: ((word >> 32) & 0xff) as u32 })
+    }
 }
 
 /// Serialized nodes and their index.
@@ -319,6 +348,17 @@ impl Zone {
     /// Marks the zone expired, or current again.
     pub fn set_expired(&self, expired: bool) {
         self.expired.store(expired, Ordering::Relaxed);
+    }
+
+    /// The zone's own response rate limit; `None` for the server's.
+    #[inline]
+    pub fn rate_limit(&self) -> Option<RateLimit> {
+        RateLimit::unpacked(self.rate_limit.load(Ordering::Relaxed))
+    }
+
+    /// Sets the zone's own response rate limit, or `None` for the server's.
+    pub fn set_rate_limit(&self, limit: Option<RateLimit>) {
+        self.rate_limit.store(RateLimit::packed(limit), Ordering::Relaxed);
     }
 
     /// Recent changes leading to this version (see the field).
@@ -931,6 +971,7 @@ impl ZoneBuilder {
             node_count,
             history: Arc::from(Vec::new()),
             expired: AtomicBool::new(false),
+            rate_limit: AtomicU64::new(0),
         };
         Ok((zone, self.warnings))
     }

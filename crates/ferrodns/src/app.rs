@@ -10,7 +10,7 @@ use std::sync::Arc;
 use anyhow::Context;
 use ferrodns_control::catalog::{self, CatalogSync};
 use ferrodns_control::{Election, ElectionSettings};
-use ferrodns_server::rrl::Limiter;
+use ferrodns_server::rrl::{Limiter, RrlSettings};
 use ferrodns_server::{BoundDns, ControlHandler, DnsSettings, Protections, TcpSettings, UdpSettings};
 use ferrodns_transfer::notify::Notifier;
 use ferrodns_transfer::peers::Peers;
@@ -76,7 +76,9 @@ fn dns_settings(settings: &ServeSettings) -> DnsSettings {
         },
         protections: Protections {
             cookies: settings.cookies.clone().map(Arc::new),
-            rrl: Limiter::new(&settings.rrl).map(Arc::new),
+            // Zones of the control plane may have limits of their own.
+            rrl: Limiter::new(&RrlSettings { zone_limits: settings.runs_control_plane(), ..settings.rrl.clone() })
+                .map(Arc::new),
         },
     }
 }
@@ -137,7 +139,7 @@ impl App {
         if secondary_role && settings.api_listen.is_some() {
             tracing::info!("secondary role: zones come from the primaries, so the API is not started");
         }
-        let control = if !secondary_role && (settings.api_listen.is_some() || settings.database_url.is_some()) {
+        let control = if settings.runs_control_plane() {
             let replication = ferrodns_control::Replication {
                 access: access.clone(),
                 peers: peers.clone(),

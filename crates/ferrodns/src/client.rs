@@ -69,6 +69,20 @@ pub enum ZoneCommand {
     },
     /// Print the zone as a master file.
     Export { name: String },
+    /// Give a zone a response rate limit of its own (admins; tenants may
+    /// only tighten the server's), or return it to the server's.
+    RateLimit {
+        name: String,
+        /// Responses a second per client network, kind and name; 0 for none (operator only).
+        #[arg(long, required_unless_present = "server")]
+        rate: Option<u32>,
+        /// Every N-th limited response goes out truncated, 0 to 10 [default: the server's].
+        #[arg(long, conflicts_with = "server")]
+        slip: Option<u32>,
+        /// Follow the server's --rrl-rate and --rrl-slip again.
+        #[arg(long, conflicts_with = "rate")]
+        server: bool,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -342,6 +356,18 @@ pub fn zone(args: &ClientArgs, command: ZoneCommand) -> anyhow::Result<()> {
                 let path = format!("/v1/zones/{}/import?mode={}", segment(&name), segment(&mode));
                 let change = client.json(Method::POST, &path, Some(RequestBody::Text(text))).await?;
                 client.print(&change, &["zone", "id", "serial", "status", "changes"]);
+            }
+            ZoneCommand::RateLimit { name, rate, slip, server } => {
+                let limit = match (server, rate) {
+                    (true, _) | (false, None) => Value::Null,
+                    (false, Some(rate)) => match slip {
+                        Some(slip) => json!({"rate": rate, "slip": slip}),
+                        None => json!({"rate": rate}),
+                    },
+                };
+                let body = RequestBody::Json(json!({"rate_limit": limit}));
+                let zone = client.json(Method::PATCH, &format!("/v1/zones/{}", segment(&name)), Some(body)).await?;
+                client.print(&zone, &["name", "version", "rate_limit"]);
             }
             ZoneCommand::Export { name } => {
                 let (_, text) = client.send(Method::GET, &format!("/v1/zones/{}/export", segment(&name)), None).await?;

@@ -303,6 +303,15 @@ pub struct ServeSettings {
     pub file_log_level: Option<String>,
 }
 
+impl ServeSettings {
+    /// Whether this node runs the control plane (a database, zones of its
+    /// own, the API): a primary with the API or a database. A secondary's
+    /// zones come from its primaries.
+    pub fn runs_control_plane(&self) -> bool {
+        self.secondary.is_none() && (self.api_listen.is_some() || self.database_url.is_some())
+    }
+}
+
 fn read_file(path: &Path) -> anyhow::Result<FileSettings> {
     let text = std::fs::read_to_string(path).with_context(|| format!("cannot read config {}", path.display()))?;
     toml::from_str(&text).with_context(|| format!("bad config {}", path.display()))
@@ -480,6 +489,8 @@ impl ServeArgs {
                 .iter()
                 .map(|text| Network::parse(text).map_err(|e| anyhow::anyhow!("bad --rrl-exempt: {e}")))
                 .collect::<anyhow::Result<_>>()?,
+            // Set where the server is built, which knows whether the control plane runs.
+            zone_limits: false,
         };
         if rrl.rate > MAX_RATE {
             anyhow::bail!("bad --rrl-rate: at most {MAX_RATE} responses a second");

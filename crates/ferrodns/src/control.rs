@@ -76,7 +76,11 @@ pub async fn start(
         locks: Default::default(),
         leadership: election,
         replication: Some(Arc::new(replication)),
-        defaults: ZoneDefaults { nameservers: settings.default_ns.clone(), ..ZoneDefaults::default() },
+        defaults: ZoneDefaults {
+            nameservers: settings.default_ns.clone(),
+            rate_limit: ferrodns_zone::RateLimit { rate: settings.rrl.rate, slip: settings.rrl.slip },
+            ..ZoneDefaults::default()
+        },
         names: NamePolicy { reserved: settings.reserved_zones.clone() },
     });
     plane.load_tsig_keys().await.map_err(|e| anyhow::anyhow!("cannot load TSIG keys: {e}"))?;
@@ -117,7 +121,10 @@ pub async fn load_stored_zones(plane: &ControlPlane) -> anyhow::Result<()> {
                     return;
                 }
                 match build_zone(&zone.name, rrsets.iter()) {
-                    Ok(built) => batch.push(built),
+                    Ok(built) => {
+                        built.set_rate_limit(zone.rate_limit);
+                        batch.push(built)
+                    }
                     Err(errors) => {
                         tracing::error!(zone = %zone.name, ?errors, "stored zone does not build; not serving it")
                     }

@@ -3,7 +3,8 @@
 //! the rate a client network gets every second limited response truncated
 //! and the rest dropped, per kind and name, with random names under one zone
 //! sharing its bucket; a valid server cookie, TCP and exempt networks are
-//! never limited.
+//! never limited. A zone may have its own rate through the API, which only
+//! the operator may loosen; it survives changes and restarts.
 
 mod support;
 
@@ -11,6 +12,9 @@ use std::net::{SocketAddr, UdpSocket};
 use std::time::{Duration, Instant};
 
 use ferrodns_server::cookies::{unix_now, CookieSecrets, Verdict, OPTION_LEN};
+use reqwest::Method;
+use serde_json::{json, Value};
+use support::control::{json, Database, Node};
 use support::{build_query, query_tcp, query_udp, start_ferrodns, temp_dir, ZoneFile};
 
 const SECRET: &str = "e5e973e5a6b2a43f48e7dc849e37bfcf";
@@ -207,4 +211,122 @@ fn bad_settings_are_refused_at_start() {
         let stderr = String::from_utf8_lossy(&output.stderr);
         assert!(!output.status.success() && stderr.contains(message), "{flags:?}: {stderr}");
     }
+}
+
+/// Sets `zone`'s rate limit through the API as `token` (the admin's when
+/// `None`); the status and the zone as answered.
+fn set_rate_limit(node: &Node, token: Option<&str>, zone: &str, limit: Value) -> (u16, Value) {
+    let path = format!("/v1/zones/{zone}");
+    let request = match token {
+        Some(token) => node.request_as(token, Method::PATCH, &path),
+        None => node.request(Method::PATCH, &path),
+    };
+    let (status, body, _) = json(request.json(&json!({ "rate_limit": limit })).send().unwrap());
+    (status, body)
+}
+
+fn www_burst(node: &Node, zone: &str) -> Tally {
+    let name = format!("www.{zone}.");
+    let queries: Vec<Vec<u8>> = (0..BURST).map(|i| build_query(i as u16, &wire(&name), 1, None, false)).collect();
+    burst(node.dns, &queries)
+}
+
+fn zone_with_www(node: &Node, zone: &str) {
+    node.create_zone(zone);
+    let www = json!({"ttl": 60, "records": ["192.0.2.80"]});
+    let path = format!("/v1/zones/{zone}/rrsets/www/A");
+    assert_eq!(json(node.request(Method::PUT, &path).json(&www).send().unwrap()).0, 200);
+}
+
+#[test]
+fn a_zone_has_its_own_rate_limit_through_the_api() {
+    // The server limits nothing; one zone gets a rate of its own.
+    let mut node = Node::start(&Database::sqlite(), &["--cookies", "false"]);
+    zone_with_www(&node, "limited.test");
+    zone_with_www(&node, "free.test");
+    assert_eq!(www_burst(&node, "limited.test").answered, BURST);
+
+    let (status, zone) = set_rate_limit(&node, None, "limited.test", json!({"rate": RATE, "slip": 2}));
+    assert_eq!((status, &zone["rate_limit"]), (200, &json!({"rate": RATE, "slip": 2})), "{zone}");
+    assert_limited(&www_burst(&node, "limited.test"), "a zone's own rate");
+    assert_eq!(www_burst(&node, "free.test").answered, BURST, "another zone is not limited");
+
+    // A new version of the zone keeps it, and so does a restart.
+    std::thread::sleep(Duration::from_millis(1100));
+    let www = json!({"ttl": 60, "records": ["192.0.2.81"]});
+    assert_eq!(
+        json(node.request(Method::PUT, "/v1/zones/limited.test/rrsets/www/A").json(&www).send().unwrap()).0,
+        200
+    );
+    assert_limited(&www_burst(&node, "limited.test"), "after a change");
+    node.restart();
+    assert_limited(&www_burst(&node, "limited.test"), "after a restart");
+    let (_, shown, _) = json(node.request(Method::GET, "/v1/zones/limited.test").send().unwrap());
+    assert_eq!(shown["rate_limit"], json!({"rate": RATE, "slip": 2}));
+
+    // Back to the server's: nothing is limited.
+    let (status, zone) = set_rate_limit(&node, None, "limited.test", Value::Null);
+    assert_eq!((status, &zone["rate_limit"]), (200, &Value::Null), "{zone}");
+    std::thread::sleep(Duration::from_millis(1100));
+    assert_eq!(www_burst(&node, "limited.test").answered, BURST);
+
+    // Bad values are refused with a pointer-free problem; nothing changes.
+    let (status, body) = set_rate_limit(&node, None, "limited.test", json!({"rate": 20, "slip": 11}));
+    assert_eq!(status, 422, "{body}");
+    let (status, body) = set_rate_limit(&node, None, "limited.test", json!({"rate": -1}));
+    assert_eq!(status, 422, "{body}");
+}
+
+#[test]
+fn only_the_operator_loosens_the_servers_rate_limit() {
+    let node = Node::start(&Database::sqlite(), &["--rrl-rate", "50", "--cookies", "false"]);
+    let token = |role: &str| {
+        let body = json!({"name": format!("t-{role}"), "tenant": "t", "role": role});
+        let (status, created, _) = json(node.request(Method::POST, "/v1/tokens").json(&body).send().unwrap());
+        assert_eq!(status, 201, "{created}");
+        created["token"].as_str().unwrap().to_string()
+    };
+    let (admin, editor) = (token("admin"), token("editor"));
+    let body = json!({"name": "t.test"});
+    assert_eq!(json(node.request_as(&admin, Method::POST, "/v1/zones").json(&body).send().unwrap()).0, 201);
+
+    for (limit, why) in [(json!({"rate": 0}), "unlimited"), (json!({"rate": 51}), "above the server's")] {
+        let (status, body) = set_rate_limit(&node, Some(&admin), "t.test", limit);
+        assert_eq!(status, 403, "a tenant admin set a rate {why}: {body}");
+    }
+    let (status, body) = set_rate_limit(&node, Some(&editor), "t.test", json!({"rate": 10}));
+    assert_eq!(status, 403, "an editor changed a zone setting: {body}");
+    let (status, body) = set_rate_limit(&node, Some(&admin), "t.test", json!({"rate": 10}));
+    assert_eq!((status, &body["rate_limit"]), (200, &json!({"rate": 10, "slip": 2})), "{body}");
+    // Another tenant's zone looks absent.
+    node.create_zone("other.test");
+    let (status, _) = set_rate_limit(&node, Some(&admin), "other.test", json!({"rate": 10}));
+    assert_eq!(status, 404);
+    // The operator may exempt a zone from the server's limit.
+    let (status, body) = set_rate_limit(&node, None, "t.test", json!({"rate": 0}));
+    assert_eq!(status, 200, "{body}");
+}
+
+#[test]
+fn a_zones_rate_limit_reaches_the_other_node() {
+    let database = Database::postgres();
+    let ha = ["--ha-lease-ms", "1000", "--ha-renew-ms", "250", "--ha-poll-ms", "100", "--cookies", "false"];
+    let a = Node::start(&database, &[&["--node-id", "a"][..], &ha].concat());
+    let mut b = Node::start(&database, &[&["--node-id", "b"][..], &ha].concat());
+    b.token = a.token.clone();
+    zone_with_www(&a, "shared.test");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while support::control::dns_lookup(b.dns, "www.shared.test.", 1).1.is_empty() {
+        assert!(Instant::now() < deadline, "b never served the zone");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let (status, body) = set_rate_limit(&a, None, "shared.test", json!({"rate": RATE, "slip": 2}));
+    assert_eq!(status, 200, "{body}");
+    // LISTEN/NOTIFY brings it at once; the poll (100 ms) otherwise.
+    std::thread::sleep(Duration::from_millis(500));
+    assert_limited(&www_burst(&b, "shared.test"), "the other node");
+    let (status, body) = set_rate_limit(&b, None, "shared.test", Value::Null);
+    assert_eq!(status, 200, "{body}");
+    std::thread::sleep(Duration::from_millis(1100));
+    assert_eq!(www_burst(&a, "shared.test").answered, BURST, "cleared on the other node");
 }

@@ -2,7 +2,7 @@
 //! go into an overlay beside the shared base (see the `zone` module docs).
 
 use std::collections::HashMap;
-use std::sync::atomic::AtomicBool;
+use std::sync::atomic::{AtomicBool, AtomicU64};
 use std::sync::Arc;
 
 use ferrodns_proto::name::{self, MAX_NAME_LEN};
@@ -184,6 +184,7 @@ impl Zone {
             node_count: nodes.max(0) as usize,
             history: self.history.clone(),
             expired: AtomicBool::new(false),
+            rate_limit: AtomicU64::new(0),
         };
         let (serial, negative_ttl) = {
             let soa = zone.soa();
