@@ -13,8 +13,9 @@ use ferrodns_proto::tsig::{Key, ResponseVerifier, Signer};
 use ferrodns_proto::{Class, MessageWriter, Name, RecordType, Serial};
 use ferrodns_zone::edit::Record;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpStream, UdpSocket};
+use tokio::net::TcpStream;
 
+use crate::exchange::{random_id, ExchangeError, UdpExchange};
 use crate::primary::unix_now;
 
 /// Limits on one incoming transfer.
@@ -58,12 +59,12 @@ impl std::fmt::Display for ClientError {
 }
 
 fn request(
+    id: u16,
     apex: &Name,
     qtype: RecordType,
     serial: Option<(Serial, &[u8], u32)>,
     key: Option<&Key>,
-) -> (Vec<u8>, u16, Option<Signer>) {
-    let id = (unix_now() as u16).wrapping_mul(31) ^ (std::process::id() as u16) ^ (apex.as_wire().len() as u16) << 8;
+) -> (Vec<u8>, Option<Signer>) {
     let mut out = Vec::with_capacity(512);
     let mut writer = MessageWriter::new(&mut out, u16::MAX as usize);
     writer.set_header(id, 0);
@@ -77,7 +78,7 @@ fn request(
         signer.sign(&mut out, unix_now(), 0, &[]);
         signer
     });
-    (out, id, signer)
+    (out, signer)
 }
 
 /// One answer message, parsed.
@@ -128,28 +129,23 @@ pub fn parse_response(msg: &[u8], id: u16) -> Result<Parsed, ClientError> {
     Ok(Parsed { rcode: (flag_word & 0x0f) as u8, truncated: flag_word & flags::TC != 0, answers })
 }
 
-/// The primary's serial for `apex` (an SOA query over UDP, TCP if truncated).
+/// The serial `primary` holds for `apex`: an SOA query over UDP, through
+/// `exchange`'s shared socket.
 pub async fn query_soa(
+    exchange: &UdpExchange,
     primary: SocketAddr,
     apex: &Name,
     key: Option<&Key>,
     wait: Duration,
 ) -> Result<Serial, ClientError> {
-    let (message, id, signer) = request(apex, RecordType::SOA, None, key);
-    let bind: SocketAddr = if primary.is_ipv4() { "0.0.0.0:0" } else { "[::]:0" }.parse().expect("valid literal");
-    let socket = UdpSocket::bind(bind).await.map_err(|e| ClientError::Network(e.to_string()))?;
-    socket.send_to(&message, primary).await.map_err(|e| ClientError::Network(e.to_string()))?;
-    let mut buffer = vec![0u8; 65535];
-    let deadline = tokio::time::Instant::now() + wait;
-    let reply = loop {
-        let (len, from) = tokio::time::timeout_at(deadline, socket.recv_from(&mut buffer))
-            .await
-            .map_err(|_| ClientError::Timeout)?
-            .map_err(|e| ClientError::Network(e.to_string()))?;
-        if from == primary && len >= 2 && u16::from_be_bytes([buffer[0], buffer[1]]) == id {
-            break buffer[..len].to_vec();
-        }
+    let made = |id| {
+        let (message, signer) = request(id, apex, RecordType::SOA, None, key);
+        (message, (id, signer))
     };
+    let (reply, (id, signer)) = exchange.exchange(primary, wait, made).await.map_err(|e| match e {
+        ExchangeError::Timeout => ClientError::Timeout,
+        ExchangeError::Network(e) => ClientError::Network(e),
+    })?;
     if let (Some(key), Some(signer)) = (key, &signer) {
         let mut verifier = ResponseVerifier::new(key.clone(), signer.last_mac().unwrap_or_default().to_vec());
         verifier.verify(&reply, unix_now()).map_err(|e| ClientError::Tsig(e.to_string()))?;
@@ -189,7 +185,8 @@ async fn transfer_inner(
     limits: TransferLimits,
 ) -> Result<Vec<Record>, ClientError> {
     let qtype = if current.is_some() { RecordType::IXFR } else { RecordType::AXFR };
-    let (message, id, signer) = request(apex, qtype, current, key);
+    let id = random_id();
+    let (message, signer) = request(id, apex, qtype, current, key);
     let mut stream = TcpStream::connect(primary).await.map_err(|e| ClientError::Network(e.to_string()))?;
     let mut framed = (message.len() as u16).to_be_bytes().to_vec();
     framed.extend_from_slice(&message);

@@ -17,6 +17,7 @@ use ferrodns_proto::Serial;
 use ferrodns_zone::ZoneSet;
 
 use crate::client::query_soa;
+use crate::exchange::UdpExchange;
 use crate::notify::{Addresses, Announcement, Notifier, Term};
 use crate::peers::{PeerState, Peers};
 
@@ -41,6 +42,8 @@ pub fn spawn(
     interval: Duration,
 ) {
     tokio::spawn(async move {
+        // One shared socket for every SOA query of every round.
+        let exchange = UdpExchange::default();
         loop {
             tokio::time::sleep(interval).await;
             if term().is_none() {
@@ -58,7 +61,7 @@ pub fn spawn(
                     if !needs_asking(state, zone.serial()) {
                         continue;
                     }
-                    match query_soa(*target, apex, key.as_ref(), Duration::from_secs(2)).await {
+                    match query_soa(&exchange, *target, apex, key.as_ref(), Duration::from_secs(2)).await {
                         Ok(held) => {
                             peers.reported(apex, &label, held);
                             let behind = held != zone.serial() && !held.is_newer_than(zone.serial());

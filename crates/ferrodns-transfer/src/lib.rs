@@ -20,6 +20,7 @@ pub mod catalog;
 pub mod client;
 pub mod clock;
 pub mod drift;
+pub mod exchange;
 pub mod notify;
 pub mod peers;
 pub mod primary;

@@ -6,6 +6,8 @@
 //! answered (coalescing). An unanswered NOTIFY is retried with exponential
 //! backoff (0.25 s, 0.5 s, 1 s … capped at 60 s; each waits at least 1 s for the answer) until the secondary answers or
 //! the zone changes again; a secondary that stays away is tried every minute.
+//! At most [`QUERIES_IN_FLIGHT`] NOTIFYs and SOA polls are out at once, all
+//! through one shared socket per address family ([`crate::exchange`]).
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -15,9 +17,9 @@ use std::time::Duration;
 use ferrodns_proto::message::{flags, Section};
 use ferrodns_proto::tsig::{Key, ResponseVerifier, Signer};
 use ferrodns_proto::{Class, MessageWriter, Name, RecordType, Serial};
-use tokio::net::UdpSocket;
 use tokio::sync::mpsc;
 
+use crate::exchange::{ExchangeError, UdpExchange};
 use crate::peers::Peers;
 use crate::primary::unix_now;
 use crate::target::Target;
@@ -48,6 +50,17 @@ pub type Term = Arc<dyn Fn() -> Option<i64> + Send + Sync>;
 /// Per (secondary, lowercase apex): what to announce and whether a sender runs.
 type Slots = Arc<Mutex<HashMap<(SocketAddr, Vec<u8>), Slot>>>;
 
+/// Queries in flight at once, NOTIFY and the SOA polls after it together:
+/// a leader announcing 100,000 zones sends them this many at a time, over
+/// one shared socket per address family.
+pub const QUERIES_IN_FLIGHT: usize = 64;
+
+/// What every sender task shares: the sockets and the bound on queries in flight.
+struct Outbound {
+    exchange: UdpExchange,
+    in_flight: tokio::sync::Semaphore,
+}
+
 #[derive(Default)]
 struct Slot {
     /// The newest change to announce.
@@ -65,6 +78,10 @@ impl Notifier {
         let slots: Slots = Arc::default();
         let addresses: Addresses = Arc::new(Mutex::new(targets.iter().filter_map(Target::address).collect()));
         let resolved = addresses.clone();
+        let outbound = Arc::new(Outbound {
+            exchange: UdpExchange::default(),
+            in_flight: tokio::sync::Semaphore::new(QUERIES_IN_FLIGHT),
+        });
         tokio::spawn(async move {
             while let Some(change) = changes.recv().await {
                 // Names are resolved for every change: a set of pods behind one
@@ -83,7 +100,8 @@ impl Notifier {
                         !std::mem::replace(&mut slot.in_flight, true)
                     };
                     if start {
-                        tokio::spawn(announce(target, id, slots.clone(), key.clone(), peers.clone(), term.clone()));
+                        let shared = (slots.clone(), outbound.clone());
+                        tokio::spawn(announce(target, id, shared, key.clone(), peers.clone(), term.clone()));
                     }
                 }
             }
@@ -107,7 +125,7 @@ impl Notifier {
 async fn announce(
     target: SocketAddr,
     id: (SocketAddr, Vec<u8>),
-    slots: Slots,
+    (slots, outbound): (Slots, Arc<Outbound>),
     key: Option<Key>,
     peers: Arc<Peers>,
     term: Term,
@@ -137,7 +155,11 @@ async fn announce(
         };
         tracing::info!(%target, zone = %change.apex, serial = change.serial.0, term = leader_term, "NOTIFY sent");
         let wait = backoff.clamp(Duration::from_secs(1), Duration::from_secs(5));
-        match send_notify(target, &change, key.as_ref(), wait).await {
+        let sent = {
+            let _permit = outbound.in_flight.acquire().await.expect("the semaphore is never closed");
+            send_notify(&outbound.exchange, target, &change, key.as_ref(), wait).await
+        };
+        match sent {
             Ok(()) => {
                 tracing::debug!(%target, zone = %change.apex, serial = change.serial.0, "NOTIFY acknowledged");
                 announced = Some(change.serial);
@@ -148,7 +170,7 @@ async fn announce(
                     change.serial,
                     key.clone(),
                     peers.clone(),
-                    slots.clone(),
+                    (slots.clone(), outbound.clone()),
                 ));
             }
             Err(e) => {
@@ -168,13 +190,17 @@ async fn poll_serial(
     serial: Serial,
     key: Option<Key>,
     peers: Arc<Peers>,
-    slots: Slots,
+    (slots, outbound): (Slots, Arc<Outbound>),
 ) {
     let label = target.to_string();
     let mut wait = Duration::from_millis(20);
     for _ in 0..40 {
         tokio::time::sleep(wait).await;
-        if let Ok(held) = crate::client::query_soa(target, &apex, key.as_ref(), Duration::from_secs(2)).await {
+        let asked = {
+            let _permit = outbound.in_flight.acquire().await.expect("the semaphore is never closed");
+            crate::client::query_soa(&outbound.exchange, target, &apex, key.as_ref(), Duration::from_secs(2)).await
+        };
+        if let Ok(held) = asked {
             peers.reported(&apex, &label, held);
             if held == serial || held.is_newer_than(serial) {
                 return;
@@ -211,34 +237,28 @@ pub fn notify_message(id: u16, change: &Announcement, key: Option<&Key>) -> (Vec
 }
 
 async fn send_notify(
+    exchange: &UdpExchange,
     target: SocketAddr,
     change: &Announcement,
     key: Option<&Key>,
     wait: Duration,
 ) -> Result<(), String> {
-    let bind: SocketAddr = if target.is_ipv4() { "0.0.0.0:0" } else { "[::]:0" }.parse().expect("valid literal");
-    let socket = UdpSocket::bind(bind).await.map_err(|e| e.to_string())?;
-    let id = (unix_now() as u16) ^ (std::process::id() as u16) ^ change.serial.0 as u16;
-    let (message, signer) = notify_message(id, change, key);
-    socket.send_to(&message, target).await.map_err(|e| e.to_string())?;
-    let mut buffer = vec![0u8; 4096];
-    let deadline = tokio::time::Instant::now() + wait;
-    loop {
-        let received = tokio::time::timeout_at(deadline, socket.recv_from(&mut buffer)).await;
-        let (len, from) = match received {
-            Err(_) => return Err("no answer".to_string()),
-            Ok(Err(e)) => return Err(e.to_string()),
-            Ok(Ok(pair)) => pair,
-        };
-        let reply = &buffer[..len];
-        if from != target || len < 12 || u16::from_be_bytes([reply[0], reply[1]]) != id || reply[2] & 0x80 == 0 {
-            continue;
-        }
-        if let (Some(key), Some(signer)) = (key, &signer) {
-            let mut verifier = ResponseVerifier::new(key.clone(), signer.last_mac().unwrap_or_default().to_vec());
-            verifier.verify(reply, unix_now()).map_err(|e| format!("answer failed TSIG: {e}"))?;
-        }
-        let rcode = reply[3] & 0x0f;
-        return if rcode == 0 { Ok(()) } else { Err(format!("answered rcode {rcode}")) };
+    let made = |id| notify_message(id, change, key);
+    let (reply, signer) = exchange.exchange(target, wait, made).await.map_err(|e| match e {
+        ExchangeError::Timeout => "no answer".to_string(),
+        ExchangeError::Network(e) => e,
+    })?;
+    if reply[2] & 0x80 == 0 {
+        return Err("a query, not an answer".to_string());
+    }
+    if let (Some(key), Some(signer)) = (key, &signer) {
+        let mut verifier = ResponseVerifier::new(key.clone(), signer.last_mac().unwrap_or_default().to_vec());
+        verifier.verify(&reply, unix_now()).map_err(|e| format!("answer failed TSIG: {e}"))?;
+    }
+    let rcode = reply[3] & 0x0f;
+    if rcode == 0 {
+        Ok(())
+    } else {
+        Err(format!("answered rcode {rcode}"))
     }
 }

@@ -18,9 +18,10 @@
 //! expire answers SERVFAIL until a primary is reached again.
 //!
 //! At most [`REFRESHES_IN_FLIGHT`] zones refresh at once (SOA query and
-//! transfer), whatever the catalog lists, so a catalog of many members
-//! whose primaries do not answer costs that many sockets and buffers, not
-//! one per member. They are two lanes of half that each: zones whose last
+//! transfer), whatever the catalog lists, and every SOA query goes through
+//! one shared socket per address family ([`crate::exchange`]), so a catalog
+//! of many members whose primaries do not answer costs two sockets and a
+//! bounded number of waiting queries, not a socket and buffer per member. They are two lanes of half that each: zones whose last
 //! refresh succeeded (or that are served from a kept copy) take one, zones
 //! not yet transferred or whose last refresh failed the other, so that
 //! thousands of silent members queue behind each other and never in front
@@ -51,6 +52,7 @@ use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 
 use crate::client::{self, ClientError, TransferLimits};
+use crate::exchange::UdpExchange;
 use crate::primary::NotifyListener;
 use crate::target::Target;
 
@@ -89,6 +91,8 @@ pub struct Secondary {
     /// succeeded, and of one not yet transferred or whose last refresh failed.
     answering: tokio::sync::Semaphore,
     unproven: tokio::sync::Semaphore,
+    /// One socket per address family for every SOA query.
+    exchange: UdpExchange,
 }
 
 /// Timers used until a zone has an SOA of its own.
@@ -112,6 +116,7 @@ impl Secondary {
             primary_ips: Mutex::new(Default::default()),
             answering: tokio::sync::Semaphore::new(LANE),
             unproven: tokio::sync::Semaphore::new(LANE),
+            exchange: UdpExchange::default(),
         });
         {
             let mut ips = secondary.primary_ips.lock().unwrap_or_else(|e| e.into_inner());
@@ -251,7 +256,7 @@ impl Secondary {
     async fn refresh_from(&self, primary: SocketAddr, apex: &Name) -> Result<Serial, String> {
         let key = self.settings.key.as_ref();
         let served = self.live.snapshot().get(apex.as_wire()).cloned();
-        let theirs = client::query_soa(primary, apex, key, Duration::from_secs(3))
+        let theirs = client::query_soa(&self.exchange, primary, apex, key, Duration::from_secs(3))
             .await
             .map_err(|e| format!("SOA query: {e}"))?;
         if let Some(served) = &served {
@@ -567,8 +572,8 @@ mod tests {
     }
 
     /// Many zones whose primary never answers: at most a lane of SOA
-    /// queries is out at once (one socket and buffer each), not one per
-    /// zone. On tokio's paused clock.
+    /// queries is out at once, all from one shared socket, not one socket
+    /// per zone. On tokio's paused clock.
     #[tokio::test(start_paused = true)]
     async fn refreshes_in_flight_are_bounded() {
         let data_dir = std::env::temp_dir().join(format!("ferrodns-secondary-many-{}", std::process::id()));
@@ -589,11 +594,14 @@ mod tests {
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
         let mut queries = 0;
+        let mut sources = std::collections::HashSet::new();
         let mut buffer = [0u8; 512];
-        while silent.recv(&mut buffer).is_ok() {
+        while let Ok((_, from)) = silent.recv_from(&mut buffer) {
             queries += 1;
+            sources.insert(from);
         }
         assert_eq!(queries, LANE, "SOA queries out at once for 500 zones");
+        assert_eq!(sources.len(), 1, "SOA queries from more than one socket: {sources:?}");
         let _ = std::fs::remove_dir_all(&data_dir);
     }
 
