@@ -223,40 +223,31 @@ impl Limiter {
         }
     }
 
-    /// Takes a token for a response of `kind` about the name whose
-    /// [`ferrodns_zone::name_hash`] is `name_hash` (0 for none) to the client
-    /// network `network` ([`Limiter::network`]) at second `now`, under
-    /// `limit` (the zone's, or [`Limiter::default_limit`]; its rate is not
-    /// 0); `slip_count` is the caller's own count of limited responses, for
-    /// the slip ratio.
+    /// Takes a token from `bucket` ([`Limiter::bucket`]) at second `now`,
+    /// under `limit` (the zone's, or [`Limiter::default_limit`]; its rate is
+    /// not 0); `slip_count` is the caller's own count of limited responses,
+    /// for the slip ratio.
     #[inline]
-    pub fn check(
-        &self,
-        limit: RateLimit,
-        network: u64,
-        kind: Kind,
-        name_hash: u64,
-        now: u32,
-        slip_count: &mut u32,
-    ) -> Verdict {
-        if self.take(self.key(network, kind, name_hash), limit.rate.min(MAX_RATE), now) {
+    pub fn check(&self, limit: RateLimit, bucket: u64, now: u32, slip_count: &mut u32) -> Verdict {
+        if self.take(bucket, limit.rate.min(MAX_RATE), now) {
             return Verdict::Send;
         }
         self.limited(limit.slip, slip_count)
     }
 
-    /// Starts loading the bucket [`Limiter::check`] would take for these,
-    /// so that the check, made once the answer is written, finds it in
-    /// cache: the table is larger than the caches, and its buckets are
-    /// touched in no order.
+    /// Starts loading `bucket`, so that the check, made once the answer is
+    /// written, finds it in cache: the table is larger than the caches, and
+    /// its buckets are touched in no order.
     #[inline]
-    pub fn prefetch(&self, network: u64, kind: Kind, name_hash: u64) {
-        let key = self.key(network, kind, name_hash);
-        ferrodns_zone::zone::prefetch_address(&self.slots[(key & self.mask) as usize]);
+    pub fn prefetch(&self, bucket: u64) {
+        ferrodns_zone::zone::prefetch_address(&self.slots[(bucket & self.mask) as usize]);
     }
 
+    /// The bucket of responses of `kind` about the name whose
+    /// [`ferrodns_zone::name_hash`] is `name_hash` (0 for none) to the client
+    /// network `network` ([`Limiter::network`]).
     #[inline]
-    fn key(&self, network: u64, kind: Kind, name_hash: u64) -> u64 {
+    pub fn bucket(&self, network: u64, kind: Kind, name_hash: u64) -> u64 {
         // One folded multiply of two seeded halves: the name hash is already
         // a seeded hash, so this only has to spread network and kind over it.
         let product =
@@ -347,16 +338,16 @@ mod tests {
         let mut slips = 0;
         let (network, name) = (rrl.network(client), name_hash(b"\x01a\x00"));
         let sent = (0..20).filter(|_| {
-            rrl.check(rrl.default_limit(), network, Kind::Positive, name, 100, &mut slips) == Verdict::Send
+            rrl.check(rrl.default_limit(), rrl.bucket(network, Kind::Positive, name), 100, &mut slips) == Verdict::Send
         });
         assert_eq!(sent.count(), 5);
         // A second later the bucket is full again, and never fuller.
         let sent = (0..20).filter(|_| {
-            rrl.check(rrl.default_limit(), network, Kind::Positive, name, 101, &mut slips) == Verdict::Send
+            rrl.check(rrl.default_limit(), rrl.bucket(network, Kind::Positive, name), 101, &mut slips) == Verdict::Send
         });
         assert_eq!(sent.count(), 5);
         let sent = (0..20).filter(|_| {
-            rrl.check(rrl.default_limit(), network, Kind::Positive, name, 200, &mut slips) == Verdict::Send
+            rrl.check(rrl.default_limit(), rrl.bucket(network, Kind::Positive, name), 200, &mut slips) == Verdict::Send
         });
         assert_eq!(sent.count(), 5);
         assert_eq!(rrl.counts(), (45, 0));
@@ -367,7 +358,12 @@ mod tests {
         let rrl = limiter(1, 0);
         let mut slips = 0;
         let mut check = |client: &str, kind, name: &[u8]| {
-            rrl.check(rrl.default_limit(), rrl.network(client.parse().unwrap()), kind, name_hash(name), 7, &mut slips)
+            rrl.check(
+                rrl.default_limit(),
+                rrl.bucket(rrl.network(client.parse().unwrap()), kind, name_hash(name)),
+                7,
+                &mut slips,
+            )
         };
         assert_eq!(check("192.0.2.1", Kind::Positive, b"\x01a\x00"), Verdict::Send);
         // The same /24: the same bucket.
@@ -387,7 +383,7 @@ mod tests {
         let client: IpAddr = "198.51.100.7".parse().unwrap();
         let mut slips = 0;
         let verdicts: Vec<Verdict> = (0..7)
-            .map(|_| rrl.check(rrl.default_limit(), rrl.network(client), Kind::Error, 0, 1, &mut slips))
+            .map(|_| rrl.check(rrl.default_limit(), rrl.bucket(rrl.network(client), Kind::Error, 0), 1, &mut slips))
             .collect();
         use Verdict::*;
         assert_eq!(verdicts, [Send, Drop, Drop, Slip, Drop, Drop, Slip]);

@@ -387,11 +387,16 @@ impl Worker {
         for slot in prefetched.iter().take(count).flatten() {
             prefetch_node(*slot);
         }
+        // Most answers are positive: their buckets are found and start
+        // loading now, and the check uses them once the answer is written.
+        let mut positive_buckets = [None; BATCH];
         if let Some(limiter) = self.rrl.as_ref().filter(|l| l.default_limit().rate != 0) {
-            // Most answers are positive: start loading the bucket they take.
             for (i, slot) in prefetched.iter().enumerate().take(count) {
                 if let Some(slot) = slot {
-                    limiter.prefetch(network(limiter, &self.addresses[i]), Kind::Positive, slot.hash());
+                    let network = network(limiter, &self.addresses[i]);
+                    let bucket = limiter.bucket(network, Kind::Positive, slot.hash());
+                    limiter.prefetch(bucket);
+                    positive_buckets[i] = Some((network, bucket));
                 }
             }
         }
@@ -418,8 +423,8 @@ impl Worker {
             };
             if let (Some(limiter), Outcome::Reply, false) = (&self.rrl, outcome, proven) {
                 let query = self.parsed[i].ok().map(|()| &self.queries[i]);
-                outcome =
-                    limit(limiter, &self.addresses[i], query, prefetched, facts, now, &mut self.slip_count, output);
+                let found = (prefetched, positive_buckets[i]);
+                outcome = limit(limiter, &self.addresses[i], query, found, facts, now, &mut self.slip_count, output);
             }
             if outcome == Outcome::HandOff {
                 outcome = match &self.hand_off {
@@ -602,7 +607,7 @@ fn limit(
     limiter: &Limiter,
     address: &libc::sockaddr_storage,
     query: Option<&Query>,
-    prefetched: Option<Prefetched<'_>>,
+    (prefetched, positive): (Option<Prefetched<'_>>, Option<(u64, u64)>),
     facts: Facts,
     now: u32,
     slip_count: &mut u32,
@@ -613,15 +618,22 @@ fn limit(
     if limit.rate == 0 || (limiter.has_exemptions() && limiter.exempt(peer_ip(address))) {
         return Outcome::Reply;
     }
-    let network = network(limiter, address);
     let kind = Kind::of(output, query.is_some_and(|q| q.qtype == RecordType::ANY), facts.wildcard);
-    // The qname's hash, which the prefetch made, or the zone's apex's.
-    let name_hash = match (kind, prefetched) {
-        (Kind::Error, _) | (_, None) => 0,
-        (kind, Some(prefetched)) if kind.by_qname() => prefetched.hash(),
-        (_, Some(prefetched)) => ferrodns_zone::name_hash(prefetched.zone().apex_lower()),
+    let bucket = match (kind, positive) {
+        // Found with the prefetch (the client's network and the qname).
+        (Kind::Positive, Some((_, bucket))) => bucket,
+        (kind, positive) => {
+            let network = positive.map_or_else(|| network(limiter, address), |(network, _)| network);
+            // The qname's hash, which the prefetch made, or the zone's apex's.
+            let name_hash = match (kind, prefetched) {
+                (Kind::Error, _) | (_, None) => 0,
+                (kind, Some(prefetched)) if kind.by_qname() => prefetched.hash(),
+                (_, Some(prefetched)) => ferrodns_zone::name_hash(prefetched.zone().apex_lower()),
+            };
+            limiter.bucket(network, kind, name_hash)
+        }
     };
-    match limiter.check(limit, network, kind, name_hash, now, slip_count) {
+    match limiter.check(limit, bucket, now, slip_count) {
         rrl::Verdict::Send => Outcome::Reply,
         rrl::Verdict::Drop => Outcome::Drop,
         rrl::Verdict::Slip => slip(query, output),
