@@ -149,8 +149,9 @@ async fn sync_zone(control: &ControlPlane, apex: &Name) -> bool {
                 let key = apex.as_wire().to_vec();
                 let applied_all = tokio::task::spawn_blocking(move || {
                     steps
-                        .iter()
-                        .all(|step| matches!(live.apply(&key, step), Ok(Applied::Published | Applied::AlreadyServed)))
+                        .into_iter()
+                        .map(Arc::new)
+                        .all(|step| matches!(live.apply(&key, &step), Ok(Applied::Published | Applied::AlreadyServed)))
                 })
                 .await
                 .unwrap_or(false);

@@ -425,7 +425,7 @@ impl ControlPlane {
     /// Makes a committed change visible to this node's DNS workers: applies
     /// the diff on top of the served zone, or reloads the zone from the store
     /// when the served copy is not at the diff's starting serial.
-    pub async fn publish(&self, zone: &ZoneRecord, diff: Option<Diff>) -> Result<(), ControlError> {
+    pub async fn publish(&self, zone: &ZoneRecord, diff: Option<Arc<Diff>>) -> Result<(), ControlError> {
         if let Some(diff) = diff {
             let live = self.live.clone();
             let key = zone.name.as_wire().to_vec();

@@ -197,7 +197,9 @@ pub struct Committed {
     pub zone: ZoneRecord,
     /// `None` when the batch changed nothing (no serial bump, no entry).
     pub change: Option<ChangeRecord>,
-    pub diff: Option<Diff>,
+    /// Shared: an import's diff holds every record of the zone, and
+    /// publishing it keeps it in the zone's history without a copy.
+    pub diff: Option<std::sync::Arc<Diff>>,
 }
 
 /// An API token's row (never the secret).
@@ -787,7 +789,7 @@ impl Store {
             duties::trim_journal(&mut tx, zone.id, self.options.journal_keep).await?;
         }
         tx.commit().await?;
-        Ok(Committed { zone, change: Some(change), diff: Some(diff) })
+        Ok(Committed { zone, change: Some(change), diff: Some(std::sync::Arc::new(diff)) })
     }
 
     /// Change history, newest first, before `before` (an id), at most `limit`.

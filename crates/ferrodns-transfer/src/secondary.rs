@@ -494,7 +494,7 @@ fn from_ixfr(served: &Zone, apex: &Name, records: Vec<Record>) -> Result<(Zone, 
             added.push(records[at].clone());
             at += 1;
         }
-        let diff = Diff { old_serial, new_serial: step_serial, removed, added };
+        let diff = Arc::new(Diff { old_serial, new_serial: step_serial, removed, added });
         let base = zone.as_ref().unwrap_or(served);
         zone = Some(
             apply_to_zone(base, &diff)

@@ -169,7 +169,7 @@ impl LiveZones {
     }
 
     /// Applies a committed change to the served zone; see [`Applied`].
-    pub fn apply(&self, apex_lower: &[u8], diff: &Diff) -> Result<Applied, Vec<ZoneError>> {
+    pub fn apply(&self, apex_lower: &[u8], diff: &Arc<Diff>) -> Result<Applied, Vec<ZoneError>> {
         let _guard = self.publish.lock().unwrap_or_else(|e| e.into_inner());
         let current = self.current.load();
         let Some(served) = current.get(apex_lower) else { return Ok(Applied::Gap) };
@@ -210,7 +210,7 @@ pub const HISTORY_RECORDS: usize = 100_000;
 /// version's recent history. Costs time in proportion to the change (an
 /// overlay, [`Zone::apply_overlay`]), or a rebuild of the zone when the
 /// overlay has grown past its bound or the change needs the full checks.
-pub fn apply_to_zone(zone: &Zone, diff: &Diff) -> Result<Zone, Vec<ZoneError>> {
+pub fn apply_to_zone(zone: &Zone, diff: &Arc<Diff>) -> Result<Zone, Vec<ZoneError>> {
     let next = match zone.apply_overlay(&diff.removed, &diff.added) {
         Some(next) => next,
         None => rebuild_with(zone, diff)?,
@@ -254,9 +254,10 @@ pub fn rebuild_with(zone: &Zone, diff: &Diff) -> Result<Zone, Vec<ZoneError>> {
 }
 
 /// Keeps the diff in the new version's history and checks its serial.
-fn finish_version(zone: &Zone, mut next: Zone, diff: &Diff) -> Result<Zone, Vec<ZoneError>> {
+fn finish_version(zone: &Zone, mut next: Zone, diff: &Arc<Diff>) -> Result<Zone, Vec<ZoneError>> {
     let mut history: Vec<Arc<Diff>> = zone.history().to_vec();
-    history.push(Arc::new(diff.clone()));
+    // Shared, not copied: an import's diff holds every record of the zone.
+    history.push(diff.clone());
     let mut records: usize = history.iter().map(|d| d.removed.len() + d.added.len()).sum();
     let mut drop = 0;
     // A change bigger than the whole bound (an import) is not kept at all:

@@ -144,7 +144,7 @@ fn accepted_batches_build_and_match_the_served_version() {
         };
         let rebuilt = build_zone(&apex, state.values())
             .unwrap_or_else(|e| panic!("step {step}: accepted {changes:?} but the zone does not build: {e:?}"));
-        let next = apply_to_zone(&served, &diff)
+        let next = apply_to_zone(&served, &std::sync::Arc::new(diff))
             .unwrap_or_else(|e| panic!("step {step}: accepted {changes:?} but it cannot be published: {e:?}"));
         assert_eq!(lines(&next), lines(&rebuilt), "step {step}: {changes:?}");
         served = next;

@@ -359,6 +359,7 @@ mod tests {
                     diff.added.push(record);
                 }
             }
+            let diff = Arc::new(diff);
             let by_overlay = apply_to_zone(&fast, &diff).unwrap();
             let by_rebuild = rebuild_with(&reference, &diff).unwrap();
             if by_overlay.overlay_len() > 0 {
