@@ -408,7 +408,9 @@ async fn run_zone(secondary: Arc<Secondary>, apex: Name, wake: Arc<Notify>) {
                 zone.set_expired(false);
             }
             if is_catalog && reconciled_at != result.as_ref().ok().copied() {
-                secondary.reconcile_catalog();
+                // Off the async workers: a catalog may list 100,000 members.
+                let reconciling = secondary.clone();
+                off_workers(move || reconciling.reconcile_catalog()).await;
                 reconciled_at = result.as_ref().ok().copied();
             }
         }
