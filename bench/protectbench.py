@@ -16,6 +16,7 @@ this measures the RRL check and the cookie option's parse; what answering a
 cookie costs is measured with callgrind (docs/benchmarks.md).
 
   bench/protectbench.py --rounds 3
+  bench/protectbench.py --rounds 3 --split    # also cookies alone and RRL alone
 
 Needs: a release build, dnsperf, knot (as authbench does).
 """
@@ -31,6 +32,8 @@ def main():
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--records", type=int, default=100000)
     ap.add_argument("--duration", type=int, default=10)
+    ap.add_argument("--split", action="store_true",
+                    help="also run cookies alone and RRL alone, to tell their costs apart")
     a = ap.parse_args()
     spec = importlib.util.spec_from_file_location("authbench", AUTHBENCH)
     authbench = importlib.util.module_from_spec(spec)
@@ -45,6 +48,9 @@ def main():
         "plain": ["--cookies", "false"],
         "protected": ["--cookies", "true", "--rrl-rate", "1000000"],
     }
+    if a.split:
+        variants["cookies"] = ["--cookies", "true"]
+        variants["rrl"] = ["--cookies", "false", "--rrl-rate", "1000000"]
     results = {name: [] for name in ["knot", *variants]}
     for round_number in range(a.rounds):
         for name in results:
@@ -64,7 +70,9 @@ def main():
     medians = {name: statistics.median(values) for name, values in results.items()}
     for name, value in medians.items():
         print(f"median {name:10} {value:>8.0f} answers/CPU-s  {value / medians['knot']:.2f}x Knot")
-    print(f"protected costs {100 * (1 - medians['protected'] / medians['plain']):.1f}% of plain's efficiency")
+    for name in variants:
+        if name != "plain":
+            print(f"{name} costs {100 * (1 - medians[name] / medians['plain']):.1f}% of plain's efficiency")
 
 
 if __name__ == "__main__":
