@@ -427,7 +427,7 @@ pub fn plan(apex: &Name, current: Working, changes: &[Change], limits: &Limits) 
     if !errors.is_empty() {
         return Err(errors);
     }
-    Ok(diff_states(&current, &working))
+    Ok(diff_states(&current, working))
 }
 
 /// Puts an RRset back as it was before a refused change.
@@ -489,7 +489,7 @@ pub fn plan_import(apex: &Name, current: Working, incoming: Working, mode: Impor
     if !errors.is_empty() {
         return Err(errors);
     }
-    Ok(diff_states(&current, &after))
+    Ok(diff_states(&current, after))
 }
 
 /// The key range of every RRset at one owner.
@@ -502,7 +502,9 @@ pub fn owner_range(owner: &Name) -> std::ops::RangeInclusive<RRsetKey> {
 
 /// The writes and record-level diff that turn `before` into `after`. A TTL
 /// change removes and re-adds every record of the RRset, as IXFR must.
-pub fn diff_states(before: &Working, after: &Working) -> Plan {
+/// `after` is consumed: its RRsets move into the writes rather than being
+/// copied (an import's `after` is the whole zone).
+pub fn diff_states(before: &Working, mut after: Working) -> Plan {
     let mut plan = Plan::default();
     let record = |set: &RRsetData, rdata: &Vec<u8>| Record {
         owner: set.owner.clone(),
@@ -511,31 +513,30 @@ pub fn diff_states(before: &Working, after: &Working) -> Plan {
         rdata: rdata.clone(),
     };
     for (key, old) in before {
-        match after.get(key) {
+        match after.remove(key) {
             None => {
                 plan.removed.extend(old.rdatas.iter().map(|r| record(old, r)));
                 plan.writes.push((key.clone(), None));
                 plan.deleted += 1;
             }
-            Some(new) if new == old => {}
+            Some(new) if new == *old => {}
             Some(new) => {
                 if new.ttl != old.ttl {
                     plan.removed.extend(old.rdatas.iter().map(|r| record(old, r)));
-                    plan.added.extend(new.rdatas.iter().map(|r| record(new, r)));
+                    plan.added.extend(new.rdatas.iter().map(|r| record(&new, r)));
                 } else {
                     plan.removed.extend(old.rdatas.iter().filter(|r| !new.rdatas.contains(r)).map(|r| record(old, r)));
-                    plan.added.extend(new.rdatas.iter().filter(|r| !old.rdatas.contains(r)).map(|r| record(new, r)));
+                    plan.added.extend(new.rdatas.iter().filter(|r| !old.rdatas.contains(r)).map(|r| record(&new, r)));
                 }
-                plan.writes.push((key.clone(), Some(new.clone())));
+                plan.writes.push((key.clone(), Some(new)));
             }
         }
     }
+    // What is left of `after` is new.
     for (key, new) in after {
-        if !before.contains_key(key) {
-            plan.added.extend(new.rdatas.iter().map(|r| record(new, r)));
-            plan.writes.push((key.clone(), Some(new.clone())));
-            plan.created += 1;
-        }
+        plan.added.extend(new.rdatas.iter().map(|r| record(&new, r)));
+        plan.writes.push((key, Some(new)));
+        plan.created += 1;
     }
     plan
 }
