@@ -55,6 +55,13 @@ pub struct Actor<'a> {
     pub scope: Scope<'a>,
 }
 
+impl Actor<'_> {
+    /// The operator: a scope bound to no tenant and no zone list.
+    pub fn is_operator(&self) -> bool {
+        self.scope.tenant.is_none() && self.scope.zones.is_none()
+    }
+}
+
 /// What new zones get unless asked otherwise.
 #[derive(Clone, Debug)]
 pub struct ZoneDefaults {
@@ -215,7 +222,7 @@ impl ControlPlane {
     /// serves it, and lists it in the catalog.
     pub async fn create_zone(&self, actor: Actor<'_>, zone: NewZone) -> Result<ZoneRecord, ControlError> {
         let apex = zone.apex.to_lowercase();
-        let operator = actor.scope.tenant.is_none() && actor.scope.zones.is_none();
+        let operator = actor.is_operator();
         if actor.scope.tenant.is_some_and(|tenant| tenant != zone.tenant) {
             return Err(ControlError::Forbidden("only the operator may create zones for another tenant".into()));
         }
@@ -303,7 +310,7 @@ impl ControlPlane {
                     RateLimit::MAX_SLIP
                 )));
             }
-            let operator = actor.scope.tenant.is_none() && actor.scope.zones.is_none();
+            let operator = actor.is_operator();
             let server = self.defaults.rate_limit.rate;
             if !operator && (limit.rate == 0 || (server != 0 && limit.rate > server)) {
                 return Err(ControlError::Forbidden(match server {

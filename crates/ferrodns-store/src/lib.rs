@@ -1067,23 +1067,17 @@ impl Store {
         limit: Option<RateLimit>,
         now: i64,
     ) -> Result<ZoneRecord> {
-        let (_guard, mut tx) = self.begin_write().await?;
+        // The zone is locked, its version moved and checked, as for any change.
+        let OpenChange { _guard, mut tx, zone } = self.begin_change(apex, scope, if_match, now).await?;
         let row = sqlx::query(&format!(
-            "UPDATE zones SET version = version + 1, updated_at = $2, rrl_rate = $3, rrl_slip = $4 \
-             WHERE name = $1 RETURNING {ZONE_COLUMNS}"
+            "UPDATE zones SET rrl_rate = $2, rrl_slip = $3 WHERE id = $1 RETURNING {ZONE_COLUMNS}"
         ))
-        .bind(apex.to_lowercase().to_string())
-        .bind(now)
+        .bind(zone.id)
         .bind(limit.map(|l| i64::from(l.rate)))
         .bind(limit.map(|l| i64::from(l.slip)))
-        .fetch_optional(&mut *tx)
-        .await?
-        .ok_or(StoreError::NotFound)?;
+        .fetch_one(&mut *tx)
+        .await?;
         let zone = zone_from_row(&row)?;
-        if !scope.allows(&zone) {
-            return Err(StoreError::NotFound);
-        }
-        check_version(zone.version - 1, if_match)?;
         // No serial: a follower reads the zone back rather than compare serials.
         announce(&mut tx, self.backend, &zone.name, None).await?;
         tx.commit().await?;

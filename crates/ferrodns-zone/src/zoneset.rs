@@ -186,9 +186,8 @@ impl ZoneSet {
         self.max_labels = self.max_labels.max(zone.apex().label_count());
         if let Some(index) = self.position(zone.apex_lower()) {
             // A new version keeps the zone's settings (its rate limit).
-            let served = &self.entry_mut(index).zone;
             if zone.rate_limit().is_none() {
-                zone.set_rate_limit(served.rate_limit());
+                zone.set_rate_limit(self.entry(index).zone.rate_limit());
             }
             let old = std::mem::replace(self.entry_mut(index), Entry::new(zone)).zone;
             self.refresh_small();
