@@ -15,7 +15,7 @@
 
 mod support;
 
-use std::io::{Read, Write};
+use std::io::Write;
 use std::net::{SocketAddr, TcpListener, TcpStream, UdpSocket};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -25,7 +25,7 @@ use reqwest::Method;
 use serde_json::json;
 use support::control::{json, Database, Node};
 use support::secondary::SecondaryNode;
-use support::{build_query, query_tcp, query_udp};
+use support::{build_query, query_tcp, query_udp, read_framed};
 
 /// The slowest answer the legitimate client may get while an attack runs.
 /// Generous for a loaded CI machine; a healthy run stays far below it.
@@ -325,14 +325,7 @@ impl HostilePrimary {
         std::thread::spawn(move || {
             for stream in tcp.incoming() {
                 let Ok(mut stream) = stream else { continue };
-                let mut length = [0u8; 2];
-                if stream.read_exact(&mut length).is_err() {
-                    continue;
-                }
-                let mut packet = vec![0u8; u16::from_be_bytes(length) as usize];
-                if stream.read_exact(&mut packet).is_err() {
-                    continue;
-                }
+                let Some(packet) = read_framed(&mut stream) else { continue };
                 let Ok(query) = ferrodns_proto::parse_query(&packet) else { continue };
                 // IXFR or AXFR alike: the whole zone (RFC 1995 §4 allows it).
                 let Some(apex) = known(query.qname()) else { continue };

@@ -12,7 +12,7 @@
 
 mod support;
 
-use std::io::{Read, Write};
+use std::io::Write;
 use std::net::{SocketAddr, TcpListener, UdpSocket};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -137,14 +137,7 @@ impl ScriptedPrimary {
             for stream in tcp.incoming() {
                 let Ok(mut stream) = stream else { continue };
                 let mode = *tcp_mode.lock().unwrap();
-                let mut length = [0u8; 2];
-                if stream.read_exact(&mut length).is_err() {
-                    continue;
-                }
-                let mut packet = vec![0u8; u16::from_be_bytes(length) as usize];
-                if stream.read_exact(&mut packet).is_err() {
-                    continue;
-                }
+                let Some(packet) = support::read_framed(&mut stream) else { continue };
                 let Ok(query) = parse_query(&packet) else { continue };
                 let right = Key::parse(KEY).unwrap();
                 let messages = match mode {

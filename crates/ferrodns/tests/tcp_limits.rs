@@ -44,11 +44,7 @@ fn ask(stream: &mut TcpStream, qname: &str) -> Option<Vec<u8>> {
     stream.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
     let query = build_query(7, Name::parse(qname, None).unwrap().as_wire(), 1, None, false);
     stream.write_all(&framed(&query)).ok()?;
-    let mut length = [0u8; 2];
-    stream.read_exact(&mut length).ok()?;
-    let mut reply = vec![0u8; u16::from_be_bytes(length) as usize];
-    stream.read_exact(&mut reply).ok()?;
-    Some(reply)
+    support::read_framed(stream)
 }
 
 #[test]

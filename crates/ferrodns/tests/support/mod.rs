@@ -331,15 +331,21 @@ pub fn query_udp(addr: SocketAddr, query: &[u8], timeout: Duration) -> Option<Ve
 
 /// Sends one query over a new TCP connection and reads one reply.
 pub fn query_tcp(addr: SocketAddr, query: &[u8], timeout: Duration) -> Option<Vec<u8>> {
-    use std::io::{Read, Write};
+    use std::io::Write;
     let mut stream = TcpStream::connect_timeout(&addr, timeout).ok()?;
     stream.set_read_timeout(Some(timeout)).ok()?;
     let mut framed = (query.len() as u16).to_be_bytes().to_vec();
     framed.extend_from_slice(query);
     stream.write_all(&framed).ok()?;
-    let mut len = [0u8; 2];
-    stream.read_exact(&mut len).ok()?;
-    let mut reply = vec![0u8; u16::from_be_bytes(len) as usize];
-    stream.read_exact(&mut reply).ok()?;
-    Some(reply)
+    read_framed(&mut stream)
+}
+
+/// Reads one DNS message in TCP framing (a 16-bit length, then the
+/// message); None if the stream ends or fails first.
+pub fn read_framed(stream: &mut impl std::io::Read) -> Option<Vec<u8>> {
+    let mut length = [0u8; 2];
+    stream.read_exact(&mut length).ok()?;
+    let mut message = vec![0u8; u16::from_be_bytes(length) as usize];
+    stream.read_exact(&mut message).ok()?;
+    Some(message)
 }
