@@ -333,15 +333,26 @@ class RssSampler(threading.Thread):
     def __init__(self, pid):
         super().__init__(daemon=True)
         self.pid, self.top, self.running = pid, 0.0, True
+        self.began, self.samples = time.perf_counter(), []
         self.start()
 
     def run(self):
         while self.running:
             try:
-                self.top = max(self.top, rss_mib(self.pid))
+                rss = rss_mib(self.pid)
             except OSError:
                 return
+            self.top = max(self.top, rss)
+            self.samples.append((time.perf_counter() - self.began, rss))
             time.sleep(0.01)
+
+    def timeline(self, step=0.5):
+        """The largest RSS in each `step` seconds, as (seconds, MiB) pairs."""
+        buckets = {}
+        for at, rss in self.samples:
+            k = int(at / step)
+            buckets[k] = max(buckets.get(k, 0.0), rss)
+        return [(round(k * step, 1), round(v)) for k, v in sorted(buckets.items())]
 
     def stop(self):
         self.running = False
@@ -362,6 +373,7 @@ def bench_exports(server, records, exporters=4):
     import_seconds = time.perf_counter() - start
     sampler.stop()
     import_peak = sampler.peak()
+    print(f"import RSS (s, MiB): {sampler.timeline(0.1)}", file=sys.stderr)
     del text
     time.sleep(3)
     settled = round(rss_mib(pid), 1)

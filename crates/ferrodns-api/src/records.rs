@@ -11,7 +11,7 @@ use ferrodns_proto::name::write_presentation;
 use ferrodns_proto::rdata::write_rdata;
 use ferrodns_proto::RecordType;
 use ferrodns_store::{ChangeRecord, Committed, StoreError};
-use ferrodns_zone::edit::{Action, Change, Diff, RRsetData, Record};
+use ferrodns_zone::edit::{Action, Change, Diff, RRsetData, Records};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
@@ -297,14 +297,14 @@ fn change_view(state: &ApiState, apex: &ferrodns_proto::Name, change: &ChangeRec
     }
 }
 
-fn record_lines(records: &[Record]) -> Vec<String> {
+fn record_lines(records: &Records) -> Vec<String> {
     records
         .iter()
         .map(|r| {
             let mut text = String::new();
-            let _ = write_presentation(r.owner.as_wire(), &mut text);
+            let _ = write_presentation(r.owner, &mut text);
             text.push_str(&format!(" {} IN {} ", r.ttl, r.rtype));
-            write_rdata(r.rtype, &r.rdata, &mut text);
+            write_rdata(r.rtype, r.rdata, &mut text);
             text
         })
         .collect()

@@ -38,7 +38,7 @@ use ferrodns_store::{Author, Committed, Scope, Store, StoreError, TsigKeyRecord,
 use ferrodns_transfer::acl::{Access, KeyScope};
 use ferrodns_transfer::catalog::Catalog;
 use ferrodns_transfer::peers::Peers;
-use ferrodns_zone::edit::{Change, Diff, ImportMode, RRsetData, Working};
+use ferrodns_zone::edit::{Change, Diff, ImportMode, PackedZone, RRsetData};
 use ferrodns_zone::live::{build_zone, Applied, LiveZones};
 use ferrodns_zone::RateLimit;
 use tokens::{Principal, Role};
@@ -195,11 +195,11 @@ impl ControlPlane {
         zone: &ZoneRecord,
         if_match: Option<&[i64]>,
         mode: ImportMode,
-        rrsets: Working,
+        rrsets: PackedZone,
         soa: Option<Vec<u8>>,
     ) -> Result<Committed, ControlError> {
         self.refuse_shadowed(&zone.name)?;
-        let count: usize = rrsets.values().map(|s| s.rdatas.len()).sum();
+        let count = rrsets.record_count();
         let summary = audit::import(mode, count);
         let _publication = self.locks.lock(&zone.name).await;
         let committed = self

@@ -22,7 +22,7 @@ use ferrodns_proto::message::{flags, Section};
 use ferrodns_proto::name::{self, NameBuf};
 use ferrodns_proto::rdata;
 use ferrodns_proto::{parse_query, Class, MessageWriter, Query, QueryError, RecordType, Serial};
-use ferrodns_zone::edit::{Diff, Record};
+use ferrodns_zone::edit::{Diff, RecordRef};
 use ferrodns_zone::{NodeCursor, Zone};
 
 /// Room left in each message for a TSIG record.
@@ -292,8 +292,8 @@ fn soa_item(zone: &Zone) -> Item<'_> {
     Item { owner: zone.apex().as_wire(), rtype: RecordType::SOA, ttl: soa.ttl, rdata: soa.first() }
 }
 
-fn record_item(record: &Record) -> Item<'_> {
-    Item { owner: record.owner.as_wire(), rtype: record.rtype, ttl: record.ttl, rdata: &record.rdata }
+fn record_item(record: RecordRef<'_>) -> Item<'_> {
+    Item { owner: record.owner, rtype: record.rtype, ttl: record.ttl, rdata: record.rdata }
 }
 
 /// The one message answering an IXFR from a current client (or an IXFR

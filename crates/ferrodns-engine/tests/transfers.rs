@@ -109,14 +109,14 @@ fn an_ixfr_lists_each_step_between_the_current_soa() {
         Arc::new(Diff {
             old_serial: Serial(5),
             new_serial: Serial(6),
-            removed: vec![soa(5)],
-            added: vec![soa(6), a(1)],
+            removed: vec![soa(5)].into(),
+            added: vec![soa(6), a(1)].into(),
         }),
         Arc::new(Diff {
             old_serial: Serial(6),
             new_serial: Serial(7),
-            removed: vec![soa(6), a(1)],
-            added: vec![soa(7), a(2)],
+            removed: vec![soa(6), a(1)].into(),
+            added: vec![soa(7), a(2)].into(),
         }),
     ];
     let request = parse_query(&axfr_query("example.", 251)).unwrap();

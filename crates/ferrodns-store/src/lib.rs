@@ -29,7 +29,10 @@ use std::path::Path;
 use std::time::Duration;
 
 use ferrodns_proto::{Name, RecordType, Serial};
-use ferrodns_zone::edit::{self, Change, Diff, EditError, ImportMode, Limits, RRsetData, RRsetKey, Record, Working};
+use ferrodns_zone::edit::{
+    self, Change, Diff, EditError, ImportMode, Limits, PackedZone, PackedZoneBuilder, RRsetData, RRsetKey, Record,
+    Records, Working,
+};
 use ferrodns_zone::RateLimit;
 use sqlx::any::{AnyPoolOptions, AnyRow};
 use sqlx::{Any, AnyPool, Executor, Row, Transaction};
@@ -380,16 +383,11 @@ impl Store {
         let zone = zone_from_row(&row)?;
         let writes: Vec<(RRsetKey, Option<RRsetData>)> = rrsets.iter().map(|s| (s.key(), Some(s.clone()))).collect();
         write_rrsets(&mut tx, self.backend, zone.id, &writes).await?;
-        let mut added: Vec<Record> = Vec::new();
+        let mut added = Records::new();
         for set in &rrsets {
-            added.extend(set.rdatas.iter().map(|r| Record {
-                owner: set.owner.clone(),
-                rtype: set.rtype,
-                ttl: set.ttl,
-                rdata: r.clone(),
-            }));
+            set.rdatas.iter().for_each(|r| added.push(&set.owner, set.rtype, set.ttl, r));
         }
-        let diff = Diff { old_serial: serial, new_serial: serial, removed: Vec::new(), added };
+        let diff = Diff { old_serial: serial, new_serial: serial, removed: Records::new(), added };
         let summary = serde_json::json!([{"action": "create-zone", "kind": kind}]).to_string();
         insert_journal(&mut tx, zone.id, &diff, author, now, &summary).await?;
         announce(&mut tx, self.backend, &zone.name, Some(zone.serial)).await?;
@@ -642,7 +640,7 @@ impl Store {
         let mut open = self.begin_change(apex, scope, if_match, now).await?;
         let current = load_owners(&mut open.tx, self.backend, open.zone.id, &edit::touched_owners(changes)).await?;
         let plan = edit::plan(apex, current, changes, &self.options.limits).map_err(StoreError::Rejected)?;
-        self.finish_change(open, plan, None, summary, author, now).await
+        self.finish_change(open, Planned::Batch(plan), None, summary, author, now).await
     }
 
     /// Imports parsed RRsets atomically. `rrsets` holds no SOA; `soa` is the
@@ -655,7 +653,7 @@ impl Store {
         scope: &Scope<'_>,
         if_match: Option<&[i64]>,
         mode: ImportMode,
-        rrsets: Working,
+        rrsets: PackedZone,
         soa: Option<Vec<u8>>,
         summary: &str,
         author: &Author<'_>,
@@ -663,31 +661,35 @@ impl Store {
     ) -> Result<Committed> {
         let apex_lower = apex.to_lowercase();
         let mut open = self.begin_change(apex, scope, if_match, now).await?;
-        let mut current = match mode {
+        let mut current = PackedZoneBuilder::new();
+        let mut keep = |set: RRsetData| {
+            if !(set.rtype == RecordType::SOA && set.owner == apex_lower) {
+                set.rdatas.iter().for_each(|rdata| current.push(&set.owner, set.rtype, set.ttl, rdata));
+            }
+        };
+        match mode {
             ImportMode::Replace => {
-                let rows = sqlx::query("SELECT owner, rtype, ttl, rdata FROM rrsets WHERE zone_id = $1")
+                // Streamed into the packed side: a whole zone's rows, held
+                // as rows and RRsets, would take several times its size.
+                use futures_util::TryStreamExt;
+                let mut rows = sqlx::query("SELECT owner, rtype, ttl, rdata FROM rrsets WHERE zone_id = $1")
                     .bind(open.zone.id)
-                    .fetch_all(&mut *open.tx)
-                    .await?;
-                let mut all = Working::new();
-                for row in &rows {
-                    let set = rrset_from_row(row)?;
-                    all.insert(set.key(), set);
+                    .fetch(&mut *open.tx);
+                while let Some(row) = rows.try_next().await? {
+                    keep(rrset_from_row(&row)?);
                 }
-                all
             }
             ImportMode::Merge => {
-                // The apex too: the NS check below needs its RRsets.
-                let mut owners: Vec<Name> = rrsets.keys().map(|k| k.owner.clone()).collect();
+                // The apex too: the NS check needs its RRsets.
+                let mut owners = rrsets.owners();
                 owners.push(apex_lower.clone());
                 owners.sort();
                 owners.dedup();
-                load_owners(&mut open.tx, self.backend, open.zone.id, &owners).await?
+                load_owners(&mut open.tx, self.backend, open.zone.id, &owners).await?.into_values().for_each(keep);
             }
-        };
-        current.remove(&RRsetKey { owner: apex_lower.clone(), rtype: RecordType::SOA });
-        let plan = edit::plan_import(apex, current, rrsets, mode).map_err(StoreError::Rejected)?;
-        self.finish_change(open, plan, soa, summary, author, now).await
+        }
+        let plan = edit::plan_import(apex, current.finish(), rrsets, mode).map_err(StoreError::Rejected)?;
+        self.finish_change(open, Planned::Import(Box::new(plan)), soa, summary, author, now).await
     }
 
     /// Step 1 of a change: lock the zone and check `If-Match`.
@@ -720,7 +722,7 @@ impl Store {
     async fn finish_change(
         &self,
         open: OpenChange<'_>,
-        plan: edit::Plan,
+        plan: Planned,
         new_soa_fields: Option<Vec<u8>>,
         summary: &str,
         author: &Author<'_>,
@@ -745,13 +747,13 @@ impl Store {
         let soa_fields_change = new_soa_fields.as_ref().is_some_and(|fields| {
             ferrodns_proto::rdata::with_soa_serial(fields, zone.serial).as_ref() != Some(&old_soa_rdata)
         });
-        if plan.writes.is_empty() && !soa_fields_change {
+        if plan.is_empty() && !soa_fields_change {
             // Nothing changes: roll back, which also returns the version.
             tx.rollback().await?;
             let zone = ZoneRecord { version: zone.version - 1, ..zone };
             return Ok(Committed { zone, change: None, diff: None });
         }
-        write_rrsets(&mut tx, self.backend, zone.id, &plan.writes).await?;
+        plan.write(&mut tx, self.backend, zone.id).await?;
         let mut serial = next_serial(zone.serial, self.options.serial_policy, now);
         // An import brings its file's serial. Never move back from it (RFC
         // 1982): secondaries that hold it from the zone's old primary would
@@ -767,17 +769,17 @@ impl Store {
         write_rrsets(&mut tx, self.backend, zone.id, &[(new_soa.key(), Some(new_soa))]).await?;
         let soa_record =
             |rdata: Vec<u8>| Record { owner: apex.clone(), rtype: RecordType::SOA, ttl: old_soa.ttl, rdata };
-        let mut removed = vec![soa_record(old_soa_rdata)];
-        removed.extend(plan.removed);
-        let mut added = vec![soa_record(new_soa_rdata)];
-        added.extend(plan.added);
+        // RFC 1995: the old SOA leads the removed records, the new one the added.
+        let (mut removed, mut added, rrset_delta) = plan.into_records();
+        removed.push_front(&soa_record(old_soa_rdata));
+        added.push_front(&soa_record(new_soa_rdata));
         let diff = Diff { old_serial: zone.serial, new_serial: serial, removed, added };
         let row = sqlx::query(&format!(
             "UPDATE zones SET serial = $2, rrset_count = rrset_count + $3 WHERE id = $1 RETURNING {ZONE_COLUMNS}"
         ))
         .bind(zone.id)
         .bind(serial.0 as i64)
-        .bind(plan.created as i64 - plan.deleted as i64)
+        .bind(rrset_delta)
         .fetch_one(&mut *tx)
         .await?;
         let zone = zone_from_row(&row)?;
@@ -1267,16 +1269,91 @@ async fn load_owners(
     Ok(working)
 }
 
-/// Upserts and deletes RRset rows, in chunks that keep under both
-/// databases' parameter limits.
+/// What a change writes to the RRset rows: a batch's RRsets, or an
+/// import's plan, whose rows are read from its packed sides as they are
+/// written.
+enum Planned {
+    Batch(edit::Plan),
+    Import(Box<edit::ImportPlan>),
+}
+
+impl Planned {
+    fn is_empty(&self) -> bool {
+        match self {
+            Planned::Batch(plan) => plan.writes.is_empty(),
+            Planned::Import(plan) => plan.is_empty(),
+        }
+    }
+
+    async fn write(&self, tx: &mut Transaction<'static, Any>, backend: Backend, zone_id: i64) -> Result<()> {
+        match self {
+            Planned::Batch(plan) => write_rrsets(tx, backend, zone_id, &plan.writes).await,
+            Planned::Import(plan) => {
+                let upserts = plan.upserts().map(|set| RRsetRow {
+                    owner: set.owner_name().to_string(),
+                    rtype: set.rtype,
+                    ttl: set.ttl,
+                    rdata: edit::pack_rdatas(set.rdatas()),
+                });
+                let deletes = plan.deletes().map(|set| (set.owner_name().to_string(), set.rtype));
+                write_rows(tx, backend, zone_id, upserts, deletes).await
+            }
+        }
+    }
+
+    /// The records removed and added, and how many RRsets the zone gains.
+    fn into_records(self) -> (Records, Records, i64) {
+        match self {
+            Planned::Batch(plan) => (plan.removed, plan.added, plan.created as i64 - plan.deleted as i64),
+            Planned::Import(plan) => {
+                let delta = plan.rrset_delta();
+                let (removed, added) = (*plan).into_records();
+                (removed, added, delta)
+            }
+        }
+    }
+}
+
+/// One RRset row to write.
+struct RRsetRow {
+    owner: String,
+    rtype: RecordType,
+    ttl: u32,
+    rdata: Vec<u8>,
+}
+
+/// Upserts and deletes RRset rows (`None` deletes).
 async fn write_rrsets(
     tx: &mut Transaction<'static, Any>,
     backend: Backend,
     zone_id: i64,
     writes: &[(RRsetKey, Option<RRsetData>)],
 ) -> Result<()> {
-    let upserts: Vec<&RRsetData> = writes.iter().filter_map(|(_, w)| w.as_ref()).collect();
-    for chunk in upserts.chunks(400) {
+    let upserts = writes.iter().filter_map(|(_, w)| w.as_ref()).map(|set| RRsetRow {
+        owner: set.owner.to_string(),
+        rtype: set.rtype,
+        ttl: set.ttl,
+        rdata: edit::pack_rdatas(set.rdatas.iter().map(Vec::as_slice)),
+    });
+    let deletes = writes.iter().filter(|(_, w)| w.is_none()).map(|(key, _)| (key.owner.to_string(), key.rtype));
+    write_rows(tx, backend, zone_id, upserts, deletes).await
+}
+
+/// Upserts and deletes RRset rows, in chunks that keep under both
+/// databases' parameter limits; only a chunk's rows are made at a time.
+async fn write_rows(
+    tx: &mut Transaction<'static, Any>,
+    backend: Backend,
+    zone_id: i64,
+    mut upserts: impl Iterator<Item = RRsetRow>,
+    mut deletes: impl Iterator<Item = (String, RecordType)>,
+) -> Result<()> {
+    const CHUNK: usize = 400;
+    loop {
+        let chunk: Vec<RRsetRow> = upserts.by_ref().take(CHUNK).collect();
+        if chunk.is_empty() {
+            break;
+        }
         let mut markers = Markers::new(backend);
         let rows: Vec<String> = chunk.iter().map(|_| format!("({})", markers.take(5))).collect();
         let sql = format!(
@@ -1285,26 +1362,24 @@ async fn write_rrsets(
             rows.join(", ")
         );
         let mut query = sqlx::query(&sql).persistent(chunk.len() == 1);
-        for set in chunk {
-            query = query
-                .bind(zone_id)
-                .bind(set.owner.to_string())
-                .bind(set.rtype.0 as i64)
-                .bind(set.ttl as i64)
-                .bind(edit::pack_rdatas(set.rdatas.iter().map(Vec::as_slice)));
+        for row in chunk {
+            query = query.bind(zone_id).bind(row.owner).bind(row.rtype.0 as i64).bind(row.ttl as i64).bind(row.rdata);
         }
         query.execute(&mut **tx).await?;
     }
-    let deletes: Vec<&RRsetKey> = writes.iter().filter(|(_, w)| w.is_none()).map(|(k, _)| k).collect();
-    for chunk in deletes.chunks(400) {
+    loop {
+        let chunk: Vec<(String, RecordType)> = deletes.by_ref().take(CHUNK).collect();
+        if chunk.is_empty() {
+            break;
+        }
         let mut markers = Markers::new(backend);
         let zone_marker = markers.take(1);
         let pairs: Vec<String> = chunk.iter().map(|_| format!("({})", markers.take(2))).collect();
         let sql =
             format!("DELETE FROM rrsets WHERE zone_id = {zone_marker} AND (owner, rtype) IN ({})", pairs.join(", "));
         let mut query = sqlx::query(&sql).persistent(chunk.len() == 1).bind(zone_id);
-        for key in chunk {
-            query = query.bind(key.owner.to_string()).bind(key.rtype.0 as i64);
+        for (owner, rtype) in chunk {
+            query = query.bind(owner).bind(rtype.0 as i64);
         }
         query.execute(&mut **tx).await?;
     }
@@ -1332,8 +1407,8 @@ async fn insert_journal(
     .bind(author.tenant.to_string())
     .bind(now)
     .bind(summary.to_string())
-    .bind(Diff::encode_records(&diff.removed))
-    .bind(Diff::encode_records(&diff.added))
+    .bind(diff.removed.encoded())
+    .bind(diff.added.encoded())
     .fetch_one(&mut **tx)
     .await?;
     change_from_row(&row)
@@ -1417,8 +1492,8 @@ fn diff_from_row(row: &AnyRow, change: &ChangeRecord) -> Result<Diff> {
     Ok(Diff {
         old_serial: change.serial_from,
         new_serial: change.serial_to,
-        removed: Diff::decode_records(&removed).ok_or_else(|| corrupt("journal.removed"))?,
-        added: Diff::decode_records(&added).ok_or_else(|| corrupt("journal.added"))?,
+        removed: Records::decode(removed).ok_or_else(|| corrupt("journal.removed"))?,
+        added: Records::decode(added).ok_or_else(|| corrupt("journal.added"))?,
     })
 }
 

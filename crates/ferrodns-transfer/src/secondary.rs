@@ -43,7 +43,7 @@ use tokio::time::Instant;
 use ferrodns_proto::rdata::soa_serial;
 use ferrodns_proto::tsig::Key;
 use ferrodns_proto::{Name, RecordType, Serial};
-use ferrodns_zone::edit::{Diff, Record};
+use ferrodns_zone::edit::{Diff, Record, Records};
 use ferrodns_zone::live::{apply_to_zone, LiveZones};
 use ferrodns_zone::writer::write_zone;
 use ferrodns_zone::{load_zone_file, Zone, ZoneBuilder};
@@ -482,18 +482,20 @@ fn from_ixfr(served: &Zone, apex: &Name, records: Vec<Record>) -> Result<(Zone, 
         if old_serial != expected {
             return Err(format!("the IXFR step starts at serial {} but we hold {}", old_serial.0, expected.0));
         }
-        let mut removed = vec![old_soa.clone()];
+        let mut removed = Records::new();
+        removed.push_record(old_soa);
         at += 1;
         while at < records.len() && !is_soa(&records[at]) {
-            removed.push(records[at].clone());
+            removed.push_record(&records[at]);
             at += 1;
         }
         let new_soa = records.get(at).ok_or("the IXFR answer stops inside a step")?;
         let step_serial = soa_serial(&new_soa.rdata).ok_or("bad SOA")?;
-        let mut added = vec![new_soa.clone()];
+        let mut added = Records::new();
+        added.push_record(new_soa);
         at += 1;
         while at < records.len() && !is_soa(&records[at]) {
-            added.push(records[at].clone());
+            added.push_record(&records[at]);
             at += 1;
         }
         let diff = Arc::new(Diff { old_serial, new_serial: step_serial, removed, added });

@@ -19,6 +19,11 @@ use ferrodns_proto::{Name, RecordType, Serial};
 
 use crate::rules::{self, RRsetShape, Violation};
 
+mod import;
+mod records;
+pub use import::{plan_import, ImportPlan, PackedRRset, PackedZone, PackedZoneBuilder};
+pub use records::{RecordRef, Records};
+
 /// Packs RDATAs the way zones store them: each as a 16-bit length, then the bytes.
 pub fn pack_rdatas<'a>(rdatas: impl IntoIterator<Item = &'a [u8]>) -> Vec<u8> {
     let mut out = Vec::new();
@@ -87,42 +92,8 @@ pub struct Record {
 pub struct Diff {
     pub old_serial: Serial,
     pub new_serial: Serial,
-    pub removed: Vec<Record>,
-    pub added: Vec<Record>,
-}
-
-impl Diff {
-    /// Serializes the records of one side for storage: per record the owner
-    /// (wire), type, TTL, RDATA length and RDATA.
-    pub fn encode_records(records: &[Record]) -> Vec<u8> {
-        let mut out = Vec::with_capacity(records.len() * 32);
-        for record in records {
-            out.extend_from_slice(record.owner.as_wire());
-            out.extend_from_slice(&record.rtype.0.to_be_bytes());
-            out.extend_from_slice(&record.ttl.to_be_bytes());
-            out.extend_from_slice(&(record.rdata.len() as u16).to_be_bytes());
-            out.extend_from_slice(&record.rdata);
-        }
-        out
-    }
-
-    /// The inverse of [`Diff::encode_records`]; `None` on malformed bytes.
-    pub fn decode_records(mut bytes: &[u8]) -> Option<Vec<Record>> {
-        let mut out = Vec::new();
-        while !bytes.is_empty() {
-            let name_len = ferrodns_proto::name::wire_len(bytes).ok()?;
-            let owner = Name::from_wire(&bytes[..name_len]).ok()?;
-            let rest = bytes.get(name_len..name_len + 8)?;
-            let rtype = RecordType(u16::from_be_bytes([rest[0], rest[1]]));
-            let ttl = u32::from_be_bytes([rest[2], rest[3], rest[4], rest[5]]);
-            let len = u16::from_be_bytes([rest[6], rest[7]]) as usize;
-            let start = name_len + 8;
-            let rdata = bytes.get(start..start + len)?.to_vec();
-            out.push(Record { owner, rtype, ttl, rdata });
-            bytes = &bytes[start + len..];
-        }
-        Some(out)
-    }
+    pub removed: Records,
+    pub added: Records,
 }
 
 /// What a change does to its RRset.
@@ -327,8 +298,8 @@ pub fn touched_owners(changes: &[Change]) -> Vec<Name> {
 #[derive(Debug, Default)]
 pub struct Plan {
     pub writes: Vec<(RRsetKey, Option<RRsetData>)>,
-    pub removed: Vec<Record>,
-    pub added: Vec<Record>,
+    pub removed: Records,
+    pub added: Records,
     /// How many RRsets the plan creates and deletes.
     pub created: usize,
     pub deleted: usize,
@@ -457,41 +428,6 @@ impl ImportMode {
     }
 }
 
-/// Plans an import: `current` holds the zone's RRsets (all of them to
-/// replace, those at the file's owners and the apex to merge), `incoming`
-/// the file's, both without the SOA. Every name the import leaves is checked
-/// against the zone rules; errors name the owner, as a file has no changes
-/// to point at.
-pub fn plan_import(apex: &Name, current: Working, incoming: Working, mode: ImportMode) -> Result<Plan, Vec<EditError>> {
-    let after = match mode {
-        ImportMode::Replace => incoming,
-        ImportMode::Merge => {
-            let mut merged = current.clone();
-            merged.extend(incoming);
-            merged
-        }
-    };
-    let apex_lower = apex.to_lowercase();
-    let mut owners: Vec<&Name> = after.keys().map(|k| &k.owner).collect();
-    owners.push(&apex_lower);
-    owners.sort();
-    owners.dedup();
-    let errors: Vec<EditError> = owners
-        .into_iter()
-        .flat_map(|owner| {
-            rules::check_node(*owner == apex_lower, &node_shape(&after, owner))
-                .into_iter()
-                .filter(|v| *v != Violation::NoSoa)
-                .map(|v| error(0, Field::Change, Fault::Invalid(v.message(owner))))
-                .collect::<Vec<_>>()
-        })
-        .collect();
-    if !errors.is_empty() {
-        return Err(errors);
-    }
-    Ok(diff_states(&current, after))
-}
-
 /// The key range of every RRset at one owner.
 pub fn owner_range(owner: &Name) -> std::ops::RangeInclusive<RRsetKey> {
     RRsetKey { owner: owner.clone(), rtype: RecordType(0) }..=RRsetKey {
@@ -506,35 +442,31 @@ pub fn owner_range(owner: &Name) -> std::ops::RangeInclusive<RRsetKey> {
 /// copied (an import's `after` is the whole zone).
 pub fn diff_states(before: &Working, mut after: Working) -> Plan {
     let mut plan = Plan::default();
-    let record = |set: &RRsetData, rdata: &Vec<u8>| Record {
-        owner: set.owner.clone(),
-        rtype: set.rtype,
-        ttl: set.ttl,
-        rdata: rdata.clone(),
-    };
+    let push = |side: &mut Records, set: &RRsetData, rdata: &[u8]| side.push(&set.owner, set.rtype, set.ttl, rdata);
     for (key, old) in before {
         match after.remove(key) {
             None => {
-                plan.removed.extend(old.rdatas.iter().map(|r| record(old, r)));
+                old.rdatas.iter().for_each(|r| push(&mut plan.removed, old, r));
                 plan.writes.push((key.clone(), None));
                 plan.deleted += 1;
             }
             Some(new) if new == *old => {}
             Some(new) => {
                 if new.ttl != old.ttl {
-                    plan.removed.extend(old.rdatas.iter().map(|r| record(old, r)));
-                    plan.added.extend(new.rdatas.iter().map(|r| record(&new, r)));
+                    old.rdatas.iter().for_each(|r| push(&mut plan.removed, old, r));
+                    new.rdatas.iter().for_each(|r| push(&mut plan.added, &new, r));
                 } else {
-                    plan.removed.extend(old.rdatas.iter().filter(|r| !new.rdatas.contains(r)).map(|r| record(old, r)));
-                    plan.added.extend(new.rdatas.iter().filter(|r| !old.rdatas.contains(r)).map(|r| record(&new, r)));
+                    old.rdatas.iter().filter(|r| !new.rdatas.contains(r)).for_each(|r| push(&mut plan.removed, old, r));
+                    new.rdatas.iter().filter(|r| !old.rdatas.contains(r)).for_each(|r| push(&mut plan.added, &new, r));
                 }
                 plan.writes.push((key.clone(), Some(new)));
             }
         }
     }
     // What is left of `after` is new.
+    plan.writes.reserve(after.len());
     for (key, new) in after {
-        plan.added.extend(new.rdatas.iter().map(|r| record(&new, r)));
+        new.rdatas.iter().for_each(|r| push(&mut plan.added, &new, r));
         plan.writes.push((key, Some(new)));
         plan.created += 1;
     }
@@ -544,26 +476,27 @@ pub fn diff_states(before: &Working, mut after: Working) -> Plan {
 /// Applies a diff to a set of RRsets (used to replay journals and to check
 /// them). Fails if a removed record is absent.
 pub fn apply_diff(state: &mut Working, diff: &Diff) -> Result<(), String> {
-    for record in &diff.removed {
-        let key = RRsetKey { owner: record.owner.to_lowercase(), rtype: record.rtype };
+    for record in diff.removed.iter() {
+        let owner = record.owner_name();
+        let key = RRsetKey { owner: owner.to_lowercase(), rtype: record.rtype };
         let Some(set) = state.get_mut(&key) else {
-            return Err(format!("{} {} is not present", record.owner, record.rtype));
+            return Err(format!("{owner} {} is not present", record.rtype));
         };
-        let Some(at) = set.rdatas.iter().position(|r| *r == record.rdata) else {
-            return Err(format!("a record of {} {} is not present", record.owner, record.rtype));
+        let Some(at) = set.rdatas.iter().position(|r| r == record.rdata) else {
+            return Err(format!("a record of {owner} {} is not present", record.rtype));
         };
         set.rdatas.remove(at);
         if set.rdatas.is_empty() {
             state.remove(&key);
         }
     }
-    for record in &diff.added {
-        let key = RRsetKey { owner: record.owner.to_lowercase(), rtype: record.rtype };
-        let set =
-            state.entry(key).or_insert_with(|| RRsetData::new(&record.owner, record.rtype, record.ttl, Vec::new()));
+    for record in diff.added.iter() {
+        let owner = record.owner_name();
+        let key = RRsetKey { owner: owner.to_lowercase(), rtype: record.rtype };
+        let set = state.entry(key).or_insert_with(|| RRsetData::new(&owner, record.rtype, record.ttl, Vec::new()));
         set.ttl = record.ttl;
-        if let Err(at) = set.rdatas.binary_search(&record.rdata) {
-            set.rdatas.insert(at, record.rdata.clone());
+        if let Err(at) = set.rdatas.binary_search_by(|r| r.as_slice().cmp(record.rdata)) {
+            set.rdatas.insert(at, record.rdata.to_vec());
         }
     }
     Ok(())
@@ -657,7 +590,7 @@ mod tests {
         ];
         let p = plan(&apex, before.clone(), &changes, &Limits::default()).unwrap();
         let diff = Diff { old_serial: Serial(1), new_serial: Serial(2), removed: p.removed, added: p.added };
-        let decoded = Diff::decode_records(&Diff::encode_records(&diff.added)).unwrap();
+        let decoded = Records::decode(diff.added.encoded().to_vec()).unwrap();
         assert_eq!(decoded, diff.added);
         let mut replay = before;
         apply_diff(&mut replay, &diff).unwrap();

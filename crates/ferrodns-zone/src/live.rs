@@ -223,7 +223,7 @@ pub fn apply_to_zone(zone: &Zone, diff: &Arc<Diff>) -> Result<Zone, Vec<ZoneErro
 pub fn rebuild_with(zone: &Zone, diff: &Diff) -> Result<Zone, Vec<ZoneError>> {
     type Key = (Vec<u8>, RecordType, Vec<u8>);
     let mut removed: HashSet<Key> =
-        diff.removed.iter().map(|r| (r.owner.to_lowercase().as_wire().to_vec(), r.rtype, r.rdata.clone())).collect();
+        diff.removed.iter().map(|r| (r.owner.to_ascii_lowercase(), r.rtype, r.rdata.to_vec())).collect();
     let mut builder = ZoneBuilder::new(zone.apex().clone());
     let mut key: Key = (Vec::new(), RecordType(0), Vec::new());
     for node in zone.nodes() {
@@ -248,7 +248,7 @@ pub fn rebuild_with(zone: &Zone, diff: &Diff) -> Result<Zone, Vec<ZoneError>> {
         }]);
     }
     for record in &diff.added {
-        builder.add_wire(record.owner.as_wire(), record.rtype, record.ttl, &record.rdata, None);
+        builder.add_wire(record.owner, record.rtype, record.ttl, record.rdata, None);
     }
     builder.finish().map(|(next, _warnings)| next)
 }

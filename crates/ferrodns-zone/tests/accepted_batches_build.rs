@@ -136,12 +136,10 @@ fn accepted_batches_build_and_match_the_served_version() {
         }
         let soa_set = RRsetData::new(&apex, RecordType::SOA, 300, vec![new_soa.rdata.clone()]);
         state.insert(soa_set.key(), soa_set);
-        let diff = Diff {
-            old_serial: serial,
-            new_serial: Serial(serial.0 + 1),
-            removed: [vec![old_soa], plan.removed].concat(),
-            added: [vec![new_soa], plan.added].concat(),
-        };
+        let (mut removed, mut added) = (plan.removed, plan.added);
+        removed.push_front(&old_soa);
+        added.push_front(&new_soa);
+        let diff = Diff { old_serial: serial, new_serial: Serial(serial.0 + 1), removed, added };
         let rebuilt = build_zone(&apex, state.values())
             .unwrap_or_else(|e| panic!("step {step}: accepted {changes:?} but the zone does not build: {e:?}"));
         let next = apply_to_zone(&served, &std::sync::Arc::new(diff))

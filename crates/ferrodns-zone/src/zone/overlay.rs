@@ -9,7 +9,7 @@ use ferrodns_proto::name::{self, MAX_NAME_LEN};
 use ferrodns_proto::{RecordType, Serial};
 
 use super::{lowercase_into, stored_name, Layer, Zone, TOMBSTONE};
-use crate::edit::Record;
+use crate::edit::Records;
 use crate::index::NameIndex;
 use crate::rules::{self, RRsetShape};
 
@@ -32,7 +32,7 @@ impl Zone {
     /// rebuild instead: the overlay would outgrow its bound, the change
     /// removes a record the zone does not hold, or it breaks a zone rule
     /// (the rebuild then reports the problem as a load would).
-    pub fn apply_overlay(&self, removed: &[Record], added: &[Record]) -> Option<Zone> {
+    pub fn apply_overlay(&self, removed: &Records, added: &Records) -> Option<Zone> {
         let node_limit = (self.base.index.len() / 64).max(1024);
         let byte_limit = (self.base.arena.len() / 64).max(256 << 10);
         let held = self.overlay.as_ref().map_or(0, |o| o.index.len());
@@ -47,14 +47,14 @@ impl Zone {
         let mut records = self.record_count as isize;
         let mut buffer = [0u8; MAX_NAME_LEN];
         for record in removed {
-            let lower = lowercase_into(record.owner.as_wire(), &mut buffer).to_vec();
-            let node = self.working(&mut work, &mut order, &lower, record.owner.as_wire());
+            let lower = lowercase_into(record.owner, &mut buffer).to_vec();
+            let node = self.working(&mut work, &mut order, &lower, record.owner);
             if !node.exists {
                 return None;
             }
             let at = node.rrsets.iter().position(|(t, _, _)| *t == record.rtype)?;
             let rdatas = &mut node.rrsets[at].2;
-            let i = rdatas.binary_search(&record.rdata).ok()?;
+            let i = rdatas.binary_search_by(|r| r.as_slice().cmp(record.rdata)).ok()?;
             rdatas.remove(i);
             if rdatas.is_empty() {
                 node.rrsets.remove(at);
@@ -62,22 +62,22 @@ impl Zone {
             records -= 1;
         }
         for record in added {
-            let lower = lowercase_into(record.owner.as_wire(), &mut buffer).to_vec();
-            if !name::is_subdomain(&lower, apex) || rules::check_record(record.rtype, &record.rdata).is_err() {
+            let lower = lowercase_into(record.owner, &mut buffer).to_vec();
+            if !name::is_subdomain(&lower, apex) || rules::check_record(record.rtype, record.rdata).is_err() {
                 return None;
             }
-            let node = self.working(&mut work, &mut order, &lower, record.owner.as_wire());
+            let node = self.working(&mut work, &mut order, &lower, record.owner);
             node.exists = true;
             match node.rrsets.binary_search_by_key(&record.rtype, |(t, _, _)| *t) {
                 Ok(at) => {
                     let rdatas = &mut node.rrsets[at].2;
-                    if let Err(i) = rdatas.binary_search(&record.rdata) {
-                        rdatas.insert(i, record.rdata.clone());
+                    if let Err(i) = rdatas.binary_search_by(|r| r.as_slice().cmp(record.rdata)) {
+                        rdatas.insert(i, record.rdata.to_vec());
                         records += 1;
                     }
                 }
                 Err(at) => {
-                    node.rrsets.insert(at, (record.rtype, record.ttl, vec![record.rdata.clone()]));
+                    node.rrsets.insert(at, (record.rtype, record.ttl, vec![record.rdata.to_vec()]));
                     records += 1;
                 }
             }
@@ -237,7 +237,7 @@ fn rules_hold(node: &ChangedNode, at_apex: bool) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::edit::Diff;
+    use crate::edit::{Diff, Record};
     use crate::live::{apply_to_zone, rebuild_with};
     use crate::lookup::Answer;
     use ferrodns_proto::Name;
@@ -324,8 +324,8 @@ mod tests {
             let mut diff = Diff {
                 old_serial: Serial(serial),
                 new_serial: Serial(serial + 1),
-                removed: vec![Record { rdata: reference.soa().first().to_vec(), ..soa_record(serial) }],
-                added: vec![soa_record(serial + 1)],
+                removed: vec![Record { rdata: reference.soa().first().to_vec(), ..soa_record(serial) }].into(),
+                added: vec![soa_record(serial + 1)].into(),
             };
             for _ in 0..1 + next(4) {
                 let owner = pool[next(pool.len())].clone();
@@ -345,18 +345,17 @@ mod tests {
                     .map(|r| r.rdatas().map(<[u8]>::to_vec).collect::<Vec<_>>())
                     .unwrap_or_default();
                 let record = Record { owner, rtype, ttl: 60, rdata };
-                let touched = diff
-                    .removed
-                    .iter()
-                    .chain(&diff.added)
-                    .any(|r| r.owner == record.owner && r.rtype == record.rtype && r.rdata == record.rdata);
+                let touched =
+                    diff.removed.iter().chain(&diff.added).any(|r| {
+                        r.owner == record.owner.as_wire() && r.rtype == record.rtype && r.rdata == record.rdata
+                    });
                 if touched {
                     continue;
                 }
                 if present.contains(&record.rdata) {
-                    diff.removed.push(record);
+                    diff.removed.push_record(&record);
                 } else {
-                    diff.added.push(record);
+                    diff.added.push_record(&record);
                 }
             }
             let diff = Arc::new(diff);
@@ -390,17 +389,21 @@ mod tests {
         let zone =
             crate::zone::tests::build("$ORIGIN example.\n$TTL 300\n@ SOA ns h 1 1 1 1 60\n@ NS ns\nns A 192.0.2.1\n")
                 .unwrap();
-        let record = |owner: &str, rtype, rdata: &[u8]| Record {
-            owner: Name::parse(owner, None).unwrap(),
-            rtype,
-            ttl: 60,
-            rdata: rdata.to_vec(),
+        let record = |owner: &str, rtype, rdata: &[u8]| {
+            Records::from(vec![Record {
+                owner: Name::parse(owner, None).unwrap(),
+                rtype,
+                ttl: 60,
+                rdata: rdata.to_vec(),
+            }])
         };
-        assert!(zone.apply_overlay(&[record("nx.example.", RecordType::A, &[192, 0, 2, 9])], &[]).is_none());
+        assert!(zone.apply_overlay(&record("nx.example.", RecordType::A, &[192, 0, 2, 9]), &Records::new()).is_none());
         let target = Name::parse("ns.example.", None).unwrap();
-        assert!(zone.apply_overlay(&[], &[record("ns.example.", RecordType::CNAME, target.as_wire())]).is_none());
-        assert!(zone.apply_overlay(&[], &[record("other.", RecordType::A, &[192, 0, 2, 9])]).is_none());
-        assert!(zone.apply_overlay(&[], &[record("bad.example.", RecordType::A, &[1, 2, 3])]).is_none());
-        assert!(zone.apply_overlay(&[], &[record("ok.example.", RecordType::A, &[192, 0, 2, 9])]).is_some());
+        assert!(zone
+            .apply_overlay(&Records::new(), &record("ns.example.", RecordType::CNAME, target.as_wire()))
+            .is_none());
+        assert!(zone.apply_overlay(&Records::new(), &record("other.", RecordType::A, &[192, 0, 2, 9])).is_none());
+        assert!(zone.apply_overlay(&Records::new(), &record("bad.example.", RecordType::A, &[1, 2, 3])).is_none());
+        assert!(zone.apply_overlay(&Records::new(), &record("ok.example.", RecordType::A, &[192, 0, 2, 9])).is_some());
     }
 }
