@@ -137,6 +137,11 @@ impl IntoResponse for Problem {
         if status == StatusCode::SERVICE_UNAVAILABLE {
             headers.insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
         }
+        if status == StatusCode::PAYLOAD_TOO_LARGE {
+            // The body over the limit is left unread, so the connection cannot
+            // carry another request; saying so keeps clients from reusing it.
+            headers.insert(header::CONNECTION, HeaderValue::from_static("close"));
+        }
         response
     }
 }

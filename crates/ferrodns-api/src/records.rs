@@ -11,7 +11,7 @@ use ferrodns_proto::name::write_presentation;
 use ferrodns_proto::rdata::write_rdata;
 use ferrodns_proto::RecordType;
 use ferrodns_store::{ChangeRecord, Committed, StoreError};
-use ferrodns_zone::edit::{Action, Change, Diff, RRsetData, Records};
+use ferrodns_zone::edit::{Action, Change, RRsetData, Records};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
@@ -272,11 +272,17 @@ pub struct ChangeView {
     /// `pending` until every configured secondary holds the change's serial,
     /// then `insync` (at once without secondaries); `unchanged`: nothing to do.
     pub status: &'static str,
-    /// Records removed and added (RFC 1995 order), on single-change reads.
+    /// Records removed and added (RFC 1995 order), on single-change reads:
+    /// the first 10,000 of each side at most (and at most 1 MiB of each as
+    /// the journal holds it).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub removed: Option<Vec<String>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub added: Option<Vec<String>>,
+    /// On single-change reads, whether `removed` or `added` stops short of
+    /// the whole change (an import, say); IXFR serves it whole.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub truncated: Option<bool>,
 }
 
 fn change_view(state: &ApiState, apex: &ferrodns_proto::Name, change: &ChangeRecord) -> ChangeView {
@@ -294,6 +300,7 @@ fn change_view(state: &ApiState, apex: &ferrodns_proto::Name, change: &ChangeRec
         status: crate::replication::change_status(state, apex, change.serial_to),
         removed: None,
         added: None,
+        truncated: None,
     }
 }
 
@@ -328,6 +335,7 @@ pub async fn change_response(state: &ApiState, committed: &Committed) -> Result<
             status: "unchanged",
             removed: None,
             added: None,
+            truncated: None,
         },
     };
     let mut response = Json(view).into_response();
@@ -466,12 +474,13 @@ pub async fn get_change(
 ) -> Result<Json<ChangeView>, Problem> {
     let zone = zone_for(&state, &caller, &zone).await?;
     let id: i64 = id.parse().map_err(|_| Problem::not_found(format!("no change {id:?}")))?;
-    let (change, diff): (ChangeRecord, Diff) = match state.control.store.change(zone.id, id).await {
+    let (change, head) = match state.control.store.change(zone.id, id).await {
         Err(StoreError::NotFound) => return Err(Problem::not_found(format!("no change {id} in {}", zone.name))),
         other => other?,
     };
     let mut view = change_view(&state, &zone.name, &change);
-    view.removed = Some(record_lines(&diff.removed));
-    view.added = Some(record_lines(&diff.added));
+    view.removed = Some(record_lines(&head.removed));
+    view.added = Some(record_lines(&head.added));
+    view.truncated = Some(head.truncated);
     Ok(Json(view))
 }

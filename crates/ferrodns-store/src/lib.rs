@@ -193,6 +193,20 @@ pub struct ChangeRecord {
     pub summary: String,
 }
 
+/// The most records of each side of a change that [`Store::change`] reads,
+/// and the most bytes of each side it reads from the journal.
+pub const CHANGE_HEAD_RECORDS: usize = 10_000;
+pub const CHANGE_HEAD_BYTES: usize = 1 << 20;
+
+/// The start of a change's diff, as [`Store::change`] reads it.
+#[derive(Clone, Debug)]
+pub struct ChangeHead {
+    pub removed: Records,
+    pub added: Records,
+    /// Whether either side holds more than is here.
+    pub truncated: bool,
+}
+
 /// What a committed change returns: the zone after it, the history entry,
 /// and the diff to publish.
 #[derive(Clone, Debug)]
@@ -808,20 +822,35 @@ impl Store {
         rows.iter().map(change_from_row).collect()
     }
 
-    /// One history entry with its diff.
-    pub async fn change(&self, zone_id: i64, id: i64) -> Result<(ChangeRecord, Diff)> {
-        let row = sqlx::query(
-            "SELECT id, zone_id, serial_from, serial_to, actor, actor_token, actor_tenant, at, summary, removed, added FROM journal \
-             WHERE zone_id = $1 AND id = $2",
-        )
+    /// One history entry with the first records of each side of its diff:
+    /// at most [`CHANGE_HEAD_RECORDS`] and [`CHANGE_HEAD_BYTES`] of each.
+    pub async fn change(&self, zone_id: i64, id: i64) -> Result<(ChangeRecord, ChangeHead)> {
+        // The sides are cut in SQL (substr and length work on SQLite BLOBs
+        // and PostgreSQL bytea alike), so a 60 MB import is not read whole
+        // to show its first records.
+        let row = sqlx::query(&format!(
+            "SELECT id, zone_id, serial_from, serial_to, actor, actor_token, actor_tenant, at, summary, \
+             substr(removed, 1, {CHANGE_HEAD_BYTES}) AS removed, length(removed) AS removed_length, \
+             substr(added, 1, {CHANGE_HEAD_BYTES}) AS added, length(added) AS added_length \
+             FROM journal WHERE zone_id = $1 AND id = $2"
+        ))
         .bind(zone_id)
         .bind(id)
         .fetch_optional(&self.pool)
         .await?
         .ok_or(StoreError::NotFound)?;
         let change = change_from_row(&row)?;
-        let diff = diff_from_row(&row, &change)?;
-        Ok((change, diff))
+        let mut truncated = false;
+        let mut side = |bytes: &str, length: &str| -> Result<Records> {
+            let head: Vec<u8> = row.try_get(bytes)?;
+            let whole: i64 = row.try_get(length)?;
+            let records = Records::decode_prefix(head, CHANGE_HEAD_RECORDS);
+            truncated |= (records.encoded().len() as i64) < whole;
+            Ok(records)
+        };
+        let removed = side("removed", "removed_length")?;
+        let added = side("added", "added_length")?;
+        Ok((change, ChangeHead { removed, added, truncated }))
     }
 
     /// The zone's whole journal, oldest first: the source for IXFR and for

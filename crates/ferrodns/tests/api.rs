@@ -324,6 +324,7 @@ fn battery(database: Database) {
     assert_eq!(status, 200);
     assert!(one["removed"][0].as_str().unwrap().contains(" SOA "));
     assert!(one["added"][1].as_str().unwrap().starts_with("tagged.example.com. 60 IN A 198.51.100.4"), "{one}");
+    assert_eq!(one["truncated"], false);
     problem(node.request(Method::GET, "/v1/zones/example.com/changes/999999").send().unwrap(), 404);
 
     // Export, then import of the export changes nothing.
@@ -361,7 +362,10 @@ fn battery(database: Database) {
 
     // The request size limit.
     let huge = "x".repeat(70_000);
-    problem(import("merge", huge), 413);
+    let refused = import("merge", huge);
+    // The rest of the body goes unread: the client must not reuse the connection.
+    assert_eq!(refused.headers().get("connection").and_then(|v| v.to_str().ok()), Some("close"));
+    problem(refused, 413);
 
     // Tenancy and tokens.
     let token = |body: Value| {

@@ -123,6 +123,20 @@ impl Records {
         Some(Records { bytes, starts })
     }
 
+    /// The whole records at the start of `bytes`, a prefix of an encoding (a
+    /// journal side cut short), at most `limit` of them; the rest is dropped.
+    pub fn decode_prefix(mut bytes: Vec<u8>, limit: usize) -> Records {
+        let mut starts = Vec::new();
+        let mut at = 0;
+        while starts.len() < limit {
+            let Some((_, length)) = bytes.get(at..).and_then(read) else { break };
+            starts.push(at);
+            at += length;
+        }
+        bytes.truncate(at);
+        Records { bytes, starts }
+    }
+
     /// Owned copies of every record.
     pub fn to_vec(&self) -> Vec<Record> {
         self.iter().map(|r| r.to_record()).collect()
@@ -241,6 +255,13 @@ mod tests {
             assert!(Records::decode(bytes[..cut].to_vec()).is_none(), "cut at {cut}");
         }
         assert!(Records::decode(vec![0xc0, 0x0c, 0, 1, 0, 0, 0, 0, 0, 0]).is_none());
+        for cut in 0..bytes.len() {
+            assert!(Records::decode_prefix(bytes[..cut].to_vec(), 10).is_empty(), "cut at {cut}");
+        }
+        let two = Records::from([packed.to_vec(), packed.to_vec()].concat());
+        assert_eq!(Records::decode_prefix(two.encoded().to_vec(), 1), packed);
+        let cut = two.encoded().len() - 1;
+        assert_eq!(Records::decode_prefix(two.encoded()[..cut].to_vec(), 10), packed);
         assert_eq!(Records::decode(Vec::new()).unwrap().len(), 0);
     }
 }
