@@ -853,8 +853,51 @@ impl Store {
         Ok((change, ChangeHead { removed, added, truncated }))
     }
 
-    /// The zone's whole journal, oldest first: the source for IXFR and for
-    /// checking that replaying it gives the zone.
+    /// The journal's steps from `serial` on, oldest first, for IXFR: `None`
+    /// when no step starts at `serial`, or when the steps hold more than
+    /// `max_records` records (the caller then sends the whole zone, RFC 1995
+    /// §4, as `ferrodns_engine::transfer::plan_ixfr` would decide). The
+    /// steps are read only once their counts say they are wanted: an old
+    /// client behind an import costs a scan of the counts, not a read of the
+    /// import's tens of megabytes.
+    pub async fn ixfr_steps(&self, zone_id: i64, serial: Serial, max_records: usize) -> Result<Option<Vec<Diff>>> {
+        let entries = sqlx::query(
+            "SELECT id, serial_from, records, length(removed) AS removed_length FROM journal \
+             WHERE zone_id = $1 ORDER BY id",
+        )
+        .bind(zone_id)
+        .fetch_all(&self.pool)
+        .await?;
+        let mut first = None;
+        let mut records: i64 = 0;
+        for entry in &entries {
+            let removes = entry.try_get::<i64, _>("removed_length")? > 0;
+            if first.is_none() && removes && serial_column(entry, "serial_from")? == serial {
+                first = Some(entry.try_get::<i64, _>("id")?);
+            }
+            if first.is_some() {
+                // Entries from before the count was kept are read to be weighed.
+                records += entry.try_get::<Option<i64>, _>("records")?.unwrap_or(0);
+            }
+        }
+        let Some(first) = first else { return Ok(None) };
+        if records > max_records as i64 {
+            return Ok(None);
+        }
+        let rows = sqlx::query(
+            "SELECT id, zone_id, serial_from, serial_to, actor, actor_token, actor_tenant, at, summary, removed, added \
+             FROM journal WHERE zone_id = $1 AND id >= $2 ORDER BY id",
+        )
+        .bind(zone_id)
+        .bind(first)
+        .fetch_all(&self.pool)
+        .await?;
+        let steps = rows.iter().map(|row| diff_from_row(row, &change_from_row(row)?)).collect::<Result<_>>()?;
+        Ok(Some(steps))
+    }
+
+    /// The zone's whole journal, oldest first, for checking that replaying
+    /// it gives the zone.
     pub async fn journal(&self, zone_id: i64) -> Result<Vec<(ChangeRecord, Diff)>> {
         let rows = sqlx::query(
             "SELECT id, zone_id, serial_from, serial_to, actor, actor_token, actor_tenant, at, summary, removed, added FROM journal \
@@ -1425,7 +1468,7 @@ async fn insert_journal(
 ) -> Result<ChangeRecord> {
     let row = sqlx::query(
         "INSERT INTO journal (zone_id, serial_from, serial_to, actor, actor_token, actor_tenant, at, summary, \
-         removed, added) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) \
+         removed, added, records) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) \
          RETURNING id, zone_id, serial_from, serial_to, actor, actor_token, actor_tenant, at, summary",
     )
     .bind(zone_id)
@@ -1438,6 +1481,7 @@ async fn insert_journal(
     .bind(summary.to_string())
     .bind(diff.removed.encoded())
     .bind(diff.added.encoded())
+    .bind((diff.removed.len() + diff.added.len()) as i64)
     .fetch_one(&mut **tx)
     .await?;
     change_from_row(&row)

@@ -61,6 +61,12 @@ const MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("../migrations/sqlite/0007_zone_rate_limit.sql"),
         postgres: include_str!("../migrations/postgres/0007_zone_rate_limit.sql"),
     },
+    Migration {
+        version: 8,
+        name: "journal_records",
+        sqlite: include_str!("../migrations/sqlite/0008_journal_records.sql"),
+        postgres: include_str!("../migrations/postgres/0008_journal_records.sql"),
+    },
 ];
 
 /// An arbitrary constant naming ferrodns' migration lock.

@@ -35,8 +35,15 @@ pub type BoxFuture<'a, T> = std::pin::Pin<Box<dyn std::future::Future<Output = T
 /// Where IXFR steps older than a zone's in-memory history come from.
 pub trait Journal: Send + Sync + 'static {
     /// The steps from `serial` to the zone's current serial, oldest first, if
-    /// the journal still reaches that far.
-    fn steps_since<'a>(&'a self, apex: &'a Name, serial: Serial) -> BoxFuture<'a, Option<Vec<Arc<Diff>>>>;
+    /// the journal still reaches that far and they hold at most `max_records`
+    /// records (the zone's own count: more, and the whole zone is the smaller
+    /// answer).
+    fn steps_since<'a>(
+        &'a self,
+        apex: &'a Name,
+        serial: Serial,
+        max_records: usize,
+    ) -> BoxFuture<'a, Option<Vec<Arc<Diff>>>>;
 }
 
 /// Who holds each stored zone, for TSIG keys limited to a tenant.
@@ -221,7 +228,7 @@ impl Primary {
         let mut plan = transfer::plan_ixfr(&zone, client, zone.history());
         if matches!(plan, IxfrPlan::Full) {
             if let Some(journal) = &self.journal {
-                if let Some(steps) = journal.steps_since(zone.apex(), client).await {
+                if let Some(steps) = journal.steps_since(zone.apex(), client, zone.record_count()).await {
                     plan = transfer::plan_ixfr(&zone, client, &steps);
                 }
             }

@@ -40,12 +40,16 @@ impl ZoneOwners for StoreJournal {
 }
 
 impl Journal for StoreJournal {
-    fn steps_since<'a>(&'a self, apex: &'a Name, serial: Serial) -> BoxFuture<'a, Option<Vec<Arc<Diff>>>> {
+    fn steps_since<'a>(
+        &'a self,
+        apex: &'a Name,
+        serial: Serial,
+        max_records: usize,
+    ) -> BoxFuture<'a, Option<Vec<Arc<Diff>>>> {
         Box::pin(async move {
             let zone = self.store.zone(apex).await.ok()?;
-            let journal = self.store.journal(zone.id).await.ok()?;
-            let start = journal.iter().position(|(_, d)| d.old_serial == serial && !d.removed.is_empty())?;
-            Some(journal.into_iter().skip(start).map(|(_, d)| Arc::new(d)).collect())
+            let steps = self.store.ixfr_steps(zone.id, serial, max_records).await.ok()??;
+            Some(steps.into_iter().map(Arc::new).collect())
         })
     }
 }

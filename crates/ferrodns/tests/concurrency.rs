@@ -86,6 +86,18 @@ fn concurrent_writers(database: Database) {
         }
         let stored = working_from(store.zone_rrsets(zone.id).await.unwrap());
         assert_eq!(replayed, stored, "replaying the journal does not give the zone");
+
+        // IXFR's read of the journal: the steps from the first batch's serial,
+        // weighed by their kept record counts before any is read.
+        let from = journal[1].1.old_serial;
+        let records: usize = journal[1..].iter().map(|(_, d)| d.removed.len() + d.added.len()).sum();
+        let steps = store.ixfr_steps(zone.id, from, records).await.unwrap().expect("the steps");
+        assert_eq!(steps, journal[1..].iter().map(|(_, d)| d.clone()).collect::<Vec<_>>());
+        assert!(store.ixfr_steps(zone.id, from, records - 1).await.unwrap().is_none(), "more than the zone holds");
+        assert!(
+            store.ixfr_steps(zone.id, serial.unwrap(), usize::MAX).await.unwrap().is_none(),
+            "no step starts there"
+        );
         store.close().await;
     });
 }
