@@ -129,6 +129,7 @@ fn check_zone(files: &[PathBuf], allow_include: bool) -> anyhow::Result<()> {
 }
 
 fn serve(args: config::ServeArgs, log_level: Option<String>, log_format: LogFormat) -> anyhow::Result<()> {
+    ferrodns_zone::memory::limit_arenas();
     let settings = args.resolve()?;
     let level = log_level.or(settings.file_log_level.clone()).unwrap_or_else(|| "info".into());
     init_logging(&level, log_format)?;
