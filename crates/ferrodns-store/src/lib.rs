@@ -193,6 +193,9 @@ pub struct ChangeRecord {
     pub summary: String,
 }
 
+/// The journal columns [`change_from_row`] reads.
+const CHANGE_COLUMNS: &str = "id, zone_id, serial_from, serial_to, actor, actor_token, actor_tenant, at, summary";
+
 /// The most records of each side of a change that [`Store::change`] reads,
 /// and the most bytes of each side it reads from the journal.
 pub const CHANGE_HEAD_RECORDS: usize = 10_000;
@@ -810,10 +813,9 @@ impl Store {
 
     /// Change history, newest first, before `before` (an id), at most `limit`.
     pub async fn list_changes(&self, zone_id: i64, before: Option<i64>, limit: u32) -> Result<Vec<ChangeRecord>> {
-        let rows = sqlx::query(
-            "SELECT id, zone_id, serial_from, serial_to, actor, actor_token, actor_tenant, at, summary FROM journal \
-             WHERE zone_id = $1 AND id < $2 ORDER BY id DESC LIMIT $3",
-        )
+        let rows = sqlx::query(&format!(
+            "SELECT {CHANGE_COLUMNS} FROM journal WHERE zone_id = $1 AND id < $2 ORDER BY id DESC LIMIT $3"
+        ))
         .bind(zone_id)
         .bind(before.unwrap_or(i64::MAX))
         .bind(limit as i64)
@@ -829,8 +831,7 @@ impl Store {
         // and PostgreSQL bytea alike), so a 60 MB import is not read whole
         // to show its first records.
         let row = sqlx::query(&format!(
-            "SELECT id, zone_id, serial_from, serial_to, actor, actor_token, actor_tenant, at, summary, \
-             substr(removed, 1, {CHANGE_HEAD_BYTES}) AS removed, length(removed) AS removed_length, \
+            "SELECT {CHANGE_COLUMNS}, substr(removed, 1, {CHANGE_HEAD_BYTES}) AS removed, length(removed) AS removed_length, \
              substr(added, 1, {CHANGE_HEAD_BYTES}) AS added, length(added) AS added_length \
              FROM journal WHERE zone_id = $1 AND id = $2"
         ))
@@ -884,10 +885,9 @@ impl Store {
         if records > max_records as i64 {
             return Ok(None);
         }
-        let rows = sqlx::query(
-            "SELECT id, zone_id, serial_from, serial_to, actor, actor_token, actor_tenant, at, summary, removed, added \
-             FROM journal WHERE zone_id = $1 AND id >= $2 ORDER BY id",
-        )
+        let rows = sqlx::query(&format!(
+            "SELECT {CHANGE_COLUMNS}, removed, added FROM journal WHERE zone_id = $1 AND id >= $2 ORDER BY id"
+        ))
         .bind(zone_id)
         .bind(first)
         .fetch_all(&self.pool)
@@ -899,10 +899,9 @@ impl Store {
     /// The zone's whole journal, oldest first, for checking that replaying
     /// it gives the zone.
     pub async fn journal(&self, zone_id: i64) -> Result<Vec<(ChangeRecord, Diff)>> {
-        let rows = sqlx::query(
-            "SELECT id, zone_id, serial_from, serial_to, actor, actor_token, actor_tenant, at, summary, removed, added FROM journal \
-             WHERE zone_id = $1 ORDER BY id",
-        )
+        let rows = sqlx::query(&format!(
+            "SELECT {CHANGE_COLUMNS}, removed, added FROM journal WHERE zone_id = $1 ORDER BY id"
+        ))
         .bind(zone_id)
         .fetch_all(&self.pool)
         .await?;
@@ -1167,10 +1166,9 @@ impl Store {
             .fetch_one(&self.pool)
             .await?;
         let Some(start): Option<i64> = start.try_get("id")? else { return Ok(None) };
-        let rows = sqlx::query(
-            "SELECT id, zone_id, serial_from, serial_to, actor, actor_token, actor_tenant, at, summary, removed, added FROM journal \
-             WHERE zone_id = $1 AND id > $2 ORDER BY id",
-        )
+        let rows = sqlx::query(&format!(
+            "SELECT {CHANGE_COLUMNS}, removed, added FROM journal WHERE zone_id = $1 AND id > $2 ORDER BY id"
+        ))
         .bind(zone_id)
         .bind(start)
         .fetch_all(&self.pool)
@@ -1466,11 +1464,10 @@ async fn insert_journal(
     now: i64,
     summary: &str,
 ) -> Result<ChangeRecord> {
-    let row = sqlx::query(
+    let row = sqlx::query(&format!(
         "INSERT INTO journal (zone_id, serial_from, serial_to, actor, actor_token, actor_tenant, at, summary, \
-         removed, added, records) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) \
-         RETURNING id, zone_id, serial_from, serial_to, actor, actor_token, actor_tenant, at, summary",
-    )
+         removed, added, records) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) RETURNING {CHANGE_COLUMNS}"
+    ))
     .bind(zone_id)
     .bind(diff.old_serial.0 as i64)
     .bind(diff.new_serial.0 as i64)

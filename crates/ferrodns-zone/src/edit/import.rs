@@ -14,7 +14,7 @@
 
 use std::cmp::Ordering;
 
-use ferrodns_proto::name::MAX_NAME_LEN;
+use ferrodns_proto::name::NameBuf;
 use ferrodns_proto::{Name, RecordType};
 
 use super::{error, EditError, Fault, Field, ImportMode, RecordRef, Records};
@@ -45,20 +45,9 @@ impl PackedZoneBuilder {
 
     /// Adds a record; the owner is kept in lowercase.
     pub fn push(&mut self, owner: &Name, rtype: RecordType, ttl: u32, rdata: &[u8]) {
-        let wire = owner.as_wire();
-        let mut lower = [0u8; MAX_NAME_LEN];
-        lower[..wire.len()].copy_from_slice(wire);
-        lower[..wire.len()].make_ascii_lowercase();
-        self.records.push_ref(RecordRef { owner: &lower[..wire.len()], rtype, ttl, rdata });
-    }
-
-    /// How many records were pushed.
-    pub fn len(&self) -> usize {
-        self.records.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.records.is_empty()
+        let mut lower = NameBuf::new();
+        lower.set_lowercase(owner.as_wire());
+        self.records.push_ref(RecordRef { owner: lower.as_slice(), rtype, ttl, rdata });
     }
 
     /// Sorts the records into RRsets. Duplicates go; an RRset takes the TTL
@@ -69,7 +58,7 @@ impl PackedZoneBuilder {
         let mut order: Vec<usize> = (0..records.len()).collect();
         order.sort_unstable_by(|&a, &b| {
             let (x, y) = (record(&records, a), record(&records, b));
-            rrset_order(&x, &y).then_with(|| x.rdata.cmp(y.rdata)).then(a.cmp(&b))
+            (x.owner, x.rtype, x.rdata, a).cmp(&(y.owner, y.rtype, y.rdata, b))
         });
         let mut zone = PackedZone {
             records: Records::with_capacity(records.len(), records.encoded().len()),
@@ -79,8 +68,11 @@ impl PackedZoneBuilder {
         let mut at = 0;
         while at < order.len() {
             let head = record(&records, order[at]);
-            let end =
-                at + order[at..].iter().take_while(|&&i| rrset_order(&record(&records, i), &head).is_eq()).count();
+            let same_rrset = |&&i: &&usize| {
+                let r = record(&records, i);
+                (r.owner, r.rtype) == (head.owner, head.rtype)
+            };
+            let end = at + order[at..].iter().take_while(same_rrset).count();
             let first = order[at..end].iter().copied().min().unwrap_or(order[at]);
             let ttl = record(&records, first).ttl;
             zone.sets.push(zone.records.len());
@@ -270,7 +262,7 @@ pub fn plan_import(
             (None, None) => break,
             (Some(_), None) => Ordering::Less,
             (None, Some(_)) => Ordering::Greater,
-            (Some(old), Some(new)) => set_order(old, new),
+            (Some(old), Some(new)) => (old.owner, old.rtype).cmp(&(new.owner, new.rtype)),
         };
         // The RRset this key holds after the import, if any.
         let after = match order {
@@ -356,15 +348,6 @@ fn for_each_difference<'a>(a: &PackedRRset<'a>, b: &PackedRRset<'_>, mut each: i
 
 fn record(records: &Records, index: usize) -> RecordRef<'_> {
     records.get(index).expect("indices come from the same records")
-}
-
-/// The order RRsets are sorted in: owner (lowercase wire bytes), then type.
-fn rrset_order(a: &RecordRef<'_>, b: &RecordRef<'_>) -> Ordering {
-    a.owner.cmp(b.owner).then(a.rtype.0.cmp(&b.rtype.0))
-}
-
-fn set_order(a: &PackedRRset<'_>, b: &PackedRRset<'_>) -> Ordering {
-    a.owner.cmp(b.owner).then(a.rtype.0.cmp(&b.rtype.0))
 }
 
 #[cfg(test)]

@@ -193,14 +193,6 @@ impl<'a> FromIterator<&'a Record> for Records {
     }
 }
 
-impl<'a> FromIterator<RecordRef<'a>> for Records {
-    fn from_iter<I: IntoIterator<Item = RecordRef<'a>>>(records: I) -> Records {
-        let mut out = Records::new();
-        records.into_iter().for_each(|record| out.push_ref(record));
-        out
-    }
-}
-
 fn encode(out: &mut Vec<u8>, owner: &[u8], rtype: RecordType, ttl: u32, rdata: &[u8]) {
     out.extend_from_slice(owner);
     out.extend_from_slice(&rtype.0.to_be_bytes());
