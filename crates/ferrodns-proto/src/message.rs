@@ -654,7 +654,7 @@ pub const OPT_LEN: usize = 11;
 /// An OPT record's fixed part (RFC 6891 §6.1.2): root owner, the payload
 /// size in the class, extended rcode and version 0 then the DO bit in the
 /// TTL, and the length of the options that follow it.
-fn opt_record(udp_payload: u16, extended_rcode: u8, dnssec_ok: bool, options_len: usize) -> [u8; OPT_LEN] {
+pub fn opt_record(udp_payload: u16, extended_rcode: u8, dnssec_ok: bool, options_len: usize) -> [u8; OPT_LEN] {
     let mut record = [0u8; OPT_LEN];
     record[9..11].copy_from_slice(&(options_len as u16).to_be_bytes());
     record[1..3].copy_from_slice(&RecordType::OPT.0.to_be_bytes());

@@ -20,8 +20,9 @@ use arc_swap::ArcSwap;
 use ferrodns_zone::ZoneSet;
 use tokio::sync::watch;
 
+use ferrodns_forward::{HostedZones, Recursion};
 pub use tcp::TcpSettings;
-pub use udp::{ControlPacket, UdpSettings};
+pub use udp::{ControlPacket, CpuPin, UdpSettings};
 
 /// A boxed future, for the control handler's one method.
 pub type BoxFuture<'a, T> = std::pin::Pin<Box<dyn std::future::Future<Output = T> + Send + 'a>>;
@@ -77,7 +78,21 @@ pub struct BoundDns {
     udp_settings: UdpSettings,
     tcp_settings: TcpSettings,
     protections: Protections,
+    recursion: Option<Arc<Recursion>>,
 }
+
+/// The hosted zones of a served zone set, as forwarding routes by them.
+pub struct HostedZoneSet(pub Arc<ArcSwap<ZoneSet>>);
+
+impl HostedZones for HostedZoneSet {
+    fn deepest_apex_len(&self, name_lower: &[u8]) -> usize {
+        self.0.load().find(name_lower).map_or(0, |zone| zone.apex_lower().len())
+    }
+}
+
+/// Most forwarded UDP queries waiting for an answer at once; more are
+/// dropped, as a resolver out of room does (the client asks again).
+const MAX_FORWARDED_WAITING: usize = 16_384;
 
 /// Binds every listen address for UDP and TCP. A port of 0 picks one free
 /// port and uses it for both transports of that address.
@@ -90,6 +105,7 @@ pub fn bind(settings: &DnsSettings) -> io::Result<BoundDns> {
         udp_settings: settings.udp,
         tcp_settings: settings.tcp,
         protections: settings.protections.clone(),
+        recursion: None,
     };
     for &requested in &settings.listen {
         let (udp, tcp, local) = bind_one(requested, workers)?;
@@ -126,6 +142,13 @@ fn annotate(e: io::Error, transport: &str, addr: SocketAddr) -> io::Error {
 }
 
 impl BoundDns {
+    /// Forwards queries for forward zones through `recursion`, for the
+    /// clients it allows.
+    pub fn with_recursion(mut self, recursion: Arc<Recursion>) -> BoundDns {
+        self.recursion = Some(recursion);
+        self
+    }
+
     /// The bound addresses, one per listen address, ports resolved.
     pub fn local_addrs(&self) -> &[SocketAddr] {
         &self.local
@@ -176,17 +199,28 @@ impl BoundDns {
             });
             udp::HandOff { queue }
         });
+        let forwarding = self.recursion.clone().map(spawn_forwarding);
+        // Read before any worker pins itself (which narrows what the
+        // process may use, as seen from a new thread).
+        let cpus = self.udp_settings.cpu_pin.cpus();
+        let fallback = if self.udp_settings.cpu_pin == CpuPin::Online { CpuPin::Allowed.cpus() } else { Vec::new() };
         for (index, socket) in self.udp.into_iter().enumerate() {
+            let pin = (!cpus.is_empty()).then(|| cpus[index % cpus.len()]);
+            let fallback = (!fallback.is_empty()).then(|| fallback[index % fallback.len()]);
             let zones = zones.clone();
             let stop = stop.clone();
             let udp_settings = self.udp_settings;
             let hand_off = hand_off.clone();
             let protections = self.protections.clone();
-            threads.push(
-                std::thread::Builder::new()
-                    .name(format!("dns-udp-{index}"))
-                    .spawn(move || udp::run_worker(socket, zones, stop, udp_settings, protections, hand_off))?,
-            );
+            let forwarding = forwarding.clone();
+            threads.push(std::thread::Builder::new().name(format!("dns-udp-{index}")).spawn(move || {
+                if let Some(cpu) = pin {
+                    if !udp::pin_current_thread(cpu) && !fallback.is_some_and(udp::pin_current_thread) {
+                        tracing::warn!(cpu, "cannot keep a UDP worker to its CPU; it runs unpinned");
+                    }
+                }
+                udp::run_worker(socket, zones, stop, udp_settings, protections, hand_off, forwarding)
+            })?);
         }
         let mut tcp_tasks = Vec::new();
         for listener in self.tcp {
@@ -196,11 +230,46 @@ impl BoundDns {
                 self.tcp_settings,
                 self.protections.cookies.clone(),
                 control.clone(),
+                self.recursion.clone(),
                 shutdown.clone(),
             )));
         }
         Ok(RunningDns { stop, threads, tcp_tasks, shutdown })
     }
+}
+
+/// Starts the task that answers the UDP queries a worker could not answer
+/// from the cache: each waits on its own task (at most
+/// [`MAX_FORWARDED_WAITING`] at once) and its reply leaves from the socket
+/// it came in on.
+fn spawn_forwarding(recursion: Arc<Recursion>) -> udp::Forwarding {
+    let (queue, mut packets) = tokio::sync::mpsc::channel::<udp::ForwardPacket>(4096);
+    let waiting = Arc::new(tokio::sync::Semaphore::new(MAX_FORWARDED_WAITING));
+    let answering = recursion.clone();
+    tokio::spawn(async move {
+        while let Some(packet) = packets.recv().await {
+            let Ok(permit) = waiting.clone().try_acquire_owned() else {
+                tracing::debug!(peer = %packet.peer, "too many forwarded queries waiting; dropping one");
+                continue;
+            };
+            let recursion = answering.clone();
+            tokio::spawn(async move {
+                let _permit = permit;
+                let mut query = Box::new(ferrodns_proto::Query::new());
+                if ferrodns_proto::parse_query_into(&packet.packet, &mut query).is_err() {
+                    return;
+                }
+                let mut reply = Vec::new();
+                let limit = ferrodns_forward::wire::udp_limit(&query);
+                if recursion.answer(&query, packet.zone, limit, &mut reply).await {
+                    if let Err(e) = packet.socket.send_to(&reply, packet.peer) {
+                        tracing::debug!(peer = %packet.peer, error = %e, "forwarded reply not sent");
+                    }
+                }
+            });
+        }
+    });
+    udp::Forwarding { recursion, queue }
 }
 
 /// DNS being served: the UDP worker threads and the TCP listener tasks.

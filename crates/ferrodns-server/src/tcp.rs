@@ -12,6 +12,8 @@ use std::time::Duration;
 
 use arc_swap::ArcSwap;
 use ferrodns_engine::{respond_parsed_with, respond_unsigned, unreadable, Outcome, Transport};
+use ferrodns_forward::Recursion;
+use ferrodns_proto::message::flags;
 use ferrodns_proto::{parse_query_into, Query};
 
 use crate::cookies::{self, CookieSecrets};
@@ -76,6 +78,7 @@ pub async fn serve(
     settings: TcpSettings,
     cookies: Option<Arc<CookieSecrets>>,
     control: Option<Arc<dyn ControlHandler>>,
+    recursion: Option<Arc<Recursion>>,
     mut shutdown: watch::Receiver<bool>,
 ) -> io::Result<()> {
     let listener = TcpListener::from_std(listener)?;
@@ -108,8 +111,9 @@ pub async fn serve(
         let control = control.clone();
         let slots = slots.clone();
         let cookies = cookies.clone();
+        let recursion = recursion.clone();
         tokio::spawn(async move {
-            let served = Served { zones, settings, cookies, control };
+            let served = Served { zones, settings, cookies, control, recursion };
             if let Err(e) = connection(stream, peer, &served, &slots, shutdown).await {
                 tracing::debug!(%peer, error = %e, "TCP connection ended");
             }
@@ -125,6 +129,7 @@ struct Served {
     settings: TcpSettings,
     cookies: Option<Arc<CookieSecrets>>,
     control: Option<Arc<dyn ControlHandler>>,
+    recursion: Option<Arc<Recursion>>,
 }
 
 async fn connection(
@@ -134,7 +139,9 @@ async fn connection(
     slots: &Semaphore,
     mut shutdown: watch::Receiver<bool>,
 ) -> io::Result<()> {
-    let Served { zones, settings, cookies, control } = served;
+    let Served { zones, settings, cookies, control, recursion } = served;
+    // Queries from this client may be forwarded while there are forward zones.
+    let recursion = recursion.as_ref().filter(|recursion| recursion.allows(peer.ip()));
     stream.set_nodelay(true)?;
     // A reply that cannot be written within the timeout (a client that
     // stopped reading) ends the connection.
@@ -163,7 +170,21 @@ async fn connection(
             _ = shutdown.changed() => return Ok(()),
         };
         let packet = &query[..len];
-        let mut outcome = match parse_query_into(packet, &mut parsed) {
+        let parsed_ok = parse_query_into(packet, &mut parsed);
+        let recursion = recursion.filter(|recursion| recursion.is_active());
+        if let (Some(recursion), Ok(())) = (recursion, parsed_ok) {
+            let hosted = zones.load().find(parsed.qname_lower()).map_or(0, |zone| zone.apex_lower().len());
+            if let Some(zone) = recursion.route(&parsed, hosted) {
+                if recursion.answer(&parsed, zone, u16::MAX as usize, &mut answer).await {
+                    response.clear();
+                    response.extend_from_slice(&(answer.len() as u16).to_be_bytes());
+                    response.extend_from_slice(&answer);
+                    write_within(&mut writer, &response, write_timeout).await?;
+                }
+                continue;
+            }
+        }
+        let mut outcome = match parsed_ok {
             Err(error) => unreadable(packet, error, &mut answer),
             Ok(()) => {
                 // Cookies are answered over TCP too (RFC 7873 §5.2), though
@@ -198,6 +219,9 @@ async fn connection(
         }
         if outcome != Outcome::Reply {
             continue;
+        }
+        if recursion.is_some() && answer.len() > 3 {
+            answer[3] |= (flags::RA & 0xff) as u8;
         }
         response.clear();
         response.extend_from_slice(&(answer.len() as u16).to_be_bytes());

@@ -38,6 +38,11 @@ use ferrodns_engine::{
     formerr, prefetch, prefetch_node, prefetch_set, prefetch_set_entry, respond_parsed_with, respond_unsigned,
     unreadable, Facts, Outcome, Prefetched, Transport,
 };
+use ferrodns_forward::cache::Lookup;
+use ferrodns_forward::table::ForwardZone;
+use ferrodns_forward::wire::udp_limit;
+use ferrodns_forward::Recursion;
+use ferrodns_proto::message::flags;
 use ferrodns_proto::{parse_query_into, Query, QueryError, RecordType};
 
 use crate::cookies::{self, CookieSecrets};
@@ -71,11 +76,81 @@ pub struct UdpSettings {
     /// How long a worker under load polls its socket before it sleeps;
     /// zero (the default) means it sleeps as soon as the socket is empty.
     pub busy_poll: Duration,
+    /// Which CPU each worker keeps to, if any.
+    pub cpu_pin: CpuPin,
+}
+
+/// Where UDP workers run. Pinned, worker `i` keeps to the `i`-th CPU of a
+/// list (round robin when there are more workers than CPUs), so that its
+/// socket, buffers and zone lines stay in one core's caches.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum CpuPin {
+    /// Workers run wherever the scheduler puts them, within the CPUs the
+    /// process may use (the default).
+    #[default]
+    None,
+    /// Each worker keeps to one of the CPUs the process was started with.
+    Allowed,
+    /// Each worker keeps to one of the machine's online CPUs, counted from
+    /// 0, whatever CPUs the process was started with: Knot's placement of
+    /// its UDP workers. Where the kernel refuses a CPU (a cpuset that
+    /// excludes it), the worker keeps to the allowed CPUs as with `Allowed`.
+    Online,
+}
+
+impl CpuPin {
+    pub fn parse(text: &str) -> Option<CpuPin> {
+        match text {
+            "none" | "off" => Some(CpuPin::None),
+            "allowed" => Some(CpuPin::Allowed),
+            "online" => Some(CpuPin::Online),
+            _ => None,
+        }
+    }
+
+    /// The CPUs workers are spread over, in order; empty when not pinned.
+    /// Read once, before any worker pins itself.
+    pub fn cpus(self) -> Vec<usize> {
+        match self {
+            CpuPin::None => Vec::new(),
+            CpuPin::Allowed => allowed_cpus(),
+            CpuPin::Online => {
+                // SAFETY: sysconf only reads a system value.
+                let online = unsafe { libc::sysconf(libc::_SC_NPROCESSORS_ONLN) };
+                (0..online.max(1) as usize).collect()
+            }
+        }
+    }
+}
+
+/// The CPUs this thread may run on.
+fn allowed_cpus() -> Vec<usize> {
+    // SAFETY: a zeroed cpu_set_t is empty, and sched_getaffinity fills it.
+    let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
+    if unsafe { libc::sched_getaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &mut set) } != 0 {
+        return Vec::new();
+    }
+    (0..libc::CPU_SETSIZE as usize).filter(|&cpu| unsafe { libc::CPU_ISSET(cpu, &set) }).collect()
+}
+
+/// Keeps the calling thread to `cpu`; false when the kernel refuses.
+pub fn pin_current_thread(cpu: usize) -> bool {
+    // SAFETY: the set is a plain value built here; sched_setaffinity reads it.
+    unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        libc::CPU_SET(cpu, &mut set);
+        libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set) == 0
+    }
 }
 
 impl Default for UdpSettings {
     fn default() -> UdpSettings {
-        UdpSettings { coalesce: Duration::from_micros(100), segment_offload: true, busy_poll: Duration::ZERO }
+        UdpSettings {
+            coalesce: Duration::from_micros(100),
+            segment_offload: true,
+            busy_poll: Duration::ZERO,
+            cpu_pin: CpuPin::None,
+        }
     }
 }
 
@@ -144,6 +219,24 @@ pub struct HandOff {
     pub queue: tokio::sync::mpsc::Sender<ControlPacket>,
 }
 
+/// A query for a forward zone that missed the cache, on its way to the
+/// async side, with the socket to answer from.
+pub struct ForwardPacket {
+    pub packet: Vec<u8>,
+    pub peer: SocketAddr,
+    pub socket: Arc<UdpSocket>,
+    pub zone: Arc<ForwardZone>,
+}
+
+/// Where a worker routes queries for forward zones: the cache it answers
+/// hits from, and a bounded queue for misses (full means the query is
+/// dropped, and the client asks again).
+#[derive(Clone)]
+pub struct Forwarding {
+    pub recursion: Arc<Recursion>,
+    pub queue: tokio::sync::mpsc::Sender<ForwardPacket>,
+}
+
 /// Runs a worker on `socket` until `stop` is set.
 pub fn run_worker(
     socket: UdpSocket,
@@ -152,15 +245,17 @@ pub fn run_worker(
     settings: UdpSettings,
     protections: Protections,
     hand_off: Option<HandOff>,
+    forwarding: Option<Forwarding>,
 ) {
     let mut worker = Worker::new(settings.segment_offload);
     worker.cookies = protections.cookies;
     worker.rrl = protections.rrl;
-    let reply_socket = match (&hand_off, socket.try_clone()) {
-        (Some(_), Ok(clone)) => Some(Arc::new(clone)),
+    let reply_socket = match (hand_off.is_some() || forwarding.is_some(), socket.try_clone()) {
+        (true, Ok(clone)) => Some(Arc::new(clone)),
         _ => None,
     };
-    worker.hand_off = hand_off.zip(reply_socket);
+    worker.hand_off = hand_off.zip(reply_socket.clone());
+    worker.forwarding = forwarding.zip(reply_socket);
     let mut rate = Rate::new();
     while !stop.load(Ordering::Relaxed) {
         let received = if rate.polling && !settings.busy_poll.is_zero() {
@@ -256,6 +351,7 @@ struct Worker {
     controls: Vec<SegmentControl>,
     segment_offload: bool,
     hand_off: Option<(HandOff, Arc<UdpSocket>)>,
+    forwarding: Option<(Forwarding, Arc<UdpSocket>)>,
     cookies: Option<Arc<CookieSecrets>>,
     /// The COOKIE option each reply carries, when its query had one.
     cookie_replies: Vec<[u8; cookies::OPTION_LEN]>,
@@ -297,6 +393,7 @@ impl Worker {
             controls: vec![SegmentControl([0; 24]); BATCH],
             segment_offload,
             hand_off: None,
+            forwarding: None,
             cookies: None,
             cookie_replies: vec![[0; cookies::OPTION_LEN]; BATCH],
             rrl: None,
@@ -402,8 +499,22 @@ impl Worker {
         }
         // Cookie timestamps and rate-limit buckets count seconds.
         let now = if self.cookies.is_some() || self.rrl.is_some() { cookies::unix_now() } else { 0 };
+        // Recursion is offered only while there is a forward zone.
+        let forwarding = self.forwarding.as_ref().filter(|(forwarding, _)| forwarding.recursion.is_active());
         for (i, prefetched) in prefetched.into_iter().enumerate().take(count) {
             let packet = &self.inputs[i * RECEIVE_STRIDE..i * RECEIVE_STRIDE + self.input_lengths[i]];
+            let output = &mut self.outputs[i];
+            let mut recursion_available = false;
+            if let (Some((forwarding, socket)), Ok(()), false) = (forwarding, self.parsed[i], self.input_truncated[i]) {
+                let client = (&self.addresses[i], self.address_lengths[i]);
+                match forward(forwarding, socket, &self.queries[i], prefetched, client, packet, output) {
+                    Some(outcome) => {
+                        self.reply[i] = outcome == Outcome::Reply;
+                        continue;
+                    }
+                    None => recursion_available = forwarding.recursion.allows(peer_ip(&self.addresses[i])),
+                }
+            }
             let output = &mut self.outputs[i];
             let mut proven = false;
             let mut options: &[u8] = &[];
@@ -447,6 +558,9 @@ impl Worker {
                     }
                     None => respond_unsigned(zones, packet, Transport::Udp, output),
                 };
+            }
+            if recursion_available && outcome == Outcome::Reply && output.len() > 3 {
+                output[3] |= (flags::RA & 0xff) as u8;
             }
             self.reply[i] = outcome == Outcome::Reply;
         }
@@ -576,6 +690,42 @@ impl Worker {
         }
         Ok(())
     }
+}
+
+/// Answers a query for a forward zone from an allowed client: from the
+/// cache, or by handing it to the async side (and sending nothing now).
+/// None when the query is not the forwarder's (a client recursion does not
+/// allow, a name a hosted zone answers, a query not to forward).
+#[inline]
+fn forward(
+    forwarding: &Forwarding,
+    socket: &Arc<UdpSocket>,
+    query: &Query,
+    prefetched: Option<Prefetched<'_>>,
+    (address, address_length): (&libc::sockaddr_storage, libc::socklen_t),
+    packet: &[u8],
+    output: &mut Vec<u8>,
+) -> Option<Outcome> {
+    let recursion = &forwarding.recursion;
+    if !recursion.allows(peer_ip(address)) {
+        return None;
+    }
+    // The prefetch found the deepest hosted zone holding the qname.
+    let hosted_apex_len = prefetched.map_or(0, |p| p.zone().apex_lower().len());
+    let zone = recursion.route(query, hosted_apex_len)?;
+    if recursion.answer_cached(query, udp_limit(query), output) == Lookup::Hit {
+        return Some(Outcome::Reply);
+    }
+    // SAFETY: the kernel filled this storage and its length.
+    let peer = unsafe {
+        socket2::SockAddr::new(std::ptr::read(address as *const libc::sockaddr_storage as *const _), address_length)
+    }
+    .as_socket()?;
+    let packet = ForwardPacket { packet: packet.to_vec(), peer, socket: socket.clone(), zone };
+    if forwarding.queue.try_send(packet).is_err() {
+        tracing::debug!(%peer, "forwarding queue full; dropping a query");
+    }
+    Some(Outcome::Drop)
 }
 
 /// A 64-bit key of a peer's address and port: exact for IPv4, a hash for
@@ -735,6 +885,17 @@ impl Worker {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_pinned_worker_keeps_to_its_cpu() {
+        let allowed = CpuPin::Allowed.cpus();
+        assert!(!allowed.is_empty());
+        assert!(CpuPin::Online.cpus().len() >= allowed.len());
+        assert!(CpuPin::None.cpus().is_empty());
+        let cpu = *allowed.last().unwrap();
+        let seen = std::thread::spawn(move || (pin_current_thread(cpu), allowed_cpus())).join().unwrap();
+        assert_eq!(seen, (true, vec![cpu]));
+    }
 
     #[test]
     fn the_rate_turns_polling_and_coalescing_on_and_off_by_window() {

@@ -10,8 +10,9 @@ use std::sync::Arc;
 use anyhow::Context;
 use ferrodns_control::catalog::{self, CatalogSync};
 use ferrodns_control::{Election, ElectionSettings};
+use ferrodns_forward::Recursion;
 use ferrodns_server::rrl::{Limiter, RrlSettings};
-use ferrodns_server::{BoundDns, ControlHandler, DnsSettings, Protections, TcpSettings, UdpSettings};
+use ferrodns_server::{BoundDns, ControlHandler, DnsSettings, HostedZoneSet, Protections, TcpSettings, UdpSettings};
 use ferrodns_transfer::notify::Notifier;
 use ferrodns_transfer::peers::Peers;
 use ferrodns_transfer::primary::{Journal, Primary, ZoneOwners};
@@ -68,6 +69,7 @@ fn dns_settings(settings: &ServeSettings) -> DnsSettings {
             coalesce: settings.udp_coalesce,
             segment_offload: settings.udp_gso,
             busy_poll: settings.udp_busy_poll,
+            cpu_pin: settings.udp_cpu_pin,
         },
         tcp: TcpSettings {
             idle_timeout: settings.tcp_idle_timeout,
@@ -180,7 +182,13 @@ impl App {
         // Started from this (the main) thread, so that the UDP workers keep
         // its default priority rather than the async threads' lower one.
         let dns_addrs = bound.local_addrs().to_vec();
-        let running = bound.start(
+        let recursion = Recursion::new(&settings.recursion, Arc::new(HostedZoneSet(live.handle())));
+        recursion.set_zones(&settings.forward_zones);
+        for (apex, forwarders) in &settings.forward_zones {
+            let forwarders: Vec<String> = forwarders.iter().map(|f| f.to_string()).collect();
+            tracing::info!(zone = %apex, ?forwarders, "forward zone");
+        }
+        let running = bound.with_recursion(recursion).start(
             live.handle(),
             Some(Arc::new(replication::HandOff(primary)) as Arc<dyn ControlHandler>),
             shutdown.clone(),

@@ -7,10 +7,13 @@ use std::time::Duration;
 
 use anyhow::{bail, Context};
 use clap::Args;
+use ferrodns_forward::table::ForwarderAddr;
+use ferrodns_forward::RecursionSettings;
 use ferrodns_proto::tsig::Key;
 use ferrodns_proto::Name;
 use ferrodns_server::cookies::CookieSecrets;
 use ferrodns_server::rrl::{RrlSettings, MAX_RATE};
+use ferrodns_server::CpuPin;
 use ferrodns_store::SerialPolicy;
 use ferrodns_transfer::acl::{Access, Network};
 use ferrodns_transfer::catalog::DEFAULT_CATALOG;
@@ -71,6 +74,9 @@ pub struct ServeArgs {
     /// Microseconds a UDP worker under load (over ~10k queries/s) polls its socket before it sleeps; 0 turns it off [default: 0].
     #[arg(long = "udp-busy-poll-us", env = "FERRODNS_UDP_BUSY_POLL_US")]
     pub udp_busy_poll_us: Option<u64>,
+    /// Keep each UDP worker to one CPU: none, allowed (the CPUs the process was started with) or online (every online CPU from 0, as Knot places its workers) [default: none].
+    #[arg(long = "udp-cpu-pin", env = "FERRODNS_UDP_CPU_PIN")]
+    pub udp_cpu_pin: Option<String>,
     /// How much lower (nice, 0-19) the async threads (TCP, API, replication, HA) run than the UDP workers [default: 10].
     #[arg(long = "async-nice", env = "FERRODNS_ASYNC_NICE")]
     pub async_nice: Option<i32>,
@@ -191,6 +197,18 @@ pub struct ServeArgs {
     /// Name of the RFC 9432 catalog zone (published as primary, followed as secondary), or off [default: catalog.ferrodns.invalid.].
     #[arg(long = "catalog-zone", env = "FERRODNS_CATALOG_ZONE")]
     pub catalog_zone: Option<String>,
+    /// Forward a domain's queries to resolvers: NAME=ADDR[:PORT][,ADDR[:PORT]...], `.` for every name no zone holds (repeatable).
+    #[arg(long = "forward-zone", env = "FERRODNS_FORWARD_ZONE")]
+    pub forward_zone: Vec<String>,
+    /// A client network whose queries may be forwarded, such as 10.0.0.0/8 (repeatable) [default: 127.0.0.0/8 and ::1].
+    #[arg(long = "recursion-allow", env = "FERRODNS_RECURSION_ALLOW", value_delimiter = ',')]
+    pub recursion_allow: Vec<String>,
+    /// Memory for forwarded answers: bytes, or with K, M or G [default: 64M].
+    #[arg(long = "cache-size", env = "FERRODNS_CACHE_SIZE")]
+    pub cache_size: Option<String>,
+    /// How long past its TTL an answer may be served when every forwarder fails: seconds, or with s, m, h or d; 0 turns it off [default: 1d].
+    #[arg(long = "serve-stale", env = "FERRODNS_SERVE_STALE")]
+    pub serve_stale: Option<String>,
     /// TSIG key NAME:ALGORITHM:BASE64 (repeatable); transfers signed with one are allowed.
     #[arg(long = "tsig-key", env = "FERRODNS_TSIG_KEY", value_delimiter = ',')]
     pub tsig_key: Vec<String>,
@@ -210,6 +228,7 @@ struct FileSettings {
     udp_coalesce_us: Option<u64>,
     udp_gso: Option<bool>,
     udp_busy_poll_us: Option<u64>,
+    udp_cpu_pin: Option<String>,
     async_nice: Option<i32>,
     tcp_idle_timeout: Option<u64>,
     tcp_max_connections: Option<usize>,
@@ -251,6 +270,10 @@ struct FileSettings {
     xfr_max_records: Option<usize>,
     xfr_max_bytes: Option<usize>,
     xfr_timeout: Option<u64>,
+    forward_zone: Option<Vec<String>>,
+    recursion_allow: Option<Vec<String>>,
+    cache_size: Option<String>,
+    serve_stale: Option<String>,
     log_level: Option<String>,
 }
 
@@ -268,6 +291,7 @@ pub struct ServeSettings {
     pub udp_coalesce: Duration,
     pub udp_gso: bool,
     pub udp_busy_poll: Duration,
+    pub udp_cpu_pin: CpuPin,
     pub async_nice: i32,
     pub tcp_idle_timeout: Duration,
     pub tcp_max_connections: usize,
@@ -299,6 +323,9 @@ pub struct ServeSettings {
     pub ha_renew: Duration,
     pub ha_poll: Duration,
     pub drift_interval: Duration,
+    /// The forward zones from flags and the file: apex, forwarders.
+    pub forward_zones: Vec<(Name, Vec<ForwarderAddr>)>,
+    pub recursion: RecursionSettings,
     /// The log level from the file, used when neither flag nor variable sets one.
     pub file_log_level: Option<String>,
 }
@@ -310,6 +337,53 @@ impl ServeSettings {
     pub fn runs_control_plane(&self) -> bool {
         self.secondary.is_none() && (self.api_listen.is_some() || self.database_url.is_some())
     }
+}
+
+/// `NAME=ADDR[:PORT][,ADDR[:PORT]...]`, as `--forward-zone` takes it.
+fn parse_forward_zone(text: &str) -> anyhow::Result<(Name, Vec<ForwarderAddr>)> {
+    let bad = |why: String| anyhow::anyhow!("bad --forward-zone '{text}': {why}");
+    let (name, forwarders) = text.split_once('=').ok_or_else(|| bad("want NAME=ADDR[,ADDR...]".into()))?;
+    let name = name.trim();
+    let absolute = if name.ends_with('.') { name.to_string() } else { format!("{name}.") };
+    let apex = Name::parse(&absolute, None).map_err(|e| bad(e.to_string()))?.to_lowercase();
+    let mut addresses = Vec::new();
+    for forwarder in forwarders.split(',').filter(|f| !f.trim().is_empty()) {
+        addresses.push(ForwarderAddr::parse(forwarder).map_err(bad)?);
+    }
+    if addresses.is_empty() {
+        return Err(bad("no forwarder".into()));
+    }
+    if addresses.len() > ferrodns_forward::table::MAX_FORWARDERS {
+        return Err(bad(format!("at most {} forwarders", ferrodns_forward::table::MAX_FORWARDERS)));
+    }
+    Ok((apex, addresses))
+}
+
+/// Bytes, or a number with K, M or G (powers of 1024).
+fn parse_size(text: &str) -> anyhow::Result<usize> {
+    let text = text.trim();
+    let (digits, shift) = match text.char_indices().last() {
+        Some((at, 'k' | 'K')) => (&text[..at], 10),
+        Some((at, 'm' | 'M')) => (&text[..at], 20),
+        Some((at, 'g' | 'G')) => (&text[..at], 30),
+        _ => (text, 0),
+    };
+    let value: usize = digits.trim().parse().context("want bytes, or a number with K, M or G")?;
+    value.checked_shl(shift).filter(|v| v >> shift == value).context("too large")
+}
+
+/// Seconds, or a number with s, m, h or d.
+fn parse_duration(text: &str) -> anyhow::Result<Duration> {
+    let text = text.trim();
+    let (digits, unit) = match text.char_indices().last() {
+        Some((at, 's')) => (&text[..at], 1),
+        Some((at, 'm')) => (&text[..at], 60),
+        Some((at, 'h')) => (&text[..at], 3600),
+        Some((at, 'd')) => (&text[..at], 86_400),
+        _ => (text, 1),
+    };
+    let value: u64 = digits.trim().parse().context("want seconds, or a number with s, m, h or d")?;
+    Ok(Duration::from_secs(value.checked_mul(unit).context("too long")?))
 }
 
 fn read_file(path: &Path) -> anyhow::Result<FileSettings> {
@@ -498,6 +572,35 @@ impl ServeArgs {
         if rrl.ipv4_prefix > 32 || rrl.ipv6_prefix > 128 {
             anyhow::bail!("bad --rrl-ipv4-prefix or --rrl-ipv6-prefix: at most 32 and 128 bits");
         }
+        let mut forward_zones: Vec<(Name, Vec<ForwarderAddr>)> = Vec::new();
+        for text in list(self.forward_zone, file.forward_zone) {
+            let zone = parse_forward_zone(&text)?;
+            if forward_zones.iter().any(|(apex, _)| *apex == zone.0) {
+                bail!("bad --forward-zone '{text}': {} is given twice", zone.0);
+            }
+            forward_zones.push(zone);
+        }
+        let mut allow = Vec::new();
+        for text in list(self.recursion_allow, file.recursion_allow) {
+            allow.push(Network::parse(&text).map_err(|e| anyhow::anyhow!("bad --recursion-allow: {e}"))?);
+        }
+        let recursion = RecursionSettings {
+            allow: if allow.is_empty() { ferrodns_forward::default_allow() } else { allow },
+            cache_size: match self.cache_size.or(file.cache_size) {
+                None => 64 << 20,
+                Some(text) => parse_size(&text).with_context(|| format!("bad --cache-size '{text}'"))?,
+            },
+            serve_stale: match self.serve_stale.or(file.serve_stale) {
+                None => Duration::from_secs(86_400),
+                Some(text) => parse_duration(&text).with_context(|| format!("bad --serve-stale '{text}'"))?,
+            },
+            ttl_limits: Default::default(),
+        };
+        let udp_cpu_pin = match self.udp_cpu_pin.or(file.udp_cpu_pin) {
+            None => CpuPin::None,
+            Some(text) => CpuPin::parse(&text)
+                .with_context(|| format!("bad --udp-cpu-pin '{text}': want none, allowed or online"))?,
+        };
         Ok(ServeSettings {
             dns_listen,
             api_listen,
@@ -511,6 +614,9 @@ impl ServeArgs {
             udp_busy_poll: Duration::from_micros(
                 self.udp_busy_poll_us.or(file.udp_busy_poll_us).unwrap_or(0).min(1000),
             ),
+            udp_cpu_pin,
+            forward_zones,
+            recursion,
             async_nice: self.async_nice.or(file.async_nice).unwrap_or(10).clamp(0, 19),
             tcp_idle_timeout: Duration::from_secs(self.tcp_idle_timeout.or(file.tcp_idle_timeout).unwrap_or(10)),
             tcp_max_connections,
@@ -561,6 +667,62 @@ impl ServeArgs {
 mod tests {
     use super::*;
 
+    #[test]
+    fn cpu_pinning_is_named_and_a_typo_is_an_error() {
+        let settings = ServeSettings::from_flags(["--udp-cpu-pin", "online"]).unwrap();
+        assert_eq!(settings.udp_cpu_pin, CpuPin::Online);
+        let error = ServeSettings::from_flags(["--udp-cpu-pin", "all"]).unwrap_err();
+        assert!(format!("{error:#}").contains("want none, allowed or online"), "{error:#}");
+    }
+
+    #[test]
+    fn forward_zones_and_recursion_settings_parse_and_bad_ones_are_named() {
+        let settings = ServeSettings::from_flags([
+            "--forward-zone",
+            "Corp.Example=192.0.2.53,192.0.2.54:5300",
+            "--forward-zone",
+            ".=[2001:db8::53]:5300",
+            "--recursion-allow",
+            "10.0.0.0/8",
+            "--cache-size",
+            "16M",
+            "--serve-stale",
+            "2h",
+        ])
+        .unwrap();
+        let zones: Vec<(String, Vec<String>)> = settings
+            .forward_zones
+            .iter()
+            .map(|(apex, f)| (apex.to_string(), f.iter().map(|f| f.to_string()).collect()))
+            .collect();
+        assert_eq!(
+            zones,
+            [
+                ("corp.example.".to_string(), vec!["192.0.2.53".to_string(), "192.0.2.54:5300".to_string()]),
+                (".".to_string(), vec!["[2001:db8::53]:5300".to_string()]),
+            ]
+        );
+        assert_eq!(settings.recursion.cache_size, 16 << 20);
+        assert_eq!(settings.recursion.serve_stale, Duration::from_secs(7200));
+        assert!(settings.recursion.allow[0].contains("10.1.2.3".parse().unwrap()));
+        assert!(!settings.recursion.allow.iter().any(|n| n.contains("127.0.0.1".parse().unwrap())));
+        let defaults = ServeSettings::from_flags(Vec::<String>::new()).unwrap();
+        assert!(defaults.forward_zones.is_empty());
+        assert!(defaults.recursion.allow.iter().any(|n| n.contains("127.0.0.1".parse().unwrap())));
+        assert!(!defaults.recursion.allow.iter().any(|n| n.contains("192.0.2.1".parse().unwrap())), "not open");
+        for (flags, message) in [
+            (["--forward-zone", "corp.example"], "want NAME=ADDR"),
+            (["--forward-zone", "corp.example="], "no forwarder"),
+            (["--forward-zone", "corp.example=ns1.example"], "is not ADDR"),
+            (["--cache-size", "12X"], "bad --cache-size"),
+            (["--serve-stale", "forever"], "bad --serve-stale"),
+            (["--recursion-allow", "10.0.0.0/33"], "bad --recursion-allow"),
+        ] {
+            let error = format!("{:#}", ServeSettings::from_flags(flags).unwrap_err());
+            assert!(error.contains(message), "{flags:?}: {error}");
+        }
+    }
+
     /// The sample shipped for systemd must stay a valid config.
     #[test]
     fn the_systemd_sample_config_parses() {
@@ -586,6 +748,7 @@ mod tests {
         assert_eq!(settings.tcp_idle_timeout, Duration::from_secs(7));
         assert_eq!(settings.data_dir, PathBuf::from("./ferrodns-data"));
         assert_eq!(settings.udp_busy_poll, Duration::ZERO, "busy polling is off unless asked for");
+        assert_eq!(settings.udp_cpu_pin, CpuPin::None, "workers keep to the CPUs they were given");
         std::fs::write(&path, "udp-busy-poll-us = 5000\n").unwrap();
         let args = ServeArgs { config: Some(path.clone()), ..ServeArgs::default() };
         assert_eq!(args.resolve().unwrap().udp_busy_poll, Duration::from_micros(1000), "capped at 1 ms");

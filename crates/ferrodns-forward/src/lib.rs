@@ -1,0 +1,324 @@
+//! Forward zones and their cache: the part of ferrodns that answers for
+//! names it does not host, by asking named resolvers.
+//!
+//! [`Recursion`] holds what the transports need: who may use it
+//! (`--recursion-allow`), the forward zones ([`table::ForwardTable`]), the
+//! cache ([`cache::Cache`]) and the misses in flight. A UDP worker asks
+//! [`Recursion::route`] which forward zone, if any, answers a query (the
+//! most specific zone wins, hosted or forward), answers hits from the cache
+//! itself ([`Recursion::answer_cached`]), and hands misses to the async
+//! side, where [`Recursion::answer`] coalesces identical misses into one
+//! upstream query, tries the zone's forwarders by measured RTT, keeps what
+//! may be kept, and falls back to a stale answer (RFC 8767) or SERVFAIL.
+//!
+//! Still to come (in this order): forward zones through the API and the
+//! CLI, stored and replicated to every node through the catalog; the cache
+//! API (`GET`/`DELETE /v1/cache`); following a CNAME out of a forward zone
+//! into another zone; forwarders over TLS (RFC 7858); the differential
+//! test against Unbound and fwdbench's figures.
+
+pub mod cache;
+pub mod table;
+pub mod upstream;
+pub mod wire;
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
+use ferrodns_proto::message::flags;
+use ferrodns_proto::name;
+use ferrodns_proto::network::Network;
+use ferrodns_proto::{Class, Opcode, Query, Rcode, RecordType};
+use tokio::sync::{oneshot, Semaphore};
+
+use cache::{Cache, Lookup};
+use table::{ForwardTable, ForwardZone};
+use wire::{read_reply, Packed, Question, Reply, TtlLimits};
+
+/// Misses one server asks forwarders about at once; more wait for a turn
+/// (Unbound's `num-queries-per-thread` is 1024 a thread).
+pub const MAX_FETCHES: usize = 2048;
+/// Client queries that may wait on one miss; more are dropped (the client
+/// asks again).
+pub const MAX_WAITERS: usize = 1024;
+/// The longest one miss may take over all its forwarders.
+const FETCH_DEADLINE: Duration = Duration::from_secs(4);
+
+/// The hosted zones, as routing needs them: the length of the apex of the
+/// deepest hosted zone holding a name (0 when none does).
+pub trait HostedZones: Send + Sync + 'static {
+    fn deepest_apex_len(&self, name_lower: &[u8]) -> usize;
+}
+
+/// Recursion's settings.
+#[derive(Clone, Debug)]
+pub struct RecursionSettings {
+    /// Clients whose queries may be forwarded.
+    pub allow: Vec<Network>,
+    /// The cache's memory cap, in octets.
+    pub cache_size: usize,
+    /// How long past its TTL an answer may be served stale; zero turns
+    /// serve-stale off.
+    pub serve_stale: Duration,
+    pub ttl_limits: TtlLimits,
+}
+
+impl Default for RecursionSettings {
+    fn default() -> RecursionSettings {
+        RecursionSettings {
+            allow: default_allow(),
+            cache_size: 64 << 20,
+            serve_stale: Duration::from_secs(86_400),
+            ttl_limits: TtlLimits::default(),
+        }
+    }
+}
+
+/// Loopback only: a new install is never an open resolver.
+pub fn default_allow() -> Vec<Network> {
+    vec![Network::parse("127.0.0.0/8").expect("literal"), Network::parse("::1").expect("literal")]
+}
+
+type Waiters = Mutex<HashMap<Vec<u8>, Vec<oneshot::Sender<Option<Packed>>>>>;
+
+/// Forwarding and its cache; see the crate docs.
+pub struct Recursion {
+    allow: Vec<Network>,
+    table: ArcSwap<ForwardTable>,
+    cache: Arc<Cache>,
+    hosted: Arc<dyn HostedZones>,
+    limits: TtlLimits,
+    /// Misses being fetched, by question key, with the queries waiting.
+    waiting: Arc<Waiters>,
+    fetches: Arc<Semaphore>,
+}
+
+impl std::fmt::Debug for Recursion {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Recursion").field("zones", &self.table.load().len()).finish()
+    }
+}
+
+impl Recursion {
+    pub fn new(settings: &RecursionSettings, hosted: Arc<dyn HostedZones>) -> Arc<Recursion> {
+        Arc::new(Recursion {
+            allow: settings.allow.clone(),
+            table: ArcSwap::from_pointee(ForwardTable::default()),
+            cache: Arc::new(Cache::new(
+                settings.cache_size,
+                settings.serve_stale.as_secs().min(u32::MAX as u64) as u32,
+            )),
+            hosted,
+            limits: settings.ttl_limits,
+            waiting: Arc::default(),
+            fetches: Arc::new(Semaphore::new(MAX_FETCHES)),
+        })
+    }
+
+    /// Replaces the forward zones: (apex, forwarders) each.
+    pub fn set_zones(&self, zones: &[(ferrodns_proto::Name, Vec<table::ForwarderAddr>)]) {
+        let previous = self.table.load();
+        self.table.store(Arc::new(ForwardTable::new(zones, Some(&previous))));
+    }
+
+    pub fn table(&self) -> Arc<ForwardTable> {
+        self.table.load_full()
+    }
+
+    pub fn cache(&self) -> &Cache {
+        &self.cache
+    }
+
+    /// True when there is any forward zone: only then is recursion offered
+    /// (RA set, queries forwarded).
+    pub fn is_active(&self) -> bool {
+        !self.table.load().is_empty()
+    }
+
+    /// Whether `client` may have its queries forwarded.
+    pub fn allows(&self, client: IpAddr) -> bool {
+        let client = ferrodns_proto::network::canonical(client);
+        self.allow.iter().any(|network| network.contains(client))
+    }
+
+    /// The forward zone that answers `query`, when one does: an ordinary
+    /// query (QUERY, class IN, not signed, a type a resolver answers) for a
+    /// name inside a forward zone deeper than `hosted_apex_len`, the apex
+    /// length of the deepest hosted zone holding it (0 for none). The caller
+    /// has checked the client with [`Recursion::allows`].
+    pub fn route(&self, query: &Query, hosted_apex_len: usize) -> Option<Arc<ForwardZone>> {
+        if !forwardable(query) {
+            return None;
+        }
+        self.table.load().find(query.qname_lower(), hosted_apex_len).cloned()
+    }
+
+    /// Answers `query` from the cache when it can.
+    pub fn answer_cached(&self, query: &Query, limit: usize, out: &mut Vec<u8>) -> Lookup {
+        self.cache.answer(query, self.cache.now(), limit, out)
+    }
+
+    /// Answers `query`, which `zone` answers for: from the cache, else from
+    /// the zone's forwarders (one fetch for every identical miss in
+    /// flight), else stale, else SERVFAIL. False when the query is dropped
+    /// instead (too many already waiting on that miss).
+    pub async fn answer(&self, query: &Query, zone: Arc<ForwardZone>, limit: usize, out: &mut Vec<u8>) -> bool {
+        if self.answer_cached(query, limit, out) == Lookup::Hit {
+            return true;
+        }
+        let question = Question::of(query);
+        let key = question.key();
+        let (sender, receiver) = oneshot::channel();
+        let first = {
+            let mut waiting = self.waiting.lock().unwrap_or_else(|e| e.into_inner());
+            match waiting.get_mut(&key) {
+                Some(waiters) if waiters.len() >= MAX_WAITERS => return false,
+                Some(waiters) => {
+                    waiters.push(sender);
+                    false
+                }
+                None => {
+                    waiting.insert(key.clone(), vec![sender]);
+                    true
+                }
+            }
+        };
+        if first {
+            self.spawn_fetch(query, zone, key);
+        }
+        match receiver.await.ok().flatten() {
+            Some(packed) => {
+                packed.write_reply(query, 0, false, limit, out);
+                true
+            }
+            None => {
+                if !self.cache.answer_stale(query, self.cache.now(), limit, out) {
+                    Packed::failure(&question, Rcode::SERVFAIL).write_reply(query, 0, false, limit, out);
+                }
+                true
+            }
+        }
+    }
+
+    /// Fetches the answer to `query` on a task of its own, so that a client
+    /// that leaves does not cancel it for the others, and hands it to every
+    /// query waiting on `key`.
+    fn spawn_fetch(&self, query: &Query, zone: Arc<ForwardZone>, key: Vec<u8>) {
+        let query = query.clone();
+        let waiting = self.waiting.clone();
+        let fetches = self.fetches.clone();
+        let hosted = self.hosted.clone();
+        let table = self.table.load_full();
+        let limits = self.limits;
+        let cache = self.cache.clone();
+        tokio::spawn(async move {
+            let question = Question::of(&query);
+            let result = match tokio::time::timeout(FETCH_DEADLINE, fetches.acquire()).await {
+                Ok(Ok(_permit)) => {
+                    let belongs = |owner: &[u8]| belongs(owner, &zone, &table, hosted.as_ref());
+                    fetch(&question, &zone, belongs, limits).await
+                }
+                _ => None,
+            };
+            match &result {
+                Some(packed) => cache.insert(&question, packed.clone(), cache.now()),
+                None => {
+                    cache.upstream_failures.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                }
+            }
+            let waiters = waiting.lock().unwrap_or_else(|e| e.into_inner()).remove(&key).unwrap_or_default();
+            for waiter in waiters {
+                let _ = waiter.send(result.clone());
+            }
+        });
+    }
+}
+
+/// Whether a record owned by `owner` (lowercase) may be kept from an answer
+/// of `zone`'s forwarders: it lies in `zone`, and in no zone of ours, hosted
+/// or forward, more specific than it.
+fn belongs(owner: &[u8], zone: &Arc<ForwardZone>, table: &ForwardTable, hosted: &dyn HostedZones) -> bool {
+    let apex = zone.apex().as_wire();
+    name::is_subdomain(owner, apex)
+        && hosted.deepest_apex_len(owner) < apex.len()
+        && table.find(owner, 0).is_some_and(|deepest| Arc::ptr_eq(deepest, zone))
+}
+
+/// Asks `zone`'s forwarders, fastest first, until one answers with
+/// something usable; over TCP when a reply comes truncated.
+async fn fetch(
+    question: &Question<'_>,
+    zone: &ForwardZone,
+    belongs: impl Fn(&[u8]) -> bool,
+    limits: TtlLimits,
+) -> Option<Packed> {
+    let deadline = tokio::time::Instant::now() + FETCH_DEADLINE;
+    for upstream in upstream::order(zone.upstreams()) {
+        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+        if left.is_zero() {
+            break;
+        }
+        let mut reply = match tokio::time::timeout(left, upstream::query_udp(&upstream, question)).await {
+            Ok(Ok(reply)) => reply,
+            Ok(Err(e)) => {
+                tracing::debug!(forwarder = %upstream.address(), error = %e, "forwarder gave no reply");
+                continue;
+            }
+            Err(_) => break,
+        };
+        let mut over_tcp = false;
+        loop {
+            match read_reply(&reply, question, &belongs, limits) {
+                Ok(Reply::Answer(packed)) => return Some(packed),
+                Ok(Reply::Truncated) if !over_tcp => {
+                    let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+                    match upstream::query_tcp(&upstream, question, left).await {
+                        Ok(tcp_reply) => {
+                            reply = tcp_reply;
+                            over_tcp = true;
+                        }
+                        Err(e) => {
+                            tracing::debug!(forwarder = %upstream.address(), error = %e, "no reply over TCP");
+                            break;
+                        }
+                    }
+                }
+                Ok(Reply::Truncated) => break,
+                Ok(Reply::Failed(rcode)) => {
+                    tracing::debug!(forwarder = %upstream.address(), rcode = rcode.0, "forwarder failed the query");
+                    break;
+                }
+                Err(e) => {
+                    tracing::debug!(forwarder = %upstream.address(), error = %e, "unusable reply");
+                    break;
+                }
+            }
+        }
+    }
+    None
+}
+
+/// Whether a query may be forwarded at all.
+fn forwardable(query: &Query) -> bool {
+    query.opcode == Opcode::QUERY
+        && query.qclass == Class::IN
+        && !query.signed
+        && query.opt_count <= 1
+        && query.edns.is_none_or(|edns| edns.version == 0)
+        && query.flags & flags::QR == 0
+        // ANY goes to the forwarder; transfers, OPT, TSIG and the rest do not.
+        && (!query.qtype.is_meta_or_question_only() || query.qtype == RecordType::ANY)
+}
+
+/// A random 16-bit number from the OS (query ids).
+pub(crate) fn random_u16() -> u16 {
+    let mut bytes = [0u8; 2];
+    if getrandom::fill(&mut bytes).is_err() {
+        let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.subsec_nanos());
+        return (nanos ^ (nanos >> 16)) as u16;
+    }
+    u16::from_be_bytes(bytes)
+}
