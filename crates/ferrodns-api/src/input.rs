@@ -92,6 +92,11 @@ fn path_to_pointer(path: &serde_path_to_error::Path) -> String {
 
 /// A zone name from a path: with or without the final dot.
 pub fn zone_name(text: &str) -> Result<Name, Problem> {
+    // The root zone in a path, as PowerDNS's API writes it: a `.` segment
+    // (even as `%2E`) is removed by URL normalization before it is sent.
+    if text.eq_ignore_ascii_case("=2E") {
+        return Ok(Name::root());
+    }
     let text = &ascii_form(text).map_err(Problem::not_found)?;
     let absolute = if text.ends_with('.') { text.to_string() } else { format!("{text}.") };
     Name::parse(&absolute, None)

@@ -7,8 +7,9 @@ use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use ferrodns_control::{ControlError, NewZone};
+use ferrodns_forward::table::{ForwarderAddr, MAX_FORWARDERS};
 use ferrodns_proto::{Name, RecordType};
-use ferrodns_store::{StoreError, ZoneRecord};
+use ferrodns_store::{StoreError, ZoneRecord, FORWARD_KIND};
 use ferrodns_zone::edit::{ImportMode, PackedZone, PackedZoneBuilder};
 use ferrodns_zone::live::build_zone;
 use ferrodns_zone::masterfile::{stream_str, ParseOptions};
@@ -37,6 +38,10 @@ pub struct ZoneView {
     pub updated_at: String,
     /// The zone's own response rate limit; null when it follows the server's.
     pub rate_limit: Option<RateLimitView>,
+    /// A forward zone's forwarders (`ADDR` or `ADDR:PORT`); absent for a
+    /// hosted zone.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub forwarders: Option<Vec<String>>,
 }
 
 /// A zone's response rate limit: `rate` responses a second per client
@@ -63,6 +68,7 @@ impl From<&ZoneRecord> for ZoneView {
             created_at: rfc3339(zone.created_at),
             updated_at: rfc3339(zone.updated_at),
             rate_limit: zone.rate_limit.map(|l| RateLimitView { rate: l.rate, slip: Some(l.slip) }),
+            forwarders: zone.forwarders.clone(),
         }
     }
 }
@@ -127,9 +133,13 @@ pub fn zone_response(status: StatusCode, zone: &ZoneRecord) -> Response {
 pub struct CreateZone {
     /// The apex, with or without the final dot.
     pub name: String,
-    /// Only `primary` for now.
+    /// `primary` (the default): a zone of records this server answers
+    /// for; or `forward`: a zone whose queries go to `forwarders`.
     #[serde(default = "primary")]
     pub kind: String,
+    /// A forward zone's resolvers, `ADDR` or `ADDR:PORT` (IPv6 with a port
+    /// in brackets), port 53 by default; 1 to 16 of them.
+    pub forwarders: Option<Vec<String>>,
     /// The owning tenant; only operator tokens may name another tenant.
     pub tenant: Option<String>,
     /// The apex NS RRset; the server's default nameservers if absent.
@@ -162,10 +172,12 @@ pub async fn create_zone(
         let absolute = if text.ends_with('.') { text.into_owned() } else { format!("{text}.") };
         Name::parse(&absolute, None).map_err(|e| format!("{:?} is not a valid zone name: {e}", request.name))
     });
+    let forward = request.kind == FORWARD_KIND;
     let apex = match parsed {
-        Ok(name) if !name.is_root() => Some(name.to_lowercase()),
+        // The root as a forward zone is the default upstream.
+        Ok(name) if !name.is_root() || forward => Some(name.to_lowercase()),
         Ok(_) => {
-            problem = problem.with_error("/name", "the root zone cannot be created here");
+            problem = problem.with_error("/name", "the root zone cannot be created here, but as a forward zone");
             None
         }
         Err(message) => {
@@ -173,8 +185,25 @@ pub async fn create_zone(
             None
         }
     };
-    if request.kind != "primary" {
-        problem = problem.with_error("/kind", format!("kind {:?} is not supported; use \"primary\"", request.kind));
+    if request.kind != "primary" && !forward {
+        problem = problem
+            .with_error("/kind", format!("kind {:?} is not supported; use \"primary\" or \"forward\"", request.kind));
+    }
+    let mut forwarders = None;
+    match (&request.forwarders, forward) {
+        (Some(list), true) => {
+            let (parsed, faults) = parse_forwarders(list);
+            for (at, message) in faults {
+                problem = problem.with_error(at, message);
+            }
+            forwarders = Some(parsed);
+        }
+        (None, true) => problem = problem.with_error("/forwarders", "a forward zone needs forwarders"),
+        (Some(_), false) => problem = problem.with_error("/forwarders", "only a forward zone has forwarders"),
+        (None, false) => {}
+    }
+    if forward && (request.nameservers.is_some() || request.ttl.is_some()) {
+        problem = problem.with_error("", "a forward zone has no nameservers or TTL: it holds no records");
     }
     if let Some(ttl) = request.ttl {
         if let Err(message) = state.control.store.options().limits.check_ttl(ttl) {
@@ -217,6 +246,7 @@ pub async fn create_zone(
         ttl: request.ttl,
         catalog_id: new_id(8),
         allow_overlap: request.allow_overlap,
+        forwarders,
     };
     let zone = match state.control.create_zone(caller.actor(), new_zone).await {
         Err(ControlError::Store(StoreError::Exists)) => {
@@ -299,6 +329,26 @@ pub struct UpdateZone {
     #[serde(default, deserialize_with = "present")]
     #[schema(value_type = Option<RateLimitView>)]
     pub rate_limit: Option<Option<RateLimitView>>,
+    /// A forward zone's forwarders, replacing the ones it has.
+    pub forwarders: Option<Vec<String>>,
+}
+
+/// A list of forwarders as given, parsed; and the faults found in it as
+/// (JSON pointer, message) pairs.
+fn parse_forwarders(list: &[String]) -> (Vec<ForwarderAddr>, Vec<(String, String)>) {
+    let mut faults = Vec::new();
+    if list.is_empty() || list.len() > MAX_FORWARDERS {
+        faults.push(("/forwarders".to_string(), format!("give 1 to {MAX_FORWARDERS} forwarders")));
+    }
+    let mut parsed = Vec::new();
+    for (i, text) in list.iter().enumerate() {
+        match ForwarderAddr::parse(text) {
+            Ok(forwarder) if !parsed.contains(&forwarder) => parsed.push(forwarder),
+            Ok(_) => faults.push((format!("/forwarders/{i}"), format!("{text:?} is given twice"))),
+            Err(message) => faults.push((format!("/forwarders/{i}"), message)),
+        }
+    }
+    (parsed, faults)
 }
 
 /// A field that is there, even as null (`Some(None)`); `default` makes an
@@ -322,8 +372,21 @@ pub async fn update_zone(
     caller.require(Role::Admin)?;
     let expected = if_match(&headers)?;
     let request: UpdateZone = json_body(body, state.settings.max_body_bytes)?;
-    let Some(rate_limit) = request.rate_limit else {
-        return Err(Problem::invalid("nothing to change").with_error("", "give rate_limit (an object, or null)"));
+    if let (Some(list), None) = (&request.forwarders, &request.rate_limit) {
+        let (forwarders, faults) = parse_forwarders(list);
+        if !faults.is_empty() {
+            let problem = Problem::invalid("the forwarders cannot be set as asked");
+            return Err(faults.into_iter().fold(problem, |problem, (at, message)| problem.with_error(at, message)));
+        }
+        let zone = zone_for(&state, &caller, &zone).await?;
+        let zone = state.control.set_forwarders(caller.actor(), &zone, expected.as_deref(), &forwarders).await?;
+        return Ok(zone_response(StatusCode::OK, &zone));
+    }
+    let (Some(rate_limit), None) = (request.rate_limit, &request.forwarders) else {
+        return Err(Problem::invalid("nothing to change, or two things at once").with_error(
+            "",
+            "give rate_limit (an object, or null) for a hosted zone, or forwarders (a list) for a forward zone",
+        ));
     };
     let zone = zone_for(&state, &caller, &zone).await?;
     let server = state.control.defaults.rate_limit;
@@ -357,6 +420,9 @@ pub async fn export_zone(
     Path(zone): Path<String>,
 ) -> Result<Response, Problem> {
     let zone = zone_for(&state, &caller, &zone).await?;
+    if zone.is_forward() {
+        return Err(ControlError::Forward(zone.name).into());
+    }
     let Ok(permit) = state.heavy.clone().try_acquire_owned() else { return Err(Problem::busy_with_heavy()) };
     // The zone as this node serves it, when that is the stored version: it
     // is written out in pieces as the client reads, never held as one text.

@@ -15,6 +15,9 @@ pub enum ControlError {
     /// The zone is stored but this server serves it from a `--zone-file`,
     /// so a write would never be served.
     Shadowed(Name),
+    /// The zone is a forward zone, which holds no RRsets and no settings
+    /// of a hosted zone.
+    Forward(Name),
     /// The name is taken by something that is not a stored zone.
     Reserved { zone: Name, why: &'static str },
     /// The request is wrong on its face.
@@ -47,6 +50,11 @@ impl fmt::Display for ControlError {
                  change the file, or remove it from the server's zone files to manage the zone here"
             ),
             ControlError::Reserved { zone, why } => write!(f, "{zone} cannot be used: {why}"),
+            ControlError::Forward(zone) => write!(
+                f,
+                "{zone} is a forward zone: its queries go to its forwarders, so it holds no records; \
+                 change its forwarders with PATCH /v1/zones/{zone}"
+            ),
             ControlError::Unavailable(zone) => write!(
                 f,
                 "{zone} is not available to this tenant: it is reserved, or it overlaps a zone this tenant does not hold"

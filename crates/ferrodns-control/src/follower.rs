@@ -102,6 +102,11 @@ async fn catch_up(control: &ControlPlane, in_step_at: &mut Option<(i64, i64, i64
                 }
             }
         }
+        // Forward zones have no serial: read them whenever anything moved.
+        if let Err(error) = control.refresh_forward_zones().await {
+            tracing::debug!(%error, "cannot read the forward zones now");
+            in_step = false;
+        }
         // Remembered only when every zone was brought in step: a zone that
         // could not be read is tried again at the next poll.
         *in_step_at = in_step.then_some(fingerprint);

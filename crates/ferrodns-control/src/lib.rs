@@ -32,9 +32,11 @@ pub mod tokens;
 
 use std::sync::Arc;
 
+use ferrodns_forward::table::ForwarderAddr;
+use ferrodns_forward::Recursion;
 use ferrodns_proto::tsig::{Algorithm, Key};
 use ferrodns_proto::{Name, RecordType};
-use ferrodns_store::{Author, Committed, Scope, Store, StoreError, TsigKeyRecord, ZoneRecord};
+use ferrodns_store::{Author, Committed, Scope, Store, StoreError, TsigKeyRecord, ZoneRecord, FORWARD_KIND};
 use ferrodns_transfer::acl::{Access, KeyScope};
 use ferrodns_transfer::catalog::Catalog;
 use ferrodns_transfer::peers::Peers;
@@ -133,6 +135,8 @@ pub struct NewZone {
     /// Create it even where the [`NamePolicy`] would refuse: only the
     /// operator may ask.
     pub allow_overlap: bool,
+    /// A forward zone's forwarders; `None` for a hosted zone.
+    pub forwarders: Option<Vec<ForwarderAddr>>,
 }
 
 /// What the control plane knows of replication.
@@ -161,6 +165,8 @@ pub struct ControlPlane {
     pub defaults: ZoneDefaults,
     /// Which names tenants may take.
     pub names: NamePolicy,
+    /// Where forward zones take effect on this node's DNS.
+    pub forward: Option<Arc<Recursion>>,
 }
 
 impl ControlPlane {
@@ -175,6 +181,7 @@ impl ControlPlane {
         changes: &[Change],
     ) -> Result<Committed, ControlError> {
         self.refuse_shadowed(&zone.name)?;
+        refuse_forward(zone)?;
         let summary = audit::changes(changes);
         let _publication = self.locks.lock(&zone.name).await;
         let committed = self
@@ -199,6 +206,7 @@ impl ControlPlane {
         soa: Option<Vec<u8>>,
     ) -> Result<Committed, ControlError> {
         self.refuse_shadowed(&zone.name)?;
+        refuse_forward(zone)?;
         let count = rrsets.record_count();
         let summary = audit::import(mode, count);
         let _publication = self.locks.lock(&zone.name).await;
@@ -241,6 +249,28 @@ impl ControlPlane {
         if self.live.is_file_zone(apex.as_wire()) {
             return Err(ControlError::Reserved { zone: apex, why: "it is served from a zone file on this server" });
         }
+        if self.forward.as_ref().is_some_and(|forward| forward.is_fixed_zone(&apex)) {
+            return Err(ControlError::Reserved { zone: apex, why: "it is forwarded by --forward-zone on this server" });
+        }
+        if let Some(forwarders) = zone.forwarders {
+            let forwarders: Vec<String> = forwarders.iter().map(|f| f.to_string()).collect();
+            let (record, _) = self
+                .store
+                .create_zone(
+                    &apex,
+                    &zone.tenant,
+                    FORWARD_KIND,
+                    Vec::new(),
+                    Some(&forwarders),
+                    &zone.catalog_id,
+                    &actor.author,
+                    now_micros(),
+                )
+                .await?;
+            self.refresh_forward_zones().await?;
+            tracing::info!(zone = %apex, ?forwarders, by = actor.author.token, "forward zone created");
+            return Ok(record);
+        }
         let nameservers = zone.nameservers.unwrap_or_else(|| self.defaults.nameservers.clone());
         let Some(primary) = nameservers.first() else {
             return Err(ControlError::Invalid("a zone needs at least one nameserver".to_string()));
@@ -256,7 +286,7 @@ impl ControlPlane {
         ];
         let (record, _diff) = self
             .store
-            .create_zone(&apex, &zone.tenant, "primary", rrsets, &zone.catalog_id, &actor.author, now)
+            .create_zone(&apex, &zone.tenant, "primary", rrsets, None, &zone.catalog_id, &actor.author, now)
             .await?;
         self.publish(&record, None).await?;
         catalog::sync(self, catalog::CatalogSync::Full).await;
@@ -302,6 +332,7 @@ impl ControlPlane {
         limit: Option<RateLimit>,
     ) -> Result<ZoneRecord, ControlError> {
         self.refuse_shadowed(&zone.name)?;
+        refuse_forward(zone)?;
         if let Some(limit) = limit {
             if limit.rate > RateLimit::MAX_RATE || limit.slip > RateLimit::MAX_SLIP {
                 return Err(ControlError::Invalid(format!(
@@ -328,9 +359,59 @@ impl ControlPlane {
         Ok(record)
     }
 
+    /// Replaces a forward zone's forwarders, if its version is one of
+    /// `if_match`; DNS uses them before this returns.
+    pub async fn set_forwarders(
+        &self,
+        actor: Actor<'_>,
+        zone: &ZoneRecord,
+        if_match: Option<&[i64]>,
+        forwarders: &[ForwarderAddr],
+    ) -> Result<ZoneRecord, ControlError> {
+        if !zone.is_forward() {
+            return Err(ControlError::Invalid(format!(
+                "{} is a hosted zone: only a forward zone has forwarders",
+                zone.name
+            )));
+        }
+        let forwarders: Vec<String> = forwarders.iter().map(|f| f.to_string()).collect();
+        let _publication = self.locks.lock(&zone.name).await;
+        let record = self
+            .store
+            .set_forwarders(&zone.name, &actor.scope, if_match, &forwarders, &actor.author, now_micros())
+            .await?;
+        self.refresh_forward_zones().await?;
+        tracing::info!(zone = %record.name, ?forwarders, by = actor.author.token, "forwarders set");
+        Ok(record)
+    }
+
+    /// Reads the stored forward zones and has this node's DNS use them.
+    pub async fn refresh_forward_zones(&self) -> Result<(), ControlError> {
+        let Some(forward) = &self.forward else { return Ok(()) };
+        let mut zones = Vec::new();
+        for (apex, texts) in self.store.forward_zones().await? {
+            let mut forwarders = Vec::new();
+            for text in &texts {
+                match ForwarderAddr::parse(text) {
+                    Ok(forwarder) => forwarders.push(forwarder),
+                    Err(e) => tracing::error!(zone = %apex, error = e, "stored forwarder does not parse; left out"),
+                }
+            }
+            zones.push((apex, forwarders));
+        }
+        forward.set_stored_zones(zones);
+        Ok(())
+    }
+
     /// Deletes a zone, if its version is one of `if_match`; DNS stops
     /// answering for it before this returns.
     pub async fn delete_zone(&self, zone: &ZoneRecord, if_match: Option<&[i64]>) -> Result<(), ControlError> {
+        if zone.is_forward() {
+            let _publication = self.locks.lock(&zone.name).await;
+            self.store.delete_zone(zone.id, if_match).await?;
+            self.refresh_forward_zones().await?;
+            return Ok(());
+        }
         let publication = self.locks.lock(&zone.name).await;
         self.store.delete_zone(zone.id, if_match).await?;
         self.live.remove_zone(zone.name.as_wire());
@@ -479,6 +560,14 @@ impl ControlPlane {
             }
         }
     }
+}
+
+/// A forward zone holds no records and no hosted zone's settings.
+fn refuse_forward(zone: &ZoneRecord) -> Result<(), ControlError> {
+    if zone.is_forward() {
+        return Err(ControlError::Forward(zone.name.clone()));
+    }
+    Ok(())
 }
 
 /// Microseconds since the Unix epoch: the store's and the history's time.

@@ -395,16 +395,20 @@ mod tests {
 
     #[test]
     fn the_memory_cap_holds_and_entries_asked_for_again_stay() {
-        // Room for about four entries a shard.
-        let cache = Cache::new(SHARDS * 4 * (ENTRY_OVERHEAD + 80), 0);
+        // Room for about sixteen entries a shard: the fifty names asked for
+        // again land at most a few to a shard, the scan about three a
+        // shard a round.
+        let cache = Cache::new(SHARDS * 16 * (ENTRY_OVERHEAD + 80), 0);
         let popular: Vec<Query> = (0..50).map(|i| query(&format!("p{i}.corp.example."))).collect();
         for q in &popular {
             cache.insert(&Question::of(q), answer(q, 300), 0);
         }
         let mut out = Vec::new();
+        let mut missed = 0;
         for round in 0..20 {
             for q in &popular {
                 if cache.answer(q, 1, 512, &mut out) == Lookup::Miss {
+                    missed += 1;
                     cache.insert(&Question::of(q), answer(q, 300), 1);
                 }
             }
@@ -416,7 +420,11 @@ mod tests {
             assert!(cache.stats().memory <= cache.stats().capacity);
         }
         let kept = popular.iter().filter(|q| cache.fresh(&Question::of(q), 1).is_some()).count();
-        assert!(kept >= 40, "SIEVE keeps what is asked for again through a scan: {kept} of 50");
+        assert!(kept >= 48, "SIEVE keeps what is asked for again through a scan: {kept} of 50");
+        // First-in-first-out would have lost every one of them to the
+        // scans (4,000 names through 1,024 places) and missed each about
+        // every fifth round.
+        assert!(missed <= 20, "{missed} misses of the fifty over twenty rounds");
     }
 
     #[test]

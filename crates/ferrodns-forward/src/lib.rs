@@ -82,6 +82,15 @@ pub fn default_allow() -> Vec<Network> {
     vec![Network::parse("127.0.0.0/8").expect("literal"), Network::parse("::1").expect("literal")]
 }
 
+/// A forward zone: its apex and forwarders.
+pub type ZoneSpec = (ferrodns_proto::Name, Vec<table::ForwarderAddr>);
+
+#[derive(Default)]
+struct ZoneSources {
+    fixed: Vec<ZoneSpec>,
+    stored: Vec<ZoneSpec>,
+}
+
 type Waiters = Mutex<HashMap<Vec<u8>, Vec<oneshot::Sender<Option<Packed>>>>>;
 
 /// Forwarding and its cache; see the crate docs.
@@ -91,6 +100,9 @@ pub struct Recursion {
     cache: Arc<Cache>,
     hosted: Arc<dyn HostedZones>,
     limits: TtlLimits,
+    /// The zones given at start (`--forward-zone`) and the stored ones
+    /// (the API's), which make the table together.
+    zones: Mutex<ZoneSources>,
     /// Misses being fetched, by question key, with the queries waiting.
     waiting: Arc<Waiters>,
     fetches: Arc<Semaphore>,
@@ -113,15 +125,41 @@ impl Recursion {
             )),
             hosted,
             limits: settings.ttl_limits,
+            zones: Mutex::default(),
             waiting: Arc::default(),
             fetches: Arc::new(Semaphore::new(MAX_FETCHES)),
         })
     }
 
-    /// Replaces the forward zones: (apex, forwarders) each.
-    pub fn set_zones(&self, zones: &[(ferrodns_proto::Name, Vec<table::ForwarderAddr>)]) {
+    /// Sets the forward zones given at start (`--forward-zone`).
+    pub fn set_fixed_zones(&self, zones: Vec<ZoneSpec>) {
+        let mut sources = self.zones.lock().unwrap_or_else(|e| e.into_inner());
+        sources.fixed = zones;
+        self.rebuild(&sources);
+    }
+
+    /// Sets the stored forward zones (the API's). A stored zone named like
+    /// one given at start is left out: the one given at start answers.
+    pub fn set_stored_zones(&self, zones: Vec<ZoneSpec>) {
+        let mut sources = self.zones.lock().unwrap_or_else(|e| e.into_inner());
+        sources.stored = zones;
+        self.rebuild(&sources);
+    }
+
+    /// Whether `apex` (lowercase) is a forward zone given at start.
+    pub fn is_fixed_zone(&self, apex: &ferrodns_proto::Name) -> bool {
+        self.zones.lock().unwrap_or_else(|e| e.into_inner()).fixed.iter().any(|(name, _)| name == apex)
+    }
+
+    fn rebuild(&self, sources: &ZoneSources) {
+        let mut zones = sources.fixed.clone();
+        for zone in &sources.stored {
+            if !zones.iter().any(|(apex, _)| *apex == zone.0) {
+                zones.push(zone.clone());
+            }
+        }
         let previous = self.table.load();
-        self.table.store(Arc::new(ForwardTable::new(zones, Some(&previous))));
+        self.table.store(Arc::new(ForwardTable::new(&zones, Some(&previous))));
     }
 
     pub fn table(&self) -> Arc<ForwardTable> {

@@ -82,9 +82,13 @@ impl Store {
         .transpose()
     }
 
-    /// Every stored zone's name and catalog id, in name order.
+    /// Every stored zone's name and catalog id, in name order; forward
+    /// zones are no members (a secondary could not transfer them).
     pub async fn catalog_members(&self) -> Result<Vec<(Name, String)>> {
-        let rows = sqlx::query("SELECT name, catalog_id FROM zones ORDER BY name").fetch_all(&self.pool).await?;
+        let rows = sqlx::query("SELECT name, catalog_id FROM zones WHERE kind <> $1 ORDER BY name")
+            .bind(crate::FORWARD_KIND)
+            .fetch_all(&self.pool)
+            .await?;
         rows.iter().map(|row| Ok((name_column(row, "name")?, row.try_get("catalog_id")?))).collect()
     }
 

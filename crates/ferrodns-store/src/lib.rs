@@ -164,6 +164,18 @@ pub struct ZoneRecord {
     pub updated_at: i64,
     /// The zone's own response rate limit; `None` for the server's.
     pub rate_limit: Option<RateLimit>,
+    /// A forward zone's forwarders (`ADDR` or `ADDR:PORT`); `None` for
+    /// every other kind.
+    pub forwarders: Option<Vec<String>>,
+}
+
+/// The kind of a zone whose queries go to forwarders: it holds no RRsets.
+pub const FORWARD_KIND: &str = "forward";
+
+impl ZoneRecord {
+    pub fn is_forward(&self) -> bool {
+        self.kind == FORWARD_KIND
+    }
 }
 
 /// Who a change is recorded as made by: the token's display name, its id
@@ -276,7 +288,8 @@ pub struct Store {
 }
 
 const ZONE_COLUMNS: &str =
-    "id, name, tenant, kind, serial, version, rrset_count, catalog_id, created_at, updated_at, rrl_rate, rrl_slip";
+    "id, name, tenant, kind, serial, version, rrset_count, catalog_id, created_at, updated_at, rrl_rate, rrl_slip, \
+     forwarders";
 
 impl Store {
     /// Connects and runs pending migrations. `url` is `sqlite://PATH` or
@@ -364,7 +377,8 @@ impl Store {
     // ----- zones -----
 
     /// Creates a zone holding `rrsets` (which must include the SOA and NS),
-    /// and records its creation in the journal.
+    /// or a forward zone (`forwarders` given, no RRsets, serial 0), and
+    /// records its creation in the journal.
     #[allow(clippy::too_many_arguments)]
     pub async fn create_zone(
         &self,
@@ -372,21 +386,27 @@ impl Store {
         tenant: &str,
         kind: &str,
         rrsets: Vec<RRsetData>,
+        forwarders: Option<&[String]>,
         catalog_id: &str,
         author: &Author<'_>,
         now: i64,
     ) -> Result<(ZoneRecord, Diff)> {
         let apex = apex.to_lowercase();
-        let soa = rrsets
-            .iter()
-            .find(|s| s.rtype == RecordType::SOA && s.owner == apex)
-            .ok_or_else(|| StoreError::Corrupt("a new zone needs an SOA".into()))?;
-        let serial =
-            ferrodns_proto::rdata::soa_serial(&soa.rdatas[0]).ok_or_else(|| StoreError::Corrupt("bad SOA".into()))?;
+        let serial = match forwarders {
+            Some(_) => Serial(0),
+            None => {
+                let soa = rrsets
+                    .iter()
+                    .find(|s| s.rtype == RecordType::SOA && s.owner == apex)
+                    .ok_or_else(|| StoreError::Corrupt("a new zone needs an SOA".into()))?;
+                ferrodns_proto::rdata::soa_serial(&soa.rdatas[0])
+                    .ok_or_else(|| StoreError::Corrupt("bad SOA".into()))?
+            }
+        };
         let (_guard, mut tx) = self.begin_write().await?;
         let row = sqlx::query(&format!(
-            "INSERT INTO zones (name, tenant, kind, serial, version, rrset_count, catalog_id, created_at, updated_at) \
-             VALUES ($1, $2, $3, $4, 1, $5, $6, $7, $7) RETURNING {ZONE_COLUMNS}"
+            "INSERT INTO zones (name, tenant, kind, serial, version, rrset_count, catalog_id, created_at, updated_at, \
+             forwarders) VALUES ($1, $2, $3, $4, 1, $5, $6, $7, $7, $8) RETURNING {ZONE_COLUMNS}"
         ))
         .bind(apex.to_string())
         .bind(tenant)
@@ -395,6 +415,7 @@ impl Store {
         .bind(rrsets.len() as i64)
         .bind(catalog_id)
         .bind(now)
+        .bind(forwarders.map(|list| list.join(" ")))
         .fetch_one(&mut *tx)
         .await?;
         let zone = zone_from_row(&row)?;
@@ -405,7 +426,11 @@ impl Store {
             set.rdatas.iter().for_each(|r| added.push(&set.owner, set.rtype, set.ttl, r));
         }
         let diff = Diff { old_serial: serial, new_serial: serial, removed: Records::new(), added };
-        let summary = serde_json::json!([{"action": "create-zone", "kind": kind}]).to_string();
+        let summary = match forwarders {
+            Some(list) => serde_json::json!([{"action": "create-zone", "kind": kind, "forwarders": list}]),
+            None => serde_json::json!([{"action": "create-zone", "kind": kind}]),
+        }
+        .to_string();
         insert_journal(&mut tx, zone.id, &diff, author, now, &summary).await?;
         announce(&mut tx, self.backend, &zone.name, Some(zone.serial)).await?;
         tx.commit().await?;
@@ -1122,11 +1147,53 @@ impl Store {
 
     /// Every stored zone's apex, serial and own rate limit: what a follower
     /// compares with what it serves.
+    /// Forward zones are not among them: they are served from
+    /// [`Store::forward_zones`].
     pub async fn zone_serials(&self) -> Result<Vec<(Name, Serial, Option<RateLimit>)>> {
-        let rows = sqlx::query("SELECT name, serial, rrl_rate, rrl_slip FROM zones").fetch_all(&self.pool).await?;
+        let rows = sqlx::query("SELECT name, serial, rrl_rate, rrl_slip FROM zones WHERE kind <> $1")
+            .bind(FORWARD_KIND)
+            .fetch_all(&self.pool)
+            .await?;
         rows.iter()
             .map(|row| Ok((name_column(row, "name")?, serial_column(row, "serial")?, rate_limit_columns(row)?)))
             .collect()
+    }
+
+    /// Every forward zone's apex and forwarders, in name order.
+    pub async fn forward_zones(&self) -> Result<Vec<(Name, Vec<String>)>> {
+        let rows = sqlx::query("SELECT name, forwarders FROM zones WHERE kind = $1 ORDER BY name")
+            .bind(FORWARD_KIND)
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(|row| Ok((name_column(row, "name")?, forwarders_column(row)?.unwrap_or_default()))).collect()
+    }
+
+    /// Replaces a forward zone's forwarders, if its version is one of
+    /// `if_match`: a new version and a history entry, and the other nodes
+    /// told, but no serial (a forward zone has none).
+    pub async fn set_forwarders(
+        &self,
+        apex: &Name,
+        scope: &Scope<'_>,
+        if_match: Option<&[i64]>,
+        forwarders: &[String],
+        author: &Author<'_>,
+        now: i64,
+    ) -> Result<ZoneRecord> {
+        let OpenChange { _guard, mut tx, zone } = self.begin_change(apex, scope, if_match, now).await?;
+        let row = sqlx::query(&format!("UPDATE zones SET forwarders = $2 WHERE id = $1 RETURNING {ZONE_COLUMNS}"))
+            .bind(zone.id)
+            .bind(forwarders.join(" "))
+            .fetch_one(&mut *tx)
+            .await?;
+        let zone = zone_from_row(&row)?;
+        let diff =
+            Diff { old_serial: zone.serial, new_serial: zone.serial, removed: Records::new(), added: Records::new() };
+        let summary = serde_json::json!([{"action": "set-forwarders", "forwarders": forwarders}]).to_string();
+        insert_journal(&mut tx, zone.id, &diff, author, now, &summary).await?;
+        announce(&mut tx, self.backend, &zone.name, None).await?;
+        tx.commit().await?;
+        Ok(zone)
     }
 
     /// Sets a zone's own response rate limit (`None`: the server's). Moves
@@ -1511,7 +1578,13 @@ fn zone_from_row(row: &AnyRow) -> Result<ZoneRecord> {
         created_at: row.try_get("created_at")?,
         updated_at: row.try_get("updated_at")?,
         rate_limit: rate_limit_columns(row)?,
+        forwarders: forwarders_column(row)?,
     })
+}
+
+fn forwarders_column(row: &AnyRow) -> Result<Option<Vec<String>>> {
+    let text: Option<String> = row.try_get("forwarders")?;
+    Ok(text.map(|text| text.split_whitespace().map(str::to_string).collect()))
 }
 
 /// A zone's `rrl_rate` and `rrl_slip`: both or neither.

@@ -67,6 +67,12 @@ const MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("../migrations/sqlite/0008_journal_records.sql"),
         postgres: include_str!("../migrations/postgres/0008_journal_records.sql"),
     },
+    Migration {
+        version: 9,
+        name: "forward_zones",
+        sqlite: include_str!("../migrations/sqlite/0009_forward_zones.sql"),
+        postgres: include_str!("../migrations/postgres/0009_forward_zones.sql"),
+    },
 ];
 
 /// An arbitrary constant naming ferrodns' migration lock.

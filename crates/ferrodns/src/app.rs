@@ -137,6 +137,12 @@ impl App {
             live.add_observer(Arc::new(announce));
             tracing::info!(secondaries = ?settings.notify, "NOTIFY on every serial change");
         }
+        let recursion = Recursion::new(&settings.recursion, Arc::new(HostedZoneSet(live.handle())));
+        recursion.set_fixed_zones(settings.forward_zones.clone());
+        for (apex, forwarders) in &settings.forward_zones {
+            let forwarders: Vec<String> = forwarders.iter().map(|f| f.to_string()).collect();
+            tracing::info!(zone = %apex, ?forwarders, "forward zone");
+        }
         let secondary_role = settings.secondary.is_some();
         if secondary_role && settings.api_listen.is_some() {
             tracing::info!("secondary role: zones come from the primaries, so the API is not started");
@@ -149,10 +155,11 @@ impl App {
             };
             // On an async thread, so that the database threads it starts
             // (SQLite's) take that thread's lower priority.
-            let (settings, live, election) = (settings.clone(), live.clone(), election.clone());
+            let (settings, live, election, forward) =
+                (settings.clone(), live.clone(), election.clone(), recursion.clone());
             let runtime = tokio::runtime::Handle::current();
             let started = tokio::task::spawn_blocking(move || {
-                runtime.block_on(control::start(&settings, live, replication, election))
+                runtime.block_on(control::start(&settings, live, replication, election, forward))
             });
             Some(started.await.context("control plane start task failed")??)
         } else {
@@ -182,12 +189,6 @@ impl App {
         // Started from this (the main) thread, so that the UDP workers keep
         // its default priority rather than the async threads' lower one.
         let dns_addrs = bound.local_addrs().to_vec();
-        let recursion = Recursion::new(&settings.recursion, Arc::new(HostedZoneSet(live.handle())));
-        recursion.set_zones(&settings.forward_zones);
-        for (apex, forwarders) in &settings.forward_zones {
-            let forwarders: Vec<String> = forwarders.iter().map(|f| f.to_string()).collect();
-            tracing::info!(zone = %apex, ?forwarders, "forward zone");
-        }
         let running = bound.with_recursion(recursion).start(
             live.handle(),
             Some(Arc::new(replication::HandOff(primary)) as Arc<dyn ControlHandler>),

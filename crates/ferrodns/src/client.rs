@@ -36,15 +36,18 @@ pub enum Output {
 
 #[derive(Subcommand, Debug)]
 pub enum ZoneCommand {
-    /// Create a zone.
+    /// Create a zone: hosted, or with --forward a forward zone (`.` for the default upstream).
     Create {
         name: String,
         /// Nameservers for the apex NS RRset (repeatable) [default: the server's].
-        #[arg(long = "ns")]
+        #[arg(long = "ns", conflicts_with = "forwarders")]
         nameservers: Vec<String>,
         /// TTL of the SOA and NS.
-        #[arg(long)]
+        #[arg(long, conflicts_with = "forwarders")]
         ttl: Option<u32>,
+        /// Make a forward zone whose queries go to this resolver, ADDR or ADDR:PORT (repeatable).
+        #[arg(long = "forward")]
+        forwarders: Vec<String>,
         /// Tenant (operator tokens only).
         #[arg(long)]
         tenant: Option<String>,
@@ -69,6 +72,12 @@ pub enum ZoneCommand {
     },
     /// Print the zone as a master file.
     Export { name: String },
+    /// Replace a forward zone's forwarders, ADDR or ADDR:PORT each.
+    Forwarders {
+        name: String,
+        #[arg(required = true)]
+        forwarders: Vec<String>,
+    },
     /// Give a zone a response rate limit of its own (admins; tenants may
     /// only tighten the server's), or return it to the server's.
     RateLimit {
@@ -159,6 +168,10 @@ fn find_token(flag: Option<String>) -> anyhow::Result<String> {
 }
 
 fn segment(text: &str) -> String {
+    // The root zone: a `.` segment would be taken as a relative path.
+    if text == "." {
+        return "=2E".to_string();
+    }
     let mut out = String::new();
     for byte in text.bytes() {
         match byte {
@@ -307,7 +320,9 @@ fn print_table(rows: &[&Value], columns: &[&str]) {
     }
 }
 
-const ZONE_COLUMNS: &[&str] = &["name", "tenant", "serial", "version", "rrset_count", "updated_at"];
+const ZONE_COLUMNS: &[&str] = &["name", "kind", "tenant", "serial", "version", "rrset_count", "updated_at"];
+const ZONE_DETAIL_COLUMNS: &[&str] =
+    &["name", "kind", "tenant", "serial", "version", "rrset_count", "forwarders", "updated_at"];
 const RRSET_COLUMNS: &[&str] = &["name", "type", "ttl", "records"];
 const TOKEN_COLUMNS: &[&str] = &["id", "name", "tenant", "role", "zones", "created_at", "revoked_at"];
 
@@ -319,8 +334,11 @@ pub fn zone(args: &ClientArgs, command: ZoneCommand) -> anyhow::Result<()> {
     let client = Client::new(args)?;
     runtime()?.block_on(async {
         match command {
-            ZoneCommand::Create { name, nameservers, ttl, tenant } => {
+            ZoneCommand::Create { name, nameservers, ttl, forwarders, tenant } => {
                 let mut body = json!({"name": name, "kind": "primary"});
+                if !forwarders.is_empty() {
+                    body = json!({"name": name, "kind": "forward", "forwarders": forwarders});
+                }
                 if !nameservers.is_empty() {
                     body["nameservers"] = json!(nameservers);
                 }
@@ -331,7 +349,7 @@ pub fn zone(args: &ClientArgs, command: ZoneCommand) -> anyhow::Result<()> {
                     body["tenant"] = json!(tenant);
                 }
                 let zone = client.json(Method::POST, "/v1/zones", Some(RequestBody::Json(body))).await?;
-                client.print(&zone, ZONE_COLUMNS);
+                client.print(&zone, ZONE_DETAIL_COLUMNS);
             }
             ZoneCommand::List { name } => {
                 let path = match name {
@@ -343,7 +361,7 @@ pub fn zone(args: &ClientArgs, command: ZoneCommand) -> anyhow::Result<()> {
             }
             ZoneCommand::Show { name } => {
                 let zone = client.json(Method::GET, &format!("/v1/zones/{}", segment(&name)), None).await?;
-                client.print(&zone, ZONE_COLUMNS);
+                client.print(&zone, ZONE_DETAIL_COLUMNS);
             }
             ZoneCommand::Delete { name } => {
                 client.send(Method::DELETE, &format!("/v1/zones/{}", segment(&name)), None).await?;
@@ -368,6 +386,11 @@ pub fn zone(args: &ClientArgs, command: ZoneCommand) -> anyhow::Result<()> {
                 let body = RequestBody::Json(json!({"rate_limit": limit}));
                 let zone = client.json(Method::PATCH, &format!("/v1/zones/{}", segment(&name)), Some(body)).await?;
                 client.print(&zone, &["name", "version", "rate_limit"]);
+            }
+            ZoneCommand::Forwarders { name, forwarders } => {
+                let body = RequestBody::Json(json!({"forwarders": forwarders}));
+                let zone = client.json(Method::PATCH, &format!("/v1/zones/{}", segment(&name)), Some(body)).await?;
+                client.print(&zone, &["name", "version", "forwarders"]);
             }
             ZoneCommand::Export { name } => {
                 let (_, text) = client.send(Method::GET, &format!("/v1/zones/{}/export", segment(&name)), None).await?;

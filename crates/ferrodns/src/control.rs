@@ -38,6 +38,7 @@ pub async fn start(
     live: Arc<LiveZones>,
     replication: Replication,
     election: Arc<Election>,
+    forward: Arc<ferrodns_forward::Recursion>,
 ) -> anyhow::Result<Control> {
     let dir = &settings.data_dir;
     fs::DirBuilder::new()
@@ -82,6 +83,7 @@ pub async fn start(
             ..ZoneDefaults::default()
         },
         names: NamePolicy { reserved: settings.reserved_zones.clone() },
+        forward: Some(forward),
     });
     plane.load_tsig_keys().await.map_err(|e| anyhow::anyhow!("cannot load TSIG keys: {e}"))?;
     Ok(Control { plane, _lock: lock })
@@ -139,6 +141,13 @@ pub async fn load_stored_zones(plane: &ControlPlane) -> anyhow::Result<()> {
         loaded += batch.len();
         live.publish_zones(batch);
         Ok(loaded)
+    })
+    .await?;
+    when_the_database_answers(deadline, "cannot read the forward zones", async || {
+        plane.refresh_forward_zones().await.map_err(|e| match e {
+            ferrodns_control::ControlError::Store(e) => e,
+            other => StoreError::Corrupt(other.to_string()),
+        })
     })
     .await?;
     tracing::info!(zones = loaded, elapsed_ms = started.elapsed().as_millis() as u64, "stored zones loaded");

@@ -104,7 +104,7 @@ fn battery(database: Database) {
     );
     assert!(bad["errors"][0]["message"].as_str().unwrap().contains("colour"));
     let bad = problem(
-        node.request(Method::POST, "/v1/zones").json(&json!({"name": "x.test", "kind": "forward"})).send().unwrap(),
+        node.request(Method::POST, "/v1/zones").json(&json!({"name": "x.test", "kind": "stub"})).send().unwrap(),
         422,
     );
     assert_eq!(pointers(&bad), ["/kind"]);
