@@ -8,12 +8,12 @@ cd "$(dirname "$0")/.."
 
 export DEBIAN_FRONTEND=noninteractive
 need_apt=0
-for tool in knotd nsd named kdig dig named-checkzone kzonecheck psql; do
+for tool in knotd nsd named kdig dig named-checkzone kzonecheck psql unbound; do
     command -v "$tool" >/dev/null 2>&1 || [ -x "/usr/sbin/$tool" ] || need_apt=1
 done
 if [ "$need_apt" = 1 ]; then
     apt-get update -qq
-    apt-get install -y -qq knot knot-dnsutils knot-dnssecutils nsd bind9 bind9-dnsutils bind9-utils postgresql-client >/dev/null
+    apt-get install -y -qq knot knot-dnsutils knot-dnssecutils nsd bind9 bind9-dnsutils bind9-utils postgresql-client unbound >/dev/null
 fi
 # The PostgreSQL half of the suites needs the server at 127.0.0.1:5432.
 if ! psql -h 127.0.0.1 -p 5432 -d postgres -qAtc 'SELECT 1' >/dev/null 2>&1; then

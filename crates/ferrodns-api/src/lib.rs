@@ -17,6 +17,7 @@
 //! client that reads its own write over DNS right after the response sees it.
 
 pub mod auth;
+mod cache;
 pub mod input;
 pub mod problem;
 pub mod records;
@@ -107,6 +108,8 @@ impl ApiState {
         replication::list_tsig_keys,
         replication::delete_tsig_key,
         replication::zone_secondaries,
+        cache::get_cache,
+        cache::flush_cache,
     ),
     components(schemas(problem::Problem, problem::ProblemItem)),
     modifiers(&BearerAuth)
@@ -224,6 +227,7 @@ pub fn router(state: ApiState) -> Router {
         .route("/v1/zones/{zone}/changes/{id}", get(records::get_change))
         .route("/v1/tokens", post(tokens::create_token).get(tokens::list_tokens))
         .route("/v1/tokens/{id}", axum::routing::delete(tokens::revoke_token))
+        .route("/v1/cache", get(cache::get_cache).delete(cache::flush_cache))
         .route("/v1/tsigkeys", post(replication::create_tsig_key).get(replication::list_tsig_keys))
         .route("/v1/tsigkeys/{name}", axum::routing::delete(replication::delete_tsig_key))
         .route("/v1/zones/{zone}/secondaries", get(replication::zone_secondaries))

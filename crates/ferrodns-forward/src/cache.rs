@@ -372,7 +372,7 @@ mod tests {
         reply.extend_from_slice(&ttl.to_be_bytes());
         reply.extend_from_slice(&[0, 4, 192, 0, 2, 1]);
         match read_reply(&reply, &Question::of(q), |_| true, TtlLimits::default()).unwrap() {
-            Reply::Answer(packed) => packed,
+            Reply::Answer(packed, _) => packed,
             other => panic!("{other:?}"),
         }
     }

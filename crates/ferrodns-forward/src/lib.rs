@@ -11,11 +11,10 @@
 //! upstream query, tries the zone's forwarders by measured RTT, keeps what
 //! may be kept, and falls back to a stale answer (RFC 8767) or SERVFAIL.
 //!
-//! Still to come (in this order): forward zones through the API and the
-//! CLI, stored and replicated to every node through the catalog; the cache
-//! API (`GET`/`DELETE /v1/cache`); following a CNAME out of a forward zone
-//! into another zone; forwarders over TLS (RFC 7858); the differential
-//! test against Unbound and fwdbench's figures.
+//! A chain that leaves a forward zone is followed into the forward zone
+//! that answers for its end ([`wire::join`]). The plan for what is still
+//! missing (forward zones on secondaries, forwarders over TLS, the
+//! benchmark figures) is in ARCHITECTURE.md.
 
 pub mod cache;
 pub mod table;
@@ -183,7 +182,7 @@ impl Recursion {
     }
 
     /// The forward zone that answers `query`, when one does: an ordinary
-    /// query (QUERY, class IN, not signed, a type a resolver answers) for a
+    /// query (QUERY, class IN, RD set, not signed, a type a resolver answers) for a
     /// name inside a forward zone deeper than `hosted_apex_len`, the apex
     /// length of the deepest hosted zone holding it (0 for none). The caller
     /// has checked the client with [`Recursion::allows`].
@@ -255,10 +254,7 @@ impl Recursion {
         tokio::spawn(async move {
             let question = Question::of(&query);
             let result = match tokio::time::timeout(FETCH_DEADLINE, fetches.acquire()).await {
-                Ok(Ok(_permit)) => {
-                    let belongs = |owner: &[u8]| belongs(owner, &zone, &table, hosted.as_ref());
-                    fetch(&question, &zone, belongs, limits).await
-                }
+                Ok(Ok(_permit)) => resolve(&question, zone, &table, hosted.as_ref(), limits).await,
                 _ => None,
             };
             match &result {
@@ -285,21 +281,64 @@ fn belongs(owner: &[u8], zone: &Arc<ForwardZone>, table: &ForwardTable, hosted: 
         && table.find(owner, 0).is_some_and(|deepest| Arc::ptr_eq(deepest, zone))
 }
 
+/// The answer to `question` from `zone`'s forwarders, its CNAME or DNAME
+/// chain followed into the forward zones that answer for the names it
+/// leads to (as Unbound follows it), at most [`wire::MAX_CHAIN`] zones
+/// deep; None when no forwarder answered or the chain runs too long. A
+/// chain that leads to a hosted zone or to no zone ends there.
+async fn resolve(
+    question: &Question<'_>,
+    zone: Arc<ForwardZone>,
+    table: &ForwardTable,
+    hosted: &dyn HostedZones,
+    limits: TtlLimits,
+) -> Option<Packed> {
+    let in_zone = |zone: &Arc<ForwardZone>| {
+        let zone = zone.clone();
+        move |owner: &[u8]| belongs(owner, &zone, table, hosted)
+    };
+    let (mut answer, mut chase) = fetch(question, &zone, in_zone(&zone), limits).await?;
+    let mut hops = 0;
+    while let Some(target) = chase.take() {
+        hops += 1;
+        if hops > wire::MAX_CHAIN {
+            return None;
+        }
+        let Some(next) = table.find(target.as_wire(), hosted.deepest_apex_len(target.as_wire())).cloned() else {
+            break;
+        };
+        let step = Question { name_lower: target.as_wire(), ..*question };
+        let (rest, next_chase) = fetch(&step, &next, in_zone(&next), limits).await?;
+        answer = wire::join(question, &answer, &rest);
+        chase = next_chase;
+    }
+    Some(answer)
+}
+
 /// Asks `zone`'s forwarders, fastest first, until one answers with
-/// something usable; over TCP when a reply comes truncated.
+/// something usable; over TCP when a reply comes truncated, and at once
+/// for ANY (a forwarder answers ANY over UDP with one RRset, RFC 8482, and
+/// in full over TCP, which Unbound asks for too).
 async fn fetch(
     question: &Question<'_>,
     zone: &ForwardZone,
     belongs: impl Fn(&[u8]) -> bool,
     limits: TtlLimits,
-) -> Option<Packed> {
+) -> Option<(Packed, Option<ferrodns_proto::Name>)> {
     let deadline = tokio::time::Instant::now() + FETCH_DEADLINE;
     for upstream in upstream::order(zone.upstreams()) {
         let left = deadline.saturating_duration_since(tokio::time::Instant::now());
         if left.is_zero() {
             break;
         }
-        let mut reply = match tokio::time::timeout(left, upstream::query_udp(&upstream, question)).await {
+        let first_try = async {
+            if question.qtype == RecordType::ANY {
+                upstream::query_tcp(&upstream, question, left).await
+            } else {
+                upstream::query_udp(&upstream, question).await
+            }
+        };
+        let mut reply = match tokio::time::timeout(left, first_try).await {
             Ok(Ok(reply)) => reply,
             Ok(Err(e)) => {
                 tracing::debug!(forwarder = %upstream.address(), error = %e, "forwarder gave no reply");
@@ -310,7 +349,7 @@ async fn fetch(
         let mut over_tcp = false;
         loop {
             match read_reply(&reply, question, &belongs, limits) {
-                Ok(Reply::Answer(packed)) => return Some(packed),
+                Ok(Reply::Answer(packed, chase)) => return Some((packed, chase)),
                 Ok(Reply::Truncated) if !over_tcp => {
                     let left = deadline.saturating_duration_since(tokio::time::Instant::now());
                     match upstream::query_tcp(&upstream, question, left).await {
@@ -347,6 +386,8 @@ fn forwardable(query: &Query) -> bool {
         && query.opt_count <= 1
         && query.edns.is_none_or(|edns| edns.version == 0)
         && query.flags & flags::QR == 0
+        // A query without RD asks what we hold ourselves, as Unbound takes it.
+        && query.flags & flags::RD != 0
         // ANY goes to the forwarder; transfers, OPT, TSIG and the rest do not.
         && (!query.qtype.is_meta_or_question_only() || query.qtype == RecordType::ANY)
 }

@@ -12,7 +12,10 @@
 
 use ferrodns_proto::message::{flags, opt_record, HEADER_LEN, OPT_LEN};
 use ferrodns_proto::name::{self, NameBuf};
-use ferrodns_proto::{rdata, Class, MessageWriter, Query, Rcode, RecordType, Section};
+use ferrodns_proto::{rdata, Class, MessageWriter, Name, Query, Rcode, RecordType, Section};
+
+/// The longest CNAME chain an answer may hold, across zones too.
+pub const MAX_CHAIN: usize = 12;
 
 /// The EDNS payload size we offer forwarders (DNS Flag Day 2020).
 pub const UPSTREAM_PAYLOAD: u16 = 1232;
@@ -118,8 +121,11 @@ impl Default for TtlLimits {
 /// What a forwarder's reply amounts to.
 #[derive(Debug)]
 pub enum Reply {
-    /// An answer (NOERROR or NXDOMAIN), checked and ready to serve.
-    Answer(Packed),
+    /// An answer (NOERROR or NXDOMAIN), checked and ready to serve; with
+    /// the name its CNAME or DNAME chain ends at when the answer stops
+    /// there (the forwarder left the rest to another zone), for the caller
+    /// to follow ([`join`]).
+    Answer(Packed, Option<Name>),
     /// TC was set: ask again over TCP.
     Truncated,
     /// Another rcode (SERVFAIL, REFUSED, ...): ask another forwarder.
@@ -212,8 +218,15 @@ pub fn read_reply(
             rdata::decompress(reply, after + 10, end, rtype, &mut rdata)
                 .map_err(|e| ReplyError::Malformed(format!("{rtype} record: {e}")))?;
             if section == Section::Answer {
-                if rtype == RecordType::CNAME && on_chain && chain.len() < 16 {
-                    chain.push(lowercase(&rdata));
+                // Asked for the CNAME itself, the chain is not followed.
+                if rtype == RecordType::CNAME && on_chain && question.qtype != RecordType::CNAME {
+                    let target = lowercase(&rdata);
+                    // A chain that comes back to itself cannot be answered
+                    // (Unbound and BIND answer SERVFAIL).
+                    if chain.iter().any(|name| name.as_slice() == target.as_slice()) || chain.len() >= MAX_CHAIN {
+                        return Ok(Reply::Failed(Rcode::SERVFAIL));
+                    }
+                    chain.push(target);
                 }
                 answered |= on_chain && (rtype == question.qtype || question.qtype == RecordType::ANY);
             }
@@ -232,10 +245,15 @@ pub fn read_reply(
     // A negative answer without an SOA says nothing of how long it holds
     // (RFC 2308 §5): it is served, not kept.
     let negative = rcode == Rcode::NXDOMAIN || !answered;
+    // A chain that stops short, with nothing said of its end (no SOA): the
+    // rest is another zone's, which the caller asks.
+    let chase = (rcode == Rcode::NOERROR && !answered && !has_soa && chain.len() > 1)
+        .then(|| chain.pop().and_then(|end| Name::from_wire(end.as_slice()).ok()))
+        .flatten();
     if negative && !has_soa {
         lifetime = 0;
     }
-    Ok(Reply::Answer(Packed::new(question.key_flags(), lifetime, message)))
+    Ok(Reply::Answer(Packed::new(question.key_flags(), lifetime, message), chase))
 }
 
 fn lowercase(wire: &[u8]) -> NameBuf {
@@ -375,6 +393,61 @@ impl Packed {
     }
 }
 
+/// The answer to `question` whose chain `first` (an answer of one zone)
+/// ends at the name `second` answers, from another zone: `first`'s answer
+/// records, then `second`'s, and `second`'s rcode and authority (its SOA,
+/// for a negative answer); it lives as long as the shorter of the two.
+pub fn join(question: &Question<'_>, first: &Packed, second: &Packed) -> Packed {
+    let mut message = Vec::with_capacity(first.message().len() + second.message().len());
+    let mut writer = MessageWriter::new(&mut message, u16::MAX as usize);
+    writer.set_header(0, flags::QR | flags::RA | second.rcode().header_bits() as u16);
+    let _ = writer.push_question(question.name_lower, question.qtype, question.qclass);
+    let mut rdata = Vec::new();
+    let mut owner = NameBuf::new();
+    for (packed, sections) in [(first, &[Section::Answer][..]), (second, &[Section::Answer, Section::Authority][..])] {
+        let message = packed.message();
+        let _ = each_record(message, &mut owner, &mut rdata, &mut |section, owner, rtype, ttl, rdata| {
+            if sections.contains(&section) {
+                let _ = writer.push_record(section, owner, rtype, ttl, rdata);
+            }
+        });
+    }
+    Packed::new(question.key_flags(), first.lifetime().min(second.lifetime()), message)
+}
+
+/// What [`each_record`] hands over: a record's section, owner, type, TTL
+/// and RDATA.
+type RecordVisitor<'a> = dyn FnMut(Section, &[u8], RecordType, u32, &[u8]) + 'a;
+
+/// Calls `each` with every record of a message we wrote, names
+/// decompressed.
+fn each_record(
+    message: &[u8],
+    owner: &mut NameBuf,
+    rdata: &mut Vec<u8>,
+    each: &mut RecordVisitor<'_>,
+) -> Result<(), ReplyError> {
+    let bad = |what: &str| ReplyError::Malformed(what.to_string());
+    let count = |at: usize| u16::from_be_bytes([message[at], message[at + 1]]) as usize;
+    let counts = [count(6), count(8), count(10)];
+    let mut pos = HEADER_LEN + skip_name(message, HEADER_LEN) + 4;
+    for (index, &records) in counts.iter().enumerate() {
+        let section = [Section::Answer, Section::Authority, Section::Additional][index];
+        for _ in 0..records {
+            let after = name::read_compressed(message, pos, owner).map_err(|_| bad("owner"))?;
+            let fixed = message.get(after..after + 10).ok_or_else(|| bad("record"))?;
+            let rtype = RecordType(u16::from_be_bytes([fixed[0], fixed[1]]));
+            let ttl = u32::from_be_bytes([fixed[4], fixed[5], fixed[6], fixed[7]]);
+            let end = after + 10 + u16::from_be_bytes([fixed[8], fixed[9]]) as usize;
+            rdata.clear();
+            rdata::decompress(message, after + 10, end, rtype, rdata).map_err(|e| bad(&e.to_string()))?;
+            each(section, owner.as_slice(), rtype, ttl, rdata);
+            pos = end;
+        }
+    }
+    Ok(())
+}
+
 /// Where each record's TTL sits in a message we wrote (so well formed).
 fn ttl_offsets(message: &[u8]) -> Vec<u16> {
     let count = |at: usize| u16::from_be_bytes([message[at], message[at + 1]]) as usize;
@@ -418,7 +491,7 @@ pub fn udp_limit(query: &Query) -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use ferrodns_proto::{parse_query, Name};
+    use ferrodns_proto::parse_query;
 
     fn wire(name: &str) -> Vec<u8> {
         Name::parse(name, None).unwrap().as_wire().to_vec()
@@ -520,7 +593,7 @@ mod tests {
                 (2, "ns.evil.test.", RecordType::A, 60, vec![203, 0, 113, 67]),
             ],
         );
-        let Reply::Answer(packed) = read_reply(&message, &question, in_corp, TtlLimits::default()).unwrap() else {
+        let Reply::Answer(packed, _) = read_reply(&message, &question, in_corp, TtlLimits::default()).unwrap() else {
             panic!("an answer")
         };
         assert_eq!(packed.lifetime(), 60);
@@ -536,12 +609,12 @@ mod tests {
         let question = Question::of(&q);
         let records = [(1u8, "corp.example.", RecordType::SOA, 3600u32, soa(120))];
         let message = reply(1, 3, "nope.corp.example.", RecordType::A, &records);
-        let Reply::Answer(packed) = read_reply(&message, &question, in_corp, TtlLimits::default()).unwrap() else {
+        let Reply::Answer(packed, _) = read_reply(&message, &question, in_corp, TtlLimits::default()).unwrap() else {
             panic!()
         };
         assert_eq!((packed.lifetime(), packed.rcode()), (120, Rcode::NXDOMAIN));
         let bare = reply(1, 3, "nope.corp.example.", RecordType::A, &[]);
-        let Reply::Answer(packed) = read_reply(&bare, &question, in_corp, TtlLimits::default()).unwrap() else {
+        let Reply::Answer(packed, _) = read_reply(&bare, &question, in_corp, TtlLimits::default()).unwrap() else {
             panic!()
         };
         assert_eq!(packed.lifetime(), 0, "no SOA: served, not kept");
@@ -578,7 +651,8 @@ mod tests {
         let records = [(0u8, "www.corp.example.", RecordType::A, 300u32, vec![192, 0, 2, 1])];
         let message = reply(1, 0, "www.corp.example.", RecordType::A, &records);
         let lower = query("www.corp.example.", RecordType::A, false);
-        let Reply::Answer(packed) = read_reply(&message, &Question::of(&lower), in_corp, TtlLimits::default()).unwrap()
+        let Reply::Answer(packed, _) =
+            read_reply(&message, &Question::of(&lower), in_corp, TtlLimits::default()).unwrap()
         else {
             panic!()
         };

@@ -46,17 +46,21 @@ fn hosted_zones() -> Vec<ZoneFile> {
     ]
 }
 
+/// A stub resolver's query: recursion desired.
+fn recursive_query(id: u16, name: &str, qtype: u16, edns: Option<u16>) -> Vec<u8> {
+    let mut query = build_query(id, Name::parse(name, None).unwrap().as_wire(), qtype, edns, false);
+    query[2] |= 0x01;
+    query
+}
+
 fn ask(server: SocketAddr, name: &str, qtype: u16, edns: Option<u16>) -> Message {
-    let qname = Name::parse(name, None).unwrap();
-    let id = (Instant::now().elapsed().subsec_nanos() % 65_000) as u16 + 1;
-    let reply = query_udp(server, &build_query(id, qname.as_wire(), qtype, edns, false), WAIT)
-        .unwrap_or_else(|| panic!("no reply to {name}"));
+    let reply =
+        query_udp(server, &recursive_query(1, name, qtype, edns), WAIT).unwrap_or_else(|| panic!("no reply to {name}"));
     Message::from_vec(&reply).unwrap()
 }
 
 fn ask_tcp(server: SocketAddr, name: &str, qtype: u16) -> Message {
-    let qname = Name::parse(name, None).unwrap();
-    let reply = query_tcp(server, &build_query(7, qname.as_wire(), qtype, None, false), WAIT).unwrap();
+    let reply = query_tcp(server, &recursive_query(7, name, qtype, None), WAIT).unwrap();
     Message::from_vec(&reply).unwrap()
 }
 
@@ -102,6 +106,13 @@ fn forwarded_through_knot_cached_and_answered_alongside_hosted_zones() {
     assert_eq!(answers(&reply), ["host.lab.corp.example. 198.51.100.7"]);
     assert!(reply.metadata.authoritative && reply.metadata.recursion_available);
     assert_eq!(answers(&ask(ferrodns.addr, "www.hosted.test.", 1, None)), ["www.hosted.test. 192.0.2.2"]);
+    // Without RD the query asks what this server holds itself.
+    let plain = query_udp(
+        ferrodns.addr,
+        &build_query(3, Name::parse("www.corp.example.", None).unwrap().as_wire(), 1, None, false),
+        WAIT,
+    );
+    assert_eq!(Message::from_vec(&plain.unwrap()).unwrap().metadata.response_code, ResponseCode::Refused);
     // Names in no zone at all: REFUSED, as without forward zones.
     assert_eq!(ask(ferrodns.addr, "www.elsewhere.test.", 1, None).metadata.response_code, ResponseCode::Refused);
 
@@ -262,7 +273,7 @@ fn a_hundred_identical_misses_make_one_upstream_query() {
     let clients: Vec<_> = (0..100)
         .map(|i| {
             std::thread::spawn(move || {
-                let query = build_query(i, Name::parse("www.corp.example.", None).unwrap().as_wire(), 1, None, false);
+                let query = recursive_query(i, "www.corp.example.", 1, None);
                 let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
                 socket.set_read_timeout(Some(WAIT)).unwrap();
                 socket.send_to(&query, server).unwrap();

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use reqwest::Method;
 use serde_json::{json, Value};
-use support::control::{dns_lookup, json, Database, Node};
+use support::control::{json, Database, Node};
 use support::{start_knot, temp_dir, ZoneFile};
 
 /// A Knot answering for corp.example. and partner.test., the forwarders' side.
@@ -24,6 +24,19 @@ fn upstream() -> support::Server {
         zones.push(ZoneFile { origin: origin.to_string(), path });
     }
     start_knot(&zones)
+}
+
+/// Asks `server` as a stub resolver does (RD set); the rcode and the
+/// answers' RDATA, sorted.
+fn dns_lookup(server: std::net::SocketAddr, name: &str, qtype: u16) -> (String, Vec<String>) {
+    let qname = ferrodns_proto::Name::parse(name, None).unwrap();
+    let mut query = support::build_query(7, qname.as_wire(), qtype, Some(1232), false);
+    query[2] |= 0x01;
+    let reply = support::query_udp(server, &query, Duration::from_secs(3)).expect("a DNS answer");
+    let message = hickory_proto::op::Message::from_vec(&reply).unwrap();
+    let mut data: Vec<String> = message.answers.iter().map(|r| r.data.to_string()).collect();
+    data.sort();
+    (format!("{:?}", message.metadata.response_code), data)
 }
 
 fn create(node: &Node, token: Option<&str>, body: Value) -> (u16, Value) {
@@ -116,6 +129,20 @@ fn forward_zones_through_the_api(database: Database) {
     let (status, problem) =
         create(&node, Some(&tenant), json!({"name": "x.corp.example", "kind": "forward", "forwarders": [forwarder]}));
     assert_eq!(status, 403, "{problem}");
+
+    // The cache: its counters and flushes, for the operator only.
+    dns_lookup(node.dns, "www.corp.example.", 1);
+    let (status, cache, _) = json(node.request(Method::GET, "/v1/cache").send().unwrap());
+    assert_eq!(status, 200, "{cache}");
+    assert!(cache["entries"].as_u64().unwrap() >= 2 && cache["hits"].as_u64().unwrap() >= 1, "{cache}");
+    assert!(cache["memory_bytes"].as_u64().unwrap() > 0 && cache["capacity_bytes"] == 64 << 20, "{cache}");
+    assert_eq!(json(node.request_as(&tenant, Method::GET, "/v1/cache").send().unwrap()).0, 403);
+    assert_eq!(json(node.request_as(&tenant, Method::DELETE, "/v1/cache").send().unwrap()).0, 403);
+    let (status, flushed, _) = json(node.request(Method::DELETE, "/v1/cache?name=corp.example").send().unwrap());
+    assert_eq!((status, flushed["flushed"].as_u64()), (200, Some(1)), "{flushed}");
+    let (status, flushed, _) = json(node.request(Method::DELETE, "/v1/cache").send().unwrap());
+    assert_eq!((status, flushed["flushed"].as_u64()), (200, Some(1)), "partner.test's answer: {flushed}");
+    assert_eq!(json(node.request(Method::DELETE, "/v1/cache?name=a..b").send().unwrap()).0, 422);
 
     // The CLI: create, show, change forwarders, delete.
     let output = node.cli(&["zone", "create", "partner.test", "--forward", &forwarder]);
