@@ -18,6 +18,8 @@ const MIN_TIMEOUT: Duration = Duration::from_millis(100);
 const MAX_TIMEOUT: Duration = Duration::from_millis(1500);
 /// The wait assumed for a forwarder not yet measured.
 const UNKNOWN_TIMEOUT: Duration = Duration::from_millis(400);
+/// Room for a UDP reply: more than the 1232 octets we offer.
+const UDP_RECEIVE_BUFFER: usize = 4096;
 /// The highest smoothed RTT a forwarder is given, in microseconds.
 const MAX_SRTT_US: u32 = 5_000_000;
 
@@ -127,7 +129,9 @@ pub async fn query_udp(upstream: &Upstream, question: &Question<'_>) -> Result<V
     let started = Instant::now();
     let wait = upstream.timeout();
     socket.send(&message).await.map_err(network)?;
-    let mut buffer = vec![0u8; 65_535];
+    // We offer 1232 octets; a reply that fills this buffer broke that
+    // limit and is cut, so it fails to parse like any malformed one.
+    let mut buffer = vec![0u8; UDP_RECEIVE_BUFFER];
     let receive = async {
         loop {
             let len = socket.recv(&mut buffer).await?;

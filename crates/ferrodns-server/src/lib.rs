@@ -199,7 +199,7 @@ impl BoundDns {
             });
             udp::HandOff { queue }
         });
-        let forwarding = self.recursion.clone().map(spawn_forwarding);
+        let forwarding = self.recursion.clone().map(spawn_forwarding).transpose()?;
         // Read before any worker pins itself (which narrows what the
         // process may use, as seen from a new thread).
         let cpus = self.udp_settings.cpu_pin.cpus();
@@ -238,38 +238,44 @@ impl BoundDns {
     }
 }
 
-/// Starts the task that answers the UDP queries a worker could not answer
-/// from the cache: each waits on its own task (at most
-/// [`MAX_FORWARDED_WAITING`] at once) and its reply leaves from the socket
-/// it came in on.
-fn spawn_forwarding(recursion: Arc<Recursion>) -> udp::Forwarding {
+/// Starts the thread that answers the UDP queries a worker could not
+/// answer from the cache: a runtime of its own on one thread, started from
+/// the caller's (so at the UDP workers' priority, not the async threads'
+/// lower one: a forwarded query is a DNS answer, not control-plane work).
+/// Each query waits on its own task (at most [`MAX_FORWARDED_WAITING`] at
+/// once) and its reply leaves from the socket it came in on. The thread
+/// ends when the workers, which hold the queue, are gone.
+fn spawn_forwarding(recursion: Arc<Recursion>) -> io::Result<udp::Forwarding> {
     let (queue, mut packets) = tokio::sync::mpsc::channel::<udp::ForwardPacket>(4096);
-    let waiting = Arc::new(tokio::sync::Semaphore::new(MAX_FORWARDED_WAITING));
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     let answering = recursion.clone();
-    tokio::spawn(async move {
-        while let Some(packet) = packets.recv().await {
-            let Ok(permit) = waiting.clone().try_acquire_owned() else {
-                tracing::debug!(peer = %packet.peer, "too many forwarded queries waiting; dropping one");
-                continue;
-            };
-            let recursion = answering.clone();
-            tokio::spawn(async move {
-                let _permit = permit;
-                let mut query = Box::new(ferrodns_proto::Query::new());
-                if ferrodns_proto::parse_query_into(&packet.packet, &mut query).is_err() {
-                    return;
-                }
-                let mut reply = Vec::new();
-                let limit = ferrodns_forward::wire::udp_limit(&query);
-                if recursion.answer(&query, packet.zone, limit, &mut reply).await {
-                    if let Err(e) = packet.socket.send_to(&reply, packet.peer) {
-                        tracing::debug!(peer = %packet.peer, error = %e, "forwarded reply not sent");
+    std::thread::Builder::new().name("dns-forward".into()).spawn(move || {
+        let waiting = Arc::new(tokio::sync::Semaphore::new(MAX_FORWARDED_WAITING));
+        runtime.block_on(async move {
+            while let Some(packet) = packets.recv().await {
+                let Ok(permit) = waiting.clone().try_acquire_owned() else {
+                    tracing::debug!(peer = %packet.peer, "too many forwarded queries waiting; dropping one");
+                    continue;
+                };
+                let recursion = answering.clone();
+                tokio::spawn(async move {
+                    let _permit = permit;
+                    let mut query = Box::new(ferrodns_proto::Query::new());
+                    if ferrodns_proto::parse_query_into(&packet.packet, &mut query).is_err() {
+                        return;
                     }
-                }
-            });
-        }
-    });
-    udp::Forwarding { recursion, queue }
+                    let mut reply = Vec::new();
+                    let limit = ferrodns_forward::wire::udp_limit(&query);
+                    if recursion.answer(&query, packet.zone, limit, &mut reply).await {
+                        if let Err(e) = packet.socket.send_to(&reply, packet.peer) {
+                            tracing::debug!(peer = %packet.peer, error = %e, "forwarded reply not sent");
+                        }
+                    }
+                });
+            }
+        });
+    })?;
+    Ok(udp::Forwarding { recursion, queue })
 }
 
 /// DNS being served: the UDP worker threads and the TCP listener tasks.
