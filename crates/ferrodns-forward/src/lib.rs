@@ -63,6 +63,9 @@ pub struct RecursionSettings {
     /// serve-stale off.
     pub serve_stale: Duration,
     pub ttl_limits: TtlLimits,
+    /// CA certificates (PEM) trusted for forwarders over TLS besides the
+    /// system's (`--forward-tls-ca`).
+    pub tls_roots: Option<std::path::PathBuf>,
 }
 
 impl Default for RecursionSettings {
@@ -72,6 +75,7 @@ impl Default for RecursionSettings {
             cache_size: 64 << 20,
             serve_stale: Duration::from_secs(86_400),
             ttl_limits: TtlLimits::default(),
+            tls_roots: None,
         }
     }
 }
@@ -105,6 +109,8 @@ pub struct Recursion {
     /// Misses being fetched, by question key, with the queries waiting.
     waiting: Arc<Waiters>,
     fetches: Arc<Semaphore>,
+    /// How forwarders over TLS are reached.
+    tls: tokio_rustls::TlsConnector,
 }
 
 impl std::fmt::Debug for Recursion {
@@ -114,8 +120,10 @@ impl std::fmt::Debug for Recursion {
 }
 
 impl Recursion {
-    pub fn new(settings: &RecursionSettings, hosted: Arc<dyn HostedZones>) -> Arc<Recursion> {
-        Arc::new(Recursion {
+    /// Fails when the TLS roots cannot be read.
+    pub fn new(settings: &RecursionSettings, hosted: Arc<dyn HostedZones>) -> Result<Arc<Recursion>, String> {
+        let tls = upstream::tls_connector(settings.tls_roots.as_deref())?;
+        Ok(Arc::new(Recursion {
             allow: settings.allow.clone(),
             table: ArcSwap::from_pointee(ForwardTable::default()),
             cache: Arc::new(Cache::new(
@@ -127,7 +135,8 @@ impl Recursion {
             zones: Mutex::default(),
             waiting: Arc::default(),
             fetches: Arc::new(Semaphore::new(MAX_FETCHES)),
-        })
+            tls,
+        }))
     }
 
     /// Sets the forward zones given at start (`--forward-zone`).
@@ -251,10 +260,11 @@ impl Recursion {
         let table = self.table.load_full();
         let limits = self.limits;
         let cache = self.cache.clone();
+        let tls = self.tls.clone();
         tokio::spawn(async move {
             let question = Question::of(&query);
             let result = match tokio::time::timeout(FETCH_DEADLINE, fetches.acquire()).await {
-                Ok(Ok(_permit)) => resolve(&question, zone, &table, hosted.as_ref(), limits).await,
+                Ok(Ok(_permit)) => resolve(&question, zone, &table, hosted.as_ref(), limits, &tls).await,
                 _ => None,
             };
             match &result {
@@ -292,12 +302,13 @@ async fn resolve(
     table: &ForwardTable,
     hosted: &dyn HostedZones,
     limits: TtlLimits,
+    tls: &tokio_rustls::TlsConnector,
 ) -> Option<Packed> {
     let in_zone = |zone: &Arc<ForwardZone>| {
         let zone = zone.clone();
         move |owner: &[u8]| belongs(owner, &zone, table, hosted)
     };
-    let (mut answer, mut chase) = fetch(question, &zone, in_zone(&zone), limits).await?;
+    let (mut answer, mut chase) = fetch(question, &zone, in_zone(&zone), limits, tls).await?;
     let mut hops = 0;
     while let Some(target) = chase.take() {
         hops += 1;
@@ -308,7 +319,7 @@ async fn resolve(
             break;
         };
         let step = Question { name_lower: target.as_wire(), ..*question };
-        let (rest, next_chase) = fetch(&step, &next, in_zone(&next), limits).await?;
+        let (rest, next_chase) = fetch(&step, &next, in_zone(&next), limits, tls).await?;
         answer = wire::join(question, &answer, &rest);
         chase = next_chase;
     }
@@ -316,14 +327,15 @@ async fn resolve(
 }
 
 /// Asks `zone`'s forwarders, fastest first, until one answers with
-/// something usable; over TCP when a reply comes truncated, and at once
-/// for ANY (a forwarder answers ANY over UDP with one RRset, RFC 8482, and
+/// something usable; a forwarder over TLS always over TLS, the others over
+/// TCP when a reply comes truncated, and at once for ANY (a forwarder answers ANY over UDP with one RRset, RFC 8482, and
 /// in full over TCP, which Unbound asks for too).
 async fn fetch(
     question: &Question<'_>,
     zone: &ForwardZone,
     belongs: impl Fn(&[u8]) -> bool,
     limits: TtlLimits,
+    tls: &tokio_rustls::TlsConnector,
 ) -> Option<(Packed, Option<ferrodns_proto::Name>)> {
     let deadline = tokio::time::Instant::now() + FETCH_DEADLINE;
     for upstream in upstream::order(zone.upstreams()) {
@@ -332,7 +344,9 @@ async fn fetch(
             break;
         }
         let first_try = async {
-            if question.qtype == RecordType::ANY {
+            if upstream.address().tls_name.is_some() {
+                upstream::query_tls(&upstream, question, left, tls).await
+            } else if question.qtype == RecordType::ANY {
                 upstream::query_tcp(&upstream, question, left).await
             } else {
                 upstream::query_udp(&upstream, question).await
@@ -346,7 +360,8 @@ async fn fetch(
             }
             Err(_) => break,
         };
-        let mut over_tcp = false;
+        // A reply over TCP or TLS is never truncated for size.
+        let mut over_tcp = question.qtype == RecordType::ANY || upstream.address().tls_name.is_some();
         loop {
             match read_reply(&reply, question, &belongs, limits) {
                 Ok(Reply::Answer(packed, chase)) => return Some((packed, chase)),

@@ -11,30 +11,66 @@ use ferrodns_proto::Name;
 use crate::upstream::Upstream;
 
 /// A forwarder as configured: `ADDR` or `ADDR:PORT` (IPv6 in brackets
-/// with a port: `[2001:db8::53]:5300`), port 53 by default.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub struct ForwarderAddr(pub SocketAddr);
+/// with a port: `[2001:db8::53]:5300`), port 53 by default; or over TLS
+/// (RFC 7858), `tls://ADDR[:PORT]#NAME`, port 853 by default, its
+/// certificate checked against NAME.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct ForwarderAddr {
+    pub address: SocketAddr,
+    /// The name the forwarder's certificate must carry, for DNS over TLS.
+    pub tls_name: Option<Box<str>>,
+}
 
 impl ForwarderAddr {
+    pub fn plain(address: SocketAddr) -> ForwarderAddr {
+        ForwarderAddr { address, tls_name: None }
+    }
+
     pub fn parse(text: &str) -> Result<ForwarderAddr, String> {
         let text = text.trim();
-        if let Ok(address) = text.parse::<SocketAddr>() {
-            return Ok(ForwarderAddr(address));
-        }
-        match text.parse::<IpAddr>() {
-            Ok(ip) => Ok(ForwarderAddr(SocketAddr::new(ip, 53))),
-            Err(_) => Err(format!("{text:?} is not ADDR or ADDR:PORT (an IPv6 address with a port goes in brackets)")),
-        }
+        let (rest, tls_name, port) = match text.strip_prefix("tls://") {
+            Some(rest) => {
+                let (rest, name) = rest.split_once('#').ok_or_else(|| {
+                    format!("{text:?}: a TLS forwarder is tls://ADDR[:PORT]#NAME, NAME what its certificate names")
+                })?;
+                let name = name.trim().trim_end_matches('.');
+                if rustls_pki_types::ServerName::try_from(name).is_err() {
+                    return Err(format!("{text:?}: {name:?} is not a name a certificate can carry"));
+                }
+                (rest, Some(Box::<str>::from(name)), 853)
+            }
+            None => (text, None, 53),
+        };
+        let address = match rest.parse::<SocketAddr>() {
+            Ok(address) => address,
+            Err(_) => match rest.parse::<IpAddr>() {
+                Ok(ip) => SocketAddr::new(ip, port),
+                Err(_) => {
+                    return Err(format!(
+                        "{text:?} is not ADDR, ADDR:PORT or tls://ADDR[:PORT]#NAME (an IPv6 address with a port goes in brackets)"
+                    ))
+                }
+            },
+        };
+        Ok(ForwarderAddr { address, tls_name })
     }
 }
 
 impl std::fmt::Display for ForwarderAddr {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        if self.0.port() == 53 {
-            write!(f, "{}", self.0.ip())
-        } else {
-            write!(f, "{}", self.0)
+        match &self.tls_name {
+            Some(name) if self.address.port() == 853 => write!(f, "tls://{}#{name}", bracketed(self.address.ip())),
+            Some(name) => write!(f, "tls://{}#{name}", self.address),
+            None if self.address.port() == 53 => write!(f, "{}", self.address.ip()),
+            None => write!(f, "{}", self.address),
         }
+    }
+}
+
+fn bracketed(ip: IpAddr) -> String {
+    match ip {
+        IpAddr::V4(v4) => v4.to_string(),
+        IpAddr::V6(v6) => format!("[{v6}]"),
     }
 }
 
@@ -58,7 +94,7 @@ impl ForwardZone {
         &self.upstreams
     }
 
-    pub fn forwarders(&self) -> impl Iterator<Item = ForwarderAddr> + '_ {
+    pub fn forwarders(&self) -> impl Iterator<Item = &ForwarderAddr> + '_ {
         self.upstreams.iter().map(|upstream| upstream.address())
     }
 }
@@ -84,8 +120,8 @@ impl ForwardTable {
                 .iter()
                 .take(MAX_FORWARDERS)
                 .map(|address| {
-                    kept.and_then(|zone| zone.upstreams.iter().find(|u| u.address() == *address).cloned())
-                        .unwrap_or_else(|| Arc::new(Upstream::new(*address)))
+                    kept.and_then(|zone| zone.upstreams.iter().find(|u| u.address() == address).cloned())
+                        .unwrap_or_else(|| Arc::new(Upstream::new(address.clone())))
                 })
                 .collect();
             table.max_labels = table.max_labels.max(name::label_count(apex.as_wire()));
@@ -158,10 +194,20 @@ mod tests {
 
     #[test]
     fn forwarders_parse_with_and_without_ports() {
-        assert_eq!(ForwarderAddr::parse("192.0.2.53").unwrap().0, "192.0.2.53:53".parse().unwrap());
-        assert_eq!(ForwarderAddr::parse("192.0.2.54:5300").unwrap().0, "192.0.2.54:5300".parse().unwrap());
-        assert_eq!(ForwarderAddr::parse("2001:db8::53").unwrap().0, "[2001:db8::53]:53".parse().unwrap());
-        assert_eq!(ForwarderAddr::parse("[2001:db8::53]:5300").unwrap().0, "[2001:db8::53]:5300".parse().unwrap());
+        let address = |text: &str| ForwarderAddr::parse(text).unwrap().address;
+        assert_eq!(address("192.0.2.53"), "192.0.2.53:53".parse().unwrap());
+        assert_eq!(address("192.0.2.54:5300"), "192.0.2.54:5300".parse().unwrap());
+        assert_eq!(address("2001:db8::53"), "[2001:db8::53]:53".parse().unwrap());
+        assert_eq!(address("[2001:db8::53]:5300"), "[2001:db8::53]:5300".parse().unwrap());
+        let tls = ForwarderAddr::parse("tls://192.0.2.53#dns.example").unwrap();
+        assert_eq!((tls.address, tls.tls_name.as_deref()), ("192.0.2.53:853".parse().unwrap(), Some("dns.example")));
+        assert_eq!(tls.to_string(), "tls://192.0.2.53#dns.example");
+        assert_eq!(
+            ForwarderAddr::parse("tls://[2001:db8::53]:8853#dns.example").unwrap().to_string(),
+            "tls://[2001:db8::53]:8853#dns.example"
+        );
+        assert!(ForwarderAddr::parse("tls://192.0.2.53").unwrap_err().contains("#NAME"));
+        assert!(ForwarderAddr::parse("tls://192.0.2.53#").is_err());
         assert!(ForwarderAddr::parse("ns1.example").is_err());
         assert!(ForwarderAddr::parse("192.0.2.1:99999").is_err());
         assert_eq!(ForwarderAddr::parse("192.0.2.54:5300").unwrap().to_string(), "192.0.2.54:5300");

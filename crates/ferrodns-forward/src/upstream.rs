@@ -5,10 +5,14 @@
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use rustls_pki_types::ServerName;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpStream, UdpSocket};
+use tokio_rustls::client::TlsStream;
+use tokio_rustls::TlsConnector;
 
 use crate::table::ForwarderAddr;
 use crate::wire::{answers, write_query, Question};
@@ -24,12 +28,23 @@ const UDP_RECEIVE_BUFFER: usize = 4096;
 const MAX_SRTT_US: u32 = 5_000_000;
 
 /// One forwarder and what we have measured of it.
-#[derive(Debug)]
 pub struct Upstream {
     address: ForwarderAddr,
     /// Smoothed round-trip time in microseconds; 0 until measured.
     srtt_us: AtomicU32,
+    /// A TLS forwarder's open connections, kept for the next queries
+    /// (RFC 7858 §3.4 asks clients to reuse them).
+    idle_tls: Mutex<Vec<TlsStream<TcpStream>>>,
 }
+
+impl std::fmt::Debug for Upstream {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Upstream").field("address", &self.address).field("srtt_us", &self.srtt_us).finish()
+    }
+}
+
+/// Most idle TLS connections kept to one forwarder.
+const MAX_IDLE_TLS: usize = 4;
 
 /// Why a forwarder gave no usable reply.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -49,11 +64,11 @@ impl std::fmt::Display for ExchangeError {
 
 impl Upstream {
     pub fn new(address: ForwarderAddr) -> Upstream {
-        Upstream { address, srtt_us: AtomicU32::new(0) }
+        Upstream { address, srtt_us: AtomicU32::new(0), idle_tls: Mutex::new(Vec::new()) }
     }
 
-    pub fn address(&self) -> ForwarderAddr {
-        self.address
+    pub fn address(&self) -> &ForwarderAddr {
+        &self.address
     }
 
     /// The smoothed round-trip time, if measured.
@@ -118,7 +133,7 @@ pub fn order(upstreams: &[std::sync::Arc<Upstream>]) -> Vec<std::sync::Arc<Upstr
 /// matches (address and port by the connected socket; id and question
 /// here), or why there was none; anything else that arrives is ignored.
 pub async fn query_udp(upstream: &Upstream, question: &Question<'_>) -> Result<Vec<u8>, ExchangeError> {
-    let address = upstream.address().0;
+    let address = upstream.address().address;
     let network = |e: std::io::Error| ExchangeError::Network(format!("{address}: {e}"));
     let local: SocketAddr = if address.is_ipv4() { ([0, 0, 0, 0], 0).into() } else { ([0u16; 8], 0).into() };
     let socket = UdpSocket::bind(local).await.map_err(network)?;
@@ -161,26 +176,12 @@ pub async fn query_udp(upstream: &Upstream, question: &Question<'_>) -> Result<V
 
 /// Asks `upstream` over TCP (after a truncated UDP reply), within `wait`.
 pub async fn query_tcp(upstream: &Upstream, question: &Question<'_>, wait: Duration) -> Result<Vec<u8>, ExchangeError> {
-    let address = upstream.address().0;
+    let address = upstream.address().address;
     let network = |e: std::io::Error| ExchangeError::Network(format!("{address} over TCP: {e}"));
     let exchange = async {
         let mut stream = TcpStream::connect(address).await?;
         stream.set_nodelay(true)?;
-        let id = crate::random_u16();
-        let mut message = vec![0, 0];
-        let mut query = Vec::new();
-        write_query(id, question, &mut query);
-        message[..2].copy_from_slice(&(query.len() as u16).to_be_bytes());
-        message.extend_from_slice(&query);
-        stream.write_all(&message).await?;
-        loop {
-            let len = stream.read_u16().await? as usize;
-            let mut reply = vec![0u8; len];
-            stream.read_exact(&mut reply).await?;
-            if answers(&reply, id, question) {
-                return Ok::<Vec<u8>, std::io::Error>(reply);
-            }
-        }
+        exchange_framed(&mut stream, question).await
     };
     match tokio::time::timeout(wait, exchange).await {
         Ok(Ok(reply)) => Ok(reply),
@@ -189,13 +190,115 @@ pub async fn query_tcp(upstream: &Upstream, question: &Question<'_>, wait: Durat
     }
 }
 
+/// Asks a TLS forwarder (RFC 7858) within `wait`: on a connection kept
+/// from an earlier query when there is one (and on a new one if that has
+/// been closed meanwhile), its certificate checked against the forwarder's
+/// name by `connector`.
+pub async fn query_tls(
+    upstream: &Upstream,
+    question: &Question<'_>,
+    wait: Duration,
+    connector: &TlsConnector,
+) -> Result<Vec<u8>, ExchangeError> {
+    let forwarder = upstream.address();
+    let address = forwarder.address;
+    let network = |e: std::io::Error| ExchangeError::Network(format!("{forwarder} over TLS: {e}"));
+    let name = forwarder.tls_name.as_deref().unwrap_or_default();
+    let server_name = ServerName::try_from(name.to_string())
+        .map_err(|_| ExchangeError::Network(format!("{forwarder}: {name:?} is not a certificate name")))?;
+    let started = Instant::now();
+    let exchange = async {
+        let kept = upstream.idle_tls.lock().unwrap_or_else(|e| e.into_inner()).pop();
+        if let Some(mut stream) = kept {
+            if let Ok(reply) = exchange_framed(&mut stream, question).await {
+                return Ok((reply, stream));
+            }
+        }
+        let tcp = TcpStream::connect(address).await?;
+        tcp.set_nodelay(true)?;
+        let mut stream = connector.connect(server_name, tcp).await?;
+        let reply = exchange_framed(&mut stream, question).await?;
+        Ok::<_, std::io::Error>((reply, stream))
+    };
+    match tokio::time::timeout(wait, exchange).await {
+        Ok(Ok((reply, stream))) => {
+            upstream.record_rtt(started.elapsed());
+            let mut idle = upstream.idle_tls.lock().unwrap_or_else(|e| e.into_inner());
+            if idle.len() < MAX_IDLE_TLS {
+                idle.push(stream);
+            }
+            Ok(reply)
+        }
+        Ok(Err(e)) => {
+            upstream.record_failure(wait);
+            Err(network(e))
+        }
+        Err(_) => {
+            upstream.record_failure(wait);
+            Err(ExchangeError::Timeout)
+        }
+    }
+}
+
+/// One query and its reply over a stream in TCP framing (RFC 1035 §4.2.2),
+/// a fresh id each time; what else arrives is skipped.
+async fn exchange_framed(
+    stream: &mut (impl AsyncReadExt + AsyncWriteExt + Unpin),
+    question: &Question<'_>,
+) -> std::io::Result<Vec<u8>> {
+    let id = crate::random_u16();
+    let mut query = Vec::new();
+    write_query(id, question, &mut query);
+    let mut message = (query.len() as u16).to_be_bytes().to_vec();
+    message.extend_from_slice(&query);
+    stream.write_all(&message).await?;
+    stream.flush().await?;
+    loop {
+        let len = stream.read_u16().await? as usize;
+        let mut reply = vec![0u8; len];
+        stream.read_exact(&mut reply).await?;
+        if answers(&reply, id, question) {
+            return Ok(reply);
+        }
+    }
+}
+
+/// The TLS client forwarders over TLS are reached with: the system's
+/// trusted roots and the CA certificates in `extra_roots` (PEM), if given.
+pub fn tls_connector(extra_roots: Option<&std::path::Path>) -> Result<TlsConnector, String> {
+    use rustls_pki_types::pem::PemObject;
+    let mut roots = rustls::RootCertStore::empty();
+    let native = rustls_native_certs::load_native_certs();
+    for certificate in native.certs {
+        let _ = roots.add(certificate);
+    }
+    if let Some(path) = extra_roots {
+        let certificates: Vec<_> = rustls_pki_types::CertificateDer::pem_file_iter(path)
+            .map_err(|e| format!("cannot read {}: {e}", path.display()))?
+            .collect::<Result<_, _>>()
+            .map_err(|e| format!("bad PEM in {}: {e}", path.display()))?;
+        if certificates.is_empty() {
+            return Err(format!("no certificate in {}", path.display()));
+        }
+        for certificate in certificates {
+            roots.add(certificate).map_err(|e| format!("{}: {e}", path.display()))?;
+        }
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| e.to_string())?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    Ok(TlsConnector::from(Arc::new(config)))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::sync::Arc;
 
     fn upstream(port: u16) -> Upstream {
-        Upstream::new(ForwarderAddr(SocketAddr::from(([127, 0, 0, 1], port))))
+        Upstream::new(ForwarderAddr::plain(SocketAddr::from(([127, 0, 0, 1], port))))
     }
 
     #[test]
@@ -221,7 +324,7 @@ mod tests {
         slow.record_rtt(Duration::from_millis(50));
         fast.record_rtt(Duration::from_millis(2));
         let ordered = order(&[slow.clone(), fast.clone(), new.clone()]);
-        let ports: Vec<u16> = ordered.iter().map(|u| u.address().0.port()).collect();
+        let ports: Vec<u16> = ordered.iter().map(|u| u.address().address.port()).collect();
         assert_eq!(ports, [3, 2, 1]);
     }
 }

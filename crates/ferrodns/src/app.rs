@@ -137,7 +137,8 @@ impl App {
             live.add_observer(Arc::new(announce));
             tracing::info!(secondaries = ?settings.notify, "NOTIFY on every serial change");
         }
-        let recursion = Recursion::new(&settings.recursion, Arc::new(HostedZoneSet(live.handle())));
+        let recursion = Recursion::new(&settings.recursion, Arc::new(HostedZoneSet(live.handle())))
+            .map_err(|e| anyhow::anyhow!("bad --forward-tls-ca: {e}"))?;
         recursion.set_fixed_zones(settings.forward_zones.clone());
         for (apex, forwarders) in &settings.forward_zones {
             let forwarders: Vec<String> = forwarders.iter().map(|f| f.to_string()).collect();

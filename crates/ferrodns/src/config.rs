@@ -206,6 +206,9 @@ pub struct ServeArgs {
     /// Memory for forwarded answers: bytes, or with K, M or G [default: 64M].
     #[arg(long = "cache-size", env = "FERRODNS_CACHE_SIZE")]
     pub cache_size: Option<String>,
+    /// CA certificates (PEM) to trust for forwarders over TLS (tls://ADDR#NAME), besides the system's.
+    #[arg(long = "forward-tls-ca", env = "FERRODNS_FORWARD_TLS_CA")]
+    pub forward_tls_ca: Option<PathBuf>,
     /// How long past its TTL an answer may be served when every forwarder fails: seconds, or with s, m, h or d; 0 turns it off [default: 1d].
     #[arg(long = "serve-stale", env = "FERRODNS_SERVE_STALE")]
     pub serve_stale: Option<String>,
@@ -274,6 +277,7 @@ struct FileSettings {
     recursion_allow: Option<Vec<String>>,
     cache_size: Option<String>,
     serve_stale: Option<String>,
+    forward_tls_ca: Option<PathBuf>,
     log_level: Option<String>,
 }
 
@@ -595,6 +599,7 @@ impl ServeArgs {
                 Some(text) => parse_duration(&text).with_context(|| format!("bad --serve-stale '{text}'"))?,
             },
             ttl_limits: Default::default(),
+            tls_roots: self.forward_tls_ca.or(file.forward_tls_ca),
         };
         let udp_cpu_pin = match self.udp_cpu_pin.or(file.udp_cpu_pin) {
             None => CpuPin::None,

@@ -313,3 +313,45 @@ fn stale_answers_are_served_when_every_forwarder_fails() {
     std::thread::sleep(Duration::from_millis(2100));
     assert_eq!(ask(no_stale.addr, "www.corp.example.", 1, None).metadata.response_code, ResponseCode::ServFail);
 }
+
+/// A CA and a certificate for `name` it signed: (CA PEM, certificate PEM, key PEM).
+fn issue(name: &str) -> (String, String, String) {
+    use rcgen::{BasicConstraints, CertificateParams, IsCa, KeyPair};
+    let ca_key = KeyPair::generate().unwrap();
+    let mut ca = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    ca.distinguished_name.push(rcgen::DnType::CommonName, "forwarding test CA");
+    let ca_cert = ca.self_signed(&ca_key).unwrap();
+    let key = KeyPair::generate().unwrap();
+    let cert = CertificateParams::new(vec![name.to_string()]).unwrap().signed_by(&key, &ca_cert, &ca_key).unwrap();
+    (ca_cert.pem(), cert.pem(), key.serialize_pem())
+}
+
+#[test]
+fn forwarders_over_tls_are_used_and_their_certificates_checked() {
+    let knot = start_knot(&[corp_zone()]);
+    let dir = temp_dir("dot");
+    let (ca, cert, key) = issue("dot.test");
+    for (file, text) in [("ca.pem", &ca), ("cert.pem", &cert), ("key.pem", &key)] {
+        std::fs::write(dir.join(file), text).unwrap();
+    }
+    let unbound = support::unbound::start_unbound(
+        &["corp.example."],
+        knot.addr,
+        Some((dir.join("cert.pem"), dir.join("key.pem"))),
+    );
+    let ca_file = dir.join("ca.pem").display().to_string();
+    let good = format!("corp.example=tls://{}#dot.test", unbound.addr);
+    let ferrodns = start_ferrodns(&hosted_zones(), &["--forward-zone", &good, "--forward-tls-ca", &ca_file]);
+    let reply = ask(ferrodns.addr, "www.corp.example.", 1, None);
+    assert_eq!(answers(&reply), ["www.corp.example. 192.0.2.10"]);
+    // A second query reuses the connection (RFC 7858 §3.4) and gets its answer too.
+    assert_eq!(ask(ferrodns.addr, "alias.corp.example.", 1, None).answers.len(), 2);
+
+    // The certificate must name the forwarder's name, and be signed by a CA we trust.
+    let wrong_name = format!("corp.example=tls://{}#other.test", unbound.addr);
+    let ferrodns = start_ferrodns(&hosted_zones(), &["--forward-zone", &wrong_name, "--forward-tls-ca", &ca_file]);
+    assert_eq!(ask(ferrodns.addr, "www.corp.example.", 1, None).metadata.response_code, ResponseCode::ServFail);
+    let unknown_ca = start_ferrodns(&hosted_zones(), &["--forward-zone", &good]);
+    assert_eq!(ask(unknown_ca.addr, "www.corp.example.", 1, None).metadata.response_code, ResponseCode::ServFail);
+}

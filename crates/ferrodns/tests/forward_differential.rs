@@ -10,71 +10,13 @@ mod support;
 
 use std::collections::BTreeSet;
 use std::net::SocketAddr;
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use hickory_proto::op::Message;
+use support::unbound::start_unbound;
 use support::{
-    build_query, corpus_zones, free_port, query_tcp, query_udp, read_corpus, start_ferrodns, start_knot, temp_dir,
-    Case, ZoneFile,
+    build_query, corpus_zones, query_tcp, query_udp, read_corpus, start_ferrodns, start_knot, temp_dir, Case,
 };
-
-/// Unbound forwarding every zone to `upstream`, validation off.
-struct Unbound {
-    addr: SocketAddr,
-    child: std::process::Child,
-    dir: std::path::PathBuf,
-}
-
-impl Drop for Unbound {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        eprintln!("unbound log kept in {}", self.dir.display());
-        let _ = self.child.wait();
-    }
-}
-
-fn start_unbound(zones: &[ZoneFile], upstream: SocketAddr) -> Unbound {
-    let binary = ["/usr/sbin/unbound", "/usr/bin/unbound"]
-        .into_iter()
-        .find(|p| std::path::Path::new(p).exists())
-        .expect("unbound is not installed; .ci/run installs it (apt-get install unbound)");
-    let dir = temp_dir("unbound");
-    let port = free_port();
-    let mut config = format!(
-        "server:\n    interface: 127.0.0.1@{port}\n    port: {port}\n    do-daemonize: no\n    num-threads: 1\n\
-         \x20   username: \"\"\n    chroot: \"\"\n    directory: \"{d}\"\n    pidfile: \"{d}/unbound.pid\"\n\
-         \x20   use-syslog: no\n    logfile: \"{d}/unbound.log\"\n    verbosity: 1\n    access-control: 127.0.0.0/8 allow\n\
-         \x20   do-not-query-localhost: no\n    module-config: \"iterator\"\n    qname-minimisation: no\n\
-         \x20   minimal-responses: yes\n    max-udp-size: 1232\n    edns-buffer-size: 1232\n\
-         remote-control:\n    control-enable: no\n",
-        d = dir.display()
-    );
-    for zone in zones {
-        config.push_str(&format!(
-            "forward-zone:\n    name: \"{}\"\n    forward-addr: {}@{}\n",
-            zone.origin,
-            upstream.ip(),
-            upstream.port()
-        ));
-    }
-    std::fs::write(dir.join("unbound.conf"), config).unwrap();
-    let child = Command::new(binary)
-        .args(["-d", "-c"])
-        .arg(dir.join("unbound.conf"))
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let addr = SocketAddr::from(([127, 0, 0, 1], port));
-    let probe = ferrodns_proto::Name::parse(&zones[0].origin, None).unwrap();
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while query_udp(addr, &build_query(1, probe.as_wire(), 6, Some(1232), false), Duration::from_millis(300)).is_none()
-    {
-        assert!(Instant::now() < deadline, "unbound did not answer in 20 s");
-    }
-    Unbound { addr, child, dir }
-}
 
 #[derive(PartialEq, Eq)]
 struct Outcome {
@@ -125,7 +67,8 @@ fn ask(addr: SocketAddr, id: u16, case: &Case) -> Outcome {
 fn forwarded_answers_match_unbound() {
     let zones = corpus_zones();
     let knot = start_knot(&zones);
-    let unbound = start_unbound(&zones, knot.addr);
+    let origins_text: Vec<&str> = zones.iter().map(|z| z.origin.as_str()).collect();
+    let unbound = start_unbound(&origins_text, knot.addr, None);
     let probe = support::ZoneFile {
         origin: "probe.test.".into(),
         path: {

@@ -16,6 +16,7 @@ use ferrodns_proto::Name;
 pub mod control;
 pub mod relay;
 pub mod secondary;
+pub mod unbound;
 
 /// The repository's test-data directory.
 pub fn test_data() -> PathBuf {
