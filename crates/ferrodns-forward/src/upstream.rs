@@ -162,16 +162,17 @@ pub async fn query_udp(upstream: &Upstream, question: &Question<'_>) -> Result<V
             buffer.truncate(len);
             Ok(buffer)
         }
-        Ok(Err(e)) => {
-            // ICMP port unreachable, say: the forwarder is down.
-            upstream.record_failure(wait);
-            Err(network(e))
-        }
-        Err(_) => {
-            upstream.record_failure(wait);
-            Err(ExchangeError::Timeout)
-        }
+        // ICMP port unreachable, say: the forwarder is down.
+        Ok(Err(e)) => Err(failed(upstream, wait, network(e))),
+        Err(_) => Err(failed(upstream, wait, ExchangeError::Timeout)),
     }
+}
+
+/// Counts a failed exchange against `upstream` (which waited `wait`) and
+/// passes on why it failed.
+fn failed(upstream: &Upstream, wait: Duration, why: ExchangeError) -> ExchangeError {
+    upstream.record_failure(wait);
+    why
 }
 
 /// Asks `upstream` over TCP (after a truncated UDP reply), within `wait`.
@@ -229,14 +230,8 @@ pub async fn query_tls(
             }
             Ok(reply)
         }
-        Ok(Err(e)) => {
-            upstream.record_failure(wait);
-            Err(network(e))
-        }
-        Err(_) => {
-            upstream.record_failure(wait);
-            Err(ExchangeError::Timeout)
-        }
+        Ok(Err(e)) => Err(failed(upstream, wait, network(e))),
+        Err(_) => Err(failed(upstream, wait, ExchangeError::Timeout)),
     }
 }
 
