@@ -53,7 +53,14 @@ pub async fn sync(control: &ControlPlane, depth: CatalogSync) {
             return;
         }
     };
-    let digest = ferrodns_transfer::catalog::digest(&members);
+    let forwards = match control.store.forward_zones().await {
+        Ok(zones) => zones,
+        Err(e) => {
+            tracing::debug!(error = %e, "cannot read the forward zones now");
+            return;
+        }
+    };
+    let digest = ferrodns_transfer::catalog::digest(&members, &forwards);
     let stored = match stored {
         Some(stored) if stored.digest == digest && depth != CatalogSync::FilesChanged => stored,
         _ => {
@@ -85,7 +92,7 @@ pub async fn sync(control: &ControlPlane, depth: CatalogSync) {
         }
     };
     if published != Some((stored.serial, stored.digest.clone())) || depth == CatalogSync::FilesChanged {
-        catalog.publish(stored.serial, &stored.digest, &members);
+        catalog.publish(stored.serial, &stored.digest, &members, &forwards);
         tracing::debug!(catalog = %catalog.name(), serial = stored.serial.0, "catalog published");
     }
 }

@@ -268,6 +268,7 @@ impl ControlPlane {
                 )
                 .await?;
             self.refresh_forward_zones().await?;
+            catalog::sync(self, catalog::CatalogSync::Full).await;
             tracing::info!(zone = %apex, ?forwarders, by = actor.author.token, "forward zone created");
             return Ok(record);
         }
@@ -381,6 +382,8 @@ impl ControlPlane {
             .set_forwarders(&zone.name, &actor.scope, if_match, &forwarders, &actor.author, now_micros())
             .await?;
         self.refresh_forward_zones().await?;
+        drop(_publication);
+        catalog::sync(self, catalog::CatalogSync::Full).await;
         tracing::info!(zone = %record.name, ?forwarders, by = actor.author.token, "forwarders set");
         Ok(record)
     }
@@ -410,6 +413,8 @@ impl ControlPlane {
             let _publication = self.locks.lock(&zone.name).await;
             self.store.delete_zone(zone.id, if_match).await?;
             self.refresh_forward_zones().await?;
+            drop(_publication);
+            catalog::sync(self, catalog::CatalogSync::Full).await;
             return Ok(());
         }
         let publication = self.locks.lock(&zone.name).await;

@@ -7,7 +7,13 @@
 //!   catalog.ferrodns.invalid.                NS  invalid.
 //!   version.catalog.ferrodns.invalid.        TXT "2"
 //!   <unique-id>.zones.catalog.ferrodns.invalid. PTR example.com.
+//!   <id>.forward.ext.catalog.ferrodns.invalid. TXT "corp.example." "192.0.2.53" …
 //! ```
+//!
+//! Forward zones are no members (a secondary could not transfer them): they
+//! ride as RFC 9432 custom properties under `ext`, which BIND and Knot
+//! ignore, one TXT RRset a zone holding its apex and then its forwarders,
+//! so that a ferrodns secondary forwards what its primary forwards.
 //!
 //! A member's unique id is the zone's `catalog_id`, made when the zone is
 //! created and kept while it exists; a zone deleted and created again gets a
@@ -75,11 +81,12 @@ impl Catalog {
         changed
     }
 
-    /// Publishes `members` (apex, unique id) and the file zones under `serial`.
-    pub fn publish(&self, serial: Serial, digest: &str, members: &[(Name, String)]) {
+    /// Publishes `members` (apex, unique id), the file zones and the
+    /// forward zones under `serial`.
+    pub fn publish(&self, serial: Serial, digest: &str, members: &[(Name, String)], forwards: &[ForwardEntry]) {
         let mut all = self.file_members.lock().unwrap_or_else(|e| e.into_inner()).clone();
         all.extend(members.iter().map(|(apex, id)| (apex.to_lowercase(), id.clone())));
-        match build(&self.name, serial, &all) {
+        match build(&self.name, serial, &all, forwards) {
             Ok(zone) => {
                 self.live.publish_zone(zone);
                 *self.published.lock().unwrap_or_else(|e| e.into_inner()) = Some((serial, digest.to_string()));
@@ -89,9 +96,13 @@ impl Catalog {
     }
 }
 
-/// A digest of a member list (apex, unique id), the same on every node for
-/// the same members in any order.
-pub fn digest(members: &[(Name, String)]) -> String {
+/// A forward zone as the catalog carries it: its apex and its forwarders
+/// as text (`ADDR`, `ADDR:PORT`, `tls://ADDR[:PORT]#NAME`).
+pub type ForwardEntry = (Name, Vec<String>);
+
+/// A digest of a member list (apex, unique id) and the forward zones, the
+/// same on every node for the same members and zones in any order.
+pub fn digest(members: &[(Name, String)], forwards: &[ForwardEntry]) -> String {
     let mut sorted: Vec<(Name, &str)> = members.iter().map(|(apex, id)| (apex.to_lowercase(), id.as_str())).collect();
     sorted.sort();
     let mut hash = Sha256::new();
@@ -99,6 +110,17 @@ pub fn digest(members: &[(Name, String)]) -> String {
         hash.update(apex.as_wire());
         hash.update(id.as_bytes());
         hash.update([0]);
+    }
+    let mut forwards: Vec<(Name, &[String])> =
+        forwards.iter().map(|(apex, list)| (apex.to_lowercase(), list.as_slice())).collect();
+    forwards.sort();
+    for (apex, list) in forwards {
+        hash.update([1]);
+        hash.update(apex.as_wire());
+        for forwarder in list {
+            hash.update(forwarder.as_bytes());
+            hash.update([0]);
+        }
     }
     hash.finalize().iter().map(|b| format!("{b:02x}")).collect()
 }
@@ -118,6 +140,7 @@ pub fn build(
     name: &Name,
     serial: Serial,
     members: &BTreeMap<Name, String>,
+    forwards: &[ForwardEntry],
 ) -> Result<Zone, Vec<ferrodns_zone::ZoneError>> {
     let invalid = Name::parse("invalid.", None).expect("valid literal");
     let mut builder = ZoneBuilder::new(name.clone());
@@ -130,5 +153,43 @@ pub fn build(
         let Ok(owner) = Name::parse(&format!("{id}.zones"), Some(name)) else { continue };
         builder.add(owner, RecordType::PTR, 0, apex.as_wire(), None);
     }
+    for (apex, forwarders) in forwards {
+        let Ok(owner) = Name::parse(&format!("{}.forward.ext", file_zone_id(apex)), Some(name)) else { continue };
+        let mut rdata = Vec::new();
+        for text in std::iter::once(apex.to_string()).chain(forwarders.iter().cloned()) {
+            let bytes = &text.as_bytes()[..text.len().min(255)];
+            rdata.push(bytes.len() as u8);
+            rdata.extend_from_slice(bytes);
+        }
+        builder.add(owner, RecordType::TXT, 0, &rdata, None);
+    }
     builder.finish().map(|(zone, _)| zone)
+}
+
+/// The forward zones a catalog carries (see the module docs), as
+/// (apex, forwarders as text); entries that do not read are left out.
+pub fn forward_zones(catalog: &Zone) -> Vec<ForwardEntry> {
+    let mut zones = Vec::new();
+    let Ok(forward) = Name::parse("forward.ext", Some(catalog.apex())) else { return zones };
+    let forward = forward.to_lowercase();
+    for node in catalog.nodes() {
+        let Ok(owner) = Name::from_wire(node.name()) else { continue };
+        if owner.to_lowercase().parent().as_ref() != Some(&forward) {
+            continue;
+        }
+        let Some(txt) = node.rrset(RecordType::TXT) else { continue };
+        let mut strings = Vec::new();
+        let rdata = txt.first();
+        let mut at = 0;
+        while at < rdata.len() {
+            let len = rdata[at] as usize;
+            let Some(bytes) = rdata.get(at + 1..at + 1 + len) else { break };
+            strings.push(String::from_utf8_lossy(bytes).to_string());
+            at += 1 + len;
+        }
+        let mut strings = strings.into_iter();
+        let Some(Ok(apex)) = strings.next().map(|text| Name::parse(&text, None)) else { continue };
+        zones.push((apex.to_lowercase(), strings.collect()));
+    }
+    zones
 }

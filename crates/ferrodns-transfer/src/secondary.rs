@@ -69,6 +69,18 @@ pub struct SecondarySettings {
     pub zones: Vec<Name>,
     pub data_dir: PathBuf,
     pub limits: TransferLimits,
+    /// Told the forward zones the catalog carries, whenever it is read.
+    pub forward_zones: Option<ForwardZonesSink>,
+}
+
+/// Where a secondary hands the forward zones its catalog carries.
+#[derive(Clone)]
+pub struct ForwardZonesSink(pub Arc<dyn Fn(Vec<crate::catalog::ForwardEntry>) + Send + Sync>);
+
+impl std::fmt::Debug for ForwardZonesSink {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ForwardZonesSink")
+    }
 }
 
 struct Followed {
@@ -212,6 +224,9 @@ impl Secondary {
         let zones = self.live.snapshot();
         let Some(zone) = zones.get(catalog.as_wire()) else { return };
         let members = catalog_members(zone);
+        if let Some(sink) = &self.settings.forward_zones {
+            (sink.0)(crate::catalog::forward_zones(zone));
+        }
         let configured: Vec<Name> = self.settings.zones.iter().map(Name::to_lowercase).collect();
         let stale: Vec<Name> = {
             let followed = self.followed.lock().unwrap_or_else(|e| e.into_inner());
@@ -588,6 +603,7 @@ mod tests {
             primaries: vec![Target::parse(&silent.local_addr().unwrap().to_string()).unwrap()],
             key: None,
             catalog: None,
+            forward_zones: None,
             zones,
             data_dir: data_dir.clone(),
             limits: TransferLimits::default(),
@@ -622,6 +638,7 @@ mod tests {
             primaries: Vec::new(),
             key: None,
             catalog: None,
+            forward_zones: None,
             zones: Vec::new(),
             data_dir: data_dir.clone(),
             limits: TransferLimits::default(),
@@ -671,6 +688,7 @@ mod tests {
             primaries: vec![Target::parse(&silent.local_addr().unwrap().to_string()).unwrap()],
             key: None,
             catalog: None,
+            forward_zones: None,
             zones: vec![Name::parse("kept.test.", None).unwrap()],
             data_dir: data_dir.clone(),
             limits: TransferLimits::default(),

@@ -196,3 +196,24 @@ fn a_forward_zone_made_on_one_node_forwards_on_the_other() {
     assert_eq!(status, 204);
     until("a drops the zone", || dns_lookup(a.dns, "www.corp.example.", 1).0 == "Refused");
 }
+
+#[test]
+fn a_ferrodns_secondary_forwards_what_its_primary_forwards() {
+    let knot = upstream();
+    let port = support::free_port();
+    let key = "xfr-key:hmac-sha256:c2VjcmV0c2VjcmV0c2VjcmV0c2VjcmV0c2VjcmV0";
+    let primary = Node::start(&Database::sqlite(), &["--tsig-key", key, "--notify", &format!("127.0.0.1:{port}")]);
+    let secondary = support::secondary::SecondaryNode::start(port, &[primary.dns], &["--tsig-key", key]);
+    let forwarder = knot.addr.to_string();
+    let (status, zone) =
+        create(&primary, None, json!({"name": "corp.example", "kind": "forward", "forwarders": [forwarder]}));
+    assert_eq!(status, 201, "{zone}");
+    until("the secondary forwards the zone", || dns_lookup(secondary.dns, "www.corp.example.", 1).1 == ["192.0.2.10"]);
+    // The catalog carries it as a custom property, not a member.
+    let catalog = support::control::axfr_lines(primary.dns, "catalog.ferrodns.invalid.", Some(key));
+    assert!(catalog.iter().any(|line| line.contains(".forward.ext.") && line.contains(&forwarder)), "{catalog:?}");
+    assert!(!catalog.iter().any(|line| line.contains("PTR corp.example.")), "{catalog:?}");
+    let (status, ..) = json(primary.request(Method::DELETE, "/v1/zones/corp.example").send().unwrap());
+    assert_eq!(status, 204);
+    until("the secondary stops forwarding", || dns_lookup(secondary.dns, "www.corp.example.", 1).0 == "Refused");
+}

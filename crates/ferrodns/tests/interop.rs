@@ -154,6 +154,11 @@ fn knot_and_bind_follow_a_ferrodns_primary_through_its_catalog() {
     let knot = knot_secondary(knot_port, primary, catalog);
     let bind = bind_secondary(bind_port, primary, catalog);
 
+    // A forward zone rides in the catalog under `ext`, which both ignore
+    // (RFC 9432 §4.4) while they go on following its members.
+    let forward = json!({"name": "corp.example", "kind": "forward", "forwarders": ["192.0.2.53", "tls://192.0.2.54#dns.example"]});
+    assert_eq!(json(node.request(Method::POST, "/v1/zones").json(&forward).send().unwrap()).0, 201);
+
     // A zone made through the API reaches both through the catalog. It is
     // big enough that a one-record change is smaller than the zone.
     let (status, _, _) =
