@@ -681,6 +681,32 @@ mod tests {
     }
 
     #[test]
+    fn rrsigs_stay_with_their_rrsets_and_do_is_part_of_the_key() {
+        let mut q = query("www.corp.example.", RecordType::A, true);
+        assert!(q.edns.unwrap().dnssec_ok);
+        let rrsig = vec![
+            0, 1, 13, 3, 0, 0, 1, 44, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 4, b'c', b'o', b'r', b'p', 7, b'e', b'x', b'a',
+            b'm', b'p', b'l', b'e', 0, 0xaa, 0xbb,
+        ];
+        let records = [
+            (0u8, "www.corp.example.", RecordType::A, 300u32, vec![192, 0, 2, 1]),
+            (0u8, "www.corp.example.", RecordType::RRSIG, 300u32, rrsig),
+        ];
+        let message = reply(1, 0, "www.corp.example.", RecordType::A, &records);
+        let Reply::Answer(packed, _) = read_reply(&message, &Question::of(&q), in_corp, TtlLimits::default()).unwrap()
+        else {
+            panic!()
+        };
+        assert_eq!(&packed.message()[6..8], &[0, 2], "the RRSIG kept beside its A");
+        let mut out = Vec::new();
+        write_query(1, &Question::of(&q), &mut out);
+        assert!(parse_query(&out).unwrap().edns.unwrap().dnssec_ok, "DO passed on");
+        assert!(packed.is_for(&Question::of(&q)));
+        q.edns = None;
+        assert!(!packed.is_for(&Question::of(&q)), "a query without DO is another key");
+    }
+
+    #[test]
     fn the_query_sent_upstream_asks_for_recursion_with_edns() {
         let q = query("www.corp.example.", RecordType::AAAA, true);
         let mut out = Vec::new();

@@ -355,3 +355,19 @@ fn forwarders_over_tls_are_used_and_their_certificates_checked() {
     let unknown_ca = start_ferrodns(&hosted_zones(), &["--forward-zone", &good]);
     assert_eq!(ask(unknown_ca.addr, "www.corp.example.", 1, None).metadata.response_code, ResponseCode::ServFail);
 }
+
+#[test]
+fn a_forward_zone_inside_a_hosted_zone_forwards() {
+    let forwarder = scripted(Box::new(|query, socket, from| {
+        socket.send_to(&reply_to(query, &[("", [192, 0, 2, 55], 300)]), from).unwrap();
+    }));
+    // hosted.test. is hosted; lab.hosted.test. inside it is forwarded.
+    let forward = format!("lab.hosted.test={}", forwarder.addr);
+    let ferrodns = start_ferrodns(&hosted_zones(), &["--forward-zone", &forward]);
+    let reply = ask(ferrodns.addr, "x.lab.hosted.test.", 1, None);
+    assert_eq!(answers(&reply), ["x.lab.hosted.test. 192.0.2.55"]);
+    assert!(!reply.metadata.authoritative && reply.metadata.recursion_available);
+    let reply = ask(ferrodns.addr, "www.hosted.test.", 1, None);
+    assert_eq!(answers(&reply), ["www.hosted.test. 192.0.2.2"]);
+    assert!(reply.metadata.authoritative, "the hosted zone answers the rest from its data");
+}
