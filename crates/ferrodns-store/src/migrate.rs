@@ -83,11 +83,24 @@ pub(crate) async fn run(pool: &AnyPool, backend: Backend) -> Result<()> {
     if backend == Backend::Postgres {
         sqlx::query("SELECT pg_advisory_xact_lock($1)").bind(MIGRATION_LOCK).execute(&mut *tx).await?;
     }
-    sqlx::raw_sql(
-        "CREATE TABLE IF NOT EXISTS schema_migrations (version BIGINT PRIMARY KEY, name TEXT NOT NULL, applied_at BIGINT NOT NULL)",
-    )
-    .execute(&mut *tx)
-    .await?;
+    // PostgreSQL answers CREATE TABLE IF NOT EXISTS on an existing table
+    // with a notice, which every node after the first would log: ask first.
+    let exists = match backend {
+        Backend::Postgres => {
+            let row = sqlx::query("SELECT CAST(COUNT(*) AS BIGINT) AS n FROM pg_tables WHERE tablename = 'schema_migrations' AND schemaname = current_schema()")
+                .fetch_one(&mut *tx)
+                .await?;
+            row.try_get::<i64, _>("n")? > 0
+        }
+        Backend::Sqlite => false,
+    };
+    if !exists {
+        sqlx::raw_sql(
+            "CREATE TABLE IF NOT EXISTS schema_migrations (version BIGINT PRIMARY KEY, name TEXT NOT NULL, applied_at BIGINT NOT NULL)",
+        )
+        .execute(&mut *tx)
+        .await?;
+    }
     let row = sqlx::query("SELECT COALESCE(MAX(version), 0) AS v FROM schema_migrations").fetch_one(&mut *tx).await?;
     let current: i64 = row.try_get("v")?;
     let known = MIGRATIONS.last().map_or(0, |m| m.version);
