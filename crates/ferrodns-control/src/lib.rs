@@ -409,19 +409,15 @@ impl ControlPlane {
     /// Deletes a zone, if its version is one of `if_match`; DNS stops
     /// answering for it before this returns.
     pub async fn delete_zone(&self, zone: &ZoneRecord, if_match: Option<&[i64]>) -> Result<(), ControlError> {
-        if zone.is_forward() {
-            let _publication = self.locks.lock(&zone.name).await;
-            self.store.delete_zone(zone.id, if_match).await?;
-            self.refresh_forward_zones().await?;
-            drop(_publication);
-            catalog::sync(self, catalog::CatalogSync::Full).await;
-            return Ok(());
-        }
         let publication = self.locks.lock(&zone.name).await;
         self.store.delete_zone(zone.id, if_match).await?;
-        self.live.remove_zone(zone.name.as_wire());
-        if let Some(replication) = &self.replication {
-            replication.peers.forget(&zone.name);
+        if zone.is_forward() {
+            self.refresh_forward_zones().await?;
+        } else {
+            self.live.remove_zone(zone.name.as_wire());
+            if let Some(replication) = &self.replication {
+                replication.peers.forget(&zone.name);
+            }
         }
         drop(publication);
         self.locks.forget(&zone.name);
@@ -578,4 +574,63 @@ fn refuse_forward(zone: &ZoneRecord) -> Result<(), ControlError> {
 /// Microseconds since the Unix epoch: the store's and the history's time.
 pub fn now_micros() -> i64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_micros() as i64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ferrodns_forward::HostedZones;
+    use ferrodns_store::StoreOptions;
+
+    struct NoHostedZones;
+
+    impl HostedZones for NoHostedZones {
+        fn deepest_apex_len(&self, _: &[u8]) -> usize {
+            0
+        }
+    }
+
+    /// A control plane on a new SQLite store, forwarding, with no catalog.
+    async fn plane(dir: &std::path::Path) -> ControlPlane {
+        std::fs::create_dir_all(dir).unwrap();
+        let store = Store::open(&Store::sqlite_url(dir), StoreOptions::default()).await.unwrap();
+        let settings =
+            ElectionSettings { lease: std::time::Duration::from_secs(2), renew: std::time::Duration::from_millis(500) };
+        let clock = Arc::new(ferrodns_transfer::clock::SystemClock);
+        ControlPlane {
+            store: Arc::new(store),
+            live: Arc::new(LiveZones::new(ferrodns_zone::ZoneSet::new())),
+            catalog: None,
+            locks: ZoneLocks::default(),
+            leadership: Election::new("test".into(), settings, true, clock),
+            replication: None,
+            defaults: ZoneDefaults::default(),
+            names: NamePolicy::default(),
+            forward: Some(Recursion::new(&Default::default(), Arc::new(NoHostedZones)).unwrap()),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_deleted_forward_zone_leaves_no_lock_behind() {
+        let dir = std::env::temp_dir().join(format!("ferrodns-control-locks-{}", std::process::id()));
+        let plane = plane(&dir).await;
+        let author = Author { name: "test", token: "t1", tenant: "system" };
+        let actor = Actor { author, scope: Scope { tenant: None, zones: None } };
+        let forwarder = |text| vec![ForwarderAddr::parse(text).unwrap()];
+        let new_zone = NewZone {
+            apex: Name::parse("corp.example.", None).unwrap(),
+            tenant: "system".into(),
+            nameservers: None,
+            ttl: None,
+            catalog_id: "c1".into(),
+            allow_overlap: false,
+            forwarders: Some(forwarder("192.0.2.53")),
+        };
+        let zone = plane.create_zone(actor, new_zone).await.unwrap();
+        let zone = plane.set_forwarders(actor, &zone, None, &forwarder("192.0.2.54")).await.unwrap();
+        assert_eq!(plane.locks.len(), 1);
+        plane.delete_zone(&zone, None).await.unwrap();
+        assert_eq!(plane.locks.len(), 0, "a zone created and deleted again and again must not grow the lock table");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 }

@@ -25,6 +25,16 @@ impl ZoneLocks {
         lock.lock_owned().await
     }
 
+    /// How many zones have a lock (each zone written to since it was made,
+    /// until it is deleted).
+    pub fn len(&self) -> usize {
+        self.locks.lock().unwrap_or_else(|e| e.into_inner()).len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
     /// Forgets a deleted zone's lock.
     pub fn forget(&self, apex: &Name) {
         self.locks.lock().unwrap_or_else(|e| e.into_inner()).remove(apex.to_lowercase().as_wire());
