@@ -132,21 +132,27 @@ impl Cache {
     /// Answers `query` from the cache when a fresh answer is there, writing
     /// the reply into `out` within `limit` octets.
     pub fn answer(&self, query: &Query, now: u32, limit: usize, out: &mut Vec<u8>) -> Lookup {
+        let lookup = self.answer_again(query, now, limit, out);
+        let counter = if lookup == Lookup::Hit { &self.hits } else { &self.misses };
+        counter.fetch_add(1, Ordering::Relaxed);
+        lookup
+    }
+
+    /// As [`Cache::answer`], counting nothing: a second look for a query
+    /// whose miss was counted already (a UDP worker's), since the answer
+    /// may have arrived meanwhile.
+    pub fn answer_again(&self, query: &Query, now: u32, limit: usize, out: &mut Vec<u8>) -> Lookup {
         let question = Question::of(query);
         let hash = self.hash(&question);
         let mut shard = self.shard(hash);
-        if let Some(slot) = shard.find(hash, &question) {
-            if now < slot.expires {
+        match shard.find(hash, &question) {
+            Some(slot) if now < slot.expires => {
                 slot.visited = true;
                 slot.packed.write_reply(query, now.saturating_sub(slot.stored), false, limit, out);
-                drop(shard);
-                self.hits.fetch_add(1, Ordering::Relaxed);
-                return Lookup::Hit;
+                Lookup::Hit
             }
+            _ => Lookup::Miss,
         }
-        drop(shard);
-        self.misses.fetch_add(1, Ordering::Relaxed);
-        Lookup::Miss
     }
 
     /// Writes a stale answer to `query` (every TTL [`crate::wire::STALE_TTL`])

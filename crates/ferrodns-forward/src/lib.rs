@@ -215,6 +215,29 @@ impl Recursion {
         if self.answer_cached(query, limit, out) == Lookup::Hit {
             return true;
         }
+        self.answer_from_forwarders(query, zone, limit, out).await
+    }
+
+    /// As [`Recursion::answer`], for a query whose cache miss was counted
+    /// already (a UDP worker's): the cache is looked at again, uncounted,
+    /// since the answer may have arrived meanwhile.
+    pub async fn answer_missed(&self, query: &Query, zone: Arc<ForwardZone>, limit: usize, out: &mut Vec<u8>) -> bool {
+        if self.cache.answer_again(query, self.cache.now(), limit, out) == Lookup::Hit {
+            return true;
+        }
+        self.answer_from_forwarders(query, zone, limit, out).await
+    }
+
+    /// The answer to a query the cache missed: one fetch for every
+    /// identical miss in flight, else stale, else SERVFAIL; false when the
+    /// query is dropped (too many waiting on that miss).
+    async fn answer_from_forwarders(
+        &self,
+        query: &Query,
+        zone: Arc<ForwardZone>,
+        limit: usize,
+        out: &mut Vec<u8>,
+    ) -> bool {
         let question = Question::of(query);
         let key = question.key();
         let (sender, receiver) = oneshot::channel();

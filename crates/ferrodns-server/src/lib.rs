@@ -266,7 +266,8 @@ fn spawn_forwarding(recursion: Arc<Recursion>) -> io::Result<udp::Forwarding> {
                     }
                     let mut reply = Vec::new();
                     let limit = ferrodns_forward::wire::udp_limit(&query);
-                    if recursion.answer(&query, packet.zone, limit, &mut reply).await {
+                    // The worker counted the miss.
+                    if recursion.answer_missed(&query, packet.zone, limit, &mut reply).await {
                         if let Err(e) = packet.socket.send_to(&reply, packet.peer) {
                             tracing::debug!(peer = %packet.peer, error = %e, "forwarded reply not sent");
                         }

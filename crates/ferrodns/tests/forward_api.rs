@@ -217,3 +217,24 @@ fn a_ferrodns_secondary_forwards_what_its_primary_forwards() {
     assert_eq!(status, 204);
     until("the secondary stops forwarding", || dns_lookup(secondary.dns, "www.corp.example.", 1).0 == "Refused");
 }
+
+#[test]
+fn the_cache_counts_each_query_once() {
+    let knot = upstream();
+    let node = Node::start(&Database::sqlite(), &[]);
+    let forwarder = knot.addr.to_string();
+    let (status, zone) =
+        create(&node, None, json!({"name": "corp.example", "kind": "forward", "forwarders": [forwarder]}));
+    assert_eq!(status, 201, "{zone}");
+    let counters = || {
+        let (status, cache, _) = json(node.request(Method::GET, "/v1/cache").send().unwrap());
+        assert_eq!(status, 200, "{cache}");
+        (cache["hits"].as_u64().unwrap(), cache["misses"].as_u64().unwrap())
+    };
+    // Over UDP a miss is looked up on the worker and again where it is
+    // fetched; it is one query, one miss.
+    assert_eq!(dns_lookup(node.dns, "www.corp.example.", 1).1, ["192.0.2.10"]);
+    assert_eq!(counters(), (0, 1));
+    assert_eq!(dns_lookup(node.dns, "www.corp.example.", 1).1, ["192.0.2.10"]);
+    assert_eq!(counters(), (1, 1));
+}
