@@ -479,6 +479,13 @@ fn skip_name(message: &[u8], mut pos: usize) -> usize {
     }
 }
 
+/// Sets RA in a reply's header: recursion is available to its client.
+pub fn set_recursion_available(message: &mut [u8]) {
+    if let Some(flags_low) = message.get_mut(3) {
+        *flags_low |= (flags::RA & 0xff) as u8;
+    }
+}
+
 /// The size limit of a reply to `query` over UDP: 512 without EDNS, else
 /// the client's payload size within 512..=1232.
 pub fn udp_limit(query: &Query) -> usize {

@@ -86,8 +86,15 @@ pub struct HostedZoneSet(pub Arc<ArcSwap<ZoneSet>>);
 
 impl HostedZones for HostedZoneSet {
     fn deepest_apex_len(&self, name_lower: &[u8]) -> usize {
-        self.0.load().find(name_lower).map_or(0, |zone| zone.apex_lower().len())
+        hosted_apex_len(&self.0.load(), name_lower)
     }
+}
+
+/// The length of the apex of the deepest zone of `zones` holding
+/// `name_lower`, 0 when none does: how deep a forward zone must be to
+/// answer for the name instead.
+pub fn hosted_apex_len(zones: &ZoneSet, name_lower: &[u8]) -> usize {
+    zones.find(name_lower).map_or(0, |zone| zone.apex_lower().len())
 }
 
 /// Most forwarded UDP queries waiting for an answer at once; more are

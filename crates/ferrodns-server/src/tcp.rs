@@ -12,8 +12,8 @@ use std::time::Duration;
 
 use arc_swap::ArcSwap;
 use ferrodns_engine::{respond_parsed_with, respond_unsigned, unreadable, Outcome, Transport};
+use ferrodns_forward::wire::set_recursion_available;
 use ferrodns_forward::Recursion;
-use ferrodns_proto::message::flags;
 use ferrodns_proto::{parse_query_into, Query};
 
 use crate::cookies::{self, CookieSecrets};
@@ -173,7 +173,7 @@ async fn connection(
         let parsed_ok = parse_query_into(packet, &mut parsed);
         let recursion = recursion.filter(|recursion| recursion.is_active());
         if let (Some(recursion), Ok(())) = (recursion, parsed_ok) {
-            let hosted = zones.load().find(parsed.qname_lower()).map_or(0, |zone| zone.apex_lower().len());
+            let hosted = crate::hosted_apex_len(&zones.load(), parsed.qname_lower());
             if let Some(zone) = recursion.route(&parsed, hosted) {
                 if recursion.answer(&parsed, zone, u16::MAX as usize, &mut answer).await {
                     response.clear();
@@ -220,8 +220,8 @@ async fn connection(
         if outcome != Outcome::Reply {
             continue;
         }
-        if recursion.is_some() && answer.len() > 3 {
-            answer[3] |= (flags::RA & 0xff) as u8;
+        if recursion.is_some() {
+            set_recursion_available(&mut answer);
         }
         response.clear();
         response.extend_from_slice(&(answer.len() as u16).to_be_bytes());

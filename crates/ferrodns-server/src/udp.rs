@@ -40,9 +40,8 @@ use ferrodns_engine::{
 };
 use ferrodns_forward::cache::Lookup;
 use ferrodns_forward::table::ForwardZone;
-use ferrodns_forward::wire::udp_limit;
+use ferrodns_forward::wire::{set_recursion_available, udp_limit};
 use ferrodns_forward::Recursion;
-use ferrodns_proto::message::flags;
 use ferrodns_proto::{parse_query_into, Query, QueryError, RecordType};
 
 use crate::cookies::{self, CookieSecrets};
@@ -503,16 +502,18 @@ impl Worker {
         let forwarding = self.forwarding.as_ref().filter(|(forwarding, _)| forwarding.recursion.is_active());
         for (i, prefetched) in prefetched.into_iter().enumerate().take(count) {
             let packet = &self.inputs[i * RECEIVE_STRIDE..i * RECEIVE_STRIDE + self.input_lengths[i]];
-            let output = &mut self.outputs[i];
             let mut recursion_available = false;
             if let (Some((forwarding, socket)), Ok(()), false) = (forwarding, self.parsed[i], self.input_truncated[i]) {
+                recursion_available = forwarding.recursion.allows(peer_ip(&self.addresses[i]));
                 let client = (&self.addresses[i], self.address_lengths[i]);
-                match forward(forwarding, socket, &self.queries[i], prefetched, client, packet, output) {
-                    Some(outcome) => {
-                        self.reply[i] = outcome == Outcome::Reply;
-                        continue;
-                    }
-                    None => recursion_available = forwarding.recursion.allows(peer_ip(&self.addresses[i])),
+                let output = &mut self.outputs[i];
+                let forwarded = match recursion_available {
+                    true => forward(forwarding, socket, &self.queries[i], prefetched, client, packet, output),
+                    false => None,
+                };
+                if let Some(outcome) = forwarded {
+                    self.reply[i] = outcome == Outcome::Reply;
+                    continue;
                 }
             }
             let output = &mut self.outputs[i];
@@ -540,15 +541,7 @@ impl Worker {
             if outcome == Outcome::HandOff {
                 outcome = match &self.hand_off {
                     Some((hand_off, socket)) => {
-                        // SAFETY: the kernel filled this storage and its length.
-                        let peer = unsafe {
-                            socket2::SockAddr::new(
-                                std::ptr::read(&self.addresses[i] as *const libc::sockaddr_storage as *const _),
-                                self.address_lengths[i],
-                            )
-                        }
-                        .as_socket();
-                        if let Some(peer) = peer {
+                        if let Some(peer) = socket_addr(&self.addresses[i], self.address_lengths[i]) {
                             let control = ControlPacket { packet: packet.to_vec(), peer, socket: socket.clone() };
                             if hand_off.queue.try_send(control).is_err() {
                                 tracing::debug!(%peer, "control queue full; dropping a control packet");
@@ -559,8 +552,8 @@ impl Worker {
                     None => respond_unsigned(zones, packet, Transport::Udp, output),
                 };
             }
-            if recursion_available && outcome == Outcome::Reply && output.len() > 3 {
-                output[3] |= (flags::RA & 0xff) as u8;
+            if recursion_available && outcome == Outcome::Reply {
+                set_recursion_available(output);
             }
             self.reply[i] = outcome == Outcome::Reply;
         }
@@ -692,10 +685,10 @@ impl Worker {
     }
 }
 
-/// Answers a query for a forward zone from an allowed client: from the
-/// cache, or by handing it to the async side (and sending nothing now).
-/// None when the query is not the forwarder's (a client recursion does not
-/// allow, a name a hosted zone answers, a query not to forward).
+/// Answers a query from a client recursion allows, when a forward zone
+/// answers for it: from the cache, or by handing it to the forwarding
+/// thread (and sending nothing now). None when the query is not the
+/// forwarder's (a name a hosted zone answers, a query not to forward).
 #[inline]
 fn forward(
     forwarding: &Forwarding,
@@ -707,25 +700,25 @@ fn forward(
     output: &mut Vec<u8>,
 ) -> Option<Outcome> {
     let recursion = &forwarding.recursion;
-    if !recursion.allows(peer_ip(address)) {
-        return None;
-    }
     // The prefetch found the deepest hosted zone holding the qname.
     let hosted_apex_len = prefetched.map_or(0, |p| p.zone().apex_lower().len());
     let zone = recursion.route(query, hosted_apex_len)?;
     if recursion.answer_cached(query, udp_limit(query), output) == Lookup::Hit {
         return Some(Outcome::Reply);
     }
-    // SAFETY: the kernel filled this storage and its length.
-    let peer = unsafe {
-        socket2::SockAddr::new(std::ptr::read(address as *const libc::sockaddr_storage as *const _), address_length)
-    }
-    .as_socket()?;
+    let peer = socket_addr(address, address_length)?;
     let packet = ForwardPacket { packet: packet.to_vec(), peer, socket: socket.clone(), zone };
     if forwarding.queue.try_send(packet).is_err() {
         tracing::debug!(%peer, "forwarding queue full; dropping a query");
     }
     Some(Outcome::Drop)
+}
+
+/// A peer's address as the kernel wrote it with recvmmsg.
+fn socket_addr(address: &libc::sockaddr_storage, length: libc::socklen_t) -> Option<SocketAddr> {
+    // SAFETY: the kernel filled this storage and its length.
+    unsafe { socket2::SockAddr::new(std::ptr::read(address as *const libc::sockaddr_storage as *const _), length) }
+        .as_socket()
 }
 
 /// A 64-bit key of a peer's address and port: exact for IPv4, a hash for
