@@ -391,18 +391,7 @@ impl ControlPlane {
     /// Reads the stored forward zones and has this node's DNS use them.
     pub async fn refresh_forward_zones(&self) -> Result<(), ControlError> {
         let Some(forward) = &self.forward else { return Ok(()) };
-        let mut zones = Vec::new();
-        for (apex, texts) in self.store.forward_zones().await? {
-            let mut forwarders = Vec::new();
-            for text in &texts {
-                match ForwarderAddr::parse(text) {
-                    Ok(forwarder) => forwarders.push(forwarder),
-                    Err(e) => tracing::error!(zone = %apex, error = e, "stored forwarder does not parse; left out"),
-                }
-            }
-            zones.push((apex, forwarders));
-        }
-        forward.set_stored_zones(zones);
+        forward.set_stored_zones_text(self.store.forward_zones().await?, "the database");
         Ok(())
     }
 

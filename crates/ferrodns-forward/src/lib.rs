@@ -154,6 +154,30 @@ impl Recursion {
         self.rebuild(&sources);
     }
 
+    /// Sets the stored forward zones from their text form (a database's
+    /// or a catalog's, as `ForwarderAddr` writes it); a forwarder that does
+    /// not read is left out and logged, and its zone kept, so that its
+    /// names never fall through to a less specific forwarder.
+    pub fn set_stored_zones_text(&self, zones: Vec<(ferrodns_proto::Name, Vec<String>)>, from: &str) {
+        let zones = zones
+            .into_iter()
+            .map(|(apex, texts)| {
+                let forwarders = texts
+                    .iter()
+                    .filter_map(|text| {
+                        table::ForwarderAddr::parse(text)
+                            .inspect_err(|error| {
+                                tracing::warn!(zone = %apex, error, from, "a stored forwarder does not read; left out")
+                            })
+                            .ok()
+                    })
+                    .collect();
+                (apex, forwarders)
+            })
+            .collect();
+        self.set_stored_zones(zones);
+    }
+
     /// Whether `apex` (lowercase) is a forward zone given at start.
     pub fn is_fixed_zone(&self, apex: &ferrodns_proto::Name) -> bool {
         self.zones.lock().unwrap_or_else(|e| e.into_inner()).fixed.iter().any(|(name, _)| name == apex)

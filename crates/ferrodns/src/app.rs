@@ -287,21 +287,6 @@ impl App {
 /// primary's control plane forwards its stored ones.
 fn forward_zones_from_catalog(recursion: Arc<Recursion>) -> ferrodns_transfer::secondary::ForwardZonesSink {
     ferrodns_transfer::secondary::ForwardZonesSink(Arc::new(move |zones| {
-        let mut parsed = Vec::new();
-        for (apex, texts) in zones {
-            let mut forwarders = Vec::new();
-            for text in &texts {
-                match ferrodns_forward::table::ForwarderAddr::parse(text) {
-                    Ok(forwarder) => forwarders.push(forwarder),
-                    Err(error) => {
-                        tracing::warn!(zone = %apex, error, "a forwarder in the catalog does not parse; left out")
-                    }
-                }
-            }
-            if !forwarders.is_empty() {
-                parsed.push((apex, forwarders));
-            }
-        }
-        recursion.set_stored_zones(parsed);
+        recursion.set_stored_zones_text(zones, "the catalog")
     }))
 }
