@@ -198,6 +198,7 @@ impl From<StoreError> for Problem {
             }
             StoreError::NotFound => Problem::not_found("no such resource"),
             StoreError::Exists => Problem::conflict("it exists already"),
+            StoreError::Conflict(detail) => Problem::conflict(detail),
             StoreError::VersionMismatch { current } => Problem::new(
                 StatusCode::PRECONDITION_FAILED,
                 "stale-version",

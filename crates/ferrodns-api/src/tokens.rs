@@ -111,9 +111,10 @@ pub async fn list_tokens(State(state): State<ApiState>, caller: Caller) -> Resul
 }
 
 /// Revokes a token the caller covers; it fails from the next request on.
-/// Tokens beyond the caller's reach are not found.
+/// Tokens beyond the caller's reach are not found. The last operator token
+/// is kept (409), so that the API never locks every admin out.
 #[utoipa::path(delete, path = "/v1/tokens/{id}", params(("id" = String, Path, description = "token id")),
-    responses((status = 204), (status = 404, body = Problem)))]
+    responses((status = 204), (status = 404, body = Problem), (status = 409, body = Problem)))]
 pub async fn revoke_token(
     State(state): State<ApiState>,
     caller: Caller,

@@ -21,13 +21,11 @@
 //! one.
 
 use ferrodns_proto::Name;
+pub use ferrodns_store::OPERATOR_TENANT;
 use ferrodns_store::{Author, Scope, StoreError, TokenRecord, TsigKeyRecord};
 use sha2::{Digest, Sha256};
 
 use crate::{now_micros, Actor, ControlError, ControlPlane};
-
-/// The tenant of the operator's own tokens.
-pub const OPERATOR_TENANT: &str = "system";
 
 /// A token's role, least to most powerful.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]

@@ -175,12 +175,16 @@ mod tests {
     use super::*;
     use crate::StoreOptions;
 
-    const SERVER: &str = "postgres://root@127.0.0.1:5432";
+    /// `FERRODNS_TEST_POSTGRES`, as the integration tests take it.
+    fn server() -> String {
+        std::env::var("FERRODNS_TEST_POSTGRES").unwrap_or_else(|_| "postgres://root@127.0.0.1:5432".to_string())
+    }
 
     async fn admin(sql: &str) {
         use sqlx::Connection;
-        let mut conn =
-            sqlx::PgConnection::connect(&format!("{SERVER}/postgres")).await.expect("PostgreSQL at 127.0.0.1:5432");
+        let mut conn = sqlx::PgConnection::connect(&format!("{}/postgres", server()))
+            .await
+            .expect("PostgreSQL at FERRODNS_TEST_POSTGRES");
         sqlx::query(sql).execute(&mut conn).await.unwrap();
     }
 
@@ -193,7 +197,7 @@ mod tests {
         let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().subsec_nanos();
         let db = format!("ferrodns_fence_{}_{nanos}", std::process::id());
         admin(&format!("CREATE DATABASE {db}")).await;
-        let url = format!("{SERVER}/{db}");
+        let url = format!("{}/{db}", server());
         let options = StoreOptions { fence_idle_limit: Duration::from_millis(300), ..StoreOptions::default() };
         let a = Store::open(&url, options.clone()).await.unwrap();
         // As the election's own store is opened.

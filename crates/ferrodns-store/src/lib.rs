@@ -47,6 +47,9 @@ pub enum Backend {
     Postgres,
 }
 
+/// The tenant of the operator's own tokens.
+pub const OPERATOR_TENANT: &str = "system";
+
 /// Why a store operation failed, in terms the API maps to HTTP statuses.
 #[derive(Debug)]
 pub enum StoreError {
@@ -60,6 +63,9 @@ pub enum StoreError {
     VersionMismatch { current: i64 },
     /// The batch breaks the zone rules; nothing was written.
     Rejected(Vec<EditError>),
+    /// The write would break an invariant the server keeps (as revoking
+    /// the last operator token would); says which.
+    Conflict(String),
     /// Data in the database does not decode: a bug or tampering.
     Corrupt(String),
     /// Any other database error.
@@ -74,6 +80,7 @@ impl fmt::Display for StoreError {
             StoreError::Exists => f.write_str("already exists"),
             StoreError::VersionMismatch { current } => write!(f, "the zone is at version {current}"),
             StoreError::Rejected(errors) => write!(f, "{} errors in the change", errors.len()),
+            StoreError::Conflict(e) => f.write_str(e),
             StoreError::Corrupt(e) => write!(f, "stored data is corrupt: {e}"),
             StoreError::Database(e) => write!(f, "database error: {e}"),
         }
@@ -1002,9 +1009,30 @@ impl Store {
         rows.iter().map(token_from_row).collect()
     }
 
-    /// Revokes a token, if `tenant` (when given) owns it.
+    /// Revokes a token, if `tenant` (when given) owns it. The last live
+    /// operator token (an admin of [`OPERATOR_TENANT`] with no zone list) is
+    /// kept: without it no one could manage tokens or server-wide settings
+    /// again through the API. On PostgreSQL the live operator tokens are
+    /// locked first, so that two revocations racing for the last two cannot
+    /// both pass.
     pub async fn revoke_token(&self, id: &str, tenant: Option<&str>, now: i64) -> Result<()> {
         let (_guard, mut tx) = self.begin_write().await?;
+        let lock = match self.backend {
+            Backend::Postgres => " FOR UPDATE",
+            Backend::Sqlite => "",
+        };
+        let operators: Vec<String> = sqlx::query_scalar(&format!(
+            "SELECT id FROM tokens WHERE tenant = $1 AND role = 'admin' AND zones IS NULL AND revoked_at IS NULL{lock}"
+        ))
+        .bind(OPERATOR_TENANT)
+        .fetch_all(&mut *tx)
+        .await?;
+        if operators.len() == 1 && operators[0] == id {
+            return Err(StoreError::Conflict(format!(
+                "this is the last admin token of the {OPERATOR_TENANT:?} tenant with no zone list; \
+                 create another (POST /v1/tokens) before revoking it"
+            )));
+        }
         let done = sqlx::query(
             "UPDATE tokens SET revoked_at = $2 WHERE id = $1 AND revoked_at IS NULL AND ($3 = '' OR tenant = $3)",
         )

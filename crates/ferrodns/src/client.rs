@@ -139,6 +139,20 @@ pub enum TokenCommand {
     List,
     /// Revoke a token by id.
     Revoke { id: String },
+    /// Make a new operator admin token straight in the node's database,
+    /// without the API: the way back when every admin token is lost. Run it
+    /// on the node's host, as the account that runs the node.
+    CreateAdmin {
+        /// The node's data directory (its SQLite database) [default: ./ferrodns-data].
+        #[arg(long = "data-dir", env = "FERRODNS_DATA_DIR", default_value = "./ferrodns-data")]
+        data_dir: PathBuf,
+        /// The node's PostgreSQL URL, instead of the data directory.
+        #[arg(long = "database-url", env = "FERRODNS_DATABASE_URL")]
+        database_url: Option<String>,
+        /// The token's name, shown as the actor in change history.
+        #[arg(long, default_value = "recovered-admin")]
+        name: String,
+    },
 }
 
 /// An API client.
@@ -444,10 +458,10 @@ pub fn rrset(args: &ClientArgs, command: RRsetCommand) -> anyhow::Result<()> {
 }
 
 pub fn token(args: &ClientArgs, command: TokenCommand) -> anyhow::Result<()> {
-    let client = Client::new(args)?;
     runtime()?.block_on(async {
         match command {
             TokenCommand::Create { name, role, tenant, zones } => {
+                let client = Client::new(args)?;
                 let mut body = json!({"name": name, "role": role});
                 if let Some(tenant) = tenant {
                     body["tenant"] = json!(tenant);
@@ -459,14 +473,22 @@ pub fn token(args: &ClientArgs, command: TokenCommand) -> anyhow::Result<()> {
                 client.print(&token, &["id", "name", "tenant", "role", "zones", "token"]);
             }
             TokenCommand::List => {
+                let client = Client::new(args)?;
                 let tokens = client.json(Method::GET, "/v1/tokens", None).await?;
                 client.print(&tokens, TOKEN_COLUMNS);
             }
             TokenCommand::Revoke { id } => {
+                let client = Client::new(args)?;
                 client.send(Method::DELETE, &format!("/v1/tokens/{}", segment(&id)), None).await?;
                 if client.output == Output::Table {
                     println!("revoked {id}");
                 }
+            }
+            TokenCommand::CreateAdmin { data_dir, database_url, name } => {
+                // No API and no token: the database itself, as the node opens it.
+                let (id, secret) = ferrodns::create_admin_offline(&data_dir, database_url.as_deref(), &name).await?;
+                eprintln!("created the operator admin token {id} ({name}); its secret, shown once:");
+                println!("{secret}");
             }
         }
         Ok(())

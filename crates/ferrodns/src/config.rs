@@ -462,8 +462,12 @@ impl ServeArgs {
         let tcp_max_connections = self.tcp_max_connections.or(file.tcp_max_connections).unwrap_or(512).max(1);
         let api_max_connections = self.api_max_connections.or(file.api_max_connections).unwrap_or(1024).max(1);
         let node_id = self.node_id.or(file.node_id).unwrap_or_else(host_name);
-        let list =
-            |flag: Vec<String>, key: Option<Vec<String>>| if !flag.is_empty() { flag } else { key.unwrap_or_default() };
+        // Blank items are no items: an empty FERRODNS_TSIG_KEY (a Secret's
+        // empty key, an unset value in a unit file) or a trailing comma.
+        let list = |flag: Vec<String>, key: Option<Vec<String>>| {
+            let items = if !flag.is_empty() { flag } else { key.unwrap_or_default() };
+            items.into_iter().filter(|item| !item.trim().is_empty()).collect::<Vec<_>>()
+        };
         let mut notify = Vec::new();
         for text in list(self.notify, file.notify) {
             notify.push(Target::parse(&text).map_err(|e| anyhow::anyhow!("bad --notify: {e}"))?);
@@ -761,5 +765,15 @@ mod tests {
         let args = ServeArgs { config: Some(path), ..ServeArgs::default() };
         assert!(format!("{:#}", args.resolve().unwrap_err()).contains("unknown field `dns-listn`"));
         std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    /// An empty FERRODNS_TSIG_KEY, as a Helm Secret's empty key gives it,
+    /// is no key (every pod exited with "bad --tsig-key" before).
+    #[test]
+    fn blank_list_items_are_none() {
+        let args = ServeArgs { tsig_key: vec![String::new()], notify: vec![" ".into()], ..ServeArgs::default() };
+        let settings = args.resolve().unwrap();
+        assert!(settings.transfer_access.keys.is_empty());
+        assert!(settings.notify.is_empty());
     }
 }

@@ -265,25 +265,26 @@ fn lock_data_dir(dir: &Path) -> anyhow::Result<File> {
 
 /// On the first start with no tokens, creates the operator's admin token and
 /// writes it to `<data-dir>/admin.token` (mode 0600). `FERRODNS_ADMIN_TOKEN`,
-/// when set, is the token instead of a random one.
+/// when set, is the token instead of a random one; once the database holds
+/// tokens it is not used, and the log says so (an environment variable left
+/// in a unit file must not silently mint or replace an admin token on every
+/// start: `ferrodns token create-admin` does that on purpose).
 async fn bootstrap_admin_token(store: &Store, dir: &Path) -> anyhow::Result<()> {
+    let from_env = std::env::var("FERRODNS_ADMIN_TOKEN").ok().map(|v| v.trim().to_string()).filter(|v| !v.is_empty());
     if store.token_count().await.context("cannot count tokens")? > 0 {
+        if from_env.is_some() {
+            tracing::warn!(
+                "FERRODNS_ADMIN_TOKEN is set but not used: it only seeds the first admin token of an empty \
+                 database, and this one holds tokens; to add an admin token, run `ferrodns token create-admin`"
+            );
+        }
         return Ok(());
     }
-    let secret = match std::env::var("FERRODNS_ADMIN_TOKEN") {
-        Ok(value) if !value.trim().is_empty() => value.trim().to_string(),
-        _ => new_secret(),
-    };
-    let token = TokenRecord {
-        id: new_id(8),
-        name: "admin".to_string(),
-        tenant: OPERATOR_TENANT.to_string(),
-        role: "admin".to_string(),
-        zones: None,
-        created_at: ferrodns_control::now_micros(),
-        revoked_at: None,
-    };
-    store.create_token(&token, &hash_secret(&secret)).await.context("cannot store the admin token")?;
+    let secret = from_env.unwrap_or_else(new_secret);
+    store
+        .create_token(&operator_token("admin"), &hash_secret(&secret))
+        .await
+        .context("cannot store the admin token")?;
     let path = dir.join("admin.token");
     let mut file = OpenOptions::new()
         .create(true)
@@ -296,6 +297,49 @@ async fn bootstrap_admin_token(store: &Store, dir: &Path) -> anyhow::Result<()> 
     file.sync_all()?;
     tracing::info!(path = %path.display(), "created the admin token");
     Ok(())
+}
+
+/// A new admin token of the operator tenant with no zone list.
+fn operator_token(name: &str) -> TokenRecord {
+    TokenRecord {
+        id: new_id(8),
+        name: name.to_string(),
+        tenant: OPERATOR_TENANT.to_string(),
+        role: "admin".to_string(),
+        zones: None,
+        created_at: ferrodns_control::now_micros(),
+        revoked_at: None,
+    }
+}
+
+/// `ferrodns token create-admin`: stores a new operator admin token straight
+/// in the database, without the API, and returns its id and secret. This
+/// is the way back for an operator who has lost every admin token; it needs
+/// what the node itself needs (the data directory, or the database URL), so
+/// it is as privileged as the host account that runs the node. A running
+/// node accepts the token at once: tokens are looked up per request.
+pub async fn create_admin_offline(
+    data_dir: &Path,
+    database_url: Option<&str>,
+    name: &str,
+) -> anyhow::Result<(String, String)> {
+    let url = match database_url {
+        Some(url) => url.to_string(),
+        None => {
+            let file = data_dir.join("ferrodns.db");
+            if !file.exists() {
+                bail!("no database at {}: pass the node's --data-dir or --database-url", file.display());
+            }
+            Store::sqlite_url(data_dir)
+        }
+    };
+    let store = Store::open(&url, StoreOptions::default())
+        .await
+        .with_context(|| format!("cannot open the database {}", redact(&url)))?;
+    let token = operator_token(name);
+    let secret = new_secret();
+    store.create_token(&token, &hash_secret(&secret)).await.context("cannot store the admin token")?;
+    Ok((token.id, secret))
 }
 
 /// A database URL without its password, for logs.

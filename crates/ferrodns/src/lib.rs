@@ -13,3 +13,4 @@ mod tls;
 pub mod zonefiles;
 
 pub use app::{App, Listeners};
+pub use control::create_admin_offline;

@@ -268,3 +268,39 @@ fn tsig_keys_reach_only_their_scope() {
     assert_eq!(json(node.request(Method::DELETE, "/v1/tsigkeys/ops-xfr").send().unwrap()).0, 409);
     assert_eq!(json(node.request_as(&ty, Method::DELETE, "/v1/tsigkeys/ty-xfr").send().unwrap()).0, 204);
 }
+
+/// The last operator token cannot be revoked (the API would lock every
+/// admin out for good: the finding); `ferrodns token create-admin` makes one
+/// offline, which the running node takes at once, and then the old one goes.
+#[test]
+fn the_last_operator_token_stays_and_create_admin_recovers() {
+    for database in [Database::sqlite(), Database::postgres()] {
+        let node = Node::start(&database, &[]);
+        let root = root_id(&node);
+        // A zone-limited system admin does not count as the operator.
+        token(&node, None, json!({"name": "alpha-admin", "role": "admin", "zones": ["alpha.test"]}));
+        let (status, problem, _) = json(node.request(Method::DELETE, &format!("/v1/tokens/{root}")).send().unwrap());
+        assert_eq!(status, 409, "{}: {problem}", database.label());
+        assert!(problem["detail"].as_str().unwrap().contains("last admin token"), "{problem}");
+        let (status, _, _) = json(node.request(Method::GET, "/v1/tokens").send().unwrap());
+        assert_eq!(status, 200, "{}: the operator token was revoked", database.label());
+
+        let mut args = vec!["token", "create-admin", "--name", "rescue"];
+        if let Some(url) = database.url() {
+            args.extend(["--database-url", url]);
+        }
+        let made = node.cli(&args);
+        assert!(made.status.success(), "{}", String::from_utf8_lossy(&made.stderr));
+        let secret = String::from_utf8(made.stdout).unwrap().trim().to_string();
+        assert!(secret.starts_with("fdns_"), "{secret}");
+        let listed = listed_ids(&node, &secret);
+        assert!(listed.contains(&root), "{}: the new token is no operator", database.label());
+
+        // With a second operator token, the first may go.
+        let (status, body, _) =
+            json(node.request_as(&secret, Method::DELETE, &format!("/v1/tokens/{root}")).send().unwrap());
+        assert_eq!(status, 204, "{body}");
+        let (status, _, _) = json(node.request(Method::GET, "/v1/tokens").send().unwrap());
+        assert_eq!(status, 401);
+    }
+}

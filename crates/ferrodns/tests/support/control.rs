@@ -20,8 +20,29 @@ pub enum Database {
     Postgres { name: String, url: String },
 }
 
-/// The PostgreSQL server tests use (CI's, on loopback with trust auth).
-pub const POSTGRES: &str = "postgres://root@127.0.0.1:5432";
+/// The PostgreSQL server tests use, as a URL without a database:
+/// `FERRODNS_TEST_POSTGRES`, by default CI's (loopback, trust auth, role
+/// `root`). Each test makes and drops its own database on it.
+pub fn postgres_server() -> String {
+    std::env::var("FERRODNS_TEST_POSTGRES")
+        .ok()
+        .map(|url| url.trim_end_matches('/').to_string())
+        .filter(|url| !url.is_empty())
+        .unwrap_or_else(|| "postgres://root@127.0.0.1:5432".to_string())
+}
+
+/// The `host:port` of [`postgres_server`].
+pub fn postgres_address() -> String {
+    let server = postgres_server();
+    let authority = server.split_once("://").map_or(server.as_str(), |(_, rest)| rest);
+    let host = authority.rsplit_once('@').map_or(authority, |(_, host)| host);
+    let host = host.split(['/', '?']).next().unwrap_or(host);
+    if host.contains(':') {
+        host.to_string()
+    } else {
+        format!("{host}:5432")
+    }
+}
 
 impl Database {
     pub fn sqlite() -> Database {
@@ -34,7 +55,7 @@ impl Database {
         let name = format!("ferrodns_test_{}_{n}", std::process::id());
         psql(&format!("DROP DATABASE IF EXISTS {name}"));
         psql(&format!("CREATE DATABASE {name}"));
-        let url = format!("{POSTGRES}/{name}");
+        let url = format!("{}/{name}", postgres_server());
         Database::Postgres { name, url }
     }
 
@@ -65,7 +86,7 @@ impl Drop for Database {
 /// Runs one SQL statement against the `postgres` database with psql.
 pub fn psql(sql: &str) {
     let status = Command::new("psql")
-        .args(["-h", "127.0.0.1", "-p", "5432", "-d", "postgres", "-q", "-v", "ON_ERROR_STOP=1", "-c", sql])
+        .args(["-d", &format!("{}/postgres", postgres_server()), "-q", "-v", "ON_ERROR_STOP=1", "-c", sql])
         .stdout(Stdio::null())
         .status()
         .expect("psql runs (apt-get install postgresql-client)");

@@ -29,18 +29,21 @@ impl Relay {
 
     /// The URL of `database` on the local PostgreSQL, reached through this relay.
     pub fn url(&self, database: &str) -> String {
-        format!("{}/{database}", super::control::POSTGRES.replace(":5432", &format!(":{}", self.port)))
+        let server = super::control::postgres_server();
+        let address = super::control::postgres_address();
+        format!("{}/{database}", server.replace(&address, &format!("127.0.0.1:{}", self.port)))
     }
 
     fn serve(&self, listener: TcpListener) {
         listener.set_nonblocking(true).unwrap();
         let (open, connections) = (self.open.clone(), self.connections.clone());
+        let upstream_address = super::control::postgres_address();
         std::thread::spawn(move || {
             while open.load(Ordering::Relaxed) {
                 match listener.accept() {
                     Ok((client, _)) => {
                         client.set_nonblocking(false).unwrap();
-                        let Ok(upstream) = TcpStream::connect("127.0.0.1:5432") else { continue };
+                        let Ok(upstream) = TcpStream::connect(&upstream_address) else { continue };
                         let mut list = connections.lock().unwrap();
                         list.push(client.try_clone().unwrap());
                         list.push(upstream.try_clone().unwrap());
