@@ -18,6 +18,7 @@ cookie costs is measured with callgrind (docs/benchmarks.md).
   bench/protectbench.py --rounds 3
   bench/protectbench.py --rounds 3 --split    # also cookies alone and RRL alone
   bench/protectbench.py --udp-cpu-pin none    # ferrodns on authbench's server CPU, Knot on the client's
+  bench/protectbench.py --rounds 3 --metrics  # counting for /metrics, on against off
 
 Knot keeps UDP worker i to online CPU i mod n, overriding taskset, so under
 authbench its one worker runs on CPU 0 beside dnsperf, where loopback costs
@@ -44,6 +45,9 @@ def main():
                     help="ferrodns's --udp-cpu-pin. Knot keeps its UDP worker to online CPU 0 whatever "
                          "taskset gave it, which is the client's CPU here; online places ferrodns's worker "
                          "the same way, none leaves it on the CPU authbench gives it (default: online)")
+    ap.add_argument("--metrics", action="store_true",
+                    help="instead, measure what counting for /metrics costs: --metrics false against "
+                         "--metrics true (the default), both without cookies or RRL")
     ap.add_argument("--split", action="store_true",
                     help="also run cookies alone and RRL alone, to tell their costs apart")
     a = ap.parse_args()
@@ -60,6 +64,11 @@ def main():
         "plain": ["--cookies", "false"],
         "protected": ["--cookies", "true", "--rrl-rate", "1000000"],
     }
+    if a.metrics:
+        variants = {
+            "plain": ["--cookies", "false", "--metrics", "false"],
+            "metrics": ["--cookies", "false", "--metrics", "true"],
+        }
     if a.split:
         variants["cookies"] = ["--cookies", "true"]
         variants["rrl"] = ["--cookies", "false", "--rrl-rate", "1000000"]

@@ -19,6 +19,7 @@
 pub mod auth;
 mod cache;
 pub mod input;
+pub mod observe;
 pub mod problem;
 pub mod records;
 pub mod replication;
@@ -71,11 +72,21 @@ pub struct ApiState {
     pub settings: Arc<ApiSettings>,
     /// One permit per import or export running.
     pub heavy: Arc<tokio::sync::Semaphore>,
+    /// This node's `/metrics` exposition (events and the node's state).
+    pub metrics: Option<Exposition>,
 }
+
+/// Writes a node's metrics in Prometheus's text format.
+pub type Exposition = Arc<dyn Fn() -> String + Send + Sync>;
 
 impl ApiState {
     pub fn new(control: Arc<ControlPlane>, settings: ApiSettings) -> ApiState {
-        ApiState { control, settings: Arc::new(settings), heavy: Arc::new(tokio::sync::Semaphore::new(HEAVY_AT_ONCE)) }
+        ApiState {
+            control,
+            settings: Arc::new(settings),
+            heavy: Arc::new(tokio::sync::Semaphore::new(HEAVY_AT_ONCE)),
+            metrics: None,
+        }
     }
 }
 
@@ -214,6 +225,7 @@ pub fn router(state: ApiState) -> Router {
         .route("/v1/health/live", get(system::live))
         .route("/v1/health/ready", get(system::ready))
         .route("/v1/ha", get(system::ha))
+        .route("/metrics", get(system::metrics))
         .route("/v1/zones", post(zones::create_zone).get(zones::list_zones))
         .route("/v1/zones/{zone}", get(zones::get_zone).patch(zones::update_zone).delete(zones::delete_zone))
         .route("/v1/zones/{zone}/export", get(zones::export_zone))
@@ -235,5 +247,6 @@ pub fn router(state: ApiState) -> Router {
         .layer(DefaultBodyLimit::max(limit))
         .layer(axum::middleware::map_response(problem::errors_as_problems))
         .layer(axum::middleware::from_fn(move |request, next| bounded(slots.clone(), timeout, request, next)))
+        .layer(axum::middleware::from_fn(observe::observe))
         .with_state(state)
 }

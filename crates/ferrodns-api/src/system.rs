@@ -76,6 +76,21 @@ pub async fn ha(State(state): State<ApiState>) -> Json<HaState> {
     })
 }
 
+/// This node's metrics, in Prometheus's text format (no token: scrapers
+/// and probes reach it as they reach the health endpoints).
+pub async fn metrics(State(state): State<ApiState>) -> Response {
+    match &state.metrics {
+        Some(exposition) => {
+            let exposition = exposition.clone();
+            // Summing the workers and reading the zones is quick, but not
+            // an async worker's business.
+            let text = tokio::task::spawn_blocking(move || exposition()).await.unwrap_or_default();
+            ([(header::CONTENT_TYPE, ferrodns_metrics::CONTENT_TYPE)], text).into_response()
+        }
+        None => not_found().await.into_response(),
+    }
+}
+
 /// The OpenAPI document.
 pub async fn openapi() -> Response {
     let body = ApiDoc::openapi().to_pretty_json().unwrap_or_default();

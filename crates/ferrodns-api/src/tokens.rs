@@ -99,6 +99,11 @@ pub async fn create_token(
         zones,
     };
     let (token, secret) = state.control.create_token(&caller, new).await?;
+    let by = &caller.token;
+    tracing::info!(
+        token = %token.id, name = %token.name, role = %token.role, tenant = %token.tenant, zones = ?token.zones,
+        actor = %by.name, actor_token = %by.id, "token created"
+    );
     Ok((StatusCode::CREATED, Json(view(&token, Some(secret)))).into_response())
 }
 
@@ -121,7 +126,11 @@ pub async fn revoke_token(
     Path(id): Path<String>,
 ) -> Result<StatusCode, Problem> {
     match state.control.revoke_token(&caller, &id).await {
-        Ok(()) => Ok(StatusCode::NO_CONTENT),
+        Ok(()) => {
+            let by = &caller.token;
+            tracing::info!(token = %id, actor = %by.name, actor_token = %by.id, "token revoked");
+            Ok(StatusCode::NO_CONTENT)
+        }
         Err(ControlError::Store(StoreError::NotFound)) => Err(Problem::not_found(format!("no live token {id:?}"))),
         Err(e) => Err(e.into()),
     }

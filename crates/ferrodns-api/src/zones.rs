@@ -408,6 +408,8 @@ pub async fn delete_zone(
     let expected = if_match(&headers)?;
     let zone = zone_for(&state, &caller, &zone).await?;
     state.control.delete_zone(&zone, expected.as_deref()).await?;
+    let by = &caller.token;
+    tracing::info!(zone = %zone.name, tenant = %zone.tenant, actor = %by.name, actor_token = %by.id, "zone deleted");
     Ok(StatusCode::NO_CONTENT)
 }
 

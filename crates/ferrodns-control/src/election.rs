@@ -183,10 +183,16 @@ impl Election {
         }
         let lease_ms = self.settings.lease.as_millis() as i64;
         let started = self.clock.now();
+        // The injected clock may be a test's; the metric measures real time.
+        let started_wall = std::time::Instant::now();
         let current = self.state.lock().unwrap_or_else(|e| e.into_inner()).term;
         match current {
             Some(term) => match store.renew_lease(&self.node, term, lease_ms).await {
-                Ok(true) => self.lead(term, started),
+                Ok(true) => {
+                    let took = std::time::Instant::now().saturating_duration_since(started_wall);
+                    ferrodns_metrics::global().lease_renewal.observe(took.as_secs_f64());
+                    self.lead(term, started)
+                }
                 Ok(false) => self.step_down("the lease was taken or expired"),
                 Err(e) => {
                     // Keep leading only while the last renewal still covers us.

@@ -169,6 +169,21 @@ pub struct ControlPlane {
     pub forward: Option<Arc<Recursion>>,
 }
 
+/// Runs a store write, timing it into
+/// `ferrodns_db_transaction_duration_seconds{operation}` when it commits.
+async fn timed<T>(
+    operation: &str,
+    write: impl std::future::Future<Output = Result<T, StoreError>>,
+) -> Result<T, StoreError> {
+    let started = std::time::Instant::now();
+    let result = write.await;
+    if result.is_ok() {
+        let histogram = &ferrodns_metrics::global().db_transaction_duration;
+        histogram.with_label_values(&[operation]).observe(started.elapsed().as_secs_f64());
+    }
+    result
+}
+
 impl ControlPlane {
     /// Applies a batch of changes to `zone` as `actor`, if the zone's
     /// version is one of `if_match` (any when `None`): one transaction, one
@@ -184,10 +199,19 @@ impl ControlPlane {
         refuse_forward(zone)?;
         let summary = audit::changes(changes);
         let _publication = self.locks.lock(&zone.name).await;
-        let committed = self
-            .store
-            .apply_changes(&zone.name, &actor.scope, if_match, changes, &summary, &actor.author, now_micros())
-            .await?;
+        let committed = timed(
+            "change",
+            self.store.apply_changes(
+                &zone.name,
+                &actor.scope,
+                if_match,
+                changes,
+                &summary,
+                &actor.author,
+                now_micros(),
+            ),
+        )
+        .await?;
         if committed.diff.is_some() {
             self.publish(&committed.zone, committed.diff.clone()).await?;
         }
@@ -210,10 +234,21 @@ impl ControlPlane {
         let count = rrsets.record_count();
         let summary = audit::import(mode, count);
         let _publication = self.locks.lock(&zone.name).await;
-        let committed = self
-            .store
-            .import(&zone.name, &actor.scope, if_match, mode, rrsets, soa, &summary, &actor.author, now_micros())
-            .await?;
+        let committed = timed(
+            "import",
+            self.store.import(
+                &zone.name,
+                &actor.scope,
+                if_match,
+                mode,
+                rrsets,
+                soa,
+                &summary,
+                &actor.author,
+                now_micros(),
+            ),
+        )
+        .await?;
         if committed.diff.is_some() {
             self.publish(&committed.zone, committed.diff.clone()).await?;
         }
@@ -399,7 +434,7 @@ impl ControlPlane {
     /// answering for it before this returns.
     pub async fn delete_zone(&self, zone: &ZoneRecord, if_match: Option<&[i64]>) -> Result<(), ControlError> {
         let publication = self.locks.lock(&zone.name).await;
-        self.store.delete_zone(zone.id, if_match).await?;
+        timed("delete_zone", self.store.delete_zone(zone.id, if_match)).await?;
         if zone.is_forward() {
             self.refresh_forward_zones().await?;
         } else {

@@ -91,6 +91,7 @@ impl Upstream {
     /// Folds in a measured RTT, weighted 1/8 as TCP's SRTT (RFC 6298) and
     /// Unbound's are.
     pub fn record_rtt(&self, rtt: Duration) {
+        ferrodns_metrics::global().upstream_rtt.observe(rtt.as_secs_f64());
         let sample = (rtt.as_micros() as u32).clamp(1, MAX_SRTT_US);
         let _ = self.srtt_us.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |srtt| {
             Some(if srtt == 0 { sample } else { ((srtt as u64 * 7 + sample as u64) / 8) as u32 })

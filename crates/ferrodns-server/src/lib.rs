@@ -206,7 +206,8 @@ impl BoundDns {
             });
             udp::HandOff { queue }
         });
-        let forwarding = self.recursion.clone().map(spawn_forwarding).transpose()?;
+        let metrics = self.udp_settings.metrics;
+        let forwarding = self.recursion.clone().map(|recursion| spawn_forwarding(recursion, metrics)).transpose()?;
         // Read before any worker pins itself (which narrows what the
         // process may use, as seen from a new thread).
         let cpus = self.udp_settings.cpu_pin.cpus();
@@ -252,7 +253,9 @@ impl BoundDns {
 /// Each query waits on its own task (at most [`MAX_FORWARDED_WAITING`] at
 /// once) and its reply leaves from the socket it came in on. The thread
 /// ends when the workers, which hold the queue, are gone.
-fn spawn_forwarding(recursion: Arc<Recursion>) -> io::Result<udp::Forwarding> {
+fn spawn_forwarding(recursion: Arc<Recursion>, metrics: bool) -> io::Result<udp::Forwarding> {
+    use ferrodns_metrics::dns::Transport::Udp;
+    let stats = metrics.then(|| ferrodns_metrics::global().dns.shared());
     let (queue, mut packets) = tokio::sync::mpsc::channel::<udp::ForwardPacket>(4096);
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     let answering = recursion.clone();
@@ -262,9 +265,13 @@ fn spawn_forwarding(recursion: Arc<Recursion>) -> io::Result<udp::Forwarding> {
             while let Some(packet) = packets.recv().await {
                 let Ok(permit) = waiting.clone().try_acquire_owned() else {
                     tracing::debug!(peer = %packet.peer, "too many forwarded queries waiting; dropping one");
+                    if let Some(stats) = &stats {
+                        stats.dropped(Udp);
+                    }
                     continue;
                 };
                 let recursion = answering.clone();
+                let stats = stats.clone();
                 tokio::spawn(async move {
                     let _permit = permit;
                     let mut query = Box::new(ferrodns_proto::Query::new());
@@ -273,8 +280,12 @@ fn spawn_forwarding(recursion: Arc<Recursion>) -> io::Result<udp::Forwarding> {
                     }
                     let mut reply = Vec::new();
                     let limit = ferrodns_forward::wire::udp_limit(&query);
-                    // The worker counted the miss.
+                    // The worker counted the miss, and the query.
                     if recursion.answer_missed(&query, packet.zone, limit, &mut reply).await {
+                        if let Some(stats) = &stats {
+                            stats.response(Udp, &reply);
+                            stats.answered(Udp, packet.handed_at.elapsed().as_nanos() as u64, 1);
+                        }
                         if let Err(e) = packet.socket.send_to(&reply, packet.peer) {
                             tracing::debug!(peer = %packet.peer, error = %e, "forwarded reply not sent");
                         }

@@ -8,12 +8,13 @@
 use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
 use ferrodns_engine::{respond_parsed_with, respond_unsigned, unreadable, Outcome, Transport};
 use ferrodns_forward::wire::set_recursion_available;
 use ferrodns_forward::Recursion;
+use ferrodns_metrics::dns::{Transport as Counted, WorkerStats};
 use ferrodns_proto::{parse_query_into, Query};
 
 use crate::cookies::{self, CookieSecrets};
@@ -23,6 +24,9 @@ use ferrodns_zone::ZoneSet;
 use tokio::io::{AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{watch, Semaphore};
+
+/// The transport this module's counts go under.
+const TCP: Counted = Counted::Tcp;
 
 /// TCP settings.
 #[derive(Clone, Copy, Debug)]
@@ -34,11 +38,13 @@ pub struct TcpSettings {
     pub max_connections: usize,
     /// Most connections from one client (an IPv4 address, an IPv6 /64).
     pub max_per_client: usize,
+    /// Count queries, responses and answer times for `/metrics`.
+    pub metrics: bool,
 }
 
 impl Default for TcpSettings {
     fn default() -> TcpSettings {
-        TcpSettings { idle_timeout: Duration::from_secs(10), max_connections: 512, max_per_client: 64 }
+        TcpSettings { idle_timeout: Duration::from_secs(10), max_connections: 512, max_per_client: 64, metrics: true }
     }
 }
 
@@ -84,6 +90,7 @@ pub async fn serve(
     let listener = TcpListener::from_std(listener)?;
     let slots = Arc::new(Semaphore::new(settings.max_connections));
     let clients = Arc::new(Clients::default());
+    let stats = settings.metrics.then(|| ferrodns_metrics::global().dns.shared());
     loop {
         let (stream, peer) = tokio::select! {
             accepted = listener.accept() => match accepted {
@@ -112,8 +119,9 @@ pub async fn serve(
         let slots = slots.clone();
         let cookies = cookies.clone();
         let recursion = recursion.clone();
+        let stats = stats.clone();
         tokio::spawn(async move {
-            let served = Served { zones, settings, cookies, control, recursion };
+            let served = Served { zones, settings, cookies, control, recursion, stats };
             if let Err(e) = connection(stream, peer, &served, &slots, shutdown).await {
                 tracing::debug!(%peer, error = %e, "TCP connection ended");
             }
@@ -130,6 +138,7 @@ struct Served {
     cookies: Option<Arc<CookieSecrets>>,
     control: Option<Arc<dyn ControlHandler>>,
     recursion: Option<Arc<Recursion>>,
+    stats: Option<Arc<WorkerStats>>,
 }
 
 async fn connection(
@@ -139,7 +148,7 @@ async fn connection(
     slots: &Semaphore,
     mut shutdown: watch::Receiver<bool>,
 ) -> io::Result<()> {
-    let Served { zones, settings, cookies, control, recursion } = served;
+    let Served { zones, settings, cookies, control, recursion, stats } = served;
     // Queries from this client may be forwarded while there are forward zones.
     let recursion = recursion.as_ref().filter(|recursion| recursion.allows(peer.ip()));
     stream.set_nodelay(true)?;
@@ -170,12 +179,27 @@ async fn connection(
             _ = shutdown.changed() => return Ok(()),
         };
         let packet = &query[..len];
+        let read_at = Instant::now();
         let parsed_ok = parse_query_into(packet, &mut parsed);
+        if let Some(stats) = stats {
+            match parsed_ok {
+                Ok(()) => stats.query(TCP, parsed.qtype.0),
+                Err(_) => stats.malformed(TCP),
+            }
+        }
+        // Counts a response about to be written.
+        let answered = |answer: &[u8]| {
+            if let Some(stats) = stats {
+                stats.response(TCP, answer);
+                stats.answered(TCP, read_at.elapsed().as_nanos() as u64, 1);
+            }
+        };
         let recursion = recursion.filter(|recursion| recursion.is_active());
         if let (Some(recursion), Ok(())) = (recursion, parsed_ok) {
             let hosted = crate::hosted_apex_len(&zones.load(), parsed.qname_lower());
             if let Some(zone) = recursion.route(&parsed, hosted) {
                 if recursion.answer(&parsed, zone, u16::MAX as usize, &mut answer).await {
+                    answered(&answer);
                     response.clear();
                     response.extend_from_slice(&(answer.len() as u16).to_be_bytes());
                     response.extend_from_slice(&answer);
@@ -218,11 +242,15 @@ async fn connection(
             }
         }
         if outcome != Outcome::Reply {
+            if let Some(stats) = stats {
+                stats.dropped(TCP);
+            }
             continue;
         }
         if recursion.is_some() {
             set_recursion_available(&mut answer);
         }
+        answered(&answer);
         response.clear();
         response.extend_from_slice(&(answer.len() as u16).to_be_bytes());
         response.extend_from_slice(&answer);
@@ -244,7 +272,7 @@ mod tests {
 
     #[test]
     fn idle_timeouts_shorten_as_slots_run_out() {
-        let settings = TcpSettings { idle_timeout: Duration::from_secs(10), max_connections: 100, max_per_client: 10 };
+        let settings = TcpSettings { max_connections: 100, max_per_client: 10, ..TcpSettings::default() };
         assert_eq!(settings.idle_timeout_at(0), Duration::from_secs(10));
         assert_eq!(settings.idle_timeout_at(50), Duration::from_secs(10));
         assert_eq!(settings.idle_timeout_at(75), Duration::from_millis(5500));

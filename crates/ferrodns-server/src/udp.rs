@@ -42,6 +42,7 @@ use ferrodns_forward::cache::Lookup;
 use ferrodns_forward::table::ForwardZone;
 use ferrodns_forward::wire::{set_recursion_available, udp_limit};
 use ferrodns_forward::Recursion;
+use ferrodns_metrics::dns::{Transport as Counted, WorkerStats};
 use ferrodns_proto::{parse_query_into, Query, QueryError, RecordType};
 
 use crate::cookies::{self, CookieSecrets};
@@ -54,6 +55,8 @@ mod gso;
 
 /// Datagrams read or written per system call.
 const BATCH: usize = 64;
+/// The transport this module's counts go under.
+const UDP: Counted = Counted::Udp;
 /// Largest query we read; anything longer is cut and then answered FORMERR.
 const RECEIVE_BUFFER: usize = 4096;
 /// Distance between receive buffers: one cache line more than a page, so the
@@ -77,6 +80,9 @@ pub struct UdpSettings {
     pub busy_poll: Duration,
     /// Which CPU each worker keeps to, if any.
     pub cpu_pin: CpuPin,
+    /// Count queries, responses and answer times for `/metrics`
+    /// (`ferrodns_metrics::dns`). Off only to measure what counting costs.
+    pub metrics: bool,
 }
 
 /// Where UDP workers run. Pinned, worker `i` keeps to the `i`-th CPU of a
@@ -149,6 +155,7 @@ impl Default for UdpSettings {
             segment_offload: true,
             busy_poll: Duration::ZERO,
             cpu_pin: CpuPin::None,
+            metrics: true,
         }
     }
 }
@@ -225,6 +232,8 @@ pub struct ForwardPacket {
     pub peer: SocketAddr,
     pub socket: Arc<UdpSocket>,
     pub zone: Arc<ForwardZone>,
+    /// When the worker handed it over: its answer is timed from here.
+    pub handed_at: Instant,
 }
 
 /// Where a worker routes queries for forward zones: the cache it answers
@@ -247,6 +256,7 @@ pub fn run_worker(
     forwarding: Option<Forwarding>,
 ) {
     let mut worker = Worker::new(settings.segment_offload);
+    worker.stats = settings.metrics.then(|| ferrodns_metrics::global().dns.owned());
     worker.cookies = protections.cookies;
     worker.rrl = protections.rrl;
     let reply_socket = match (hand_off.is_some() || forwarding.is_some(), socket.try_clone()) {
@@ -265,10 +275,17 @@ pub fn run_worker(
         match received {
             Ok(0) => rate.count(0),
             Ok(count) => {
+                // One clock read per batch, not per query: every answer in
+                // the batch is timed from the batch's read to its send.
+                let read_at = worker.stats.is_some().then(Instant::now);
                 let zone_set = zones.load();
                 worker.answer(&zone_set, count);
                 if let Err(e) = worker.send(&socket) {
                     tracing::debug!(error = %e, "sendmmsg failed");
+                }
+                if let (Some(stats), Some(read_at)) = (&worker.stats, read_at) {
+                    let replies = worker.reply[..count].iter().filter(|&&r| r).count() as u64;
+                    stats.answered(UDP, read_at.elapsed().as_nanos() as u64, replies);
                 }
                 rate.count(count);
                 if rate.busy && count < BATCH && !settings.coalesce.is_zero() {
@@ -357,6 +374,8 @@ struct Worker {
     rrl: Option<Arc<Limiter>>,
     /// This worker's count of limited responses, for the slip ratio.
     slip_count: u32,
+    /// This worker's counts for `/metrics`; it is their only writer.
+    stats: Option<Arc<WorkerStats>>,
 }
 
 /// Room for one control message carrying a 16-bit UDP_SEGMENT size, aligned
@@ -397,6 +416,7 @@ impl Worker {
             cookie_replies: vec![[0; cookies::OPTION_LEN]; BATCH],
             rrl: None,
             slip_count: 0,
+            stats: None,
         };
         // The buffers are heap allocations that never move, so these pointers
         // stay good for the worker's life.
@@ -502,17 +522,27 @@ impl Worker {
         let forwarding = self.forwarding.as_ref().filter(|(forwarding, _)| forwarding.recursion.is_active());
         for (i, prefetched) in prefetched.into_iter().enumerate().take(count) {
             let packet = &self.inputs[i * RECEIVE_STRIDE..i * RECEIVE_STRIDE + self.input_lengths[i]];
+            if let Some(stats) = &self.stats {
+                match self.parsed[i] {
+                    Ok(()) if !self.input_truncated[i] => stats.query(UDP, self.queries[i].qtype.0),
+                    _ => stats.malformed(UDP),
+                }
+            }
             let mut recursion_available = false;
             if let (Some((forwarding, socket)), Ok(()), false) = (forwarding, self.parsed[i], self.input_truncated[i]) {
                 recursion_available = forwarding.recursion.allows(peer_ip(&self.addresses[i]));
                 let client = (&self.addresses[i], self.address_lengths[i]);
                 let output = &mut self.outputs[i];
+                let stats = self.stats.as_deref();
                 let forwarded = match recursion_available {
-                    true => forward(forwarding, socket, &self.queries[i], prefetched, client, packet, output),
+                    true => forward(forwarding, socket, &self.queries[i], prefetched, client, packet, output, stats),
                     false => None,
                 };
                 if let Some(outcome) = forwarded {
                     self.reply[i] = outcome == Outcome::Reply;
+                    if let (Some(stats), true) = (stats, self.reply[i]) {
+                        stats.response(UDP, output);
+                    }
                     continue;
                 }
             }
@@ -538,6 +568,7 @@ impl Worker {
                 let found = (prefetched, positive_buckets[i]);
                 outcome = limit(limiter, &self.addresses[i], query, found, facts, now, &mut self.slip_count, output);
             }
+            let handed_off = outcome == Outcome::HandOff && self.hand_off.is_some();
             if outcome == Outcome::HandOff {
                 outcome = match &self.hand_off {
                     Some((hand_off, socket)) => {
@@ -556,6 +587,14 @@ impl Worker {
                 set_recursion_available(output);
             }
             self.reply[i] = outcome == Outcome::Reply;
+            if let Some(stats) = &self.stats {
+                match outcome {
+                    Outcome::Reply => stats.response(UDP, output),
+                    // Handed-off control traffic is answered (and counted) elsewhere.
+                    Outcome::Drop if !handed_off => stats.dropped(UDP),
+                    _ => {}
+                }
+            }
         }
         self.plan_send(count);
     }
@@ -689,6 +728,7 @@ impl Worker {
 /// answers for it: from the cache, or by handing it to the forwarding
 /// thread (and sending nothing now). None when the query is not the
 /// forwarder's (a name a hosted zone answers, a query not to forward).
+#[allow(clippy::too_many_arguments)]
 #[inline]
 fn forward(
     forwarding: &Forwarding,
@@ -698,6 +738,7 @@ fn forward(
     (address, address_length): (&libc::sockaddr_storage, libc::socklen_t),
     packet: &[u8],
     output: &mut Vec<u8>,
+    stats: Option<&WorkerStats>,
 ) -> Option<Outcome> {
     let recursion = &forwarding.recursion;
     // The prefetch found the deepest hosted zone holding the qname.
@@ -707,9 +748,13 @@ fn forward(
         return Some(Outcome::Reply);
     }
     let peer = socket_addr(address, address_length)?;
-    let packet = ForwardPacket { packet: packet.to_vec(), peer, socket: socket.clone(), zone };
+    let packet =
+        ForwardPacket { packet: packet.to_vec(), peer, socket: socket.clone(), zone, handed_at: Instant::now() };
     if forwarding.queue.try_send(packet).is_err() {
         tracing::debug!(%peer, "forwarding queue full; dropping a query");
+        if let Some(stats) = stats {
+            stats.dropped(UDP);
+        }
     }
     Some(Outcome::Drop)
 }

@@ -346,6 +346,11 @@ impl Store {
         Ok(Store { pool, backend, options, sqlite_writer: tokio::sync::Mutex::new(()) })
     }
 
+    /// The connection pool now: connections open, and how many are idle.
+    pub fn pool_usage(&self) -> (u32, usize) {
+        (self.pool.size(), self.pool.num_idle())
+    }
+
     /// The SQLite URL for a data directory.
     pub fn sqlite_url(data_dir: &Path) -> String {
         format!("sqlite://{}", data_dir.join("ferrodns.db").display())

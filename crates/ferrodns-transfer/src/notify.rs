@@ -132,6 +132,8 @@ async fn announce(
 ) {
     let mut announced: Option<Serial> = None;
     let mut backoff = Duration::from_millis(250);
+    // Sends of the current announcement that went unanswered.
+    let mut failures = 0u32;
     loop {
         let change = {
             let mut slots = slots.lock().unwrap_or_else(|e| e.into_inner());
@@ -153,7 +155,15 @@ async fn announce(
             }
             return;
         };
-        tracing::info!(%target, zone = %change.apex, serial = change.serial.0, term = leader_term, "NOTIFY sent");
+        // One line per announcement that succeeds or first fails; retries
+        // to a secondary that is down are counted, not logged at INFO each.
+        if failures == 0 {
+            tracing::info!(%target, zone = %change.apex, serial = change.serial.0, term = leader_term, "NOTIFY sent");
+        } else {
+            tracing::debug!(%target, zone = %change.apex, serial = change.serial.0, term = leader_term, failures, "NOTIFY sent again");
+        }
+        let metrics = ferrodns_metrics::global();
+        metrics.notify_sent.inc();
         let wait = backoff.clamp(Duration::from_secs(1), Duration::from_secs(5));
         let sent = {
             let _permit = outbound.in_flight.acquire().await.expect("the semaphore is never closed");
@@ -161,7 +171,13 @@ async fn announce(
         };
         match sent {
             Ok(()) => {
-                tracing::debug!(%target, zone = %change.apex, serial = change.serial.0, "NOTIFY acknowledged");
+                metrics.notify_acknowledged.inc();
+                if failures > 0 {
+                    tracing::info!(%target, zone = %change.apex, serial = change.serial.0, failures, "NOTIFY acknowledged after retries");
+                } else {
+                    tracing::debug!(%target, zone = %change.apex, serial = change.serial.0, "NOTIFY acknowledged");
+                }
+                failures = 0;
                 announced = Some(change.serial);
                 backoff = Duration::from_millis(250);
                 tokio::spawn(poll_serial(
@@ -174,7 +190,12 @@ async fn announce(
                 ));
             }
             Err(e) => {
-                tracing::info!(%target, zone = %change.apex, serial = change.serial.0, error = %e, retry_in = ?backoff, "NOTIFY not acknowledged");
+                if failures == 0 {
+                    tracing::warn!(%target, zone = %change.apex, serial = change.serial.0, error = %e, retry_in = ?backoff, "NOTIFY not acknowledged; retrying with backoff");
+                } else {
+                    tracing::debug!(%target, zone = %change.apex, serial = change.serial.0, error = %e, retry_in = ?backoff, failures, "NOTIFY not acknowledged");
+                }
+                failures += 1;
                 tokio::time::sleep(backoff).await;
                 backoff = (backoff * 2).min(Duration::from_secs(60));
             }

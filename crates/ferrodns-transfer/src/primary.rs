@@ -191,11 +191,13 @@ impl Primary {
         let zone_name = display_qname(query);
         if !signed && !self.access.allows_address(peer.ip()) {
             tracing::warn!(%peer, zone = %zone_name, qtype = %query.qtype, "transfer refused: not signed with a configured key and not from an allowed address");
+            count_out(query.qtype, "refused");
             return Answer::Messages(vec![header_only(query, Rcode::REFUSED, true)]);
         }
         let zones = self.zones.load_full();
         let Some(zone) = zones.get(query.qname_lower()).cloned() else {
             tracing::info!(%peer, zone = %zone_name, "transfer of a zone we do not serve");
+            count_out(query.qtype, "not_served");
             return Answer::Messages(vec![header_only(query, Rcode::NOTAUTH, true)]);
         };
         // `from` is the IXFR client's serial; `None` for an AXFR.
@@ -234,6 +236,7 @@ impl Primary {
             }
         }
         let served = |kind: &str, messages: usize| {
+            count_out(RecordType::IXFR, "ok");
             tracing::info!(%peer, zone = %zone_name, from = client.0, to = zone.serial().0, kind, messages, "IXFR served");
         };
         // A client sent only the current SOA for a full zone over UDP has
@@ -317,6 +320,7 @@ impl Replies for SignedTransfer {
             }
             Ok(false) => {
                 let (messages, records) = (self.transfer.messages(), self.transfer.records());
+                count_out(if self.from.is_some() { RecordType::IXFR } else { RecordType::AXFR }, "ok");
                 match self.from {
                     None => tracing::info!(%peer, %zone, serial = self.to.0, messages, records, "AXFR served"),
                     Some(from) => {
@@ -328,10 +332,17 @@ impl Replies for SignedTransfer {
             Err(error) => {
                 let what = if self.from.is_some() { "IXFR" } else { "AXFR" };
                 tracing::error!(%peer, %zone, what, %error, "transfer aborted: a record cannot be sent");
+                count_out(if self.from.is_some() { RecordType::IXFR } else { RecordType::AXFR }, "error");
                 false
             }
         }
     }
+}
+
+/// Counts a transfer served (or refused) in `ferrodns_transfers_out_total`.
+fn count_out(qtype: RecordType, result: &str) {
+    let kind = if qtype == RecordType::IXFR { "IXFR" } else { "AXFR" };
+    ferrodns_metrics::global().transfers_out.with_label_values(&[kind, result]).inc();
 }
 
 fn display_qname(query: &Query) -> String {

@@ -90,6 +90,22 @@ struct Followed {
     member_id: Option<String>,
 }
 
+/// A followed zone's state; see [`Secondary::followed_zones`].
+#[derive(Clone, Debug)]
+pub struct FollowedZone {
+    pub apex: Name,
+    pub serial: Option<Serial>,
+    pub expired: bool,
+    pub confirmed_ago: Option<Duration>,
+}
+
+impl FollowedZone {
+    /// Loaded and not expired: what readiness asks of every zone.
+    pub fn is_ready(&self) -> bool {
+        self.serial.is_some() && !self.expired
+    }
+}
+
 /// The running secondary role.
 pub struct Secondary {
     settings: SecondarySettings,
@@ -144,6 +160,29 @@ impl Secondary {
             secondary.reconcile_catalog();
         }
         Ok(secondary)
+    }
+
+    /// Every followed zone as this node serves it, for the readiness probe
+    /// and `/metrics`: its serial (none until the first transfer), whether
+    /// it expired, and how long ago a primary last confirmed it current.
+    pub fn followed_zones(&self) -> Vec<FollowedZone> {
+        let served = self.live.snapshot();
+        let refreshed = self.refreshed.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        let followed = self.followed.lock().unwrap_or_else(|e| e.into_inner());
+        let mut zones: Vec<FollowedZone> = followed
+            .keys()
+            .map(|apex| {
+                let zone = served.get(apex.as_wire());
+                FollowedZone {
+                    apex: apex.clone(),
+                    serial: zone.map(|z| z.serial()),
+                    expired: zone.is_some_and(|z| z.is_expired()),
+                    confirmed_ago: refreshed.get(apex).map(|at| at.elapsed()),
+                }
+            })
+            .collect();
+        zones.sort_by(|a, b| a.apex.cmp(&b.apex));
+        zones
     }
 
     fn zone_path(&self, apex: &Name) -> PathBuf {
@@ -260,6 +299,10 @@ impl Secondary {
                     Ok(serial) => return Ok(serial),
                     Err(e) => {
                         tracing::warn!(zone = %apex, %primary, "refresh failed, keeping the served version: {e}");
+                        // What failed: the SOA query, or the transfer after it.
+                        let step =
+                            ["SOA", "AXFR", "IXFR"].into_iter().find(|step| e.starts_with(step)).unwrap_or("IXFR");
+                        ferrodns_metrics::global().transfers_in.with_label_values(&[step, "failed"]).inc();
                         reasons.push(format!("{primary}: {e}"));
                     }
                 }
@@ -329,6 +372,8 @@ impl Secondary {
         })
         .await;
         tracing::info!(zone = %apex, %primary, serial = serial.0, method, "zone transferred");
+        let kind = if method.starts_with("IXFR") { "IXFR" } else { "AXFR" };
+        ferrodns_metrics::global().transfers_in.with_label_values(&[kind, "ok"]).inc();
         self.live.publish_zone(zone);
         Ok(serial)
     }

@@ -33,6 +33,7 @@ pub struct App {
 pub struct Listeners {
     dns: BoundDns,
     api: Option<std::net::TcpListener>,
+    metrics: Option<std::net::TcpListener>,
 }
 
 impl Listeners {
@@ -47,12 +48,24 @@ impl Listeners {
             ),
             None => None,
         };
-        Ok(Listeners { dns, api })
+        let metrics = match settings.metrics_listen {
+            Some(address) => Some(
+                std::net::TcpListener::bind(address)
+                    .with_context(|| format!("cannot listen for metrics on {address}"))?,
+            ),
+            None => None,
+        };
+        Ok(Listeners { dns, api, metrics })
     }
 
     /// The DNS addresses, as bound.
     pub fn dns_addresses(&self) -> Vec<SocketAddr> {
         self.dns.local_addrs().to_vec()
+    }
+
+    /// The `--metrics-listen` address, as bound.
+    pub fn metrics_address(&self) -> Option<SocketAddr> {
+        self.metrics.as_ref().and_then(|listener| listener.local_addr().ok())
     }
 
     /// The API address, as bound.
@@ -70,11 +83,13 @@ fn dns_settings(settings: &ServeSettings) -> DnsSettings {
             segment_offload: settings.udp_gso,
             busy_poll: settings.udp_busy_poll,
             cpu_pin: settings.udp_cpu_pin,
+            metrics: settings.metrics,
         },
         tcp: TcpSettings {
             idle_timeout: settings.tcp_idle_timeout,
             max_connections: settings.tcp_max_connections,
             max_per_client: settings.tcp_max_per_client,
+            metrics: settings.metrics,
         },
         protections: Protections {
             cookies: settings.cookies.clone().map(Arc::new),
@@ -98,7 +113,7 @@ impl App {
     /// runtime; the UDP workers it starts keep the calling thread's priority.
     pub async fn run(self, listeners: Listeners, shutdown: watch::Receiver<bool>) -> anyhow::Result<()> {
         let App { settings, live } = self;
-        let Listeners { dns: bound, api: api_listener } = listeners;
+        let Listeners { dns: bound, api: api_listener, metrics: metrics_listener } = listeners;
         // Zone files alone (the benchmark's and differential tests' mode) need
         // no database and leave no data directory behind.
         let peers = Arc::new(Peers::default());
@@ -171,6 +186,7 @@ impl App {
         let journal = stored.clone().map(|stored| stored as Arc<dyn Journal>);
         let owners = stored.map(|stored| stored as Arc<dyn ZoneOwners>);
         let primary = Arc::new(Primary::new(live.handle(), access.clone(), journal, owners, peers));
+        let mut secondary_role_state = None;
         if let Some(config) = &settings.secondary {
             let secondary = Secondary::start(
                 SecondarySettings {
@@ -185,12 +201,29 @@ impl App {
                 live.clone(),
             )
             .with_context(|| format!("cannot use the data directory {}", settings.data_dir.display()))?;
+            secondary_role_state = Some(secondary.clone());
             primary.set_notify_listener(secondary);
             tracing::info!(primaries = ?config.primaries, catalog = ?settings.catalog_zone.as_ref().map(|c| c.to_string()), "secondary role");
         }
         // Started from this (the main) thread, so that the UDP workers keep
         // its default priority rather than the async threads' lower one.
         let dns_addrs = bound.local_addrs().to_vec();
+        let node_state = Arc::new(crate::metrics::NodeState {
+            node: settings.node_id.clone(),
+            role: if secondary_role {
+                "secondary"
+            } else if control.is_some() {
+                "control"
+            } else {
+                "files"
+            },
+            live: live.clone(),
+            election: control.as_ref().map(|_| election.clone()),
+            store: control.as_ref().map(|control| control.plane.store.clone()),
+            recursion: recursion.clone(),
+            secondary: secondary_role_state,
+            zone_limit: settings.metrics_zone_limit,
+        });
         let running = bound.with_recursion(recursion).start(
             live.handle(),
             Some(Arc::new(replication::HandOff(primary)) as Arc<dyn ControlHandler>),
@@ -262,10 +295,15 @@ impl App {
                 .context("catalog start task failed")?;
         }
         let api = match (&control, api_listener) {
-            (Some(control), Some(listener)) => {
-                Some(control::serve_api(control, &settings, listener, shutdown.clone()).await?)
-            }
+            (Some(control), Some(listener)) => Some(
+                control::serve_api(control, &settings, listener, node_state.clone().exposition(), shutdown.clone())
+                    .await?,
+            ),
             _ => None,
+        };
+        let metrics_server = match metrics_listener {
+            Some(listener) => Some(crate::metrics::serve_metrics(listener, node_state, shutdown.clone()).await?),
+            None => None,
         };
         let files = settings.zone_files.clone();
         let catalog_state = control.as_ref().map(|c| c.plane.clone());
@@ -277,6 +315,9 @@ impl App {
         server.await.context("DNS server task failed")??;
         if let Some(api) = api {
             api.await.context("API task failed")??;
+        }
+        if let Some(server) = metrics_server {
+            server.await.context("metrics task failed")??;
         }
         tracing::info!("stopped");
         Ok(())

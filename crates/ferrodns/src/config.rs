@@ -80,6 +80,15 @@ pub struct ServeArgs {
     /// How much lower (nice, 0-19) the async threads (TCP, API, replication, HA) run than the UDP workers [default: 10].
     #[arg(long = "async-nice", env = "FERRODNS_ASYNC_NICE")]
     pub async_nice: Option<i32>,
+    /// Count queries, responses and answer times for /metrics; false only to measure what counting costs [default: true].
+    #[arg(long = "metrics", env = "FERRODNS_METRICS")]
+    pub metrics: Option<bool>,
+    /// Serve /metrics and the health probes on this address too, or off: for nodes without the API (secondaries, --api-listen off) [default: off].
+    #[arg(long = "metrics-listen", env = "FERRODNS_METRICS_LISTEN")]
+    pub metrics_listen: Option<String>,
+    /// Per-zone series (serial, records) for at most this many zones; with more zones they are left out, so raise it to opt in [default: 1000].
+    #[arg(long = "metrics-zone-limit", env = "FERRODNS_METRICS_ZONE_LIMIT")]
+    pub metrics_zone_limit: Option<usize>,
     /// Seconds before an idle TCP connection is closed [default: 10].
     #[arg(long = "tcp-idle-timeout", env = "FERRODNS_TCP_IDLE_TIMEOUT")]
     pub tcp_idle_timeout: Option<u64>,
@@ -233,6 +242,9 @@ struct FileSettings {
     udp_busy_poll_us: Option<u64>,
     udp_cpu_pin: Option<String>,
     async_nice: Option<i32>,
+    metrics: Option<bool>,
+    metrics_listen: Option<String>,
+    metrics_zone_limit: Option<usize>,
     tcp_idle_timeout: Option<u64>,
     tcp_max_connections: Option<usize>,
     tcp_max_per_client: Option<usize>,
@@ -297,6 +309,10 @@ pub struct ServeSettings {
     pub udp_busy_poll: Duration,
     pub udp_cpu_pin: CpuPin,
     pub async_nice: i32,
+    /// Count DNS traffic for /metrics.
+    pub metrics: bool,
+    pub metrics_listen: Option<SocketAddr>,
+    pub metrics_zone_limit: usize,
     pub tcp_idle_timeout: Duration,
     pub tcp_max_connections: usize,
     pub tcp_max_per_client: usize,
@@ -434,6 +450,16 @@ impl ServeArgs {
             None
         } else {
             Some(api_text.parse().with_context(|| format!("bad --api-listen '{api_text}': want ADDR:PORT or off"))?)
+        };
+        let metrics_text = self.metrics_listen.or(file.metrics_listen).unwrap_or_else(|| "off".into());
+        let metrics_listen = if metrics_text.eq_ignore_ascii_case("off") {
+            None
+        } else {
+            Some(
+                metrics_text
+                    .parse()
+                    .with_context(|| format!("bad --metrics-listen '{metrics_text}': want ADDR:PORT or off"))?,
+            )
         };
         let zone_files = if !self.zone_file.is_empty() { self.zone_file } else { file.zone_file.unwrap_or_default() };
         let serial_policy = match self.serial_policy.or(file.serial_policy).as_deref() {
@@ -627,6 +653,9 @@ impl ServeArgs {
             forward_zones,
             recursion,
             async_nice: self.async_nice.or(file.async_nice).unwrap_or(10).clamp(0, 19),
+            metrics: self.metrics.or(file.metrics).unwrap_or(true),
+            metrics_listen,
+            metrics_zone_limit: self.metrics_zone_limit.or(file.metrics_zone_limit).unwrap_or(1000),
             tcp_idle_timeout: Duration::from_secs(self.tcp_idle_timeout.or(file.tcp_idle_timeout).unwrap_or(10)),
             tcp_max_connections,
             tcp_max_per_client: self

@@ -202,6 +202,7 @@ pub async fn serve_api(
     control: &Control,
     settings: &ServeSettings,
     listener: std::net::TcpListener,
+    exposition: ferrodns_api::Exposition,
     shutdown: watch::Receiver<bool>,
 ) -> anyhow::Result<tokio::task::JoinHandle<anyhow::Result<()>>> {
     listener.set_nonblocking(true)?;
@@ -215,7 +216,7 @@ pub async fn serve_api(
     if let Some(tls) = &tls {
         tokio::spawn(crate::tls::reload_on_hangup(tls.clone()));
     }
-    let state = ApiState::new(
+    let mut state = ApiState::new(
         control.plane.clone(),
         ApiSettings {
             max_body_bytes: settings.max_body_bytes,
@@ -224,6 +225,7 @@ pub async fn serve_api(
             ..ApiSettings::default()
         },
     );
+    state.metrics = Some(exposition);
     let descriptors = crate::http::raise_descriptor_limit();
     let max_connections =
         crate::http::api_connection_cap(settings.api_max_connections, settings.tcp_max_connections, descriptors);

@@ -8,6 +8,7 @@ pub mod config;
 mod control;
 pub mod http;
 pub mod logging;
+mod metrics;
 mod replication;
 mod tls;
 pub mod zonefiles;

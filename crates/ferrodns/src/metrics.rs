@@ -1,0 +1,181 @@
+//! A node's `/metrics`: the process's event counters (`ferrodns_metrics`)
+//! and this node's state, read at each scrape; and the small HTTP listener
+//! (`--metrics-listen`) that serves them, with the health probes, on nodes
+//! that run no API (secondaries, `--api-listen off`).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use axum::extract::State;
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use ferrodns_control::{Election, Leadership};
+use ferrodns_forward::Recursion;
+use ferrodns_metrics::prometheus::proto::MetricFamily;
+use ferrodns_metrics::Family;
+use ferrodns_store::Store;
+use ferrodns_transfer::secondary::Secondary;
+use ferrodns_zone::live::LiveZones;
+use serde_json::json;
+use tokio::sync::watch;
+
+/// What a node reports about itself at each scrape.
+pub struct NodeState {
+    pub node: String,
+    /// `control`, `secondary` or `files` (zone files only).
+    pub role: &'static str,
+    pub live: Arc<LiveZones>,
+    /// The election, when this node runs the control plane.
+    pub election: Option<Arc<Election>>,
+    pub store: Option<Arc<Store>>,
+    pub recursion: Arc<Recursion>,
+    pub secondary: Option<Arc<Secondary>>,
+    /// Per-zone series for at most this many zones.
+    pub zone_limit: usize,
+}
+
+impl NodeState {
+    /// The exposition the API and the metrics listener serve.
+    pub fn exposition(self: Arc<Self>) -> ferrodns_api::Exposition {
+        Arc::new(move || ferrodns_metrics::render(self.families()))
+    }
+
+    fn families(&self) -> Vec<MetricFamily> {
+        let mut families = vec![Family::gauge("ferrodns_info", "This node: its id, role and version; always 1.")
+            .sample(&[("node", &self.node), ("role", self.role), ("version", env!("CARGO_PKG_VERSION"))], 1.0)
+            .build()];
+        let zones = self.live.snapshot();
+        families
+            .push(Family::gauge("ferrodns_zones", "Zones this node serves.").sample(&[], zones.len() as f64).build());
+        if zones.len() <= self.zone_limit {
+            let mut serials = Family::gauge("ferrodns_zone_serial", "The SOA serial each zone is served at.");
+            let mut records = Family::gauge("ferrodns_zone_records", "Records each served zone holds.");
+            for zone in zones.iter() {
+                let name = zone.apex().to_string();
+                serials.push(&[("zone", &name)], zone.serial().0 as f64);
+                records.push(&[("zone", &name)], zone.record_count() as f64);
+            }
+            families.push(serials.build());
+            families.push(records.build());
+        }
+        if let Some(election) = &self.election {
+            let snapshot = election.snapshot();
+            families.push(
+                Family::gauge("ferrodns_leader", "1 while this node holds the leader lease.")
+                    .sample(&[], if snapshot.is_leader { 1.0 } else { 0.0 })
+                    .build(),
+            );
+            families.push(
+                Family::gauge("ferrodns_term", "The election term this node last saw.")
+                    .sample(&[], snapshot.term.max(0) as f64)
+                    .build(),
+            );
+        }
+        if let Some(store) = &self.store {
+            let (open, idle) = store.pool_usage();
+            families.push(
+                Family::gauge("ferrodns_db_pool_connections", "Database connections of the control plane's pool.")
+                    .sample(&[("state", "idle")], idle as f64)
+                    .sample(&[("state", "in_use")], open.saturating_sub(idle as u32) as f64)
+                    .build(),
+            );
+        }
+        let cache = self.recursion.cache().stats();
+        let counters = [
+            ("ferrodns_cache_hits_total", "Forwarded queries answered from the cache.", cache.hits),
+            ("ferrodns_cache_misses_total", "Forwarded queries the cache could not answer.", cache.misses),
+            ("ferrodns_cache_stale_served_total", "Stale answers served (RFC 8767).", cache.stale_served),
+            ("ferrodns_forward_failures_total", "Forwarded queries no forwarder answered.", cache.upstream_failures),
+        ];
+        for (name, help, value) in counters {
+            families.push(Family::counter(name, help).sample(&[], value as f64).build());
+        }
+        families.push(
+            Family::gauge("ferrodns_cache_entries", "Answers in the cache.").sample(&[], cache.entries as f64).build(),
+        );
+        families.push(
+            Family::gauge("ferrodns_cache_bytes", "Memory the cache's answers take, as counted against --cache-size.")
+                .sample(&[], cache.memory as f64)
+                .build(),
+        );
+        if let Some(secondary) = &self.secondary {
+            let followed = secondary.followed_zones();
+            let expired = followed.iter().filter(|zone| zone.expired).count();
+            let loading = followed.iter().filter(|zone| zone.serial.is_none()).count();
+            families.push(
+                Family::gauge("ferrodns_secondary_zones", "Zones the secondary role follows, by state.")
+                    .sample(&[("state", "expired")], expired as f64)
+                    .sample(&[("state", "not_loaded")], loading as f64)
+                    .sample(&[("state", "ready")], followed.iter().filter(|z| z.is_ready()).count() as f64)
+                    .build(),
+            );
+            if followed.len() <= self.zone_limit {
+                let mut age = Family::gauge(
+                    "ferrodns_secondary_zone_confirmed_age_seconds",
+                    "Seconds since a primary last confirmed each followed zone current.",
+                );
+                for zone in followed.iter() {
+                    if let Some(ago) = zone.confirmed_ago {
+                        age.push(&[("zone", &zone.apex.to_string())], ago.as_secs_f64());
+                    }
+                }
+                families.push(age.build());
+            }
+        }
+        families
+    }
+}
+
+/// Serves `/metrics` and `/v1/health/{live,ready}` on `address` until
+/// `shutdown`. Ready means: on a secondary, every followed zone loaded and
+/// none expired; elsewhere, DNS is serving.
+pub async fn serve_metrics(
+    listener: std::net::TcpListener,
+    state: Arc<NodeState>,
+    shutdown: watch::Receiver<bool>,
+) -> anyhow::Result<tokio::task::JoinHandle<anyhow::Result<()>>> {
+    listener.set_nonblocking(true)?;
+    let listener = tokio::net::TcpListener::from_std(listener).context("cannot serve metrics")?;
+    tracing::info!(metrics = %listener.local_addr()?, "serving /metrics and the health probes");
+    let app = Router::new()
+        .route("/metrics", get(metrics))
+        .route("/v1/health/live", get(|| async { Json(json!({"status": "ok"})) }))
+        .route("/v1/health/ready", get(ready))
+        .with_state(state);
+    // A scraper and a few probes: a small cap, and slow clients cut off.
+    let limits =
+        crate::http::HttpLimits { header_timeout: Duration::from_secs(5), max_connections: 64, max_per_client: 16 };
+    Ok(tokio::spawn(async move {
+        crate::http::serve(listener, app, limits, None, shutdown).await.context("metrics server failed")
+    }))
+}
+
+async fn metrics(State(state): State<Arc<NodeState>>) -> Response {
+    let exposition = state.exposition();
+    let text = tokio::task::spawn_blocking(move || exposition()).await.unwrap_or_default();
+    ([(header::CONTENT_TYPE, ferrodns_metrics::CONTENT_TYPE)], text).into_response()
+}
+
+async fn ready(State(state): State<Arc<NodeState>>) -> Response {
+    let Some(secondary) = &state.secondary else { return Json(json!({"status": "ready"})).into_response() };
+    let waiting: Vec<String> = secondary
+        .followed_zones()
+        .iter()
+        .filter(|zone| !zone.is_ready())
+        .map(|zone| format!("{} ({})", zone.apex, if zone.expired { "expired" } else { "not loaded" }))
+        .collect();
+    if waiting.is_empty() {
+        return Json(json!({"status": "ready"})).into_response();
+    }
+    let body = json!({
+        "type": "https://ferrodns.dev/problems/not-ready",
+        "title": "Not ready",
+        "status": 503,
+        "detail": format!("{} followed zones are not served: {}", waiting.len(), waiting.iter().take(20).cloned().collect::<Vec<_>>().join(", ")),
+    });
+    (StatusCode::SERVICE_UNAVAILABLE, [(header::CONTENT_TYPE, "application/problem+json")], body.to_string())
+        .into_response()
+}
