@@ -81,7 +81,7 @@ def main():
         deadline = time.time() + 30
         while True:
             text = open(os.path.join(d, "log")).read()
-            dns = re.search(r"serving DNS dns=\[127\.0\.0\.1:(\d+)", text)
+            dns = re.search(r"serving DNS[^\n]*? dns=\[127\.0\.0\.1:(\d+)", text)
             api = re.search(r"serving the API api=127\.0\.0\.1:(\d+)", text)
             if dns and api:
                 dns_port, api_port = int(dns.group(1)), int(api.group(1))

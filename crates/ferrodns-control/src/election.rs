@@ -166,10 +166,16 @@ impl Election {
         if let Some(term) = term {
             // Releasing ends the lease early, so stop acting first, and give
             // an action that has just checked its term time to finish.
-            self.step_down("shutting down");
+            // A planned step down: said once, at INFO, when the lease is given up.
+            self.stop_leading();
             tokio::time::sleep(Duration::from_millis(100)).await;
-            let _ = store.release_lease(&self.node, term).await;
-            tracing::info!(node = %self.node, term, "gave the lease up");
+            match store.release_lease(&self.node, term).await {
+                Ok(_) => tracing::info!(node = %self.node, term, "shutting down: gave the lease up"),
+                Err(e) => tracing::warn!(
+                    node = %self.node, term, error = %e,
+                    "shutting down: cannot give the lease up; another node takes it when it expires"
+                ),
+            }
         }
     }
 
@@ -227,12 +233,18 @@ impl Election {
         state.known = Some((self.node.clone(), term));
     }
 
+    /// Stops acting as leader because the lease was lost: worth a warning.
     fn step_down(&self, why: &str) {
-        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(term) = state.term.take() {
+        if let Some(term) = self.stop_leading() {
             tracing::warn!(node = %self.node, term, "no longer leader: {why}");
         }
+    }
+
+    /// Stops acting as leader; the term it led, if it led.
+    fn stop_leading(&self) -> Option<i64> {
+        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
         state.leading_until = None;
+        state.term.take()
     }
 }
 

@@ -30,18 +30,32 @@ pub async fn follow(control: Arc<ControlPlane>, url: String, poll: Duration, mut
     // The zones' fingerprint when this node was last in step with every
     // stored zone: a poll that finds it unchanged has nothing to read.
     let mut in_step_at = None;
+    // Since when the database has been out of reach, as this task saw it:
+    // each loss and each return is said once, not at every retry.
+    let mut lost_at: Option<std::time::Instant> = None;
     loop {
         let mut listener = match control.store.change_listener(&url).await {
             Ok(Some(listener)) => listener,
             Ok(None) => return,
             Err(e) => {
-                tracing::warn!(error = %e, "cannot listen for other nodes' changes; retrying");
+                if lost_at.is_none() {
+                    tracing::warn!(error = %e, "cannot reach the database: DNS keeps answering from memory, API writes fail until it returns; retrying every second");
+                    lost_at = Some(std::time::Instant::now());
+                } else {
+                    tracing::debug!(error = %e, "the database is still out of reach");
+                }
                 tokio::select! {
                     _ = tokio::time::sleep(Duration::from_secs(1)) => continue,
                     _ = shutdown.changed() => return,
                 }
             }
         };
+        if let Some(since) = lost_at.take() {
+            tracing::info!(
+                down_s = since.elapsed().as_secs(),
+                "the database answers again; catching up with the changes made meanwhile"
+            );
+        }
         catch_up(&control, &mut in_step_at).await;
         loop {
             tokio::select! {
@@ -54,7 +68,8 @@ pub async fn follow(control: Arc<ControlPlane>, url: String, poll: Duration, mut
                         }
                     }
                     Err(e) => {
-                        tracing::warn!(error = %e, "lost the change listener; reconnecting and catching up");
+                        tracing::warn!(error = %e, "lost the database connection that hears other nodes' changes; reconnecting");
+                        lost_at = Some(std::time::Instant::now());
                         break;
                     }
                 },

@@ -320,11 +320,17 @@ impl ControlPlane {
             RRsetData::new(&apex, RecordType::SOA, ttl, vec![soa]),
             RRsetData::new(&apex, RecordType::NS, ttl, nameservers.iter().map(|n| n.as_wire().to_vec()).collect()),
         ];
-        let (record, _diff) = self
-            .store
-            .create_zone(&apex, &zone.tenant, "primary", rrsets, None, &zone.catalog_id, &actor.author, now)
-            .await?;
+        // Held from the commit to the publication, as a change holds it: the
+        // follower, woken by the commit, must find the zone served (or wait),
+        // not load it itself and report it made on another node.
+        let publication = self.locks.lock(&apex).await;
+        let (record, _diff) = timed(
+            "create_zone",
+            self.store.create_zone(&apex, &zone.tenant, "primary", rrsets, None, &zone.catalog_id, &actor.author, now),
+        )
+        .await?;
         self.publish(&record, None).await?;
+        drop(publication);
         catalog::sync(self, catalog::CatalogSync::Full).await;
         Ok(record)
     }

@@ -29,6 +29,27 @@ pub struct PeerState {
 #[derive(Default)]
 pub struct Peers {
     zones: Mutex<HashMap<Vec<u8>, HashMap<String, PeerState>>>,
+    /// Each zone's latest published serial, when it was published, and
+    /// whether every known secondary of the zone has reported it since.
+    publications: Mutex<HashMap<Vec<u8>, Publication>>,
+}
+
+#[derive(Clone, Copy, Debug)]
+struct Publication {
+    serial: Serial,
+    at: std::time::Instant,
+    everywhere: bool,
+}
+
+/// How far one secondary is behind, over the zones it serves for us.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Lag {
+    pub peer: String,
+    /// The most serial steps it is behind in any zone (RFC 1982 distance).
+    pub serials: u32,
+    /// The longest it has gone without a zone's current serial: seconds
+    /// since that serial was published.
+    pub seconds: f64,
 }
 
 impl Peers {
@@ -38,6 +59,49 @@ impl Peers {
         let drifting = peers.get(peer).is_some_and(|s| s.drifting && s.serial == serial);
         let heard = tokio::time::Instant::now();
         peers.insert(peer.to_string(), PeerState { serial, last_contact: unix_now(), heard, drifting });
+        // The last of the zone's secondaries to report its current serial
+        // ends the zone's propagation.
+        let mut publications = self.publications.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(publication) = publications.get_mut(apex.to_lowercase().as_wire()) {
+            let holds = |state: &PeerState| {
+                state.serial == publication.serial || state.serial.is_newer_than(publication.serial)
+            };
+            if !publication.everywhere && peers.values().all(holds) {
+                publication.everywhere = true;
+                ferrodns_metrics::global().propagation.observe(publication.at.elapsed().as_secs_f64());
+            }
+        }
+    }
+
+    /// The zone is now served at `serial`: its propagation starts.
+    pub fn published(&self, apex: &Name, serial: Serial) {
+        let publication = Publication { serial, at: std::time::Instant::now(), everywhere: false };
+        self.publications
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(apex.to_lowercase().as_wire().to_vec(), publication);
+    }
+
+    /// Each known secondary's lag behind the zones as published, worst
+    /// zone first; a secondary that holds every current serial lags 0.
+    pub fn lags(&self) -> Vec<Lag> {
+        let zones = self.zones.lock().unwrap_or_else(|e| e.into_inner());
+        let publications = self.publications.lock().unwrap_or_else(|e| e.into_inner());
+        let mut lags: HashMap<&str, Lag> = HashMap::new();
+        for (apex, peers) in zones.iter() {
+            let publication = publications.get(apex);
+            for (peer, state) in peers {
+                let lag = lags.entry(peer).or_insert_with(|| Lag { peer: peer.clone(), serials: 0, seconds: 0.0 });
+                let Some(publication) = publication else { continue };
+                if publication.serial.is_newer_than(state.serial) {
+                    lag.serials = lag.serials.max(publication.serial.0.wrapping_sub(state.serial.0));
+                    lag.seconds = lag.seconds.max(publication.at.elapsed().as_secs_f64());
+                }
+            }
+        }
+        let mut lags: Vec<Lag> = lags.into_values().collect();
+        lags.sort_by(|a, b| a.peer.cmp(&b.peer));
+        lags
     }
 
     /// Marks a peer as lagging behind the zone, or caught up.
@@ -77,5 +141,50 @@ impl Peers {
     /// Forgets a deleted zone.
     pub fn forget(&self, apex: &Name) {
         self.zones.lock().unwrap_or_else(|e| e.into_inner()).remove(apex.to_lowercase().as_wire());
+        self.publications.lock().unwrap_or_else(|e| e.into_inner()).remove(apex.to_lowercase().as_wire());
+    }
+}
+
+/// Tells [`Peers`] of every zone version published, so that it can measure
+/// propagation and lag.
+pub struct PublishedTo(pub std::sync::Arc<Peers>);
+
+impl ferrodns_zone::live::Observer for PublishedTo {
+    fn published(&self, zone: &ferrodns_zone::Zone) {
+        self.0.published(zone.apex(), zone.serial());
+    }
+
+    fn removed(&self, apex: &Name) {
+        self.0.forget(apex);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lag_is_the_worst_zone_and_propagation_ends_with_the_last_secondary() {
+        let peers = Peers::default();
+        let (a, b) = (Name::parse("a.test.", None).unwrap(), Name::parse("b.test.", None).unwrap());
+        peers.reported(&a, "192.0.2.1", Serial(5));
+        peers.reported(&a, "192.0.2.2", Serial(5));
+        peers.reported(&b, "192.0.2.1", Serial(9));
+        peers.published(&a, Serial(8));
+        peers.published(&b, Serial(9));
+        let lags = peers.lags();
+        assert_eq!(
+            lags.iter().map(|l| (l.peer.as_str(), l.serials)).collect::<Vec<_>>(),
+            [("192.0.2.1", 3), ("192.0.2.2", 3)]
+        );
+        let before = ferrodns_metrics::global().propagation.get_sample_count();
+        peers.transferred(&a, "192.0.2.1", Serial(8));
+        assert_eq!(ferrodns_metrics::global().propagation.get_sample_count(), before, "one secondary still lags");
+        assert_eq!(peers.lags()[0].serials, 0);
+        peers.transferred(&a, "192.0.2.2", Serial(8));
+        assert_eq!(ferrodns_metrics::global().propagation.get_sample_count(), before + 1);
+        peers.reported(&a, "192.0.2.2", Serial(8));
+        assert_eq!(ferrodns_metrics::global().propagation.get_sample_count(), before + 1, "observed once per serial");
+        assert!(peers.lags().iter().all(|l| l.serials == 0 && l.seconds == 0.0));
     }
 }

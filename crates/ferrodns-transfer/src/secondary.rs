@@ -97,12 +97,20 @@ pub struct FollowedZone {
     pub serial: Option<Serial>,
     pub expired: bool,
     pub confirmed_ago: Option<Duration>,
+    /// The SOA expire of the served copy.
+    pub expire: Option<Duration>,
 }
 
 impl FollowedZone {
     /// Loaded and not expired: what readiness asks of every zone.
     pub fn is_ready(&self) -> bool {
         self.serial.is_some() && !self.expired
+    }
+
+    /// How long until the zone expires unless a primary is reached (zero
+    /// once past it); `None` until it has been confirmed once.
+    pub fn expires_in(&self) -> Option<Duration> {
+        Some(self.expire?.saturating_sub(self.confirmed_ago?))
     }
 }
 
@@ -178,6 +186,7 @@ impl Secondary {
                     serial: zone.map(|z| z.serial()),
                     expired: zone.is_some_and(|z| z.is_expired()),
                     confirmed_ago: refreshed.get(apex).map(|at| at.elapsed()),
+                    expire: zone.map(|z| timers(Some(z)).2),
                 }
             })
             .collect();

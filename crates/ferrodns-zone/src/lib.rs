@@ -17,7 +17,7 @@ pub mod writer;
 pub mod zone;
 pub mod zoneset;
 
-pub use load::{load_zone_file, LoadError, Loaded};
+pub use load::{load_zone_file, load_zone_file_as, LoadError, Loaded};
 pub use lookup::{Answer, Lookup};
 pub use zone::{
     name_hash, prefetch_address, Node, NodeCursor, RRset, RateLimit, Zone, ZoneAddresses, ZoneBuilder, ZoneError,

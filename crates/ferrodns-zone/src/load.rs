@@ -31,8 +31,16 @@ pub struct Loaded {
 /// Loads a zone file. The origin is the first `$ORIGIN`, or else the owner of
 /// the SOA record (RFC 1035 gives no other way to name the zone).
 pub fn load_zone_file(path: &Path, allow_include: bool) -> Result<Loaded, LoadError> {
+    load_zone_file_as(path, None, allow_include)
+}
+
+/// Loads a zone file as the zone `origin` when given, as BIND and Knot
+/// take a zone's name from their configuration: relative names and `@`
+/// start from it until a `$ORIGIN` says otherwise, and the zone is named
+/// by it whatever the file holds. Without it, as [`load_zone_file`].
+pub fn load_zone_file_as(path: &Path, origin: Option<&Name>, allow_include: bool) -> Result<Loaded, LoadError> {
     let file = path.display().to_string();
-    let options = ParseOptions { allow_include, ..ParseOptions::default() };
+    let options = ParseOptions { allow_include, origin: origin.cloned(), ..ParseOptions::default() };
     // Records stream straight into the builder; the zone is named at the end.
     let mut builder = ZoneBuilder::new(Name::root());
     let mut soa_owner: Option<Name> = None;
@@ -43,7 +51,7 @@ pub fn load_zone_file(path: &Path, allow_include: bool) -> Result<Loaded, LoadEr
         builder.add_wire(record.owner.as_wire(), record.rtype, record.ttl, record.rdata, Some(record.line));
     });
     let mut problems: Vec<String> = report.errors.iter().map(ToString::to_string).collect();
-    let Some(apex) = report.first_origin.or(soa_owner) else {
+    let Some(apex) = origin.cloned().or(report.first_origin).or(soa_owner) else {
         problems.push(format!("{file}: no $ORIGIN and no SOA record: cannot tell the zone's name"));
         return Err(LoadError { problems });
     };

@@ -117,6 +117,9 @@ impl App {
         // Zone files alone (the benchmark's and differential tests' mode) need
         // no database and leave no data directory behind.
         let peers = Arc::new(Peers::default());
+        // Every published serial starts a propagation that the secondaries'
+        // reports end (ferrodns_propagation_seconds, the lag gauges).
+        live.add_observer(Arc::new(ferrodns_transfer::peers::PublishedTo(peers.clone())));
         let access = Arc::new(settings.transfer_access.clone());
         // The secondaries' addresses as the notifier resolves them, for the API's status.
         let notified: std::sync::Mutex<Option<ferrodns_transfer::notify::Addresses>> = std::sync::Mutex::new(None);
@@ -185,7 +188,7 @@ impl App {
             control.as_ref().map(|control| Arc::new(replication::StoreJournal { store: control.plane.store.clone() }));
         let journal = stored.clone().map(|stored| stored as Arc<dyn Journal>);
         let owners = stored.map(|stored| stored as Arc<dyn ZoneOwners>);
-        let primary = Arc::new(Primary::new(live.handle(), access.clone(), journal, owners, peers));
+        let primary = Arc::new(Primary::new(live.handle(), access.clone(), journal, owners, peers.clone()));
         let mut secondary_role_state = None;
         if let Some(config) = &settings.secondary {
             let secondary = Secondary::start(
@@ -222,6 +225,7 @@ impl App {
             store: control.as_ref().map(|control| control.plane.store.clone()),
             recursion: recursion.clone(),
             secondary: secondary_role_state,
+            peers: peers.clone(),
             zone_limit: settings.metrics_zone_limit,
         });
         let running = bound.with_recursion(recursion).start(
@@ -230,7 +234,13 @@ impl App {
             shutdown.clone(),
         )?;
         let server = tokio::spawn(running.finished());
-        tracing::info!(dns = ?dns_addrs, zones = live.snapshot().len(), udp_workers = settings.udp_workers, "serving DNS");
+        let zones = live.snapshot().len();
+        if control.is_some() {
+            // The stored zones load next, and say so when they have.
+            tracing::info!(dns = ?dns_addrs, zones_before_stored = zones, udp_workers = settings.udp_workers, "serving DNS; loading the stored zones");
+        } else {
+            tracing::info!(dns = ?dns_addrs, zones, udp_workers = settings.udp_workers, "serving DNS");
+        }
         if let Some(control) = &control {
             // On an async thread's priority, like the control plane's start.
             // DNS answers the zones loaded so far meanwhile.
@@ -240,6 +250,9 @@ impl App {
                 .await
                 .context("stored zone load task failed")??;
         }
+        // Joined at shutdown, so that a leader gives its lease up before the
+        // process exits and another node takes over at once.
+        let mut election_thread = None;
         if let (Some(control), true) = (&control, postgres) {
             // A new leader brings the catalog up to date (registered before
             // the election starts, so the first term gets it too).
@@ -270,7 +283,8 @@ impl App {
                     }
                 }
             };
-            election.clone().run_on_thread(open, tokio::runtime::Handle::current(), shutdown.clone())?;
+            election_thread =
+                Some(election.clone().run_on_thread(open, tokio::runtime::Handle::current(), shutdown.clone())?);
             let url = settings.database_url.clone().unwrap_or_default();
             tokio::spawn(ferrodns_control::follower::follow(
                 control.plane.clone(),
@@ -318,6 +332,14 @@ impl App {
         }
         if let Some(server) = metrics_server {
             server.await.context("metrics task failed")??;
+        }
+        if let Some(thread) = election_thread {
+            // Bounded: with the database gone, giving the lease up can wait
+            // on the pool; the lease then simply runs out.
+            let joined = tokio::task::spawn_blocking(move || thread.join());
+            if tokio::time::timeout(std::time::Duration::from_secs(5), joined).await.is_err() {
+                tracing::warn!("the election did not finish within 5 s of shutdown; the lease runs out instead");
+            }
         }
         tracing::info!("stopped");
         Ok(())

@@ -56,7 +56,7 @@ pub struct ServeArgs {
     /// Database URL [default: SQLite in the data directory].
     #[arg(long = "database-url", env = "FERRODNS_DATABASE_URL")]
     pub database_url: Option<String>,
-    /// Serve this RFC 1035 master file read-only (repeatable).
+    /// Serve this RFC 1035 master file read-only (repeatable); a directory serves its *.zone files, NAME=FILE loads FILE as zone NAME (a BIND file without $ORIGIN).
     #[arg(long = "zone-file", env = "FERRODNS_ZONE_FILE", value_delimiter = ',')]
     pub zone_file: Vec<PathBuf>,
     /// Let zone files use $INCLUDE.

@@ -8,9 +8,9 @@ use std::path::PathBuf;
 
 use anyhow::{bail, Context};
 use clap::{Parser, Subcommand};
-use ferrodns::zonefiles::zone_file_paths;
+use ferrodns::zonefiles::{zone_file_paths, ZoneFile};
 use ferrodns::{config, App, Listeners};
-use ferrodns_zone::load_zone_file;
+use ferrodns_zone::load_zone_file_as;
 use tokio::sync::watch;
 use tracing_subscriber::filter::FilterExt;
 use tracing_subscriber::layer::{Layer, SubscriberExt};
@@ -55,7 +55,7 @@ enum Command {
         /// Let the files use $INCLUDE.
         #[arg(long = "allow-include")]
         allow_include: bool,
-        /// Zone files to check.
+        /// Zone files to check; NAME=FILE loads FILE as zone NAME (for files without $ORIGIN).
         #[arg(required = true)]
         files: Vec<PathBuf>,
     },
@@ -98,10 +98,10 @@ fn main() -> std::process::ExitCode {
     }
 }
 
-fn check_zone(files: &[PathBuf], allow_include: bool) -> anyhow::Result<()> {
+fn check_zone(files: &[ZoneFile], allow_include: bool) -> anyhow::Result<()> {
     let mut failed = 0;
-    for file in files {
-        match load_zone_file(file, allow_include) {
+    for ZoneFile { path: file, origin } in files {
+        match load_zone_file_as(file, origin.as_ref(), allow_include) {
             Ok(loaded) => {
                 for warning in &loaded.warnings {
                     println!("warning: {warning}");

@@ -17,6 +17,7 @@ use ferrodns_forward::Recursion;
 use ferrodns_metrics::prometheus::proto::MetricFamily;
 use ferrodns_metrics::Family;
 use ferrodns_store::Store;
+use ferrodns_transfer::peers::Peers;
 use ferrodns_transfer::secondary::Secondary;
 use ferrodns_zone::live::LiveZones;
 use serde_json::json;
@@ -33,6 +34,8 @@ pub struct NodeState {
     pub store: Option<Arc<Store>>,
     pub recursion: Arc<Recursion>,
     pub secondary: Option<Arc<Secondary>>,
+    /// What each secondary of this node's zones holds.
+    pub peers: Arc<Peers>,
     /// Per-zone series for at most this many zones.
     pub zone_limit: usize,
 }
@@ -83,6 +86,23 @@ impl NodeState {
                     .build(),
             );
         }
+        let lags = self.peers.lags();
+        if !lags.is_empty() {
+            let mut serials = Family::gauge(
+                "ferrodns_secondary_lag_serials",
+                "Serial steps each secondary is behind, in the zone where it is furthest behind.",
+            );
+            let mut seconds = Family::gauge(
+                "ferrodns_secondary_lag_seconds",
+                "Seconds each secondary has gone without a zone's current serial since it was published; 0 when in sync.",
+            );
+            for lag in &lags {
+                serials.push(&[("secondary", &lag.peer)], lag.serials as f64);
+                seconds.push(&[("secondary", &lag.peer)], lag.seconds);
+            }
+            families.push(serials.build());
+            families.push(seconds.build());
+        }
         let cache = self.recursion.cache().stats();
         let counters = [
             ("ferrodns_cache_hits_total", "Forwarded queries answered from the cache.", cache.hits),
@@ -117,12 +137,21 @@ impl NodeState {
                     "ferrodns_secondary_zone_confirmed_age_seconds",
                     "Seconds since a primary last confirmed each followed zone current.",
                 );
+                let mut expiry = Family::gauge(
+                    "ferrodns_secondary_zone_expiry_seconds",
+                    "Seconds until each followed zone expires (SOA expire) unless a primary is reached.",
+                );
                 for zone in followed.iter() {
+                    let name = zone.apex.to_string();
                     if let Some(ago) = zone.confirmed_ago {
-                        age.push(&[("zone", &zone.apex.to_string())], ago.as_secs_f64());
+                        age.push(&[("zone", &name)], ago.as_secs_f64());
+                    }
+                    if let Some(left) = zone.expires_in() {
+                        expiry.push(&[("zone", &name)], left.as_secs_f64());
                     }
                 }
                 families.push(age.build());
+                families.push(expiry.build());
             }
         }
         families

@@ -1,6 +1,6 @@
-//! Zone files: finding them (`--zone-file` takes files and directories),
-//! loading them on every core into one zone set, and reloading them on
-//! SIGHUP.
+//! Zone files: finding them (`--zone-file` takes files, directories, and
+//! `NAME=FILE` for a file that does not name its zone), loading them on
+//! every core into one zone set, and reloading them on SIGHUP.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -8,18 +8,54 @@ use std::sync::Arc;
 use anyhow::{bail, Context};
 use ferrodns_control::catalog::{self, CatalogSync};
 use ferrodns_control::ControlPlane;
+use ferrodns_proto::Name;
 use ferrodns_transfer::catalog::file_zone_id;
 use ferrodns_zone::live::LiveZones;
-use ferrodns_zone::{load_zone_file, Zone, ZoneSet};
+use ferrodns_zone::{load_zone_file_as, Zone, ZoneSet};
 
-/// The zone files named by `--zone-file` paths: a file as itself, a
-/// directory as every `*.zone` file directly in it, in name order.
-pub fn zone_file_paths(paths: &[PathBuf]) -> anyhow::Result<Vec<PathBuf>> {
+/// A zone file to load, and the zone's name when the operator gave it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ZoneFile {
+    pub path: PathBuf,
+    /// From `NAME=FILE`: the origin the file starts at and the zone's name,
+    /// as BIND's and Knot's configuration give it. Otherwise the file's
+    /// first `$ORIGIN`, or its SOA's owner.
+    pub origin: Option<Name>,
+}
+
+/// Splits `NAME=FILE`. A file whose own name holds `=` is given with a
+/// directory (`./a=b.zone`): the text before `=` must be a domain name,
+/// with no `/`.
+fn split_origin(argument: &std::path::Path) -> anyhow::Result<ZoneFile> {
+    let text = argument.to_string_lossy();
+    match text.split_once('=') {
+        Some((name, path)) if !name.contains('/') && !name.is_empty() => {
+            let absolute = if name.ends_with('.') { name.to_string() } else { format!("{name}.") };
+            let origin = Name::parse(&absolute, None)
+                .map_err(|e| anyhow::anyhow!("bad zone name in --zone-file '{text}': {e}"))?;
+            if path.is_empty() {
+                bail!("--zone-file '{text}' names no file after '='");
+            }
+            Ok(ZoneFile { path: PathBuf::from(path), origin: Some(origin.to_lowercase()) })
+        }
+        _ => Ok(ZoneFile { path: argument.to_path_buf(), origin: None }),
+    }
+}
+
+/// The zone files named by `--zone-file` arguments: a file as itself,
+/// `NAME=FILE` as that file loaded as zone NAME, a directory as every
+/// `*.zone` file directly in it, in name order.
+pub fn zone_file_paths(paths: &[PathBuf]) -> anyhow::Result<Vec<ZoneFile>> {
     let mut files = Vec::new();
-    for path in paths {
+    for argument in paths {
+        let file = split_origin(argument)?;
+        let path = &file.path;
         if !path.is_dir() {
-            files.push(path.clone());
+            files.push(file);
             continue;
+        }
+        if file.origin.is_some() {
+            bail!("--zone-file {}: NAME=FILE takes one file, not a directory", argument.display());
         }
         let mut found = Vec::new();
         for entry in std::fs::read_dir(path).with_context(|| format!("cannot read the directory {}", path.display()))? {
@@ -31,7 +67,7 @@ pub fn zone_file_paths(paths: &[PathBuf]) -> anyhow::Result<Vec<PathBuf>> {
             }
         }
         found.sort();
-        files.extend(found);
+        files.extend(found.into_iter().map(|path| ZoneFile { path, origin: None }));
     }
     Ok(files)
 }
@@ -51,9 +87,9 @@ pub fn load_zones(paths: &[PathBuf], allow_include: bool) -> anyhow::Result<Zone
             .map(|part| {
                 scope.spawn(move || {
                     let mut zones = Vec::with_capacity(part.len());
-                    for file in part {
+                    for ZoneFile { path: file, origin } in part {
                         let started = std::time::Instant::now();
-                        let loaded = load_zone_file(file, allow_include)
+                        let loaded = load_zone_file_as(file, origin.as_ref(), allow_include)
                             .map_err(|e| anyhow::anyhow!("zone file {} did not load:\n{e}", file.display()))?;
                         for warning in &loaded.warnings {
                             tracing::warn!("{warning}");
@@ -138,4 +174,20 @@ pub async fn reload_on_hangup(
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn name_equals_file_names_the_zone() {
+        let named = split_origin(std::path::Path::new("Example.COM=/etc/bind/db.example")).unwrap();
+        assert_eq!(named.path, PathBuf::from("/etc/bind/db.example"));
+        assert_eq!(named.origin.unwrap().to_string(), "example.com.");
+        let plain = split_origin(std::path::Path::new("./odd=name.zone")).unwrap();
+        assert_eq!((plain.path, plain.origin), (PathBuf::from("./odd=name.zone"), None));
+        assert!(split_origin(std::path::Path::new("example.com=")).is_err());
+        assert!(split_origin(std::path::Path::new("bad..name=x.zone")).is_err());
+    }
 }

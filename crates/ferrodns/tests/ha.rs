@@ -100,6 +100,12 @@ fn two_nodes_share_writes_and_fail_over() {
     let first = same_catalog(&a, &b, &["ha.test."]);
     assert_eq!(json(b.request(Method::POST, "/v1/zones").json(&json!({"name": "two.test"})).send().unwrap()).0, 201);
     let second = same_catalog(&a, &b, &["ha.test.", "two.test."]);
+    // Each node says truly where a zone was made: b made two.test itself
+    // (it logged "created on another node" for it before).
+    let created_elsewhere =
+        |node: &Node, zone: &str| node.log().lines().any(|l| l.contains("created on another node") && l.contains(zone));
+    assert!(!created_elsewhere(&b, "two.test."), "{}", b.log());
+    assert!(created_elsewhere(&a, "two.test."), "{}", a.log());
     let serial = |lines: &[String]| -> u64 {
         let soa = lines.iter().find(|l| l.contains(" SOA ")).expect("a catalog SOA");
         soa.split_whitespace().nth(6).unwrap().parse().unwrap()
@@ -169,4 +175,13 @@ fn two_nodes_share_writes_and_fail_over() {
     println!("failover took {took:?}");
     assert!(took < Duration::from_secs(3), "failover took {took:?}");
     assert!(follower_node.log().contains("became leader"));
+
+    // A clean SIGTERM of the leader is planned: said at INFO, no warning
+    // (it logged "no longer leader: shutting down" at WARN before).
+    follower_node.stop();
+    let log = follower_node.log();
+    assert!(log.contains("shutting down: gave the lease up"), "{log}");
+    let shutdown = &log[log.find("shutting down").unwrap_or(0)..];
+    assert!(!log.lines().any(|l| l.contains("WARN") && l.contains("no longer leader")), "{log}");
+    assert!(!shutdown.contains("WARN"), "{shutdown}");
 }

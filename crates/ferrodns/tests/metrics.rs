@@ -163,4 +163,47 @@ fn a_secondary_is_probed_and_scraped_on_its_metrics_listener() {
         sample(&primary_text, r#"ferrodns_transfers_out_total{result="ok",type="AXFR"}"#).is_some(),
         "{primary_text}"
     );
+    assert_eq!(
+        sample(&primary_text, r#"ferrodns_secondary_lag_serials{secondary="127.0.0.1"}"#),
+        Some(0.0),
+        "{primary_text}"
+    );
+
+    // The dashboard and the alert rules name only metrics a real scrape
+    // has: a renamed metric fails here, not silently on a graph. The
+    // secondary's refresh of missing.test fails (its SOA query is refused),
+    // which the transfer-failure alert reads.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let secondary_text = loop {
+        let text = http.get(format!("{base}/metrics")).send().unwrap().text().unwrap();
+        if text.contains(r#"ferrodns_transfers_in_total{result="failed""#) {
+            break text;
+        }
+        assert!(Instant::now() < deadline, "no failed refresh counted:\n{text}\n{}", secondary.log());
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    let scraped = format!("{primary_text}{secondary_text}");
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let rules = root.join("deploy/helm/ferrodns/files/alerts.yaml");
+    for file in [root.join("deploy/grafana/ferrodns.json"), rules.clone()] {
+        let text = std::fs::read_to_string(&file).unwrap();
+        let mut named: Vec<&str> = text
+            .match_indices("ferrodns_")
+            .map(|(at, _)| {
+                let end =
+                    text[at..].find(|c: char| !(c.is_ascii_lowercase() || c == '_')).map_or(text.len(), |n| at + n);
+                &text[at..end]
+            })
+            .collect();
+        named.sort();
+        named.dedup();
+        assert!(named.len() > 5, "{}: {named:?}", file.display());
+        for name in named {
+            let series = name.strip_suffix("_bucket").map_or(name.to_string(), |base| format!("{base}_bucket{{"));
+            let present = scraped.lines().any(|line| line.starts_with(&series) && !line.starts_with('#'));
+            assert!(present, "{} names {name}, which no scrape has", file.display());
+        }
+    }
+    let checked = Command::new("promtool").arg("check").arg("rules").arg(&rules).output().unwrap();
+    assert!(checked.status.success(), "{}", String::from_utf8_lossy(&checked.stdout));
 }

@@ -62,6 +62,20 @@ fn dns_answers_and_api_says_503_while_postgres_is_away() {
     }
     assert_eq!(dns_lookup(node.dns, "www.outage.test.", 1).1, ["192.0.2.3"]);
     assert_eq!(json(node.anonymous(Method::GET, "/v1/health/ready").send().unwrap()).0, 200);
+
+    // ferrodns itself says the database went and came back, once each
+    // (only sqlx's pool said anything before).
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !node.log().contains("the database answers again") {
+        assert!(Instant::now() < deadline, "no word of the database's return:\n{}", node.log());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let log = node.log();
+    let losses = log
+        .lines()
+        .filter(|l| l.contains("lost the database connection") || l.contains("cannot reach the database"))
+        .count();
+    assert!((1..=2).contains(&losses), "{losses} lines about the loss:\n{log}");
 }
 
 /// PostgreSQL ends every connection of the node (a restart, a failover, an
