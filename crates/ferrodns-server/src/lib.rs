@@ -115,6 +115,10 @@ pub fn bind(settings: &DnsSettings) -> io::Result<BoundDns> {
         recursion: None,
     };
     for &requested in &settings.listen {
+        if !requested.ip().is_unspecified() && is_not_local(requested.ip()) {
+            // It binds all the same (IP_FREEBIND): a VIP moved here later.
+            tracing::warn!(address = %requested.ip(), "the DNS listen address is not one of this host's (yet); answering on it once it is, as for a VIP");
+        }
         let (udp, tcp, local) = bind_one(requested, workers)?;
         bound.udp.extend(udp);
         bound.tcp.push(tcp);
@@ -142,6 +146,12 @@ fn bind_one(requested: SocketAddr, workers: usize) -> io::Result<(Vec<UdpSocket>
         }
     }
     Err(last_error.expect("at least one attempt"))
+}
+
+/// True when `ip` is not (now) an address of this host: binding it
+/// without IP_FREEBIND fails.
+fn is_not_local(ip: std::net::IpAddr) -> bool {
+    std::net::UdpSocket::bind((ip, 0)).is_err_and(|e| e.kind() == io::ErrorKind::AddrNotAvailable)
 }
 
 fn annotate(e: io::Error, transport: &str, addr: SocketAddr) -> io::Error {
@@ -197,7 +207,7 @@ impl BoundDns {
                             control.handle(&packet.packet, packet.peer, ferrodns_engine::Transport::Udp).await;
                         let mut reply = Vec::new();
                         while replies.next_message(&mut reply) {
-                            if let Err(e) = packet.socket.send_to(&reply, packet.peer) {
+                            if let Err(e) = udp::send_reply(&packet.socket, &reply, packet.peer, packet.local) {
                                 tracing::debug!(peer = %packet.peer, error = %e, "control reply not sent");
                             }
                         }
@@ -286,7 +296,7 @@ fn spawn_forwarding(recursion: Arc<Recursion>, metrics: bool) -> io::Result<udp:
                             stats.response(Udp, &reply);
                             stats.answered(Udp, packet.handed_at.elapsed().as_nanos() as u64, 1);
                         }
-                        if let Err(e) = packet.socket.send_to(&reply, packet.peer) {
+                        if let Err(e) = udp::send_reply(&packet.socket, &reply, packet.peer, packet.local) {
                             tracing::debug!(peer = %packet.peer, error = %e, "forwarded reply not sent");
                         }
                     }

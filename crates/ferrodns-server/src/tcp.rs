@@ -63,7 +63,8 @@ impl TcpSettings {
     }
 }
 
-/// Binds a TCP listener with SO_REUSEADDR, as servers restart often.
+/// Binds a TCP listener with SO_REUSEADDR, as servers restart often, and
+/// IP_FREEBIND.
 pub fn bind_tcp(addr: SocketAddr) -> io::Result<std::net::TcpListener> {
     let socket =
         socket2::Socket::new(socket2::Domain::for_address(addr), socket2::Type::STREAM, Some(socket2::Protocol::TCP))?;
@@ -71,6 +72,8 @@ pub fn bind_tcp(addr: SocketAddr) -> io::Result<std::net::TcpListener> {
         socket.set_only_v6(true)?;
     }
     socket.set_reuse_address(true)?;
+    // An address this host does not hold yet (a VIP) binds, as for UDP.
+    crate::udp::set_freebind(&socket, addr)?;
     socket.bind(&addr.into())?;
     socket.listen(1024)?;
     socket.set_nonblocking(true)?;

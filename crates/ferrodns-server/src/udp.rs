@@ -187,10 +187,34 @@ pub fn bind_udp(addr: SocketAddr) -> io::Result<UdpSocket> {
         // DF set the kernel skips the hashed IP-ID generator on every packet.
         set_int_option(&socket, libc::IPPROTO_IP, libc::IP_MTU_DISCOVER, libc::IP_PMTUDISC_PROBE)?;
     }
+    if addr.ip().is_unspecified() {
+        // A wildcard socket must answer from the address each query came
+        // to, or a client of any address but the route's preferred one gets
+        // its answer from a stranger and drops it: the destination comes in
+        // with each datagram and goes back as the reply's source.
+        match addr {
+            SocketAddr::V4(_) => set_int_option(&socket, libc::IPPROTO_IP, libc::IP_PKTINFO, 1)?,
+            SocketAddr::V6(_) => set_int_option(&socket, libc::IPPROTO_IPV6, libc::IPV6_RECVPKTINFO, 1)?,
+        }
+    }
+    set_freebind(&socket, addr)?;
     socket.bind(&addr.into())?;
     socket.set_read_timeout(Some(POLL_INTERVAL))?;
     Ok(socket.into())
 }
+
+/// Lets the socket bind an address this host does not hold yet (a VIP that
+/// keepalived or a cluster manager moves here on failover), as Knot does;
+/// it starts receiving once the address arrives.
+pub fn set_freebind(socket: &Socket, addr: SocketAddr) -> io::Result<()> {
+    match addr {
+        SocketAddr::V4(_) => set_int_option(socket, libc::IPPROTO_IP, libc::IP_FREEBIND, 1),
+        SocketAddr::V6(_) => set_int_option(socket, libc::IPPROTO_IPV6, IPV6_FREEBIND, 1),
+    }
+}
+
+/// `IPV6_FREEBIND` (Linux 4.15), which the libc crate does not name.
+const IPV6_FREEBIND: libc::c_int = 78;
 
 fn set_int_option(socket: &Socket, level: libc::c_int, name: libc::c_int, value: libc::c_int) -> io::Result<()> {
     // SAFETY: the pointer and length describe `value`, which outlives the call.
@@ -216,6 +240,8 @@ pub struct ControlPacket {
     pub packet: Vec<u8>,
     pub peer: std::net::SocketAddr,
     pub socket: Arc<UdpSocket>,
+    /// Where it came to: the reply's source.
+    pub local: Local,
 }
 
 /// Where a worker sends control traffic: a bounded queue (full means the
@@ -232,6 +258,8 @@ pub struct ForwardPacket {
     pub peer: SocketAddr,
     pub socket: Arc<UdpSocket>,
     pub zone: Arc<ForwardZone>,
+    /// Where it came to: the reply's source.
+    pub local: Local,
     /// When the worker handed it over: its answer is timed from here.
     pub handed_at: Instant,
 }
@@ -256,6 +284,7 @@ pub fn run_worker(
     forwarding: Option<Forwarding>,
 ) {
     let mut worker = Worker::new(settings.segment_offload);
+    worker.pktinfo = socket.local_addr().is_ok_and(|local| local.ip().is_unspecified());
     worker.stats = settings.metrics.then(|| ferrodns_metrics::global().dns.owned());
     worker.cookies = protections.cookies;
     worker.rrl = protections.rrl;
@@ -364,7 +393,15 @@ struct Worker {
     /// UDP_SEGMENT control message per message.
     send_iovecs: Vec<libc::iovec>,
     send_headers: Vec<libc::mmsghdr>,
-    controls: Vec<SegmentControl>,
+    controls: Vec<SendControl>,
+    /// True on a wildcard socket: each query's destination is read from
+    /// its IP_PKTINFO / IPV6_PKTINFO and its reply sent from it.
+    pktinfo: bool,
+    receive_controls: Vec<ReceiveControl>,
+    /// The address each query of the batch came to (wildcard sockets).
+    locals: [Local; BATCH],
+    /// The control message of a reply sent alone.
+    single_control: SendControl,
     segment_offload: bool,
     hand_off: Option<(HandOff, Arc<UdpSocket>)>,
     forwarding: Option<(Forwarding, Arc<UdpSocket>)>,
@@ -378,11 +415,30 @@ struct Worker {
     stats: Option<Arc<WorkerStats>>,
 }
 
-/// Room for one control message carrying a 16-bit UDP_SEGMENT size, aligned
-/// as `cmsghdr` wants.
+/// Room for the control messages of one send: the reply's source address
+/// (IPV6_PKTINFO: 40 octets with its header) and a UDP_SEGMENT size (24),
+/// aligned as `cmsghdr` wants.
 #[derive(Clone, Copy)]
 #[repr(C, align(8))]
-struct SegmentControl([u8; 24]);
+struct SendControl([u8; 64]);
+
+/// Room for the control messages a wildcard socket receives with a query.
+#[derive(Clone, Copy)]
+#[repr(C, align(8))]
+struct ReceiveControl([u8; 64]);
+
+/// The address a query came to, as IP_PKTINFO / IPV6_PKTINFO gave it on
+/// a wildcard socket; its reply leaves from it.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Local {
+    /// Not a wildcard socket (or no PKTINFO came): the kernel picks.
+    #[default]
+    Unknown,
+    /// `s_addr`, in network order.
+    V4(u32),
+    /// The address, and the interface for a link-local one (else 0).
+    V6([u8; 16], u32),
+}
 
 impl Worker {
     fn new(segment_offload: bool) -> Worker {
@@ -408,7 +464,11 @@ impl Worker {
             message_count: 0,
             send_iovecs: vec![empty_iovec; BATCH],
             send_headers: vec![zeroed_header; BATCH],
-            controls: vec![SegmentControl([0; 24]); BATCH],
+            controls: vec![SendControl([0; 64]); BATCH],
+            pktinfo: false,
+            receive_controls: vec![ReceiveControl([0; 64]); BATCH],
+            locals: [Local::Unknown; BATCH],
+            single_control: SendControl([0; 64]),
             segment_offload,
             hand_off: None,
             forwarding: None,
@@ -456,8 +516,12 @@ impl Worker {
     }
 
     fn receive_with(&mut self, socket: &UdpSocket, flags: libc::c_int) -> io::Result<usize> {
-        for header in &mut self.receive_headers {
+        for (i, header) in self.receive_headers.iter_mut().enumerate() {
             header.msg_hdr.msg_namelen = std::mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
+            if self.pktinfo {
+                header.msg_hdr.msg_control = self.receive_controls[i].0.as_mut_ptr().cast();
+                header.msg_hdr.msg_controllen = self.receive_controls[i].0.len();
+            }
         }
         // SAFETY: every header points at live buffers owned by self, sized as declared.
         let count = unsafe {
@@ -478,6 +542,9 @@ impl Worker {
             self.input_lengths[i] = header.msg_len as usize;
             self.input_truncated[i] = header.msg_hdr.msg_flags & libc::MSG_TRUNC != 0;
             self.address_lengths[i] = header.msg_hdr.msg_namelen;
+            if self.pktinfo {
+                self.locals[i] = destination(&header.msg_hdr);
+            }
         }
         Ok(count)
     }
@@ -531,7 +598,7 @@ impl Worker {
             let mut recursion_available = false;
             if let (Some((forwarding, socket)), Ok(()), false) = (forwarding, self.parsed[i], self.input_truncated[i]) {
                 recursion_available = forwarding.recursion.allows(peer_ip(&self.addresses[i]));
-                let client = (&self.addresses[i], self.address_lengths[i]);
+                let client = (&self.addresses[i], self.address_lengths[i], self.locals[i]);
                 let output = &mut self.outputs[i];
                 let stats = self.stats.as_deref();
                 let forwarded = match recursion_available {
@@ -573,7 +640,9 @@ impl Worker {
                 outcome = match &self.hand_off {
                     Some((hand_off, socket)) => {
                         if let Some(peer) = socket_addr(&self.addresses[i], self.address_lengths[i]) {
-                            let control = ControlPacket { packet: packet.to_vec(), peer, socket: socket.clone() };
+                            let local = self.locals[i];
+                            let control =
+                                ControlPacket { packet: packet.to_vec(), peer, socket: socket.clone(), local };
                             if hand_off.queue.try_send(control).is_err() {
                                 tracing::debug!(%peer, "control queue full; dropping a control packet");
                             }
@@ -615,14 +684,16 @@ impl Worker {
             }
         }
         self.message_count = if self.segment_offload && replies > 1 {
-            let (addresses, lengths) = (&self.addresses, &self.address_lengths);
+            let (addresses, lengths, locals) = (&self.addresses, &self.address_lengths, &self.locals);
             let count = gso::plan(
                 &planned[..replies],
                 |a, b| {
                     let (a, b) = (batch_index[a] as usize, batch_index[b] as usize);
-                    // IPv4 keys are the address and port themselves.
-                    addresses[a].ss_family as libc::c_int == libc::AF_INET
-                        || peer_bytes(addresses, lengths, a) == peer_bytes(addresses, lengths, b)
+                    // IPv4 keys are the address and port themselves. On a
+                    // wildcard socket a message also leaves from one address.
+                    (addresses[a].ss_family as libc::c_int == libc::AF_INET
+                        || peer_bytes(addresses, lengths, a) == peer_bytes(addresses, lengths, b))
+                        && locals[a] == locals[b]
                 },
                 &mut self.order,
                 &mut self.messages,
@@ -651,11 +722,17 @@ impl Worker {
             header.msg_iov = &mut self.send_iovecs[message.start];
             header.msg_iovlen = message.len();
             header.msg_flags = 0;
+            let control = &mut self.controls[m];
+            let mut length = 0;
+            if self.pktinfo {
+                length += write_source_control(&mut control.0[length..], self.locals[first]);
+            }
             if message.len() > 1 {
-                let control = &mut self.controls[m];
-                write_segment_control(control, message.segment as u16);
+                length += write_segment_control(&mut control.0[length..], message.segment as u16);
+            }
+            if length > 0 {
                 header.msg_control = control.0.as_mut_ptr().cast();
-                header.msg_controllen = control.0.len();
+                header.msg_controllen = length;
             } else {
                 header.msg_control = std::ptr::null_mut();
                 header.msg_controllen = 0;
@@ -716,6 +793,13 @@ impl Worker {
         header.msg_namelen = self.address_lengths[reply];
         header.msg_iov = &mut self.send_iovecs[k];
         header.msg_iovlen = 1;
+        if self.pktinfo {
+            let length = write_source_control(&mut self.single_control.0, self.locals[reply]);
+            if length > 0 {
+                header.msg_control = self.single_control.0.as_mut_ptr().cast();
+                header.msg_controllen = length;
+            }
+        }
         // SAFETY: the header points at live buffers owned by self.
         if unsafe { libc::sendmsg(socket.as_raw_fd(), &header, 0) } < 0 {
             return Err(io::Error::last_os_error());
@@ -735,7 +819,7 @@ fn forward(
     socket: &Arc<UdpSocket>,
     query: &Query,
     prefetched: Option<Prefetched<'_>>,
-    (address, address_length): (&libc::sockaddr_storage, libc::socklen_t),
+    (address, address_length, local): (&libc::sockaddr_storage, libc::socklen_t, Local),
     packet: &[u8],
     output: &mut Vec<u8>,
     stats: Option<&WorkerStats>,
@@ -749,7 +833,7 @@ fn forward(
     }
     let peer = socket_addr(address, address_length)?;
     let packet =
-        ForwardPacket { packet: packet.to_vec(), peer, socket: socket.clone(), zone, handed_at: Instant::now() };
+        ForwardPacket { packet: packet.to_vec(), peer, socket: socket.clone(), zone, local, handed_at: Instant::now() };
     if forwarding.queue.try_send(packet).is_err() {
         tracing::debug!(%peer, "forwarding queue full; dropping a query");
         if let Some(stats) = stats {
@@ -880,19 +964,103 @@ fn peer_bytes<'a>(addresses: &'a [libc::sockaddr_storage], lengths: &[libc::sock
     unsafe { std::slice::from_raw_parts((&addresses[i] as *const libc::sockaddr_storage).cast::<u8>(), length) }
 }
 
-/// Writes a `SOL_UDP`/`UDP_SEGMENT` control message with this segment size.
-fn write_segment_control(control: &mut SegmentControl, segment: u16) {
+/// Writes one control message of `level`/`kind` carrying `data` at the
+/// start of `buffer`, which must start 8-aligned (every control message
+/// before it in the buffer takes a multiple of 8 octets); returns the
+/// octets it takes (CMSG_SPACE).
+fn write_control<T: Copy>(buffer: &mut [u8], level: libc::c_int, kind: libc::c_int, data: T) -> usize {
+    let size = std::mem::size_of::<T>() as libc::c_uint;
     // SAFETY: CMSG_LEN and CMSG_SPACE only compute sizes.
-    let (length, space) = unsafe { (libc::CMSG_LEN(2) as usize, libc::CMSG_SPACE(2) as usize) };
-    debug_assert!(space <= control.0.len());
-    let header = libc::cmsghdr { cmsg_len: length as _, cmsg_level: libc::SOL_UDP, cmsg_type: libc::UDP_SEGMENT };
-    // SAFETY: the buffer is aligned for cmsghdr and holds CMSG_SPACE(2)
-    // octets: the header, then the data CMSG_DATA points to.
+    let (length, space) = unsafe { (libc::CMSG_LEN(size) as usize, libc::CMSG_SPACE(size) as usize) };
+    assert!(space <= buffer.len() && buffer.as_ptr() as usize % 8 == 0, "a control buffer too small or misaligned");
+    let header = libc::cmsghdr { cmsg_len: length as _, cmsg_level: level, cmsg_type: kind };
+    // SAFETY: checked above: the buffer is aligned for cmsghdr and holds
+    // CMSG_SPACE(size) octets, the header and then the data CMSG_DATA
+    // points to.
     unsafe {
-        let cmsg = control.0.as_mut_ptr().cast::<libc::cmsghdr>();
+        let cmsg = buffer.as_mut_ptr().cast::<libc::cmsghdr>();
         cmsg.write(header);
-        libc::CMSG_DATA(cmsg).cast::<u16>().write_unaligned(segment);
+        libc::CMSG_DATA(cmsg).cast::<T>().write_unaligned(data);
     }
+    space
+}
+
+/// Writes a `SOL_UDP`/`UDP_SEGMENT` control message with this segment size.
+fn write_segment_control(buffer: &mut [u8], segment: u16) -> usize {
+    write_control(buffer, libc::SOL_UDP, libc::UDP_SEGMENT, segment)
+}
+
+/// Writes the control message that sends a reply from `local` (nothing for
+/// an unknown one: the kernel then picks the source, as without PKTINFO).
+fn write_source_control(buffer: &mut [u8], local: Local) -> usize {
+    match local {
+        Local::Unknown => 0,
+        Local::V4(address) => {
+            let info = libc::in_pktinfo {
+                ipi_ifindex: 0,
+                ipi_spec_dst: libc::in_addr { s_addr: address },
+                ipi_addr: libc::in_addr { s_addr: 0 },
+            };
+            write_control(buffer, libc::IPPROTO_IP, libc::IP_PKTINFO, info)
+        }
+        Local::V6(address, interface) => {
+            let info = libc::in6_pktinfo { ipi6_addr: libc::in6_addr { s6_addr: address }, ipi6_ifindex: interface };
+            write_control(buffer, libc::IPPROTO_IPV6, libc::IPV6_PKTINFO, info)
+        }
+    }
+}
+
+/// Sends one reply to `peer` from `local` (the address its query came to,
+/// on a wildcard socket), outside a worker's batch: control replies and
+/// forwarded answers.
+pub fn send_reply(socket: &UdpSocket, reply: &[u8], peer: SocketAddr, local: Local) -> io::Result<()> {
+    if local == Local::Unknown {
+        return socket.send_to(reply, peer).map(|_| ());
+    }
+    let peer = socket2::SockAddr::from(peer);
+    let mut control = SendControl([0; 64]);
+    let length = write_source_control(&mut control.0, local);
+    let mut iovec = libc::iovec { iov_base: reply.as_ptr().cast_mut().cast(), iov_len: reply.len() };
+    // SAFETY: all-zero is a valid msghdr; every pointer set below is to a
+    // local that outlives the call, and sendmsg only reads through them.
+    let mut header: libc::msghdr = unsafe { std::mem::zeroed() };
+    header.msg_name = peer.as_ptr().cast_mut().cast();
+    header.msg_namelen = peer.len();
+    header.msg_iov = &mut iovec;
+    header.msg_iovlen = 1;
+    header.msg_control = control.0.as_mut_ptr().cast();
+    header.msg_controllen = length;
+    // SAFETY: see above.
+    if unsafe { libc::sendmsg(socket.as_raw_fd(), &header, 0) } < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// The destination of a received datagram, from its PKTINFO control message.
+fn destination(header: &libc::msghdr) -> Local {
+    // SAFETY: the kernel filled msg_control up to msg_controllen; the CMSG
+    // macros walk it within those bounds, and each data read is of the
+    // type the level and kind name, unaligned.
+    unsafe {
+        let mut cmsg = libc::CMSG_FIRSTHDR(header);
+        while !cmsg.is_null() {
+            let (level, kind) = ((*cmsg).cmsg_level, (*cmsg).cmsg_type);
+            if level == libc::IPPROTO_IP && kind == libc::IP_PKTINFO {
+                let info = libc::CMSG_DATA(cmsg).cast::<libc::in_pktinfo>().read_unaligned();
+                return Local::V4(info.ipi_addr.s_addr);
+            }
+            if level == libc::IPPROTO_IPV6 && kind == libc::IPV6_PKTINFO {
+                let info = libc::CMSG_DATA(cmsg).cast::<libc::in6_pktinfo>().read_unaligned();
+                let address = info.ipi6_addr.s6_addr;
+                // A link-local address means something only on its link.
+                let link_local = address[0] == 0xfe && address[1] & 0xc0 == 0x80;
+                return Local::V6(address, if link_local { info.ipi6_ifindex } else { 0 });
+            }
+            cmsg = libc::CMSG_NXTHDR(header, cmsg);
+        }
+    }
+    Local::Unknown
 }
 
 /// Errors that mean the kernel, the route or the device cannot do UDP GSO,
@@ -992,6 +1160,40 @@ mod tests {
         worker.send(&server).unwrap();
         assert_eq!(received(&client, 6), replies());
         assert!(worker.segment_offload);
+    }
+
+    /// On a wildcard socket each reply leaves from the address its query
+    /// came to, and replies to one client from two addresses are never
+    /// joined into one segmented send (which has one source).
+    #[test]
+    fn wildcard_replies_leave_from_the_address_asked_even_when_segmented() {
+        let client = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let server = bind_udp("0.0.0.0:0".parse().unwrap()).unwrap();
+        let mut worker = Worker::new(true);
+        worker.pktinfo = true;
+        let peer = socket2::SockAddr::from(client.local_addr().unwrap());
+        let sources = [[127, 0, 0, 2], [127, 0, 0, 2], [127, 0, 0, 3], [127, 0, 0, 3], [127, 0, 0, 2]];
+        for (i, source) in sources.iter().enumerate() {
+            worker.outputs[i].clear();
+            worker.outputs[i].extend_from_slice(&[i as u8; 40]);
+            worker.reply[i] = true;
+            worker.set_peer(i, &peer);
+            worker.locals[i] = Local::V4(u32::from_ne_bytes(*source));
+        }
+        worker.plan_send(sources.len());
+        assert_eq!(worker.message_count, 2, "one segmented send per source address");
+        worker.send(&server).unwrap();
+        client.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+        let mut got = Vec::new();
+        let mut buffer = [0u8; 64];
+        for _ in 0..sources.len() {
+            let (_, from) = client.recv_from(&mut buffer).unwrap();
+            got.push((buffer[0], from.ip().to_string()));
+        }
+        got.sort();
+        let want: Vec<(u8, String)> =
+            sources.iter().enumerate().map(|(i, s)| (i as u8, std::net::Ipv4Addr::from(*s).to_string())).collect();
+        assert_eq!(got, want);
     }
 
     #[test]

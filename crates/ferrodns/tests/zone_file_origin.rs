@@ -21,7 +21,8 @@ fn name_equals_file_serves_a_file_without_origin() {
     let dir = temp_dir("origin");
     let file = dir.join("db.bind");
     std::fs::write(&file, BIND_STYLE).unwrap();
-    let check = |argument: &str| Command::new(env!("CARGO_BIN_EXE_ferrodns")).args(["check-zone", argument]).output().unwrap();
+    let check =
+        |argument: &str| Command::new(env!("CARGO_BIN_EXE_ferrodns")).args(["check-zone", argument]).output().unwrap();
 
     // Alone, the file cannot say which zone it is.
     let alone = check(file.to_str().unwrap());
