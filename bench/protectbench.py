@@ -19,6 +19,7 @@ cookie costs is measured with callgrind (docs/benchmarks.md).
   bench/protectbench.py --rounds 3 --split    # also cookies alone and RRL alone
   bench/protectbench.py --udp-cpu-pin none    # ferrodns on authbench's server CPU, Knot on the client's
   bench/protectbench.py --rounds 3 --metrics  # counting for /metrics, on against off
+  bench/protectbench.py --rounds 3 --query-log  # dnstap at 1 query in 100, against none
 
 Knot keeps UDP worker i to online CPU i mod n, overriding taskset, so under
 authbench its one worker runs on CPU 0 beside dnsperf, where loopback costs
@@ -48,6 +49,9 @@ def main():
     ap.add_argument("--metrics", action="store_true",
                     help="instead, measure what counting for /metrics costs: --metrics false against "
                          "--metrics true (the default), both without cookies or RRL")
+    ap.add_argument("--query-log", action="store_true",
+                    help="instead, measure what the dnstap query log costs at 1 query in 100: no log against "
+                         "--query-log file:... --query-log-sample 100, both without cookies or RRL")
     ap.add_argument("--split", action="store_true",
                     help="also run cookies alone and RRL alone, to tell their costs apart")
     a = ap.parse_args()
@@ -68,6 +72,11 @@ def main():
         variants = {
             "plain": ["--cookies", "false", "--metrics", "false"],
             "metrics": ["--cookies", "false", "--metrics", "true"],
+        }
+    if a.query_log:
+        variants = {
+            "plain": ["--cookies", "false"],
+            "querylog": ["--cookies", "false", "--query-log", f"file:{d}/queries.tap", "--query-log-sample", "100"],
         }
     if a.split:
         variants["cookies"] = ["--cookies", "true"]

@@ -119,6 +119,7 @@ impl ApiState {
         replication::list_tsig_keys,
         replication::delete_tsig_key,
         replication::zone_secondaries,
+        replication::secondaries,
         cache::get_cache,
         cache::flush_cache,
     ),
@@ -243,6 +244,7 @@ pub fn router(state: ApiState) -> Router {
         .route("/v1/tsigkeys", post(replication::create_tsig_key).get(replication::list_tsig_keys))
         .route("/v1/tsigkeys/{name}", axum::routing::delete(replication::delete_tsig_key))
         .route("/v1/zones/{zone}/secondaries", get(replication::zone_secondaries))
+        .route("/v1/secondaries", get(replication::secondaries))
         .fallback(system::not_found)
         .layer(DefaultBodyLimit::max(limit))
         .layer(axum::middleware::map_response(problem::errors_as_problems))

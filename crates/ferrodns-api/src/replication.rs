@@ -265,3 +265,64 @@ pub fn change_status(state: &ApiState, apex: &Name, serial: Serial) -> &'static 
         "pending"
     }
 }
+
+/// One secondary over every zone it serves for this node.
+#[derive(Serialize, ToSchema)]
+pub struct SecondarySummary {
+    /// Its address, as it reached us or as we NOTIFY it.
+    pub address: String,
+    /// Zones it has told us of, or we sent it.
+    pub zones: usize,
+    /// Zones it holds at an older serial than this node serves.
+    pub zones_behind: usize,
+    pub last_contact: Option<String>,
+    /// Up to 20 of the zones it is behind in, longest behind first.
+    pub behind: Vec<ZoneBehind>,
+}
+
+/// A zone a secondary holds at an older serial.
+#[derive(Serialize, ToSchema)]
+pub struct ZoneBehind {
+    pub zone: String,
+    pub serial: u32,
+    pub current: u32,
+    /// Serial steps behind (RFC 1982).
+    pub lag: u32,
+    /// Seconds since the current serial was published.
+    pub seconds: u64,
+}
+
+/// Every secondary this node has heard from or sent to, with the zones it
+/// lags in, as this node sees them (each node tracks the secondaries that
+/// talk to it; the leader sends NOTIFY). Operator only: it spans tenants.
+#[utoipa::path(get, path = "/v1/secondaries", responses((status = 200, body = Vec<SecondarySummary>), (status = 403, body = Problem)))]
+pub async fn secondaries(
+    State(state): State<ApiState>,
+    caller: Caller,
+) -> Result<Json<Vec<SecondarySummary>>, Problem> {
+    caller.require_operator("secondaries are")?;
+    let Some(replication) = &state.control.replication else { return Ok(Json(Vec::new())) };
+    let summaries = replication
+        .peers
+        .report(20)
+        .into_iter()
+        .map(|report| SecondarySummary {
+            address: report.peer,
+            zones: report.zones,
+            zones_behind: report.behind_count,
+            last_contact: (report.last_contact > 0).then(|| rfc3339(report.last_contact as i64 * 1_000_000)),
+            behind: report
+                .behind
+                .into_iter()
+                .map(|behind| ZoneBehind {
+                    zone: behind.zone,
+                    serial: behind.holds.0,
+                    current: behind.current.0,
+                    lag: behind.current.0.wrapping_sub(behind.holds.0),
+                    seconds: behind.seconds as u64,
+                })
+                .collect(),
+        })
+        .collect();
+    Ok(Json(summaries))
+}

@@ -48,6 +48,9 @@ pub struct Metrics {
     /// How long a lease renewal (or a bid for the lease) took.
     pub lease_renewal: Histogram,
     pub upstream_rtt: Histogram,
+    /// Sampled exchanges written to the query log, and dropped.
+    pub query_log_written: IntCounter,
+    pub query_log_dropped: IntCounter,
 }
 
 impl Metrics {
@@ -125,6 +128,14 @@ impl Metrics {
                 "ferrodns_forward_upstream_rtt_seconds",
                 "Round-trip time of answered queries to forwarders.",
                 &[0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5],
+            ),
+            query_log_written: counter(
+                "ferrodns_query_log_written_total",
+                "Sampled queries written to the query log (dnstap), each as a query and a response message.",
+            ),
+            query_log_dropped: counter(
+                "ferrodns_query_log_dropped_total",
+                "Sampled queries the query log dropped: its queue was full or its reader away.",
             ),
             dns,
             registry,

@@ -6,6 +6,7 @@
 //! (tests bind `127.0.0.1:0`).
 
 pub mod cookies;
+pub mod dnstap;
 pub mod rrl;
 pub mod shares;
 pub mod tcp;
@@ -51,6 +52,8 @@ pub struct DnsSettings {
     pub udp: UdpSettings,
     pub tcp: TcpSettings,
     pub protections: Protections,
+    /// Sampled queries and responses to dnstap, when on.
+    pub query_log: Option<Arc<dnstap::QueryLog>>,
 }
 
 /// What the transports do beyond answering: DNS cookies (UDP and TCP) and
@@ -79,6 +82,7 @@ pub struct BoundDns {
     tcp_settings: TcpSettings,
     protections: Protections,
     recursion: Option<Arc<Recursion>>,
+    query_log: Option<Arc<dnstap::QueryLog>>,
 }
 
 /// The hosted zones of a served zone set, as forwarding routes by them.
@@ -113,6 +117,7 @@ pub fn bind(settings: &DnsSettings) -> io::Result<BoundDns> {
         tcp_settings: settings.tcp,
         protections: settings.protections.clone(),
         recursion: None,
+        query_log: settings.query_log.clone(),
     };
     for &requested in &settings.listen {
         if !requested.ip().is_unspecified() && is_not_local(requested.ip()) {
@@ -231,13 +236,14 @@ impl BoundDns {
             let hand_off = hand_off.clone();
             let protections = self.protections.clone();
             let forwarding = forwarding.clone();
+            let query_log = self.query_log.clone();
             threads.push(std::thread::Builder::new().name(format!("dns-udp-{index}")).spawn(move || {
                 if let Some(cpu) = pin {
                     if !udp::pin_current_thread(cpu) && !fallback.is_some_and(udp::pin_current_thread) {
                         tracing::warn!(cpu, "cannot keep a UDP worker to its CPU; it runs unpinned");
                     }
                 }
-                udp::run_worker(socket, zones, stop, udp_settings, protections, hand_off, forwarding)
+                udp::run_worker(socket, zones, stop, udp_settings, protections, hand_off, forwarding, query_log)
             })?);
         }
         let mut tcp_tasks = Vec::new();
@@ -246,9 +252,12 @@ impl BoundDns {
                 listener,
                 zones.clone(),
                 self.tcp_settings,
-                self.protections.cookies.clone(),
-                control.clone(),
-                self.recursion.clone(),
+                tcp::Extras {
+                    cookies: self.protections.cookies.clone(),
+                    control: control.clone(),
+                    recursion: self.recursion.clone(),
+                    query_log: self.query_log.clone(),
+                },
                 shutdown.clone(),
             )));
         }

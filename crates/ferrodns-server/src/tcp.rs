@@ -18,6 +18,7 @@ use ferrodns_metrics::dns::{Transport as Counted, WorkerStats};
 use ferrodns_proto::{parse_query_into, Query};
 
 use crate::cookies::{self, CookieSecrets};
+use crate::dnstap::{Entry, Protocol, QueryLog};
 use crate::shares::{client_of, Clients};
 use crate::ControlHandler;
 use ferrodns_zone::ZoneSet;
@@ -80,16 +81,23 @@ pub fn bind_tcp(addr: SocketAddr) -> io::Result<std::net::TcpListener> {
     Ok(socket.into())
 }
 
+/// What a TCP listener answers with, besides its zones and settings.
+pub struct Extras {
+    pub cookies: Option<Arc<CookieSecrets>>,
+    pub control: Option<Arc<dyn ControlHandler>>,
+    pub recursion: Option<Arc<Recursion>>,
+    pub query_log: Option<Arc<QueryLog>>,
+}
+
 /// Accepts and serves connections until `shutdown` turns true.
 pub async fn serve(
     listener: std::net::TcpListener,
     zones: Arc<ArcSwap<ZoneSet>>,
     settings: TcpSettings,
-    cookies: Option<Arc<CookieSecrets>>,
-    control: Option<Arc<dyn ControlHandler>>,
-    recursion: Option<Arc<Recursion>>,
+    extras: Extras,
     mut shutdown: watch::Receiver<bool>,
 ) -> io::Result<()> {
+    let Extras { cookies, control, recursion, query_log } = extras;
     let listener = TcpListener::from_std(listener)?;
     let slots = Arc::new(Semaphore::new(settings.max_connections));
     let clients = Arc::new(Clients::default());
@@ -123,8 +131,9 @@ pub async fn serve(
         let cookies = cookies.clone();
         let recursion = recursion.clone();
         let stats = stats.clone();
+        let query_log = query_log.clone();
         tokio::spawn(async move {
-            let served = Served { zones, settings, cookies, control, recursion, stats };
+            let served = Served { zones, settings, cookies, control, recursion, stats, query_log };
             if let Err(e) = connection(stream, peer, &served, &slots, shutdown).await {
                 tracing::debug!(%peer, error = %e, "TCP connection ended");
             }
@@ -142,6 +151,7 @@ struct Served {
     control: Option<Arc<dyn ControlHandler>>,
     recursion: Option<Arc<Recursion>>,
     stats: Option<Arc<WorkerStats>>,
+    query_log: Option<Arc<QueryLog>>,
 }
 
 async fn connection(
@@ -151,7 +161,8 @@ async fn connection(
     slots: &Semaphore,
     mut shutdown: watch::Receiver<bool>,
 ) -> io::Result<()> {
-    let Served { zones, settings, cookies, control, recursion, stats } = served;
+    let Served { zones, settings, cookies, control, recursion, stats, query_log } = served;
+    let local = stream.local_addr().ok();
     // Queries from this client may be forwarded while there are forward zones.
     let recursion = recursion.as_ref().filter(|recursion| recursion.allows(peer.ip()));
     stream.set_nodelay(true)?;
@@ -190,11 +201,21 @@ async fn connection(
                 Err(_) => stats.malformed(TCP),
             }
         }
-        // Counts a response about to be written.
+        // Counts (and maybe logs) a response about to be written.
         let answered = |answer: &[u8]| {
             if let Some(stats) = stats {
                 stats.response(TCP, answer);
                 stats.answered(TCP, read_at.elapsed().as_nanos() as u64, 1);
+            }
+            if let Some(log) = query_log.as_ref().filter(|log| log.take_shared()) {
+                log.log(Entry {
+                    protocol: Protocol::Tcp,
+                    client: peer,
+                    server: local,
+                    query: packet.to_vec(),
+                    response: answer.to_vec(),
+                    time: std::time::SystemTime::now(),
+                });
             }
         };
         let recursion = recursion.filter(|recursion| recursion.is_active());

@@ -46,6 +46,7 @@ use ferrodns_metrics::dns::{Transport as Counted, WorkerStats};
 use ferrodns_proto::{parse_query_into, Query, QueryError, RecordType};
 
 use crate::cookies::{self, CookieSecrets};
+use crate::dnstap::{self, Entry, QueryLog, Sampler};
 use crate::rrl::{self, Kind, Limiter};
 use crate::Protections;
 use ferrodns_zone::ZoneSet;
@@ -274,6 +275,7 @@ pub struct Forwarding {
 }
 
 /// Runs a worker on `socket` until `stop` is set.
+#[allow(clippy::too_many_arguments)]
 pub fn run_worker(
     socket: UdpSocket,
     zones: Arc<ArcSwap<ZoneSet>>,
@@ -282,8 +284,14 @@ pub fn run_worker(
     protections: Protections,
     hand_off: Option<HandOff>,
     forwarding: Option<Forwarding>,
+    query_log: Option<Arc<QueryLog>>,
 ) {
     let mut worker = Worker::new(settings.segment_offload);
+    worker.local = socket.local_addr().ok();
+    worker.query_log = query_log.map(|log| {
+        let sampler = log.sampler();
+        (log, sampler)
+    });
     worker.pktinfo = socket.local_addr().is_ok_and(|local| local.ip().is_unspecified());
     worker.stats = settings.metrics.then(|| ferrodns_metrics::global().dns.owned());
     worker.cookies = protections.cookies;
@@ -413,6 +421,10 @@ struct Worker {
     slip_count: u32,
     /// This worker's counts for `/metrics`; it is their only writer.
     stats: Option<Arc<WorkerStats>>,
+    /// The query log and this worker's place in its sampling.
+    query_log: Option<(Arc<QueryLog>, Sampler)>,
+    /// The socket's own address (its port, and its address when not a wildcard).
+    local: Option<SocketAddr>,
 }
 
 /// Room for the control messages of one send: the reply's source address
@@ -477,6 +489,8 @@ impl Worker {
             rrl: None,
             slip_count: 0,
             stats: None,
+            query_log: None,
+            local: None,
         };
         // The buffers are heap allocations that never move, so these pointers
         // stay good for the worker's life.
@@ -610,6 +624,10 @@ impl Worker {
                     if let (Some(stats), true) = (stats, self.reply[i]) {
                         stats.response(UDP, output);
                     }
+                    if self.reply[i] {
+                        let client = (&self.addresses[i], self.address_lengths[i], self.locals[i]);
+                        sample(&mut self.query_log, self.local, client, packet, output);
+                    }
                     continue;
                 }
             }
@@ -656,6 +674,10 @@ impl Worker {
                 set_recursion_available(output);
             }
             self.reply[i] = outcome == Outcome::Reply;
+            if self.reply[i] {
+                let client = (&self.addresses[i], self.address_lengths[i], self.locals[i]);
+                sample(&mut self.query_log, self.local, client, packet, output);
+            }
             if let Some(stats) = &self.stats {
                 match outcome {
                     Outcome::Reply => stats.response(UDP, output),
@@ -841,6 +863,36 @@ fn forward(
         }
     }
     Some(Outcome::Drop)
+}
+
+/// Hands every `n`-th answered query and its reply to the query log.
+#[inline]
+fn sample(
+    query_log: &mut Option<(Arc<QueryLog>, Sampler)>,
+    socket: Option<SocketAddr>,
+    (address, address_length, local): (&libc::sockaddr_storage, libc::socklen_t, Local),
+    packet: &[u8],
+    output: &[u8],
+) {
+    let Some((log, sampler)) = query_log else { return };
+    if !sampler.take() {
+        return;
+    }
+    let Some(client) = socket_addr(address, address_length) else { return };
+    // On a wildcard socket, the address the query came to.
+    let server = socket.map(|socket| match local {
+        Local::V4(address) => SocketAddr::from((std::net::Ipv4Addr::from(u32::from_be(address)), socket.port())),
+        Local::V6(address, _) => SocketAddr::from((std::net::Ipv6Addr::from(address), socket.port())),
+        Local::Unknown => socket,
+    });
+    log.log(Entry {
+        protocol: dnstap::Protocol::Udp,
+        client,
+        server,
+        query: packet.to_vec(),
+        response: output.to_vec(),
+        time: std::time::SystemTime::now(),
+    });
 }
 
 /// A peer's address as the kernel wrote it with recvmmsg.

@@ -1137,8 +1137,12 @@ impl ChangeListener {
     /// The next announced commit. An error means the connection dropped
     /// (notifications may have been missed: catch up from the database).
     pub async fn next(&mut self) -> Result<Announced> {
-        let notification = self.listener.recv().await?;
-        Ok(Announced::parse(notification.payload()))
+        // try_recv, not recv: recv reconnects by itself, silently, so a
+        // node would never learn (nor say) that the database went away.
+        match self.listener.try_recv().await? {
+            Some(notification) => Ok(Announced::parse(notification.payload())),
+            None => Err(StoreError::Unavailable("the connection that hears other nodes' changes was lost".into())),
+        }
     }
 }
 
@@ -1157,7 +1161,15 @@ impl Store {
         if self.backend != Backend::Postgres {
             return Ok(None);
         }
-        let mut listener = sqlx::postgres::PgListener::connect(url).await?;
+        // A pool of its own that gives up within two seconds, and no
+        // reconnection inside sqlx: the follower sees a lost connection at
+        // once, says so, and retries on its own schedule.
+        let pool = sqlx::postgres::PgPoolOptions::new()
+            .max_connections(1)
+            .acquire_timeout(std::time::Duration::from_secs(2))
+            .connect_lazy(url)?;
+        let mut listener = sqlx::postgres::PgListener::connect_with(&pool).await?;
+        listener.eager_reconnect(false);
         listener.listen(CHANGES_CHANNEL).await?;
         Ok(Some(ChangeListener { listener }))
     }

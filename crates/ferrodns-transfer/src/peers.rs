@@ -41,6 +41,30 @@ struct Publication {
     everywhere: bool,
 }
 
+/// One secondary over every zone it serves for us; see [`Peers::report`].
+#[derive(Clone, Debug)]
+pub struct SecondaryReport {
+    pub peer: String,
+    /// Zones it has told us of, or we sent it.
+    pub zones: usize,
+    /// Zones where it holds an older serial than the published one.
+    pub behind_count: usize,
+    /// Some of those, furthest behind first.
+    pub behind: Vec<Behind>,
+    /// Its latest contact, in seconds since the Unix epoch.
+    pub last_contact: u64,
+}
+
+/// A zone a secondary holds at an older serial.
+#[derive(Clone, Debug)]
+pub struct Behind {
+    pub zone: String,
+    pub holds: Serial,
+    pub current: Serial,
+    /// Since the current serial was published.
+    pub seconds: f64,
+}
+
 /// How far one secondary is behind, over the zones it serves for us.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Lag {
@@ -80,6 +104,47 @@ impl Peers {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .insert(apex.to_lowercase().as_wire().to_vec(), publication);
+    }
+
+    /// Each known secondary's state over every zone: how many zones it
+    /// serves for us, and those where it holds an older serial than the
+    /// published one (at most `limit` of them, furthest behind first).
+    pub fn report(&self, limit: usize) -> Vec<SecondaryReport> {
+        let zones = self.zones.lock().unwrap_or_else(|e| e.into_inner());
+        let publications = self.publications.lock().unwrap_or_else(|e| e.into_inner());
+        let mut reports: HashMap<&str, SecondaryReport> = HashMap::new();
+        for (apex, peers) in zones.iter() {
+            let publication = publications.get(apex);
+            for (peer, state) in peers {
+                let report = reports.entry(peer).or_insert_with(|| SecondaryReport {
+                    peer: peer.clone(),
+                    zones: 0,
+                    behind_count: 0,
+                    behind: Vec::new(),
+                    last_contact: 0,
+                });
+                report.zones += 1;
+                report.last_contact = report.last_contact.max(state.last_contact);
+                let Some(publication) = publication else { continue };
+                if publication.serial.is_newer_than(state.serial) {
+                    report.behind_count += 1;
+                    let zone = Name::from_wire(apex).map(|n| n.to_string()).unwrap_or_default();
+                    report.behind.push(Behind {
+                        zone,
+                        holds: state.serial,
+                        current: publication.serial,
+                        seconds: publication.at.elapsed().as_secs_f64(),
+                    });
+                }
+            }
+        }
+        let mut reports: Vec<SecondaryReport> = reports.into_values().collect();
+        for report in &mut reports {
+            report.behind.sort_by(|a, b| b.seconds.total_cmp(&a.seconds).then_with(|| a.zone.cmp(&b.zone)));
+            report.behind.truncate(limit);
+        }
+        reports.sort_by(|a, b| a.peer.cmp(&b.peer));
+        reports
     }
 
     /// Each known secondary's lag behind the zones as published, worst

@@ -83,6 +83,13 @@ impl std::fmt::Debug for ForwardZonesSink {
     }
 }
 
+#[derive(Clone, Debug, Default)]
+struct Attempt {
+    primary: Option<SocketAddr>,
+    error: Option<String>,
+    next_at: Option<Instant>,
+}
+
 struct Followed {
     wake: Arc<Notify>,
     task: JoinHandle<()>,
@@ -99,6 +106,11 @@ pub struct FollowedZone {
     pub confirmed_ago: Option<Duration>,
     /// The SOA expire of the served copy.
     pub expire: Option<Duration>,
+    /// The primary that answered the last successful refresh.
+    pub primary: Option<SocketAddr>,
+    /// Why the last refresh failed, if it did.
+    pub last_error: Option<String>,
+    pub next_refresh_in: Option<Duration>,
 }
 
 impl FollowedZone {
@@ -121,6 +133,9 @@ pub struct Secondary {
     followed: Mutex<HashMap<Name, Followed>>,
     /// When each zone was last confirmed current with a primary.
     refreshed: Mutex<HashMap<Name, Instant>>,
+    /// Each zone's last refresh: the primary that answered, the error when
+    /// none did, and when the next one is due.
+    attempts: Mutex<HashMap<Name, Attempt>>,
     /// The primaries' addresses as last resolved: NOTIFY is taken from these.
     primary_ips: Mutex<std::collections::HashSet<std::net::IpAddr>>,
     /// One permit per refresh in flight of a zone whose last refresh
@@ -149,6 +164,7 @@ impl Secondary {
             live,
             followed: Mutex::new(HashMap::new()),
             refreshed: Mutex::new(HashMap::new()),
+            attempts: Mutex::new(HashMap::new()),
             primary_ips: Mutex::new(Default::default()),
             answering: tokio::sync::Semaphore::new(LANE),
             unproven: tokio::sync::Semaphore::new(LANE),
@@ -176,12 +192,17 @@ impl Secondary {
     pub fn followed_zones(&self) -> Vec<FollowedZone> {
         let served = self.live.snapshot();
         let refreshed = self.refreshed.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        let attempts = self.attempts.lock().unwrap_or_else(|e| e.into_inner()).clone();
         let followed = self.followed.lock().unwrap_or_else(|e| e.into_inner());
         let mut zones: Vec<FollowedZone> = followed
             .keys()
             .map(|apex| {
                 let zone = served.get(apex.as_wire());
+                let attempt = attempts.get(apex).cloned().unwrap_or_default();
                 FollowedZone {
+                    primary: attempt.primary,
+                    last_error: attempt.error,
+                    next_refresh_in: attempt.next_at.map(|at| at.saturating_duration_since(Instant::now())),
                     apex: apex.clone(),
                     serial: zone.map(|z| z.serial()),
                     expired: zone.is_some_and(|z| z.is_expired()),
@@ -264,6 +285,7 @@ impl Secondary {
         self.live.remove_zone(apex.as_wire());
         let _ = std::fs::remove_file(self.zone_path(apex));
         self.refreshed.lock().unwrap_or_else(|e| e.into_inner()).remove(apex);
+        self.attempts.lock().unwrap_or_else(|e| e.into_inner()).remove(apex);
     }
 
     /// Follows the catalog's members, drops zones that left it.
@@ -305,7 +327,12 @@ impl Secondary {
             self.primary_ips.lock().unwrap_or_else(|e| e.into_inner()).extend(addresses.iter().map(|a| a.ip()));
             for primary in addresses {
                 match self.refresh_from(primary, apex).await {
-                    Ok(serial) => return Ok(serial),
+                    Ok(serial) => {
+                        let mut attempts = self.attempts.lock().unwrap_or_else(|e| e.into_inner());
+                        let attempt = attempts.entry(apex.clone()).or_default();
+                        (attempt.primary, attempt.error) = (Some(primary), None);
+                        return Ok(serial);
+                    }
                     Err(e) => {
                         tracing::warn!(zone = %apex, %primary, "refresh failed, keeping the served version: {e}");
                         // What failed: the SOA query, or the transfer after it.
@@ -317,7 +344,15 @@ impl Secondary {
                 }
             }
         }
-        Err(reasons.join("; "))
+        let mut reason = reasons.join("; ");
+        if reason.len() > 500 {
+            let cut = (0..=500).rev().find(|&i| reason.is_char_boundary(i)).unwrap_or(0);
+            reason.truncate(cut);
+            reason.push('…');
+        }
+        self.attempts.lock().unwrap_or_else(|e| e.into_inner()).entry(apex.clone()).or_default().error =
+            Some(reason.clone());
+        Err(reason)
     }
 
     async fn refresh_from(&self, primary: SocketAddr, apex: &Name) -> Result<Serial, String> {
@@ -492,9 +527,13 @@ async fn run_zone(secondary: Arc<Secondary>, apex: Name, wake: Arc<Notify>) {
             tracing::warn!(zone = %apex, "no primary reached within the SOA expire; answering SERVFAIL");
             zone.set_expired(true);
         }
+        let wait = jittered(wait);
+        if let Some(attempt) = secondary.attempts.lock().unwrap_or_else(|e| e.into_inner()).get_mut(&apex) {
+            attempt.next_at = Instant::now().checked_add(wait);
+        }
         tokio::select! {
             _ = wake.notified() => {}
-            _ = tokio::time::sleep(jittered(wait)) => {}
+            _ = tokio::time::sleep(wait) => {}
         }
     }
 }

@@ -34,13 +34,23 @@ pub struct Listeners {
     dns: BoundDns,
     api: Option<std::net::TcpListener>,
     metrics: Option<std::net::TcpListener>,
+    /// The query log's writer, joined at shutdown so that its stream ends whole.
+    query_log: Option<std::thread::JoinHandle<()>>,
 }
 
 impl Listeners {
     /// Binds `--dns-listen` (UDP and TCP; port 0 picks one port for both)
     /// and `--api-listen`, unless the node runs no API.
     pub fn bind(settings: &ServeSettings) -> anyhow::Result<Listeners> {
-        let dns = ferrodns_server::bind(&dns_settings(settings))?;
+        let mut dns_settings = dns_settings(settings);
+        let mut query_log = None;
+        if let Some(log) = &settings.query_log {
+            let (handle, thread) =
+                ferrodns_server::dnstap::QueryLog::start(log.clone()).context("cannot start the query log's thread")?;
+            dns_settings.query_log = Some(handle);
+            query_log = Some(thread);
+        }
+        let dns = ferrodns_server::bind(&dns_settings)?;
         let api = match settings.api_listen.filter(|_| settings.secondary.is_none()) {
             Some(address) => Some(
                 std::net::TcpListener::bind(address)
@@ -55,7 +65,7 @@ impl Listeners {
             ),
             None => None,
         };
-        Ok(Listeners { dns, api, metrics })
+        Ok(Listeners { dns, api, metrics, query_log })
     }
 
     /// The DNS addresses, as bound.
@@ -97,6 +107,7 @@ fn dns_settings(settings: &ServeSettings) -> DnsSettings {
             rrl: Limiter::new(&RrlSettings { zone_limits: settings.runs_control_plane(), ..settings.rrl.clone() })
                 .map(Arc::new),
         },
+        query_log: None,
     }
 }
 
@@ -113,7 +124,7 @@ impl App {
     /// runtime; the UDP workers it starts keep the calling thread's priority.
     pub async fn run(self, listeners: Listeners, shutdown: watch::Receiver<bool>) -> anyhow::Result<()> {
         let App { settings, live } = self;
-        let Listeners { dns: bound, api: api_listener, metrics: metrics_listener } = listeners;
+        let Listeners { dns: bound, api: api_listener, metrics: metrics_listener, query_log } = listeners;
         // Zone files alone (the benchmark's and differential tests' mode) need
         // no database and leave no data directory behind.
         let peers = Arc::new(Peers::default());
@@ -332,6 +343,13 @@ impl App {
         }
         if let Some(server) = metrics_server {
             server.await.context("metrics task failed")??;
+        }
+        if let Some(thread) = query_log {
+            // Every worker is gone, so the writer ends its stream with STOP.
+            let joined = tokio::task::spawn_blocking(move || thread.join());
+            if tokio::time::timeout(std::time::Duration::from_secs(5), joined).await.is_err() {
+                tracing::warn!("the query log did not finish within 5 s of shutdown; its stream may lack its end");
+            }
         }
         if let Some(thread) = election_thread {
             // Bounded: with the database gone, giving the lease up can wait

@@ -494,3 +494,107 @@ pub fn token(args: &ClientArgs, command: TokenCommand) -> anyhow::Result<()> {
         Ok(())
     })
 }
+
+/// `ferrodns status`: the cluster as one picture.
+#[derive(Args, Debug)]
+pub struct StatusArgs {
+    /// Another control node's API base URL, beside --api (repeatable): its role and term.
+    #[arg(long = "node")]
+    pub nodes: Vec<String>,
+    /// A secondary's --metrics-listen base URL (repeatable): its zones, readiness and expiry.
+    #[arg(long = "secondary")]
+    pub secondaries: Vec<String>,
+}
+
+/// Prints the control nodes (role, term, leader), every secondary the
+/// node at --api knows with the zones it lags in, and the given
+/// secondaries' own view of their zones.
+pub fn status(args: &ClientArgs, status: StatusArgs) -> anyhow::Result<()> {
+    let client = Client::new(args)?;
+    runtime()?.block_on(async {
+        let mut nodes = Vec::new();
+        for base in std::iter::once(client.base.clone()).chain(status.nodes.iter().map(|n| n.trim_end_matches('/').to_string())) {
+            let state = match client.http.get(format!("{base}/v1/ha")).send().await {
+                Ok(response) if response.status().is_success() => response.json::<Value>().await.unwrap_or(Value::Null),
+                Ok(response) => json!({"error": format!("{}", response.status())}),
+                Err(e) => json!({"error": format!("unreachable: {e}")}),
+            };
+            let mut row = json!({"api": base, "node": state["node"], "role": state["role"], "term": state["term"], "leader": state["leader"]});
+            if let Some(error) = state.get("error") {
+                row["role"] = error.clone();
+            }
+            nodes.push(row);
+        }
+        let secondaries = client.json(Method::GET, "/v1/secondaries", None).await?;
+        let mut views = Vec::new();
+        for base in &status.secondaries {
+            let base = base.trim_end_matches('/');
+            let zones = match client.http.get(format!("{base}/v1/secondary/zones?limit=10000")).send().await {
+                Ok(response) if response.status().is_success() => response.json::<Value>().await.unwrap_or(Value::Null),
+                Ok(response) => json!({"error": format!("{}", response.status())}),
+                Err(e) => json!({"error": format!("unreachable: {e}")}),
+            };
+            let list = zones["zones"].as_array().cloned().unwrap_or_default();
+            let count = |test: &dyn Fn(&Value) -> bool| list.iter().filter(|z| test(z)).count();
+            let soonest = list.iter().filter_map(|z| z["expires_in_seconds"].as_u64()).min();
+            views.push(json!({
+                "secondary": base,
+                "zones": list.len(),
+                "ready": count(&|z| z["ready"] == true),
+                "expired": count(&|z| z["expired"] == true),
+                "failing": count(&|z| !z["last_error"].is_null()),
+                "soonest_expiry_s": soonest,
+                "error": zones.get("error"),
+            }));
+        }
+        if client.output == Output::Json {
+            let all = json!({"nodes": nodes, "secondaries": secondaries, "secondary_views": views});
+            println!("{}", serde_json::to_string_pretty(&all).unwrap_or_default());
+            return Ok(());
+        }
+        println!("Control nodes");
+        print_table(&nodes.iter().collect::<Vec<_>>(), &["node", "role", "term", "leader", "api"]);
+        println!();
+        println!("Secondaries, as {} sees them", client.base);
+        let rows: Vec<Value> = secondaries
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|s| {
+                let worst = s["behind"].as_array().and_then(|b| b.first()).cloned().unwrap_or(Value::Null);
+                json!({
+                    "address": s["address"],
+                    "zones": s["zones"],
+                    "behind": s["zones_behind"],
+                    "worst zone": worst["zone"],
+                    "lag": worst["lag"],
+                    "lag s": worst["seconds"],
+                    "last contact": s["last_contact"],
+                })
+            })
+            .collect();
+        print_table(&rows.iter().collect::<Vec<_>>(), &["address", "zones", "behind", "worst zone", "lag", "lag s", "last contact"]);
+        for s in secondaries.as_array().into_iter().flatten() {
+            for behind in s["behind"].as_array().into_iter().flatten() {
+                println!(
+                    "  {} holds {} at {}, current {} ({} behind, {} s)",
+                    cell(&s["address"]),
+                    cell(&behind["zone"]),
+                    cell(&behind["serial"]),
+                    cell(&behind["current"]),
+                    cell(&behind["lag"]),
+                    cell(&behind["seconds"])
+                );
+            }
+        }
+        if !views.is_empty() {
+            println!();
+            println!("Secondaries, as they see themselves");
+            print_table(
+                &views.iter().collect::<Vec<_>>(),
+                &["secondary", "zones", "ready", "expired", "failing", "soonest_expiry_s", "error"],
+            );
+        }
+        Ok(())
+    })
+}

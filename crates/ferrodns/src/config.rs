@@ -80,6 +80,12 @@ pub struct ServeArgs {
     /// How much lower (nice, 0-19) the async threads (TCP, API, replication, HA) run than the UDP workers [default: 10].
     #[arg(long = "async-nice", env = "FERRODNS_ASYNC_NICE")]
     pub async_nice: Option<i32>,
+    /// Log a sample of queries and responses in dnstap: file:PATH (as dnstap-read reads it) or unix:PATH (a Frame Streams reader's socket) [default: off].
+    #[arg(long = "query-log", env = "FERRODNS_QUERY_LOG")]
+    pub query_log: Option<String>,
+    /// Log one answered query in N (per UDP worker; over all TCP connections) [default: 1, every query].
+    #[arg(long = "query-log-sample", env = "FERRODNS_QUERY_LOG_SAMPLE")]
+    pub query_log_sample: Option<u32>,
     /// Count queries, responses and answer times for /metrics; false only to measure what counting costs [default: true].
     #[arg(long = "metrics", env = "FERRODNS_METRICS")]
     pub metrics: Option<bool>,
@@ -244,6 +250,8 @@ struct FileSettings {
     async_nice: Option<i32>,
     metrics: Option<bool>,
     metrics_listen: Option<String>,
+    query_log: Option<String>,
+    query_log_sample: Option<u32>,
     metrics_zone_limit: Option<usize>,
     tcp_idle_timeout: Option<u64>,
     tcp_max_connections: Option<usize>,
@@ -313,6 +321,8 @@ pub struct ServeSettings {
     pub metrics: bool,
     pub metrics_listen: Option<SocketAddr>,
     pub metrics_zone_limit: usize,
+    /// Sampled queries to dnstap, when on.
+    pub query_log: Option<ferrodns_server::dnstap::QueryLogSettings>,
     pub tcp_idle_timeout: Duration,
     pub tcp_max_connections: usize,
     pub tcp_max_per_client: usize,
@@ -488,6 +498,18 @@ impl ServeArgs {
         let tcp_max_connections = self.tcp_max_connections.or(file.tcp_max_connections).unwrap_or(512).max(1);
         let api_max_connections = self.api_max_connections.or(file.api_max_connections).unwrap_or(1024).max(1);
         let node_id = self.node_id.or(file.node_id).unwrap_or_else(host_name);
+        let query_log = match self.query_log.or(file.query_log).filter(|t| !t.eq_ignore_ascii_case("off")) {
+            None => None,
+            Some(text) => {
+                let target = ferrodns_server::dnstap::Target::parse(&text)
+                    .map_err(|e| anyhow::anyhow!("bad --query-log: {e}"))?;
+                let sample = self.query_log_sample.or(file.query_log_sample).unwrap_or(1);
+                if sample == 0 {
+                    bail!("--query-log-sample must be at least 1 (1 logs every query)");
+                }
+                Some(ferrodns_server::dnstap::QueryLogSettings { target, sample, identity: node_id.clone() })
+            }
+        };
         // Blank items are no items: an empty FERRODNS_TSIG_KEY (a Secret's
         // empty key, an unset value in a unit file) or a trailing comma.
         let list = |flag: Vec<String>, key: Option<Vec<String>>| {
@@ -656,6 +678,7 @@ impl ServeArgs {
             metrics: self.metrics.or(file.metrics).unwrap_or(true),
             metrics_listen,
             metrics_zone_limit: self.metrics_zone_limit.or(file.metrics_zone_limit).unwrap_or(1000),
+            query_log,
             tcp_idle_timeout: Duration::from_secs(self.tcp_idle_timeout.or(file.tcp_idle_timeout).unwrap_or(10)),
             tcp_max_connections,
             tcp_max_per_client: self

@@ -50,6 +50,8 @@ enum Command {
     /// Manage API tokens through the API.
     #[command(subcommand)]
     Token(client::TokenCommand),
+    /// Show the cluster: control nodes (role, leader, term), each secondary's lag per zone.
+    Status(client::StatusArgs),
     /// Check master files as `serve --zone-file` would load them, and print every problem.
     CheckZone {
         /// Let the files use $INCLUDE.
@@ -88,6 +90,7 @@ fn main() -> std::process::ExitCode {
         Command::Zone(command) => client::zone(&cli.client, command),
         Command::Rrset(command) => client::rrset(&cli.client, command),
         Command::Token(command) => client::token(&cli.client, command),
+        Command::Status(args) => client::status(&cli.client, args),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

@@ -173,6 +173,7 @@ pub async fn serve_metrics(
         .route("/metrics", get(metrics))
         .route("/v1/health/live", get(|| async { Json(json!({"status": "ok"})) }))
         .route("/v1/health/ready", get(ready))
+        .route("/v1/secondary/zones", get(secondary_zones))
         .with_state(state);
     // A scraper and a few probes: a small cap, and slow clients cut off.
     let limits =
@@ -186,6 +187,64 @@ async fn metrics(State(state): State<Arc<NodeState>>) -> Response {
     let exposition = state.exposition();
     let text = tokio::task::spawn_blocking(move || exposition()).await.unwrap_or_default();
     ([(header::CONTENT_TYPE, ferrodns_metrics::CONTENT_TYPE)], text).into_response()
+}
+
+/// Query of the secondary's zone view.
+#[derive(serde::Deserialize)]
+struct ZonesQuery {
+    /// At most this many zones (default 1000, at most 10,000).
+    limit: Option<usize>,
+    /// Zones after this one in name order: the `next` of the page before.
+    after: Option<String>,
+}
+
+/// A secondary's zones, read-only, a page at a time: the serial served,
+/// the primary that answered last, when a primary last confirmed it,
+/// when it is refreshed next, how long until it expires, and why the last
+/// refresh failed. 404 on a node without the secondary role.
+async fn secondary_zones(
+    State(state): State<Arc<NodeState>>,
+    axum::extract::Query(query): axum::extract::Query<ZonesQuery>,
+) -> Response {
+    let Some(secondary) = &state.secondary else {
+        let body = json!({"type": "https://ferrodns.dev/problems/not-found", "title": "Not found", "status": 404,
+            "detail": "this node does not run the secondary role"});
+        return (StatusCode::NOT_FOUND, [(header::CONTENT_TYPE, "application/problem+json")], body.to_string())
+            .into_response();
+    };
+    let limit = query.limit.unwrap_or(1000).clamp(1, 10_000);
+    let after = query.after.map(|name| {
+        let name = name.to_ascii_lowercase();
+        if name.ends_with('.') {
+            name
+        } else {
+            format!("{name}.")
+        }
+    });
+    // Paged by the names as written, so that `after` means what it says.
+    let mut followed: Vec<(String, _)> =
+        secondary.followed_zones().into_iter().map(|z| (z.apex.to_string(), z)).collect();
+    followed.sort_by(|a, b| a.0.cmp(&b.0));
+    let mut page: Vec<serde_json::Value> = Vec::new();
+    let mut next = None;
+    for (name, zone) in followed.iter().filter(|(name, _)| after.as_ref().is_none_or(|after| name > after)) {
+        if page.len() == limit {
+            next = page.last().and_then(|last| last["zone"].as_str().map(String::from));
+            break;
+        }
+        page.push(json!({
+            "zone": name,
+            "serial": zone.serial.map(|s| s.0),
+            "primary": zone.primary.map(|p| p.to_string()),
+            "last_refresh_seconds_ago": zone.confirmed_ago.map(|d| d.as_secs()),
+            "next_refresh_in_seconds": zone.next_refresh_in.map(|d| d.as_secs()),
+            "expires_in_seconds": zone.expires_in().map(|d| d.as_secs()),
+            "expired": zone.expired,
+            "ready": zone.is_ready(),
+            "last_error": zone.last_error,
+        }));
+    }
+    Json(json!({"zones": page, "next": next})).into_response()
 }
 
 async fn ready(State(state): State<Arc<NodeState>>) -> Response {

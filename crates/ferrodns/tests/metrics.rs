@@ -206,4 +206,28 @@ fn a_secondary_is_probed_and_scraped_on_its_metrics_listener() {
     }
     let checked = Command::new("promtool").arg("check").arg("rules").arg(&rules).output().unwrap();
     assert!(checked.status.success(), "{}", String::from_utf8_lossy(&checked.stdout));
+
+    // The secondary's own view of its zones, read-only and paged.
+    let view: serde_json::Value =
+        http.get(format!("{base}/v1/secondary/zones?limit=1")).send().unwrap().json().unwrap();
+    assert_eq!(view["zones"][0]["zone"], "followed.test.", "{view}");
+    assert_eq!(view["zones"][0]["primary"], primary.dns.to_string(), "{view}");
+    assert_eq!(view["zones"][0]["ready"], true, "{view}");
+    assert!(view["zones"][0]["next_refresh_in_seconds"].as_u64().is_some(), "{view}");
+    assert!(view["zones"][0]["expires_in_seconds"].as_u64().unwrap() > 0, "{view}");
+    assert_eq!(view["next"], "followed.test.", "{view}");
+    let rest: serde_json::Value =
+        http.get(format!("{base}/v1/secondary/zones?after=followed.test.")).send().unwrap().json().unwrap();
+    assert_eq!(rest["zones"][0]["zone"], "missing.test.", "{rest}");
+    assert_eq!(rest["zones"][0]["ready"], false, "{rest}");
+    assert!(rest["zones"][0]["last_error"].as_str().is_some_and(|e| e.contains("SOA")), "{rest}");
+
+    // `ferrodns status`: the control node, the secondary as the primary
+    // sees it, and as it sees itself.
+    let status = primary.cli(&["status", "--token", &primary.token, "--secondary", &base]);
+    let out = String::from_utf8_lossy(&status.stdout);
+    assert!(status.status.success(), "{out}{}", String::from_utf8_lossy(&status.stderr));
+    assert!(out.contains("Control nodes") && out.contains("leader"), "{out}");
+    assert!(out.lines().any(|l| l.starts_with("127.0.0.1") && l.contains(" 1 ")), "{out}");
+    assert!(out.lines().any(|l| l.starts_with(&base) && l.contains(" 2 ")), "{out}");
 }
