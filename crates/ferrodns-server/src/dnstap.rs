@@ -33,6 +33,9 @@ const CONTROL_READY: u32 = 0x04;
 const FIELD_CONTENT_TYPE: u32 = 0x01;
 /// Entries waiting for the writer; more are dropped.
 const QUEUE: usize = 8192;
+/// How often the writer looks at an empty queue. At 200,000 queries a
+/// second logged in full, 8,192 entries last 40 ms.
+const POLL: Duration = Duration::from_millis(20);
 
 /// Where the log goes.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -174,11 +177,24 @@ impl Writer {
         let mut next_attempt = std::time::Instant::now();
         let metrics = ferrodns_metrics::global();
         let mut frame = Vec::with_capacity(1024);
+        // The writer polls the queue rather than sleeping on it: a writer
+        // parked on the queue would make every sampled query wake it (a
+        // futex call on the answer path's thread, and a context switch).
+        let mut idle = false;
         loop {
-            let entry = match entries.recv_timeout(Duration::from_millis(500)) {
-                Ok(entry) => Some(entry),
-                Err(std::sync::mpsc::RecvTimeoutError::Timeout) => None,
-                Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => break,
+            let entry = match entries.try_recv() {
+                Ok(entry) => {
+                    idle = false;
+                    Some(entry)
+                }
+                Err(std::sync::mpsc::TryRecvError::Empty) => {
+                    if idle {
+                        std::thread::sleep(POLL);
+                    }
+                    idle = true;
+                    None
+                }
+                Err(std::sync::mpsc::TryRecvError::Disconnected) => break,
             };
             if output.is_none() && std::time::Instant::now() >= next_attempt {
                 match self.open() {
