@@ -223,9 +223,10 @@ impl From<ControlError> for Problem {
     fn from(error: ControlError) -> Problem {
         match error {
             ControlError::Store(error) => Problem::from(error),
-            ControlError::Shadowed(_) | ControlError::Reserved { .. } | ControlError::Forward(_) => {
-                Problem::conflict(error.to_string())
-            }
+            ControlError::Shadowed(_)
+            | ControlError::Reserved { .. }
+            | ControlError::Forward(_)
+            | ControlError::Secondary(_) => Problem::conflict(error.to_string()),
             ControlError::Invalid(detail) => Problem::invalid(detail),
             ControlError::Forbidden(detail) => Problem::forbidden(detail),
             ControlError::Unavailable(_) => Problem::forbidden(error.to_string()),

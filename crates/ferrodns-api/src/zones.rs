@@ -9,7 +9,7 @@ use axum::Json;
 use ferrodns_control::{ControlError, NewZone};
 use ferrodns_forward::table::{ForwarderAddr, MAX_FORWARDERS};
 use ferrodns_proto::{Name, RecordType};
-use ferrodns_store::{StoreError, ZoneRecord, FORWARD_KIND};
+use ferrodns_store::{StoreError, ZoneRecord, FORWARD_KIND, SECONDARY_KIND};
 use ferrodns_zone::edit::{ImportMode, PackedZone, PackedZoneBuilder};
 use ferrodns_zone::live::build_zone;
 use ferrodns_zone::masterfile::{stream_str, ParseOptions};
@@ -42,6 +42,9 @@ pub struct ZoneView {
     /// hosted zone.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub forwarders: Option<Vec<String>>,
+    /// A secondary zone's primaries; absent for other kinds.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub primaries: Option<Vec<String>>,
 }
 
 /// A zone's response rate limit: `rate` responses a second per client
@@ -69,6 +72,7 @@ impl From<&ZoneRecord> for ZoneView {
             updated_at: rfc3339(zone.updated_at),
             rate_limit: zone.rate_limit.map(|l| RateLimitView { rate: l.rate, slip: Some(l.slip) }),
             forwarders: zone.forwarders.clone(),
+            primaries: zone.primaries.clone(),
         }
     }
 }
@@ -134,9 +138,15 @@ pub struct CreateZone {
     /// The apex, with or without the final dot.
     pub name: String,
     /// `primary` (the default): a zone of records this server answers
-    /// for; or `forward`: a zone whose queries go to `forwarders`.
+    /// for; `forward`: a zone whose queries go to `forwarders`; or
+    /// `secondary`: a zone transferred from `primaries` outside ferrodns
+    /// (BIND, PowerDNS, Knot), first when it is created (the request waits
+    /// for that AXFR) and then at its SOA refresh and on their NOTIFY.
     #[serde(default = "primary")]
     pub kind: String,
+    /// A secondary zone's primaries, `ADDR`, `ADDR:PORT` or `NAME:PORT`;
+    /// 1 to 8. Transfers are signed with the server's first TSIG key.
+    pub primaries: Option<Vec<String>>,
     /// A forward zone's resolvers, `ADDR` or `ADDR:PORT` (IPv6 with a port
     /// in brackets), port 53 by default; 1 to 16 of them.
     pub forwarders: Option<Vec<String>>,
@@ -185,9 +195,25 @@ pub async fn create_zone(
             None
         }
     };
-    if request.kind != "primary" && !forward {
-        problem = problem
-            .with_error("/kind", format!("kind {:?} is not supported; use \"primary\" or \"forward\"", request.kind));
+    let secondary = request.kind == SECONDARY_KIND;
+    if request.kind != "primary" && !forward && !secondary {
+        problem = problem.with_error(
+            "/kind",
+            format!("kind {:?} is not supported; use \"primary\", \"secondary\" or \"forward\"", request.kind),
+        );
+    }
+    match (&request.primaries, secondary) {
+        (Some(list), true) => {
+            if let Err(message) = ferrodns_control::secondary::parse_primaries(list) {
+                problem = problem.with_error("/primaries", message);
+            }
+        }
+        (None, true) => problem = problem.with_error("/primaries", "a secondary zone needs primaries"),
+        (Some(_), false) => problem = problem.with_error("/primaries", "only a secondary zone has primaries"),
+        (None, false) => {}
+    }
+    if secondary && (request.nameservers.is_some() || request.ttl.is_some()) {
+        problem = problem.with_error("", "a secondary zone takes its nameservers and TTLs from its primary");
     }
     let mut forwarders = None;
     match (&request.forwarders, forward) {
@@ -247,6 +273,7 @@ pub async fn create_zone(
         catalog_id: new_id(8),
         allow_overlap: request.allow_overlap,
         forwarders,
+        primaries: request.primaries.filter(|_| secondary),
     };
     let zone = match state.control.create_zone(caller.actor(), new_zone).await {
         Err(ControlError::Store(StoreError::Exists)) => {
@@ -331,6 +358,11 @@ pub struct UpdateZone {
     pub rate_limit: Option<Option<RateLimitView>>,
     /// A forward zone's forwarders, replacing the ones it has.
     pub forwarders: Option<Vec<String>>,
+    /// A secondary zone's primaries, replacing the ones it has.
+    pub primaries: Option<Vec<String>>,
+    /// `primary`, for a secondary zone: stop following its primaries and
+    /// take writes through the API from its current data and serial.
+    pub kind: Option<String>,
 }
 
 /// A list of forwarders as given, parsed; and the faults found in it as
@@ -372,6 +404,33 @@ pub async fn update_zone(
     caller.require(Role::Admin)?;
     let expected = if_match(&headers)?;
     let request: UpdateZone = json_body(body, state.settings.max_body_bytes)?;
+    let asked = [
+        request.forwarders.is_some(),
+        request.rate_limit.is_some(),
+        request.primaries.is_some(),
+        request.kind.is_some(),
+    ];
+    if asked.iter().filter(|&&a| a).count() > 1 {
+        return Err(Problem::invalid("two things at once")
+            .with_error("", "give one of rate_limit, forwarders, primaries or kind in one request"));
+    }
+    if let Some(kind) = &request.kind {
+        if kind != "primary" {
+            return Err(Problem::invalid("the zone's kind cannot be changed so")
+                .with_error("/kind", "only a secondary zone changes kind, and only to \"primary\""));
+        }
+        let zone = zone_for(&state, &caller, &zone).await?;
+        let zone = state.control.set_primaries(caller.actor(), &zone, expected.as_deref(), None).await?;
+        return Ok(zone_response(StatusCode::OK, &zone));
+    }
+    if let Some(list) = request.primaries {
+        if let Err(message) = ferrodns_control::secondary::parse_primaries(&list) {
+            return Err(Problem::invalid("the primaries cannot be set as asked").with_error("/primaries", message));
+        }
+        let zone = zone_for(&state, &caller, &zone).await?;
+        let zone = state.control.set_primaries(caller.actor(), &zone, expected.as_deref(), Some(list)).await?;
+        return Ok(zone_response(StatusCode::OK, &zone));
+    }
     if let (Some(list), None) = (&request.forwarders, &request.rate_limit) {
         let (forwarders, faults) = parse_forwarders(list);
         if !faults.is_empty() {

@@ -18,6 +18,9 @@ pub enum ControlError {
     /// The zone is a forward zone, which holds no RRsets and no settings
     /// of a hosted zone.
     Forward(Name),
+    /// The zone is a secondary zone, which only transfers from its
+    /// primaries write.
+    Secondary(Name),
     /// The name is taken by something that is not a stored zone.
     Reserved { zone: Name, why: &'static str },
     /// The request is wrong on its face.
@@ -54,6 +57,11 @@ impl fmt::Display for ControlError {
                 f,
                 "{zone} is a forward zone: its queries go to its forwarders, so it holds no records; \
                  change its forwarders with PATCH /v1/zones/{zone}"
+            ),
+            ControlError::Secondary(zone) => write!(
+                f,
+                "{zone} is a secondary zone: its data comes from its primaries by zone transfer; \
+                 make it a primary first (PATCH /v1/zones/{zone} with {{\"kind\": \"primary\"}})"
             ),
             ControlError::Unavailable(zone) => write!(
                 f,

@@ -28,6 +28,7 @@ pub mod election;
 mod error;
 pub mod follower;
 mod locks;
+pub mod secondary;
 pub mod tokens;
 
 use std::sync::Arc;
@@ -35,7 +36,7 @@ use std::sync::Arc;
 use ferrodns_forward::table::ForwarderAddr;
 use ferrodns_forward::Recursion;
 use ferrodns_proto::tsig::{Algorithm, Key};
-use ferrodns_proto::{Name, RecordType};
+use ferrodns_proto::{Name, RecordType, Serial};
 use ferrodns_store::{Author, Committed, Scope, Store, StoreError, TsigKeyRecord, ZoneRecord, FORWARD_KIND};
 use ferrodns_transfer::acl::{Access, KeyScope};
 use ferrodns_transfer::catalog::Catalog;
@@ -137,6 +138,9 @@ pub struct NewZone {
     pub allow_overlap: bool,
     /// A forward zone's forwarders; `None` for a hosted zone.
     pub forwarders: Option<Vec<ForwarderAddr>>,
+    /// A secondary zone's primaries (`ADDR[:PORT]` or `NAME:PORT`): the zone
+    /// is made from a first transfer from them, and follows them.
+    pub primaries: Option<Vec<String>>,
 }
 
 /// What the control plane knows of replication.
@@ -167,6 +171,8 @@ pub struct ControlPlane {
     pub names: NamePolicy,
     /// Where forward zones take effect on this node's DNS.
     pub forward: Option<Arc<Recursion>>,
+    /// The secondary zones' refresh schedule and NOTIFY sources.
+    pub secondary_zones: secondary::SecondaryZones,
 }
 
 /// Runs a store write, timing it into
@@ -197,6 +203,7 @@ impl ControlPlane {
     ) -> Result<Committed, ControlError> {
         self.refuse_shadowed(&zone.name)?;
         refuse_forward(zone)?;
+        refuse_secondary(zone)?;
         let summary = audit::changes(changes);
         let _publication = self.locks.lock(&zone.name).await;
         let committed = timed(
@@ -231,6 +238,7 @@ impl ControlPlane {
     ) -> Result<Committed, ControlError> {
         self.refuse_shadowed(&zone.name)?;
         refuse_forward(zone)?;
+        refuse_secondary(zone)?;
         let count = rrsets.record_count();
         let summary = audit::import(mode, count);
         let _publication = self.locks.lock(&zone.name).await;
@@ -307,6 +315,9 @@ impl ControlPlane {
             tracing::info!(zone = %apex, ?forwarders, by = actor.author.token, "forward zone created");
             return Ok(record);
         }
+        if let Some(primaries) = zone.primaries {
+            return self.create_secondary_zone(actor, &apex, &zone.tenant, &zone.catalog_id, primaries).await;
+        }
         let nameservers = zone.nameservers.unwrap_or_else(|| self.defaults.nameservers.clone());
         let Some(primary) = nameservers.first() else {
             return Err(ControlError::Invalid("a zone needs at least one nameserver".to_string()));
@@ -332,6 +343,103 @@ impl ControlPlane {
         self.publish(&record, None).await?;
         drop(publication);
         catalog::sync(self, catalog::CatalogSync::Full).await;
+        Ok(record)
+    }
+
+    /// Creates a secondary zone from a first AXFR from `primaries`, at the
+    /// primary's serial, and lists it in the catalog. The transfer's data
+    /// goes through the import path, so the zone rules check it.
+    async fn create_secondary_zone(
+        &self,
+        actor: Actor<'_>,
+        apex: &Name,
+        tenant: &str,
+        catalog_id: &str,
+        primaries: Vec<String>,
+    ) -> Result<ZoneRecord, ControlError> {
+        let targets = secondary::parse_primaries(&primaries).map_err(ControlError::Invalid)?;
+        let key = self.replication.as_ref().and_then(|r| r.access.keys.first().cloned());
+        let (records, from) = secondary::transfer_whole(&targets, apex, key.as_ref())
+            .await
+            .map_err(|e| ControlError::Invalid(format!("cannot transfer {apex} from its primaries: {e}")))?;
+        let (packed, soa, soa_ttl) = secondary::as_import(apex, &records).map_err(ControlError::Invalid)?;
+        self.secondary_zones.remember(apex, vec![from.ip()]);
+        let serial = ferrodns_proto::rdata::soa_serial(&soa).ok_or_else(|| ControlError::Invalid("bad SOA".into()))?;
+        let ns: Vec<Vec<u8>> = packed
+            .rrsets()
+            .filter(|set| set.rtype == RecordType::NS && set.owner == apex.to_lowercase().as_wire())
+            .flat_map(|set| set.rdatas().map(<[u8]>::to_vec).collect::<Vec<_>>())
+            .collect();
+        if ns.is_empty() {
+            return Err(ControlError::Invalid(format!("the transfer of {apex} from {from} holds no apex NS")));
+        }
+        // Made one serial below the primary's, and brought to it by the
+        // import, so that the zone ends at the primary's serial with its
+        // data checked by the zone rules. Nothing is published before.
+        let first_soa = ferrodns_proto::rdata::with_soa_serial(&soa, Serial(serial.0.wrapping_sub(1)))
+            .ok_or_else(|| ControlError::Invalid("bad SOA".into()))?;
+        // The SOA keeps the primary's TTL; the import sets the NS's.
+        let rrsets = vec![
+            RRsetData::new(apex, RecordType::SOA, soa_ttl, vec![first_soa]),
+            RRsetData::new(apex, RecordType::NS, soa_ttl, ns),
+        ];
+        let publication = self.locks.lock(apex).await;
+        let (record, _) = self
+            .store
+            .create_zone(
+                apex,
+                tenant,
+                ferrodns_store::SECONDARY_KIND,
+                rrsets,
+                None,
+                catalog_id,
+                &actor.author,
+                now_micros(),
+            )
+            .await?;
+        let record = self
+            .store
+            .set_primaries(apex, &actor.scope, None, Some(&primaries), &actor.author, now_micros())
+            .await
+            .unwrap_or(record);
+        drop(publication);
+        let committed = self.write_transfer(&record, packed, soa).await?;
+        catalog::sync(self, catalog::CatalogSync::Full).await;
+        tracing::info!(zone = %apex, %from, serial = committed.zone.serial.0, by = actor.author.token, "secondary zone created");
+        Ok(committed.zone)
+    }
+
+    /// Changes a secondary zone's primaries, or (with `None`) makes it a
+    /// primary zone that the API writes from now on, keeping its data and
+    /// serial.
+    pub async fn set_primaries(
+        &self,
+        actor: Actor<'_>,
+        zone: &ZoneRecord,
+        if_match: Option<&[i64]>,
+        primaries: Option<Vec<String>>,
+    ) -> Result<ZoneRecord, ControlError> {
+        if !zone.is_secondary() {
+            return Err(ControlError::Invalid(format!(
+                "{} is a {} zone; only a secondary zone has primaries",
+                zone.name, zone.kind
+            )));
+        }
+        if let Some(list) = &primaries {
+            secondary::parse_primaries(list).map_err(ControlError::Invalid)?;
+        }
+        let record = self
+            .store
+            .set_primaries(&zone.name, &actor.scope, if_match, primaries.as_deref(), &actor.author, now_micros())
+            .await?;
+        match &primaries {
+            Some(list) => {
+                tracing::info!(zone = %zone.name, primaries = ?list, by = actor.author.token, "secondary zone's primaries changed")
+            }
+            None => {
+                tracing::info!(zone = %zone.name, serial = record.serial.0, by = actor.author.token, "secondary zone made a primary; the API writes it from now on")
+            }
+        }
         Ok(record)
     }
 
@@ -601,6 +709,14 @@ fn refuse_forward(zone: &ZoneRecord) -> Result<(), ControlError> {
     Ok(())
 }
 
+/// Only transfers from its primaries write a secondary zone.
+fn refuse_secondary(zone: &ZoneRecord) -> Result<(), ControlError> {
+    if zone.is_secondary() {
+        return Err(ControlError::Secondary(zone.name.clone()));
+    }
+    Ok(())
+}
+
 /// Microseconds since the Unix epoch: the store's and the history's time.
 pub fn now_micros() -> i64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_micros() as i64)
@@ -637,6 +753,7 @@ mod tests {
             defaults: ZoneDefaults::default(),
             names: NamePolicy::default(),
             forward: Some(Recursion::new(&Default::default(), Arc::new(NoHostedZones)).unwrap()),
+            secondary_zones: Default::default(),
         }
     }
 
@@ -655,6 +772,7 @@ mod tests {
             catalog_id: "c1".into(),
             allow_overlap: false,
             forwarders: Some(forwarder("192.0.2.53")),
+            primaries: None,
         };
         let zone = plane.create_zone(actor, new_zone).await.unwrap();
         let zone = plane.set_forwarders(actor, &zone, None, &forwarder("192.0.2.54")).await.unwrap();

@@ -174,14 +174,26 @@ pub struct ZoneRecord {
     /// A forward zone's forwarders (`ADDR` or `ADDR:PORT`); `None` for
     /// every other kind.
     pub forwarders: Option<Vec<String>>,
+    /// A secondary zone's primaries (`ADDR` or `ADDR:PORT`); `None` for
+    /// every other kind.
+    pub primaries: Option<Vec<String>>,
 }
 
 /// The kind of a zone whose queries go to forwarders: it holds no RRsets.
 pub const FORWARD_KIND: &str = "forward";
+/// The kind of a zone whose data comes by transfer from primaries outside
+/// ferrodns; only those transfers write it.
+pub const SECONDARY_KIND: &str = "secondary";
+/// The kind of a zone written through the API.
+pub const PRIMARY_KIND: &str = "primary";
 
 impl ZoneRecord {
     pub fn is_forward(&self) -> bool {
         self.kind == FORWARD_KIND
+    }
+
+    pub fn is_secondary(&self) -> bool {
+        self.kind == SECONDARY_KIND
     }
 }
 
@@ -296,7 +308,7 @@ pub struct Store {
 
 const ZONE_COLUMNS: &str =
     "id, name, tenant, kind, serial, version, rrset_count, catalog_id, created_at, updated_at, rrl_rate, rrl_slip, \
-     forwarders";
+     forwarders, primaries";
 
 impl Store {
     /// Connects and runs pending migrations. `url` is `sqlite://PATH` or
@@ -1213,6 +1225,59 @@ impl Store {
         rows.iter().map(|row| Ok((name_column(row, "name")?, forwarders_column(row)?.unwrap_or_default()))).collect()
     }
 
+    /// Every secondary zone: its name, primaries and serial.
+    pub async fn secondary_zones(&self) -> Result<Vec<(Name, Vec<String>, Serial)>> {
+        let rows = sqlx::query("SELECT name, primaries, serial FROM zones WHERE kind = $1 ORDER BY name")
+            .bind(SECONDARY_KIND)
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter()
+            .map(|row| {
+                Ok((
+                    name_column(row, "name")?,
+                    list_column(row, "primaries")?.unwrap_or_default(),
+                    serial_column(row, "serial")?,
+                ))
+            })
+            .collect()
+    }
+
+    /// Marks a new zone a secondary of `primaries` (it was created with the
+    /// first transfer's data), or, with `None`, makes a secondary zone a
+    /// primary one: from then on the API writes it, from its current data
+    /// and serial. A new version and a history entry, no new serial.
+    pub async fn set_primaries(
+        &self,
+        apex: &Name,
+        scope: &Scope<'_>,
+        if_match: Option<&[i64]>,
+        primaries: Option<&[String]>,
+        author: &Author<'_>,
+        now: i64,
+    ) -> Result<ZoneRecord> {
+        let OpenChange { _guard, mut tx, zone } = self.begin_change(apex, scope, if_match, now).await?;
+        let kind = if primaries.is_some() { SECONDARY_KIND } else { PRIMARY_KIND };
+        let row =
+            sqlx::query(&format!("UPDATE zones SET kind = $2, primaries = $3 WHERE id = $1 RETURNING {ZONE_COLUMNS}"))
+                .bind(zone.id)
+                .bind(kind)
+                .bind(primaries.map(|list| list.join(" ")))
+                .fetch_one(&mut *tx)
+                .await?;
+        let zone = zone_from_row(&row)?;
+        let diff =
+            Diff { old_serial: zone.serial, new_serial: zone.serial, removed: Records::new(), added: Records::new() };
+        let summary = match primaries {
+            Some(list) => serde_json::json!([{"action": "set-primaries", "primaries": list}]),
+            None => serde_json::json!([{"action": "make-primary"}]),
+        }
+        .to_string();
+        insert_journal(&mut tx, zone.id, &diff, author, now, &summary).await?;
+        announce(&mut tx, self.backend, &zone.name, None).await?;
+        tx.commit().await?;
+        Ok(zone)
+    }
+
     /// Replaces a forward zone's forwarders, if its version is one of
     /// `if_match`: a new version and a history entry, and the other nodes
     /// told, but no serial (a forward zone has none).
@@ -1624,11 +1689,17 @@ fn zone_from_row(row: &AnyRow) -> Result<ZoneRecord> {
         updated_at: row.try_get("updated_at")?,
         rate_limit: rate_limit_columns(row)?,
         forwarders: forwarders_column(row)?,
+        primaries: list_column(row, "primaries")?,
     })
 }
 
 fn forwarders_column(row: &AnyRow) -> Result<Option<Vec<String>>> {
-    let text: Option<String> = row.try_get("forwarders")?;
+    list_column(row, "forwarders")
+}
+
+/// A space-separated list column.
+fn list_column(row: &AnyRow, column: &str) -> Result<Option<Vec<String>>> {
+    let text: Option<String> = row.try_get(column)?;
     Ok(text.map(|text| text.split_whitespace().map(str::to_string).collect()))
 }
 

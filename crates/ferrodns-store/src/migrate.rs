@@ -73,6 +73,12 @@ const MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("../migrations/sqlite/0009_forward_zones.sql"),
         postgres: include_str!("../migrations/postgres/0009_forward_zones.sql"),
     },
+    Migration {
+        version: 10,
+        name: "secondary_zones",
+        sqlite: include_str!("../migrations/sqlite/0010_secondary_zones.sql"),
+        postgres: include_str!("../migrations/postgres/0010_secondary_zones.sql"),
+    },
 ];
 
 /// An arbitrary constant naming ferrodns' migration lock.

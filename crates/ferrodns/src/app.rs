@@ -200,6 +200,11 @@ impl App {
         let journal = stored.clone().map(|stored| stored as Arc<dyn Journal>);
         let owners = stored.map(|stored| stored as Arc<dyn ZoneOwners>);
         let primary = Arc::new(Primary::new(live.handle(), access.clone(), journal, owners, peers.clone()));
+        if let Some(control) = &control {
+            // NOTIFY for secondary zones made through the API, and their refreshes.
+            primary.set_notify_listener(Arc::new(replication::SecondaryZonesNotify(control.plane.clone())));
+            tokio::spawn(control.plane.clone().follow_secondary_zones(shutdown.clone()));
+        }
         let mut secondary_role_state = None;
         if let Some(config) = &settings.secondary {
             let secondary = Secondary::start(

@@ -46,8 +46,11 @@ pub enum ZoneCommand {
         #[arg(long, conflicts_with = "forwarders")]
         ttl: Option<u32>,
         /// Make a forward zone whose queries go to this resolver, ADDR or ADDR:PORT (repeatable).
-        #[arg(long = "forward")]
+        #[arg(long = "forward", conflicts_with = "primaries")]
         forwarders: Vec<String>,
+        /// Make a secondary zone transferred from this primary (BIND, PowerDNS, Knot), ADDR[:PORT] (repeatable).
+        #[arg(long = "secondary-of", conflicts_with_all = ["nameservers", "ttl"])]
+        primaries: Vec<String>,
         /// Tenant (operator tokens only).
         #[arg(long)]
         tenant: Option<String>,
@@ -78,6 +81,15 @@ pub enum ZoneCommand {
         #[arg(required = true)]
         forwarders: Vec<String>,
     },
+    /// Replace a secondary zone's primaries, ADDR[:PORT] each.
+    Primaries {
+        name: String,
+        #[arg(required = true)]
+        primaries: Vec<String>,
+    },
+    /// Make a secondary zone a primary: it stops following its primaries and
+    /// takes API writes from its current data and serial (the last step of a migration).
+    Promote { name: String },
     /// Give a zone a response rate limit of its own (admins; tenants may
     /// only tighten the server's), or return it to the server's.
     RateLimit {
@@ -348,10 +360,13 @@ pub fn zone(args: &ClientArgs, command: ZoneCommand) -> anyhow::Result<()> {
     let client = Client::new(args)?;
     runtime()?.block_on(async {
         match command {
-            ZoneCommand::Create { name, nameservers, ttl, forwarders, tenant } => {
+            ZoneCommand::Create { name, nameservers, ttl, forwarders, primaries, tenant } => {
                 let mut body = json!({"name": name, "kind": "primary"});
                 if !forwarders.is_empty() {
                     body = json!({"name": name, "kind": "forward", "forwarders": forwarders});
+                }
+                if !primaries.is_empty() {
+                    body = json!({"name": name, "kind": "secondary", "primaries": primaries});
                 }
                 if !nameservers.is_empty() {
                     body["nameservers"] = json!(nameservers);
@@ -400,6 +415,16 @@ pub fn zone(args: &ClientArgs, command: ZoneCommand) -> anyhow::Result<()> {
                 let body = RequestBody::Json(json!({"rate_limit": limit}));
                 let zone = client.json(Method::PATCH, &format!("/v1/zones/{}", segment(&name)), Some(body)).await?;
                 client.print(&zone, &["name", "version", "rate_limit"]);
+            }
+            ZoneCommand::Primaries { name, primaries } => {
+                let body = RequestBody::Json(json!({"primaries": primaries}));
+                let zone = client.json(Method::PATCH, &format!("/v1/zones/{}", segment(&name)), Some(body)).await?;
+                client.print(&zone, &["name", "version", "primaries"]);
+            }
+            ZoneCommand::Promote { name } => {
+                let body = RequestBody::Json(json!({"kind": "primary"}));
+                let zone = client.json(Method::PATCH, &format!("/v1/zones/{}", segment(&name)), Some(body)).await?;
+                client.print(&zone, &["name", "kind", "serial", "version"]);
             }
             ZoneCommand::Forwarders { name, forwarders } => {
                 let body = RequestBody::Json(json!({"forwarders": forwarders}));

@@ -74,3 +74,13 @@ impl Observer for NotifyOnPublish {
 
     fn removed(&self, _apex: &Name) {}
 }
+
+/// Takes NOTIFY on a control node for its secondary zones (`kind:
+/// secondary`), from their primaries only.
+pub struct SecondaryZonesNotify(pub Arc<ferrodns_control::ControlPlane>);
+
+impl ferrodns_transfer::primary::NotifyListener for SecondaryZonesNotify {
+    fn notified(&self, apex: &Name, peer: std::net::SocketAddr, _serial: Option<Serial>) -> bool {
+        self.0.secondary_zones.notified(apex, peer)
+    }
+}

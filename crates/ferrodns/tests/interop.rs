@@ -347,3 +347,79 @@ fn ferrodns_follows_a_knot_primary_with_tsig() {
 fn ferrodns_follows_a_bind_primary_with_tsig() {
     follow_a_foreign_primary("bind");
 }
+
+/// Waits until `server` answers `name` A with `address`.
+fn wait_for_at(server: std::net::SocketAddr, name: &str, address: &str, timeout: Duration, log: impl Fn() -> String) {
+    let started = Instant::now();
+    loop {
+        let answer = std::panic::catch_unwind(|| dns_lookup(server, name, 1));
+        if answer.is_ok_and(|(_, data)| data.iter().any(|d| d == address)) {
+            return;
+        }
+        assert!(started.elapsed() < timeout, "{server} does not serve {name} A {address}:\n{}", log());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Migrating a zone from BIND is API calls: the zone made as a secondary
+/// of the BIND primary (a first AXFR, at BIND's serial), kept current by
+/// BIND's NOTIFY, refused record writes while it follows, then made a
+/// primary that keeps its data and serial and takes writes.
+#[test]
+fn a_zone_migrates_from_a_bind_primary_through_the_api() {
+    let node = Node::start(&Database::sqlite(), &["--tsig-key", &format!("xfr:hmac-sha256:{SECRET}")]);
+    let zone = "migrate.test.";
+    let bind_port = free_port();
+    let bind = bind_primary(bind_port, node.dns.port(), zone);
+    wait_for(&bind, &format!("host7.{zone}"), "192.0.2.7", Duration::from_secs(20));
+
+    // No primary that answers: nothing is made, and the answer says why.
+    let dead = json!({"name": zone, "kind": "secondary", "primaries": ["127.0.0.1:1"]});
+    let (status, problem, _) = json(node.request(Method::POST, "/v1/zones").json(&dead).send().unwrap());
+    assert_eq!(status, 422, "{problem}");
+    assert!(problem["detail"].as_str().unwrap().contains("cannot transfer"), "{problem}");
+    let none = json!({"name": zone, "kind": "secondary"});
+    assert_eq!(json(node.request(Method::POST, "/v1/zones").json(&none).send().unwrap()).0, 422);
+
+    let body = json!({"name": zone, "kind": "secondary", "primaries": [format!("127.0.0.1:{bind_port}")]});
+    let (status, created, _) = json(node.request(Method::POST, "/v1/zones").json(&body).send().unwrap());
+    assert_eq!(status, 201, "{created}\n{}", node.log());
+    assert_eq!((created["kind"].as_str(), created["serial"].as_u64()), (Some("secondary"), Some(1)), "{created}");
+    assert_eq!(created["primaries"], json!([format!("127.0.0.1:{bind_port}")]));
+    assert_eq!(dns_lookup(node.dns, &format!("host7.{zone}"), 1).1, ["192.0.2.7"]);
+    let key = format!("xfr:hmac-sha256:{SECRET}");
+    let theirs = support::control::axfr_lines(bind.addr(), zone, Some(&key));
+    let ours = support::control::axfr_lines(node.dns, zone, Some(&key));
+    assert_eq!(ours, theirs, "the secondary zone differs from BIND's");
+
+    // Record writes are refused while it follows BIND.
+    let put = |address: &str| {
+        node.request(Method::PUT, &format!("/v1/zones/{zone}/rrsets/www/A"))
+            .json(&json!({"ttl": 300, "records": [address]}))
+            .send()
+            .unwrap()
+    };
+    let (status, problem, _) = json(put("192.0.2.80"));
+    assert_eq!(status, 409, "{problem}");
+    assert!(problem["detail"].as_str().unwrap().contains("secondary zone"), "{problem}");
+
+    // BIND's NOTIFY brings a change at once.
+    update(&bind, zone, &format!("add new.{zone} 300 A 198.51.100.77"));
+    wait_for_at(node.dns, &format!("new.{zone}"), "198.51.100.77", Duration::from_secs(15), || {
+        format!("{}\n{}", node.log(), bind.log())
+    });
+    let (_, followed, _) = json(node.request(Method::GET, &format!("/v1/zones/{zone}")).send().unwrap());
+    assert_eq!(followed["serial"], 2, "at BIND's serial: {followed}");
+
+    // The last step: a primary from here on, at the same serial and data.
+    let promote = node.cli(&["--token", &node.token, "--output", "json", "zone", "promote", zone]);
+    assert!(promote.status.success(), "{}", String::from_utf8_lossy(&promote.stderr));
+    let promoted: serde_json::Value = serde_json::from_slice(&promote.stdout).unwrap();
+    assert_eq!((promoted["kind"].as_str(), promoted["serial"].as_u64()), (Some("primary"), Some(2)), "{promoted}");
+    assert!(promoted.get("primaries").is_none(), "{promoted}");
+    let (status, body, _) = json(put("192.0.2.80"));
+    assert_eq!(status, 200, "{body}");
+    let (_, after, _) = json(node.request(Method::GET, &format!("/v1/zones/{zone}")).send().unwrap());
+    assert_eq!(after["serial"], 3, "{after}");
+    assert_eq!(dns_lookup(node.dns, &format!("new.{zone}"), 1).1, ["198.51.100.77"]);
+}
