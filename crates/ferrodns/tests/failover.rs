@@ -431,6 +431,15 @@ fn failover_suite() {
 
     // No query to the secondaries failed.
     let query_failures = query_failures.lock().unwrap().clone();
+    if !query_failures.is_empty() {
+        // What the secondaries did with their zones, for the report.
+        for secondary in &secondaries {
+            let log = secondary.log();
+            let lines: Vec<&str> =
+                log.lines().filter(|l| l.contains("fo.test") || l.contains("catalog") || l.contains("WARN")).collect();
+            println!("secondary {}:\n{}", secondary.dns, lines.join("\n"));
+        }
+    }
     assert!(
         query_failures.is_empty(),
         "{} failed queries: {:?}",

@@ -87,12 +87,24 @@ pub fn corpus_zones() -> Vec<ZoneFile> {
     zones
 }
 
-/// A free loopback port (UDP and TCP both free at the time of asking).
+/// A free loopback port (UDP and TCP both free at the time of asking), for
+/// peers that must be told a port before they start (BIND, Knot, NOTIFY
+/// targets). It is drawn at random below Linux's ephemeral range (32768
+/// up), where port-0 binds and outgoing connections never land: the
+/// kernel's own choice, probed and released, came back to the next test
+/// process that asked, and a BIND with SO_REUSEPORT then shared a
+/// secondary's port and answered half its queries REFUSED.
 pub fn free_port() -> u16 {
+    use std::hash::{BuildHasher, Hasher};
     loop {
-        let udp = UdpSocket::bind("127.0.0.1:0").unwrap();
-        let port = udp.local_addr().unwrap().port();
-        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+        let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+        hasher.write_u128(
+            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_nanos(),
+        );
+        hasher.write_u32(std::process::id());
+        let port = 10_000 + (hasher.finish() % 22_000) as u16;
+        let udp = UdpSocket::bind(("127.0.0.1", port));
+        if udp.is_ok() && std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
             return port;
         }
     }

@@ -1,0 +1,254 @@
+#!/usr/bin/env python3
+"""Write latency through the API: ferrodns against PowerDNS, in one run.
+
+Each server gets one zone and the same 300 one-record replacements of
+www.<zone> A, one at a time, each with a new address:
+
+  PowerDNS 4.x  PATCH /api/v1/servers/localhost/zones/<zone>  (changetype REPLACE),
+                gsqlite3 backend, its API and webserver on loopback
+  ferrodns      PUT /v1/zones/<zone>/rrsets/www/A, on SQLite (or --db postgres)
+
+For each change it measures the API latency (request sent to response read)
+and the write-to-served time (request sent until a UDP query to the server
+answers with the new address; queries go out every 0.2 ms from a second
+thread of this script). It prints p50, p90 and p99 of both.
+
+  bench/apibench.py                      # both servers, SQLite
+  bench/apibench.py --db postgres        # ferrodns on PostgreSQL (127.0.0.1:5432, trust)
+  bench/apibench.py --changes 1000 --servers ferrodns
+
+Needs: a release build, pdns-server and pdns-backend-sqlite3 (Debian), and
+for --db postgres a PostgreSQL server where a database may be created.
+"""
+import argparse, http.client, json, os, random, socket, statistics, struct, subprocess, sys, tempfile, threading, time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+BINARY = os.environ.get("FERRODNS_BINARY", os.path.join(ROOT, "target", "release", "ferrodns"))
+ZONE = "bench.test."
+PDNS_KEY = "apibench-key"
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def query(port, qname, timeout=0.5):
+    """One UDP A query; the A addresses of the answer."""
+    qid = random.randrange(65536)
+    labels = b"".join(bytes([len(l)]) + l.encode() for l in qname.rstrip(".").split(".")) + b"\0"
+    packet = struct.pack(">HHHHHH", qid, 0, 1, 0, 0, 0) + labels + struct.pack(">HH", 1, 1)
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.settimeout(timeout)
+        s.sendto(packet, ("127.0.0.1", port))
+        data, _ = s.recvfrom(4096)
+    (_, _, qd, an, _, _) = struct.unpack(">HHHHHH", data[:12])
+    at = 12
+    for _ in range(qd):
+        at = skip_name(data, at) + 4
+    addresses = []
+    for _ in range(an):
+        at = skip_name(data, at)
+        rtype, _, _, length = struct.unpack(">HHIH", data[at:at + 10])
+        at += 10
+        if rtype == 1 and length == 4:
+            addresses.append(".".join(str(b) for b in data[at:at + 4]))
+        at += length
+    return addresses
+
+
+def skip_name(data, at):
+    while True:
+        length = data[at]
+        if length == 0:
+            return at + 1
+        if length & 0xC0 == 0xC0:
+            return at + 2
+        at += 1 + length
+
+
+def wait_until(check, timeout, what):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        try:
+            if check():
+                return
+        except Exception:
+            pass
+        time.sleep(0.05)
+    sys.exit(f"timed out: {what}")
+
+
+class Watcher:
+    """Polls DNS until www answers `expected`; reports when it first did."""
+
+    def __init__(self, port):
+        self.port = port
+
+    def until(self, expected, started, limit=5.0):
+        while time.perf_counter() - started < limit:
+            try:
+                if expected in query(self.port, "www." + ZONE, timeout=0.2):
+                    return time.perf_counter() - started
+            except OSError:
+                pass
+            time.sleep(0.0002)
+        return None
+
+
+def measure(name, dns_port, change, changes):
+    api, served = [], []
+    watcher = Watcher(dns_port)
+    for i in range(changes):
+        address = f"10.{(i >> 16) & 255}.{(i >> 8) & 255}.{i & 255}"
+        started = time.perf_counter()
+        done = {}
+
+        def watch():
+            done["served"] = watcher.until(address, started)
+
+        thread = threading.Thread(target=watch)
+        thread.start()
+        change(address)
+        api.append(time.perf_counter() - started)
+        thread.join()
+        if done.get("served") is None:
+            sys.exit(f"{name}: change {i} ({address}) was not served within 5 s")
+        served.append(done["served"])
+    return api, served
+
+
+def percentile(values, p):
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(round(p / 100 * (len(ordered) - 1))))]
+
+
+def run_pdns(workdir, changes):
+    db = os.path.join(workdir, "pdns.sqlite3")
+    schema = "/usr/share/doc/pdns-backend-sqlite3/schema.sqlite3.sql"
+    subprocess.run(["sqlite3", db], stdin=open(schema), check=True)
+    dns_port, web_port = free_port(), free_port()
+    conf = os.path.join(workdir, "pdns.conf")
+    with open(conf, "w") as f:
+        f.write(f"""launch=gsqlite3
+gsqlite3-database={db}
+local-address=127.0.0.1
+local-port={dns_port}
+api=yes
+api-key={PDNS_KEY}
+webserver=yes
+webserver-address=127.0.0.1
+webserver-port={web_port}
+webserver-allow-from=127.0.0.0/8
+socket-dir={workdir}
+guardian=no
+daemon=no
+disable-syslog=yes
+loglevel=3
+""")
+    log = open(os.path.join(workdir, "pdns.log"), "w")
+    process = subprocess.Popen(["pdns_server", f"--config-dir={workdir}", "--config-name="], stdout=log, stderr=log)
+    # pdns reads pdns.conf from --config-dir when --config-name is empty.
+    http_conn = lambda: http.client.HTTPConnection("127.0.0.1", web_port, timeout=10)
+    headers = {"X-API-Key": PDNS_KEY, "Content-Type": "application/json"}
+    wait_until(lambda: http_conn().request("GET", "/api/v1/servers", headers=headers) or True, 20, "PowerDNS API")
+    conn = http_conn()
+    body = {"name": ZONE, "kind": "Native", "nameservers": ["ns1." + ZONE],
+            "rrsets": [{"name": "www." + ZONE, "type": "A", "ttl": 60, "changetype": "REPLACE",
+                        "records": [{"content": "10.255.255.255", "disabled": False}]}]}
+    conn.request("POST", "/api/v1/servers/localhost/zones", json.dumps(body), headers)
+    response = conn.getresponse()
+    response.read()
+    if response.status != 201:
+        sys.exit(f"PowerDNS zone create: {response.status}")
+    wait_until(lambda: "10.255.255.255" in query(dns_port, "www." + ZONE), 10, "PowerDNS serving the zone")
+
+    def change(address):
+        patch = {"rrsets": [{"name": "www." + ZONE, "type": "A", "ttl": 60, "changetype": "REPLACE",
+                             "records": [{"content": address, "disabled": False}]}]}
+        conn.request("PATCH", f"/api/v1/servers/localhost/zones/{ZONE}", json.dumps(patch), headers)
+        r = conn.getresponse()
+        r.read()
+        if r.status != 204:
+            sys.exit(f"PowerDNS PATCH: {r.status}")
+
+    try:
+        return measure("PowerDNS", dns_port, change, changes)
+    finally:
+        process.terminate()
+        process.wait()
+
+
+def run_ferrodns(workdir, changes, db):
+    dns_port, api_port = free_port(), free_port()
+    data = os.path.join(workdir, "ferrodns")
+    cmd = [BINARY, "serve", "--dns-listen", f"127.0.0.1:{dns_port}", "--api-listen", f"127.0.0.1:{api_port}",
+           "--data-dir", data, "--log-level", "warn"]
+    database = None
+    if db == "postgres":
+        database = f"ferrodns_apibench_{os.getpid()}"
+        subprocess.run(["psql", "-h", "127.0.0.1", "-d", "postgres", "-qc", f"DROP DATABASE IF EXISTS {database}"], check=True)
+        subprocess.run(["psql", "-h", "127.0.0.1", "-d", "postgres", "-qc", f"CREATE DATABASE {database}"], check=True)
+        cmd += ["--database-url", f"postgres://root@127.0.0.1:5432/{database}"]
+    log = open(os.path.join(workdir, "ferrodns.log"), "w")
+    process = subprocess.Popen(cmd, stdout=log, stderr=log)
+    try:
+        token_file = os.path.join(data, "admin.token")
+        wait_until(lambda: os.path.exists(token_file) and open(token_file).read().strip(), 30, "the admin token")
+        token = open(token_file).read().strip()
+        headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
+        conn = http.client.HTTPConnection("127.0.0.1", api_port, timeout=10)
+        wait_until(lambda: conn.request("GET", "/v1/health/ready") or conn.getresponse().read() is not None, 30, "the API")
+        conn = http.client.HTTPConnection("127.0.0.1", api_port, timeout=10)
+        conn.request("POST", "/v1/zones", json.dumps({"name": ZONE}), headers)
+        r = conn.getresponse()
+        r.read()
+        if r.status != 201:
+            sys.exit(f"ferrodns zone create: {r.status}")
+
+        def change(address):
+            body = json.dumps({"ttl": 60, "records": [address]})
+            conn.request("PUT", f"/v1/zones/{ZONE}/rrsets/www/A", body, headers)
+            r = conn.getresponse()
+            r.read()
+            if r.status != 200:
+                sys.exit(f"ferrodns PUT: {r.status}")
+
+        return measure("ferrodns", dns_port, change, changes)
+    finally:
+        process.terminate()
+        process.wait()
+        if database:
+            subprocess.run(["psql", "-h", "127.0.0.1", "-d", "postgres", "-qc",
+                            f"DROP DATABASE IF EXISTS {database} WITH (FORCE)"], check=False)
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--changes", type=int, default=300)
+    ap.add_argument("--servers", default="pdns,ferrodns")
+    ap.add_argument("--db", default="sqlite", choices=["sqlite", "postgres"], help="ferrodns's database")
+    a = ap.parse_args()
+    workdir = tempfile.mkdtemp(prefix="apibench-")
+    rows = []
+    for server in a.servers.split(","):
+        if server == "pdns":
+            api, served = run_pdns(workdir, a.changes)
+            rows.append(("PowerDNS (gsqlite3)", api, served))
+        elif server == "ferrodns":
+            api, served = run_ferrodns(workdir, a.changes, a.db)
+            rows.append((f"ferrodns ({a.db})", api, served))
+        else:
+            sys.exit(f"unknown server {server}")
+    ms = lambda v: f"{v * 1000:.2f}"
+    print(f"{a.changes} one-record replacements, one at a time")
+    print("| server | API p50 ms | API p90 ms | API p99 ms | served p50 ms | served p90 ms | served p99 ms |")
+    print("|---|---|---|---|---|---|---|")
+    for name, api, served in rows:
+        print(f"| {name} | {ms(percentile(api, 50))} | {ms(percentile(api, 90))} | {ms(percentile(api, 99))} "
+              f"| {ms(percentile(served, 50))} | {ms(percentile(served, 90))} | {ms(percentile(served, 99))} |")
+
+
+if __name__ == "__main__":
+    main()
