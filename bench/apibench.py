@@ -5,12 +5,13 @@ Each server gets one zone and the same 300 one-record replacements of
 www.<zone> A, one at a time, each with a new address:
 
   PowerDNS 4.x  PATCH /api/v1/servers/localhost/zones/<zone>  (changetype REPLACE),
-                gsqlite3 backend, its API and webserver on loopback
+                gsqlite3 backend, its API and webserver on loopback, its packet
+                and query caches off (so that "served" means the new data)
   ferrodns      PUT /v1/zones/<zone>/rrsets/www/A, on SQLite (or --db postgres)
 
 For each change it measures the API latency (request sent to response read)
 and the write-to-served time (request sent until a UDP query to the server
-answers with the new address; queries go out every 0.2 ms from a second
+answers with the new address; queries go out every 0.5 ms from a second
 thread of this script). It prints p50, p90 and p99 of both.
 
   bench/apibench.py                      # both servers, SQLite
@@ -93,7 +94,7 @@ class Watcher:
                     return time.perf_counter() - started
             except OSError:
                 pass
-            time.sleep(0.0002)
+            time.sleep(0.0005)
         return None
 
 
@@ -146,6 +147,9 @@ guardian=no
 daemon=no
 disable-syslog=yes
 loglevel=3
+cache-ttl=0
+query-cache-ttl=0
+negquery-cache-ttl=0
 """)
     log = open(os.path.join(workdir, "pdns.log"), "w")
     process = subprocess.Popen(["pdns_server", f"--config-dir={workdir}", "--config-name="], stdout=log, stderr=log)
