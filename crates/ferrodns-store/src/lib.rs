@@ -294,6 +294,8 @@ struct OpenChange<'s> {
     tx: Transaction<'static, Any>,
     /// The zone with its version already bumped.
     zone: ZoneRecord,
+    /// The SOA, when the change read it with its owners.
+    soa: Option<RRsetData>,
 }
 
 /// The store: a connection pool and the options.
@@ -704,7 +706,11 @@ impl Store {
             return Err(StoreError::Rejected(errors));
         }
         let mut open = self.begin_change(apex, scope, if_match, now).await?;
-        let current = load_owners(&mut open.tx, self.backend, open.zone.id, &edit::touched_owners(changes)).await?;
+        // One statement reads the touched owners and the SOA (after the
+        // zone row is locked, as `finish_change` explains).
+        let (current, soa) =
+            load_owners_and_soa(&mut open.tx, self.backend, open.zone.id, apex, &edit::touched_owners(changes)).await?;
+        open.soa = Some(soa);
         let plan = edit::plan(apex, current, changes, &self.options.limits).map_err(StoreError::Rejected)?;
         self.finish_change(open, Planned::Batch(plan), None, summary, author, now).await
     }
@@ -781,7 +787,7 @@ impl Store {
             return Err(StoreError::NotFound);
         }
         check_version(zone.version - 1, if_match)?;
-        Ok(OpenChange { _guard: guard, tx, zone })
+        Ok(OpenChange { _guard: guard, tx, zone, soa: None })
     }
 
     /// Step 3 of a change: write the plan, move the serial, journal, commit.
@@ -794,21 +800,28 @@ impl Store {
         author: &Author<'_>,
         now: i64,
     ) -> Result<Committed> {
-        let OpenChange { _guard, mut tx, zone } = open;
+        let OpenChange { _guard, mut tx, zone, soa } = open;
         let apex = zone.name.clone();
         // The SOA is read in a statement of its own, after the zone row is
         // locked. Folded into the locking UPDATE's RETURNING it would come from
         // that statement's snapshot, taken before it waited for the lock, so on
         // PostgreSQL a change queued behind another would see the SOA before
         // that one and journal a broken IXFR chain (tests/failover.rs caught it).
-        let soa_row =
-            sqlx::query("SELECT owner, rtype, ttl, rdata FROM rrsets WHERE zone_id = $1 AND owner = $2 AND rtype = $3")
+        // A batch read it with its owners, after the lock (see apply_changes).
+        let old_soa = match soa {
+            Some(soa) => soa,
+            None => {
+                let soa_row = sqlx::query(
+                    "SELECT owner, rtype, ttl, rdata FROM rrsets WHERE zone_id = $1 AND owner = $2 AND rtype = $3",
+                )
                 .bind(zone.id)
                 .bind(apex.to_string())
                 .bind(RecordType::SOA.0 as i64)
                 .fetch_one(&mut *tx)
                 .await?;
-        let old_soa = rrset_from_row(&soa_row)?;
+                rrset_from_row(&soa_row)?
+            }
+        };
         let old_soa_rdata = old_soa.rdatas.first().cloned().unwrap_or_default();
         let soa_fields_change = new_soa_fields.as_ref().is_some_and(|fields| {
             ferrodns_proto::rdata::with_soa_serial(fields, zone.serial).as_ref() != Some(&old_soa_rdata)
@@ -1255,7 +1268,7 @@ impl Store {
         author: &Author<'_>,
         now: i64,
     ) -> Result<ZoneRecord> {
-        let OpenChange { _guard, mut tx, zone } = self.begin_change(apex, scope, if_match, now).await?;
+        let OpenChange { _guard, mut tx, zone, .. } = self.begin_change(apex, scope, if_match, now).await?;
         let kind = if primaries.is_some() { SECONDARY_KIND } else { PRIMARY_KIND };
         let row =
             sqlx::query(&format!("UPDATE zones SET kind = $2, primaries = $3 WHERE id = $1 RETURNING {ZONE_COLUMNS}"))
@@ -1290,7 +1303,7 @@ impl Store {
         author: &Author<'_>,
         now: i64,
     ) -> Result<ZoneRecord> {
-        let OpenChange { _guard, mut tx, zone } = self.begin_change(apex, scope, if_match, now).await?;
+        let OpenChange { _guard, mut tx, zone, .. } = self.begin_change(apex, scope, if_match, now).await?;
         let row = sqlx::query(&format!("UPDATE zones SET forwarders = $2 WHERE id = $1 RETURNING {ZONE_COLUMNS}"))
             .bind(zone.id)
             .bind(forwarders.join(" "))
@@ -1318,7 +1331,7 @@ impl Store {
         now: i64,
     ) -> Result<ZoneRecord> {
         // The zone is locked, its version moved and checked, as for any change.
-        let OpenChange { _guard, mut tx, zone } = self.begin_change(apex, scope, if_match, now).await?;
+        let OpenChange { _guard, mut tx, zone, .. } = self.begin_change(apex, scope, if_match, now).await?;
         let row = sqlx::query(&format!(
             "UPDATE zones SET rrl_rate = $2, rrl_slip = $3 WHERE id = $1 RETURNING {ZONE_COLUMNS}"
         ))
@@ -1488,6 +1501,62 @@ impl Store {
 }
 
 /// Every RRset at the given owners.
+/// The RRsets at `owners`, and the zone's SOA, in one statement.
+async fn load_owners_and_soa(
+    tx: &mut Transaction<'static, Any>,
+    backend: Backend,
+    zone_id: i64,
+    apex: &Name,
+    owners: &[Name],
+) -> Result<(Working, RRsetData)> {
+    if owners.len() > 500 {
+        // Big batches read in chunks; the SOA then costs one statement more.
+        let working = load_owners(tx, backend, zone_id, owners).await?;
+        let row =
+            sqlx::query("SELECT owner, rtype, ttl, rdata FROM rrsets WHERE zone_id = $1 AND owner = $2 AND rtype = $3")
+                .bind(zone_id)
+                .bind(apex.to_lowercase().to_string())
+                .bind(RecordType::SOA.0 as i64)
+                .fetch_one(&mut **tx)
+                .await?;
+        return Ok((working, rrset_from_row(&row)?));
+    }
+    let mut markers = Markers::new(backend);
+    let sql = format!(
+        "SELECT owner, rtype, ttl, rdata FROM rrsets WHERE zone_id = {zone} AND (owner IN ({owners}) \
+         OR (owner = {apex} AND rtype = {soa}))",
+        zone = markers.take(1),
+        owners = markers.take(owners.len().max(1)),
+        apex = markers.take(1),
+        soa = markers.take(1),
+    );
+    // Not prepared, as in `load_owners`.
+    let mut query = sqlx::query(&sql).persistent(false).bind(zone_id);
+    let apex_text = apex.to_lowercase().to_string();
+    if owners.is_empty() {
+        query = query.bind(apex_text.clone());
+    }
+    for owner in owners {
+        query = query.bind(owner.to_lowercase().to_string());
+    }
+    query = query.bind(apex_text.clone()).bind(RecordType::SOA.0 as i64);
+    let touched: std::collections::HashSet<String> = owners.iter().map(|o| o.to_lowercase().to_string()).collect();
+    let mut working = Working::new();
+    let mut soa = None;
+    for row in query.fetch_all(&mut **tx).await? {
+        let set = rrset_from_row(&row)?;
+        let owner = set.owner.to_string();
+        if set.rtype == RecordType::SOA && owner == apex_text {
+            soa = Some(set.clone());
+        }
+        if touched.contains(&owner) {
+            working.insert(set.key(), set);
+        }
+    }
+    let soa = soa.ok_or_else(|| corrupt("the zone has no SOA"))?;
+    Ok((working, soa))
+}
+
 async fn load_owners(
     tx: &mut Transaction<'static, Any>,
     backend: Backend,
