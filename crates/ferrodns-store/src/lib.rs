@@ -832,7 +832,6 @@ impl Store {
             let zone = ZoneRecord { version: zone.version - 1, ..zone };
             return Ok(Committed { zone, change: None, diff: None });
         }
-        plan.write(&mut tx, self.backend, zone.id).await?;
         let mut serial = next_serial(zone.serial, self.options.serial_policy, now);
         // An import brings its file's serial. Never move back from it (RFC
         // 1982): secondaries that hold it from the zone's old primary would
@@ -845,7 +844,9 @@ impl Store {
         let base = new_soa_fields.as_deref().unwrap_or(&old_soa_rdata);
         let new_soa_rdata = ferrodns_proto::rdata::with_soa_serial(base, serial).ok_or_else(|| corrupt("SOA RDATA"))?;
         let new_soa = RRsetData::new(&apex, RecordType::SOA, old_soa.ttl, vec![new_soa_rdata.clone()]);
-        write_rrsets(&mut tx, self.backend, zone.id, &[(new_soa.key(), Some(new_soa))]).await?;
+        // The plan's rows and the new SOA in one statement (for a batch of
+        // up to a few hundred RRsets).
+        plan.write_with(&mut tx, self.backend, zone.id, new_soa).await?;
         let soa_record =
             |rdata: Vec<u8>| Record { owner: apex.clone(), rtype: RecordType::SOA, ttl: old_soa.ttl, rdata };
         // RFC 1995: the old SOA leads the removed records, the new one the added.
@@ -1601,10 +1602,40 @@ impl Planned {
         }
     }
 
-    async fn write(&self, tx: &mut Transaction<'static, Any>, backend: Backend, zone_id: i64) -> Result<()> {
+    /// Writes the plan and `soa`, the zone's new SOA: in the same
+    /// statements when the plan does not write the SOA itself (one upsert
+    /// may not touch a row twice).
+    async fn write_with(
+        &self,
+        tx: &mut Transaction<'static, Any>,
+        backend: Backend,
+        zone_id: i64,
+        soa: RRsetData,
+    ) -> Result<()> {
+        let soa_row = RRsetRow {
+            owner: soa.owner.to_string(),
+            rtype: soa.rtype,
+            ttl: soa.ttl,
+            rdata: edit::pack_rdatas(soa.rdatas.iter().map(Vec::as_slice)),
+        };
         match self {
-            Planned::Batch(plan) => write_rrsets(tx, backend, zone_id, &plan.writes).await,
+            Planned::Batch(plan) => {
+                if plan.writes.iter().any(|(key, _)| *key == soa.key()) {
+                    write_rrsets(tx, backend, zone_id, &plan.writes).await?;
+                    return write_rrsets(tx, backend, zone_id, &[(soa.key(), Some(soa))]).await;
+                }
+                let upserts = plan.writes.iter().filter_map(|(_, w)| w.as_ref()).map(|set| RRsetRow {
+                    owner: set.owner.to_string(),
+                    rtype: set.rtype,
+                    ttl: set.ttl,
+                    rdata: edit::pack_rdatas(set.rdatas.iter().map(Vec::as_slice)),
+                });
+                let deletes =
+                    plan.writes.iter().filter(|(_, w)| w.is_none()).map(|(key, _)| (key.owner.to_string(), key.rtype));
+                write_rows(tx, backend, zone_id, upserts.chain(std::iter::once(soa_row)), deletes).await
+            }
             Planned::Import(plan) => {
+                // An import's sides never hold the SOA (it comes apart).
                 let upserts = plan.upserts().map(|set| RRsetRow {
                     owner: set.owner_name().to_string(),
                     rtype: set.rtype,
@@ -1612,7 +1643,7 @@ impl Planned {
                     rdata: edit::pack_rdatas(set.rdatas()),
                 });
                 let deletes = plan.deletes().map(|set| (set.owner_name().to_string(), set.rtype));
-                write_rows(tx, backend, zone_id, upserts, deletes).await
+                write_rows(tx, backend, zone_id, upserts.chain(std::iter::once(soa_row)), deletes).await
             }
         }
     }
