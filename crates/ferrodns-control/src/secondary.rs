@@ -176,17 +176,13 @@ impl ControlPlane {
 
     /// The served zone's SOA refresh and retry, within bounds.
     fn soa_timers(&self, apex: &Name) -> (Duration, Duration) {
-        let Some(zone) = self.live.snapshot().get(apex.as_wire()).cloned() else {
+        let served = self.live.snapshot().get(apex.as_wire()).cloned();
+        let Some([refresh, retry, ..]) = served.and_then(|zone| ferrodns_proto::rdata::soa_timers(zone.soa().first()))
+        else {
             return (DEFAULT_REFRESH, DEFAULT_REFRESH);
         };
-        let rdata = zone.soa().first();
-        let fixed = &rdata[rdata.len().saturating_sub(20)..];
-        let field = |i: usize| {
-            fixed.get(i * 4..i * 4 + 4).map_or(DEFAULT_REFRESH, |b| {
-                Duration::from_secs(u64::from(u32::from_be_bytes([b[0], b[1], b[2], b[3]])))
-            })
-        };
-        (field(1).clamp(SHORTEST_REFRESH, LONGEST_REFRESH), field(2).clamp(SHORTEST_REFRESH, LONGEST_REFRESH))
+        let bounded = |field: u32| Duration::from_secs(u64::from(field)).clamp(SHORTEST_REFRESH, LONGEST_REFRESH);
+        (bounded(refresh), bounded(retry))
     }
 
     /// One refresh: the first primary that answers the SOA query decides;

@@ -850,6 +850,15 @@ pub fn soa_serial(rdata: &[u8]) -> Option<crate::Serial> {
     Some(crate::Serial(u32::from_be_bytes(rdata[at..at + 4].try_into().ok()?)))
 }
 
+/// The refresh, retry, expire and minimum fields of SOA RDATA, in seconds.
+pub fn soa_timers(rdata: &[u8]) -> Option<[u32; 4]> {
+    let at = soa_serial_offset(rdata)? + 4;
+    let field = |i: usize| {
+        u32::from_be_bytes([rdata[at + i * 4], rdata[at + i * 4 + 1], rdata[at + i * 4 + 2], rdata[at + i * 4 + 3]])
+    };
+    Some([field(0), field(1), field(2), field(3)])
+}
+
 /// SOA RDATA: MNAME, RNAME, the serial, then refresh, retry, expire and
 /// minimum.
 pub fn soa_rdata(mname: &crate::Name, rname: &crate::Name, serial: crate::Serial, timers: [u32; 4]) -> Vec<u8> {
@@ -1221,6 +1230,16 @@ fn write_svc_param(key: u16, value: &[u8], out: &mut String) -> Option<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn soa_fields_read_back_what_was_written() {
+        let name = |text| crate::Name::parse(text, None).unwrap();
+        let rdata =
+            soa_rdata(&name("ns.example."), &name("hostmaster.example."), crate::Serial(7), [3600, 600, 86400, 300]);
+        assert_eq!(soa_serial(&rdata), Some(crate::Serial(7)));
+        assert_eq!(soa_timers(&rdata), Some([3600, 600, 86400, 300]));
+        assert_eq!(soa_timers(&rdata[..rdata.len() - 1]), None, "a field short");
+    }
 
     fn tokens(text: &str) -> Vec<Token<'_>> {
         // Splits on spaces, treating "..." (with escapes) as one quoted token;

@@ -451,11 +451,14 @@ impl NotifyListener for Secondary {
 
 /// The SOA timers of a served zone: refresh, retry, expire.
 fn timers(zone: Option<&Arc<Zone>>) -> (Duration, Duration, Duration) {
-    let Some(zone) = zone else { return (FIRST_RETRY, FIRST_RETRY, Duration::from_secs(u64::MAX / 4)) };
-    let rdata = zone.soa().first();
-    let fixed = &rdata[rdata.len() - 20..];
-    let field = |i: usize| u64::from(u32::from_be_bytes(fixed[i * 4..i * 4 + 4].try_into().expect("4 octets")));
-    (Duration::from_secs(field(1).max(1)), Duration::from_secs(field(2).max(1)), Duration::from_secs(field(3).max(1)))
+    let unknown = (FIRST_RETRY, FIRST_RETRY, Duration::from_secs(u64::MAX / 4));
+    // A served zone's SOA is well formed (the zone would not have built).
+    let Some([refresh, retry, expire, _]) = zone.and_then(|z| ferrodns_proto::rdata::soa_timers(z.soa().first()))
+    else {
+        return unknown;
+    };
+    let seconds = |field: u32| Duration::from_secs(u64::from(field.max(1)));
+    (seconds(refresh), seconds(retry), seconds(expire))
 }
 
 /// `wait` less up to a tenth of it, at random.
