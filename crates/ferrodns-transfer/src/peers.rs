@@ -51,6 +51,11 @@ pub struct SecondaryReport {
     pub behind_count: usize,
     /// Some of those, furthest behind first.
     pub behind: Vec<Behind>,
+    /// The most serial steps it is behind in any zone (RFC 1982 distance).
+    pub lag_serials: u32,
+    /// The longest it has gone without a zone's current serial: seconds
+    /// since that serial was published; 0 when it holds every one.
+    pub lag_seconds: f64,
     /// Its latest contact, in seconds since the Unix epoch.
     pub last_contact: u64,
 }
@@ -62,17 +67,6 @@ pub struct Behind {
     pub holds: Serial,
     pub current: Serial,
     /// Since the current serial was published.
-    pub seconds: f64,
-}
-
-/// How far one secondary is behind, over the zones it serves for us.
-#[derive(Clone, Debug, PartialEq)]
-pub struct Lag {
-    pub peer: String,
-    /// The most serial steps it is behind in any zone (RFC 1982 distance).
-    pub serials: u32,
-    /// The longest it has gone without a zone's current serial: seconds
-    /// since that serial was published.
     pub seconds: f64,
 }
 
@@ -107,8 +101,9 @@ impl Peers {
     }
 
     /// Each known secondary's state over every zone: how many zones it
-    /// serves for us, and those where it holds an older serial than the
-    /// published one (at most `limit` of them, furthest behind first).
+    /// serves for us, how far it lags, and the zones where it holds an
+    /// older serial than the published one (at most `limit` of them,
+    /// longest behind first).
     pub fn report(&self, limit: usize) -> Vec<SecondaryReport> {
         let zones = self.zones.lock().unwrap_or_else(|e| e.into_inner());
         let publications = self.publications.lock().unwrap_or_else(|e| e.into_inner());
@@ -122,19 +117,21 @@ impl Peers {
                     behind_count: 0,
                     behind: Vec::new(),
                     last_contact: 0,
+                    lag_serials: 0,
+                    lag_seconds: 0.0,
                 });
                 report.zones += 1;
                 report.last_contact = report.last_contact.max(state.last_contact);
                 let Some(publication) = publication else { continue };
                 if publication.serial.is_newer_than(state.serial) {
+                    let seconds = publication.at.elapsed().as_secs_f64();
                     report.behind_count += 1;
-                    let zone = Name::from_wire(apex).map(|n| n.to_string()).unwrap_or_default();
-                    report.behind.push(Behind {
-                        zone,
-                        holds: state.serial,
-                        current: publication.serial,
-                        seconds: publication.at.elapsed().as_secs_f64(),
-                    });
+                    report.lag_serials = report.lag_serials.max(publication.serial.0.wrapping_sub(state.serial.0));
+                    report.lag_seconds = report.lag_seconds.max(seconds);
+                    if limit > 0 {
+                        let zone = Name::from_wire(apex).map(|n| n.to_string()).unwrap_or_default();
+                        report.behind.push(Behind { zone, holds: state.serial, current: publication.serial, seconds });
+                    }
                 }
             }
         }
@@ -145,28 +142,6 @@ impl Peers {
         }
         reports.sort_by(|a, b| a.peer.cmp(&b.peer));
         reports
-    }
-
-    /// Each known secondary's lag behind the zones as published, worst
-    /// zone first; a secondary that holds every current serial lags 0.
-    pub fn lags(&self) -> Vec<Lag> {
-        let zones = self.zones.lock().unwrap_or_else(|e| e.into_inner());
-        let publications = self.publications.lock().unwrap_or_else(|e| e.into_inner());
-        let mut lags: HashMap<&str, Lag> = HashMap::new();
-        for (apex, peers) in zones.iter() {
-            let publication = publications.get(apex);
-            for (peer, state) in peers {
-                let lag = lags.entry(peer).or_insert_with(|| Lag { peer: peer.clone(), serials: 0, seconds: 0.0 });
-                let Some(publication) = publication else { continue };
-                if publication.serial.is_newer_than(state.serial) {
-                    lag.serials = lag.serials.max(publication.serial.0.wrapping_sub(state.serial.0));
-                    lag.seconds = lag.seconds.max(publication.at.elapsed().as_secs_f64());
-                }
-            }
-        }
-        let mut lags: Vec<Lag> = lags.into_values().collect();
-        lags.sort_by(|a, b| a.peer.cmp(&b.peer));
-        lags
     }
 
     /// Marks a peer as lagging behind the zone, or caught up.
@@ -237,19 +212,19 @@ mod tests {
         peers.reported(&b, "192.0.2.1", Serial(9));
         peers.published(&a, Serial(8));
         peers.published(&b, Serial(9));
-        let lags = peers.lags();
+        let lags = peers.report(0);
         assert_eq!(
-            lags.iter().map(|l| (l.peer.as_str(), l.serials)).collect::<Vec<_>>(),
+            lags.iter().map(|l| (l.peer.as_str(), l.lag_serials)).collect::<Vec<_>>(),
             [("192.0.2.1", 3), ("192.0.2.2", 3)]
         );
         let before = ferrodns_metrics::global().propagation.get_sample_count();
         peers.transferred(&a, "192.0.2.1", Serial(8));
         assert_eq!(ferrodns_metrics::global().propagation.get_sample_count(), before, "one secondary still lags");
-        assert_eq!(peers.lags()[0].serials, 0);
+        assert_eq!(peers.report(0)[0].lag_serials, 0);
         peers.transferred(&a, "192.0.2.2", Serial(8));
         assert_eq!(ferrodns_metrics::global().propagation.get_sample_count(), before + 1);
         peers.reported(&a, "192.0.2.2", Serial(8));
         assert_eq!(ferrodns_metrics::global().propagation.get_sample_count(), before + 1, "observed once per serial");
-        assert!(peers.lags().iter().all(|l| l.serials == 0 && l.seconds == 0.0));
+        assert!(peers.report(0).iter().all(|l| l.lag_serials == 0 && l.lag_seconds == 0.0));
     }
 }

@@ -86,7 +86,7 @@ impl NodeState {
                     .build(),
             );
         }
-        let lags = self.peers.lags();
+        let lags = self.peers.report(0);
         if !lags.is_empty() {
             let mut serials = Family::gauge(
                 "ferrodns_secondary_lag_serials",
@@ -97,8 +97,8 @@ impl NodeState {
                 "Seconds each secondary has gone without a zone's current serial since it was published; 0 when in sync.",
             );
             for lag in &lags {
-                serials.push(&[("secondary", &lag.peer)], lag.serials as f64);
-                seconds.push(&[("secondary", &lag.peer)], lag.seconds);
+                serials.push(&[("secondary", &lag.peer)], lag.lag_serials as f64);
+                seconds.push(&[("secondary", &lag.peer)], lag.lag_seconds);
             }
             families.push(serials.build());
             families.push(seconds.build());
