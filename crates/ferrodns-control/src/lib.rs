@@ -391,17 +391,12 @@ impl ControlPlane {
                 tenant,
                 ferrodns_store::SECONDARY_KIND,
                 rrsets,
-                None,
+                Some(&primaries),
                 catalog_id,
                 &actor.author,
                 now_micros(),
             )
             .await?;
-        let record = self
-            .store
-            .set_primaries(apex, &actor.scope, None, Some(&primaries), &actor.author, now_micros())
-            .await
-            .unwrap_or(record);
         drop(publication);
         let committed = self.write_transfer(&record, packed, soa).await?;
         catalog::sync(self, catalog::CatalogSync::Full).await;

@@ -403,8 +403,9 @@ impl Store {
     // ----- zones -----
 
     /// Creates a zone holding `rrsets` (which must include the SOA and NS),
-    /// or a forward zone (`forwarders` given, no RRsets, serial 0), and
-    /// records its creation in the journal.
+    /// or a forward zone (no RRsets, serial 0), and records its creation in
+    /// the journal. `upstreams` are a forward zone's forwarders or a
+    /// secondary zone's primaries, as `kind` says; other kinds have none.
     #[allow(clippy::too_many_arguments)]
     pub async fn create_zone(
         &self,
@@ -412,15 +413,20 @@ impl Store {
         tenant: &str,
         kind: &str,
         rrsets: Vec<RRsetData>,
-        forwarders: Option<&[String]>,
+        upstreams: Option<&[String]>,
         catalog_id: &str,
         author: &Author<'_>,
         now: i64,
     ) -> Result<(ZoneRecord, Diff)> {
         let apex = apex.to_lowercase();
-        let serial = match forwarders {
-            Some(_) => Serial(0),
-            None => {
+        let (forwarders, primaries) = match kind {
+            FORWARD_KIND => (upstreams, None),
+            SECONDARY_KIND => (None, upstreams),
+            _ => (None, None),
+        };
+        let serial = match kind {
+            FORWARD_KIND => Serial(0),
+            _ => {
                 let soa = rrsets
                     .iter()
                     .find(|s| s.rtype == RecordType::SOA && s.owner == apex)
@@ -432,7 +438,7 @@ impl Store {
         let (_guard, mut tx) = self.begin_write().await?;
         let row = sqlx::query(&format!(
             "INSERT INTO zones (name, tenant, kind, serial, version, rrset_count, catalog_id, created_at, updated_at, \
-             forwarders) VALUES ($1, $2, $3, $4, 1, $5, $6, $7, $7, $8) RETURNING {ZONE_COLUMNS}"
+             forwarders, primaries) VALUES ($1, $2, $3, $4, 1, $5, $6, $7, $7, $8, $9) RETURNING {ZONE_COLUMNS}"
         ))
         .bind(apex.to_string())
         .bind(tenant)
@@ -442,19 +448,21 @@ impl Store {
         .bind(catalog_id)
         .bind(now)
         .bind(forwarders.map(|list| list.join(" ")))
+        .bind(primaries.map(|list| list.join(" ")))
         .fetch_one(&mut *tx)
         .await?;
         let zone = zone_from_row(&row)?;
         let writes: Vec<(RRsetKey, Option<RRsetData>)> = rrsets.iter().map(|s| (s.key(), Some(s.clone()))).collect();
-        write_rrsets(&mut tx, self.backend, zone.id, &writes).await?;
+        write_rrsets(&mut tx, self.backend, zone.id, &writes, None).await?;
         let mut added = Records::new();
         for set in &rrsets {
             set.rdatas.iter().for_each(|r| added.push(&set.owner, set.rtype, set.ttl, r));
         }
         let diff = Diff { old_serial: serial, new_serial: serial, removed: Records::new(), added };
-        let summary = match forwarders {
-            Some(list) => serde_json::json!([{"action": "create-zone", "kind": kind, "forwarders": list}]),
-            None => serde_json::json!([{"action": "create-zone", "kind": kind}]),
+        let summary = match (forwarders, primaries) {
+            (Some(list), _) => serde_json::json!([{"action": "create-zone", "kind": kind, "forwarders": list}]),
+            (_, Some(list)) => serde_json::json!([{"action": "create-zone", "kind": kind, "primaries": list}]),
+            _ => serde_json::json!([{"action": "create-zone", "kind": kind}]),
         }
         .to_string();
         insert_journal(&mut tx, zone.id, &diff, author, now, &summary).await?;
@@ -810,17 +818,7 @@ impl Store {
         // A batch read it with its owners, after the lock (see apply_changes).
         let old_soa = match soa {
             Some(soa) => soa,
-            None => {
-                let soa_row = sqlx::query(
-                    "SELECT owner, rtype, ttl, rdata FROM rrsets WHERE zone_id = $1 AND owner = $2 AND rtype = $3",
-                )
-                .bind(zone.id)
-                .bind(apex.to_string())
-                .bind(RecordType::SOA.0 as i64)
-                .fetch_one(&mut *tx)
-                .await?;
-                rrset_from_row(&soa_row)?
-            }
+            None => read_soa(&mut tx, zone.id, &apex).await?,
         };
         let old_soa_rdata = old_soa.rdatas.first().cloned().unwrap_or_default();
         let soa_fields_change = new_soa_fields.as_ref().is_some_and(|fields| {
@@ -1256,9 +1254,8 @@ impl Store {
             .collect()
     }
 
-    /// Marks a new zone a secondary of `primaries` (it was created with the
-    /// first transfer's data), or, with `None`, makes a secondary zone a
-    /// primary one: from then on the API writes it, from its current data
+    /// Replaces a secondary zone's primaries, or, with `None`, makes it a
+    /// primary zone: from then on the API writes it, from its current data
     /// and serial. A new version and a history entry, no new serial.
     pub async fn set_primaries(
         &self,
@@ -1502,6 +1499,18 @@ impl Store {
 }
 
 /// Every RRset at the given owners.
+/// The zone's SOA, read inside `tx`.
+async fn read_soa(tx: &mut Transaction<'static, Any>, zone_id: i64, apex: &Name) -> Result<RRsetData> {
+    let row =
+        sqlx::query("SELECT owner, rtype, ttl, rdata FROM rrsets WHERE zone_id = $1 AND owner = $2 AND rtype = $3")
+            .bind(zone_id)
+            .bind(apex.to_lowercase().to_string())
+            .bind(RecordType::SOA.0 as i64)
+            .fetch_one(&mut **tx)
+            .await?;
+    rrset_from_row(&row)
+}
+
 /// The RRsets at `owners`, and the zone's SOA, in one statement.
 async fn load_owners_and_soa(
     tx: &mut Transaction<'static, Any>,
@@ -1513,14 +1522,7 @@ async fn load_owners_and_soa(
     if owners.len() > 500 {
         // Big batches read in chunks; the SOA then costs one statement more.
         let working = load_owners(tx, backend, zone_id, owners).await?;
-        let row =
-            sqlx::query("SELECT owner, rtype, ttl, rdata FROM rrsets WHERE zone_id = $1 AND owner = $2 AND rtype = $3")
-                .bind(zone_id)
-                .bind(apex.to_lowercase().to_string())
-                .bind(RecordType::SOA.0 as i64)
-                .fetch_one(&mut **tx)
-                .await?;
-        return Ok((working, rrset_from_row(&row)?));
+        return Ok((working, read_soa(tx, zone_id, apex).await?));
     }
     let mut markers = Markers::new(backend);
     let sql = format!(
@@ -1612,27 +1614,13 @@ impl Planned {
         zone_id: i64,
         soa: RRsetData,
     ) -> Result<()> {
-        let soa_row = RRsetRow {
-            owner: soa.owner.to_string(),
-            rtype: soa.rtype,
-            ttl: soa.ttl,
-            rdata: edit::pack_rdatas(soa.rdatas.iter().map(Vec::as_slice)),
-        };
         match self {
             Planned::Batch(plan) => {
                 if plan.writes.iter().any(|(key, _)| *key == soa.key()) {
-                    write_rrsets(tx, backend, zone_id, &plan.writes).await?;
-                    return write_rrsets(tx, backend, zone_id, &[(soa.key(), Some(soa))]).await;
+                    write_rrsets(tx, backend, zone_id, &plan.writes, None).await?;
+                    return write_rrsets(tx, backend, zone_id, &[], Some(&soa)).await;
                 }
-                let upserts = plan.writes.iter().filter_map(|(_, w)| w.as_ref()).map(|set| RRsetRow {
-                    owner: set.owner.to_string(),
-                    rtype: set.rtype,
-                    ttl: set.ttl,
-                    rdata: edit::pack_rdatas(set.rdatas.iter().map(Vec::as_slice)),
-                });
-                let deletes =
-                    plan.writes.iter().filter(|(_, w)| w.is_none()).map(|(key, _)| (key.owner.to_string(), key.rtype));
-                write_rows(tx, backend, zone_id, upserts.chain(std::iter::once(soa_row)), deletes).await
+                write_rrsets(tx, backend, zone_id, &plan.writes, Some(&soa)).await
             }
             Planned::Import(plan) => {
                 // An import's sides never hold the SOA (it comes apart).
@@ -1643,7 +1631,7 @@ impl Planned {
                     rdata: edit::pack_rdatas(set.rdatas()),
                 });
                 let deletes = plan.deletes().map(|set| (set.owner_name().to_string(), set.rtype));
-                write_rows(tx, backend, zone_id, upserts.chain(std::iter::once(soa_row)), deletes).await
+                write_rows(tx, backend, zone_id, upserts.chain(std::iter::once(RRsetRow::from(&soa))), deletes).await
             }
         }
     }
@@ -1669,19 +1657,27 @@ struct RRsetRow {
     rdata: Vec<u8>,
 }
 
-/// Upserts and deletes RRset rows (`None` deletes).
+impl From<&RRsetData> for RRsetRow {
+    fn from(set: &RRsetData) -> RRsetRow {
+        RRsetRow {
+            owner: set.owner.to_string(),
+            rtype: set.rtype,
+            ttl: set.ttl,
+            rdata: edit::pack_rdatas(set.rdatas.iter().map(Vec::as_slice)),
+        }
+    }
+}
+
+/// Upserts and deletes RRset rows (`None` deletes), and upserts `also`
+/// in the same statement.
 async fn write_rrsets(
     tx: &mut Transaction<'static, Any>,
     backend: Backend,
     zone_id: i64,
     writes: &[(RRsetKey, Option<RRsetData>)],
+    also: Option<&RRsetData>,
 ) -> Result<()> {
-    let upserts = writes.iter().filter_map(|(_, w)| w.as_ref()).map(|set| RRsetRow {
-        owner: set.owner.to_string(),
-        rtype: set.rtype,
-        ttl: set.ttl,
-        rdata: edit::pack_rdatas(set.rdatas.iter().map(Vec::as_slice)),
-    });
+    let upserts = writes.iter().filter_map(|(_, w)| w.as_ref()).chain(also).map(RRsetRow::from);
     let deletes = writes.iter().filter(|(_, w)| w.is_none()).map(|(key, _)| (key.owner.to_string(), key.rtype));
     write_rows(tx, backend, zone_id, upserts, deletes).await
 }
