@@ -288,11 +288,11 @@ pub fn run_worker(
 ) {
     let mut worker = Worker::new(settings.segment_offload);
     worker.local = socket.local_addr().ok();
+    worker.pktinfo = worker.local.is_some_and(|local| local.ip().is_unspecified());
     worker.query_log = query_log.map(|log| {
         let sampler = log.sampler();
         (log, sampler)
     });
-    worker.pktinfo = socket.local_addr().is_ok_and(|local| local.ip().is_unspecified());
     worker.stats = settings.metrics.then(|| ferrodns_metrics::global().dns.owned());
     worker.cookies = protections.cookies;
     worker.rrl = protections.rrl;
@@ -406,10 +406,9 @@ struct Worker {
     /// its IP_PKTINFO / IPV6_PKTINFO and its reply sent from it.
     pktinfo: bool,
     receive_controls: Vec<ReceiveControl>,
-    /// The address each query of the batch came to (wildcard sockets).
+    /// The address each query of the batch came to (wildcard sockets;
+    /// `Unknown` on the others, whose replies then carry no source).
     locals: [Local; BATCH],
-    /// The control message of a reply sent alone.
-    single_control: SendControl,
     segment_offload: bool,
     hand_off: Option<(HandOff, Arc<UdpSocket>)>,
     forwarding: Option<(Forwarding, Arc<UdpSocket>)>,
@@ -480,7 +479,6 @@ impl Worker {
             pktinfo: false,
             receive_controls: vec![ReceiveControl([0; 64]); BATCH],
             locals: [Local::Unknown; BATCH],
-            single_control: SendControl([0; 64]),
             segment_offload,
             hand_off: None,
             forwarding: None,
@@ -625,7 +623,6 @@ impl Worker {
                         stats.response(UDP, output);
                     }
                     if self.reply[i] {
-                        let client = (&self.addresses[i], self.address_lengths[i], self.locals[i]);
                         sample(&mut self.query_log, self.local, client, packet, output);
                     }
                     continue;
@@ -745,10 +742,7 @@ impl Worker {
             header.msg_iovlen = message.len();
             header.msg_flags = 0;
             let control = &mut self.controls[m];
-            let mut length = 0;
-            if self.pktinfo {
-                length += write_source_control(&mut control.0[length..], self.locals[first]);
-            }
+            let mut length = write_source_control(&mut control.0, self.locals[first]);
             if message.len() > 1 {
                 length += write_segment_control(&mut control.0[length..], message.segment as u16);
             }
@@ -807,26 +801,10 @@ impl Worker {
     }
 
     /// Sends the reply at `order[k]` alone.
-    fn send_one(&mut self, socket: &UdpSocket, k: usize) -> io::Result<()> {
+    fn send_one(&self, socket: &UdpSocket, k: usize) -> io::Result<()> {
         let reply = self.order[k] as usize;
-        // SAFETY: all-zero is a valid msghdr; the pointers set below are into self.
-        let mut header: libc::msghdr = unsafe { std::mem::zeroed() };
-        header.msg_name = (&mut self.addresses[reply] as *mut libc::sockaddr_storage).cast();
-        header.msg_namelen = self.address_lengths[reply];
-        header.msg_iov = &mut self.send_iovecs[k];
-        header.msg_iovlen = 1;
-        if self.pktinfo {
-            let length = write_source_control(&mut self.single_control.0, self.locals[reply]);
-            if length > 0 {
-                header.msg_control = self.single_control.0.as_mut_ptr().cast();
-                header.msg_controllen = length;
-            }
-        }
-        // SAFETY: the header points at live buffers owned by self.
-        if unsafe { libc::sendmsg(socket.as_raw_fd(), &header, 0) } < 0 {
-            return Err(io::Error::last_os_error());
-        }
-        Ok(())
+        let peer = (&self.addresses[reply] as *const libc::sockaddr_storage).cast();
+        send_from(socket, (peer, self.address_lengths[reply]), &self.send_iovecs[k], self.locals[reply])
     }
 }
 
@@ -1066,22 +1044,32 @@ fn write_source_control(buffer: &mut [u8], local: Local) -> usize {
 /// on a wildcard socket), outside a worker's batch: control replies and
 /// forwarded answers.
 pub fn send_reply(socket: &UdpSocket, reply: &[u8], peer: SocketAddr, local: Local) -> io::Result<()> {
-    if local == Local::Unknown {
-        return socket.send_to(reply, peer).map(|_| ());
-    }
     let peer = socket2::SockAddr::from(peer);
+    let iovec = libc::iovec { iov_base: reply.as_ptr().cast_mut().cast(), iov_len: reply.len() };
+    send_from(socket, (peer.as_ptr().cast(), peer.len()), &iovec, local)
+}
+
+/// Sends the datagram `iovec` points at to the socket address `peer` (a
+/// pointer and a length), from `local` when it is known.
+fn send_from(
+    socket: &UdpSocket,
+    (peer, peer_length): (*const libc::c_void, libc::socklen_t),
+    iovec: &libc::iovec,
+    local: Local,
+) -> io::Result<()> {
     let mut control = SendControl([0; 64]);
     let length = write_source_control(&mut control.0, local);
-    let mut iovec = libc::iovec { iov_base: reply.as_ptr().cast_mut().cast(), iov_len: reply.len() };
-    // SAFETY: all-zero is a valid msghdr; every pointer set below is to a
-    // local that outlives the call, and sendmsg only reads through them.
+    // SAFETY: all-zero is a valid msghdr; every pointer set below is to
+    // memory that outlives the call, and sendmsg only reads through them.
     let mut header: libc::msghdr = unsafe { std::mem::zeroed() };
-    header.msg_name = peer.as_ptr().cast_mut().cast();
-    header.msg_namelen = peer.len();
-    header.msg_iov = &mut iovec;
+    header.msg_name = peer.cast_mut();
+    header.msg_namelen = peer_length;
+    header.msg_iov = (iovec as *const libc::iovec).cast_mut();
     header.msg_iovlen = 1;
-    header.msg_control = control.0.as_mut_ptr().cast();
-    header.msg_controllen = length;
+    if length > 0 {
+        header.msg_control = control.0.as_mut_ptr().cast();
+        header.msg_controllen = length;
+    }
     // SAFETY: see above.
     if unsafe { libc::sendmsg(socket.as_raw_fd(), &header, 0) } < 0 {
         return Err(io::Error::last_os_error());
