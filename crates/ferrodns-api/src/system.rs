@@ -8,7 +8,7 @@ use serde::Serialize;
 use utoipa::{OpenApi, ToSchema};
 
 use crate::problem::Problem;
-use crate::{ApiDoc, ApiState};
+use crate::{ApiDoc, ApiState, Exposition};
 
 /// A probe's answer.
 #[derive(Serialize, ToSchema)]
@@ -80,15 +80,18 @@ pub async fn ha(State(state): State<ApiState>) -> Json<HaState> {
 /// and probes reach it as they reach the health endpoints).
 pub async fn metrics(State(state): State<ApiState>) -> Response {
     match &state.metrics {
-        Some(exposition) => {
-            let exposition = exposition.clone();
-            // Summing the workers and reading the zones is quick, but not
-            // an async worker's business.
-            let text = tokio::task::spawn_blocking(move || exposition()).await.unwrap_or_default();
-            ([(header::CONTENT_TYPE, ferrodns_metrics::CONTENT_TYPE)], text).into_response()
-        }
+        Some(exposition) => metrics_response(exposition.clone()).await,
         None => not_found().await.into_response(),
     }
+}
+
+/// A scrape's response: the exposition written off the async workers
+/// (summing the workers and reading the zones is quick, but not an async
+/// worker's business), as Prometheus's text format. The metrics listener
+/// of nodes without the API answers with it too.
+pub async fn metrics_response(exposition: Exposition) -> Response {
+    let text = tokio::task::spawn_blocking(move || exposition()).await.unwrap_or_default();
+    ([(header::CONTENT_TYPE, ferrodns_metrics::CONTENT_TYPE)], text).into_response()
 }
 
 /// The OpenAPI document.

@@ -349,23 +349,25 @@ impl App {
         if let Some(server) = metrics_server {
             server.await.context("metrics task failed")??;
         }
-        if let Some(thread) = query_log {
-            // Every worker is gone, so the writer ends its stream with STOP.
-            let joined = tokio::task::spawn_blocking(move || thread.join());
-            if tokio::time::timeout(std::time::Duration::from_secs(5), joined).await.is_err() {
-                tracing::warn!("the query log did not finish within 5 s of shutdown; its stream may lack its end");
-            }
-        }
-        if let Some(thread) = election_thread {
-            // Bounded: with the database gone, giving the lease up can wait
-            // on the pool; the lease then simply runs out.
-            let joined = tokio::task::spawn_blocking(move || thread.join());
-            if tokio::time::timeout(std::time::Duration::from_secs(5), joined).await.is_err() {
-                tracing::warn!("the election did not finish within 5 s of shutdown; the lease runs out instead");
-            }
-        }
+        // Every worker is gone, so the query log's writer ends its stream
+        // with STOP. With the database gone, giving the lease up can wait on
+        // the pool; the lease then simply runs out.
+        join_within(query_log, "the query log did not finish within 5 s of shutdown; its stream may lack its end")
+            .await;
+        join_within(election_thread, "the election did not finish within 5 s of shutdown; the lease runs out instead")
+            .await;
         tracing::info!("stopped");
         Ok(())
+    }
+}
+
+/// Waits up to 5 s for a thread that ends after shutdown; says `late` if
+/// it does not.
+async fn join_within(thread: Option<std::thread::JoinHandle<()>>, late: &str) {
+    let Some(thread) = thread else { return };
+    let joined = tokio::task::spawn_blocking(move || thread.join());
+    if tokio::time::timeout(std::time::Duration::from_secs(5), joined).await.is_err() {
+        tracing::warn!("{late}");
     }
 }
 

@@ -8,10 +8,11 @@ use std::time::Duration;
 
 use anyhow::Context;
 use axum::extract::State;
-use axum::http::{header, StatusCode};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
+use ferrodns_api::problem::Problem;
 use ferrodns_control::{Election, Leadership};
 use ferrodns_forward::Recursion;
 use ferrodns_metrics::prometheus::proto::MetricFamily;
@@ -184,9 +185,7 @@ pub async fn serve_metrics(
 }
 
 async fn metrics(State(state): State<Arc<NodeState>>) -> Response {
-    let exposition = state.exposition();
-    let text = tokio::task::spawn_blocking(move || exposition()).await.unwrap_or_default();
-    ([(header::CONTENT_TYPE, ferrodns_metrics::CONTENT_TYPE)], text).into_response()
+    ferrodns_api::metrics_response(state.exposition()).await
 }
 
 /// Query of the secondary's zone view.
@@ -207,10 +206,7 @@ async fn secondary_zones(
     axum::extract::Query(query): axum::extract::Query<ZonesQuery>,
 ) -> Response {
     let Some(secondary) = &state.secondary else {
-        let body = json!({"type": "https://ferrodns.dev/problems/not-found", "title": "Not found", "status": 404,
-            "detail": "this node does not run the secondary role"});
-        return (StatusCode::NOT_FOUND, [(header::CONTENT_TYPE, "application/problem+json")], body.to_string())
-            .into_response();
+        return Problem::not_found("this node does not run the secondary role").into_response();
     };
     let limit = query.limit.unwrap_or(1000).clamp(1, 10_000);
     let after = query.after.map(|name| {
@@ -258,12 +254,10 @@ async fn ready(State(state): State<Arc<NodeState>>) -> Response {
     if waiting.is_empty() {
         return Json(json!({"status": "ready"})).into_response();
     }
-    let body = json!({
-        "type": "https://ferrodns.dev/problems/not-ready",
-        "title": "Not ready",
-        "status": 503,
-        "detail": format!("{} followed zones are not served: {}", waiting.len(), waiting.iter().take(20).cloned().collect::<Vec<_>>().join(", ")),
-    });
-    (StatusCode::SERVICE_UNAVAILABLE, [(header::CONTENT_TYPE, "application/problem+json")], body.to_string())
-        .into_response()
+    let detail = format!(
+        "{} followed zones are not served: {}",
+        waiting.len(),
+        waiting.iter().take(20).cloned().collect::<Vec<_>>().join(", ")
+    );
+    Problem::new(StatusCode::SERVICE_UNAVAILABLE, "not-ready", "Not ready", detail).into_response()
 }
