@@ -24,7 +24,7 @@ pub mod problem;
 pub mod records;
 pub mod replication;
 mod system;
-pub use system::metrics_response;
+pub use system::{live, metrics_response};
 mod tokens;
 mod zones;
 

@@ -172,7 +172,7 @@ pub async fn serve_metrics(
     tracing::info!(metrics = %listener.local_addr()?, "serving /metrics and the health probes");
     let app = Router::new()
         .route("/metrics", get(metrics))
-        .route("/v1/health/live", get(|| async { Json(json!({"status": "ok"})) }))
+        .route("/v1/health/live", get(ferrodns_api::live))
         .route("/v1/health/ready", get(ready))
         .route("/v1/secondary/zones", get(secondary_zones))
         .with_state(state);
