@@ -12,7 +12,8 @@ www.<zone> A, one at a time, each with a new address:
 For each change it measures the API latency (request sent to response read)
 and the write-to-served time (request sent until a UDP query to the server
 answers with the new address; queries go out every 0.5 ms from a second
-thread of this script). It prints p50, p90 and p99 of both.
+process of this script, so that its polling does not share the
+interpreter with the timed request). It prints p50, p90 and p99 of both.
 
   bench/apibench.py                      # both servers, SQLite
   bench/apibench.py --db postgres        # ferrodns on PostgreSQL (127.0.0.1:5432, trust)
@@ -21,7 +22,7 @@ thread of this script). It prints p50, p90 and p99 of both.
 Needs: a release build, pdns-server and pdns-backend-sqlite3 (Debian), and
 for --db postgres a PostgreSQL server where a database may be created.
 """
-import argparse, http.client, json, os, random, socket, statistics, struct, subprocess, sys, tempfile, threading, time
+import argparse, http.client, json, multiprocessing, os, random, socket, statistics, struct, subprocess, sys, tempfile, threading, time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BINARY = os.environ.get("FERRODNS_BINARY", os.path.join(ROOT, "target", "release", "ferrodns"))
@@ -81,42 +82,49 @@ def wait_until(check, timeout, what):
     sys.exit(f"timed out: {what}")
 
 
-class Watcher:
-    """Polls DNS until www answers `expected`; reports when it first did."""
-
-    def __init__(self, port):
-        self.port = port
-
-    def until(self, expected, started, limit=5.0):
-        while time.perf_counter() - started < limit:
+def watch(port, jobs):
+    """The write-to-served side, in a process of its own so that its polling
+    does not hold this interpreter's lock while the API request is timed.
+    For each (address, started) it is sent, polls DNS every 0.5 ms until www
+    answers with the address, and sends back the time since `started`
+    (perf_counter is CLOCK_MONOTONIC, one clock for both processes), or None
+    after 5 s."""
+    while True:
+        job = jobs.recv()
+        if job is None:
+            return
+        expected, started = job
+        seen = None
+        while time.perf_counter() - started < 5.0:
             try:
-                if expected in query(self.port, "www." + ZONE, timeout=0.2):
-                    return time.perf_counter() - started
+                if expected in query(port, "www." + ZONE, timeout=0.2):
+                    seen = time.perf_counter() - started
+                    break
             except OSError:
                 pass
             time.sleep(0.0005)
-        return None
+        jobs.send(seen)
 
 
 def measure(name, dns_port, change, changes):
     api, served = [], []
-    watcher = Watcher(dns_port)
-    for i in range(changes):
-        address = f"10.{(i >> 16) & 255}.{(i >> 8) & 255}.{i & 255}"
-        started = time.perf_counter()
-        done = {}
-
-        def watch():
-            done["served"] = watcher.until(address, started)
-
-        thread = threading.Thread(target=watch)
-        thread.start()
-        change(address)
-        api.append(time.perf_counter() - started)
-        thread.join()
-        if done.get("served") is None:
-            sys.exit(f"{name}: change {i} ({address}) was not served within 5 s")
-        served.append(done["served"])
+    ours, theirs = multiprocessing.Pipe()
+    watcher = multiprocessing.Process(target=watch, args=(dns_port, theirs), daemon=True)
+    watcher.start()
+    try:
+        for i in range(changes):
+            address = f"10.{(i >> 16) & 255}.{(i >> 8) & 255}.{i & 255}"
+            started = time.perf_counter()
+            ours.send((address, started))
+            change(address)
+            api.append(time.perf_counter() - started)
+            seen = ours.recv()
+            if seen is None:
+                sys.exit(f"{name}: change {i} ({address}) was not served within 5 s")
+            served.append(seen)
+    finally:
+        ours.send(None)
+        watcher.join(5)
     return api, served
 
 

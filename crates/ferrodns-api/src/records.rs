@@ -173,9 +173,10 @@ pub async fn put_rrset(
         }
         problem
     })?;
-    let change = Change { action: Action::Upsert, owner: owner.clone(), rtype, ttl: Some(request.ttl), rdatas };
+    let change = Change { action: Action::Upsert, owner, rtype, ttl: Some(request.ttl), rdatas };
+    // The RRset as this change left it (a later change may have moved it on).
+    let set = change.rrset();
     let committed = apply(&state, &caller, &headers, &zone, vec![change], |_, field| field_pointer("", field)).await?;
-    let set = state.control.store.rrset(zone.id, &owner, rtype).await?;
     let mut response = Json(RRsetView::from(&set)).into_response();
     response.headers_mut().insert(header::ETAG, etag(committed.zone.version));
     Ok(response)

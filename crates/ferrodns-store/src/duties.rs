@@ -156,15 +156,12 @@ impl Store {
 }
 
 /// Deletes all but the newest `keep` (at least one) journal entries of a zone.
+/// Deletes a zone's journal entries but the newest `$2` (`$1` the zone id).
+pub(crate) const TRIM_JOURNAL: &str = "DELETE FROM journal WHERE zone_id = $1 AND id <= \
+     (SELECT id FROM journal WHERE zone_id = $1 ORDER BY id DESC LIMIT 1 OFFSET $2)";
+
 pub(crate) async fn trim_journal(tx: &mut Transaction<'static, Any>, zone_id: i64, keep: u32) -> Result<u64> {
-    let done = sqlx::query(
-        "DELETE FROM journal WHERE zone_id = $1 AND id <= \
-         (SELECT id FROM journal WHERE zone_id = $1 ORDER BY id DESC LIMIT 1 OFFSET $2)",
-    )
-    .bind(zone_id)
-    .bind(keep.max(1) as i64)
-    .execute(&mut **tx)
-    .await?;
+    let done = sqlx::query(TRIM_JOURNAL).bind(zone_id).bind(keep.max(1) as i64).execute(&mut **tx).await?;
     Ok(done.rows_affected())
 }
 

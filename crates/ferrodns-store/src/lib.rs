@@ -22,6 +22,7 @@
 mod duties;
 mod migrate;
 mod serial;
+mod sqlite;
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -298,14 +299,54 @@ struct OpenChange<'s> {
     soa: Option<RRsetData>,
 }
 
+/// Where a change moves the zone's SOA.
+struct NextSoa {
+    serial: Serial,
+    /// The SOA's TTL, which a change keeps.
+    ttl: u32,
+    old_rdata: Vec<u8>,
+    new_rdata: Vec<u8>,
+}
+
+impl NextSoa {
+    /// The new SOA RRset, to write with the plan's rows.
+    fn soa(&self, apex: &Name) -> RRsetData {
+        RRsetData::new(apex, RecordType::SOA, self.ttl, vec![self.new_rdata.clone()])
+    }
+
+    /// The change's IXFR step from `zone` (RFC 1995: the old SOA leads the
+    /// removed records, the new one the added), and how many RRsets the
+    /// zone gains.
+    fn diff(self, zone: &ZoneRecord, plan: Planned) -> (Diff, i64) {
+        let soa_record =
+            |rdata: Vec<u8>| Record { owner: zone.name.clone(), rtype: RecordType::SOA, ttl: self.ttl, rdata };
+        let (mut removed, mut added, rrset_delta) = plan.into_records();
+        removed.push_front(&soa_record(self.old_rdata));
+        added.push_front(&soa_record(self.new_rdata));
+        (Diff { old_serial: zone.serial, new_serial: self.serial, removed, added }, rrset_delta)
+    }
+}
+
+/// Takes a zone's row lock and moves its version on (`$1` name, `$2` now):
+/// step 1 of a change.
+const UPDATE_ZONE_VERSION: &str = "UPDATE zones SET version = version + 1, updated_at = $2 WHERE name = $1";
+
+/// Moves a zone to its new serial and RRset count (`$1` id, `$2` serial,
+/// `$3` RRsets gained).
+const UPDATE_ZONE_SERIAL: &str = "UPDATE zones SET serial = $2, rrset_count = rrset_count + $3 WHERE id = $1";
+
 /// The store: a connection pool and the options.
 pub struct Store {
     pool: AnyPool,
     backend: Backend,
     options: StoreOptions,
     /// SQLite has one writer at a time; queueing writers here rather than in
-    /// SQLite's busy handler keeps waits fair and short.
-    sqlite_writer: tokio::sync::Mutex<()>,
+    /// SQLite's busy handler keeps waits fair and short. The change writer's
+    /// thread takes it too.
+    sqlite_writer: std::sync::Arc<tokio::sync::Mutex<()>>,
+    /// SQLite's change path (see `sqlite`); none on PostgreSQL, or for a
+    /// database that is not a file.
+    changes: Option<sqlite::Writer>,
 }
 
 const ZONE_COLUMNS: &str =
@@ -328,7 +369,10 @@ impl Store {
         };
         let mut pool_options = AnyPoolOptions::new().acquire_timeout(options.acquire_timeout);
         pool_options = match backend {
-            Backend::Sqlite => pool_options.max_connections(8).after_connect(|conn, _| {
+            // A file does not drop connections, so a connection taken from
+            // the pool is not pinged first (a round trip to sqlx's worker
+            // thread on every statement outside a transaction).
+            Backend::Sqlite => pool_options.max_connections(8).test_before_acquire(false).after_connect(|conn, _| {
                 Box::pin(async move {
                     // WAL lets readers run beside the writer; FULL makes every
                     // acknowledged commit survive power loss, not only a crash.
@@ -357,7 +401,14 @@ impl Store {
         };
         let pool = pool_options.connect(&url).await?;
         migrate::run(&pool, backend).await?;
-        Ok(Store { pool, backend, options, sqlite_writer: tokio::sync::Mutex::new(()) })
+        let sqlite_writer = std::sync::Arc::new(tokio::sync::Mutex::new(()));
+        let changes = match sqlite_file(&url) {
+            Some(path) if backend == Backend::Sqlite => {
+                Some(sqlite::Writer::start(path, options.clone(), sqlite_writer.clone())?)
+            }
+            _ => None,
+        };
+        Ok(Store { pool, backend, options, sqlite_writer, changes })
     }
 
     /// The connection pool now: connections open, and how many are idle.
@@ -382,6 +433,9 @@ impl Store {
 
     /// Closes the pool (tests use this to simulate a database going away).
     pub async fn close(&self) {
+        if let Some(changes) = &self.changes {
+            changes.close();
+        }
         self.pool.close().await;
     }
 
@@ -713,6 +767,21 @@ impl Store {
         if !errors.is_empty() {
             return Err(StoreError::Rejected(errors));
         }
+        if let Some(writer) = &self.changes {
+            return writer
+                .apply(|reply| sqlite::Job {
+                    apex: apex.clone(),
+                    tenant: scope.tenant.map(str::to_string),
+                    zones: scope.zones.map(<[String]>::to_vec),
+                    if_match: if_match.map(<[i64]>::to_vec),
+                    changes: changes.to_vec(),
+                    summary: summary.to_string(),
+                    author: (author.name.to_string(), author.token.to_string(), author.tenant.to_string()),
+                    now,
+                    reply,
+                })
+                .await;
+        }
         let mut open = self.begin_change(apex, scope, if_match, now).await?;
         // One statement reads the touched owners and the SOA (after the
         // zone row is locked, as `finish_change` explains).
@@ -782,14 +851,12 @@ impl Store {
     ) -> Result<OpenChange<'_>> {
         let (guard, mut tx) = self.begin_write().await?;
         // RETURNING gives the bumped version and the serial before the change.
-        let row = sqlx::query(&format!(
-            "UPDATE zones SET version = version + 1, updated_at = $2 WHERE name = $1 RETURNING {ZONE_COLUMNS}"
-        ))
-        .bind(apex.to_lowercase().to_string())
-        .bind(now)
-        .fetch_optional(&mut *tx)
-        .await?
-        .ok_or(StoreError::NotFound)?;
+        let row = sqlx::query(&format!("{UPDATE_ZONE_VERSION} RETURNING {ZONE_COLUMNS}"))
+            .bind(apex.to_lowercase().to_string())
+            .bind(now)
+            .fetch_optional(&mut *tx)
+            .await?
+            .ok_or(StoreError::NotFound)?;
         let zone = zone_from_row(&row)?;
         if !scope.allows(&zone) {
             return Err(StoreError::NotFound);
@@ -809,7 +876,6 @@ impl Store {
         now: i64,
     ) -> Result<Committed> {
         let OpenChange { _guard, mut tx, zone, soa } = open;
-        let apex = zone.name.clone();
         // The SOA is read in a statement of its own, after the zone row is
         // locked. Folded into the locking UPDATE's RETURNING it would come from
         // that statement's snapshot, taken before it waited for the lock, so on
@@ -818,48 +884,25 @@ impl Store {
         // A batch read it with its owners, after the lock (see apply_changes).
         let old_soa = match soa {
             Some(soa) => soa,
-            None => read_soa(&mut tx, zone.id, &apex).await?,
+            None => read_soa(&mut tx, zone.id, &zone.name).await?,
         };
-        let old_soa_rdata = old_soa.rdatas.first().cloned().unwrap_or_default();
-        let soa_fields_change = new_soa_fields.as_ref().is_some_and(|fields| {
-            ferrodns_proto::rdata::with_soa_serial(fields, zone.serial).as_ref() != Some(&old_soa_rdata)
-        });
-        if plan.is_empty() && !soa_fields_change {
+        let Some(next) = next_soa(self.options.serial_policy, &zone, old_soa, &plan, new_soa_fields.as_deref(), now)?
+        else {
             // Nothing changes: roll back, which also returns the version.
             tx.rollback().await?;
             let zone = ZoneRecord { version: zone.version - 1, ..zone };
             return Ok(Committed { zone, change: None, diff: None });
-        }
-        let mut serial = next_serial(zone.serial, self.options.serial_policy, now);
-        // An import brings its file's serial. Never move back from it (RFC
-        // 1982): secondaries that hold it from the zone's old primary would
-        // take every later serial for an older one and stop following.
-        if let Some(file_serial) = new_soa_fields.as_deref().and_then(ferrodns_proto::rdata::soa_serial) {
-            if file_serial.is_newer_than(serial) {
-                serial = file_serial;
-            }
-        }
-        let base = new_soa_fields.as_deref().unwrap_or(&old_soa_rdata);
-        let new_soa_rdata = ferrodns_proto::rdata::with_soa_serial(base, serial).ok_or_else(|| corrupt("SOA RDATA"))?;
-        let new_soa = RRsetData::new(&apex, RecordType::SOA, old_soa.ttl, vec![new_soa_rdata.clone()]);
+        };
         // The plan's rows and the new SOA in one statement (for a batch of
         // up to a few hundred RRsets).
-        plan.write_with(&mut tx, self.backend, zone.id, new_soa).await?;
-        let soa_record =
-            |rdata: Vec<u8>| Record { owner: apex.clone(), rtype: RecordType::SOA, ttl: old_soa.ttl, rdata };
-        // RFC 1995: the old SOA leads the removed records, the new one the added.
-        let (mut removed, mut added, rrset_delta) = plan.into_records();
-        removed.push_front(&soa_record(old_soa_rdata));
-        added.push_front(&soa_record(new_soa_rdata));
-        let diff = Diff { old_serial: zone.serial, new_serial: serial, removed, added };
-        let row = sqlx::query(&format!(
-            "UPDATE zones SET serial = $2, rrset_count = rrset_count + $3 WHERE id = $1 RETURNING {ZONE_COLUMNS}"
-        ))
-        .bind(zone.id)
-        .bind(serial.0 as i64)
-        .bind(rrset_delta)
-        .fetch_one(&mut *tx)
-        .await?;
+        plan.write_with(&mut tx, self.backend, zone.id, next.soa(&zone.name)).await?;
+        let (diff, rrset_delta) = next.diff(&zone, plan);
+        let row = sqlx::query(&format!("{UPDATE_ZONE_SERIAL} RETURNING {ZONE_COLUMNS}"))
+            .bind(zone.id)
+            .bind(diff.new_serial.0 as i64)
+            .bind(rrset_delta)
+            .fetch_one(&mut *tx)
+            .await?;
         let zone = zone_from_row(&row)?;
         let change = insert_journal(&mut tx, zone.id, &diff, author, now, summary).await?;
         announce(&mut tx, self.backend, &zone.name, Some(zone.serial)).await?;
@@ -871,7 +914,39 @@ impl Store {
         tx.commit().await?;
         Ok(Committed { zone, change: Some(change), diff: Some(std::sync::Arc::new(diff)) })
     }
+}
 
+/// The serial and SOA a change moves `zone` to from `old_soa`, or `None`
+/// when it changes nothing (an empty plan, and no new SOA fields).
+fn next_soa(
+    policy: SerialPolicy,
+    zone: &ZoneRecord,
+    old_soa: RRsetData,
+    plan: &Planned,
+    new_soa_fields: Option<&[u8]>,
+    now: i64,
+) -> Result<Option<NextSoa>> {
+    let old_rdata = old_soa.rdatas.first().cloned().unwrap_or_default();
+    let soa_fields_change = new_soa_fields
+        .is_some_and(|fields| ferrodns_proto::rdata::with_soa_serial(fields, zone.serial).as_ref() != Some(&old_rdata));
+    if plan.is_empty() && !soa_fields_change {
+        return Ok(None);
+    }
+    let mut serial = next_serial(zone.serial, policy, now);
+    // An import brings its file's serial. Never move back from it (RFC
+    // 1982): secondaries that hold it from the zone's old primary would
+    // take every later serial for an older one and stop following.
+    if let Some(file_serial) = new_soa_fields.and_then(ferrodns_proto::rdata::soa_serial) {
+        if file_serial.is_newer_than(serial) {
+            serial = file_serial;
+        }
+    }
+    let base = new_soa_fields.unwrap_or(&old_rdata);
+    let new_rdata = ferrodns_proto::rdata::with_soa_serial(base, serial).ok_or_else(|| corrupt("SOA RDATA"))?;
+    Ok(Some(NextSoa { serial, ttl: old_soa.ttl, old_rdata, new_rdata }))
+}
+
+impl Store {
     /// Change history, newest first, before `before` (an id), at most `limit`.
     pub async fn list_changes(&self, zone_id: i64, before: Option<i64>, limit: u32) -> Result<Vec<ChangeRecord>> {
         let rows = sqlx::query(&format!(
@@ -1078,6 +1153,17 @@ impl Store {
     }
 }
 
+/// The file of an SQLite URL (`sqlite://PATH` or `sqlite:PATH`, options
+/// after `?`), or `None` for an in-memory database.
+fn sqlite_file(url: &str) -> Option<&str> {
+    let rest = url.strip_prefix("sqlite://").or_else(|| url.strip_prefix("sqlite:"))?;
+    let (path, options) = rest.split_once('?').unwrap_or((rest, ""));
+    if path.is_empty() || path == ":memory:" || options.contains("mode=memory") {
+        return None;
+    }
+    Some(path)
+}
+
 /// Writes the parameter markers of statements with many parameters. SQLite
 /// gets anonymous `?`: sqlx looks numbered SQLite parameters up by name,
 /// which costs time quadratic in their number (over half of a 100k-record
@@ -1234,7 +1320,9 @@ impl Store {
             .bind(FORWARD_KIND)
             .fetch_all(&self.pool)
             .await?;
-        rows.iter().map(|row| Ok((name_column(row, "name")?, forwarders_column(row)?.unwrap_or_default()))).collect()
+        rows.iter()
+            .map(|row| Ok((name_column(row, "name")?, list_column(row, "forwarders")?.unwrap_or_default())))
+            .collect()
     }
 
     /// Every secondary zone: its name, primaries and serial.
@@ -1511,6 +1599,21 @@ async fn read_soa(tx: &mut Transaction<'static, Any>, zone_id: i64, apex: &Name)
     rrset_from_row(&row)
 }
 
+/// Reads the RRsets at `owners` owners (at least one marker: with none, the
+/// apex is bound) and the zone's SOA: `zone_id`, the owners, the apex, and
+/// the SOA's type.
+fn owners_and_soa_sql(backend: Backend, owners: usize) -> String {
+    let mut markers = Markers::new(backend);
+    format!(
+        "SELECT owner, rtype, ttl, rdata FROM rrsets WHERE zone_id = {zone} AND (owner IN ({owners}) \
+         OR (owner = {apex} AND rtype = {soa}))",
+        zone = markers.take(1),
+        owners = markers.take(owners.max(1)),
+        apex = markers.take(1),
+        soa = markers.take(1),
+    )
+}
+
 /// The RRsets at `owners`, and the zone's SOA, in one statement.
 async fn load_owners_and_soa(
     tx: &mut Transaction<'static, Any>,
@@ -1524,15 +1627,7 @@ async fn load_owners_and_soa(
         let working = load_owners(tx, backend, zone_id, owners).await?;
         return Ok((working, read_soa(tx, zone_id, apex).await?));
     }
-    let mut markers = Markers::new(backend);
-    let sql = format!(
-        "SELECT owner, rtype, ttl, rdata FROM rrsets WHERE zone_id = {zone} AND (owner IN ({owners}) \
-         OR (owner = {apex} AND rtype = {soa}))",
-        zone = markers.take(1),
-        owners = markers.take(owners.len().max(1)),
-        apex = markers.take(1),
-        soa = markers.take(1),
-    );
+    let sql = owners_and_soa_sql(backend, owners.len());
     // Not prepared, as in `load_owners`.
     let mut query = sqlx::query(&sql).persistent(false).bind(zone_id);
     let apex_text = apex.to_lowercase().to_string();
@@ -1682,8 +1777,32 @@ async fn write_rrsets(
     write_rows(tx, backend, zone_id, upserts, deletes).await
 }
 
-/// Upserts and deletes RRset rows, in chunks that keep under both
-/// databases' parameter limits; only a chunk's rows are made at a time.
+/// The most RRset rows one statement writes: under both databases'
+/// parameter limits.
+const WRITE_CHUNK: usize = 400;
+
+/// Upserts `rows` RRset rows, each bound as zone id, owner, type, TTL and
+/// packed RDATA.
+fn upsert_sql(backend: Backend, rows: usize) -> String {
+    let mut markers = Markers::new(backend);
+    let rows: Vec<String> = (0..rows).map(|_| format!("({})", markers.take(5))).collect();
+    format!(
+        "INSERT INTO rrsets (zone_id, owner, rtype, ttl, rdata) VALUES {} \
+         ON CONFLICT (zone_id, owner, rtype) DO UPDATE SET ttl = excluded.ttl, rdata = excluded.rdata",
+        rows.join(", ")
+    )
+}
+
+/// Deletes `rrsets` RRsets of a zone: the zone id, then owner and type of each.
+fn delete_rrsets_sql(backend: Backend, rrsets: usize) -> String {
+    let mut markers = Markers::new(backend);
+    let zone = markers.take(1);
+    let pairs: Vec<String> = (0..rrsets).map(|_| format!("({})", markers.take(2))).collect();
+    format!("DELETE FROM rrsets WHERE zone_id = {zone} AND (owner, rtype) IN ({})", pairs.join(", "))
+}
+
+/// Upserts and deletes RRset rows, in chunks of [`WRITE_CHUNK`]; only a
+/// chunk's rows are made at a time.
 async fn write_rows(
     tx: &mut Transaction<'static, Any>,
     backend: Backend,
@@ -1691,19 +1810,12 @@ async fn write_rows(
     mut upserts: impl Iterator<Item = RRsetRow>,
     mut deletes: impl Iterator<Item = (String, RecordType)>,
 ) -> Result<()> {
-    const CHUNK: usize = 400;
     loop {
-        let chunk: Vec<RRsetRow> = upserts.by_ref().take(CHUNK).collect();
+        let chunk: Vec<RRsetRow> = upserts.by_ref().take(WRITE_CHUNK).collect();
         if chunk.is_empty() {
             break;
         }
-        let mut markers = Markers::new(backend);
-        let rows: Vec<String> = chunk.iter().map(|_| format!("({})", markers.take(5))).collect();
-        let sql = format!(
-            "INSERT INTO rrsets (zone_id, owner, rtype, ttl, rdata) VALUES {} \
-             ON CONFLICT (zone_id, owner, rtype) DO UPDATE SET ttl = excluded.ttl, rdata = excluded.rdata",
-            rows.join(", ")
-        );
+        let sql = upsert_sql(backend, chunk.len());
         let mut query = sqlx::query(&sql).persistent(chunk.len() == 1);
         for row in chunk {
             query = query.bind(zone_id).bind(row.owner).bind(row.rtype.0 as i64).bind(row.ttl as i64).bind(row.rdata);
@@ -1711,15 +1823,11 @@ async fn write_rows(
         query.execute(&mut **tx).await?;
     }
     loop {
-        let chunk: Vec<(String, RecordType)> = deletes.by_ref().take(CHUNK).collect();
+        let chunk: Vec<(String, RecordType)> = deletes.by_ref().take(WRITE_CHUNK).collect();
         if chunk.is_empty() {
             break;
         }
-        let mut markers = Markers::new(backend);
-        let zone_marker = markers.take(1);
-        let pairs: Vec<String> = chunk.iter().map(|_| format!("({})", markers.take(2))).collect();
-        let sql =
-            format!("DELETE FROM rrsets WHERE zone_id = {zone_marker} AND (owner, rtype) IN ({})", pairs.join(", "));
+        let sql = delete_rrsets_sql(backend, chunk.len());
         let mut query = sqlx::query(&sql).persistent(chunk.len() == 1).bind(zone_id);
         for (owner, rtype) in chunk {
             query = query.bind(owner).bind(rtype.0 as i64);
@@ -1729,6 +1837,12 @@ async fn write_rows(
     Ok(())
 }
 
+/// Journals one change: zone id, serials from and to, the author's name,
+/// token and tenant, time, summary, the removed and added records, and
+/// their count.
+const INSERT_JOURNAL: &str = "INSERT INTO journal (zone_id, serial_from, serial_to, actor, actor_token, \
+     actor_tenant, at, summary, removed, added, records) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)";
+
 async fn insert_journal(
     tx: &mut Transaction<'static, Any>,
     zone_id: i64,
@@ -1737,23 +1851,20 @@ async fn insert_journal(
     now: i64,
     summary: &str,
 ) -> Result<ChangeRecord> {
-    let row = sqlx::query(&format!(
-        "INSERT INTO journal (zone_id, serial_from, serial_to, actor, actor_token, actor_tenant, at, summary, \
-         removed, added, records) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) RETURNING {CHANGE_COLUMNS}"
-    ))
-    .bind(zone_id)
-    .bind(diff.old_serial.0 as i64)
-    .bind(diff.new_serial.0 as i64)
-    .bind(author.name.to_string())
-    .bind(author.token.to_string())
-    .bind(author.tenant.to_string())
-    .bind(now)
-    .bind(summary.to_string())
-    .bind(diff.removed.encoded())
-    .bind(diff.added.encoded())
-    .bind((diff.removed.len() + diff.added.len()) as i64)
-    .fetch_one(&mut **tx)
-    .await?;
+    let row = sqlx::query(&format!("{INSERT_JOURNAL} RETURNING {CHANGE_COLUMNS}"))
+        .bind(zone_id)
+        .bind(diff.old_serial.0 as i64)
+        .bind(diff.new_serial.0 as i64)
+        .bind(author.name.to_string())
+        .bind(author.token.to_string())
+        .bind(author.tenant.to_string())
+        .bind(now)
+        .bind(summary.to_string())
+        .bind(diff.removed.encoded())
+        .bind(diff.added.encoded())
+        .bind((diff.removed.len() + diff.added.len()) as i64)
+        .fetch_one(&mut **tx)
+        .await?;
     change_from_row(&row)
 }
 
@@ -1761,49 +1872,43 @@ fn corrupt(what: &str) -> StoreError {
     StoreError::Corrupt(what.to_string())
 }
 
-fn name_column(row: &AnyRow, column: &str) -> Result<Name> {
-    let text: String = row.try_get(column)?;
+fn name_column(row: &impl Columns, column: &str) -> Result<Name> {
+    let text = row.text(column)?;
     Name::parse(&text, None).map_err(|_| corrupt(&format!("{column} {text:?}")))
 }
 
-fn serial_column(row: &AnyRow, column: &str) -> Result<Serial> {
-    let value: i64 = row.try_get(column)?;
+fn serial_column(row: &impl Columns, column: &str) -> Result<Serial> {
+    let value = row.int(column)?;
     u32::try_from(value).map(Serial).map_err(|_| corrupt(column))
 }
 
-fn zone_from_row(row: &AnyRow) -> Result<ZoneRecord> {
+fn zone_from_row(row: &impl Columns) -> Result<ZoneRecord> {
     Ok(ZoneRecord {
-        id: row.try_get("id")?,
+        id: row.int("id")?,
         name: name_column(row, "name")?,
-        tenant: row.try_get("tenant")?,
-        kind: row.try_get("kind")?,
+        tenant: row.text("tenant")?,
+        kind: row.text("kind")?,
         serial: serial_column(row, "serial")?,
-        version: row.try_get("version")?,
-        rrset_count: row.try_get("rrset_count")?,
-        catalog_id: row.try_get("catalog_id")?,
-        created_at: row.try_get("created_at")?,
-        updated_at: row.try_get("updated_at")?,
+        version: row.int("version")?,
+        rrset_count: row.int("rrset_count")?,
+        catalog_id: row.text("catalog_id")?,
+        created_at: row.int("created_at")?,
+        updated_at: row.int("updated_at")?,
         rate_limit: rate_limit_columns(row)?,
-        forwarders: forwarders_column(row)?,
+        forwarders: list_column(row, "forwarders")?,
         primaries: list_column(row, "primaries")?,
     })
 }
 
-fn forwarders_column(row: &AnyRow) -> Result<Option<Vec<String>>> {
-    list_column(row, "forwarders")
-}
-
 /// A space-separated list column.
-fn list_column(row: &AnyRow, column: &str) -> Result<Option<Vec<String>>> {
-    let text: Option<String> = row.try_get(column)?;
+fn list_column(row: &impl Columns, column: &str) -> Result<Option<Vec<String>>> {
+    let text = row.opt_text(column)?;
     Ok(text.map(|text| text.split_whitespace().map(str::to_string).collect()))
 }
 
 /// A zone's `rrl_rate` and `rrl_slip`: both or neither.
-fn rate_limit_columns(row: &AnyRow) -> Result<Option<RateLimit>> {
-    let rate: Option<i64> = row.try_get("rrl_rate")?;
-    let slip: Option<i64> = row.try_get("rrl_slip")?;
-    match (rate, slip) {
+fn rate_limit_columns(row: &impl Columns) -> Result<Option<RateLimit>> {
+    match (row.opt_int("rrl_rate")?, row.opt_int("rrl_slip")?) {
         (None, None) => Ok(None),
         (Some(rate), Some(slip)) => Ok(Some(RateLimit {
             rate: u32::try_from(rate).map_err(|_| corrupt("zones.rrl_rate"))?,
@@ -1813,11 +1918,11 @@ fn rate_limit_columns(row: &AnyRow) -> Result<Option<RateLimit>> {
     }
 }
 
-fn rrset_from_row(row: &AnyRow) -> Result<RRsetData> {
+fn rrset_from_row(row: &impl Columns) -> Result<RRsetData> {
     let owner = name_column(row, "owner")?;
-    let rtype: i64 = row.try_get("rtype")?;
-    let ttl: i64 = row.try_get("ttl")?;
-    let packed: Vec<u8> = row.try_get("rdata")?;
+    let rtype = row.int("rtype")?;
+    let ttl = row.int("ttl")?;
+    let packed = row.blob("rdata")?;
     let rdatas = edit::unpack_rdatas(&packed).ok_or_else(|| corrupt("rrsets.rdata"))?;
     Ok(RRsetData {
         owner,
@@ -1827,18 +1932,46 @@ fn rrset_from_row(row: &AnyRow) -> Result<RRsetData> {
     })
 }
 
-fn change_from_row(row: &AnyRow) -> Result<ChangeRecord> {
+fn change_from_row(row: &impl Columns) -> Result<ChangeRecord> {
     Ok(ChangeRecord {
-        id: row.try_get("id")?,
-        zone_id: row.try_get("zone_id")?,
+        id: row.int("id")?,
+        zone_id: row.int("zone_id")?,
         serial_from: serial_column(row, "serial_from")?,
         serial_to: serial_column(row, "serial_to")?,
-        actor: row.try_get("actor")?,
-        actor_token: row.try_get("actor_token")?,
-        actor_tenant: row.try_get("actor_tenant")?,
-        at: row.try_get("at")?,
-        summary: row.try_get("summary")?,
+        actor: row.text("actor")?,
+        actor_token: row.text("actor_token")?,
+        actor_tenant: row.text("actor_tenant")?,
+        at: row.int("at")?,
+        summary: row.text("summary")?,
     })
+}
+
+/// A row's columns by name, as both drivers give them: sqlx's rows and the
+/// SQLite writer's (see `sqlite`).
+trait Columns {
+    fn int(&self, column: &str) -> Result<i64>;
+    fn opt_int(&self, column: &str) -> Result<Option<i64>>;
+    fn text(&self, column: &str) -> Result<String>;
+    fn opt_text(&self, column: &str) -> Result<Option<String>>;
+    fn blob(&self, column: &str) -> Result<Vec<u8>>;
+}
+
+impl Columns for AnyRow {
+    fn int(&self, column: &str) -> Result<i64> {
+        Ok(self.try_get(column)?)
+    }
+    fn opt_int(&self, column: &str) -> Result<Option<i64>> {
+        Ok(self.try_get(column)?)
+    }
+    fn text(&self, column: &str) -> Result<String> {
+        Ok(self.try_get(column)?)
+    }
+    fn opt_text(&self, column: &str) -> Result<Option<String>> {
+        Ok(self.try_get(column)?)
+    }
+    fn blob(&self, column: &str) -> Result<Vec<u8>> {
+        Ok(self.try_get(column)?)
+    }
 }
 
 fn diff_from_row(row: &AnyRow, change: &ChangeRecord) -> Result<Diff> {

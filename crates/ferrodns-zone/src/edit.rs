@@ -131,6 +131,13 @@ pub struct Change {
     pub rdatas: Vec<Vec<u8>>,
 }
 
+impl Change {
+    /// The RRset a create or upsert leaves at its owner, once planned.
+    pub fn rrset(&self) -> RRsetData {
+        RRsetData::new(&self.owner.to_lowercase(), self.rtype, self.ttl.unwrap_or_default(), self.rdatas.clone())
+    }
+}
+
 /// Limits on what one change may hold.
 #[derive(Clone, Copy, Debug)]
 pub struct Limits {
@@ -334,8 +341,7 @@ pub fn plan(apex: &Name, current: Working, changes: &[Change], limits: &Limits) 
                     ));
                     continue;
                 }
-                let ttl = change.ttl.unwrap_or_default();
-                working.insert(key.clone(), RRsetData::new(&owner, change.rtype, ttl, change.rdatas.clone()));
+                working.insert(key.clone(), change.rrset());
             }
             Action::Delete => {
                 let Some(existing) = working.get_mut(&key) else {
