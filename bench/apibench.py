@@ -18,6 +18,12 @@ interpreter with the timed request). It prints p50, p90 and p99 of both.
   bench/apibench.py                      # both servers, SQLite
   bench/apibench.py --db postgres        # ferrodns on PostgreSQL (127.0.0.1:5432, trust)
   bench/apibench.py --changes 1000 --servers ferrodns
+  bench/apibench.py --writers 8 --changes 200 [--db postgres]
+
+With --writers N it measures throughput instead: N clients at once, each a
+process of its own doing one change at a time, first each on a zone of its
+own, then all on one zone (each on its own owner), and checks afterwards
+that every client's last acknowledged change is stored and served.
 
 Needs: a release build, pdns-server and pdns-backend-sqlite3 (Debian), and
 for --db postgres a PostgreSQL server where a database may be created.
@@ -192,48 +198,128 @@ negquery-cache-ttl=0
         process.wait()
 
 
-def run_ferrodns(workdir, changes, db):
-    dns_port, api_port = free_port(), free_port()
-    data = os.path.join(workdir, "ferrodns")
-    cmd = [BINARY, "serve", "--dns-listen", f"127.0.0.1:{dns_port}", "--api-listen", f"127.0.0.1:{api_port}",
-           "--data-dir", data, "--log-level", "warn"]
-    database = None
-    if db == "postgres":
-        database = f"ferrodns_apibench_{os.getpid()}"
-        subprocess.run(["psql", "-h", "127.0.0.1", "-d", "postgres", "-qc", f"DROP DATABASE IF EXISTS {database}"], check=True)
-        subprocess.run(["psql", "-h", "127.0.0.1", "-d", "postgres", "-qc", f"CREATE DATABASE {database}"], check=True)
-        cmd += ["--database-url", f"postgres://root@127.0.0.1:5432/{database}"]
-    log = open(os.path.join(workdir, "ferrodns.log"), "w")
-    process = subprocess.Popen(cmd, stdout=log, stderr=log)
-    try:
+class Ferrodns:
+    """A ferrodns server on SQLite (its data directory under `workdir`) or
+    on a new PostgreSQL database, with its admin token read."""
+
+    def __init__(self, workdir, db, binary=BINARY):
+        self.dns_port, self.api_port = free_port(), free_port()
+        data = os.path.join(workdir, "ferrodns")
+        cmd = [binary, "serve", "--dns-listen", f"127.0.0.1:{self.dns_port}",
+               "--api-listen", f"127.0.0.1:{self.api_port}", "--data-dir", data, "--log-level", "warn"]
+        self.database = None
+        if db == "postgres":
+            self.database = f"ferrodns_apibench_{os.getpid()}"
+            psql(f"DROP DATABASE IF EXISTS {self.database}")
+            psql(f"CREATE DATABASE {self.database}")
+            cmd += ["--database-url", f"postgres://root@127.0.0.1:5432/{self.database}"]
+        os.makedirs(workdir, exist_ok=True)
+        log = open(os.path.join(workdir, "ferrodns.log"), "w")
+        self.process = subprocess.Popen(cmd, stdout=log, stderr=log)
         token_file = os.path.join(data, "admin.token")
         wait_until(lambda: os.path.exists(token_file) and open(token_file).read().strip(), 30, "the admin token")
         token = open(token_file).read().strip()
-        headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
-        conn = http.client.HTTPConnection("127.0.0.1", api_port, timeout=10)
+        self.headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
+        conn = self.connect()
         wait_until(lambda: conn.request("GET", "/v1/health/ready") or conn.getresponse().read() is not None, 30, "the API")
-        conn = http.client.HTTPConnection("127.0.0.1", api_port, timeout=10)
-        conn.request("POST", "/v1/zones", json.dumps({"name": ZONE}), headers)
+
+    def connect(self):
+        return http.client.HTTPConnection("127.0.0.1", self.api_port, timeout=10)
+
+    def request(self, conn, method, path, body=None):
+        conn.request(method, path, None if body is None else json.dumps(body), self.headers)
         r = conn.getresponse()
-        r.read()
-        if r.status != 201:
-            sys.exit(f"ferrodns zone create: {r.status}")
+        return r.status, r.read()
+
+    def create_zone(self, conn, name):
+        status, _ = self.request(conn, "POST", "/v1/zones", {"name": name})
+        if status != 201:
+            sys.exit(f"ferrodns zone create {name}: {status}")
+
+    def stop(self):
+        self.process.terminate()
+        self.process.wait()
+        if self.database:
+            psql(f"DROP DATABASE IF EXISTS {self.database} WITH (FORCE)", check=False)
+
+
+def psql(sql, check=True):
+    subprocess.run(["psql", "-h", "127.0.0.1", "-d", "postgres", "-qc", sql], check=check)
+
+
+def run_ferrodns(workdir, changes, db):
+    server = Ferrodns(workdir, db)
+    try:
+        conn = server.connect()
+        server.create_zone(conn, ZONE)
 
         def change(address):
-            body = json.dumps({"ttl": 60, "records": [address]})
-            conn.request("PUT", f"/v1/zones/{ZONE}/rrsets/www/A", body, headers)
-            r = conn.getresponse()
-            r.read()
-            if r.status != 200:
-                sys.exit(f"ferrodns PUT: {r.status}")
+            status, _ = server.request(conn, "PUT", f"/v1/zones/{ZONE}/rrsets/www/A", {"ttl": 60, "records": [address]})
+            if status != 200:
+                sys.exit(f"ferrodns PUT: {status}")
 
-        return measure("ferrodns", dns_port, change, changes)
+        return measure("ferrodns", dns_port=server.dns_port, change=change, changes=changes)
     finally:
-        process.terminate()
-        process.wait()
-        if database:
-            subprocess.run(["psql", "-h", "127.0.0.1", "-d", "postgres", "-qc",
-                            f"DROP DATABASE IF EXISTS {database} WITH (FORCE)"], check=False)
+        server.stop()
+
+
+def writer(api_port, headers, zone, owner, changes, start, results):
+    """One throughput client: `changes` PUTs of `owner` in `zone`, one at a
+    time, from `start` on; reports the last address acknowledged."""
+    conn = http.client.HTTPConnection("127.0.0.1", api_port, timeout=30)
+    start.wait()
+    last = None
+    for i in range(changes):
+        address = f"10.{(i >> 16) & 255}.{(i >> 8) & 255}.{i & 255}"
+        conn.request("PUT", f"/v1/zones/{zone}/rrsets/{owner}/A", json.dumps({"ttl": 60, "records": [address]}), headers)
+        r = conn.getresponse()
+        r.read()
+        if r.status != 200:
+            results.put((zone, owner, None, f"status {r.status}"))
+            return
+        last = address
+    results.put((zone, owner, last, None))
+
+
+def throughput(workdir, db, writers, changes, layout, binary):
+    """Changes a second with `writers` clients at once, each in a process
+    of its own: each on a zone of its own (`zones`) or all on one zone, each
+    on its own owner (`zone`). Then checks that every client's last
+    acknowledged change is what the API and DNS give."""
+    server = Ferrodns(workdir, db, binary)
+    try:
+        conn = server.connect()
+        zones = [f"z{k}.{ZONE}" for k in range(writers)] if layout == "zones" else [ZONE]
+        for zone in zones:
+            server.create_zone(conn, zone)
+        start = multiprocessing.Event()
+        results = multiprocessing.Queue()
+        clients = []
+        for k in range(writers):
+            zone = zones[k % len(zones)]
+            owner = "www" if layout == "zones" else f"w{k}"
+            clients.append(multiprocessing.Process(
+                target=writer, args=(server.api_port, server.headers, zone, owner, changes, start, results)))
+        for client in clients:
+            client.start()
+        time.sleep(0.5)
+        began = time.perf_counter()
+        start.set()
+        outcomes = [results.get(timeout=300) for _ in clients]
+        elapsed = time.perf_counter() - began
+        for client in clients:
+            client.join()
+        for zone, owner, last, error in outcomes:
+            if error:
+                sys.exit(f"{owner}.{zone}: {error}")
+            status, body = server.request(conn, "GET", f"/v1/zones/{zone}/rrsets/{owner}/A")
+            stored = json.loads(body)["records"] if status == 200 else None
+            served = query(server.dns_port, f"{owner}.{zone}")
+            if stored != [last] or served != [last]:
+                sys.exit(f"{owner}.{zone}: acknowledged {last}, stored {stored}, served {served}")
+        return writers * changes / elapsed
+    finally:
+        server.stop()
 
 
 def main():
@@ -241,8 +327,21 @@ def main():
     ap.add_argument("--changes", type=int, default=300)
     ap.add_argument("--servers", default="pdns,ferrodns")
     ap.add_argument("--db", default="sqlite", choices=["sqlite", "postgres"], help="ferrodns's database")
+    ap.add_argument("--writers", type=int, default=0,
+                    help="measure throughput instead: this many clients at once (8 in the docs)")
+    ap.add_argument("--layout", default="zones,zone",
+                    help="with --writers: 'zones' (a zone per client), 'zone' (one zone), or both")
+    ap.add_argument("--binary", default=BINARY, help="the ferrodns binary (to compare builds)")
     a = ap.parse_args()
     workdir = tempfile.mkdtemp(prefix="apibench-")
+    if a.writers:
+        print(f"{a.writers} writers, {a.changes} one-record replacements each, ferrodns on {a.db}")
+        print("| layout | changes/s |")
+        print("|---|---|")
+        for layout in a.layout.split(","):
+            rate = throughput(os.path.join(workdir, layout), a.db, a.writers, a.changes, layout, a.binary)
+            print(f"| {'a zone per writer' if layout == 'zones' else 'one zone'} | {rate:.0f} |")
+        return
     rows = []
     for server in a.servers.split(","):
         if server == "pdns":

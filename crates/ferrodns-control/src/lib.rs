@@ -154,6 +154,10 @@ pub struct Replication {
     pub secondaries: ferrodns_transfer::notify::Addresses,
 }
 
+/// The longest a committed change waits for the change before it to be
+/// served before it reloads its zone from the store instead.
+pub const PUBLICATION_WAIT: std::time::Duration = std::time::Duration::from_secs(1);
+
 /// The control plane of one node.
 pub struct ControlPlane {
     pub store: Arc<Store>,
@@ -205,7 +209,7 @@ impl ControlPlane {
         refuse_forward(zone)?;
         refuse_secondary(zone)?;
         let summary = audit::changes(changes);
-        let _publication = self.locks.lock(&zone.name).await;
+        let _publication = self.locks.share(&zone.name).await;
         let committed = timed(
             "change",
             self.store.apply_changes(
@@ -647,22 +651,44 @@ impl ControlPlane {
     /// Makes a committed change visible to this node's DNS workers: applies
     /// the diff on top of the served zone, or reloads the zone from the store
     /// when the served copy is not at the diff's starting serial.
+    ///
+    /// A change whose predecessor (a change committed just before it, by
+    /// this node) is not served yet waits for it, up to
+    /// [`PUBLICATION_WAIT`], before it reloads instead.
     pub async fn publish(&self, zone: &ZoneRecord, diff: Option<Arc<Diff>>) -> Result<(), ControlError> {
         if let Some(diff) = diff {
-            let live = self.live.clone();
             let key = zone.name.as_wire().to_vec();
-            let applied = tokio::task::spawn_blocking(move || live.apply(&key, &diff))
-                .await
-                .map_err(|e| ControlError::Internal(format!("publishing task failed: {e}")))?;
-            match applied {
-                Ok(Applied::Published | Applied::AlreadyServed) => return Ok(()),
-                Ok(Applied::Gap) => {}
-                Err(errors) => {
-                    tracing::error!(zone = %zone.name, ?errors, "a committed change did not apply to the served zone; reloading it");
+            let deadline = tokio::time::Instant::now() + PUBLICATION_WAIT;
+            loop {
+                let turn = self.locks.published.notified();
+                let live = self.live.clone();
+                let (key_, diff_) = (key.clone(), diff.clone());
+                let applied = tokio::task::spawn_blocking(move || live.apply(&key_, &diff_))
+                    .await
+                    .map_err(|e| ControlError::Internal(format!("publishing task failed: {e}")))?;
+                match applied {
+                    Ok(Applied::Published | Applied::AlreadyServed) => {
+                        self.locks.published.notify_waiters();
+                        return Ok(());
+                    }
+                    Ok(Applied::Gap) => {
+                        let served = self.live.snapshot().get(&key).map(|z| z.serial());
+                        let behind = served.is_some_and(|served| diff.old_serial.is_newer_than(served));
+                        if behind && tokio::time::timeout_at(deadline, turn).await.is_ok() {
+                            continue;
+                        }
+                        break;
+                    }
+                    Err(errors) => {
+                        tracing::error!(zone = %zone.name, ?errors, "a committed change did not apply to the served zone; reloading it");
+                        break;
+                    }
                 }
             }
         }
-        self.reload(zone).await
+        let reloaded = self.reload(zone).await;
+        self.locks.published.notify_waiters();
+        reloaded
     }
 
     /// Loads a zone from the store and serves it.
