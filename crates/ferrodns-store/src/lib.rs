@@ -6,7 +6,9 @@
 //! `?` for SQLite where a statement takes many, see `Markers`), `RETURNING`,
 //! `ON CONFLICT`, row values. The leader lease and LISTEN/NOTIFY are
 //! PostgreSQL's alone. The schemas differ in identity columns, BLOB or
-//! BYTEA, and the lease's expiry column; see `migrations/`.
+//! BYTEA, and the lease's expiry column; see `migrations/`. On an SQLite
+//! file, batches of RRset changes run the same steps, with the same SQL, on
+//! a writer thread of their own (`sqlite`).
 //!
 //! A change to a zone is one transaction, in this order:
 //! 1. `UPDATE zones SET version = version + 1 … RETURNING` takes the zone's
