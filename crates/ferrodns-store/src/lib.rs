@@ -23,6 +23,7 @@
 
 mod duties;
 mod migrate;
+mod queue;
 mod serial;
 mod sqlite;
 
@@ -341,7 +342,7 @@ const UPDATE_ZONE_SERIAL: &str = "UPDATE zones SET serial = $2, rrset_count = rr
 pub struct Store {
     pool: AnyPool,
     backend: Backend,
-    options: StoreOptions,
+    options: std::sync::Arc<StoreOptions>,
     /// SQLite has one writer at a time; queueing writers here rather than in
     /// SQLite's busy handler keeps waits fair and short. The change writer's
     /// thread takes it too.
@@ -349,6 +350,8 @@ pub struct Store {
     /// SQLite's change path (see `sqlite`); none on PostgreSQL, or for a
     /// database that is not a file.
     changes: Option<sqlite::Writer>,
+    /// PostgreSQL's per-zone change queues (see `queue`).
+    queues: std::sync::Arc<queue::Queues>,
 }
 
 const ZONE_COLUMNS: &str =
@@ -410,7 +413,8 @@ impl Store {
             }
             _ => None,
         };
-        Ok(Store { pool, backend, options, sqlite_writer, changes })
+        let options = std::sync::Arc::new(options);
+        Ok(Store { pool, backend, options, sqlite_writer, changes, queues: Default::default() })
     }
 
     /// The connection pool now: connections open, and how many are idle.
@@ -769,20 +773,24 @@ impl Store {
         if !errors.is_empty() {
             return Err(StoreError::Rejected(errors));
         }
-        if let Some(writer) = &self.changes {
-            return writer
-                .apply(|reply| sqlite::Job {
-                    apex: apex.clone(),
-                    tenant: scope.tenant.map(str::to_string),
-                    zones: scope.zones.map(<[String]>::to_vec),
-                    if_match: if_match.map(<[i64]>::to_vec),
-                    changes: changes.to_vec(),
-                    summary: summary.to_string(),
-                    author: (author.name.to_string(), author.token.to_string(), author.tenant.to_string()),
-                    now,
-                    reply,
-                })
-                .await;
+        if self.changes.is_some() || self.backend == Backend::Postgres {
+            let (reply, answer) = tokio::sync::oneshot::channel();
+            let job = queue::Job {
+                apex: apex.clone(),
+                tenant: scope.tenant.map(str::to_string),
+                zones: scope.zones.map(<[String]>::to_vec),
+                if_match: if_match.map(<[i64]>::to_vec),
+                changes: changes.to_vec(),
+                summary: summary.to_string(),
+                author: (author.name.to_string(), author.token.to_string(), author.tenant.to_string()),
+                now,
+                reply,
+            };
+            match &self.changes {
+                Some(writer) => writer.submit(job)?,
+                None => self.queues.submit(&self.pool, &self.options, job),
+            }
+            return answer.await.map_err(|_| StoreError::Unavailable("the store is closed".into()))?;
         }
         let mut open = self.begin_change(apex, scope, if_match, now).await?;
         // One statement reads the touched owners and the SOA (after the
@@ -852,18 +860,7 @@ impl Store {
         now: i64,
     ) -> Result<OpenChange<'_>> {
         let (guard, mut tx) = self.begin_write().await?;
-        // RETURNING gives the bumped version and the serial before the change.
-        let row = sqlx::query(&format!("{UPDATE_ZONE_VERSION} RETURNING {ZONE_COLUMNS}"))
-            .bind(apex.to_lowercase().to_string())
-            .bind(now)
-            .fetch_optional(&mut *tx)
-            .await?
-            .ok_or(StoreError::NotFound)?;
-        let zone = zone_from_row(&row)?;
-        if !scope.allows(&zone) {
-            return Err(StoreError::NotFound);
-        }
-        check_version(zone.version - 1, if_match)?;
+        let zone = lock_zone(&mut tx, apex, scope, if_match, now).await?;
         Ok(OpenChange { _guard: guard, tx, zone, soa: None })
     }
 
@@ -888,34 +885,95 @@ impl Store {
             Some(soa) => soa,
             None => read_soa(&mut tx, zone.id, &zone.name).await?,
         };
-        let Some(next) = next_soa(self.options.serial_policy, &zone, old_soa, &plan, new_soa_fields.as_deref(), now)?
-        else {
-            // Nothing changes: roll back, which also returns the version.
-            tx.rollback().await?;
-            let zone = ZoneRecord { version: zone.version - 1, ..zone };
-            return Ok(Committed { zone, change: None, diff: None });
-        };
-        // The plan's rows and the new SOA in one statement (for a batch of
-        // up to a few hundred RRsets).
-        plan.write_with(&mut tx, self.backend, zone.id, next.soa(&zone.name)).await?;
-        let (diff, rrset_delta) = next.diff(&zone, plan);
-        let row = sqlx::query(&format!("{UPDATE_ZONE_SERIAL} RETURNING {ZONE_COLUMNS}"))
-            .bind(zone.id)
-            .bind(diff.new_serial.0 as i64)
-            .bind(rrset_delta)
-            .fetch_one(&mut *tx)
-            .await?;
-        let zone = zone_from_row(&row)?;
-        let change = insert_journal(&mut tx, zone.id, &diff, author, now, summary).await?;
-        announce(&mut tx, self.backend, &zone.name, Some(zone.serial)).await?;
-        // On PostgreSQL journals are compacted by the leader (a fenced duty,
-        // see `duties`); the single node of an SQLite database trims as it goes.
-        if self.backend == Backend::Sqlite && zone.version % 16 == 0 {
-            duties::trim_journal(&mut tx, zone.id, self.options.journal_keep).await?;
+        let outcome = finish_write(
+            &mut tx,
+            self.backend,
+            &self.options,
+            zone,
+            old_soa,
+            plan,
+            new_soa_fields,
+            summary,
+            author,
+            now,
+        )
+        .await?;
+        match outcome {
+            queue::Outcome::Written(committed) => {
+                announce(&mut tx, self.backend, &committed.zone.name, Some(committed.zone.serial)).await?;
+                tx.commit().await?;
+                Ok(committed)
+            }
+            queue::Outcome::Unchanged(committed) => {
+                tx.rollback().await?;
+                Ok(committed)
+            }
         }
-        tx.commit().await?;
-        Ok(Committed { zone, change: Some(change), diff: Some(std::sync::Arc::new(diff)) })
     }
+}
+
+/// Step 1 of a change inside `tx`: moves the zone's version on (which takes
+/// its row lock on PostgreSQL) and checks the scope and `If-Match`.
+async fn lock_zone(
+    tx: &mut Transaction<'static, Any>,
+    apex: &Name,
+    scope: &Scope<'_>,
+    if_match: Option<&[i64]>,
+    now: i64,
+) -> Result<ZoneRecord> {
+    // RETURNING gives the bumped version and the serial before the change.
+    let row = sqlx::query(&format!("{UPDATE_ZONE_VERSION} RETURNING {ZONE_COLUMNS}"))
+        .bind(apex.to_lowercase().to_string())
+        .bind(now)
+        .fetch_optional(&mut **tx)
+        .await?
+        .ok_or(StoreError::NotFound)?;
+    let zone = zone_from_row(&row)?;
+    if !scope.allows(&zone) {
+        return Err(StoreError::NotFound);
+    }
+    check_version(zone.version - 1, if_match)?;
+    Ok(zone)
+}
+
+/// Step 3 of a change inside `tx`, short of announcing and committing: write
+/// the plan and the new SOA, move the serial, journal. `Unchanged` when the
+/// change writes nothing (the caller rolls back).
+#[allow(clippy::too_many_arguments)]
+async fn finish_write(
+    tx: &mut Transaction<'static, Any>,
+    backend: Backend,
+    options: &StoreOptions,
+    zone: ZoneRecord,
+    old_soa: RRsetData,
+    plan: Planned,
+    new_soa_fields: Option<Vec<u8>>,
+    summary: &str,
+    author: &Author<'_>,
+    now: i64,
+) -> Result<queue::Outcome> {
+    let Some(next) = next_soa(options.serial_policy, &zone, old_soa, &plan, new_soa_fields.as_deref(), now)? else {
+        let zone = ZoneRecord { version: zone.version - 1, ..zone };
+        return Ok(queue::Outcome::Unchanged(Committed { zone, change: None, diff: None }));
+    };
+    // The plan's rows and the new SOA in one statement (for a batch of
+    // up to a few hundred RRsets).
+    plan.write_with(tx, backend, zone.id, next.soa(&zone.name)).await?;
+    let (diff, rrset_delta) = next.diff(&zone, plan);
+    let row = sqlx::query(&format!("{UPDATE_ZONE_SERIAL} RETURNING {ZONE_COLUMNS}"))
+        .bind(zone.id)
+        .bind(diff.new_serial.0 as i64)
+        .bind(rrset_delta)
+        .fetch_one(&mut **tx)
+        .await?;
+    let zone = zone_from_row(&row)?;
+    let change = insert_journal(tx, zone.id, &diff, author, now, summary).await?;
+    // On PostgreSQL journals are compacted by the leader (a fenced duty,
+    // see `duties`); the single node of an SQLite database trims as it goes.
+    if backend == Backend::Sqlite && zone.version % 16 == 0 {
+        duties::trim_journal(tx, zone.id, options.journal_keep).await?;
+    }
+    Ok(queue::Outcome::Written(Committed { zone, change: Some(change), diff: Some(std::sync::Arc::new(diff)) }))
 }
 
 /// The serial and SOA a change moves `zone` to from `old_soa`, or `None`

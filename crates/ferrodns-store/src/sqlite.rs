@@ -23,31 +23,19 @@
 use std::sync::{mpsc, Arc, Mutex};
 
 use ferrodns_proto::Name;
-use ferrodns_zone::edit::{self, Change, Working};
+use ferrodns_zone::edit::{self, Working};
 use rusqlite::types::Value;
 use rusqlite::{Connection, TransactionBehavior};
 
+use crate::queue::{copy_error, Job, Outcome};
 use crate::{
     change_from_row, check_version, delete_rrsets_sql, duties, next_soa, owners_and_soa_sql, rrset_from_row,
-    upsert_sql, zone_from_row, Backend, Columns, Committed, Planned, RRsetRow, Result, Scope, StoreError, StoreOptions,
+    upsert_sql, zone_from_row, Backend, Columns, Committed, Planned, RRsetRow, Result, StoreError, StoreOptions,
     ZoneRecord, CHANGE_COLUMNS, INSERT_JOURNAL, UPDATE_ZONE_SERIAL, UPDATE_ZONE_VERSION, WRITE_CHUNK, ZONE_COLUMNS,
 };
 
 /// The most changes one transaction takes from the queue.
 const MAX_BATCH: usize = 64;
-
-/// One change to commit, with what it needs to outlive its caller's borrow.
-pub(crate) struct Job {
-    pub apex: Name,
-    pub tenant: Option<String>,
-    pub zones: Option<Vec<String>>,
-    pub if_match: Option<Vec<i64>>,
-    pub changes: Vec<Change>,
-    pub summary: String,
-    pub author: (String, String, String),
-    pub now: i64,
-    pub reply: tokio::sync::oneshot::Sender<Result<Committed>>,
-}
 
 /// The queue to the writer thread.
 pub(crate) struct Writer {
@@ -72,18 +60,10 @@ impl Writer {
         Ok(Writer { jobs: Mutex::new(Some(sender)) })
     }
 
-    /// Queues a change and waits for its commit.
-    pub(crate) async fn apply(
-        &self,
-        build: impl FnOnce(tokio::sync::oneshot::Sender<Result<Committed>>) -> Job,
-    ) -> Result<Committed> {
-        let (reply, answer) = tokio::sync::oneshot::channel();
-        {
-            let jobs = self.jobs.lock().unwrap_or_else(|e| e.into_inner());
-            let queue = jobs.as_ref().ok_or_else(closed)?;
-            queue.send(build(reply)).map_err(|_| closed())?;
-        }
-        answer.await.map_err(|_| closed())?
+    /// Queues a change; its job's reply carries the outcome.
+    pub(crate) fn submit(&self, job: Job) -> Result<()> {
+        let jobs = self.jobs.lock().unwrap_or_else(|e| e.into_inner());
+        jobs.as_ref().ok_or_else(closed)?.send(job).map_err(|_| closed())
     }
 
     /// Stops taking changes; the thread ends once the queue is drained.
@@ -126,11 +106,11 @@ fn commit(conn: &mut Connection, options: &StoreOptions, batch: &[Job]) -> Vec<R
         for job in batch {
             let mut savepoint = tx.savepoint()?;
             match apply(&savepoint, options, job) {
-                Ok(Applied::Written(committed)) => {
+                Ok(Outcome::Written(committed)) => {
                     savepoint.commit()?;
                     results.push(Ok(committed));
                 }
-                Ok(Applied::Unchanged(committed)) => {
+                Ok(Outcome::Unchanged(committed)) => {
                     // Rolling back returns the version the change took.
                     savepoint.rollback()?;
                     results.push(Ok(committed));
@@ -155,22 +135,8 @@ fn commit(conn: &mut Connection, options: &StoreOptions, batch: &[Job]) -> Vec<R
     }
 }
 
-/// The same failure for each change of a failed batch.
-fn copy_error(error: &StoreError) -> StoreError {
-    match error {
-        StoreError::Unavailable(detail) => StoreError::Unavailable(detail.clone()),
-        other => StoreError::Database(other.to_string()),
-    }
-}
-
-enum Applied {
-    Written(Committed),
-    /// The batch changed nothing: the zone as it was.
-    Unchanged(Committed),
-}
-
 /// One change, as `Store::begin_change` and `Store::finish_change` make it.
-fn apply(conn: &Connection, options: &StoreOptions, job: &Job) -> Result<Applied> {
+fn apply(conn: &Connection, options: &StoreOptions, job: &Job) -> Result<Outcome> {
     let apex = job.apex.to_lowercase();
     let zone = query_row(
         conn,
@@ -179,8 +145,7 @@ fn apply(conn: &Connection, options: &StoreOptions, job: &Job) -> Result<Applied
         |row| zone_from_row(row),
     )?
     .ok_or(StoreError::NotFound)?;
-    let scope = Scope { tenant: job.tenant.as_deref(), zones: job.zones.as_deref() };
-    if !scope.allows(&zone) {
+    if !job.scope().allows(&zone) {
         return Err(StoreError::NotFound);
     }
     check_version(zone.version - 1, job.if_match.as_deref())?;
@@ -189,7 +154,7 @@ fn apply(conn: &Connection, options: &StoreOptions, job: &Job) -> Result<Applied
     let plan = edit::plan(&apex, current, &job.changes, &options.limits).map_err(StoreError::Rejected)?;
     let plan = Planned::Batch(plan);
     let Some(next) = next_soa(options.serial_policy, &zone, soa, &plan, None, job.now)? else {
-        return Ok(Applied::Unchanged(Committed {
+        return Ok(Outcome::Unchanged(Committed {
             zone: ZoneRecord { version: zone.version - 1, ..zone },
             change: None,
             diff: None,
@@ -245,7 +210,7 @@ fn apply(conn: &Connection, options: &StoreOptions, job: &Job) -> Result<Applied
             &[Value::Integer(zone.id), Value::Integer(options.journal_keep.max(1) as i64)],
         )?;
     }
-    Ok(Applied::Written(Committed { zone, change: Some(change), diff: Some(Arc::new(diff)) }))
+    Ok(Outcome::Written(Committed { zone, change: Some(change), diff: Some(Arc::new(diff)) }))
 }
 
 /// The RRsets at `owners` and the zone's SOA, as `load_owners_and_soa`
@@ -391,19 +356,19 @@ impl From<rusqlite::Error> for StoreError {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use ferrodns_proto::{RecordType, Serial};
-    use ferrodns_zone::edit::{Action, RRsetData};
+    use ferrodns_zone::edit::{Action, Change, RRsetData};
 
     use super::*;
     use crate::{Author, Store};
 
-    fn name(text: &str) -> Name {
+    pub(crate) fn name(text: &str) -> Name {
         Name::parse(text, None).unwrap()
     }
 
     /// A zone's SOA (serial 1) and NS.
-    fn zone_rrsets(apex: &Name) -> Vec<RRsetData> {
+    pub(crate) fn zone_rrsets(apex: &Name) -> Vec<RRsetData> {
         let mut soa = name("ns.invalid.").as_wire().to_vec();
         soa.extend_from_slice(name("hostmaster.invalid.").as_wire());
         for field in [1u32, 3600, 600, 86400, 300] {
@@ -415,11 +380,11 @@ mod tests {
         ]
     }
 
-    fn upsert(owner: &str, rtype: RecordType, rdata: &[u8]) -> Change {
+    pub(crate) fn upsert(owner: &str, rtype: RecordType, rdata: &[u8]) -> Change {
         Change { action: Action::Upsert, owner: name(owner), rtype, ttl: Some(60), rdatas: vec![rdata.to_vec()] }
     }
 
-    fn job(apex: &str, if_match: Option<Vec<i64>>, changes: Vec<Change>) -> Job {
+    pub(crate) fn job(apex: &str, if_match: Option<Vec<i64>>, changes: Vec<Change>) -> Job {
         Job {
             apex: name(apex),
             tenant: None,

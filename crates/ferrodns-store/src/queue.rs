@@ -1,0 +1,238 @@
+//! Queued batches of RRset changes: what both databases' change paths take,
+//! and PostgreSQL's per-zone queue.
+//!
+//! On PostgreSQL, changes to one zone queue on its row lock whatever we do;
+//! each used to be its own transaction and commit. Here the changes this node
+//! has for a zone while one of its transactions is in flight wait in the
+//! zone's queue, and the next transaction takes all of them: each in a
+//! savepoint, with its own version bump, `If-Match` check, plan, serial step
+//! and journal entry, as on SQLite (`sqlite`). Zones never wait on each other:
+//! each has its own queue and its own transaction. The queue's transactions
+//! run in a task of their own, so a request that goes away (its client hung
+//! up) cannot abandon the changes of the others queued with it.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use ferrodns_proto::Name;
+use ferrodns_zone::edit::{self, Change};
+use sqlx::{Any, AnyPool, Transaction};
+
+use crate::{
+    announce, finish_write, load_owners_and_soa, lock_zone, Backend, Committed, Planned, Result, Scope, StoreError,
+    StoreOptions,
+};
+
+/// One batch of changes to commit, owning what it needs.
+pub(crate) struct Job {
+    pub apex: Name,
+    pub tenant: Option<String>,
+    pub zones: Option<Vec<String>>,
+    pub if_match: Option<Vec<i64>>,
+    pub changes: Vec<Change>,
+    pub summary: String,
+    pub author: (String, String, String),
+    pub now: i64,
+    pub reply: tokio::sync::oneshot::Sender<Result<Committed>>,
+}
+
+impl Job {
+    pub(crate) fn scope(&self) -> Scope<'_> {
+        Scope { tenant: self.tenant.as_deref(), zones: self.zones.as_deref() }
+    }
+
+    pub(crate) fn author(&self) -> crate::Author<'_> {
+        let (name, token, tenant) = &self.author;
+        crate::Author { name, token, tenant }
+    }
+}
+
+/// What one job did inside a shared transaction.
+pub(crate) enum Outcome {
+    /// Written: keep it.
+    Written(Committed),
+    /// The batch changed nothing: the zone as it was; roll the job back,
+    /// which also returns the version it took.
+    Unchanged(Committed),
+}
+
+/// The same failure for each change of a failed transaction.
+pub(crate) fn copy_error(error: &StoreError) -> StoreError {
+    match error {
+        StoreError::Unavailable(detail) => StoreError::Unavailable(detail.clone()),
+        other => StoreError::Database(other.to_string()),
+    }
+}
+
+/// PostgreSQL's per-zone queues: a zone is in the map while a task commits
+/// its changes, with the ones that came in meanwhile.
+#[derive(Default)]
+pub(crate) struct Queues {
+    zones: Mutex<HashMap<String, Vec<Job>>>,
+}
+
+impl Queues {
+    /// Hands `job` to its zone's task, starting one if none runs.
+    pub(crate) fn submit(self: &Arc<Self>, pool: &AnyPool, options: &Arc<StoreOptions>, job: Job) {
+        let key = job.apex.to_lowercase().to_string();
+        {
+            let mut zones = self.zones.lock().unwrap_or_else(|e| e.into_inner());
+            if let Some(waiting) = zones.get_mut(&key) {
+                waiting.push(job);
+                return;
+            }
+            zones.insert(key.clone(), Vec::new());
+        }
+        let (queues, pool, options) = (self.clone(), pool.clone(), options.clone());
+        tokio::spawn(async move {
+            let mut batch = vec![job];
+            loop {
+                commit(&pool, &options, batch).await;
+                let mut zones = queues.zones.lock().unwrap_or_else(|e| e.into_inner());
+                let waiting = zones.get_mut(&key).map(std::mem::take).unwrap_or_default();
+                if waiting.is_empty() {
+                    zones.remove(&key);
+                    return;
+                }
+                batch = waiting;
+            }
+        });
+    }
+}
+
+/// Commits `batch` in one transaction and answers each job.
+async fn commit(pool: &AnyPool, options: &StoreOptions, batch: Vec<Job>) {
+    let results = match attempt(pool, options, &batch).await {
+        Ok(results) => results,
+        Err(error) => {
+            if batch.len() > 1 {
+                tracing::warn!(changes = batch.len(), %error, "a batch of changes to one zone failed");
+            }
+            batch.iter().map(|_| Err(copy_error(&error))).collect()
+        }
+    };
+    for (job, result) in batch.into_iter().zip(results) {
+        // The caller may have gone; the change stands.
+        let _ = job.reply.send(result);
+    }
+}
+
+async fn attempt(pool: &AnyPool, options: &StoreOptions, batch: &[Job]) -> Result<Vec<Result<Committed>>> {
+    let mut tx = pool.begin().await?;
+    // One job needs no savepoint: if it writes nothing, the transaction
+    // rolls back whole.
+    let several = batch.len() > 1;
+    let mut results = Vec::with_capacity(batch.len());
+    let mut last = None;
+    for job in batch {
+        if several {
+            sqlx::query("SAVEPOINT change").execute(&mut *tx).await?;
+        }
+        let outcome = change_in(&mut tx, options, job).await;
+        if several {
+            if !matches!(outcome, Ok(Outcome::Written(_))) {
+                sqlx::query("ROLLBACK TO SAVEPOINT change").execute(&mut *tx).await?;
+            }
+            sqlx::query("RELEASE SAVEPOINT change").execute(&mut *tx).await?;
+        }
+        results.push(match outcome {
+            Ok(Outcome::Written(committed)) => {
+                last = Some((committed.zone.name.clone(), committed.zone.serial));
+                Ok(committed)
+            }
+            Ok(Outcome::Unchanged(committed)) => Ok(committed),
+            Err(error) => Err(error),
+        });
+    }
+    match last {
+        // One notification for the batch: other nodes read what changed
+        // from the journal, up to the serial it names.
+        Some((zone, serial)) => {
+            announce(&mut tx, Backend::Postgres, &zone, Some(serial)).await?;
+            tx.commit().await?;
+        }
+        None => {
+            // Nothing written; the results already say why.
+            let _ = tx.rollback().await;
+        }
+    }
+    Ok(results)
+}
+
+/// One job inside `tx`: the steps of `Store::apply_changes`.
+async fn change_in(tx: &mut Transaction<'static, Any>, options: &StoreOptions, job: &Job) -> Result<Outcome> {
+    let zone = lock_zone(tx, &job.apex, &job.scope(), job.if_match.as_deref(), job.now).await?;
+    let owners = edit::touched_owners(&job.changes);
+    let (current, soa) = load_owners_and_soa(tx, Backend::Postgres, zone.id, &job.apex, &owners).await?;
+    let plan = edit::plan(&job.apex, current, &job.changes, &options.limits).map_err(StoreError::Rejected)?;
+    finish_write(
+        tx,
+        Backend::Postgres,
+        options,
+        zone,
+        soa,
+        Planned::Batch(plan),
+        None,
+        &job.summary,
+        &job.author(),
+        job.now,
+    )
+    .await
+}
+
+#[cfg(test)]
+mod tests {
+    use ferrodns_proto::{RecordType, Serial};
+
+    use super::*;
+    use crate::sqlite::tests::{job, name, upsert, zone_rrsets};
+    use crate::{Author, Store};
+
+    /// `FERRODNS_TEST_POSTGRES`, as the integration tests take it.
+    fn server() -> String {
+        std::env::var("FERRODNS_TEST_POSTGRES").unwrap_or_else(|_| "postgres://root@127.0.0.1:5432".to_string())
+    }
+
+    async fn admin(sql: &str) {
+        use sqlx::Connection;
+        let mut conn = sqlx::PgConnection::connect(&format!("{}/postgres", server())).await.unwrap();
+        sqlx::query(sql).execute(&mut conn).await.unwrap();
+    }
+
+    /// As on SQLite (`sqlite::tests`): changes to one zone committed together
+    /// keep their own checks, serial steps and history entries, and the
+    /// ones that fail leave nothing behind.
+    #[tokio::test]
+    async fn a_batch_commits_each_change_on_its_own_terms() {
+        let db = format!("ferrodns_queue_{}", std::process::id());
+        admin(&format!("DROP DATABASE IF EXISTS {db}")).await;
+        admin(&format!("CREATE DATABASE {db}")).await;
+        let store = Store::open(&format!("{}/{db}", server()), StoreOptions::default()).await.unwrap();
+        let author = Author { name: "test", token: "t1", tenant: "system" };
+        let apex = name("a.test.");
+        store.create_zone(&apex, "system", "primary", zone_rrsets(&apex), None, "a", &author, 1).await.unwrap();
+        let a = store.zone(&apex).await.unwrap();
+        let batch = vec![
+            job("a.test.", None, vec![upsert("www.a.test.", RecordType::A, &[192, 0, 2, 1])]),
+            job("a.test.", Some(vec![a.version]), vec![upsert("old.a.test.", RecordType::A, &[192, 0, 2, 2])]),
+            job("a.test.", None, vec![upsert("a.test.", RecordType::CNAME, name("x.invalid.").as_wire())]),
+            job("a.test.", Some(vec![a.version + 1]), vec![upsert("www.a.test.", RecordType::A, &[192, 0, 2, 4])]),
+            job("a.test.", None, vec![upsert("www.a.test.", RecordType::A, &[192, 0, 2, 4])]),
+        ];
+        let results = attempt(&store.pool, &StoreOptions::default(), &batch).await.unwrap();
+        let serials: Vec<Option<u32>> = results.iter().map(|r| r.as_ref().ok().map(|c| c.zone.serial.0)).collect();
+        assert_eq!(serials, [Some(2), None, None, Some(3), Some(3)], "{results:?}");
+        assert!(matches!(results[1], Err(StoreError::VersionMismatch { current }) if current == a.version + 1));
+        assert!(matches!(results[2], Err(StoreError::Rejected(_))));
+        assert!(results[4].as_ref().unwrap().change.is_none());
+        let zone = store.zone(&apex).await.unwrap();
+        assert_eq!((zone.serial, zone.version), (Serial(3), a.version + 2));
+        let stored = store.zone_rrsets(zone.id).await.unwrap();
+        let soa = stored.iter().find(|s| s.rtype == RecordType::SOA).unwrap();
+        assert_eq!(ferrodns_proto::rdata::soa_serial(&soa.rdatas[0]), Some(Serial(3)));
+        assert!(!stored.iter().any(|s| s.owner == name("old.a.test.")), "a refused change left a row");
+        assert_eq!(store.journal(zone.id).await.unwrap().len(), 3, "the creation and one entry per change");
+        store.close().await;
+        admin(&format!("DROP DATABASE {db} WITH (FORCE)")).await;
+    }
+}
