@@ -12,13 +12,17 @@
 //! the one this node was last wholly in step at, nothing happened and
 //! nothing more is read. Otherwise it compares every zone's serial with the
 //! database (one query and a hash set, linear in the number of zones).
+//!
+//! Token revocations come on the same channel (`Notice::TokenRevoked`): the
+//! node drops the token from its cache of authenticated tokens, and clears
+//! that cache whenever it (re)connects, having maybe missed some.
 
 use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 
 use ferrodns_proto::{Name, Serial};
-use ferrodns_store::StoreError;
+use ferrodns_store::{Notice, StoreError};
 use ferrodns_zone::live::Applied;
 use tokio::sync::watch;
 
@@ -56,17 +60,21 @@ pub async fn follow(control: Arc<ControlPlane>, url: String, poll: Duration, mut
                 "the database answers again; catching up with the changes made meanwhile"
             );
         }
+        // Revocations may have been announced while this node was not
+        // listening.
+        control.tokens.clear();
         catch_up(&control, &mut in_step_at).await;
         loop {
             tokio::select! {
                 next = listener.next() => match next {
-                    Ok(announced) => {
+                    Ok(Notice::Commit(announced)) => {
                         if let Ok(apex) = Name::parse(&announced.zone, None) {
                             if !already_served(&control, &apex, announced.serial) {
                                 sync_zone(&control, &apex).await;
                             }
                         }
                     }
+                    Ok(Notice::TokenRevoked(id)) => control.tokens.forget(&id),
                     Err(e) => {
                         tracing::warn!(error = %e, "lost the database connection that hears other nodes' changes; reconnecting");
                         lost_at = Some(std::time::Instant::now());

@@ -177,6 +177,8 @@ pub struct ControlPlane {
     pub forward: Option<Arc<Recursion>>,
     /// The secondary zones' refresh schedule and NOTIFY sources.
     pub secondary_zones: secondary::SecondaryZones,
+    /// Tokens recently authenticated.
+    pub tokens: tokens::TokenCache,
 }
 
 /// Runs a store write, timing it into
@@ -775,6 +777,7 @@ mod tests {
             names: NamePolicy::default(),
             forward: Some(Recursion::new(&Default::default(), Arc::new(NoHostedZones)).unwrap()),
             secondary_zones: Default::default(),
+            tokens: Default::default(),
         }
     }
 

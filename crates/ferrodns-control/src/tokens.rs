@@ -3,8 +3,13 @@
 //!
 //! A token is `fdns_` and 43 characters of base64url (256 random bits). The
 //! store keeps only its SHA-256: tokens are long and random, so a fast hash
-//! is as strong as a password hash here and keeps every request cheap. Each
-//! request looks the hash up, so a revoked token fails on the next request.
+//! is as strong as a password hash here and keeps every request cheap. A
+//! token found is kept for [`TOKEN_CACHE_TTL`] ([`TokenCache`]), so that a
+//! burst of requests reads it once. Revoking it drops it from the cache of
+//! the node that revoked it at once, and from every other node's when the
+//! revocation's notification arrives (PostgreSQL), or at the latest when
+//! its entry expires (a node that lost the notification clears its cache on
+//! reconnecting). Unknown secrets are never cached: each is looked up.
 //!
 //! Roles: `viewer` reads, `editor` also writes zones and records, `admin`
 //! also manages tokens. A token sees only its tenant's zones, and only the
@@ -197,13 +202,56 @@ fn fill_random(buffer: &mut [u8]) {
     getrandom::fill(buffer).expect("the operating system's random generator failed");
 }
 
+/// How long an authenticated token is taken from [`TokenCache`] before it is
+/// read again.
+pub const TOKEN_CACHE_TTL: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// The most tokens [`TokenCache`] holds; past it, it starts over.
+const TOKEN_CACHE_MAX: usize = 10_000;
+
+/// Live tokens recently authenticated, by the hash of their secret.
+#[derive(Default)]
+pub struct TokenCache {
+    entries: std::sync::Mutex<std::collections::HashMap<Vec<u8>, (Principal, std::time::Instant)>>,
+}
+
+impl TokenCache {
+    fn get(&self, hash: &[u8]) -> Option<Principal> {
+        let entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
+        entries.get(hash).filter(|(_, at)| at.elapsed() < TOKEN_CACHE_TTL).map(|(principal, _)| principal.clone())
+    }
+
+    fn put(&self, hash: Vec<u8>, principal: Principal) {
+        let mut entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
+        if entries.len() >= TOKEN_CACHE_MAX {
+            entries.clear();
+        }
+        entries.insert(hash, (principal, std::time::Instant::now()));
+    }
+
+    /// Drops a revoked token.
+    pub fn forget(&self, id: &str) {
+        self.entries.lock().unwrap_or_else(|e| e.into_inner()).retain(|_, (principal, _)| principal.token.id != id);
+    }
+
+    /// Drops every token (revocations may have been missed).
+    pub fn clear(&self) {
+        self.entries.lock().unwrap_or_else(|e| e.into_inner()).clear();
+    }
+}
+
 impl ControlPlane {
     /// The principal a secret stands for, if it is a live token.
     pub async fn authenticate(&self, secret: &str) -> Result<Option<Principal>, ControlError> {
-        let Some(token) = self.store.token_by_hash(&hash_secret(secret)).await? else { return Ok(None) };
-        Principal::new(token.clone())
-            .map(Some)
-            .ok_or_else(|| ControlError::Forbidden(format!("the token has an unknown role {:?}", token.role)))
+        let hash = hash_secret(secret);
+        if let Some(principal) = self.tokens.get(&hash) {
+            return Ok(Some(principal));
+        }
+        let Some(token) = self.store.token_by_hash(&hash).await? else { return Ok(None) };
+        let principal = Principal::new(token.clone())
+            .ok_or_else(|| ControlError::Forbidden(format!("the token has an unknown role {:?}", token.role)))?;
+        self.tokens.put(hash, principal.clone());
+        Ok(Some(principal))
     }
 
     /// Creates a token as `by`, who must be an admin covering it. Returns
@@ -251,6 +299,7 @@ impl ControlPlane {
             return Err(ControlError::Store(StoreError::NotFound));
         }
         self.store.revoke_token(id, tenant, now_micros()).await?;
+        self.tokens.forget(id);
         Ok(())
     }
 }

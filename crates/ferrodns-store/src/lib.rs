@@ -1343,6 +1343,14 @@ impl Store {
         if done.rows_affected() == 0 {
             return Err(StoreError::NotFound);
         }
+        if self.backend == Backend::Postgres {
+            // Other nodes drop the token from their caches at once.
+            sqlx::query("SELECT pg_notify($1, $2)")
+                .bind(CHANGES_CHANNEL)
+                .bind(format!("{REVOKED_TOKEN} {id}"))
+                .execute(&mut *tx)
+                .await?;
+        }
         tx.commit().await?;
         Ok(())
     }
@@ -1415,6 +1423,29 @@ async fn announce(
     Ok(())
 }
 
+/// How a revoked token's notification starts (then its id). No zone's
+/// payload can: zone names end with a dot and escape their spaces.
+const REVOKED_TOKEN: &str = "revoked-token";
+
+/// What another node announced.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Notice {
+    /// A commit to a zone.
+    Commit(Announced),
+    /// A token revoked, by id.
+    TokenRevoked(String),
+}
+
+impl Notice {
+    /// Reads a payload written by `announce` or `revoke_token`.
+    pub fn parse(payload: &str) -> Notice {
+        match payload.split_once(' ') {
+            Some((REVOKED_TOKEN, id)) => Notice::TokenRevoked(id.to_string()),
+            _ => Notice::Commit(Announced::parse(payload)),
+        }
+    }
+}
+
 /// Commits made by other nodes, as zone names, from PostgreSQL LISTEN.
 pub struct ChangeListener {
     listener: sqlx::postgres::PgListener,
@@ -1439,13 +1470,13 @@ impl Announced {
 }
 
 impl ChangeListener {
-    /// The next announced commit. An error means the connection dropped
+    /// The next notice. An error means the connection dropped
     /// (notifications may have been missed: catch up from the database).
-    pub async fn next(&mut self) -> Result<Announced> {
+    pub async fn next(&mut self) -> Result<Notice> {
         // try_recv, not recv: recv reconnects by itself, silently, so a
         // node would never learn (nor say) that the database went away.
         match self.listener.try_recv().await? {
-            Some(notification) => Ok(Announced::parse(notification.payload())),
+            Some(notification) => Ok(Notice::parse(notification.payload())),
             None => Err(StoreError::Unavailable("the connection that hears other nodes' changes was lost".into())),
         }
     }
@@ -2238,5 +2269,10 @@ mod tests {
             Announced { zone: r"a\032b.example.".into(), serial: Some(Serial(7)) }
         );
         assert_eq!(Announced::parse("odd name"), Announced { zone: "odd name".into(), serial: None });
+        assert_eq!(Notice::parse("revoked-token 0a1b"), Notice::TokenRevoked("0a1b".into()));
+        assert_eq!(
+            Notice::parse(r"revoked-token\032x.example. 3"),
+            Notice::Commit(Announced { zone: r"revoked-token\032x.example.".into(), serial: Some(Serial(3)) })
+        );
     }
 }

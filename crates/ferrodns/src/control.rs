@@ -85,6 +85,7 @@ pub async fn start(
         names: NamePolicy { reserved: settings.reserved_zones.clone() },
         forward: Some(forward),
         secondary_zones: Default::default(),
+        tokens: Default::default(),
     });
     plane.load_tsig_keys().await.map_err(|e| anyhow::anyhow!("cannot load TSIG keys: {e}"))?;
     Ok(Control { plane, _lock: lock })

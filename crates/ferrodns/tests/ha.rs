@@ -185,3 +185,39 @@ fn two_nodes_share_writes_and_fail_over() {
     assert!(!log.lines().any(|l| l.contains("WARN") && l.contains("no longer leader")), "{log}");
     assert!(!shutdown.contains("WARN"), "{shutdown}");
 }
+
+/// Nodes keep authenticated tokens for a moment, so that a burst of
+/// requests reads each token once; a token revoked on one node must still
+/// be refused by the others at once, well before that moment is over.
+#[test]
+fn a_token_revoked_on_one_node_is_refused_by_the_other_at_once() {
+    let database = Database::postgres();
+    let a = Node::start(&database, &[&["--node-id", "a"][..], &HA].concat());
+    let mut b = Node::start(&database, &[&["--node-id", "b"][..], &HA].concat());
+    b.token = a.token.clone();
+    let (status, created, _) = json(
+        a.request(Method::POST, "/v1/tokens").json(&json!({"name": "short-lived", "role": "viewer"})).send().unwrap(),
+    );
+    assert_eq!(status, 201, "{created}");
+    let (id, secret) = (created["id"].as_str().unwrap(), created["token"].as_str().unwrap());
+    // Node b authenticates it, and keeps it.
+    assert_eq!(json(b.request_as(secret, Method::GET, "/v1/zones").send().unwrap()).0, 200);
+    assert_eq!(json(b.request_as(secret, Method::GET, "/v1/zones").send().unwrap()).0, 200);
+
+    assert_eq!(json(a.request(Method::DELETE, &format!("/v1/tokens/{id}")).send().unwrap()).0, 204);
+    let revoked = Instant::now();
+    assert_eq!(json(a.request_as(secret, Method::GET, "/v1/zones").send().unwrap()).0, 401, "on the revoking node");
+    loop {
+        let status = json(b.request_as(secret, Method::GET, "/v1/zones").send().unwrap()).0;
+        if status == 401 {
+            break;
+        }
+        assert_eq!(status, 200);
+        assert!(
+            revoked.elapsed() < Duration::from_millis(1000),
+            "node b still takes the revoked token {:?} after its revocation",
+            revoked.elapsed()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
