@@ -896,15 +896,18 @@ impl Store {
             summary,
             author,
             now,
+            true,
         )
         .await?;
         match outcome {
-            queue::Outcome::Written(committed) => {
-                announce(&mut tx, self.backend, &committed.zone.name, Some(committed.zone.serial)).await?;
+            (queue::Outcome::Written(committed), announced) => {
+                if !announced {
+                    announce(&mut tx, self.backend, &committed.zone.name, Some(committed.zone.serial)).await?;
+                }
                 tx.commit().await?;
                 Ok(committed)
             }
-            queue::Outcome::Unchanged(committed) => {
+            (queue::Outcome::Unchanged(committed), _) => {
                 tx.rollback().await?;
                 Ok(committed)
             }
@@ -936,9 +939,11 @@ async fn lock_zone(
     Ok(zone)
 }
 
-/// Step 3 of a change inside `tx`, short of announcing and committing: write
-/// the plan and the new SOA, move the serial, journal. `Unchanged` when the
-/// change writes nothing (the caller rolls back).
+/// Step 3 of a change inside `tx`, short of committing: write the plan and
+/// the new SOA, move the serial, journal. `Unchanged` when the change writes
+/// nothing (the caller rolls back). With `announce`, the change's
+/// notification goes in the same statement where it can (PostgreSQL's one
+/// statement path); the flag returned says whether it went.
 #[allow(clippy::too_many_arguments)]
 async fn finish_write(
     tx: &mut Transaction<'static, Any>,
@@ -951,10 +956,11 @@ async fn finish_write(
     summary: &str,
     author: &Author<'_>,
     now: i64,
-) -> Result<queue::Outcome> {
+    announce: bool,
+) -> Result<(queue::Outcome, bool)> {
     let Some(next) = next_soa(options.serial_policy, &zone, old_soa, &plan, new_soa_fields.as_deref(), now)? else {
         let zone = ZoneRecord { version: zone.version - 1, ..zone };
-        return Ok(queue::Outcome::Unchanged(Committed { zone, change: None, diff: None }));
+        return Ok((queue::Outcome::Unchanged(Committed { zone, change: None, diff: None }), false));
     };
     if backend == Backend::Postgres {
         if let Planned::Batch(batch) = &plan {
@@ -976,13 +982,12 @@ async fn finish_write(
                     .map(|(key, _)| (key.owner.to_string(), key.rtype))
                     .collect();
                 let (diff, rrset_delta) = next.diff(&zone, plan);
+                let announce = announce.then(|| format!("{} {}", zone.name, diff.new_serial.0));
                 let written = WrittenChange { zone_id: zone.id, diff: &diff, rrset_delta, author, now, summary };
-                let (zone, change) = written.in_one_statement(tx, upserts, deletes).await?;
-                return Ok(queue::Outcome::Written(Committed {
-                    zone,
-                    change: Some(change),
-                    diff: Some(std::sync::Arc::new(diff)),
-                }));
+                let announced = announce.is_some();
+                let (zone, change) = written.in_one_statement(tx, upserts, deletes, announce).await?;
+                let committed = Committed { zone, change: Some(change), diff: Some(std::sync::Arc::new(diff)) };
+                return Ok((queue::Outcome::Written(committed), announced));
             }
         }
     }
@@ -1003,7 +1008,8 @@ async fn finish_write(
     if backend == Backend::Sqlite && zone.version % 16 == 0 {
         duties::trim_journal(tx, zone.id, options.journal_keep).await?;
     }
-    Ok(queue::Outcome::Written(Committed { zone, change: Some(change), diff: Some(std::sync::Arc::new(diff)) }))
+    let committed = Committed { zone, change: Some(change), diff: Some(std::sync::Arc::new(diff)) };
+    Ok((queue::Outcome::Written(committed), false))
 }
 
 /// `sql` with each `$n` parameter moved on to `$(n + offset)`.
@@ -1046,6 +1052,7 @@ impl WrittenChange<'_> {
         tx: &mut Transaction<'static, Any>,
         upserts: Vec<RRsetRow>,
         deletes: Vec<(String, RecordType)>,
+        announce: Option<String>,
     ) -> Result<(ZoneRecord, ChangeRecord)> {
         let mut markers = Markers::new(Backend::Postgres);
         let mut parts = Vec::new();
@@ -1064,7 +1071,13 @@ impl WrittenChange<'_> {
         };
         parts.push(format!("zone AS ({} RETURNING {ZONE_COLUMNS})", shift(UPDATE_ZONE_SERIAL, &mut markers, 3)));
         parts.push(format!("entry AS ({} RETURNING id)", shift(INSERT_JOURNAL, &mut markers, 11)));
-        let sql = format!("WITH {} SELECT zone.*, entry.id AS change_id FROM zone, entry", parts.join(", "));
+        // The notification (`announce`'s payload) with it: delivered at
+        // commit, as from its own statement.
+        let notify = match announce {
+            Some(_) => format!(", pg_notify({}, {})", markers.take(1), markers.take(1)),
+            None => String::new(),
+        };
+        let sql = format!("WITH {} SELECT zone.*, entry.id AS change_id{notify} FROM zone, entry", parts.join(", "));
         let mut query = sqlx::query(&sql).persistent(upserts.len() + deletes.len() <= 2);
         for row in upserts {
             query =
@@ -1078,7 +1091,7 @@ impl WrittenChange<'_> {
         }
         let diff = self.diff;
         let records = (diff.removed.len() + diff.added.len()) as i64;
-        let row = query
+        query = query
             .bind(self.zone_id)
             .bind(diff.new_serial.0 as i64)
             .bind(self.rrset_delta)
@@ -1092,9 +1105,11 @@ impl WrittenChange<'_> {
             .bind(self.summary.to_string())
             .bind(diff.removed.encoded())
             .bind(diff.added.encoded())
-            .bind(records)
-            .fetch_one(&mut **tx)
-            .await?;
+            .bind(records);
+        if let Some(payload) = announce {
+            query = query.bind(CHANGES_CHANNEL).bind(payload);
+        }
+        let row = query.fetch_one(&mut **tx).await?;
         let zone = zone_from_row(&row)?;
         let change = ChangeRecord {
             id: row.int("change_id")?,

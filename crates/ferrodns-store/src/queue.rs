@@ -124,11 +124,18 @@ async fn attempt(pool: &AnyPool, options: &StoreOptions, batch: &[Job]) -> Resul
     let several = batch.len() > 1;
     let mut results = Vec::with_capacity(batch.len());
     let mut last = None;
+    let mut already_announced = false;
     for job in batch {
         if several {
             sqlx::query("SAVEPOINT change").execute(&mut *tx).await?;
         }
-        let outcome = change_in(&mut tx, options, job).await;
+        // A job alone announces its commit in its own statement.
+        let outcome = change_in(&mut tx, options, job, !several).await.map(|(outcome, announced)| {
+            if announced {
+                already_announced = true;
+            }
+            outcome
+        });
         if several {
             if !matches!(outcome, Ok(Outcome::Written(_))) {
                 sqlx::query("ROLLBACK TO SAVEPOINT change").execute(&mut *tx).await?;
@@ -148,7 +155,9 @@ async fn attempt(pool: &AnyPool, options: &StoreOptions, batch: &[Job]) -> Resul
         // One notification for the batch: other nodes read what changed
         // from the journal, up to the serial it names.
         Some((zone, serial)) => {
-            announce(&mut tx, Backend::Postgres, &zone, Some(serial)).await?;
+            if !already_announced {
+                announce(&mut tx, Backend::Postgres, &zone, Some(serial)).await?;
+            }
             tx.commit().await?;
         }
         None => {
@@ -160,7 +169,12 @@ async fn attempt(pool: &AnyPool, options: &StoreOptions, batch: &[Job]) -> Resul
 }
 
 /// One job inside `tx`: the steps of `Store::apply_changes`.
-async fn change_in(tx: &mut Transaction<'static, Any>, options: &StoreOptions, job: &Job) -> Result<Outcome> {
+async fn change_in(
+    tx: &mut Transaction<'static, Any>,
+    options: &StoreOptions,
+    job: &Job,
+    announce: bool,
+) -> Result<(Outcome, bool)> {
     let zone = lock_zone(tx, &job.apex, &job.scope(), job.if_match.as_deref(), job.now).await?;
     let owners = edit::touched_owners(&job.changes);
     let (current, soa) = load_owners_and_soa(tx, Backend::Postgres, zone.id, &job.apex, &owners).await?;
@@ -176,6 +190,7 @@ async fn change_in(tx: &mut Transaction<'static, Any>, options: &StoreOptions, j
         &job.summary,
         &job.author(),
         job.now,
+        announce,
     )
     .await
 }
