@@ -674,9 +674,15 @@ impl ControlPlane {
                         return Ok(());
                     }
                     Ok(Applied::Gap) => {
-                        let served = self.live.snapshot().get(&key).map(|z| z.serial());
-                        let behind = served.is_some_and(|served| diff.old_serial.is_newer_than(served));
-                        if behind && tokio::time::timeout_at(deadline, turn).await.is_ok() {
+                        let Some(served) = self.live.snapshot().get(&key).map(|z| z.serial()) else { break };
+                        if served == diff.old_serial && tokio::time::Instant::now() < deadline {
+                            // The predecessor was published just after the
+                            // attempt: try again, rather than reload.
+                            continue;
+                        }
+                        if diff.old_serial.is_newer_than(served)
+                            && tokio::time::timeout_at(deadline, turn).await.is_ok()
+                        {
                             continue;
                         }
                         break;
