@@ -513,7 +513,7 @@ impl Store {
         .await?;
         let zone = zone_from_row(&row)?;
         let writes: Vec<(RRsetKey, Option<RRsetData>)> = rrsets.iter().map(|s| (s.key(), Some(s.clone()))).collect();
-        write_rrsets(&mut tx, self.backend, zone.id, &writes, None).await?;
+        write_rrsets(&mut tx, self.backend, zone.id, &writes).await?;
         let mut added = Records::new();
         for set in &rrsets {
             set.rdatas.iter().for_each(|r| added.push(&set.owner, set.rtype, set.ttl, r));
@@ -958,42 +958,29 @@ async fn finish_write(
     now: i64,
     announce: bool,
 ) -> Result<(queue::Outcome, bool)> {
-    let Some(next) = next_soa(options.serial_policy, &zone, old_soa, &plan, new_soa_fields.as_deref(), now)? else {
+    let Some(next) = next_soa(options.serial_policy, &zone, old_soa, plan.is_empty(), new_soa_fields.as_deref(), now)?
+    else {
         let zone = ZoneRecord { version: zone.version - 1, ..zone };
         return Ok((queue::Outcome::Unchanged(Committed { zone, change: None, diff: None }), false));
     };
-    if backend == Backend::Postgres {
-        if let Planned::Batch(batch) = &plan {
-            let soa = next.soa(&zone.name);
-            let writes_soa = batch.writes.iter().any(|(key, _)| *key == soa.key());
-            let deleted = batch.writes.iter().filter(|(_, set)| set.is_none()).count();
-            if !writes_soa && batch.writes.len() - deleted < WRITE_CHUNK && deleted <= WRITE_CHUNK {
-                let upserts: Vec<RRsetRow> = batch
-                    .writes
-                    .iter()
-                    .filter_map(|(_, set)| set.as_ref())
-                    .chain(std::iter::once(&soa))
-                    .map(RRsetRow::from)
-                    .collect();
-                let deletes: Vec<(String, RecordType)> = batch
-                    .writes
-                    .iter()
-                    .filter(|(_, set)| set.is_none())
-                    .map(|(key, _)| (key.owner.to_string(), key.rtype))
-                    .collect();
-                let (diff, rrset_delta) = next.diff(&zone, plan);
-                let announce = announce.then(|| format!("{} {}", zone.name, diff.new_serial.0));
-                let written = WrittenChange { zone_id: zone.id, diff: &diff, rrset_delta, author, now, summary };
-                let announced = announce.is_some();
-                let (zone, change) = written.in_one_statement(tx, upserts, deletes, announce).await?;
-                let committed = Committed { zone, change: Some(change), diff: Some(std::sync::Arc::new(diff)) };
-                return Ok((queue::Outcome::Written(committed), announced));
-            }
+    let soa = next.soa(&zone.name);
+    if let (Backend::Postgres, Planned::Batch(batch)) = (backend, &plan) {
+        let rows = BatchRows::new(&batch.writes, &soa);
+        if rows.fit_one_statement() {
+            let (diff, rrset_delta) = next.diff(&zone, plan);
+            let announce = announce.then(|| format!("{} {}", zone.name, diff.new_serial.0));
+            let written = WrittenChange { zone_id: zone.id, diff: &diff, rrset_delta, author, now, summary };
+            let announced = announce.is_some();
+            let (zone, change) = written.in_one_statement(tx, rows.upserts, rows.deletes, announce).await?;
+            let committed = Committed { zone, change: Some(change), diff: Some(std::sync::Arc::new(diff)) };
+            return Ok((queue::Outcome::Written(committed), announced));
         }
+        rows.write(tx, backend, zone.id).await?;
+    } else {
+        // The plan's rows and the new SOA in one statement (for a batch of
+        // up to a few hundred RRsets).
+        plan.write_with(tx, backend, zone.id, soa).await?;
     }
-    // The plan's rows and the new SOA in one statement (for a batch of
-    // up to a few hundred RRsets).
-    plan.write_with(tx, backend, zone.id, next.soa(&zone.name)).await?;
     let (diff, rrset_delta) = next.diff(&zone, plan);
     let row = sqlx::query(&format!("{UPDATE_ZONE_SERIAL} RETURNING {ZONE_COLUMNS}"))
         .bind(zone.id)
@@ -1132,14 +1119,14 @@ fn next_soa(
     policy: SerialPolicy,
     zone: &ZoneRecord,
     old_soa: RRsetData,
-    plan: &Planned,
+    plan_is_empty: bool,
     new_soa_fields: Option<&[u8]>,
     now: i64,
 ) -> Result<Option<NextSoa>> {
     let old_rdata = old_soa.rdatas.first().cloned().unwrap_or_default();
     let soa_fields_change = new_soa_fields
         .is_some_and(|fields| ferrodns_proto::rdata::with_soa_serial(fields, zone.serial).as_ref() != Some(&old_rdata));
-    if plan.is_empty() && !soa_fields_change {
+    if plan_is_empty && !soa_fields_change {
         return Ok(None);
     }
     let mut serial = next_serial(zone.serial, policy, now);
@@ -1869,31 +1856,59 @@ async fn load_owners_and_soa(
         return Ok((working, read_soa(tx, zone_id, apex).await?));
     }
     let sql = owners_and_soa_sql(backend, owners.len());
+    let mut read = OwnersAndSoa::new(apex, owners);
     // Not prepared, as in `load_owners`.
     let mut query = sqlx::query(&sql).persistent(false).bind(zone_id);
-    let apex_text = apex.to_lowercase().to_string();
-    if owners.is_empty() {
-        query = query.bind(apex_text.clone());
+    for text in read.text_parameters(owners) {
+        query = query.bind(text);
     }
-    for owner in owners {
-        query = query.bind(owner.to_lowercase().to_string());
+    for row in query.bind(RecordType::SOA.0 as i64).fetch_all(&mut **tx).await? {
+        read.take(rrset_from_row(&row)?);
     }
-    query = query.bind(apex_text.clone()).bind(RecordType::SOA.0 as i64);
-    let touched: std::collections::HashSet<String> = owners.iter().map(|o| o.to_lowercase().to_string()).collect();
-    let mut working = Working::new();
-    let mut soa = None;
-    for row in query.fetch_all(&mut **tx).await? {
-        let set = rrset_from_row(&row)?;
+    read.finish()
+}
+
+/// What a read of [`owners_and_soa_sql`] returns, sorted: the RRsets at the
+/// touched owners, and the zone's SOA.
+struct OwnersAndSoa {
+    apex: String,
+    touched: std::collections::HashSet<String>,
+    working: Working,
+    soa: Option<RRsetData>,
+}
+
+impl OwnersAndSoa {
+    fn new(apex: &Name, owners: &[Name]) -> OwnersAndSoa {
+        let touched = owners.iter().map(|o| o.to_lowercase().to_string()).collect();
+        OwnersAndSoa { apex: apex.to_lowercase().to_string(), touched, working: Working::new(), soa: None }
+    }
+
+    /// The statement's text parameters for `owners` (all of them, or a
+    /// chunk), in order: after the zone id, before the SOA's type.
+    fn text_parameters(&self, owners: &[Name]) -> Vec<String> {
+        let mut texts = Vec::with_capacity(owners.len() + 2);
+        if owners.is_empty() {
+            texts.push(self.apex.clone());
+        }
+        texts.extend(owners.iter().map(|owner| owner.to_lowercase().to_string()));
+        texts.push(self.apex.clone());
+        texts
+    }
+
+    fn take(&mut self, set: RRsetData) {
         let owner = set.owner.to_string();
-        if set.rtype == RecordType::SOA && owner == apex_text {
-            soa = Some(set.clone());
+        if set.rtype == RecordType::SOA && owner == self.apex {
+            self.soa = Some(set.clone());
         }
-        if touched.contains(&owner) {
-            working.insert(set.key(), set);
+        if self.touched.contains(&owner) {
+            self.working.insert(set.key(), set);
         }
     }
-    let soa = soa.ok_or_else(|| corrupt("the zone has no SOA"))?;
-    Ok((working, soa))
+
+    fn finish(self) -> Result<(Working, RRsetData)> {
+        let soa = self.soa.ok_or_else(|| corrupt("the zone has no SOA"))?;
+        Ok((self.working, soa))
+    }
 }
 
 async fn load_owners(
@@ -1940,9 +1955,7 @@ impl Planned {
         }
     }
 
-    /// Writes the plan and `soa`, the zone's new SOA: in the same
-    /// statements when the plan does not write the SOA itself (one upsert
-    /// may not touch a row twice).
+    /// Writes the plan and `soa`, the zone's new SOA.
     async fn write_with(
         &self,
         tx: &mut Transaction<'static, Any>,
@@ -1951,13 +1964,7 @@ impl Planned {
         soa: RRsetData,
     ) -> Result<()> {
         match self {
-            Planned::Batch(plan) => {
-                if plan.writes.iter().any(|(key, _)| *key == soa.key()) {
-                    write_rrsets(tx, backend, zone_id, &plan.writes, None).await?;
-                    return write_rrsets(tx, backend, zone_id, &[], Some(&soa)).await;
-                }
-                write_rrsets(tx, backend, zone_id, &plan.writes, Some(&soa)).await
-            }
+            Planned::Batch(plan) => BatchRows::new(&plan.writes, &soa).write(tx, backend, zone_id).await,
             Planned::Import(plan) => {
                 // An import's sides never hold the SOA (it comes apart).
                 let upserts = plan.upserts().map(|set| RRsetRow {
@@ -2004,16 +2011,52 @@ impl From<&RRsetData> for RRsetRow {
     }
 }
 
-/// Upserts and deletes RRset rows (`None` deletes), and upserts `also`
-/// in the same statement.
+/// A batch's rows to write with the zone's new SOA: the upserts, with the
+/// SOA among them unless the plan writes the SOA itself (one upsert may not
+/// touch a row twice: it is then `soa_apart`, for a statement of its own),
+/// and the deletes. Every database's change path writes these.
+struct BatchRows {
+    upserts: Vec<RRsetRow>,
+    deletes: Vec<(String, RecordType)>,
+    soa_apart: Option<RRsetRow>,
+}
+
+impl BatchRows {
+    fn new(writes: &[(RRsetKey, Option<RRsetData>)], soa: &RRsetData) -> BatchRows {
+        let mut upserts: Vec<RRsetRow> =
+            writes.iter().filter_map(|(_, set)| set.as_ref()).map(RRsetRow::from).collect();
+        let deletes = writes.iter().filter(|(_, set)| set.is_none()).map(|(key, _)| (key.owner.to_string(), key.rtype));
+        let mut soa_apart = None;
+        if writes.iter().any(|(key, _)| *key == soa.key()) {
+            soa_apart = Some(RRsetRow::from(soa));
+        } else {
+            upserts.push(RRsetRow::from(soa));
+        }
+        BatchRows { upserts, deletes: deletes.collect(), soa_apart }
+    }
+
+    /// Whether PostgreSQL's one-statement path takes them.
+    fn fit_one_statement(&self) -> bool {
+        self.soa_apart.is_none() && self.upserts.len() <= WRITE_CHUNK && self.deletes.len() <= WRITE_CHUNK
+    }
+
+    async fn write(self, tx: &mut Transaction<'static, Any>, backend: Backend, zone_id: i64) -> Result<()> {
+        write_rows(tx, backend, zone_id, self.upserts.into_iter(), self.deletes.into_iter()).await?;
+        if let Some(soa) = self.soa_apart {
+            write_rows(tx, backend, zone_id, std::iter::once(soa), std::iter::empty()).await?;
+        }
+        Ok(())
+    }
+}
+
+/// Upserts and deletes RRset rows (`None` deletes).
 async fn write_rrsets(
     tx: &mut Transaction<'static, Any>,
     backend: Backend,
     zone_id: i64,
     writes: &[(RRsetKey, Option<RRsetData>)],
-    also: Option<&RRsetData>,
 ) -> Result<()> {
-    let upserts = writes.iter().filter_map(|(_, w)| w.as_ref()).chain(also).map(RRsetRow::from);
+    let upserts = writes.iter().filter_map(|(_, w)| w.as_ref()).map(RRsetRow::from);
     let deletes = writes.iter().filter(|(_, w)| w.is_none()).map(|(key, _)| (key.owner.to_string(), key.rtype));
     write_rows(tx, backend, zone_id, upserts, deletes).await
 }

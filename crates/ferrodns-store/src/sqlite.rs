@@ -22,7 +22,7 @@
 
 use std::sync::{mpsc, Arc, Mutex};
 
-use ferrodns_proto::Name;
+use ferrodns_proto::{Name, RecordType};
 use ferrodns_zone::edit::{self, Working};
 use rusqlite::types::Value;
 use rusqlite::{Connection, TransactionBehavior};
@@ -30,8 +30,9 @@ use rusqlite::{Connection, TransactionBehavior};
 use crate::queue::{copy_error, Job, Outcome};
 use crate::{
     change_from_row, check_version, delete_rrsets_sql, duties, next_soa, owners_and_soa_sql, rrset_from_row,
-    upsert_sql, zone_from_row, Backend, Columns, Committed, Planned, RRsetRow, Result, StoreError, StoreOptions,
-    ZoneRecord, CHANGE_COLUMNS, INSERT_JOURNAL, UPDATE_ZONE_SERIAL, UPDATE_ZONE_VERSION, WRITE_CHUNK, ZONE_COLUMNS,
+    upsert_sql, zone_from_row, Backend, BatchRows, Columns, Committed, OwnersAndSoa, Planned, RRsetRow, Result,
+    StoreError, StoreOptions, ZoneRecord, CHANGE_COLUMNS, INSERT_JOURNAL, UPDATE_ZONE_SERIAL, UPDATE_ZONE_VERSION,
+    WRITE_CHUNK, ZONE_COLUMNS,
 };
 
 /// The most changes one transaction takes from the queue.
@@ -152,30 +153,19 @@ fn apply(conn: &Connection, options: &StoreOptions, job: &Job) -> Result<Outcome
 
     let (current, soa) = load_owners_and_soa(conn, &zone, &edit::touched_owners(&job.changes))?;
     let plan = edit::plan(&apex, current, &job.changes, &options.limits).map_err(StoreError::Rejected)?;
-    let plan = Planned::Batch(plan);
-    let Some(next) = next_soa(options.serial_policy, &zone, soa, &plan, None, job.now)? else {
+    let Some(next) = next_soa(options.serial_policy, &zone, soa, plan.writes.is_empty(), None, job.now)? else {
         return Ok(Outcome::Unchanged(Committed {
             zone: ZoneRecord { version: zone.version - 1, ..zone },
             change: None,
             diff: None,
         }));
     };
-    let Planned::Batch(batch) = &plan else { unreachable!("a batch was planned") };
-    let soa = next.soa(&zone.name);
-    let writes_soa = batch.writes.iter().any(|(key, _)| *key == soa.key());
-    let mut upserts: Vec<&edit::RRsetData> = batch.writes.iter().filter_map(|(_, set)| set.as_ref()).collect();
-    let deletes: Vec<&edit::RRsetKey> =
-        batch.writes.iter().filter(|(_, set)| set.is_none()).map(|(key, _)| key).collect();
-    // The new SOA goes with the plan's rows, unless the plan writes the SOA
-    // itself: one upsert may not touch a row twice.
-    if !writes_soa {
-        upserts.push(&soa);
+    let rows = BatchRows::new(&plan.writes, &next.soa(&zone.name));
+    write_rows(conn, zone.id, rows.upserts, rows.deletes)?;
+    if let Some(soa) = rows.soa_apart {
+        write_rows(conn, zone.id, vec![soa], Vec::new())?;
     }
-    write_rows(conn, zone.id, &upserts, &deletes)?;
-    if writes_soa {
-        write_rows(conn, zone.id, &[&soa], &[])?;
-    }
-    let (diff, rrset_delta) = next.diff(&zone, plan);
+    let (diff, rrset_delta) = next.diff(&zone, Planned::Batch(plan));
     let zone = query_row(
         conn,
         &format!("{UPDATE_ZONE_SERIAL} RETURNING {ZONE_COLUMNS}"),
@@ -216,49 +206,35 @@ fn apply(conn: &Connection, options: &StoreOptions, job: &Job) -> Result<Outcome
 /// The RRsets at `owners` and the zone's SOA, as `load_owners_and_soa`
 /// reads them on PostgreSQL.
 fn load_owners_and_soa(conn: &Connection, zone: &ZoneRecord, owners: &[Name]) -> Result<(Working, edit::RRsetData)> {
-    let apex = zone.name.to_string();
-    let touched: std::collections::HashSet<String> = owners.iter().map(|o| o.to_lowercase().to_string()).collect();
-    let mut working = Working::new();
-    let mut soa = None;
+    let mut read = OwnersAndSoa::new(&zone.name, owners);
     let chunks: Vec<&[Name]> = if owners.is_empty() { vec![&[]] } else { owners.chunks(500).collect() };
     for chunk in chunks {
-        let sql = owners_and_soa_sql(Backend::Sqlite, chunk.len());
         let mut values = vec![Value::Integer(zone.id)];
-        if chunk.is_empty() {
-            values.push(Value::Text(apex.clone()));
-        }
-        values.extend(chunk.iter().map(|owner| Value::Text(owner.to_lowercase().to_string())));
-        values.push(Value::Text(apex.clone()));
-        values.push(Value::Integer(ferrodns_proto::RecordType::SOA.0 as i64));
-        let mut statement = conn.prepare_cached(&sql)?;
+        values.extend(read.text_parameters(chunk).into_iter().map(Value::Text));
+        values.push(Value::Integer(RecordType::SOA.0 as i64));
+        let mut statement = conn.prepare_cached(&owners_and_soa_sql(Backend::Sqlite, chunk.len()))?;
         bind(&mut statement, &values)?;
         let mut rows = statement.raw_query();
         while let Some(row) = rows.next()? {
-            let set = rrset_from_row(row)?;
-            let owner = set.owner.to_string();
-            if set.rtype == ferrodns_proto::RecordType::SOA && owner == apex {
-                soa = Some(set.clone());
-            }
-            if touched.contains(&owner) {
-                working.insert(set.key(), set);
-            }
+            read.take(rrset_from_row(row)?);
         }
     }
-    let soa = soa.ok_or_else(|| StoreError::Corrupt("the zone has no SOA".into()))?;
-    Ok((working, soa))
+    read.finish()
 }
 
 /// Upserts and deletes RRset rows in chunks, as `write_rows` does.
 fn write_rows(
     conn: &Connection,
     zone_id: i64,
-    upserts: &[&edit::RRsetData],
-    deletes: &[&edit::RRsetKey],
+    upserts: Vec<RRsetRow>,
+    deletes: Vec<(String, RecordType)>,
 ) -> Result<()> {
-    for chunk in upserts.chunks(WRITE_CHUNK) {
+    let mut upserts = upserts.into_iter().peekable();
+    while upserts.peek().is_some() {
+        let chunk: Vec<RRsetRow> = upserts.by_ref().take(WRITE_CHUNK).collect();
         let mut values = Vec::with_capacity(chunk.len() * 5);
-        for set in chunk {
-            let row = RRsetRow::from(*set);
+        let sql = upsert_sql(Backend::Sqlite, chunk.len());
+        for row in chunk {
             values.extend([
                 Value::Integer(zone_id),
                 Value::Text(row.owner),
@@ -267,13 +243,13 @@ fn write_rows(
                 Value::Blob(row.rdata),
             ]);
         }
-        execute(conn, &upsert_sql(Backend::Sqlite, chunk.len()), &values)?;
+        execute(conn, &sql, &values)?;
     }
     for chunk in deletes.chunks(WRITE_CHUNK) {
         let mut values = vec![Value::Integer(zone_id)];
-        for key in chunk {
-            values.push(Value::Text(key.owner.to_string()));
-            values.push(Value::Integer(key.rtype.0 as i64));
+        for (owner, rtype) in chunk {
+            values.push(Value::Text(owner.clone()));
+            values.push(Value::Integer(rtype.0 as i64));
         }
         execute(conn, &delete_rrsets_sql(Backend::Sqlite, chunk.len()), &values)?;
     }
