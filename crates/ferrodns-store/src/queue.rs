@@ -57,7 +57,7 @@ pub(crate) enum Outcome {
 }
 
 /// The same failure for each change of a failed transaction.
-pub(crate) fn copy_error(error: &StoreError) -> StoreError {
+fn copy_error(error: &StoreError) -> StoreError {
     match error {
         StoreError::Unavailable(detail) => StoreError::Unavailable(detail.clone()),
         other => StoreError::Database(other.to_string()),
@@ -102,17 +102,24 @@ impl Queues {
 
 /// Commits `batch` in one transaction and answers each job.
 async fn commit(pool: &AnyPool, options: &StoreOptions, batch: Vec<Job>) {
-    let results = match attempt(pool, options, &batch).await {
-        Ok(results) => results,
-        Err(error) => {
-            if batch.len() > 1 {
-                tracing::warn!(changes = batch.len(), %error, "a batch of changes to one zone failed");
-            }
-            batch.iter().map(|_| Err(copy_error(&error))).collect()
+    let outcome = attempt(pool, options, &batch).await;
+    if let Err(error) = &outcome {
+        if batch.len() > 1 {
+            tracing::warn!(changes = batch.len(), %error, "a batch of changes to one zone failed");
         }
+    }
+    answer(batch, outcome);
+}
+
+/// Answers each job of a batch with its own result or, when the
+/// transaction failed, with that failure: nothing of the batch committed.
+pub(crate) fn answer(batch: Vec<Job>, outcome: Result<Vec<Result<Committed>>>) {
+    let results = match outcome {
+        Ok(results) => results,
+        Err(error) => batch.iter().map(|_| Err(copy_error(&error))).collect(),
     };
     for (job, result) in batch.into_iter().zip(results) {
-        // The caller may have gone; the change stands.
+        // The caller may have gone (a dropped request); the change stands.
         let _ = job.reply.send(result);
     }
 }

@@ -27,7 +27,7 @@ use ferrodns_zone::edit::{self, Working};
 use rusqlite::types::Value;
 use rusqlite::{Connection, TransactionBehavior};
 
-use crate::queue::{copy_error, Job, Outcome};
+use crate::queue::{answer, Job, Outcome};
 use crate::{
     change_from_row, check_version, delete_rrsets_sql, duties, next_soa, owners_and_soa_sql, rrset_from_row,
     upsert_sql, zone_from_row, Backend, BatchRows, Columns, Committed, OwnersAndSoa, Planned, RRsetRow, Result,
@@ -88,52 +88,42 @@ fn run(mut conn: Connection, jobs: mpsc::Receiver<Job>, options: StoreOptions, l
                 Err(_) => break,
             }
         }
-        let results = {
+        let outcome = {
             let _writer = lock.blocking_lock();
             commit(&mut conn, &options, &batch)
         };
-        for (job, result) in batch.into_iter().zip(results) {
-            // The caller may have gone (a dropped request); the change stands.
-            let _ = job.reply.send(result);
+        if let Err(error) = &outcome {
+            tracing::warn!(changes = batch.len(), %error, "an SQLite change transaction failed");
         }
+        answer(batch, outcome);
     }
 }
 
-/// Runs `batch` in one transaction, each change in a savepoint.
-fn commit(conn: &mut Connection, options: &StoreOptions, batch: &[Job]) -> Vec<Result<Committed>> {
-    let mut attempt = || -> Result<Vec<Result<Committed>>> {
-        let mut tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let mut results = Vec::with_capacity(batch.len());
-        for job in batch {
-            let mut savepoint = tx.savepoint()?;
-            match apply(&savepoint, options, job) {
-                Ok(Outcome::Written(committed)) => {
-                    savepoint.commit()?;
-                    results.push(Ok(committed));
-                }
-                Ok(Outcome::Unchanged(committed)) => {
-                    // Rolling back returns the version the change took.
-                    savepoint.rollback()?;
-                    results.push(Ok(committed));
-                }
-                Err(error) => {
-                    savepoint.rollback()?;
-                    results.push(Err(error));
-                }
+/// Runs `batch` in one transaction, each change in a savepoint: each
+/// change's result, or why the transaction failed.
+fn commit(conn: &mut Connection, options: &StoreOptions, batch: &[Job]) -> Result<Vec<Result<Committed>>> {
+    let mut tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let mut results = Vec::with_capacity(batch.len());
+    for job in batch {
+        let mut savepoint = tx.savepoint()?;
+        match apply(&savepoint, options, job) {
+            Ok(Outcome::Written(committed)) => {
+                savepoint.commit()?;
+                results.push(Ok(committed));
+            }
+            Ok(Outcome::Unchanged(committed)) => {
+                // Rolling back returns the version the change took.
+                savepoint.rollback()?;
+                results.push(Ok(committed));
+            }
+            Err(error) => {
+                savepoint.rollback()?;
+                results.push(Err(error));
             }
         }
-        tx.commit()?;
-        Ok(results)
-    };
-    match attempt() {
-        Ok(results) => results,
-        Err(error) => {
-            // Nothing of the batch committed; each change hears why.
-            let detail = error.to_string();
-            tracing::warn!(changes = batch.len(), error = %detail, "an SQLite change transaction failed");
-            batch.iter().map(|_| Err(copy_error(&error))).collect()
-        }
     }
+    tx.commit()?;
+    Ok(results)
 }
 
 /// One change, as `Store::begin_change` and `Store::finish_change` make it.
@@ -404,7 +394,7 @@ pub(crate) mod tests {
             job("a.test.", None, vec![upsert("www.a.test.", RecordType::A, &[192, 0, 2, 4])]),
         ];
         let mut conn = Connection::open(dir.join("ferrodns.db")).unwrap();
-        let results = commit(&mut conn, &StoreOptions::default(), &batch);
+        let results = commit(&mut conn, &StoreOptions::default(), &batch).unwrap();
         let serials: Vec<Option<u32>> = results.iter().map(|r| r.as_ref().ok().map(|c| c.zone.serial.0)).collect();
         assert_eq!(serials, [Some(2), None, None, Some(2), Some(3), Some(3)], "{results:?}");
         assert!(matches!(results[1], Err(StoreError::VersionMismatch { current }) if current == a.version + 1));
