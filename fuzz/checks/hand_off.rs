@@ -31,7 +31,7 @@ fn primary() -> &'static (Primary, tokio::runtime::Runtime) {
         access.networks.push(Network::parse("127.0.0.0/8").unwrap());
         access.keys.push(Key::parse("fuzz-key:hmac-sha256:ZnV6ei1rZXktc2VjcmV0LWZvci10aGUtdGFyZ2V0cw==").unwrap());
         let zones = Arc::new(ArcSwap::from_pointee(corpus_zones().clone()));
-        let primary = Primary::new(zones, Arc::new(access), None, None, Arc::new(Peers::default()));
+        let primary = Primary::new(zones, Arc::new(access), None, None, Arc::new(Peers::default()), Arc::default());
         primary.set_notify_listener(Arc::new(Listener));
         let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
         (primary, runtime)

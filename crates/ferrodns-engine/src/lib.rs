@@ -6,10 +6,18 @@
 //! ```text
 //!   bytes ─▶ parse ─▶ control? ─▶ opcode ─▶ edns ─▶ question ─▶ zone ─▶ resolve ─▶ bytes
 //!            │        │           │         │       │            │         │
-//!            drop/    hand off    NOTIMP    BADVERS FORMERR/     REFUSED   NOERROR/NXDOMAIN/
-//!            FORMERR                        FORMERR NOTIMP/                YXDOMAIN
-//!                                                   REFUSED
+//!            drop/    hand off    NOTIMP/   BADVERS FORMERR/     REFUSED/  NOERROR/NXDOMAIN/
+//!            FORMERR              NOTAUTH   FORMERR NOTIMP/      SERVFAIL  YXDOMAIN
+//!                                                   REFUSED/
+//!                                                   CH answers
 //! ```
+//!
+//! Every answer to a query with EDNS carries the server's NSID when the
+//! query asks for it and one is set ([`ServerIdentity`]), and the refusals
+//! and failures that have a reason to tell carry an Extended DNS Error
+//! (RFC 8914): Not Authoritative for a name in none of our zones, Invalid
+//! Data for an expired zone, Prohibited for a transfer this path does not
+//! serve or a version not told.
 //!
 //! Control traffic (NOTIFY, AXFR and IXFR, and anything TSIG-signed) is not
 //! answered here: [`respond`] returns [`Outcome::HandOff`] and the transport
@@ -23,9 +31,12 @@
 //! query: the message writer works in the caller's buffer and every scratch
 //! space here is a fixed-size array on the stack.
 
+pub mod identity;
 pub mod transfer;
 
-use ferrodns_proto::message::{flags, write_plain_answer, Section, HEADER_LEN, OPT_LEN};
+pub use identity::{ServerIdentity, ANONYMOUS};
+
+use ferrodns_proto::message::{ede, flags, write_plain_answer, EdeOption, Section, HEADER_LEN, OPT_LEN};
 use ferrodns_proto::name::{self, NameBuf, MAX_NAME_LEN};
 use ferrodns_proto::rdata::additional_name_at;
 use ferrodns_proto::{
@@ -83,15 +94,24 @@ pub enum Outcome {
 }
 
 /// Answers one query from `zones`, writing the response into `out`, or
-/// hands control traffic back to the caller.
+/// hands control traffic back to the caller. The server tells nothing about
+/// itself ([`ANONYMOUS`]).
 pub fn respond(zones: &ZoneSet, packet: &[u8], transport: Transport, out: &mut Vec<u8>) -> Outcome {
-    respond_inner(zones, packet, transport, out, true)
+    respond_inner(zones, &ANONYMOUS, packet, transport, out, true)
 }
 
-/// As [`respond`], but answers control traffic as a plain query: NOTIFY gets
-/// NOTIMP, transfers REFUSED, and a signed query an unsigned answer.
-pub fn respond_unsigned(zones: &ZoneSet, packet: &[u8], transport: Transport, out: &mut Vec<u8>) -> Outcome {
-    respond_inner(zones, packet, transport, out, false)
+/// As [`respond`] as `server`, but answers control traffic as a plain query:
+/// NOTIFY gets NOTAUTH (we take it from no one), a transfer NOTIMP over UDP
+/// (as Knot and NSD answer) and REFUSED over TCP, and a signed query an
+/// unsigned answer.
+pub fn respond_unsigned(
+    zones: &ZoneSet,
+    server: &ServerIdentity,
+    packet: &[u8],
+    transport: Transport,
+    out: &mut Vec<u8>,
+) -> Outcome {
+    respond_inner(zones, server, packet, transport, out, false)
 }
 
 /// True for what [`respond`] hands off: NOTIFY, AXFR, IXFR, TSIG-signed.
@@ -100,10 +120,17 @@ pub fn is_control(query: &Query) -> bool {
 }
 
 #[inline]
-fn respond_inner(zones: &ZoneSet, packet: &[u8], transport: Transport, out: &mut Vec<u8>, hand_off: bool) -> Outcome {
+fn respond_inner(
+    zones: &ZoneSet,
+    server: &ServerIdentity,
+    packet: &[u8],
+    transport: Transport,
+    out: &mut Vec<u8>,
+    hand_off: bool,
+) -> Outcome {
     let mut query = Query::new();
     match parse_query_into(packet, &mut query) {
-        Ok(()) => answer(zones, &query, None, transport, &[], out, hand_off).0,
+        Ok(()) => answer(zones, server, &query, None, transport, &[], out, hand_off).0,
         Err(error) => unreadable(packet, error, out),
     }
 }
@@ -119,7 +146,7 @@ pub fn respond_parsed(
     transport: Transport,
     out: &mut Vec<u8>,
 ) -> Outcome {
-    answer(zones, query, prefetched, transport, &[], out, true).0
+    answer(zones, &ANONYMOUS, query, prefetched, transport, &[], out, true).0
 }
 
 /// What an answer was made from, for a transport that rate-limits responses
@@ -130,19 +157,20 @@ pub struct Facts {
     pub wildcard: bool,
 }
 
-/// As [`respond_parsed`], adding `options` to the response's OPT record when
-/// the query had EDNS (EDNS options already framed: code, length, data; a
-/// DNS cookie, say), within the size limit; and telling what the answer was
-/// made from.
+/// As [`respond_parsed`] as `server`, adding `options` to the response's OPT
+/// record when the query had EDNS (EDNS options already framed: code,
+/// length, data; a DNS cookie, say), within the size limit; and telling what
+/// the answer was made from.
 pub fn respond_parsed_with(
     zones: &ZoneSet,
+    server: &ServerIdentity,
     query: &Query,
     prefetched: Option<Prefetched<'_>>,
     transport: Transport,
     options: &[u8],
     out: &mut Vec<u8>,
 ) -> (Outcome, Facts) {
-    answer(zones, query, prefetched, transport, options, out, true)
+    answer(zones, server, query, prefetched, transport, options, out, true)
 }
 
 /// The outcome for a datagram [`parse_query_into`] could not read: nothing,
@@ -154,9 +182,15 @@ pub fn unreadable(packet: &[u8], error: QueryError, out: &mut Vec<u8>) -> Outcom
     }
 }
 
+/// Room for the options of one answer: a cookie (at most 44 octets) and an
+/// NSID (at most 132).
+const MAX_OPTIONS: usize = 192;
+
 #[inline]
+#[allow(clippy::too_many_arguments)]
 fn answer(
     zones: &ZoneSet,
+    server: &ServerIdentity,
     query: &Query,
     prefetched: Option<Prefetched<'_>>,
     transport: Transport,
@@ -167,6 +201,8 @@ fn answer(
     if hand_off && is_control(query) {
         return (Outcome::HandOff, Facts::default());
     }
+    let mut joined = [0u8; MAX_OPTIONS];
+    let options = with_nsid(server, query, options, &mut joined);
     let limit = match (transport, query.edns) {
         (Transport::Tcp, _) => u16::MAX as usize,
         (Transport::Udp, None) => 512,
@@ -186,10 +222,63 @@ fn answer(
     let reserve = if query.edns.is_some() { OPT_LEN + options.len() } else { 0 };
     let mut writer = MessageWriter::new(out, limit - reserve);
     writer.set_header(query.id, flags::QR | copied);
-    let mut context = Context { zones, query, prefetched, first, zone: None, wildcard: false };
+    let mut context =
+        Context { zones, server, query, transport, prefetched, first, zone: None, wildcard: false, ede: None };
     let rcode = layers(&mut context, &mut writer);
-    finish(query, rcode, options, &mut writer);
+    finish(query, rcode, options, context.ede, &mut writer);
     (Outcome::Reply, Facts { wildcard: context.wildcard })
+}
+
+/// The transport's `options` and, when the query asks for it (RFC 5001
+/// §2.2: only then) and there is one, the NSID, in `joined`.
+#[inline]
+fn with_nsid<'o>(
+    server: &ServerIdentity,
+    query: &Query,
+    options: &'o [u8],
+    joined: &'o mut [u8; MAX_OPTIONS],
+) -> &'o [u8] {
+    match (query.edns.is_some_and(|edns| edns.nsid), server.nsid_option()) {
+        (true, Some(nsid)) if options.len() + nsid.len() <= MAX_OPTIONS => {
+            joined[..options.len()].copy_from_slice(options);
+            joined[options.len()..options.len() + nsid.len()].copy_from_slice(nsid);
+            &joined[..options.len() + nsid.len()]
+        }
+        _ => options,
+    }
+}
+
+/// REFUSED, Prohibited (RFC 8914), for a query the server could answer but
+/// policy does not let this client have: one for a forward zone from a
+/// client outside the recursion ACL, as BIND answers a denied recursion.
+/// The question is echoed; `options` are the transport's, as for
+/// [`respond_parsed_with`].
+pub fn refuse_prohibited(server: &ServerIdentity, query: &Query, options: &[u8], out: &mut Vec<u8>) -> Outcome {
+    let ede = EdeOption::new(ede::PROHIBITED, "recursion");
+    write_error_reply(server, query, Rcode::REFUSED, false, options, Some(ede), out);
+    Outcome::Reply
+}
+
+/// A reply of the question and `rcode` alone (AA when `authoritative`), and
+/// OPT when the query had EDNS: with `options`, the NSID when asked, and
+/// `ede`. The transfer service's refusals and errors are written so.
+pub fn write_error_reply(
+    server: &ServerIdentity,
+    query: &Query,
+    rcode: Rcode,
+    authoritative: bool,
+    options: &[u8],
+    ede: Option<EdeOption>,
+    out: &mut Vec<u8>,
+) {
+    let mut joined = [0u8; MAX_OPTIONS];
+    let options = with_nsid(server, query, options, &mut joined);
+    let reserve = if query.edns.is_some() { OPT_LEN + options.len() } else { 0 };
+    let mut writer = MessageWriter::new(out, u16::MAX as usize - reserve);
+    let aa = if authoritative { flags::AA } else { 0 };
+    writer.set_header(query.id, flags::QR | aa | (query.flags & (flags::OPCODE | flags::RD | flags::CD)));
+    let _ = writer.push_question(query.qname(), query.qtype, query.qclass);
+    finish(query, rcode, options, ede, &mut writer);
 }
 
 /// True when no layer before the resolve layer has anything to say about
@@ -254,7 +343,9 @@ fn write_plain(
 /// What the layers share: the inputs, and what earlier layers decided.
 struct Context<'a> {
     zones: &'a ZoneSet,
+    server: &'a ServerIdentity,
     query: &'a Query,
+    transport: Transport,
     /// What the transport's prefetch found for the qname, if it ran.
     prefetched: Option<Prefetched<'a>>,
     /// The qname's lookup in the prefetch's zone, when [`answer`] made it
@@ -264,6 +355,9 @@ struct Context<'a> {
     zone: Option<&'a Zone>,
     /// The resolve layer answered from a wildcard.
     wildcard: bool,
+    /// Why the layer that decided the rcode decided it (RFC 8914), for an
+    /// answer with EDNS.
+    ede: Option<EdeOption>,
 }
 
 /// One layer of the stack: `Some(rcode)` decides the reply, `None` continues.
@@ -338,15 +432,19 @@ fn layers(context: &mut Context<'_>, writer: &mut MessageWriter<'_>) -> Rcode {
     Rcode::SERVFAIL
 }
 
-/// Only QUERY is served; the rest get NOTIMP (RFC 1035 §4.1.1). The question
-/// is echoed for every opcode that carries one.
+/// Only QUERY is served; the rest get NOTIMP (RFC 1035 §4.1.1), but for a
+/// NOTIFY that reaches this layer: the server does take NOTIFY, only not
+/// from this sender, for no zone it follows (the secondary role answers the
+/// others), and says NOTAUTH as Knot does (docs/differences.md). The
+/// question is echoed for every opcode that carries one.
 fn opcode_layer(context: &mut Context<'_>, writer: &mut MessageWriter<'_>) -> Option<Rcode> {
     let query = context.query;
     let _ = writer.push_question(query.qname(), query.qtype, query.qclass);
-    if query.opcode != Opcode::QUERY {
-        return Some(Rcode::NOTIMP);
+    match query.opcode {
+        Opcode::QUERY => None,
+        Opcode::NOTIFY => Some(Rcode::NOTAUTH),
+        _ => Some(Rcode::NOTIMP),
     }
-    None
 }
 
 /// RFC 6891 §6.1.1: more than one OPT is FORMERR; §6.1.3: a version above 0 is BADVERS.
@@ -361,23 +459,61 @@ fn edns_layer(context: &mut Context<'_>, _: &mut MessageWriter<'_>) -> Option<Rc
     }
 }
 
-/// Question checks: class IN (or ANY) only, no transfers here, no meta types.
-fn question_layer(context: &mut Context<'_>, _: &mut MessageWriter<'_>) -> Option<Rcode> {
+/// Question checks: class IN (or ANY), or the server's CH-class names; no
+/// transfers here; no meta types.
+fn question_layer(context: &mut Context<'_>, writer: &mut MessageWriter<'_>) -> Option<Rcode> {
     let query = context.query;
+    if query.qclass == Class::CH {
+        return Some(chaos(context, writer));
+    }
     if query.qclass != Class::IN && query.qclass != Class::ANY {
         return Some(Rcode::REFUSED);
     }
     match query.qtype {
-        // Zone transfers are served by the transfer service, not this path.
-        RecordType::AXFR | RecordType::IXFR => Some(Rcode::REFUSED),
+        // A transfer over UDP is not a thing (RFC 5936 §4.2; IXFR over UDP
+        // is answered by the transfer service, which has the journal): NOTIMP,
+        // as Knot and NSD answer. Over TCP the transfer service serves them;
+        // reaching this path, none is allowed.
+        RecordType::AXFR | RecordType::IXFR if context.transport == Transport::Udp => Some(Rcode::NOTIMP),
+        RecordType::AXFR | RecordType::IXFR => {
+            context.ede = Some(EdeOption::new(ede::PROHIBITED, ""));
+            Some(Rcode::REFUSED)
+        }
         RecordType::OPT | RecordType::TSIG | RecordType::TKEY => Some(Rcode::FORMERR),
         RecordType::MAILA | RecordType::MAILB => Some(Rcode::NOTIMP),
         _ => None,
     }
 }
 
-/// A qname outside every zone we serve is REFUSED (we are not a resolver);
-/// an expired zone is SERVFAIL.
+/// The CH-class TXT names Knot and NSD answer: `id.server` and
+/// `hostname.bind` with the identity, `version.bind` and `version.server`
+/// with the version, when each is set; not authoritative, TTL 0, the owner
+/// as asked. Anything else in class CH is REFUSED; a version not told says
+/// Prohibited, as NSD's `hide-version` does.
+fn chaos(context: &mut Context<'_>, writer: &mut MessageWriter<'_>) -> Rcode {
+    let query = context.query;
+    if query.qtype != RecordType::TXT {
+        return Rcode::REFUSED;
+    }
+    match context.server.chaos_txt(query.qname_lower()) {
+        Ok(rdata) => {
+            if writer.push_at_question(Section::Answer, RecordType::TXT, Class::CH, 0, rdata).is_err() {
+                writer.set_truncated();
+            }
+            Rcode::NOERROR
+        }
+        Err(policy) => {
+            if policy {
+                context.ede = Some(EdeOption::new(ede::PROHIBITED, ""));
+            }
+            Rcode::REFUSED
+        }
+    }
+}
+
+/// A qname outside every zone we serve is REFUSED (we are not a resolver),
+/// Not Authoritative; an expired zone is SERVFAIL, Invalid Data (as Knot
+/// says of a zone without contents).
 fn zone_layer(context: &mut Context<'_>, _: &mut MessageWriter<'_>) -> Option<Rcode> {
     context.zone = match context.prefetched {
         // The prefetch found the qname's deepest zone, which is the answer
@@ -387,9 +523,15 @@ fn zone_layer(context: &mut Context<'_>, _: &mut MessageWriter<'_>) -> Option<Rc
     };
     match context.zone {
         // A secondary's copy past its SOA expire must not be served (RFC 1035 §4.3.5).
-        Some(zone) if zone.is_expired() => Some(Rcode::SERVFAIL),
+        Some(zone) if zone.is_expired() => {
+            context.ede = Some(EdeOption::new(ede::INVALID_DATA, "zone expired"));
+            Some(Rcode::SERVFAIL)
+        }
         Some(_) => None,
-        None => Some(Rcode::REFUSED),
+        None => {
+            context.ede = Some(EdeOption::new(ede::NOT_AUTHORITATIVE, ""));
+            Some(Rcode::REFUSED)
+        }
     }
 }
 
@@ -650,12 +792,25 @@ fn push_addresses(node: Node<'_>, writer: &mut MessageWriter<'_>) {
     }
 }
 
-/// Sets the rcode and appends OPT when the query had EDNS.
-fn finish(query: &Query, rcode: Rcode, options: &[u8], writer: &mut MessageWriter<'_>) {
+/// Sets the rcode and appends OPT when the query had EDNS, with `options`
+/// and the EDE when there is one and it fits (the answers that have one are
+/// a question and little else).
+fn finish(query: &Query, rcode: Rcode, options: &[u8], ede: Option<EdeOption>, writer: &mut MessageWriter<'_>) {
     writer.set_rcode(rcode);
     if let Some(edns) = query.edns {
         if query.opt_count == 1 {
-            writer.set_limit(writer.limit() + OPT_LEN + options.len());
+            let limit = writer.limit() + OPT_LEN + options.len();
+            writer.set_limit(limit);
+            let mut joined = [0u8; MAX_OPTIONS + 6 + ferrodns_proto::message::MAX_EDE_TEXT];
+            let options = match &ede {
+                Some(ede) if writer.len() + OPT_LEN + options.len() + ede.as_bytes().len() <= limit => {
+                    let ede = ede.as_bytes();
+                    joined[..options.len()].copy_from_slice(options);
+                    joined[options.len()..options.len() + ede.len()].copy_from_slice(ede);
+                    &joined[..options.len() + ede.len()]
+                }
+                _ => options,
+            };
             writer.push_opt(MAX_UDP_PAYLOAD, rcode.extended_bits(), edns.dnssec_ok, options);
         }
     }

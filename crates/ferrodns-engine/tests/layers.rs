@@ -4,7 +4,10 @@
 
 mod support;
 
-use ferrodns_engine::{respond, respond_unsigned, Outcome, Transport, MAX_UDP_PAYLOAD};
+use ferrodns_engine::{
+    respond, respond_parsed_with, respond_unsigned, Outcome, ServerIdentity, Transport, ANONYMOUS, MAX_UDP_PAYLOAD,
+};
+use ferrodns_proto::parse_query;
 use ferrodns_proto::Name;
 use ferrodns_zone::ZoneSet;
 
@@ -17,6 +20,7 @@ fn zones() -> ZoneSet {
 }
 
 /// A query: flags word, qname, qtype, qclass, and an optional OPT (payload, version).
+#[derive(Clone, Copy)]
 struct Ask {
     flags: u16,
     qname: &'static str,
@@ -94,10 +98,21 @@ fn layers_answer_as_the_rfcs_say() {
         ("RD clear stays clear, CD is copied", Ask { flags: 0x0010, ..base }, expect(0, "qr aa cd", 1, None)),
         ("IQUERY is NOTIMP", Ask { flags: 0x0800, ..base }, expect(4, "qr", 0, None)),
         ("STATUS is NOTIMP", Ask { flags: 0x1000, ..base }, expect(4, "qr", 0, None)),
-        ("NOTIFY is handed off, and NOTIMP as a plain query", Ask { flags: 0x2000, ..base }, expect(4, "qr", 0, None)),
+        (
+            "NOTIFY is handed off, and NOTAUTH as a plain query (from no primary)",
+            Ask { flags: 0x2000, ..base },
+            expect(9, "qr", 0, None),
+        ),
         ("UPDATE is NOTIMP here", Ask { flags: 0x2800, ..base }, expect(4, "qr", 0, None)),
-        ("class CH is REFUSED", Ask { qclass: 3, ..base }, expect(5, "qr rd", 0, None)),
-        ("AXFR is handed off, and REFUSED as a plain query", Ask { qtype: 252, ..base }, expect(5, "qr rd", 0, None)),
+        ("class CH is REFUSED when the server tells nothing", Ask { qclass: 3, ..base }, expect(5, "qr rd", 0, None)),
+        ("class HS is REFUSED", Ask { qclass: 4, ..base }, expect(5, "qr rd", 0, None)),
+        ("AXFR over UDP is NOTIMP, as Knot and NSD answer", Ask { qtype: 252, ..base }, expect(4, "qr rd", 0, None)),
+        ("IXFR over UDP too, as a plain query", Ask { qtype: 251, ..base }, expect(4, "qr rd", 0, None)),
+        (
+            "AXFR over TCP is handed off, and REFUSED as a plain query",
+            Ask { qtype: 252, transport: Transport::Tcp, ..base },
+            expect(5, "qr rd", 0, None),
+        ),
         ("qtype OPT is FORMERR", Ask { qtype: 41, ..base }, expect(1, "qr rd", 0, None)),
         ("a name outside every zone is REFUSED", Ask { qname: "example.org.", ..base }, expect(5, "qr rd", 0, None)),
         (
@@ -136,7 +151,7 @@ fn layers_answer_as_the_rfcs_say() {
         let packet = query(&ask);
         // Control traffic is handed off; answered as a plain query it gets these codes.
         let outcome = match respond(&zones, &packet, ask.transport, &mut out) {
-            Outcome::HandOff => respond_unsigned(&zones, &packet, ask.transport, &mut out),
+            Outcome::HandOff => respond_unsigned(&zones, &ANONYMOUS, &packet, ask.transport, &mut out),
             other => other,
         };
         assert_eq!(outcome, Outcome::Reply, "{what}");
@@ -184,4 +199,141 @@ fn control_traffic_is_handed_off() {
         assert_eq!(respond(&zones, &query(&ask), ask.transport, &mut out), Outcome::HandOff);
     }
     assert_eq!(respond(&zones, &query(&base), base.transport, &mut out), Outcome::Reply);
+}
+
+/// A query with EDNS and the given options (framed), for the identity tests.
+fn query_with_options(ask: &Ask, options: &[u8]) -> Vec<u8> {
+    let mut packet = query(&Ask { opt: Some((1232, 0)), ..*ask });
+    let rdlen_at = packet.len() - 2;
+    packet[rdlen_at..].copy_from_slice(&(options.len() as u16).to_be_bytes());
+    packet.extend_from_slice(options);
+    packet
+}
+
+/// The options of a reply's OPT record (the last record), as (code, data).
+fn reply_options(bytes: &[u8]) -> Option<Vec<(u16, Vec<u8>)>> {
+    // Skip the question and every record before the OPT, which is last.
+    let counts: Vec<usize> =
+        (0..4).map(|i| u16::from_be_bytes([bytes[4 + 2 * i], bytes[5 + 2 * i]]) as usize).collect();
+    let mut at = 12;
+    let skip_name = |mut at: usize| loop {
+        match bytes[at] {
+            0 => return at + 1,
+            len if len >= 0xc0 => return at + 2,
+            len => at += 1 + len as usize,
+        }
+    };
+    for _ in 0..counts[0] {
+        at = skip_name(at) + 4;
+    }
+    let mut opt = None;
+    for _ in 0..counts[1] + counts[2] + counts[3] {
+        let fixed = skip_name(at);
+        let rtype = u16::from_be_bytes([bytes[fixed], bytes[fixed + 1]]);
+        let rdlen = u16::from_be_bytes([bytes[fixed + 8], bytes[fixed + 9]]) as usize;
+        if rtype == 41 {
+            opt = Some((fixed + 10, rdlen));
+        }
+        at = fixed + 10 + rdlen;
+    }
+    assert_eq!(at, bytes.len(), "the reply's records fill it");
+    let (start, rdlen) = opt?;
+    let mut options = Vec::new();
+    let mut pos = start;
+    while pos < start + rdlen {
+        let code = u16::from_be_bytes([bytes[pos], bytes[pos + 1]]);
+        let len = u16::from_be_bytes([bytes[pos + 2], bytes[pos + 3]]) as usize;
+        options.push((code, bytes[pos + 4..pos + 4 + len].to_vec()));
+        pos += 4 + len;
+    }
+    Some(options)
+}
+
+/// The EDE info-code of a reply, if it has one.
+fn ede_code(bytes: &[u8]) -> Option<u16> {
+    reply_options(bytes)?
+        .into_iter()
+        .find(|(code, _)| *code == 15)
+        .map(|(_, data)| u16::from_be_bytes([data[0], data[1]]))
+}
+
+/// RFC 5001 NSID, the CH-class names Knot and NSD answer, and RFC 8914
+/// Extended DNS Errors on the refusals and failures that have a reason to
+/// tell, through the path the transports call.
+#[test]
+fn the_server_says_who_it_is_and_why_it_refuses() {
+    let mut zones = zones();
+    let expired =
+        support::zone_set("gone.", "$ORIGIN gone.\n$TTL 300\n@ SOA ns h 1 2 3 4 60\n@ NS ns\nns A 192.0.2.9\n");
+    let gone = expired.get(b"\x04gone\x00").unwrap().clone();
+    gone.set_expired(true);
+    zones.insert(gone);
+    let server = ServerIdentity::new(Some(b"node-a"), Some("node-a.example"), None).unwrap();
+    let nsid_asked: &[u8] = &[0, 3, 0, 0];
+    let base = Ask { flags: 0x0100, qname: "ns.example.", qtype: 1, qclass: 1, opt: None, transport: Transport::Udp };
+    let mut out = Vec::new();
+    let mut ask = |server: &ServerIdentity, packet: &[u8], transport: Transport| {
+        let query = parse_query(packet).unwrap();
+        let outcome = respond_parsed_with(&zones, server, &query, None, transport, &[], &mut out).0;
+        assert_eq!(outcome, Outcome::Reply);
+        out.clone()
+    };
+
+    // The NSID goes to queries that ask for it, on every kind of answer.
+    for (what, q) in [
+        ("an answer", base),
+        ("a refusal", Ask { qname: "example.org.", ..base }),
+        ("a TCP answer", Ask { transport: Transport::Tcp, ..base }),
+    ] {
+        let reply = ask(&server, &query_with_options(&q, nsid_asked), q.transport);
+        let options = reply_options(&reply).unwrap();
+        assert!(options.contains(&(3, b"node-a".to_vec())), "{what}: {options:?}");
+        let reply = ask(&server, &query_with_options(&q, &[]), q.transport);
+        assert!(!reply_options(&reply).unwrap().iter().any(|(code, _)| *code == 3), "{what}: not asked, not sent");
+        let reply = ask(&ANONYMOUS, &query_with_options(&q, nsid_asked), q.transport);
+        assert!(!reply_options(&reply).unwrap().iter().any(|(code, _)| *code == 3), "{what}: none set, none sent");
+    }
+    let mut badvers = query_with_options(&base, nsid_asked);
+    let version_at = badvers.len() - 4 - 2 - 3;
+    badvers[version_at] = 1;
+    assert!(reply_options(&ask(&server, &badvers, Transport::Udp)).unwrap().contains(&(3, b"node-a".to_vec())));
+
+    // CH TXT id.server and hostname.bind: the identity, TTL 0, class CH, not authoritative.
+    for name in ["id.server.", "hostname.bind.", "ID.Server."] {
+        let packet = query(&Ask { qname: name, qtype: 16, qclass: 3, ..base });
+        let reply_bytes = ask(&server, &packet, Transport::Udp);
+        assert_eq!(reply(&reply_bytes), expect(0, "qr rd", 1, None), "{name}");
+        let record = &reply_bytes[packet.len()..];
+        assert_eq!(&record[..2], &[0xc0, 12], "{name}: owned by the question, as asked");
+        assert_eq!(&record[2..10], &[0, 16, 0, 3, 0, 0, 0, 0], "{name}: TXT, CH, TTL 0");
+        assert_eq!(&record[10..], b"\x00\x0f\x0enode-a.example", "{name}");
+    }
+    for (what, q, rcode, ede) in [
+        ("a version not told", Ask { qname: "version.bind.", qtype: 16, qclass: 3, ..base }, 5, Some(18)),
+        ("version.server too", Ask { qname: "version.server.", qtype: 16, qclass: 3, ..base }, 5, Some(18)),
+        ("another CH name", Ask { qname: "authors.bind.", qtype: 16, qclass: 3, ..base }, 5, None),
+        ("another CH type", Ask { qname: "id.server.", qtype: 1, qclass: 3, ..base }, 5, None),
+        ("a name in none of our zones", Ask { qname: "example.org.", ..base }, 5, Some(20)),
+        ("an expired zone", Ask { qname: "ns.gone.", ..base }, 2, Some(24)),
+        ("a transfer over TCP on this path", Ask { qtype: 252, transport: Transport::Tcp, ..base }, 5, Some(18)),
+        ("a transfer over UDP", Ask { qtype: 252, ..base }, 4, None),
+        ("an answer", base, 0, None),
+    ] {
+        let packet = query_with_options(&q, &[]);
+        let mut out = Vec::new();
+        let outcome = respond_unsigned(&zones, &server, &packet, q.transport, &mut out);
+        assert_eq!(outcome, Outcome::Reply, "{what}");
+        assert_eq!(out[3] & 0x0f, rcode, "{what}");
+        assert_eq!(ede_code(&out), ede, "{what}");
+        // Without EDNS there is no OPT to carry one.
+        let plain = query(&q);
+        respond_unsigned(&zones, &server, &plain, q.transport, &mut out);
+        assert_eq!((out[3] & 0x0f, reply_options(&out)), (rcode, None), "{what}, without EDNS");
+    }
+    let told = ServerIdentity::new(None, None, Some("ferrodns 9.9")).unwrap();
+    let packet = query(&Ask { qname: "version.bind.", qtype: 16, qclass: 3, ..base });
+    let reply_bytes = ask(&told, &packet, Transport::Udp);
+    assert!(reply_bytes.ends_with(b"\x0cferrodns 9.9"));
+    let packet = query(&Ask { qname: "id.server.", qtype: 16, qclass: 3, ..base });
+    assert_eq!(reply(&ask(&told, &packet, Transport::Udp)).rcode, 5, "an identity turned off is refused");
 }

@@ -23,7 +23,7 @@ use std::time::Instant;
 
 use ferrodns_proto::Query;
 
-use crate::wire::{Packed, Question};
+use crate::wire::{Packed, Question, Served};
 
 /// Shards of the cache; each has its own lock.
 const SHARDS: usize = 64;
@@ -148,7 +148,7 @@ impl Cache {
         match shard.find(hash, &question) {
             Some(slot) if now < slot.expires => {
                 slot.visited = true;
-                slot.packed.write_reply(query, now.saturating_sub(slot.stored), false, limit, out);
+                slot.packed.write_reply(query, now.saturating_sub(slot.stored), Served::Fresh, limit, out);
                 Lookup::Hit
             }
             _ => Lookup::Miss,
@@ -163,7 +163,7 @@ impl Cache {
         let mut shard = self.shard(hash);
         match shard.find(hash, &question) {
             Some(slot) if now < slot.expires.saturating_add(self.stale_window) => {
-                slot.packed.write_reply(query, 0, true, limit, out);
+                slot.packed.write_reply(query, 0, Served::Stale, limit, out);
                 drop(shard);
                 self.stale_served.fetch_add(1, Ordering::Relaxed);
                 true

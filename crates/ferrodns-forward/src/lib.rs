@@ -35,7 +35,7 @@ use tokio::sync::{oneshot, Semaphore};
 
 use cache::{Cache, Lookup};
 use table::{ForwardTable, ForwardZone};
-use wire::{read_reply, Packed, Question, Reply, TtlLimits};
+use wire::{read_reply, Packed, Question, Reply, Served, TtlLimits};
 
 /// Misses one server asks forwarders about at once; more wait for a turn
 /// (Unbound's `num-queries-per-thread` is 1024 a thread).
@@ -284,12 +284,12 @@ impl Recursion {
         }
         match receiver.await.ok().flatten() {
             Some(packed) => {
-                packed.write_reply(query, 0, false, limit, out);
+                packed.write_reply(query, 0, Served::Fresh, limit, out);
                 true
             }
             None => {
                 if !self.cache.answer_stale(query, self.cache.now(), limit, out) {
-                    Packed::failure(&question, Rcode::SERVFAIL).write_reply(query, 0, false, limit, out);
+                    Packed::failure(&question, Rcode::SERVFAIL).write_reply(query, 0, Served::Unreachable, limit, out);
                 }
                 true
             }

@@ -10,7 +10,7 @@
 //! id, flags and qname case, each TTL counted down by the answer's age, and
 //! the client's OPT.
 
-use ferrodns_proto::message::{flags, opt_record, HEADER_LEN, OPT_LEN};
+use ferrodns_proto::message::{ede, flags, opt_record, EdeOption, HEADER_LEN, OPT_LEN};
 use ferrodns_proto::name::{self, NameBuf};
 use ferrodns_proto::{rdata, Class, MessageWriter, Name, Query, Rcode, RecordType, Section};
 
@@ -22,6 +22,30 @@ pub const UPSTREAM_PAYLOAD: u16 = 1232;
 /// The largest UDP reply we send a client that allows it, as the answer
 /// path does.
 pub const MAX_UDP_PAYLOAD: u16 = 1232;
+/// How a reply is served, which its TTLs and its Extended DNS Error tell
+/// (RFC 8914, with the codes BIND and Knot Resolver use).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Served {
+    /// From a forwarder or the cache, within its TTL.
+    Fresh,
+    /// From the cache past its TTL, every forwarder failing (RFC 8767):
+    /// Stale Answer.
+    Stale,
+    /// SERVFAIL, every forwarder failing and nothing kept: No Reachable
+    /// Authority.
+    Unreachable,
+}
+
+impl Served {
+    fn ede(self) -> Option<EdeOption> {
+        match self {
+            Served::Fresh => None,
+            Served::Stale => Some(EdeOption::new(ede::STALE_ANSWER, "")),
+            Served::Unreachable => Some(EdeOption::new(ede::NO_REACHABLE_AUTHORITY, "no forwarder answered")),
+        }
+    }
+}
+
 /// The TTL a stale answer is given (RFC 8767 §4 suggests 30 seconds).
 pub const STALE_TTL: u32 = 30;
 
@@ -354,13 +378,17 @@ impl Packed {
     /// Writes the reply to `query` (whose question this answers) into
     /// `out`: the client's id, opcode, RD and CD, RA set, AA and AD clear;
     /// the qname as the client wrote it; every TTL less `age` seconds, or
-    /// [`STALE_TTL`] when `stale`; OPT when the query had one. An answer
-    /// longer than `limit` is sent as its header and question with TC set,
-    /// for the client to ask again over TCP.
-    pub fn write_reply(&self, query: &Query, age: u32, stale: bool, limit: usize, out: &mut Vec<u8>) {
+    /// [`STALE_TTL`] when served stale; OPT when the query had one, with the
+    /// Extended DNS Error that `served` calls for. An answer longer than
+    /// `limit` is sent as its header and question with TC set, for the
+    /// client to ask again over TCP.
+    pub fn write_reply(&self, query: &Query, age: u32, served: Served, limit: usize, out: &mut Vec<u8>) {
         let message = self.message();
+        let stale = served == Served::Stale;
         let opt = query.edns.is_some() && query.opt_count == 1;
-        let room = limit.saturating_sub(if opt { OPT_LEN } else { 0 });
+        let ede = served.ede().filter(|_| opt);
+        let ede = ede.as_ref().map_or(&[][..], EdeOption::as_bytes);
+        let room = limit.saturating_sub(if opt { OPT_LEN + ede.len() } else { 0 });
         let question_end = HEADER_LEN + query.qname().len() + 4;
         out.clear();
         let truncated = message.len() > room;
@@ -386,7 +414,8 @@ impl Packed {
         out[2..4].copy_from_slice(&flag_word.to_be_bytes());
         out[HEADER_LEN..HEADER_LEN + query.qname().len()].copy_from_slice(query.qname());
         if let Some(edns) = query.edns.filter(|_| opt) {
-            out.extend_from_slice(&opt_record(MAX_UDP_PAYLOAD, 0, edns.dnssec_ok, 0));
+            out.extend_from_slice(&opt_record(MAX_UDP_PAYLOAD, 0, edns.dnssec_ok, ede.len()));
+            out.extend_from_slice(ede);
             let additional = u16::from_be_bytes([out[10], out[11]]) + 1;
             out[10..12].copy_from_slice(&additional.to_be_bytes());
         }
@@ -665,17 +694,25 @@ mod tests {
         };
         let client = query("WwW.Corp.example.", RecordType::A, true);
         let mut out = Vec::new();
-        packed.write_reply(&client, 100, false, 1232, &mut out);
+        packed.write_reply(&client, 100, Served::Fresh, 1232, &mut out);
         let parsed = hickory_like_ttl(&out);
         assert_eq!(&out[..2], &[0x12, 0x34]);
         assert_eq!(u16::from_be_bytes([out[2], out[3]]) & !0x0f, flags::QR | flags::RD | flags::RA);
         assert_eq!(&out[12..12 + 18], wire("WwW.Corp.example.").as_slice());
         assert_eq!(parsed, 200);
         assert_eq!(&out[10..12], &[0, 1], "an OPT for the client's");
-        packed.write_reply(&client, 100, true, 1232, &mut out);
+        assert_eq!(&out[out.len() - 2..], &[0, 0], "no options in a fresh answer's OPT");
+        packed.write_reply(&client, 100, Served::Stale, 1232, &mut out);
         assert_eq!(hickory_like_ttl(&out), STALE_TTL);
+        assert!(out.ends_with(&[0, 6, 0, 15, 0, 2, 0, 3]), "a stale answer says so (RFC 8914 code 3)");
+        let failed = Packed::failure(&Question::of(&lower), Rcode::SERVFAIL);
+        failed.write_reply(&client, 0, Served::Unreachable, 1232, &mut out);
+        let text = b"no forwarder answered";
+        assert!(out.ends_with(text) && out[..out.len() - text.len()].ends_with(&[0, 15, 0, 23, 0, 22]), "code 22");
+        failed.write_reply(&query("www.corp.example.", RecordType::A, false), 0, Served::Unreachable, 512, &mut out);
+        assert_eq!(&out[10..12], &[0, 0], "no OPT, so no EDE, for a query without EDNS");
         // Too long for the limit: header and question, TC.
-        packed.write_reply(&client, 0, false, 40, &mut out);
+        packed.write_reply(&client, 0, Served::Fresh, 40, &mut out);
         assert_eq!(u16::from_be_bytes([out[2], out[3]]) & flags::TC, flags::TC);
         assert_eq!(&out[6..10], &[0, 0, 0, 0]);
     }

@@ -39,12 +39,62 @@ pub struct Edns {
     /// Where the COOKIE option's data (RFC 7873) sits in the message, if the
     /// query carried one: its offset and length (8, or 16 to 40).
     pub cookie: Option<(u16, u8)>,
+    /// The query asked for the server's NSID (RFC 5001 §2.1: an empty NSID option).
+    pub nsid: bool,
 }
 
 /// EDNS option codes the server reads or writes.
 pub mod option_code {
+    /// RFC 5001 Name Server Identifier.
+    pub const NSID: u16 = 3;
     /// RFC 7873 DNS Cookies.
     pub const COOKIE: u16 = 10;
+    /// RFC 8914 Extended DNS Error.
+    pub const EDE: u16 = 15;
+}
+
+/// Extended DNS Error info-codes (RFC 8914 §4) the server sends.
+pub mod ede {
+    /// An answer served past its TTL because no forwarder answered (RFC 8767).
+    pub const STALE_ANSWER: u16 = 3;
+    /// Policy refuses the request: a transfer, recursion, or a hidden version.
+    pub const PROHIBITED: u16 = 18;
+    /// The name is in no zone this server is authoritative for.
+    pub const NOT_AUTHORITATIVE: u16 = 20;
+    /// Every forwarder of a forward zone failed.
+    pub const NO_REACHABLE_AUTHORITY: u16 = 22;
+    /// The zone has no data to answer from: a secondary's copy past its expiry.
+    pub const INVALID_DATA: u16 = 24;
+}
+
+/// Longest EXTRA-TEXT the server writes in an EDE option.
+pub const MAX_EDE_TEXT: usize = 32;
+
+/// An EDE option, framed (code, length, info-code, EXTRA-TEXT), in a fixed
+/// buffer: made on the stack for the error answers that carry one.
+#[derive(Clone, Copy)]
+pub struct EdeOption {
+    bytes: [u8; 6 + MAX_EDE_TEXT],
+    len: u8,
+}
+
+impl EdeOption {
+    /// The option for `info_code`, with `text` cut to [`MAX_EDE_TEXT`] octets
+    /// (the texts are the server's own, ASCII).
+    pub fn new(info_code: u16, text: &str) -> EdeOption {
+        let text = &text.as_bytes()[..text.len().min(MAX_EDE_TEXT)];
+        let mut bytes = [0u8; 6 + MAX_EDE_TEXT];
+        bytes[0..2].copy_from_slice(&option_code::EDE.to_be_bytes());
+        bytes[2..4].copy_from_slice(&(2 + text.len() as u16).to_be_bytes());
+        bytes[4..6].copy_from_slice(&info_code.to_be_bytes());
+        bytes[6..6 + text.len()].copy_from_slice(text);
+        EdeOption { bytes, len: (6 + text.len()) as u8 }
+    }
+
+    /// The framed option.
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.bytes[..self.len as usize]
+    }
 }
 
 /// A parsed query. The qname is kept as sent (for the echo in the question
@@ -183,12 +233,13 @@ pub fn parse_query_into(msg: &[u8], query: &mut Query) -> Result<(), QueryError>
                 return Err(QueryError::FormErr);
             }
             query.opt_count = query.opt_count.saturating_add(1);
-            let cookie = read_options(msg, rdata_start, rdlen)?;
+            let (cookie, nsid) = read_options(msg, rdata_start, rdlen)?;
             query.edns = Some(Edns {
                 udp_payload: class,
                 version: (ttl_high & 0xff) as u8,
                 dnssec_ok: ttl_low & 0x8000 != 0,
                 cookie,
+                nsid,
             });
         }
         pos = rdata_start + rdlen;
@@ -197,14 +248,17 @@ pub fn parse_query_into(msg: &[u8], query: &mut Query) -> Result<(), QueryError>
 }
 
 /// Checks that the OPT RDATA (`rdlen` octets at `start` in `msg`) is a
-/// well-framed list of options and finds the COOKIE option. Other options are
-/// ignored, as RFC 6891 §6.1.2 asks for options we do not know. A COOKIE of a
-/// length RFC 7873 §5.2.2 does not allow (below 8, 9 to 15, above 40) is
-/// FORMERR; of several COOKIE options the first counts.
-fn read_options(msg: &[u8], start: usize, rdlen: usize) -> Result<Option<(u16, u8)>, QueryError> {
+/// well-framed list of options and finds the COOKIE option, and whether an
+/// NSID option asks for our identifier (its data, which a query should leave
+/// empty, is ignored: RFC 5001 §2.1). Other options are ignored, as RFC 6891
+/// §6.1.2 asks for options we do not know. A COOKIE of a length RFC 7873
+/// §5.2.2 does not allow (below 8, 9 to 15, above 40) is FORMERR; of several
+/// COOKIE options the first counts.
+fn read_options(msg: &[u8], start: usize, rdlen: usize) -> Result<(Option<(u16, u8)>, bool), QueryError> {
     let end = start + rdlen;
     let mut pos = start;
     let mut cookie = None;
+    let mut nsid = false;
     while pos < end {
         if end - pos < 4 {
             return Err(QueryError::FormErr);
@@ -222,9 +276,10 @@ fn read_options(msg: &[u8], start: usize, rdlen: usize) -> Result<Option<(u16, u
             // A query fits in 64 KiB, so the offset fits in 16 bits.
             cookie = Some((data as u16, len as u8));
         }
+        nsid |= code == option_code::NSID;
         pos = data + len;
     }
-    Ok(cookie)
+    Ok((cookie, nsid))
 }
 
 /// The response did not fit the size limit; the caller rolls back and sets TC.
@@ -468,6 +523,31 @@ impl<'b> MessageWriter<'b> {
         }
         extend_at_question(self.buf, rtype, ttl, packed_rdatas);
         self.add_count(section, records as u16);
+        Ok(())
+    }
+
+    /// Writes one record owned by the question's name (a pointer to it) in
+    /// `class`, RDATA as it is: the CH-class answers about the server.
+    pub fn push_at_question(
+        &mut self,
+        section: Section,
+        rtype: RecordType,
+        class: Class,
+        ttl: u32,
+        rdata: &[u8],
+    ) -> Result<(), Full> {
+        if !self.question || self.buf.len() + 12 + rdata.len() > self.limit || rdata.len() > u16::MAX as usize {
+            return Err(Full);
+        }
+        let mut fixed = [0u8; 12];
+        fixed[..2].copy_from_slice(&(0xc000 | HEADER_LEN as u16).to_be_bytes());
+        fixed[2..4].copy_from_slice(&rtype.0.to_be_bytes());
+        fixed[4..6].copy_from_slice(&class.0.to_be_bytes());
+        fixed[6..10].copy_from_slice(&ttl.to_be_bytes());
+        fixed[10..12].copy_from_slice(&(rdata.len() as u16).to_be_bytes());
+        self.buf.extend_from_slice(&fixed);
+        self.buf.extend_from_slice(rdata);
+        self.bump_count(1 + section as usize);
         Ok(())
     }
 
@@ -771,7 +851,10 @@ mod tests {
         assert_eq!(query.id, 0x1234);
         assert_eq!(query.qname(), b"\x03WwW\x07example\x00");
         assert_eq!(query.qname_lower(), b"\x03www\x07example\x00");
-        assert_eq!(query.edns, Some(Edns { udp_payload: 1232, version: 0, dnssec_ok: true, cookie: None }));
+        assert_eq!(
+            query.edns,
+            Some(Edns { udp_payload: 1232, version: 0, dnssec_ok: true, cookie: None, nsid: false })
+        );
     }
 
     /// RFC 7873 §5.2.2: a COOKIE of 8 or 16 to 40 octets is read; any other
@@ -793,6 +876,30 @@ mod tests {
                 assert_eq!(parsed.err(), Some(QueryError::FormErr), "{len} octets");
             }
         }
+    }
+
+    /// RFC 5001 §2.1: an NSID option asks for the identifier, whatever its
+    /// (meant to be empty) data; a query without one does not.
+    #[test]
+    fn sees_an_nsid_request() {
+        let with = |options: &[u8]| {
+            let mut opt = vec![0, 0, 41, 0x04, 0xd0, 0, 0, 0, 0];
+            opt.extend_from_slice(&(options.len() as u16).to_be_bytes());
+            opt.extend_from_slice(options);
+            parse_query(&query_bytes(b"\x00", 1, &opt, 1)).unwrap().edns.unwrap().nsid
+        };
+        assert!(with(&[0, 3, 0, 0]));
+        assert!(with(&[0, 10, 0, 8, 1, 2, 3, 4, 5, 6, 7, 8, 0, 3, 0, 2, 9, 9]));
+        assert!(!with(&[]));
+        assert!(!with(&[0, 4, 0, 0]));
+    }
+
+    #[test]
+    fn frames_an_ede_option() {
+        assert_eq!(EdeOption::new(ede::NOT_AUTHORITATIVE, "").as_bytes(), [0, 15, 0, 2, 0, 20]);
+        assert_eq!(EdeOption::new(ede::INVALID_DATA, "expired").as_bytes(), b"\x00\x0f\x00\x09\x00\x18expired");
+        let long = "x".repeat(100);
+        assert_eq!(EdeOption::new(0, &long).as_bytes().len(), 6 + MAX_EDE_TEXT);
     }
 
     #[test]

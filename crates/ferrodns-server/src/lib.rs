@@ -18,6 +18,7 @@ use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 
 use arc_swap::ArcSwap;
+use ferrodns_engine::ServerIdentity;
 use ferrodns_zone::ZoneSet;
 use tokio::sync::watch;
 
@@ -54,6 +55,8 @@ pub struct DnsSettings {
     pub protections: Protections,
     /// Sampled queries and responses to dnstap, when on.
     pub query_log: Option<Arc<dnstap::QueryLog>>,
+    /// The NSID and CH-class answers about this server.
+    pub identity: Arc<ServerIdentity>,
 }
 
 /// What the transports do beyond answering: DNS cookies (UDP and TCP) and
@@ -83,6 +86,7 @@ pub struct BoundDns {
     protections: Protections,
     recursion: Option<Arc<Recursion>>,
     query_log: Option<Arc<dnstap::QueryLog>>,
+    identity: Arc<ServerIdentity>,
 }
 
 /// The hosted zones of a served zone set, as forwarding routes by them.
@@ -118,6 +122,7 @@ pub fn bind(settings: &DnsSettings) -> io::Result<BoundDns> {
         protections: settings.protections.clone(),
         recursion: None,
         query_log: settings.query_log.clone(),
+        identity: settings.identity.clone(),
     };
     for &requested in &settings.listen {
         if !requested.ip().is_unspecified() && is_not_local(requested.ip()) {
@@ -237,13 +242,15 @@ impl BoundDns {
             let protections = self.protections.clone();
             let forwarding = forwarding.clone();
             let query_log = self.query_log.clone();
+            let identity = self.identity.clone();
             threads.push(std::thread::Builder::new().name(format!("dns-udp-{index}")).spawn(move || {
                 if let Some(cpu) = pin {
                     if !udp::pin_current_thread(cpu) && !fallback.is_some_and(udp::pin_current_thread) {
                         tracing::warn!(cpu, "cannot keep a UDP worker to its CPU; it runs unpinned");
                     }
                 }
-                udp::run_worker(socket, zones, stop, udp_settings, protections, hand_off, forwarding, query_log)
+                let extras = udp::Extras { protections, hand_off, forwarding, query_log, identity };
+                udp::run_worker(socket, zones, stop, udp_settings, extras)
             })?);
         }
         let mut tcp_tasks = Vec::new();
@@ -257,6 +264,7 @@ impl BoundDns {
                     control: control.clone(),
                     recursion: self.recursion.clone(),
                     query_log: self.query_log.clone(),
+                    identity: self.identity.clone(),
                 },
                 shutdown.clone(),
             )));

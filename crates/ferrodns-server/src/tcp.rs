@@ -11,7 +11,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
-use ferrodns_engine::{respond_parsed_with, respond_unsigned, unreadable, Outcome, Transport};
+use ferrodns_engine::{
+    refuse_prohibited, respond_parsed_with, respond_unsigned, unreadable, Outcome, ServerIdentity, Transport,
+};
 use ferrodns_forward::wire::set_recursion_available;
 use ferrodns_forward::Recursion;
 use ferrodns_metrics::dns::{Transport as Counted, WorkerStats};
@@ -87,6 +89,7 @@ pub struct Extras {
     pub control: Option<Arc<dyn ControlHandler>>,
     pub recursion: Option<Arc<Recursion>>,
     pub query_log: Option<Arc<QueryLog>>,
+    pub identity: Arc<ServerIdentity>,
 }
 
 /// Accepts and serves connections until `shutdown` turns true.
@@ -97,7 +100,7 @@ pub async fn serve(
     extras: Extras,
     mut shutdown: watch::Receiver<bool>,
 ) -> io::Result<()> {
-    let Extras { cookies, control, recursion, query_log } = extras;
+    let Extras { cookies, control, recursion, query_log, identity } = extras;
     let listener = TcpListener::from_std(listener)?;
     let slots = Arc::new(Semaphore::new(settings.max_connections));
     let clients = Arc::new(Clients::default());
@@ -132,8 +135,9 @@ pub async fn serve(
         let recursion = recursion.clone();
         let stats = stats.clone();
         let query_log = query_log.clone();
+        let identity = identity.clone();
         tokio::spawn(async move {
-            let served = Served { zones, settings, cookies, control, recursion, stats, query_log };
+            let served = Served { zones, settings, cookies, control, recursion, stats, query_log, identity };
             if let Err(e) = connection(stream, peer, &served, &slots, shutdown).await {
                 tracing::debug!(%peer, error = %e, "TCP connection ended");
             }
@@ -152,6 +156,7 @@ struct Served {
     recursion: Option<Arc<Recursion>>,
     stats: Option<Arc<WorkerStats>>,
     query_log: Option<Arc<QueryLog>>,
+    identity: Arc<ServerIdentity>,
 }
 
 async fn connection(
@@ -161,10 +166,14 @@ async fn connection(
     slots: &Semaphore,
     mut shutdown: watch::Receiver<bool>,
 ) -> io::Result<()> {
-    let Served { zones, settings, cookies, control, recursion, stats, query_log } = served;
+    let Served { zones, settings, cookies, control, recursion, stats, query_log, identity } = served;
     let local = stream.local_addr().ok();
-    // Queries from this client may be forwarded while there are forward zones.
-    let recursion = recursion.as_ref().filter(|recursion| recursion.allows(peer.ip()));
+    // Queries from this client may be forwarded while there are forward
+    // zones; from a client outside the ACL they are refused as prohibited.
+    let (recursion, refused_recursion) = match recursion.as_ref() {
+        Some(recursion) if recursion.allows(peer.ip()) => (Some(recursion), None),
+        other => (None, other),
+    };
     stream.set_nodelay(true)?;
     // A reply that cannot be written within the timeout (a client that
     // stopped reading) ends the connection.
@@ -232,6 +241,11 @@ async fn connection(
                 continue;
             }
         }
+        let prohibited = parsed_ok.is_ok()
+            && refused_recursion.is_some_and(|recursion| {
+                recursion.is_active()
+                    && recursion.route(&parsed, crate::hosted_apex_len(&zones.load(), parsed.qname_lower())).is_some()
+            });
         let mut outcome = match parsed_ok {
             Err(error) => unreadable(packet, error, &mut answer),
             Ok(()) => {
@@ -245,7 +259,11 @@ async fn connection(
                     }
                     _ => &[],
                 };
-                respond_parsed_with(&zones.load(), &parsed, None, Transport::Tcp, options, &mut answer).0
+                if prohibited {
+                    refuse_prohibited(identity, &parsed, options, &mut answer)
+                } else {
+                    respond_parsed_with(&zones.load(), identity, &parsed, None, Transport::Tcp, options, &mut answer).0
+                }
             }
         };
         if outcome == Outcome::HandOff {
@@ -262,7 +280,7 @@ async fn connection(
                     }
                     continue;
                 }
-                None => outcome = respond_unsigned(&zones.load(), &query[..len], Transport::Tcp, &mut answer),
+                None => outcome = respond_unsigned(&zones.load(), identity, &query[..len], Transport::Tcp, &mut answer),
             }
         }
         if outcome != Outcome::Reply {

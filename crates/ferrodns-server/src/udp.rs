@@ -35,8 +35,8 @@ use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
 use ferrodns_engine::{
-    formerr, prefetch, prefetch_node, prefetch_set, prefetch_set_entry, respond_parsed_with, respond_unsigned,
-    unreadable, Facts, Outcome, Prefetched, Transport,
+    formerr, prefetch, prefetch_node, prefetch_set, prefetch_set_entry, refuse_prohibited, respond_parsed_with,
+    respond_unsigned, unreadable, Facts, Outcome, Prefetched, ServerIdentity, Transport,
 };
 use ferrodns_forward::cache::Lookup;
 use ferrodns_forward::table::ForwardZone;
@@ -274,19 +274,26 @@ pub struct Forwarding {
     pub queue: tokio::sync::mpsc::Sender<ForwardPacket>,
 }
 
+/// What a UDP worker answers with, besides its zones and settings.
+pub struct Extras {
+    pub protections: Protections,
+    pub hand_off: Option<HandOff>,
+    pub forwarding: Option<Forwarding>,
+    pub query_log: Option<Arc<QueryLog>>,
+    pub identity: Arc<ServerIdentity>,
+}
+
 /// Runs a worker on `socket` until `stop` is set.
-#[allow(clippy::too_many_arguments)]
 pub fn run_worker(
     socket: UdpSocket,
     zones: Arc<ArcSwap<ZoneSet>>,
     stop: Arc<AtomicBool>,
     settings: UdpSettings,
-    protections: Protections,
-    hand_off: Option<HandOff>,
-    forwarding: Option<Forwarding>,
-    query_log: Option<Arc<QueryLog>>,
+    extras: Extras,
 ) {
+    let Extras { protections, hand_off, forwarding, query_log, identity } = extras;
     let mut worker = Worker::new(settings.segment_offload);
+    worker.identity = identity;
     worker.local = socket.local_addr().ok();
     worker.pktinfo = worker.local.is_some_and(|local| local.ip().is_unspecified());
     worker.query_log = query_log.map(|log| {
@@ -413,6 +420,7 @@ struct Worker {
     hand_off: Option<(HandOff, Arc<UdpSocket>)>,
     forwarding: Option<(Forwarding, Arc<UdpSocket>)>,
     cookies: Option<Arc<CookieSecrets>>,
+    identity: Arc<ServerIdentity>,
     /// The COOKIE option each reply carries, when its query had one.
     cookie_replies: Vec<[u8; cookies::OPTION_LEN]>,
     rrl: Option<Arc<Limiter>>,
@@ -483,6 +491,7 @@ impl Worker {
             hand_off: None,
             forwarding: None,
             cookies: None,
+            identity: Arc::default(),
             cookie_replies: vec![[0; cookies::OPTION_LEN]; BATCH],
             rrl: None,
             slip_count: 0,
@@ -608,8 +617,12 @@ impl Worker {
                 }
             }
             let mut recursion_available = false;
+            let mut prohibited = false;
             if let (Some((forwarding, socket)), Ok(()), false) = (forwarding, self.parsed[i], self.input_truncated[i]) {
                 recursion_available = forwarding.recursion.allows(peer_ip(&self.addresses[i]));
+                // A forward zone's name from a client that may not recurse.
+                let hosted = prefetched.map_or(0, |p| p.zone().apex_lower().len());
+                prohibited = !recursion_available && forwarding.recursion.route(&self.queries[i], hosted).is_some();
                 let client = (&self.addresses[i], self.address_lengths[i], self.locals[i]);
                 let output = &mut self.outputs[i];
                 let stats = self.stats.as_deref();
@@ -643,7 +656,13 @@ impl Worker {
                 // Longer than any sane query: answer with just the header, FORMERR.
                 _ if self.input_truncated[i] => (formerr(packet, output), Facts::default()),
                 Err(error) => (unreadable(packet, error, output), Facts::default()),
-                Ok(()) => respond_parsed_with(zones, &self.queries[i], prefetched, Transport::Udp, options, output),
+                Ok(()) if prohibited => {
+                    (refuse_prohibited(&self.identity, &self.queries[i], options, output), Facts::default())
+                }
+                Ok(()) => {
+                    let query = &self.queries[i];
+                    respond_parsed_with(zones, &self.identity, query, prefetched, Transport::Udp, options, output)
+                }
             };
             if let (Some(limiter), Outcome::Reply, false) = (&self.rrl, outcome, proven) {
                 let query = self.parsed[i].ok().map(|()| &self.queries[i]);
@@ -664,7 +683,7 @@ impl Worker {
                         }
                         Outcome::Drop
                     }
-                    None => respond_unsigned(zones, packet, Transport::Udp, output),
+                    None => respond_unsigned(zones, &self.identity, packet, Transport::Udp, output),
                 };
             }
             if recursion_available && outcome == Outcome::Reply {

@@ -1,11 +1,16 @@
 //! The primary side: answers the control traffic the DNS engine hands off.
 //!
 //! ```text
-//!   packet ─▶ parse ─▶ TSIG verify ─▶ NOTIFY?  ─▶ the secondary role, or NOTIMP
+//!   packet ─▶ parse ─▶ TSIG verify ─▶ NOTIFY?  ─▶ the secondary role, or NOTAUTH
 //!                     (BADKEY/BADSIG/ ├─ AXFR/IXFR ─▶ access ─▶ zone ─▶ messages
 //!                      BADTIME)       └─ other    ─▶ plain answer
 //!                                                    ─▶ sign every message
 //! ```
+//!
+//! Refusals say why in an Extended DNS Error (RFC 8914) when the query had
+//! EDNS: Prohibited for a transfer the ACL or the key's scope does not
+//! allow, as NSD. An AXFR over UDP is NOTIMP before any check, and one for a
+//! zone we do not serve NOTAUTH before the ACL, as Knot and NSD answer.
 //!
 //! IXFR comes from the served zone's recent history when it reaches the
 //! client's serial, else from the store's journal, else as a full zone.
@@ -19,8 +24,8 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use arc_swap::ArcSwap;
 use ferrodns_engine::transfer::{self, IxfrPlan, ZoneTransfer};
-use ferrodns_engine::{formerr, respond_unsigned, Replies, Transport};
-use ferrodns_proto::message::{flags, HEADER_LEN};
+use ferrodns_engine::{formerr, respond_unsigned, write_error_reply, Replies, ServerIdentity, Transport};
+use ferrodns_proto::message::{ede, EdeOption};
 use ferrodns_proto::tsig::{self, Signer};
 use ferrodns_proto::{parse_query, Name, Opcode, Query, Rcode, RecordType, Serial};
 use ferrodns_zone::edit::Diff;
@@ -72,6 +77,7 @@ pub struct Primary {
     owners: Option<Arc<dyn ZoneOwners>>,
     notify_listener: Mutex<Option<Arc<dyn NotifyListener>>>,
     peers: Arc<Peers>,
+    identity: Arc<ServerIdentity>,
 }
 
 impl Primary {
@@ -81,8 +87,19 @@ impl Primary {
         journal: Option<Arc<dyn Journal>>,
         owners: Option<Arc<dyn ZoneOwners>>,
         peers: Arc<Peers>,
+        identity: Arc<ServerIdentity>,
     ) -> Primary {
-        Primary { zones, access, journal, owners, notify_listener: Mutex::new(None), peers }
+        Primary { zones, access, journal, owners, notify_listener: Mutex::new(None), peers, identity }
+    }
+
+    /// The question and `rcode` alone, with OPT when the query had EDNS (the
+    /// NSID when asked, and `ede`); authoritative when it answers.
+    fn header_only(&self, query: &Query, rcode: Rcode, ede: Option<u16>) -> Vec<u8> {
+        let mut out = Vec::new();
+        let authoritative = rcode == Rcode::NOERROR;
+        let ede = ede.map(|code| EdeOption::new(code, ""));
+        write_error_reply(&self.identity, query, rcode, authoritative, &[], ede, &mut out);
+        out
     }
 
     /// Whether the key that signed `query` reaches the zone it names: the
@@ -124,7 +141,7 @@ impl Primary {
             Ok(verified) => verified,
             Err(Ok(failure)) => {
                 tracing::warn!(%peer, zone = %display_qname(&query), "refused: {failure}");
-                return messages(vec![tsig_error(&query, &failure, now)]);
+                return messages(vec![tsig_error(self.header_only(&query, Rcode::NOTAUTH, None), &failure, now)]);
             }
             Err(Err(_)) => {
                 let mut out = Vec::new();
@@ -136,7 +153,7 @@ impl Primary {
             if !self.key_reaches(&verified.key.name, &query).await {
                 tracing::warn!(%peer, zone = %display_qname(&query), key = %verified.key.name, "refused: the key's scope does not reach this zone");
                 let mut signer = Signer::response(verified.clone());
-                let mut refused = header_only(&query, Rcode::REFUSED, true);
+                let mut refused = self.header_only(&query, Rcode::REFUSED, Some(ede::PROHIBITED));
                 signer.sign(&mut refused, now, 0, &[]);
                 return messages(vec![refused]);
             }
@@ -148,7 +165,7 @@ impl Primary {
             self.transfer(&query, packet, peer, transport, signer.is_some()).await
         } else {
             let mut out = Vec::new();
-            match respond_unsigned(&self.zones.load(), packet, transport, &mut out) {
+            match respond_unsigned(&self.zones.load(), &self.identity, packet, transport, &mut out) {
                 ferrodns_engine::Outcome::Reply => Answer::Messages(vec![out]),
                 _ => Answer::Messages(Vec::new()),
             }
@@ -170,14 +187,14 @@ impl Primary {
         let listener = self.notify_listener.lock().unwrap_or_else(|e| e.into_inner()).clone();
         let Some(listener) = listener else {
             let mut out = Vec::new();
-            let _ = respond_unsigned(&self.zones.load(), packet, transport, &mut out);
+            let _ = respond_unsigned(&self.zones.load(), &self.identity, packet, transport, &mut out);
             return vec![out];
         };
         let apex = Name::from_wire(query.qname_lower()).unwrap_or_else(|_| Name::root());
         // RFC 1996 §3.7: a NOTIFY may carry the new SOA in its answer section.
         let serial = transfer::section_soa_serial(packet, ferrodns_proto::Section::Answer);
         let rcode = if listener.notified(&apex, peer, serial) { Rcode::NOERROR } else { Rcode::NOTAUTH };
-        vec![header_only(query, rcode, true)]
+        vec![self.header_only(query, rcode, None)]
     }
 
     async fn transfer(
@@ -189,17 +206,29 @@ impl Primary {
         signed: bool,
     ) -> Answer {
         let zone_name = display_qname(query);
-        if !signed && !self.access.allows_address(peer.ip()) {
-            tracing::warn!(%peer, zone = %zone_name, qtype = %query.qtype, "transfer refused: not signed with a configured key and not from an allowed address");
-            count_out(query.qtype, "refused");
-            return Answer::Messages(vec![header_only(query, Rcode::REFUSED, true)]);
+        // RFC 5936 §4.2: AXFR goes over TCP only; NOTIMP, as Knot and NSD
+        // answer, whoever asks.
+        if query.qtype == RecordType::AXFR && transport == Transport::Udp {
+            return Answer::Messages(vec![self.header_only(query, Rcode::NOTIMP, None)]);
         }
+        // An IXFR without the client's SOA (RFC 1995 §3) is malformed,
+        // whoever sends it: FORMERR before any policy, as Knot answers.
+        let Ok(request) = transfer::parse_request(packet) else {
+            return Answer::Messages(vec![self.header_only(query, Rcode::FORMERR, None)]);
+        };
+        // A zone we do not serve is NOTAUTH whoever asks, as Knot and NSD
+        // answer (neither adds an EDE).
         let zones = self.zones.load_full();
         let Some(zone) = zones.get(query.qname_lower()).cloned() else {
             tracing::info!(%peer, zone = %zone_name, "transfer of a zone we do not serve");
             count_out(query.qtype, "not_served");
-            return Answer::Messages(vec![header_only(query, Rcode::NOTAUTH, true)]);
+            return Answer::Messages(vec![self.header_only(query, Rcode::NOTAUTH, None)]);
         };
+        if !signed && !self.access.allows_address(peer.ip()) {
+            tracing::warn!(%peer, zone = %zone_name, qtype = %query.qtype, "transfer refused: not signed with a configured key and not from an allowed address");
+            count_out(query.qtype, "refused");
+            return Answer::Messages(vec![self.header_only(query, Rcode::REFUSED, Some(ede::PROHIBITED))]);
+        }
         // `from` is the IXFR client's serial; `None` for an AXFR.
         let streamed = |transfer: ZoneTransfer, kind: &'static str, from: Option<Serial>| {
             Answer::Transfer(Box::new(SignedTransfer {
@@ -215,16 +244,10 @@ impl Primary {
         };
         let transferred = || self.peers.transferred(zone.apex(), &peer.ip().to_string(), zone.serial());
         if query.qtype == RecordType::AXFR {
-            if transport == Transport::Udp {
-                return Answer::Messages(vec![header_only(query, Rcode::FORMERR, true)]);
-            }
             transferred();
             let transfer = ZoneTransfer::axfr(zone.clone(), query, u16::MAX as usize);
             return streamed(transfer, "full zone", None);
         }
-        let Ok(request) = transfer::parse_request(packet) else {
-            return Answer::Messages(vec![header_only(query, Rcode::FORMERR, true)]);
-        };
         let client = request.client_serial.unwrap_or(Serial(0));
         self.peers.reported(zone.apex(), &peer.ip().to_string(), client);
         let mut plan = transfer::plan_ixfr(&zone, client, zone.history());
@@ -349,21 +372,9 @@ fn display_qname(query: &Query) -> String {
     Name::from_wire(query.qname()).map(|n| n.to_string()).unwrap_or_default()
 }
 
-/// A reply with the question and an rcode, nothing else.
-fn header_only(query: &Query, rcode: Rcode, authoritative: bool) -> Vec<u8> {
-    let mut out = Vec::with_capacity(HEADER_LEN + query.qname().len() + 4);
-    let mut writer = ferrodns_proto::MessageWriter::new(&mut out, u16::MAX as usize);
-    let aa = if authoritative && rcode != Rcode::REFUSED { flags::AA } else { 0 };
-    writer.set_header(query.id, flags::QR | aa | (query.flags & (flags::OPCODE | flags::RD)));
-    let _ = writer.push_question(query.qname(), query.qtype, query.qclass);
-    writer.set_rcode(rcode);
-    out
-}
-
-/// RFC 8945 §5.2: BADKEY and BADSIG go back unsigned with NOTAUTH; BADTIME
-/// is signed and carries our time.
-fn tsig_error(query: &Query, failure: &tsig::Failure, now: u64) -> Vec<u8> {
-    let mut out = header_only(query, Rcode::NOTAUTH, false);
+/// RFC 8945 §5.2: BADKEY and BADSIG go back unsigned with NOTAUTH (`out`,
+/// the reply without TSIG); BADTIME is signed and carries our time.
+fn tsig_error(mut out: Vec<u8>, failure: &tsig::Failure, now: u64) -> Vec<u8> {
     match &failure.signing {
         Some(verified) => {
             let mut signer = Signer::response(verified.clone());

@@ -108,6 +108,7 @@ fn dns_settings(settings: &ServeSettings) -> DnsSettings {
                 .map(Arc::new),
         },
         query_log: None,
+        identity: Arc::new(settings.server_identity.clone()),
     }
 }
 
@@ -199,7 +200,8 @@ impl App {
             control.as_ref().map(|control| Arc::new(replication::StoreJournal { store: control.plane.store.clone() }));
         let journal = stored.clone().map(|stored| stored as Arc<dyn Journal>);
         let owners = stored.map(|stored| stored as Arc<dyn ZoneOwners>);
-        let primary = Arc::new(Primary::new(live.handle(), access.clone(), journal, owners, peers.clone()));
+        let identity = Arc::new(settings.server_identity.clone());
+        let primary = Arc::new(Primary::new(live.handle(), access.clone(), journal, owners, peers.clone(), identity));
         if let Some(control) = &control {
             // NOTIFY for secondary zones made through the API, and their refreshes.
             primary.set_notify_listener(Arc::new(replication::SecondaryZonesNotify(control.plane.clone())));

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use anyhow::{bail, Context};
 use clap::Args;
+use ferrodns_engine::ServerIdentity;
 use ferrodns_forward::table::ForwarderAddr;
 use ferrodns_forward::RecursionSettings;
 use ferrodns_proto::tsig::Key;
@@ -173,6 +174,15 @@ pub struct ServeArgs {
     /// This node's name in the API [default: the host name].
     #[arg(long = "node-id", env = "FERRODNS_NODE_ID")]
     pub node_id: Option<String>,
+    /// NSID (RFC 5001) for queries that ask for it: `node-id` for this node's id, TEXT, or 0xHEX [default: off].
+    #[arg(long = "nsid", env = "FERRODNS_NSID")]
+    pub nsid: Option<String>,
+    /// What CH TXT id.server and hostname.bind answer; empty refuses them [default: the node id].
+    #[arg(long = "identity", env = "FERRODNS_IDENTITY")]
+    pub identity: Option<String>,
+    /// What CH TXT version.bind and version.server answer [default: none; they are refused].
+    #[arg(long = "version-string", env = "FERRODNS_VERSION_STRING")]
+    pub version_string: Option<String>,
     /// Send NOTIFY to this secondary on every serial change: ADDR or NAME, port 53 if omitted (repeatable).
     #[arg(long = "notify", env = "FERRODNS_NOTIFY", value_delimiter = ',')]
     pub notify: Vec<String>,
@@ -279,6 +289,9 @@ struct FileSettings {
     api_max_per_client: Option<usize>,
     api_max_in_flight: Option<usize>,
     node_id: Option<String>,
+    nsid: Option<String>,
+    identity: Option<String>,
+    version_string: Option<String>,
     notify: Option<Vec<String>>,
     allow_transfer: Option<Vec<String>>,
     tsig_key: Option<Vec<String>>,
@@ -344,6 +357,8 @@ pub struct ServeSettings {
     pub api_max_per_client: usize,
     pub api_max_in_flight: usize,
     pub node_id: String,
+    /// The NSID and the CH-class answers.
+    pub server_identity: ServerIdentity,
     pub notify: Vec<Target>,
     pub transfer_access: Access,
     /// None when turned off.
@@ -387,6 +402,25 @@ fn parse_forward_zone(text: &str) -> anyhow::Result<(Name, Vec<ForwarderAddr>)> 
         return Err(bad(format!("at most {} forwarders", ferrodns_forward::table::MAX_FORWARDERS)));
     }
     Ok((apex, addresses))
+}
+
+/// The NSID payload `--nsid` names: `node-id` for `node_id`, `0x` and hex
+/// digits for raw octets (as Knot takes it), else the text itself.
+fn parse_nsid(text: &str, node_id: &str) -> anyhow::Result<Vec<u8>> {
+    let bad = |why: &str| anyhow::anyhow!("bad --nsid '{text}': {why}");
+    if text == "node-id" {
+        return Ok(node_id.as_bytes().to_vec());
+    }
+    let Some(hex) = text.strip_prefix("0x").or_else(|| text.strip_prefix("0X")) else {
+        return Ok(text.as_bytes().to_vec());
+    };
+    if hex.len() % 2 != 0 {
+        return Err(bad("an odd number of hex digits"));
+    }
+    (0..hex.len())
+        .step_by(2)
+        .map(|at| u8::from_str_radix(&hex[at..at + 2], 16).map_err(|_| bad("not hex digits after 0x")))
+        .collect()
 }
 
 /// Bytes, or a number with K, M or G (powers of 1024).
@@ -498,6 +532,11 @@ impl ServeArgs {
         let tcp_max_connections = self.tcp_max_connections.or(file.tcp_max_connections).unwrap_or(512).max(1);
         let api_max_connections = self.api_max_connections.or(file.api_max_connections).unwrap_or(1024).max(1);
         let node_id = self.node_id.or(file.node_id).unwrap_or_else(host_name);
+        let nsid = self.nsid.or(file.nsid).map(|text| parse_nsid(&text, &node_id)).transpose()?;
+        let identity = self.identity.or(file.identity).unwrap_or_else(|| node_id.clone());
+        let version = self.version_string.or(file.version_string);
+        let server_identity = ServerIdentity::new(nsid.as_deref(), Some(&identity), version.as_deref())
+            .map_err(|e| anyhow::anyhow!("bad --nsid, --identity or --version-string: {e}"))?;
         let query_log = match self.query_log.or(file.query_log).filter(|t| !t.eq_ignore_ascii_case("off")) {
             None => None,
             Some(text) => {
@@ -709,6 +748,7 @@ impl ServeArgs {
                 .clamp(1, api_max_connections),
             api_max_in_flight: self.api_max_in_flight.or(file.api_max_in_flight).unwrap_or(256).max(1),
             node_id,
+            server_identity,
             notify,
             transfer_access,
             catalog_zone,
@@ -727,6 +767,15 @@ impl ServeArgs {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn nsid_is_the_node_id_raw_octets_or_text() {
+        assert_eq!(parse_nsid("node-id", "dns-1").unwrap(), b"dns-1");
+        assert_eq!(parse_nsid("0x00ff10", "dns-1").unwrap(), [0, 255, 16]);
+        assert_eq!(parse_nsid("anycast west", "dns-1").unwrap(), b"anycast west");
+        assert!(parse_nsid("0xabc", "dns-1").is_err());
+        assert!(parse_nsid("0xzz", "dns-1").is_err());
+    }
 
     #[test]
     fn cpu_pinning_is_named_and_a_typo_is_an_error() {

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use ferrodns_proto::{parse_query, Name};
 use hickory_proto::op::{Message, ResponseCode};
-use support::{build_query, query_tcp, query_udp, start_ferrodns, start_knot, temp_dir, ZoneFile};
+use support::{build_query, query_tcp, query_udp, reply_options, start_ferrodns, start_knot, temp_dir, ZoneFile};
 
 const WAIT: Duration = Duration::from_secs(3);
 
@@ -68,6 +68,15 @@ fn answers(message: &Message) -> Vec<String> {
     let mut records: Vec<String> = message.answers.iter().map(|r| format!("{} {}", r.name, r.data)).collect();
     records.sort();
     records
+}
+
+/// The Extended DNS Error code (RFC 8914) of a UDP reply to `name` asked
+/// with EDNS, if it has one, and its rcode.
+fn ede(server: SocketAddr, name: &str, qtype: u16) -> (u8, Option<u16>) {
+    let reply = query_udp(server, &recursive_query(3, name, qtype, Some(1232)), WAIT).unwrap();
+    let options = reply_options(&reply).expect("an OPT record");
+    let code = options.iter().find(|(code, _)| *code == 15).map(|(_, data)| u16::from_be_bytes([data[0], data[1]]));
+    (reply[3] & 0x0f, code)
 }
 
 fn ttls(message: &Message) -> Vec<u32> {
@@ -140,6 +149,11 @@ fn clients_outside_recursion_allow_get_todays_answers() {
     assert_eq!(answers(&reply), ["www.hosted.test. 192.0.2.2"]);
     assert!(!reply.metadata.recursion_available, "no RA for a client recursion does not serve");
     assert_eq!(ask_tcp(ferrodns.addr, "www.corp.example.", 1).metadata.response_code, ResponseCode::Refused);
+    // Why (RFC 8914): recursion is prohibited for a forward zone's name, as
+    // BIND says; a name in no zone at all is not ours.
+    assert_eq!(ede(ferrodns.addr, "www.corp.example.", 1), (5, Some(18)));
+    assert_eq!(ede(ferrodns.addr, "www.elsewhere.example.", 1), (5, Some(20)));
+    assert_eq!(ede(ferrodns.addr, "www.hosted.test.", 1), (0, None));
 }
 
 /// A scripted forwarder: each query is handed to `answer`, which returns
@@ -305,6 +319,7 @@ fn stale_answers_are_served_when_every_forwarder_fails() {
     let reply = ask(ferrodns.addr, "www.corp.example.", 1, None);
     assert_eq!(answers(&reply), ["www.corp.example. 192.0.2.10"]);
     assert_eq!(ttls(&reply), [30], "RFC 8767: stale answers carry TTL 30");
+    assert_eq!(ede(ferrodns.addr, "www.corp.example.", 1), (0, Some(3)), "RFC 8914: Stale Answer");
 
     let no_stale = start_ferrodns(&hosted_zones(), &["--forward-zone", &forward, "--serve-stale", "0"]);
     *up.lock().unwrap() = true;
@@ -312,6 +327,7 @@ fn stale_answers_are_served_when_every_forwarder_fails() {
     *up.lock().unwrap() = false;
     std::thread::sleep(Duration::from_millis(2100));
     assert_eq!(ask(no_stale.addr, "www.corp.example.", 1, None).metadata.response_code, ResponseCode::ServFail);
+    assert_eq!(ede(no_stale.addr, "www.corp.example.", 1), (2, Some(22)), "RFC 8914: No Reachable Authority");
 }
 
 /// A CA and a certificate for `name` it signed: (CA PEM, certificate PEM, key PEM).

@@ -121,6 +121,11 @@ fn ferrodns_follows_ferrodns_through_restarts_and_expiry() {
     );
     println!("expired {took:?} after the restart");
     assert!(secondary.log().contains("answering SERVFAIL"));
+    // And says why (RFC 8914 Invalid Data, as Knot says of a zone without contents).
+    let query = support::build_query(9, b"\x03www\x03sec\x04test\x00", 1, Some(1232), false);
+    let reply = support::query_udp(secondary.dns, &query, Duration::from_secs(2)).unwrap();
+    let options = support::reply_options(&reply).unwrap();
+    assert!(options.iter().any(|(code, data)| *code == 15 && data[..2] == [0, 24]), "{options:?}");
 
     // The primary returns: the zone is served again.
     primary.relaunch();

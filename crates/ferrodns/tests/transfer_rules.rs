@@ -1,6 +1,7 @@
 //! Transfer rules on the primary, checked with kdig: who may transfer (a
-//! configured key or network, else REFUSED and a log line), IXFR over UDP when
-//! the answer fits, and the current SOA alone for a client that is current.
+//! configured key or network, else REFUSED, Prohibited, and a log line), IXFR
+//! over UDP when the answer fits, and the current SOA alone for a client that
+//! is current; AXFR over UDP and NOTIFY from a stranger get what Knot answers.
 
 mod support;
 
@@ -45,6 +46,12 @@ fn transfers_need_a_key_or_an_allowed_network() {
     let (_database, node) = setup(&[]);
     let refused = kdig(&node, &["rules.test.", "AXFR"]);
     assert!(refused.contains("REFUSED"), "{refused}");
+    let axfr = support::build_query(4, b"\x05rules\x04test\x00", 252, Some(1232), false);
+    let reply = support::query_tcp(node.dns, &axfr, std::time::Duration::from_secs(2)).unwrap();
+    let options = support::reply_options(&reply).unwrap();
+    assert!(options.iter().any(|(code, data)| *code == 15 && data[..2] == [0, 18]), "RFC 8914 Prohibited: {options:?}");
+    let not_ours = kdig(&node, &["other.test.", "AXFR"]);
+    assert!(not_ours.contains("NOTAUTH"), "a zone not served, before the ACL: {not_ours}");
     assert!(node.log().contains("transfer refused"), "the refusal is logged");
     let signed = kdig(&node, &["-y", &format!("hmac-sha256:xfr:{SECRET}"), "rules.test.", "AXFR"]);
     assert!(signed.contains("h9.rules.test.") && signed.contains("NOERROR"), "{signed}");
@@ -57,6 +64,31 @@ fn transfers_need_a_key_or_an_allowed_network() {
     let (_database, open) = setup(&["--allow-transfer", "127.0.0.0/8"]);
     let allowed = kdig(&open, &["rules.test.", "AXFR"]);
     assert!(allowed.contains("h9.rules.test."), "{allowed}");
+    // AXFR over UDP is NOTIMP (RFC 5936 §4.2) whoever asks, as Knot and NSD answer.
+    for node in [&node, &open] {
+        let axfr = support::build_query(5, b"\x05rules\x04test\x00", 252, Some(1232), false);
+        let reply = support::query_udp(node.dns, &axfr, std::time::Duration::from_secs(2)).unwrap();
+        assert_eq!(reply[3] & 0x0f, 4, "NOTIMP");
+    }
+}
+
+/// A NOTIFY to a primary, which follows no zone: NOTAUTH, the question kept,
+/// AA clear, as Knot answers (docs/differences.md).
+#[test]
+fn notify_from_a_stranger_is_notauth() {
+    let (_database, node) = setup(&[]);
+    for (zone, edns) in [(&b"\x05rules\x04test\x00"[..], Some(1232)), (b"\x05other\x04test\x00", None)] {
+        let mut notify = support::build_query(6, zone, 6, edns, false);
+        notify[2] = 0x24;
+        for reply in [
+            support::query_udp(node.dns, &notify, std::time::Duration::from_secs(2)).unwrap(),
+            support::query_tcp(node.dns, &notify, std::time::Duration::from_secs(2)).unwrap(),
+        ] {
+            assert_eq!((reply[2], reply[3]), (0xa0, 0x09), "QR, opcode NOTIFY, AA clear, NOTAUTH");
+            assert_eq!(&reply[4..6], &[0, 1], "the question is kept");
+            assert_eq!(support::reply_options(&reply).is_some(), edns.is_some(), "OPT as asked");
+        }
+    }
 }
 
 #[test]

@@ -28,12 +28,22 @@ pub struct Case {
     pub line: String,
     pub qname: Vec<u8>,
     pub qtype: u16,
+    pub qclass: u16,
     pub edns: Option<u16>,
     pub tcp: bool,
+    /// The query asks for the NSID (RFC 5001).
+    pub nsid: bool,
+    /// Opcode NOTIFY instead of QUERY.
+    pub notify: bool,
 }
 
+/// The identity, NSID and (hidden) version the differential tests give
+/// every server, so that their CH-class and NSID answers compare.
+pub const CORPUS_IDENTITY: &str = "corpus-node";
+pub const CORPUS_NSID: &str = "corpus-nsid";
+
 /// Every query of the corpus, as written there: `qname qtype [noedns]
-/// [edns=SIZE] [tcp]`.
+/// [edns=SIZE] [tcp] [class=CLASS] [nsid] [notify]`.
 pub fn read_corpus() -> Vec<Case> {
     let text = std::fs::read_to_string(test_data().join("queries/corpus.txt")).unwrap();
     let mut cases = Vec::new();
@@ -50,13 +60,23 @@ pub fn read_corpus() -> Vec<Case> {
             line: line.to_string(),
             qname: qname.as_wire().to_vec(),
             qtype: qtype.0,
+            qclass: 1,
             edns: Some(1232),
             tcp: false,
+            nsid: false,
+            notify: false,
         };
         for flag in words {
             match flag {
                 "noedns" => case.edns = None,
                 "tcp" => case.tcp = true,
+                "nsid" => case.nsid = true,
+                "notify" => case.notify = true,
+                _ if flag.starts_with("class=") => {
+                    case.qclass = ferrodns_proto::Class::from_mnemonic(&flag[6..])
+                        .unwrap_or_else(|| panic!("{line}: bad class"))
+                        .0
+                }
                 _ if flag.starts_with("edns=") => case.edns = Some(flag[5..].parse().unwrap()),
                 _ => panic!("{line}: unknown flag {flag}"),
             }
@@ -270,6 +290,7 @@ pub fn start_knot(zones: &[ZoneFile]) -> Server {
     let dir = temp_dir("knot");
     let mut config = format!(
         "server:\n    rundir: \"{d}\"\n    listen: 127.0.0.1@{port}\n    udp-workers: 1\n    tcp-workers: 1\n    background-workers: 1\n\
+         \x20   identity: {CORPUS_IDENTITY}\n    nsid: {CORPUS_NSID}\n    version: \"\"\n\
          database:\n    storage: \"{d}\"\nlog:\n  - target: stderr\n    any: warning\nzone:\n",
         d = dir.display()
     );
@@ -294,7 +315,8 @@ pub fn start_nsd(zones: &[ZoneFile]) -> Server {
     let mut config = format!(
         "server:\n    ip-address: 127.0.0.1@{port}\n    server-count: 1\n    username: \"\"\n    zonesdir: \"{d}\"\n    database: \"\"\n\
          pidfile: \"{d}/nsd.pid\"\n    xfrdfile: \"{d}/xfrd.state\"\n    zonelistfile: \"{d}/zone.list\"\n    verbosity: 0\n\
-         rrl-ratelimit: 0\n    rrl-whitelist-ratelimit: 0\nremote-control:\n    control-enable: no\n",
+         rrl-ratelimit: 0\n    rrl-whitelist-ratelimit: 0\n    identity: \"{CORPUS_IDENTITY}\"\n    nsid: \"ascii_{CORPUS_NSID}\"\n\
+         \x20   hide-version: yes\nremote-control:\n    control-enable: no\n",
         d = dir.display()
     );
     for zone in zones {
@@ -304,6 +326,63 @@ pub fn start_nsd(zones: &[ZoneFile]) -> Server {
     let mut command = Command::new(binary);
     command.arg("-d").arg("-c").arg(dir.join("nsd.conf"));
     spawn("nsd", port, dir, &mut command, &zones[0].origin)
+}
+
+/// The query a corpus case describes.
+pub fn case_query(id: u16, case: &Case) -> Vec<u8> {
+    let mut msg = build_query(id, &case.qname, case.qtype, case.edns, false);
+    msg[12 + case.qname.len() + 2..12 + case.qname.len() + 4].copy_from_slice(&case.qclass.to_be_bytes());
+    if case.notify {
+        // Opcode NOTIFY, AA set (RFC 1996 §3.1).
+        msg[2] = 0x24;
+    }
+    if case.nsid && case.edns.is_some() {
+        // An empty NSID option in the OPT record, which is last.
+        let rdlen_at = msg.len() - 2;
+        msg[rdlen_at..].copy_from_slice(&4u16.to_be_bytes());
+        msg.extend_from_slice(&[0, 3, 0, 0]);
+    }
+    msg
+}
+
+/// The EDNS options of a reply's OPT record, as (code, data); `None` when
+/// it has none or cannot be read. Names are skipped, not read, so this
+/// works on any well-formed message.
+pub fn reply_options(bytes: &[u8]) -> Option<Vec<(u16, Vec<u8>)>> {
+    let count = |i: usize| bytes.get(4 + 2 * i..6 + 2 * i).map(|b| u16::from_be_bytes([b[0], b[1]]) as usize);
+    let skip_name = |mut at: usize| -> Option<usize> {
+        loop {
+            match *bytes.get(at)? {
+                0 => return Some(at + 1),
+                len if len >= 0xc0 => return Some(at + 2),
+                len => at += 1 + len as usize,
+            }
+        }
+    };
+    let mut at = 12;
+    for _ in 0..count(0)? {
+        at = skip_name(at)? + 4;
+    }
+    let mut opt = None;
+    for _ in 0..count(1)? + count(2)? + count(3)? {
+        let fixed = skip_name(at)?;
+        let rtype = u16::from_be_bytes([*bytes.get(fixed)?, *bytes.get(fixed + 1)?]);
+        let rdlen = u16::from_be_bytes([*bytes.get(fixed + 8)?, *bytes.get(fixed + 9)?]) as usize;
+        if rtype == 41 {
+            opt = Some((fixed + 10, rdlen));
+        }
+        at = fixed + 10 + rdlen;
+    }
+    let (start, rdlen) = opt?;
+    let mut options = Vec::new();
+    let mut pos = start;
+    while pos + 4 <= start + rdlen {
+        let code = u16::from_be_bytes([bytes[pos], bytes[pos + 1]]);
+        let len = u16::from_be_bytes([bytes[pos + 2], bytes[pos + 3]]) as usize;
+        options.push((code, bytes.get(pos + 4..pos + 4 + len)?.to_vec()));
+        pos += 4 + len;
+    }
+    Some(options)
 }
 
 /// Builds a query message. `edns` is the advertised UDP payload size, or None
