@@ -199,6 +199,9 @@ impl From<StoreError> for Problem {
             StoreError::NotFound => Problem::not_found("no such resource"),
             StoreError::Exists => Problem::conflict("it exists already"),
             StoreError::Conflict(detail) => Problem::conflict(detail),
+            // The control plane turns this into its own reason; a bare one
+            // still says what it is.
+            error @ StoreError::NotWritable(_) => Problem::conflict(error.to_string()),
             StoreError::VersionMismatch { current } => Problem::new(
                 StatusCode::PRECONDITION_FAILED,
                 "stale-version",

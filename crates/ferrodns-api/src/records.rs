@@ -9,7 +9,7 @@ use axum::Json;
 use ferrodns_control::ControlError;
 use ferrodns_proto::name::write_presentation;
 use ferrodns_proto::rdata::write_rdata;
-use ferrodns_proto::RecordType;
+use ferrodns_proto::{Name, RecordType};
 use ferrodns_store::{ChangeRecord, Committed, StoreError};
 use ferrodns_zone::edit::{Action, Change, RRsetData, Records};
 use serde::{Deserialize, Serialize};
@@ -114,12 +114,8 @@ pub async fn list_rrsets(
     Ok(Json(RRsetPage { items: page.iter().map(RRsetView::from).collect(), next_cursor }))
 }
 
-fn path_rrset(
-    zone: &ferrodns_store::ZoneRecord,
-    name: &str,
-    rtype: &str,
-) -> Result<(ferrodns_proto::Name, RecordType), Problem> {
-    let owner = input::owner_name(name, &zone.name).map_err(Problem::not_found)?;
+fn path_rrset(apex: &Name, name: &str, rtype: &str) -> Result<(Name, RecordType), Problem> {
+    let owner = input::owner_name(name, apex).map_err(Problem::not_found)?;
     let rtype = input::record_type(rtype).map_err(Problem::not_found)?;
     Ok((owner, rtype))
 }
@@ -134,7 +130,7 @@ pub async fn get_rrset(
     Path((zone, name, rtype)): Path<(String, String, String)>,
 ) -> Result<Json<RRsetView>, Problem> {
     let zone = zone_for(&state, &caller, &zone).await?;
-    let (owner, rtype) = path_rrset(&zone, &name, &rtype)?;
+    let (owner, rtype) = path_rrset(&zone.name, &name, &rtype)?;
     match state.control.store.rrset(zone.id, &owner, rtype).await {
         Ok(set) => Ok(Json(RRsetView::from(&set))),
         Err(StoreError::NotFound) => Err(Problem::not_found(format!("no {rtype} RRset at {owner}"))),
@@ -163,10 +159,11 @@ pub async fn put_rrset(
 ) -> Result<Response, Problem> {
     caller.require(Role::Editor)?;
     let request: PutRRset = json_body(body, state.settings.max_body_bytes)?;
-    let zone = zone_for(&state, &caller, &zone).await?;
-    let owner = input::owner_name(&name, &zone.name).map_err(|m| Problem::invalid(m.clone()).with_error("", m))?;
+    // The zone is read once, as the change locks it.
+    let apex = input::zone_name(&zone)?;
+    let owner = input::owner_name(&name, &apex).map_err(|m| Problem::invalid(m.clone()).with_error("", m))?;
     let rtype = input::record_type(&rtype).map_err(|m| Problem::invalid(m.clone()).with_error("", m))?;
-    let rdatas = input::parse_records(&zone.name, rtype, &request.records).map_err(|errors| {
+    let rdatas = input::parse_records(&apex, rtype, &request.records).map_err(|errors| {
         let mut problem = Problem::invalid("records are not valid for their type");
         for (i, message) in errors {
             problem = problem.with_error(format!("/records/{i}"), message);
@@ -176,7 +173,7 @@ pub async fn put_rrset(
     let change = Change { action: Action::Upsert, owner, rtype, ttl: Some(request.ttl), rdatas };
     // The RRset as this change left it (a later change may have moved it on).
     let set = change.rrset();
-    let committed = apply(&state, &caller, &headers, &zone, vec![change], |_, field| field_pointer("", field)).await?;
+    let committed = apply(&state, &caller, &headers, &apex, vec![change], |_, field| field_pointer("", field)).await?;
     let mut response = Json(RRsetView::from(&set)).into_response();
     response.headers_mut().insert(header::ETAG, etag(committed.zone.version));
     Ok(response)
@@ -193,10 +190,10 @@ pub async fn delete_rrset(
     Path((zone, name, rtype)): Path<(String, String, String)>,
 ) -> Result<Response, Problem> {
     caller.require(Role::Editor)?;
-    let zone = zone_for(&state, &caller, &zone).await?;
-    let (owner, rtype) = path_rrset(&zone, &name, &rtype)?;
+    let apex = input::zone_name(&zone)?;
+    let (owner, rtype) = path_rrset(&apex, &name, &rtype)?;
     let change = Change { action: Action::Delete, owner, rtype, ttl: None, rdatas: Vec::new() };
-    let committed = apply(&state, &caller, &headers, &zone, vec![change], |_, field| field_pointer("", field)).await?;
+    let committed = apply(&state, &caller, &headers, &apex, vec![change], |_, field| field_pointer("", field)).await?;
     let mut response = StatusCode::NO_CONTENT.into_response();
     response.headers_mut().insert(header::ETAG, etag(committed.zone.version));
     Ok(response)
@@ -207,14 +204,14 @@ async fn apply(
     state: &ApiState,
     caller: &Caller,
     headers: &HeaderMap,
-    zone: &ferrodns_store::ZoneRecord,
+    apex: &Name,
     changes: Vec<Change>,
     pointer: impl Fn(usize, ferrodns_zone::edit::Field) -> String,
 ) -> Result<Committed, Problem> {
     let expected = if_match(headers)?;
-    state.control.change(caller.actor(), zone, expected.as_deref(), &changes).await.map_err(|e| match e {
+    state.control.change(caller.actor(), apex, expected.as_deref(), &changes).await.map_err(|e| match e {
         ControlError::Store(StoreError::Rejected(errors)) => Problem::from_edit_errors(&errors, &pointer),
-        ControlError::Store(StoreError::NotFound) => Problem::not_found(format!("no zone {}", zone.name)),
+        ControlError::Store(StoreError::NotFound) => Problem::not_found(format!("no zone {apex}")),
         other => Problem::from(other),
     })
 }
@@ -359,10 +356,10 @@ pub async fn post_changes(
 ) -> Result<Response, Problem> {
     caller.require(Role::Editor)?;
     let body = input::body_bytes(body, state.settings.max_body_bytes)?;
-    let zone = zone_for(&state, &caller, &zone).await?;
+    let apex = input::zone_name(&zone)?;
     let limits = state.control.store.options().limits;
-    let changes = parse_batch(&zone.name, &body, state.settings.max_changes_per_batch, &limits)?;
-    let committed = apply(&state, &caller, &headers, &zone, changes, crate::problem::change_pointer).await?;
+    let changes = parse_batch(&apex, &body, state.settings.max_changes_per_batch, &limits)?;
+    let committed = apply(&state, &caller, &headers, &apex, changes, crate::problem::change_pointer).await?;
     change_response(&state, &committed).await
 }
 

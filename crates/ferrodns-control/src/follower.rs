@@ -89,15 +89,21 @@ pub async fn follow(control: Arc<ControlPlane>, url: String, poll: Duration, mut
 }
 
 /// True when an announced commit is one this node serves already (its own,
-/// above all), so the zone need not be read back. The catalog is left to
-/// `sync_zone`, which reads the catalog's own control.
+/// above all), or a later one (its own next change, published before the
+/// notification of this one arrived), so the zone need not be read back.
+/// The catalog is left to `sync_zone`, which reads the catalog's own
+/// control.
 fn already_served(control: &ControlPlane, apex: &Name, serial: Option<Serial>) -> bool {
     let Some(serial) = serial else { return false };
     let apex = apex.to_lowercase();
     if control.catalog.as_ref().is_some_and(|c| *c.name() == apex) {
         return false;
     }
-    control.live.snapshot().get(apex.as_wire()).is_some_and(|zone| zone.serial() == serial)
+    control
+        .live
+        .snapshot()
+        .get(apex.as_wire())
+        .is_some_and(|zone| zone.serial() == serial || zone.serial().is_newer_than(serial))
 }
 
 /// Brings every stored zone up to the database, and drops zones it no longer holds.

@@ -197,26 +197,29 @@ async fn timed<T>(
 }
 
 impl ControlPlane {
-    /// Applies a batch of changes to `zone` as `actor`, if the zone's
-    /// version is one of `if_match` (any when `None`): one transaction, one
-    /// serial step, one history entry, then publication.
+    /// Applies a batch of changes to the zone at `apex` as `actor`, if the
+    /// zone's version is one of `if_match` (any when `None`): one
+    /// transaction, one serial step, one history entry, then publication.
+    /// The zone is read once, by the store as it locks it, which also asks
+    /// [`takes_changes`] of it there.
     pub async fn change(
         &self,
         actor: Actor<'_>,
-        zone: &ZoneRecord,
+        apex: &Name,
         if_match: Option<&[i64]>,
         changes: &[Change],
     ) -> Result<Committed, ControlError> {
-        self.refuse_shadowed(&zone.name)?;
-        refuse_forward(zone)?;
-        refuse_secondary(zone)?;
+        let apex = apex.to_lowercase();
+        self.refuse_shadowed(&apex)?;
         let summary = audit::changes(changes);
-        let _publication = self.locks.share(&zone.name).await;
-        let committed = timed(
+        let _publication = self.locks.share(&apex).await;
+        let writable: ferrodns_store::Writable = |zone| takes_changes(zone).is_ok();
+        let applied = timed(
             "change",
             self.store.apply_changes(
-                &zone.name,
+                &apex,
                 &actor.scope,
+                writable,
                 if_match,
                 changes,
                 &summary,
@@ -224,7 +227,16 @@ impl ControlPlane {
                 now_micros(),
             ),
         )
-        .await?;
+        .await;
+        let committed = match applied {
+            Err(StoreError::NotWritable(zone)) => {
+                // `takes_changes` said no as the store locked the zone; it
+                // says why.
+                takes_changes(&zone)?;
+                return Err(ControlError::Store(StoreError::NotWritable(zone)));
+            }
+            other => other?,
+        };
         if committed.diff.is_some() {
             self.publish(&committed.zone, committed.diff.clone()).await?;
         }
@@ -243,8 +255,7 @@ impl ControlPlane {
         soa: Option<Vec<u8>>,
     ) -> Result<Committed, ControlError> {
         self.refuse_shadowed(&zone.name)?;
-        refuse_forward(zone)?;
-        refuse_secondary(zone)?;
+        takes_changes(zone)?;
         let count = rrsets.record_count();
         let summary = audit::import(mode, count);
         let _publication = self.locks.lock(&zone.name).await;
@@ -744,6 +755,13 @@ fn refuse_secondary(zone: &ZoneRecord) -> Result<(), ControlError> {
         return Err(ControlError::Secondary(zone.name.clone()));
     }
     Ok(())
+}
+
+/// Which zones take changes of their records (and imports): primary zones
+/// only, neither forward nor secondary ones.
+fn takes_changes(zone: &ZoneRecord) -> Result<(), ControlError> {
+    refuse_forward(zone)?;
+    refuse_secondary(zone)
 }
 
 /// Microseconds since the Unix epoch: the store's and the history's time.

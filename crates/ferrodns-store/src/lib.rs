@@ -70,6 +70,9 @@ pub enum StoreError {
     /// The write would break an invariant the server keeps (as revoking
     /// the last operator token would); says which.
     Conflict(String),
+    /// The zone does not take this kind of write (its caller's [`Writable`]
+    /// said no): the zone as it is, for the caller to say why.
+    NotWritable(Box<ZoneRecord>),
     /// Data in the database does not decode: a bug or tampering.
     Corrupt(String),
     /// Any other database error.
@@ -85,6 +88,7 @@ impl fmt::Display for StoreError {
             StoreError::VersionMismatch { current } => write!(f, "the zone is at version {current}"),
             StoreError::Rejected(errors) => write!(f, "{} errors in the change", errors.len()),
             StoreError::Conflict(e) => f.write_str(e),
+            StoreError::NotWritable(zone) => write!(f, "the {} zone {} does not take this write", zone.kind, zone.name),
             StoreError::Corrupt(e) => write!(f, "stored data is corrupt: {e}"),
             StoreError::Database(e) => write!(f, "database error: {e}"),
         }
@@ -282,6 +286,25 @@ impl Scope<'_> {
         self.tenant.is_none_or(|t| t == zone.tenant)
             && self.zones.is_none_or(|list| list.iter().any(|z| *z == zone.name.to_string()))
     }
+}
+
+/// Which zones a change may write, as the caller (the control plane, whose
+/// rule it is) decides from the zone's row. The store asks once the zone is
+/// locked, so that the answer holds until the commit; a zone it refuses
+/// comes back in [`StoreError::NotWritable`].
+pub type Writable = fn(&ZoneRecord) -> bool;
+
+/// Whether a locked zone takes a change: in `scope` (else not found, so
+/// that nothing about zones out of scope is told), writable, at a version
+/// `If-Match` names.
+fn admit(zone: &ZoneRecord, scope: &Scope<'_>, writable: Option<Writable>, if_match: Option<&[i64]>) -> Result<()> {
+    if !scope.allows(zone) {
+        return Err(StoreError::NotFound);
+    }
+    if writable.is_some_and(|writable| !writable(zone)) {
+        return Err(StoreError::NotWritable(Box::new(zone.clone())));
+    }
+    check_version(zone.version - 1, if_match)
 }
 
 /// Checks a zone's version against `If-Match`'s list (any when `None`).
@@ -759,6 +782,7 @@ impl Store {
         &self,
         apex: &Name,
         scope: &Scope<'_>,
+        writable: Writable,
         if_match: Option<&[i64]>,
         changes: &[Change],
         summary: &str,
@@ -779,6 +803,7 @@ impl Store {
                 apex: apex.clone(),
                 tenant: scope.tenant.map(str::to_string),
                 zones: scope.zones.map(<[String]>::to_vec),
+                writable,
                 if_match: if_match.map(<[i64]>::to_vec),
                 changes: changes.to_vec(),
                 summary: summary.to_string(),
@@ -792,7 +817,7 @@ impl Store {
             }
             return answer.await.map_err(|_| StoreError::Unavailable("the store is closed".into()))?;
         }
-        let mut open = self.begin_change(apex, scope, if_match, now).await?;
+        let mut open = self.begin_change(apex, scope, Some(writable), if_match, now).await?;
         // One statement reads the touched owners and the SOA (after the
         // zone row is locked, as `finish_change` explains).
         let (current, soa) =
@@ -819,7 +844,7 @@ impl Store {
         now: i64,
     ) -> Result<Committed> {
         let apex_lower = apex.to_lowercase();
-        let mut open = self.begin_change(apex, scope, if_match, now).await?;
+        let mut open = self.begin_change(apex, scope, None, if_match, now).await?;
         let mut current = PackedZoneBuilder::new();
         let mut keep = |set: RRsetData| {
             if !(set.rtype == RecordType::SOA && set.owner == apex_lower) {
@@ -856,11 +881,12 @@ impl Store {
         &self,
         apex: &Name,
         scope: &Scope<'_>,
+        writable: Option<Writable>,
         if_match: Option<&[i64]>,
         now: i64,
     ) -> Result<OpenChange<'_>> {
         let (guard, mut tx) = self.begin_write().await?;
-        let zone = lock_zone(&mut tx, apex, scope, if_match, now).await?;
+        let zone = lock_zone(&mut tx, apex, scope, writable, if_match, now).await?;
         Ok(OpenChange { _guard: guard, tx, zone, soa: None })
     }
 
@@ -916,11 +942,13 @@ impl Store {
 }
 
 /// Step 1 of a change inside `tx`: moves the zone's version on (which takes
-/// its row lock on PostgreSQL) and checks the scope and `If-Match`.
+/// its row lock on PostgreSQL) and checks the scope, `writable` and
+/// `If-Match` ([`admit`]).
 async fn lock_zone(
     tx: &mut Transaction<'static, Any>,
     apex: &Name,
     scope: &Scope<'_>,
+    writable: Option<Writable>,
     if_match: Option<&[i64]>,
     now: i64,
 ) -> Result<ZoneRecord> {
@@ -932,11 +960,76 @@ async fn lock_zone(
         .await?
         .ok_or(StoreError::NotFound)?;
     let zone = zone_from_row(&row)?;
-    if !scope.allows(&zone) {
-        return Err(StoreError::NotFound);
-    }
-    check_version(zone.version - 1, if_match)?;
+    admit(&zone, scope, writable, if_match)?;
     Ok(zone)
+}
+
+/// Steps 1 and 2 of a change inside `tx` on PostgreSQL, in one statement
+/// ([`lock_and_load_sql`]): moves the zone's version on (taking its row
+/// lock), checks it as [`lock_zone`] does ([`admit`]), and reads the
+/// RRsets at `owners` and the SOA.
+///
+/// The read sees the statement's snapshot, taken before the row lock was
+/// granted. Every write of a zone's RRsets moves its version in the same
+/// transaction (or deletes the zone), so when the version the snapshot saw
+/// is the one the lock moved on from, nothing committed in between and the
+/// RRsets read are current; otherwise they are read again, under the lock.
+#[allow(clippy::too_many_arguments)]
+async fn lock_and_load(
+    tx: &mut Transaction<'static, Any>,
+    apex: &Name,
+    scope: &Scope<'_>,
+    writable: Option<Writable>,
+    if_match: Option<&[i64]>,
+    now: i64,
+    owners: &[Name],
+) -> Result<(ZoneRecord, Working, RRsetData)> {
+    if owners.len() > 500 {
+        let zone = lock_zone(tx, apex, scope, writable, if_match, now).await?;
+        let (working, soa) = load_owners_and_soa(tx, Backend::Postgres, zone.id, apex, owners).await?;
+        return Ok((zone, working, soa));
+    }
+    let sql = lock_and_load_sql(owners.len());
+    let mut read = OwnersAndSoa::new(apex, owners);
+    // Prepared for the common batches of a few owners; one plan per count.
+    let mut query = sqlx::query(&sql).persistent(owners.len() <= 4).bind(apex.to_lowercase().to_string()).bind(now);
+    for text in read.text_parameters(owners) {
+        query = query.bind(text);
+    }
+    let rows = query.bind(RecordType::SOA.0 as i64).fetch_all(&mut **tx).await?;
+    let first = rows.first().ok_or(StoreError::NotFound)?;
+    let zone = zone_from_row(first)?;
+    admit(&zone, scope, writable, if_match)?;
+    let seen: Option<i64> = first.try_get("seen_version").map_err(|e| corrupt(&e.to_string()))?;
+    if seen != Some(zone.version - 1) {
+        let (working, soa) = load_owners_and_soa(tx, Backend::Postgres, zone.id, apex, owners).await?;
+        return Ok((zone, working, soa));
+    }
+    for row in &rows {
+        if row.try_get::<Option<String>, _>("owner").map_err(|e| corrupt(&e.to_string()))?.is_some() {
+            read.take(rrset_from_row(row)?);
+        }
+    }
+    let (working, soa) = read.finish()?;
+    Ok((zone, working, soa))
+}
+
+/// [`lock_and_load`]'s statement: `$1` the apex and `$2` the time, as in
+/// [`UPDATE_ZONE_VERSION`], then the owners, the apex and the SOA's type as
+/// in [`owners_and_soa_sql`]. Each row is the locked zone's (with the
+/// version the statement's snapshot saw, `seen_version`) and one RRset.
+fn lock_and_load_sql(owners: usize) -> String {
+    let mut markers = Markers::new(Backend::Postgres);
+    markers.take(2);
+    format!(
+        "WITH locked AS ({UPDATE_ZONE_VERSION} RETURNING {ZONE_COLUMNS}) \
+         SELECT locked.*, (SELECT version FROM zones WHERE name = $1) AS seen_version, \
+         r.owner, r.rtype, r.ttl, r.rdata FROM locked LEFT JOIN rrsets r ON r.zone_id = locked.id \
+         AND (r.owner IN ({owners}) OR (r.owner = {apex} AND r.rtype = {soa}))",
+        owners = markers.take(owners.max(1)),
+        apex = markers.take(1),
+        soa = markers.take(1),
+    )
 }
 
 /// Step 3 of a change inside `tx`, short of committing: write the plan and
@@ -1582,7 +1675,7 @@ impl Store {
         author: &Author<'_>,
         now: i64,
     ) -> Result<ZoneRecord> {
-        let OpenChange { _guard, mut tx, zone, .. } = self.begin_change(apex, scope, if_match, now).await?;
+        let OpenChange { _guard, mut tx, zone, .. } = self.begin_change(apex, scope, None, if_match, now).await?;
         let kind = if primaries.is_some() { SECONDARY_KIND } else { PRIMARY_KIND };
         let row =
             sqlx::query(&format!("UPDATE zones SET kind = $2, primaries = $3 WHERE id = $1 RETURNING {ZONE_COLUMNS}"))
@@ -1617,7 +1710,7 @@ impl Store {
         author: &Author<'_>,
         now: i64,
     ) -> Result<ZoneRecord> {
-        let OpenChange { _guard, mut tx, zone, .. } = self.begin_change(apex, scope, if_match, now).await?;
+        let OpenChange { _guard, mut tx, zone, .. } = self.begin_change(apex, scope, None, if_match, now).await?;
         let row = sqlx::query(&format!("UPDATE zones SET forwarders = $2 WHERE id = $1 RETURNING {ZONE_COLUMNS}"))
             .bind(zone.id)
             .bind(forwarders.join(" "))
@@ -1645,7 +1738,7 @@ impl Store {
         now: i64,
     ) -> Result<ZoneRecord> {
         // The zone is locked, its version moved and checked, as for any change.
-        let OpenChange { _guard, mut tx, zone, .. } = self.begin_change(apex, scope, if_match, now).await?;
+        let OpenChange { _guard, mut tx, zone, .. } = self.begin_change(apex, scope, None, if_match, now).await?;
         let row = sqlx::query(&format!(
             "UPDATE zones SET rrl_rate = $2, rrl_slip = $3 WHERE id = $1 RETURNING {ZONE_COLUMNS}"
         ))

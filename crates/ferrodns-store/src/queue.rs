@@ -19,8 +19,7 @@ use ferrodns_zone::edit::{self, Change};
 use sqlx::{Any, AnyPool, Transaction};
 
 use crate::{
-    announce, finish_write, load_owners_and_soa, lock_zone, Backend, Committed, Planned, Result, Scope, StoreError,
-    StoreOptions,
+    announce, finish_write, lock_and_load, Backend, Committed, Planned, Result, Scope, StoreError, StoreOptions,
 };
 
 /// One batch of changes to commit, owning what it needs.
@@ -28,6 +27,7 @@ pub(crate) struct Job {
     pub apex: Name,
     pub tenant: Option<String>,
     pub zones: Option<Vec<String>>,
+    pub writable: crate::Writable,
     pub if_match: Option<Vec<i64>>,
     pub changes: Vec<Change>,
     pub summary: String,
@@ -182,9 +182,10 @@ async fn change_in(
     job: &Job,
     announce: bool,
 ) -> Result<(Outcome, bool)> {
-    let zone = lock_zone(tx, &job.apex, &job.scope(), job.if_match.as_deref(), job.now).await?;
     let owners = edit::touched_owners(&job.changes);
-    let (current, soa) = load_owners_and_soa(tx, Backend::Postgres, zone.id, &job.apex, &owners).await?;
+    let (scope, if_match) = (job.scope(), job.if_match.as_deref());
+    let (zone, current, soa) =
+        lock_and_load(tx, &job.apex, &scope, Some(job.writable), if_match, job.now, &owners).await?;
     let plan = edit::plan(&job.apex, current, &job.changes, &options.limits).map_err(StoreError::Rejected)?;
     finish_write(
         tx,
@@ -255,6 +256,51 @@ mod tests {
         assert!(!stored.iter().any(|s| s.owner == name("old.a.test.")), "a refused change left a row");
         assert_eq!(store.journal(zone.id).await.unwrap().len(), 3, "the creation and one entry per change");
         store.close().await;
+        admin(&format!("DROP DATABASE {db} WITH (FORCE)")).await;
+    }
+
+    /// A change that waits for the zone's row lock reads the RRsets as the
+    /// transaction holding it left them, not as its statement's snapshot saw
+    /// them before the wait (`lock_and_load`): the RRset it replaces, and so
+    /// its history's removed records, are the committed ones.
+    #[tokio::test]
+    async fn a_change_that_waited_for_the_lock_reads_what_was_committed_meanwhile() {
+        use sqlx::Connection;
+        let db = format!("ferrodns_queue_wait_{}", std::process::id());
+        admin(&format!("DROP DATABASE IF EXISTS {db}")).await;
+        admin(&format!("CREATE DATABASE {db}")).await;
+        let url = format!("{}/{db}", server());
+        let store = Store::open(&url, StoreOptions::default()).await.unwrap();
+        let author = Author { name: "test", token: "t1", tenant: "system" };
+        let apex = name("w.test.");
+        store.create_zone(&apex, "system", "primary", zone_rrsets(&apex), None, "a", &author, 1).await.unwrap();
+        let first = job("w.test.", None, vec![upsert("www.w.test.", RecordType::A, &[192, 0, 2, 1])]);
+        attempt(&store.pool, &StoreOptions::default(), &[first]).await.unwrap().remove(0).unwrap();
+
+        // Another writer (another node, say) holds the lock and changes the RRset.
+        let mut other = sqlx::PgConnection::connect(&url).await.unwrap();
+        sqlx::query("BEGIN").execute(&mut other).await.unwrap();
+        sqlx::query("UPDATE zones SET version = version + 1 WHERE name = 'w.test.'").execute(&mut other).await.unwrap();
+        sqlx::query("UPDATE rrsets SET rdata = $1 WHERE owner = 'www.w.test.' AND rtype = 1")
+            .bind(ferrodns_zone::edit::pack_rdatas([&[192u8, 0, 2, 2][..]]))
+            .execute(&mut other)
+            .await
+            .unwrap();
+        let pool = store.pool.clone();
+        let waiting = tokio::spawn(async move {
+            let second = job("w.test.", None, vec![upsert("www.w.test.", RecordType::A, &[192, 0, 2, 3])]);
+            attempt(&pool, &StoreOptions::default(), &[second]).await.unwrap().remove(0).unwrap()
+        });
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+        assert!(!waiting.is_finished(), "the change waits for the lock");
+        sqlx::query("COMMIT").execute(&mut other).await.unwrap();
+        let committed = waiting.await.unwrap();
+        let diff = committed.diff.unwrap();
+        let removed: Vec<Vec<u8>> =
+            diff.removed.iter().filter(|r| r.rtype == RecordType::A).map(|r| r.rdata.to_vec()).collect();
+        assert_eq!(removed, [vec![192, 0, 2, 2]], "the RRset as the other writer committed it");
+        store.close().await;
+        drop(other);
         admin(&format!("DROP DATABASE {db} WITH (FORCE)")).await;
     }
 }

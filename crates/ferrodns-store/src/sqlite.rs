@@ -29,10 +29,10 @@ use rusqlite::{Connection, TransactionBehavior};
 
 use crate::queue::{answer, Job, Outcome};
 use crate::{
-    change_from_row, check_version, delete_rrsets_sql, duties, next_soa, owners_and_soa_sql, rrset_from_row,
-    upsert_sql, zone_from_row, Backend, BatchRows, Columns, Committed, OwnersAndSoa, Planned, RRsetRow, Result,
-    StoreError, StoreOptions, ZoneRecord, CHANGE_COLUMNS, INSERT_JOURNAL, UPDATE_ZONE_SERIAL, UPDATE_ZONE_VERSION,
-    WRITE_CHUNK, ZONE_COLUMNS,
+    admit, change_from_row, delete_rrsets_sql, duties, next_soa, owners_and_soa_sql, rrset_from_row, upsert_sql,
+    zone_from_row, Backend, BatchRows, Columns, Committed, OwnersAndSoa, Planned, RRsetRow, Result, StoreError,
+    StoreOptions, ZoneRecord, CHANGE_COLUMNS, INSERT_JOURNAL, UPDATE_ZONE_SERIAL, UPDATE_ZONE_VERSION, WRITE_CHUNK,
+    ZONE_COLUMNS,
 };
 
 /// The most changes one transaction takes from the queue.
@@ -136,10 +136,7 @@ fn apply(conn: &Connection, options: &StoreOptions, job: &Job) -> Result<Outcome
         |row| zone_from_row(row),
     )?
     .ok_or(StoreError::NotFound)?;
-    if !job.scope().allows(&zone) {
-        return Err(StoreError::NotFound);
-    }
-    check_version(zone.version - 1, job.if_match.as_deref())?;
+    admit(&zone, &job.scope(), Some(job.writable), job.if_match.as_deref())?;
 
     let (current, soa) = load_owners_and_soa(conn, &zone, &edit::touched_owners(&job.changes))?;
     let plan = edit::plan(&apex, current, &job.changes, &options.limits).map_err(StoreError::Rejected)?;
@@ -355,6 +352,7 @@ pub(crate) mod tests {
             apex: name(apex),
             tenant: None,
             zones: None,
+            writable: |_| true,
             if_match,
             changes,
             summary: "{}".into(),
