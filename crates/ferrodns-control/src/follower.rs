@@ -70,7 +70,7 @@ pub async fn follow(control: Arc<ControlPlane>, url: String, poll: Duration, mut
                     Ok(Notice::Commit(announced)) => {
                         if let Ok(apex) = Name::parse(&announced.zone, None) {
                             if !already_served(&control, &apex, announced.serial) {
-                                sync_zone(&control, &apex).await;
+                                sync_announced(&control, &apex, announced.serial).await;
                             }
                         }
                     }
@@ -141,6 +141,19 @@ async fn catch_up(control: &ControlPlane, in_step_at: &mut Option<(i64, i64, i64
         *in_step_at = in_step.then_some(fingerprint);
     }
     catalog::sync(control, CatalogSync::Poll).await;
+}
+
+/// Brings a zone up to an announced commit. The announcement of this node's
+/// own commit often arrives while the change that made it is publishing:
+/// once the zone's lock is free it is served, and the zone is not read
+/// back (reading it under the lock would hold up this node's next change).
+async fn sync_announced(control: &ControlPlane, apex: &Name, serial: Option<Serial>) -> bool {
+    let lock = control.locks.lock(apex).await;
+    if already_served(control, apex, serial) {
+        return true;
+    }
+    drop(lock);
+    sync_zone(control, apex).await
 }
 
 /// Brings one zone up to the database; false when it could not (the
