@@ -158,10 +158,11 @@ pub struct Replication {
 /// served before it reloads its zone from the store instead.
 pub const PUBLICATION_WAIT: std::time::Duration = std::time::Duration::from_secs(1);
 
-/// Zones up to this many records take a change on the async task that
-/// published it: applying one costs microseconds, and rebuilding one (when
-/// its overlay is full) well under a millisecond, less than the two thread
-/// hand-offs of the blocking pool. Larger zones go to the blocking pool.
+/// Zones up to this many records, counting the change's, take a change on
+/// the async task that published it: applying one costs microseconds, and
+/// rebuilding one (when its overlay is full) well under a millisecond, less
+/// than the two thread hand-offs of the blocking pool. Larger zones and
+/// larger changes go to the blocking pool.
 const INLINE_PUBLISH_RECORDS: usize = 2_000;
 
 /// The control plane of one node.
@@ -680,7 +681,14 @@ impl ControlPlane {
             let deadline = tokio::time::Instant::now() + PUBLICATION_WAIT;
             loop {
                 let turn = self.locks.published.notified();
-                let small = self.live.snapshot().get(&key).is_some_and(|z| z.record_count() <= INLINE_PUBLISH_RECORDS);
+                // The zone's size after the change, not before: an import
+                // into a new zone is a small zone and a large diff.
+                let records = diff.added.len() + diff.removed.len();
+                let small = self
+                    .live
+                    .snapshot()
+                    .get(&key)
+                    .is_some_and(|z| z.record_count() + records <= INLINE_PUBLISH_RECORDS);
                 let applied = if small {
                     self.live.apply(&key, &diff)
                 } else {
