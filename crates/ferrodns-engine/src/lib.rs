@@ -239,13 +239,19 @@ fn with_nsid<'o>(
     joined: &'o mut [u8; MAX_OPTIONS],
 ) -> &'o [u8] {
     match (query.edns.is_some_and(|edns| edns.nsid), server.nsid_option()) {
-        (true, Some(nsid)) if options.len() + nsid.len() <= MAX_OPTIONS => {
-            joined[..options.len()].copy_from_slice(options);
-            joined[options.len()..options.len() + nsid.len()].copy_from_slice(nsid);
-            &joined[..options.len() + nsid.len()]
-        }
+        (true, Some(nsid)) => joined_in(options, nsid, joined).unwrap_or(options),
         _ => options,
     }
+}
+
+/// `first` then `second` in `room`, or `None` when they do not fit.
+#[inline]
+fn joined_in<'o>(first: &[u8], second: &[u8], room: &'o mut [u8]) -> Option<&'o [u8]> {
+    let len = first.len() + second.len();
+    let joined = room.get_mut(..len)?;
+    joined[..first.len()].copy_from_slice(first);
+    joined[first.len()..].copy_from_slice(second);
+    Some(joined)
 }
 
 /// REFUSED, Prohibited (RFC 8914), for a query the server could answer but
@@ -804,10 +810,7 @@ fn finish(query: &Query, rcode: Rcode, options: &[u8], ede: Option<EdeOption>, w
             let mut joined = [0u8; MAX_OPTIONS + 6 + ferrodns_proto::message::MAX_EDE_TEXT];
             let options = match &ede {
                 Some(ede) if writer.len() + OPT_LEN + options.len() + ede.as_bytes().len() <= limit => {
-                    let ede = ede.as_bytes();
-                    joined[..options.len()].copy_from_slice(options);
-                    joined[options.len()..options.len() + ede.len()].copy_from_slice(ede);
-                    &joined[..options.len() + ede.len()]
+                    joined_in(options, ede.as_bytes(), &mut joined).unwrap_or(options)
                 }
                 _ => options,
             };
