@@ -41,11 +41,11 @@ fn zone() -> &'static (Name, Working) {
 pub fn check(data: &[u8]) {
     let (apex, state) = zone();
     let limits = Limits { max_records_per_rrset: 50, ..Limits::default() };
-    let Ok(changes) = ferrodns_api::records::parse_batch(apex, data, 100, &limits) else { return };
-    let owners = edit::touched_owners(&changes);
+    let Ok(batch) = ferrodns_api::records::parse_batch(apex, data, 100, &limits) else { return };
+    let owners = batch.owners();
     let current: Working =
         state.iter().filter(|(key, _)| owners.contains(&key.owner)).map(|(k, v)| (k.clone(), v.clone())).collect();
-    let Ok(plan) = edit::plan(apex, current, &changes, &limits) else { return };
+    let Ok(plan) = edit::plan(current, &batch) else { return };
     let mut after = state.clone();
     for (key, set) in plan.writes {
         match set {
@@ -55,6 +55,6 @@ pub fn check(data: &[u8]) {
     }
     assert!(after.keys().any(|k| k.rtype == RecordType::SOA), "the SOA is the server's");
     if let Err(errors) = build_zone(apex, after.values()) {
-        panic!("the planner accepted {changes:?}, which does not build: {errors:?}");
+        panic!("the planner accepted {:?}, which does not build: {errors:?}", batch.changes());
     }
 }

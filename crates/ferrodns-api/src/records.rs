@@ -11,7 +11,7 @@ use ferrodns_proto::name::write_presentation;
 use ferrodns_proto::rdata::write_rdata;
 use ferrodns_proto::{Name, RecordType};
 use ferrodns_store::{ChangeRecord, Committed, StoreError};
-use ferrodns_zone::edit::{Action, Change, RRsetData, Records};
+use ferrodns_zone::edit::{Action, Change, Checked, Fault, Field, RRsetData, Records};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
@@ -173,7 +173,9 @@ pub async fn put_rrset(
     let change = Change { action: Action::Upsert, owner, rtype, ttl: Some(request.ttl), rdatas };
     // The RRset as this change left it (a later change may have moved it on).
     let set = change.rrset();
-    let committed = apply(&state, &caller, &headers, &apex, vec![change], |_, field| field_pointer("", field)).await?;
+    let pointer = |_, field| field_pointer("", field);
+    let batch = checked(&state, &apex, vec![change], pointer)?;
+    let committed = apply(&state, &caller, &headers, batch, pointer).await?;
     let mut response = Json(RRsetView::from(&set)).into_response();
     response.headers_mut().insert(header::ETAG, etag(committed.zone.version));
     Ok(response)
@@ -193,23 +195,38 @@ pub async fn delete_rrset(
     let apex = input::zone_name(&zone)?;
     let (owner, rtype) = path_rrset(&apex, &name, &rtype)?;
     let change = Change { action: Action::Delete, owner, rtype, ttl: None, rdatas: Vec::new() };
-    let committed = apply(&state, &caller, &headers, &apex, vec![change], |_, field| field_pointer("", field)).await?;
+    let pointer = |_, field| field_pointer("", field);
+    let batch = checked(&state, &apex, vec![change], pointer)?;
+    let committed = apply(&state, &caller, &headers, batch, pointer).await?;
     let mut response = StatusCode::NO_CONTENT.into_response();
     response.headers_mut().insert(header::ETAG, etag(committed.zone.version));
     Ok(response)
 }
 
-/// Hands changes to the control plane, and maps rejections to pointers.
+/// Checks changes to the zone at `apex` on their own (`edit::Checked`),
+/// under the store's limits; `pointer` places each fault in the request.
+fn checked(
+    state: &ApiState,
+    apex: &Name,
+    changes: Vec<Change>,
+    pointer: impl Fn(usize, Field) -> String,
+) -> Result<Checked, Problem> {
+    Checked::new(apex, changes, &state.control.store.options().limits)
+        .map_err(|errors| Problem::from_edit_errors(&errors, &pointer))
+}
+
+/// Hands a checked batch to the control plane, and maps the rejections of
+/// the rules that depend on the zone's data to pointers.
 async fn apply(
     state: &ApiState,
     caller: &Caller,
     headers: &HeaderMap,
-    apex: &Name,
-    changes: Vec<Change>,
-    pointer: impl Fn(usize, ferrodns_zone::edit::Field) -> String,
+    batch: Checked,
+    pointer: impl Fn(usize, Field) -> String,
 ) -> Result<Committed, Problem> {
     let expected = if_match(headers)?;
-    state.control.change(caller.actor(), apex, expected.as_deref(), &changes).await.map_err(|e| match e {
+    let apex = batch.apex().clone();
+    state.control.change(caller.actor(), expected.as_deref(), batch).await.map_err(|e| match e {
         ControlError::Store(StoreError::Rejected(errors)) => Problem::from_edit_errors(&errors, &pointer),
         ControlError::Store(StoreError::NotFound) => Problem::not_found(format!("no zone {apex}")),
         other => Problem::from(other),
@@ -358,21 +375,21 @@ pub async fn post_changes(
     let body = input::body_bytes(body, state.settings.max_body_bytes)?;
     let apex = input::zone_name(&zone)?;
     let limits = state.control.store.options().limits;
-    let changes = parse_batch(&apex, &body, state.settings.max_changes_per_batch, &limits)?;
-    let committed = apply(&state, &caller, &headers, &apex, changes, crate::problem::change_pointer).await?;
+    let batch = parse_batch(&apex, &body, state.settings.max_changes_per_batch, &limits)?;
+    let committed = apply(&state, &caller, &headers, batch, crate::problem::change_pointer).await?;
     change_response(&state, &committed).await
 }
 
-/// Reads a `/changes` body into typed changes for `apex`: the JSON, each
+/// Reads a `/changes` body into a checked batch for `apex`: the JSON, each
 /// name, type and record, and the checks that hold whatever the zone holds
-/// (`edit::check_change`). Every fault is reported with its pointer. The
-/// rules that depend on the zone's data are the control plane's.
+/// (`edit::Checked`). Every fault is reported with its pointer. The rules
+/// that depend on the zone's data are the control plane's.
 pub fn parse_batch(
     apex: &ferrodns_proto::Name,
     body: &[u8],
     max_changes: usize,
     limits: &ferrodns_zone::edit::Limits,
-) -> Result<Vec<Change>, Problem> {
+) -> Result<Checked, Problem> {
     let batch: ChangeBatch = input::json_from_slice(body)?;
     if batch.changes.len() > max_changes {
         return Err(Problem::invalid(format!(
@@ -385,7 +402,9 @@ pub fn parse_batch(
         return Err(Problem::invalid("the batch is empty").with_error("/changes", "at least one change is needed"));
     }
     let mut problem = Problem::invalid("the batch has invalid changes; nothing was changed");
+    // The changes that parsed, and where each is in the batch.
     let mut changes = Vec::with_capacity(batch.changes.len());
+    let mut positions = Vec::with_capacity(batch.changes.len());
     for (i, input) in batch.changes.iter().enumerate() {
         let owner = input::owner_name(&input.name, apex);
         let rtype = input::record_type(&input.rtype);
@@ -410,17 +429,21 @@ pub fn parse_batch(
             ActionInput::Upsert => Action::Upsert,
             ActionInput::Delete => Action::Delete,
         };
-        let change = Change { action, owner, rtype, ttl: input.ttl, rdatas };
-        for error in ferrodns_zone::edit::check_change(apex, i, &change, limits) {
-            let ferrodns_zone::edit::Fault::Invalid(message) = error.fault else { continue };
-            problem = problem.with_error(crate::problem::change_pointer(i, error.field), message);
+        changes.push(Change { action, owner, rtype, ttl: input.ttl, rdatas });
+        positions.push(i);
+    }
+    match Checked::new(apex, changes, limits) {
+        Ok(checked) if problem.errors.is_empty() => Ok(checked),
+        Ok(_) => Err(problem),
+        Err(errors) => {
+            for error in errors {
+                let (Fault::Invalid(message) | Fault::Conflict(message) | Fault::Missing(message)) = error.fault;
+                problem =
+                    problem.with_error(crate::problem::change_pointer(positions[error.change], error.field), message);
+            }
+            Err(problem)
         }
-        changes.push(change);
     }
-    if !problem.errors.is_empty() {
-        return Err(problem);
-    }
-    Ok(changes)
 }
 
 /// Query of `GET …/changes`.

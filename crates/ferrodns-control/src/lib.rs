@@ -16,7 +16,10 @@
 //! the audit record and the scope it may touch) and the `If-Match` list, so
 //! the rules, the history and the replication are the same whoever writes.
 //! It knows nothing of HTTP: errors are [`ControlError`], which the API maps
-//! to statuses.
+//! to statuses. A batch of changes reaches it checked on its own terms
+//! ([`ferrodns_zone::edit::Checked`], made by whoever parsed it, so each
+//! fault can point into the request); the rules that depend on the zone's
+//! data are checked once, by the planner, inside the store's transaction.
 //!
 //! **Invariant:** an entry point returns `Ok` only after the change is
 //! committed *and* served by this node's DNS workers.
@@ -41,7 +44,7 @@ use ferrodns_store::{Author, Committed, Scope, Store, StoreError, TsigKeyRecord,
 use ferrodns_transfer::acl::{Access, KeyScope};
 use ferrodns_transfer::catalog::Catalog;
 use ferrodns_transfer::peers::Peers;
-use ferrodns_zone::edit::{Change, Diff, ImportMode, PackedZone, RRsetData};
+use ferrodns_zone::edit::{Checked, Diff, ImportMode, PackedZone, RRsetData};
 use ferrodns_zone::live::{build_zone, Applied, LiveZones};
 use ferrodns_zone::RateLimit;
 use tokens::{Principal, Role};
@@ -204,7 +207,7 @@ async fn timed<T>(
 }
 
 impl ControlPlane {
-    /// Applies a batch of changes to the zone at `apex` as `actor`, if the
+    /// Applies a checked batch of changes to its zone as `actor`, if the
     /// zone's version is one of `if_match` (any when `None`): one
     /// transaction, one serial step, one history entry, then publication.
     /// The zone is read once, by the store as it locks it, which also asks
@@ -212,27 +215,17 @@ impl ControlPlane {
     pub async fn change(
         &self,
         actor: Actor<'_>,
-        apex: &Name,
         if_match: Option<&[i64]>,
-        changes: &[Change],
+        batch: Checked,
     ) -> Result<Committed, ControlError> {
-        let apex = apex.to_lowercase();
+        let apex = batch.apex().clone();
         self.refuse_shadowed(&apex)?;
-        let summary = audit::changes(changes);
+        let summary = audit::changes(batch.changes());
         let _publication = self.locks.share(&apex).await;
         let writable: ferrodns_store::Writable = |zone| takes_changes(zone).is_ok();
         let applied = timed(
             "change",
-            self.store.apply_changes(
-                &apex,
-                &actor.scope,
-                writable,
-                if_match,
-                changes,
-                &summary,
-                &actor.author,
-                now_micros(),
-            ),
+            self.store.apply_changes(&actor.scope, writable, if_match, batch, &summary, &actor.author, now_micros()),
         )
         .await;
         let committed = match applied {

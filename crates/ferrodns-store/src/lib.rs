@@ -14,7 +14,8 @@
 //! 1. `UPDATE zones SET version = version + 1 … RETURNING` takes the zone's
 //!    row lock (PostgreSQL) or the database's write lock (SQLite), so writers
 //!    to one zone queue here, on every node, and serials stay gap-free;
-//! 2. the RRsets at the owners the batch touches are read and the batch is
+//! 2. the RRsets at the owners the batch touches are read and the batch
+//!    (checked on its own terms before it got here, `edit::Checked`) is
 //!    planned by [`ferrodns_zone::edit::plan`], which may reject it;
 //! 3. RRsets are written, the SOA gets its next serial, and the diff goes to
 //!    `journal`; then commit. A rejected or failed batch rolls back whole.
@@ -34,7 +35,7 @@ use std::time::Duration;
 
 use ferrodns_proto::{Name, RecordType, Serial};
 use ferrodns_zone::edit::{
-    self, Change, Diff, EditError, ImportMode, Limits, PackedZone, PackedZoneBuilder, RRsetData, RRsetKey, Record,
+    self, Checked, Diff, EditError, ImportMode, Limits, PackedZone, PackedZoneBuilder, RRsetData, RRsetKey, Record,
     Records, Working,
 };
 use ferrodns_zone::RateLimit;
@@ -780,32 +781,22 @@ impl Store {
     #[allow(clippy::too_many_arguments)]
     pub async fn apply_changes(
         &self,
-        apex: &Name,
         scope: &Scope<'_>,
         writable: Writable,
         if_match: Option<&[i64]>,
-        changes: &[Change],
+        batch: Checked,
         summary: &str,
         author: &Author<'_>,
         now: i64,
     ) -> Result<Committed> {
-        // Reject what is wrong on its face before taking any lock.
-        let mut errors = Vec::new();
-        for (index, change) in changes.iter().enumerate() {
-            errors.extend(edit::check_change(apex, index, change, &self.options.limits));
-        }
-        if !errors.is_empty() {
-            return Err(StoreError::Rejected(errors));
-        }
         if self.changes.is_some() || self.backend == Backend::Postgres {
             let (reply, answer) = tokio::sync::oneshot::channel();
             let job = queue::Job {
-                apex: apex.clone(),
+                batch,
                 tenant: scope.tenant.map(str::to_string),
                 zones: scope.zones.map(<[String]>::to_vec),
                 writable,
                 if_match: if_match.map(<[i64]>::to_vec),
-                changes: changes.to_vec(),
                 summary: summary.to_string(),
                 author: (author.name.to_string(), author.token.to_string(), author.tenant.to_string()),
                 now,
@@ -817,13 +808,14 @@ impl Store {
             }
             return answer.await.map_err(|_| StoreError::Unavailable("the store is closed".into()))?;
         }
+        let apex = batch.apex();
         let mut open = self.begin_change(apex, scope, Some(writable), if_match, now).await?;
         // One statement reads the touched owners and the SOA (after the
         // zone row is locked, as `finish_change` explains).
         let (current, soa) =
-            load_owners_and_soa(&mut open.tx, self.backend, open.zone.id, apex, &edit::touched_owners(changes)).await?;
+            load_owners_and_soa(&mut open.tx, self.backend, open.zone.id, apex, &batch.owners()).await?;
         open.soa = Some(soa);
-        let plan = edit::plan(apex, current, changes, &self.options.limits).map_err(StoreError::Rejected)?;
+        let plan = edit::plan(current, &batch).map_err(StoreError::Rejected)?;
         self.finish_change(open, Planned::Batch(plan), None, summary, author, now).await
     }
 

@@ -15,7 +15,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use ferrodns_proto::Name;
-use ferrodns_zone::edit::{self, Change};
+use ferrodns_zone::edit::{self, Checked};
 use sqlx::{Any, AnyPool, Transaction};
 
 use crate::{
@@ -24,12 +24,11 @@ use crate::{
 
 /// One batch of changes to commit, owning what it needs.
 pub(crate) struct Job {
-    pub apex: Name,
+    pub batch: Checked,
     pub tenant: Option<String>,
     pub zones: Option<Vec<String>>,
     pub writable: crate::Writable,
     pub if_match: Option<Vec<i64>>,
-    pub changes: Vec<Change>,
     pub summary: String,
     pub author: (String, String, String),
     pub now: i64,
@@ -37,6 +36,10 @@ pub(crate) struct Job {
 }
 
 impl Job {
+    pub(crate) fn apex(&self) -> &Name {
+        self.batch.apex()
+    }
+
     pub(crate) fn scope(&self) -> Scope<'_> {
         Scope { tenant: self.tenant.as_deref(), zones: self.zones.as_deref() }
     }
@@ -74,7 +77,7 @@ pub(crate) struct Queues {
 impl Queues {
     /// Hands `job` to its zone's task, starting one if none runs.
     pub(crate) fn submit(self: &Arc<Self>, pool: &AnyPool, options: &Arc<StoreOptions>, job: Job) {
-        let key = job.apex.to_lowercase().to_string();
+        let key = job.apex().to_string();
         {
             let mut zones = self.zones.lock().unwrap_or_else(|e| e.into_inner());
             if let Some(waiting) = zones.get_mut(&key) {
@@ -182,11 +185,11 @@ async fn change_in(
     job: &Job,
     announce: bool,
 ) -> Result<(Outcome, bool)> {
-    let owners = edit::touched_owners(&job.changes);
+    let owners = job.batch.owners();
     let (scope, if_match) = (job.scope(), job.if_match.as_deref());
     let (zone, current, soa) =
-        lock_and_load(tx, &job.apex, &scope, Some(job.writable), if_match, job.now, &owners).await?;
-    let plan = edit::plan(&job.apex, current, &job.changes, &options.limits).map_err(StoreError::Rejected)?;
+        lock_and_load(tx, job.apex(), &scope, Some(job.writable), if_match, job.now, &owners).await?;
+    let plan = edit::plan(current, &job.batch).map_err(StoreError::Rejected)?;
     finish_write(
         tx,
         Backend::Postgres,

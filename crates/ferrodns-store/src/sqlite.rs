@@ -128,7 +128,7 @@ fn commit(conn: &mut Connection, options: &StoreOptions, batch: &[Job]) -> Resul
 
 /// One change, as `Store::begin_change` and `Store::finish_change` make it.
 fn apply(conn: &Connection, options: &StoreOptions, job: &Job) -> Result<Outcome> {
-    let apex = job.apex.to_lowercase();
+    let apex = job.apex();
     let zone = query_row(
         conn,
         &format!("{UPDATE_ZONE_VERSION} RETURNING {ZONE_COLUMNS}"),
@@ -138,8 +138,8 @@ fn apply(conn: &Connection, options: &StoreOptions, job: &Job) -> Result<Outcome
     .ok_or(StoreError::NotFound)?;
     admit(&zone, &job.scope(), Some(job.writable), job.if_match.as_deref())?;
 
-    let (current, soa) = load_owners_and_soa(conn, &zone, &edit::touched_owners(&job.changes))?;
-    let plan = edit::plan(&apex, current, &job.changes, &options.limits).map_err(StoreError::Rejected)?;
+    let (current, soa) = load_owners_and_soa(conn, &zone, &job.batch.owners())?;
+    let plan = edit::plan(current, &job.batch).map_err(StoreError::Rejected)?;
     let Some(next) = next_soa(options.serial_policy, &zone, soa, plan.writes.is_empty(), None, job.now)? else {
         return Ok(Outcome::Unchanged(Committed {
             zone: ZoneRecord { version: zone.version - 1, ..zone },
@@ -349,12 +349,11 @@ pub(crate) mod tests {
 
     pub(crate) fn job(apex: &str, if_match: Option<Vec<i64>>, changes: Vec<Change>) -> Job {
         Job {
-            apex: name(apex),
+            batch: edit::Checked::new(&name(apex), changes, &edit::Limits::default()).unwrap(),
             tenant: None,
             zones: None,
             writable: |_| true,
             if_match,
-            changes,
             summary: "{}".into(),
             author: ("test".into(), "t1".into(), "system".into()),
             now: 1,

@@ -211,7 +211,7 @@ fn error(change: usize, field: Field, fault: Fault) -> EditError {
 /// problem found is reported, not only the first. The rules that depend on
 /// the rest of the node (CNAME exclusivity and the like) are checked by
 /// [`plan`], once the change is applied to the RRsets around it.
-pub fn check_change(apex: &Name, index: usize, change: &Change, limits: &Limits) -> Vec<EditError> {
+fn check_change(apex: &Name, index: usize, change: &Change, limits: &Limits) -> Vec<EditError> {
     let mut errors = Vec::new();
     let invalid = |field, message: String| error(index, field, Fault::Invalid(message));
     if !change.owner.is_subdomain_of(apex) {
@@ -257,6 +257,43 @@ pub fn check_change(apex: &Name, index: usize, change: &Change, limits: &Limits)
     errors
 }
 
+/// A batch whose every change passed [`check_change`] for its zone: what
+/// [`plan`] and the store take, so that a batch is checked once, by whoever
+/// made it (the API as it parses, pointing at each fault), and no path plans
+/// a change that was not checked.
+#[derive(Clone, Debug)]
+pub struct Checked {
+    apex: Name,
+    changes: Vec<Change>,
+}
+
+impl Checked {
+    /// Checks each change of a batch for the zone at `apex`; every fault of
+    /// every change is reported, each with its index in `changes`.
+    pub fn new(apex: &Name, changes: Vec<Change>, limits: &Limits) -> Result<Checked, Vec<EditError>> {
+        let errors: Vec<EditError> =
+            changes.iter().enumerate().flat_map(|(index, change)| check_change(apex, index, change, limits)).collect();
+        if !errors.is_empty() {
+            return Err(errors);
+        }
+        Ok(Checked { apex: apex.to_lowercase(), changes })
+    }
+
+    /// The zone's apex, lowercase.
+    pub fn apex(&self) -> &Name {
+        &self.apex
+    }
+
+    pub fn changes(&self) -> &[Change] {
+        &self.changes
+    }
+
+    /// The owners the batch touches; the store loads every RRset at these.
+    pub fn owners(&self) -> Vec<Name> {
+        touched_owners(&self.changes)
+    }
+}
+
 /// The RRsets at one owner, as the rules see them.
 fn node_shape(working: &Working, owner: &Name) -> Vec<RRsetShape> {
     working
@@ -292,7 +329,7 @@ fn checked_at_end(violation: &Violation) -> bool {
 pub type Working = BTreeMap<RRsetKey, RRsetData>;
 
 /// The owners a batch touches; the store loads every RRset at these owners.
-pub fn touched_owners(changes: &[Change]) -> Vec<Name> {
+fn touched_owners(changes: &[Change]) -> Vec<Name> {
     let mut owners: Vec<Name> = changes.iter().map(|c| c.owner.to_lowercase()).collect();
     owners.sort();
     owners.dedup();
@@ -315,15 +352,9 @@ pub struct Plan {
 /// Applies a batch, in order, to the RRsets at the owners it touches
 /// (`current`, read in the write transaction) and returns what to write. Each
 /// change sees the effect of the ones before it. Any error rejects the batch.
-pub fn plan(apex: &Name, current: Working, changes: &[Change], limits: &Limits) -> Result<Plan, Vec<EditError>> {
+pub fn plan(current: Working, batch: &Checked) -> Result<Plan, Vec<EditError>> {
     let mut errors: Vec<EditError> = Vec::new();
-    for (index, change) in changes.iter().enumerate() {
-        errors.extend(check_change(apex, index, change, limits));
-    }
-    if !errors.is_empty() {
-        return Err(errors);
-    }
-    let apex_lower = apex.to_lowercase();
+    let (apex_lower, changes) = (batch.apex(), batch.changes());
     let mut working = current.clone();
     // The change that last touched the apex NS, to point at if it is gone.
     let mut apex_ns_touched_by: Option<usize> = None;
@@ -380,7 +411,7 @@ pub fn plan(apex: &Name, current: Working, changes: &[Change], limits: &Limits) 
         // Each change sees the ones before it, so a batch may swap an A for
         // a CNAME by deleting first; a change that leaves its name breaking
         // a rule is refused and leaves the name as it was.
-        let at_apex = owner == apex_lower;
+        let at_apex = owner == *apex_lower;
         let broken: Vec<Violation> = rules::check_node(at_apex, &node_shape(&working, &owner))
             .into_iter()
             .filter(|v| !checked_at_end(v))
@@ -395,9 +426,9 @@ pub fn plan(apex: &Name, current: Working, changes: &[Change], limits: &Limits) 
         }
     }
     if let Some(index) = apex_ns_touched_by {
-        for violation in rules::check_node(true, &node_shape(&working, &apex_lower)) {
+        for violation in rules::check_node(true, &node_shape(&working, apex_lower)) {
             if violation == Violation::NoApexNs {
-                errors.push(violation_error(index, &apex_lower, &violation));
+                errors.push(violation_error(index, apex_lower, &violation));
             }
         }
     }
@@ -528,6 +559,11 @@ mod tests {
         let www = RRsetData::new(&name("www.example.com."), RecordType::A, 300, vec![a(1)]);
         w.insert(www.key(), www);
         w
+    }
+
+    /// Checks the batch, then plans it, as the store does.
+    fn plan(apex: &Name, current: Working, changes: &[Change], limits: &Limits) -> Result<Plan, Vec<EditError>> {
+        super::plan(current, &Checked::new(apex, changes.to_vec(), limits)?)
     }
 
     fn change(action: Action, owner: &str, rtype: RecordType, rdatas: Vec<Vec<u8>>) -> Change {

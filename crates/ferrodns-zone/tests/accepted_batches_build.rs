@@ -107,13 +107,17 @@ fn accepted_batches_build_and_match_the_served_version() {
     let (mut accepted, mut refused) = (0, 0);
     for step in 0..2000 {
         let changes: Vec<Change> = (0..1 + random.below(3)).map(|_| random_change(&mut random)).collect();
-        let owners = edit::touched_owners(&changes);
+        let Ok(batch) = edit::Checked::new(&apex, changes, &Limits::default()) else {
+            refused += 1;
+            continue;
+        };
+        let owners = batch.owners();
         let current: Working = state
             .iter()
             .filter(|(key, _)| owners.contains(&key.owner))
             .map(|(key, set)| (key.clone(), set.clone()))
             .collect();
-        let plan = match edit::plan(&apex, current, &changes, &Limits::default()) {
+        let plan = match edit::plan(current, &batch) {
             Ok(plan) => plan,
             Err(_) => {
                 refused += 1;
@@ -140,11 +144,13 @@ fn accepted_batches_build_and_match_the_served_version() {
         removed.push_front(&old_soa);
         added.push_front(&new_soa);
         let diff = Diff { old_serial: serial, new_serial: Serial(serial.0 + 1), removed, added };
-        let rebuilt = build_zone(&apex, state.values())
-            .unwrap_or_else(|e| panic!("step {step}: accepted {changes:?} but the zone does not build: {e:?}"));
-        let next = apply_to_zone(&served, &std::sync::Arc::new(diff))
-            .unwrap_or_else(|e| panic!("step {step}: accepted {changes:?} but it cannot be published: {e:?}"));
-        assert_eq!(lines(&next), lines(&rebuilt), "step {step}: {changes:?}");
+        let rebuilt = build_zone(&apex, state.values()).unwrap_or_else(|e| {
+            panic!("step {step}: accepted {:?} but the zone does not build: {e:?}", batch.changes())
+        });
+        let next = apply_to_zone(&served, &std::sync::Arc::new(diff)).unwrap_or_else(|e| {
+            panic!("step {step}: accepted {:?} but it cannot be published: {e:?}", batch.changes())
+        });
+        assert_eq!(lines(&next), lines(&rebuilt), "step {step}: {:?}", batch.changes());
         served = next;
     }
     // The draw must exercise both outcomes, or the test proves little.
