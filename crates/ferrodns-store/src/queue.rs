@@ -19,7 +19,9 @@ use ferrodns_zone::edit::{self, Checked};
 use sqlx::{Any, AnyPool, Transaction};
 
 use crate::{
-    announce, finish_write, lock_and_load, Backend, Committed, Planned, Result, Scope, StoreError, StoreOptions,
+    admit, announce, corrupt, finish_write, load_owners_and_soa, lock_and_load, next_soa, read_unlocked, zone_from_row,
+    Backend, BatchRows, Committed, Planned, Result, Scope, StoreError, StoreOptions, WrittenChange, ZoneRecord,
+    UPDATE_ZONE_VERSION, ZONE_COLUMNS,
 };
 
 /// One batch of changes to commit, owning what it needs.
@@ -50,7 +52,7 @@ impl Job {
     }
 }
 
-/// What one job did inside a shared transaction.
+/// What a change did inside its transaction (`finish_write`).
 pub(crate) enum Outcome {
     /// Written: keep it.
     Written(Committed),
@@ -103,8 +105,22 @@ impl Queues {
     }
 }
 
-/// Commits `batch` in one transaction and answers each job.
+/// Commits `batch` and answers each job: a change alone without a
+/// transaction where it can ([`Read::Unlocked`]), otherwise all in one.
 async fn commit(pool: &AnyPool, options: &StoreOptions, batch: Vec<Job>) {
+    if let [job] = &batch[..] {
+        let made = match pool.acquire().await {
+            Ok(mut conn) => make(&mut conn, options, job, Read::Unlocked).await,
+            Err(error) => Err(error.into()),
+        };
+        match made {
+            Ok(Some(result)) => return answer(batch, Ok(vec![result])),
+            // Another writer moved the zone on after the read, or the
+            // change is too big for one statement: in a transaction, then.
+            Ok(None) => {}
+            Err(error) => return answer(batch, Err(error)),
+        }
+    }
     let outcome = attempt(pool, options, &batch).await;
     if let Err(error) = &outcome {
         if batch.len() > 1 {
@@ -127,47 +143,35 @@ pub(crate) fn answer(batch: Vec<Job>, outcome: Result<Vec<Result<Committed>>>) {
     }
 }
 
+/// The batch in one transaction: the first change takes the zone's row
+/// lock as it reads, the others read under it. A change refused (its
+/// `If-Match`, the zone's rules) or that changes nothing writes nothing, so
+/// it needs no savepoint; each that writes moves the version and the serial
+/// on by one, with its own journal entry. One notification for the batch.
 async fn attempt(pool: &AnyPool, options: &StoreOptions, batch: &[Job]) -> Result<Vec<Result<Committed>>> {
     let mut tx = pool.begin().await?;
-    // One job needs no savepoint: if it writes nothing, the transaction
-    // rolls back whole.
-    let several = batch.len() > 1;
     let mut results = Vec::with_capacity(batch.len());
     let mut last = None;
-    let mut already_announced = false;
+    // Whether the transaction holds the zone's lock: once a change has
+    // found the zone.
+    let mut locked = false;
     for job in batch {
-        if several {
-            sqlx::query("SAVEPOINT change").execute(&mut *tx).await?;
+        let read = if locked { Read::Locked } else { Read::Lock };
+        let result = match make(&mut tx, options, job, read).await? {
+            Some(result) => result,
+            None => too_big(&mut tx, options, job).await?,
+        };
+        locked |= !matches!(result, Err(StoreError::NotFound));
+        if let Ok(Committed { zone, change: Some(_), .. }) = &result {
+            last = Some((zone.name.clone(), zone.serial));
         }
-        // A job alone announces its commit in its own statement.
-        let outcome = change_in(&mut tx, options, job, !several).await.map(|(outcome, announced)| {
-            if announced {
-                already_announced = true;
-            }
-            outcome
-        });
-        if several {
-            if !matches!(outcome, Ok(Outcome::Written(_))) {
-                sqlx::query("ROLLBACK TO SAVEPOINT change").execute(&mut *tx).await?;
-            }
-            sqlx::query("RELEASE SAVEPOINT change").execute(&mut *tx).await?;
-        }
-        results.push(match outcome {
-            Ok(Outcome::Written(committed)) => {
-                last = Some((committed.zone.name.clone(), committed.zone.serial));
-                Ok(committed)
-            }
-            Ok(Outcome::Unchanged(committed)) => Ok(committed),
-            Err(error) => Err(error),
-        });
+        results.push(result);
     }
     match last {
-        // One notification for the batch: other nodes read what changed
-        // from the journal, up to the serial it names.
+        // Other nodes read what changed from the journal, up to the serial
+        // the notification names.
         Some((zone, serial)) => {
-            if !already_announced {
-                announce(&mut tx, Backend::Postgres, &zone, Some(serial)).await?;
-            }
+            announce(&mut tx, Backend::Postgres, &zone, Some(serial)).await?;
             tx.commit().await?;
         }
         None => {
@@ -178,19 +182,111 @@ async fn attempt(pool: &AnyPool, options: &StoreOptions, batch: &[Job]) -> Resul
     Ok(results)
 }
 
-/// One job inside `tx`: the steps of `Store::apply_changes`.
-async fn change_in(
-    tx: &mut Transaction<'static, Any>,
+/// How a change reads its zone.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Read {
+    /// Without a lock, outside a transaction: the change alone in its
+    /// zone's queue. Its write then moves the version on only from the one
+    /// read, and otherwise writes nothing.
+    Unlocked,
+    /// Taking the zone's row lock: the first change of a transaction.
+    Lock,
+    /// Under the lock the transaction holds already.
+    Locked,
+}
+
+/// One change on `conn`, in two statements: the zone's row, the touched
+/// RRsets and the SOA read as `read` says ([`read_unlocked`],
+/// [`lock_and_load`]); the change checked (scope, the zone's kind,
+/// `If-Match`) and planned on what was read; then its rows, serial, journal
+/// entry and (read unlocked) notification written by one statement that
+/// moves the zone's version on from the one read
+/// (`WrittenChange::in_one_statement`), the zone's row updated once.
+///
+/// Read unlocked, that update takes the row lock for the statement and
+/// finds the row only if no other change committed since the read: every
+/// write of a zone's RRsets or settings moves its version, so an unmoved
+/// version means the read was current. Otherwise the statement writes
+/// nothing and the change is `None`, to be made under the lock. A change
+/// refused on what was read is refused as of that read, a committed state:
+/// nothing was written. This path saves the locked one's `BEGIN` and
+/// `COMMIT`, three statements where there were five.
+///
+/// `None` too, read in any way, for a change too big for one statement
+/// ([`too_big`]).
+async fn make(
+    conn: &mut sqlx::AnyConnection,
     options: &StoreOptions,
     job: &Job,
-    announce: bool,
-) -> Result<(Outcome, bool)> {
+    read: Read,
+) -> Result<Option<Result<Committed>>> {
     let owners = job.batch.owners();
-    let (scope, if_match) = (job.scope(), job.if_match.as_deref());
-    let (zone, current, soa) =
-        lock_and_load(tx, job.apex(), &scope, Some(job.writable), if_match, job.now, &owners).await?;
+    if read == Read::Unlocked && owners.len() > 500 {
+        return Ok(None);
+    }
+    let loaded = match read {
+        Read::Unlocked | Read::Locked => read_unlocked(conn, job.apex(), &owners).await,
+        Read::Lock => lock_and_load(conn, job.apex(), &owners).await,
+    };
+    let (seen, current, soa) = match loaded {
+        Ok(loaded) => loaded,
+        Err(StoreError::NotFound) => return Ok(Some(Err(StoreError::NotFound))),
+        Err(error) => return Err(error),
+    };
+    // The zone as the change leaves it: its version moved on by one.
+    let read_version = seen.version;
+    let zone = ZoneRecord { version: read_version + 1, ..seen };
+    if let Err(refused) = admit(&zone, &job.scope(), Some(job.writable), job.if_match.as_deref()) {
+        return Ok(Some(Err(refused)));
+    }
+    let plan = match edit::plan(current, &job.batch) {
+        Ok(plan) => plan,
+        Err(errors) => return Ok(Some(Err(StoreError::Rejected(errors)))),
+    };
+    let Some(next) = next_soa(options.serial_policy, &zone, soa, plan.writes.is_empty(), None, job.now)? else {
+        let zone = ZoneRecord { version: read_version, ..zone };
+        return Ok(Some(Ok(Committed { zone, change: None, diff: None })));
+    };
+    let rows = BatchRows::new(&plan.writes, &next.soa(&zone.name));
+    if !rows.fit_one_statement() {
+        return Ok(None);
+    }
+    let (diff, rrset_delta) = next.diff(&zone, Planned::Batch(plan));
+    // Read unlocked, the change is alone: it announces itself.
+    let announce = (read == Read::Unlocked).then(|| format!("{} {}", zone.name, diff.new_serial.0));
+    let author = job.author();
+    let written = WrittenChange {
+        zone_id: zone.id,
+        diff: &diff,
+        rrset_delta,
+        author: &author,
+        now: job.now,
+        summary: &job.summary,
+    };
+    let outcome = written.in_one_statement(conn, rows.upserts, rows.deletes, announce, read_version).await?;
+    if outcome.is_none() && read != Read::Unlocked {
+        return Err(corrupt("a zone moved on while this transaction held its lock"));
+    }
+    Ok(outcome.map(|(zone, change)| Ok(Committed { zone, change: Some(change), diff: Some(Arc::new(diff)) })))
+}
+
+/// A change too big for one statement ([`make`] said so), inside `tx`,
+/// which holds the zone's lock or takes it: its version moved on, the
+/// RRsets read again and planned, then the rows in chunks, the serial and
+/// the journal entry (`finish_write`). It was planned on the same rows
+/// under the same lock, so it writes.
+async fn too_big(tx: &mut Transaction<'static, Any>, options: &StoreOptions, job: &Job) -> Result<Result<Committed>> {
+    let row = sqlx::query(&format!("{UPDATE_ZONE_VERSION} RETURNING {ZONE_COLUMNS}"))
+        .bind(job.apex().to_string())
+        .bind(job.now)
+        .fetch_optional(&mut **tx)
+        .await?;
+    let zone = zone_from_row(&row.ok_or(StoreError::NotFound)?)?;
+    let (current, soa) =
+        load_owners_and_soa(&mut *tx, Backend::Postgres, zone.id, job.apex(), &job.batch.owners()).await?;
     let plan = edit::plan(current, &job.batch).map_err(StoreError::Rejected)?;
-    finish_write(
+    let author = job.author();
+    match finish_write(
         tx,
         Backend::Postgres,
         options,
@@ -199,11 +295,13 @@ async fn change_in(
         Planned::Batch(plan),
         None,
         &job.summary,
-        &job.author(),
+        &author,
         job.now,
-        announce,
     )
-    .await
+    .await?
+    {
+        Outcome::Written(committed) | Outcome::Unchanged(committed) => Ok(Ok(committed)),
+    }
 }
 
 #[cfg(test)]
@@ -217,6 +315,12 @@ mod tests {
     /// `FERRODNS_TEST_POSTGRES`, as the integration tests take it.
     fn server() -> String {
         std::env::var("FERRODNS_TEST_POSTGRES").unwrap_or_else(|_| "postgres://root@127.0.0.1:5432".to_string())
+    }
+
+    /// A change alone, read without a lock, as `commit` first tries it.
+    async fn unlocked(pool: &AnyPool, options: &StoreOptions, job: &Job) -> Result<Option<Result<Committed>>> {
+        let mut conn = pool.acquire().await.map_err(StoreError::from)?;
+        make(&mut conn, options, job, Read::Unlocked).await
     }
 
     async fn admin(sql: &str) {
@@ -286,21 +390,24 @@ mod tests {
         .await
         .unwrap();
         sqlx::query("ANALYZE rrsets").execute(&store.pool).await.unwrap();
-        let plan: Vec<String> = sqlx::query(&format!("EXPLAIN {}", crate::lock_and_load_sql(1)))
-            .bind("big.test.")
-            .bind(1i64)
-            .bind("www.big.test.")
-            .bind("big.test.")
-            .bind(RecordType::SOA.0 as i64)
-            .fetch_all(&store.pool)
-            .await
-            .unwrap()
-            .iter()
-            .map(|row| sqlx::Row::get::<String, _>(row, 0))
-            .collect();
-        let plan = plan.join("\n");
-        assert!(!plan.contains("Seq Scan on rrsets"), "{plan}");
-        assert!(plan.contains("rrsets_pkey"), "{plan}");
+        // Both reads: the one that takes the lock and the one made without
+        // it or under it (`make`).
+        for sql in [crate::lock_and_load_sql(1), crate::read_unlocked_sql(1)] {
+            let plan: Vec<String> = sqlx::query(&format!("EXPLAIN {sql}"))
+                .bind("big.test.")
+                .bind("www.big.test.")
+                .bind("big.test.")
+                .bind(RecordType::SOA.0 as i64)
+                .fetch_all(&store.pool)
+                .await
+                .unwrap()
+                .iter()
+                .map(|row| sqlx::Row::get::<String, _>(row, 0))
+                .collect();
+            let plan = plan.join("\n");
+            assert!(!plan.contains("Seq Scan on rrsets"), "{plan}");
+            assert!(plan.contains("rrsets_pkey"), "{plan}");
+        }
         store.close().await;
         admin(&format!("DROP DATABASE {db} WITH (FORCE)")).await;
     }
@@ -345,6 +452,75 @@ mod tests {
         let removed: Vec<Vec<u8>> =
             diff.removed.iter().filter(|r| r.rtype == RecordType::A).map(|r| r.rdata.to_vec()).collect();
         assert_eq!(removed, [vec![192, 0, 2, 2]], "the RRset as the other writer committed it");
+        store.close().await;
+        drop(other);
+        admin(&format!("DROP DATABASE {db} WITH (FORCE)")).await;
+    }
+
+    /// A change made without the lock (`unlocked`) whose zone another
+    /// writer moves on between its read and its write writes nothing: not
+    /// its rows, not a journal entry, not a serial. The locked path then
+    /// makes it on the committed state.
+    #[tokio::test]
+    async fn a_change_read_before_another_commit_writes_nothing_and_goes_under_the_lock() {
+        use sqlx::Connection;
+        let db = format!("ferrodns_queue_unlocked_{}", std::process::id());
+        admin(&format!("DROP DATABASE IF EXISTS {db}")).await;
+        admin(&format!("CREATE DATABASE {db}")).await;
+        let url = format!("{}/{db}", server());
+        let store = Store::open(&url, StoreOptions::default()).await.unwrap();
+        let author = Author { name: "test", token: "t1", tenant: "system" };
+        let apex = name("u.test.");
+        store.create_zone(&apex, "system", "primary", zone_rrsets(&apex), None, "a", &author, 1).await.unwrap();
+        let first = job("u.test.", None, vec![upsert("www.u.test.", RecordType::A, &[192, 0, 2, 1])]);
+        let committed = unlocked(&store.pool, &StoreOptions::default(), &first).await.unwrap().unwrap().unwrap();
+        assert_eq!(committed.zone.serial, Serial(2), "alone and unopposed, it commits");
+        let before = store.zone(&apex).await.unwrap();
+
+        // Another writer takes the row lock and changes the RRset; the
+        // change reads before that commits, so it sees the old RRset, then
+        // waits for the lock in its write.
+        let mut other = sqlx::PgConnection::connect(&url).await.unwrap();
+        sqlx::query("BEGIN").execute(&mut other).await.unwrap();
+        sqlx::query("UPDATE zones SET version = version + 1 WHERE name = 'u.test.'").execute(&mut other).await.unwrap();
+        sqlx::query("UPDATE rrsets SET rdata = $1 WHERE owner = 'www.u.test.' AND rtype = 1")
+            .bind(ferrodns_zone::edit::pack_rdatas([&[192u8, 0, 2, 2][..]]))
+            .execute(&mut other)
+            .await
+            .unwrap();
+        let pool = store.pool.clone();
+        let racing = tokio::spawn(async move {
+            let second = job("u.test.", None, vec![upsert("www.u.test.", RecordType::A, &[192, 0, 2, 3])]);
+            unlocked(&pool, &StoreOptions::default(), &second).await.unwrap().is_none()
+        });
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+        assert!(!racing.is_finished(), "the write waits for the lock");
+        sqlx::query("COMMIT").execute(&mut other).await.unwrap();
+        assert!(racing.await.unwrap(), "the zone moved on after the read: nothing written");
+        let after = store.zone(&apex).await.unwrap();
+        assert_eq!(
+            (after.serial, after.version),
+            (before.serial, before.version + 1),
+            "only the other writer's version"
+        );
+        assert_eq!(store.journal(after.id).await.unwrap().len(), 2, "no entry for the change that lost");
+
+        // Through the queue's path it is made under the lock, on what the
+        // other writer committed.
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        let second = Job { reply, ..job("u.test.", None, vec![upsert("www.u.test.", RecordType::A, &[192, 0, 2, 3])]) };
+        commit(&store.pool, &StoreOptions::default(), vec![second]).await;
+        let committed = answer.await.unwrap().unwrap();
+        let removed: Vec<Vec<u8>> = committed
+            .diff
+            .unwrap()
+            .removed
+            .iter()
+            .filter(|r| r.rtype == RecordType::A)
+            .map(|r| r.rdata.to_vec())
+            .collect();
+        assert_eq!(removed, [vec![192, 0, 2, 2]], "the RRset as the other writer committed it");
+        assert_eq!(committed.zone.serial, Serial(3));
         store.close().await;
         drop(other);
         admin(&format!("DROP DATABASE {db} WITH (FORCE)")).await;
