@@ -11,7 +11,15 @@
 //! id, sum of versions, which any create, change or delete moves); when it is
 //! the one this node was last wholly in step at, nothing happened and
 //! nothing more is read. Otherwise it compares every zone's serial with the
-//! database (one query and a hash set, linear in the number of zones).
+//! database (one query and a hash set, linear in the number of zones), and
+//! reads what the zones out of step need in passes over many zones, never
+//! a query per zone: the journals of the zones it serves at an older
+//! serial ([`Store::journals_since`], [`ZONES_PER_READ`] zones a
+//! statement), then the RRsets of those it does not serve or whose journal
+//! does not reach back ([`Store::each_zone_rrsets`], as many), built off
+//! the async threads and published together, never over a newer serial.
+//! Only a zone whose steps do not apply (it moved meanwhile) is read on its
+//! own, as a notification's zone is ([`sync_zone`]).
 //!
 //! Token revocations come on the same channel (`Notice::TokenRevoked`): the
 //! node drops the token from its cache of authenticated tokens, and clears
@@ -22,8 +30,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use ferrodns_proto::{Name, Serial};
-use ferrodns_store::{Notice, StoreError};
-use ferrodns_zone::live::Applied;
+use ferrodns_store::{Notice, StoreError, StoredSerial, ZONES_PER_READ};
+use ferrodns_zone::live::{build_zone, Applied};
 use tokio::sync::watch;
 
 use crate::catalog::{self, CatalogSync};
@@ -112,20 +120,59 @@ async fn catch_up(control: &ControlPlane, in_step_at: &mut Option<(i64, i64, i64
     if *in_step_at != Some(fingerprint) {
         let Ok(stored) = control.store.zone_serials().await else { return };
         let served = control.live.snapshot();
-        let mut in_step = true;
-        for (apex, serial, rate_limit) in &stored {
-            let zone = served.get(apex.as_wire());
-            if (zone.map(|z| z.serial()) != Some(*serial) || zone.is_some_and(|z| z.rate_limit() != *rate_limit))
-                && !control.live.is_file_zone(apex.as_wire())
-            {
-                in_step &= sync_zone(control, apex).await;
+        let catalog = control.catalog.as_ref().map(|c| c.name().clone());
+        // The zones served at another serial, with the serial served; the
+        // zones not served; the ones to read on their own.
+        let (mut behind, mut missing, mut one_by_one) = (Vec::new(), Vec::new(), Vec::new());
+        for zone in &stored {
+            if control.live.is_file_zone(zone.name.as_wire()) {
+                continue;
+            }
+            // The catalog is the leader's to write; `catalog::sync` reads
+            // it below.
+            if catalog.as_ref() == Some(&zone.name) {
+                continue;
+            }
+            match served.get(zone.name.as_wire()) {
+                Some(current) => {
+                    // Settings (the rate limit) change without the serial.
+                    control.serve_rate_limit(&zone.name, zone.rate_limit);
+                    if current.serial() != zone.serial {
+                        behind.push((zone, current.serial()));
+                    }
+                }
+                None => missing.push(zone),
             }
         }
-        let catalog = control.catalog.as_ref().map(|c| c.name().as_wire());
-        let known: HashSet<&[u8]> = stored.iter().map(|(name, ..)| name.as_wire()).collect();
+        let started = std::time::Instant::now();
+        let (to_read, missing_before, alone_before) = (behind.len() + missing.len(), missing.len(), one_by_one.len());
+        let mut in_step = apply_journals(control, &behind, &mut missing, &mut one_by_one).await;
+        let from_journal = behind.len() - (missing.len() - missing_before) - (one_by_one.len() - alone_before);
+        let reloaded = missing.len();
+        in_step &= reload_zones(control, &missing).await;
+        let alone = one_by_one.len();
+        for apex in one_by_one {
+            in_step &= sync_zone(control, &apex).await;
+        }
+        if to_read > 0 {
+            tracing::info!(
+                zones = to_read,
+                from_journal,
+                reloaded,
+                one_by_one = alone,
+                elapsed_ms = started.elapsed().as_millis() as u64,
+                "caught up with the database"
+            );
+        }
+        let known: HashSet<&[u8]> = stored.iter().map(|zone| zone.name.as_wire()).collect();
         for zone in served.iter() {
             let apex = zone.apex_lower();
-            if !known.contains(apex) && !control.live.is_file_zone(apex) && Some(apex) != catalog {
+            if !known.contains(apex)
+                && !control.live.is_file_zone(apex)
+                && catalog.as_ref().map(|c| c.as_wire()) != Some(apex)
+            {
+                // Read again on its own: it may be one made on this node
+                // since the list was read.
                 if let Ok(apex) = Name::from_wire(apex) {
                     in_step &= sync_zone(control, &apex).await;
                 }
@@ -141,6 +188,105 @@ async fn catch_up(control: &ControlPlane, in_step_at: &mut Option<(i64, i64, i64
         *in_step_at = in_step.then_some(fingerprint);
     }
     catalog::sync(control, CatalogSync::Poll).await;
+}
+
+/// Brings the zones served at an older serial up to the database from
+/// their journals, [`ZONES_PER_READ`] zones a statement. A zone whose
+/// journal does not reach back joins `missing` (to be reloaded); one that
+/// moved meanwhile, or whose steps do not apply, joins `one_by_one`. False
+/// when a read failed (the next poll tries again).
+async fn apply_journals<'z>(
+    control: &ControlPlane,
+    behind: &[(&'z StoredSerial, Serial)],
+    missing: &mut Vec<&'z StoredSerial>,
+    one_by_one: &mut Vec<Name>,
+) -> bool {
+    for chunk in behind.chunks(ZONES_PER_READ) {
+        let from: Vec<(i64, Serial)> = chunk.iter().map(|(zone, served)| (zone.id, *served)).collect();
+        let mut steps = match control.store.journals_since(&from).await {
+            Ok(steps) => steps,
+            Err(error) => {
+                tracing::debug!(%error, "cannot read the journals now");
+                return false;
+            }
+        };
+        for (zone, served) in chunk {
+            let Some(diffs) = steps.remove(&zone.id) else {
+                missing.push(zone);
+                continue;
+            };
+            // Under the zone's lock, from the serial the journal was read at.
+            let _publication = control.locks.lock(&zone.name).await;
+            if control.live.snapshot().get(zone.name.as_wire()).map(|z| z.serial()) != Some(*served) {
+                one_by_one.push(zone.name.clone());
+                continue;
+            }
+            // Applying may rebuild a large zone: keep it off the async workers.
+            let live = control.live.clone();
+            let key = zone.name.as_wire().to_vec();
+            let applied_all = tokio::task::spawn_blocking(move || {
+                diffs
+                    .into_iter()
+                    .map(Arc::new)
+                    .all(|step| matches!(live.apply(&key, &step), Ok(Applied::Published | Applied::AlreadyServed)))
+            })
+            .await
+            .unwrap_or(false);
+            if !applied_all {
+                one_by_one.push(zone.name.clone());
+            }
+        }
+    }
+    true
+}
+
+/// Reads and serves `zones` from their stored RRsets, [`ZONES_PER_READ`]
+/// zones a statement, built off the async workers and published together
+/// (never over a newer serial: a change this node made meanwhile stands).
+/// False when a read failed.
+async fn reload_zones(control: &ControlPlane, zones: &[&StoredSerial]) -> bool {
+    let mut in_step = true;
+    let mut created = false;
+    for chunk in zones.chunks(ZONES_PER_READ) {
+        let ids: Vec<i64> = chunk.iter().map(|zone| zone.id).collect();
+        let mut read = Vec::with_capacity(chunk.len());
+        if let Err(error) = control.store.each_zone_rrsets(Some(&ids), &mut |id, rrsets| read.push((id, rrsets))).await
+        {
+            tracing::warn!(zones = chunk.len(), %error, "cannot load the zones");
+            in_step = false;
+            continue;
+        }
+        let by_id: std::collections::HashMap<i64, (Name, Option<ferrodns_zone::RateLimit>)> =
+            chunk.iter().map(|zone| (zone.id, (zone.name.clone(), zone.rate_limit))).collect();
+        let served = control.live.snapshot();
+        for (name, _) in by_id.values() {
+            if served.get(name.as_wire()).is_none() {
+                tracing::info!(zone = %name, "created on another node");
+                created = true;
+            }
+        }
+        let live = control.live.clone();
+        let built = tokio::task::spawn_blocking(move || {
+            let mut built = Vec::with_capacity(read.len());
+            for (id, rrsets) in read {
+                let Some((apex, rate_limit)) = by_id.get(&id) else { continue };
+                match build_zone(apex, rrsets.iter()) {
+                    Ok(zone) => {
+                        zone.set_rate_limit(*rate_limit);
+                        built.push(zone);
+                    }
+                    Err(errors) => tracing::error!(zone = %apex, ?errors, "stored zone does not build; not serving it"),
+                }
+            }
+            live.publish_zones(built);
+        })
+        .await;
+        in_step &= built.is_ok();
+    }
+    if created {
+        catalog::sync(control, CatalogSync::Full).await;
+    }
+    in_step
 }
 
 /// Brings a zone up to an announced commit. The announcement of this node's

@@ -745,9 +745,15 @@ impl ControlPlane {
     /// Gives the served zone the settings `zone` has in the store (its rate
     /// limit). Later versions keep them ([`ferrodns_zone::ZoneSet::insert`]).
     pub fn serve_settings(&self, zone: &ZoneRecord) {
-        if let Some(served) = self.live.snapshot().get(zone.name.as_wire()) {
-            if served.rate_limit() != zone.rate_limit {
-                served.set_rate_limit(zone.rate_limit);
+        self.serve_rate_limit(&zone.name, zone.rate_limit);
+    }
+
+    /// Gives the zone served at `apex` its own rate limit (`None`: the
+    /// server's).
+    pub fn serve_rate_limit(&self, apex: &Name, rate_limit: Option<RateLimit>) {
+        if let Some(served) = self.live.snapshot().get(apex.as_wire()) {
+            if served.rate_limit() != rate_limit {
+                served.set_rate_limit(rate_limit);
             }
         }
     }

@@ -28,7 +28,7 @@ mod queue;
 mod serial;
 mod sqlite;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 use std::path::Path;
 use std::time::Duration;
@@ -261,6 +261,23 @@ pub struct Committed {
     /// publishing it keeps it in the zone's history without a copy.
     pub diff: Option<std::sync::Arc<Diff>>,
 }
+
+/// A stored zone as a follower compares it with what it serves
+/// ([`Store::zone_serials`]).
+#[derive(Clone, Debug)]
+pub struct StoredSerial {
+    pub id: i64,
+    /// Lowercase apex.
+    pub name: Name,
+    pub serial: Serial,
+    /// The zone's own response rate limit; `None` for the server's.
+    pub rate_limit: Option<RateLimit>,
+}
+
+/// The most zones one statement of a many-zone read covers
+/// ([`Store::journals_since`], [`Store::each_zone_rrsets`]): under both
+/// databases' parameter limits, and a bound on what one read holds.
+pub const ZONES_PER_READ: usize = 256;
 
 /// An API token's row (never the secret).
 #[derive(Clone, Debug)]
@@ -742,10 +759,29 @@ impl Store {
     /// `each` gets a zone's id and its RRsets (zones without any are not
     /// given). One query whatever the number of zones, and one zone's rows
     /// in memory at a time.
-    pub async fn each_zone_rrsets(&self, each: &mut (dyn FnMut(i64, Vec<RRsetData>) + Send)) -> Result<()> {
+    ///
+    /// `zones` limits the pass to those zones' ids (at most
+    /// [`ZONES_PER_READ`]: one statement); `None` reads every zone.
+    pub async fn each_zone_rrsets(
+        &self,
+        zones: Option<&[i64]>,
+        each: &mut (dyn FnMut(i64, Vec<RRsetData>) + Send),
+    ) -> Result<()> {
         use futures_util::TryStreamExt;
-        let mut rows =
-            sqlx::query("SELECT zone_id, owner, rtype, ttl, rdata FROM rrsets ORDER BY zone_id").fetch(&self.pool);
+        let sql = match zones {
+            None => "SELECT zone_id, owner, rtype, ttl, rdata FROM rrsets ORDER BY zone_id".to_string(),
+            Some(ids) => format!(
+                "SELECT zone_id, owner, rtype, ttl, rdata FROM rrsets WHERE zone_id IN ({}) ORDER BY zone_id",
+                Markers::new(self.backend).take(ids.len().max(1))
+            ),
+        };
+        let mut query = sqlx::query(&sql).persistent(false);
+        match zones {
+            Some([]) => return Ok(()),
+            Some(ids) => query = ids.iter().fold(query, |query, id| query.bind(*id)),
+            None => {}
+        }
+        let mut rows = query.fetch(&self.pool);
         let mut current: Option<(i64, Vec<RRsetData>)> = None;
         while let Some(row) = rows.try_next().await? {
             let zone_id: i64 = row.try_get("zone_id")?;
@@ -956,7 +992,8 @@ async fn lock_zone(
 /// Steps 1 and 2 of a change inside `tx` on PostgreSQL, in one statement
 /// ([`lock_and_load_sql`]): takes the zone's row lock (`FOR UPDATE`; the
 /// change's write moves the version on) and reads the RRsets at `owners`
-/// and the SOA. `NotFound` when there is no zone at `apex`.
+/// and the SOA. `NotFound` when there is no zone at `apex`; `admit`'s
+/// refusal as in [`read_unlocked`].
 ///
 /// The read sees the statement's snapshot, taken before the row lock was
 /// granted. Every write of a zone's RRsets moves its version in the same
@@ -967,10 +1004,11 @@ async fn lock_and_load(
     conn: &mut sqlx::AnyConnection,
     apex: &Name,
     owners: &[Name],
+    admit: impl FnOnce(&ZoneRecord) -> Result<()>,
 ) -> Result<(ZoneRecord, Working, RRsetData)> {
     if owners.len() > 500 {
         // The lock first (reading only the apex), then the owners in chunks.
-        let (zone, ..) = Box::pin(lock_and_load(conn, apex, &[])).await?;
+        let (zone, ..) = Box::pin(lock_and_load(conn, apex, &[], admit)).await?;
         let (working, soa) = load_owners_and_soa(conn, Backend::Postgres, zone.id, apex, owners).await?;
         return Ok((zone, working, soa));
     }
@@ -984,6 +1022,7 @@ async fn lock_and_load(
     let rows = query.bind(RecordType::SOA.0 as i64).fetch_all(&mut *conn).await?;
     let first = rows.first().ok_or(StoreError::NotFound)?;
     let zone = zone_from_row(first)?;
+    admit(&zone)?;
     let seen: Option<i64> = first.try_get("seen_version").map_err(|e| corrupt(&e.to_string()))?;
     if seen != Some(zone.version) {
         let (working, soa) = load_owners_and_soa(conn, Backend::Postgres, zone.id, apex, owners).await?;
@@ -1026,11 +1065,14 @@ pub(crate) fn lock_and_load_sql(owners: usize) -> String {
 /// The read of a change made without a transaction (PostgreSQL, a change
 /// alone in its zone's queue, `queue::unlocked`): the zone's row and the
 /// RRsets at `owners` and the SOA, in one statement, one snapshot, no lock.
-/// `NotFound` when there is no zone at `apex`.
+/// `NotFound` when there is no zone at `apex`; `admit`'s refusal when it
+/// refuses the zone, asked before the RRsets are looked at (a forward zone
+/// has none, not even an SOA).
 async fn read_unlocked(
     conn: &mut sqlx::AnyConnection,
     apex: &Name,
     owners: &[Name],
+    admit: impl FnOnce(&ZoneRecord) -> Result<()>,
 ) -> Result<(ZoneRecord, Working, RRsetData)> {
     let sql = read_unlocked_sql(owners.len());
     let mut read = OwnersAndSoa::new(apex, owners);
@@ -1040,6 +1082,7 @@ async fn read_unlocked(
     }
     let rows = query.bind(RecordType::SOA.0 as i64).fetch_all(&mut *conn).await?;
     let zone = zone_from_row(rows.first().ok_or(StoreError::NotFound)?)?;
+    admit(&zone)?;
     for row in &rows {
         if row.try_get::<Option<String>, _>("owner").map_err(|e| corrupt(&e.to_string()))?.is_some() {
             read.take(rrset_from_row(row)?);
@@ -1642,17 +1685,24 @@ impl Store {
         Ok((row.try_get("zones")?, row.try_get("top")?, row.try_get("versions")?))
     }
 
-    /// Every stored zone's apex, serial and own rate limit: what a follower
-    /// compares with what it serves.
+    /// Every stored zone's id, apex, serial and own rate limit: what a
+    /// follower compares with what it serves.
     /// Forward zones are not among them: they are served from
     /// [`Store::forward_zones`].
-    pub async fn zone_serials(&self) -> Result<Vec<(Name, Serial, Option<RateLimit>)>> {
-        let rows = sqlx::query("SELECT name, serial, rrl_rate, rrl_slip FROM zones WHERE kind <> $1")
+    pub async fn zone_serials(&self) -> Result<Vec<StoredSerial>> {
+        let rows = sqlx::query("SELECT id, name, serial, rrl_rate, rrl_slip FROM zones WHERE kind <> $1")
             .bind(FORWARD_KIND)
             .fetch_all(&self.pool)
             .await?;
         rows.iter()
-            .map(|row| Ok((name_column(row, "name")?, serial_column(row, "serial")?, rate_limit_columns(row)?)))
+            .map(|row| {
+                Ok(StoredSerial {
+                    id: row.int("id")?,
+                    name: name_column(row, "name")?,
+                    serial: serial_column(row, "serial")?,
+                    rate_limit: rate_limit_columns(row)?,
+                })
+            })
             .collect()
     }
 
@@ -1777,6 +1827,37 @@ impl Store {
 
     /// The journal steps after `serial`, oldest first; `None` when the
     /// journal no longer holds the step that ends at `serial`.
+    /// [`Store::journal_since`] for many zones in one statement: for each
+    /// `(zone id, serial)` (at most [`ZONES_PER_READ`]) whose journal holds
+    /// an entry ending at that serial, every later entry, in order. A zone
+    /// whose journal does not reach back that far, or holds nothing later,
+    /// is absent.
+    pub async fn journals_since(&self, from: &[(i64, Serial)]) -> Result<HashMap<i64, Vec<Diff>>> {
+        let mut steps: HashMap<i64, Vec<Diff>> = HashMap::new();
+        if from.is_empty() {
+            return Ok(steps);
+        }
+        let mut markers = Markers::new(self.backend);
+        let wanted: Vec<String> = from.iter().map(|_| format!("({})", markers.take(2))).collect();
+        let sql = format!(
+            "WITH wanted (zone, serial) AS (VALUES {}), \
+             start AS (SELECT journal.zone_id AS zone, MAX(journal.id) AS since_id FROM journal JOIN wanted \
+             ON journal.zone_id = wanted.zone AND journal.serial_to = wanted.serial GROUP BY journal.zone_id) \
+             SELECT {CHANGE_COLUMNS}, removed, added FROM journal JOIN start ON journal.zone_id = start.zone \
+             AND journal.id > start.since_id ORDER BY journal.zone_id, journal.id",
+            wanted.join(", ")
+        );
+        let mut query = sqlx::query(&sql).persistent(false);
+        for (zone_id, serial) in from {
+            query = query.bind(*zone_id).bind(serial.0 as i64);
+        }
+        for row in query.fetch_all(&self.pool).await? {
+            let change = change_from_row(&row)?;
+            steps.entry(change.zone_id).or_default().push(diff_from_row(&row, &change)?);
+        }
+        Ok(steps)
+    }
+
     pub async fn journal_since(&self, zone_id: i64, serial: Serial) -> Result<Option<Vec<Diff>>> {
         let start = sqlx::query("SELECT MAX(id) AS id FROM journal WHERE zone_id = $1 AND serial_to = $2")
             .bind(zone_id)

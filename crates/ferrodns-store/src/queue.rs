@@ -224,21 +224,25 @@ async fn make(
     if read == Read::Unlocked && owners.len() > 500 {
         return Ok(None);
     }
+    // The zone as the change would leave it, its version moved on by one,
+    // is what the checks see, before the RRsets are looked at.
+    let check = |zone: &ZoneRecord| {
+        let after = ZoneRecord { version: zone.version + 1, ..zone.clone() };
+        admit(&after, &job.scope(), Some(job.writable), job.if_match.as_deref())
+    };
     let loaded = match read {
-        Read::Unlocked | Read::Locked => read_unlocked(conn, job.apex(), &owners).await,
-        Read::Lock => lock_and_load(conn, job.apex(), &owners).await,
+        Read::Unlocked | Read::Locked => read_unlocked(conn, job.apex(), &owners, check).await,
+        Read::Lock => lock_and_load(conn, job.apex(), &owners, check).await,
     };
     let (seen, current, soa) = match loaded {
         Ok(loaded) => loaded,
-        Err(StoreError::NotFound) => return Ok(Some(Err(StoreError::NotFound))),
+        Err(refused @ (StoreError::NotFound | StoreError::NotWritable(_) | StoreError::VersionMismatch { .. })) => {
+            return Ok(Some(Err(refused)))
+        }
         Err(error) => return Err(error),
     };
-    // The zone as the change leaves it: its version moved on by one.
     let read_version = seen.version;
     let zone = ZoneRecord { version: read_version + 1, ..seen };
-    if let Err(refused) = admit(&zone, &job.scope(), Some(job.writable), job.if_match.as_deref()) {
-        return Ok(Some(Err(refused)));
-    }
     let plan = match edit::plan(current, &job.batch) {
         Ok(plan) => plan,
         Err(errors) => return Ok(Some(Err(StoreError::Rejected(errors)))),

@@ -118,7 +118,7 @@ pub async fn load_stored_zones(plane: &ControlPlane) -> anyhow::Result<()> {
     let loaded = when_the_database_answers(deadline, "cannot read the stored zones", async || {
         let (mut batch, mut loaded, mut last_publish) = (Vec::new(), 0usize, std::time::Instant::now());
         store
-            .each_zone_rrsets(&mut |id, rrsets| {
+            .each_zone_rrsets(None, &mut |id, rrsets| {
                 let Some(zone) = by_id.get(&id) else { return };
                 if live.is_file_zone(zone.name.as_wire()) {
                     tracing::warn!(zone = %zone.name, "zone is both in the database and a --zone-file; serving the file");

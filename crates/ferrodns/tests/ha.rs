@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use reqwest::Method;
 use serde_json::{json, Value};
-use support::control::{axfr_lines, dns_lookup, json, Database, Node};
+use support::control::{axfr_lines, dns_lookup, json, psql, Database, Node};
 
 const HA: [&str; 10] = [
     "--ha-lease-ms",
@@ -220,4 +220,71 @@ fn a_token_revoked_on_one_node_is_refused_by_the_other_at_once() {
         );
         std::thread::sleep(Duration::from_millis(20));
     }
+}
+
+/// A node that missed other nodes' notifications (its listening connection
+/// ended while it was stopped) catches up with what changed meanwhile in
+/// passes over many zones: the changed zones from their journals in one
+/// read, the new ones loaded together, the deleted one dropped; none read
+/// on its own, as a notification's zone is.
+#[test]
+fn a_node_that_missed_notifications_catches_up_in_passes() {
+    let database = Database::postgres();
+    let a = Node::start(&database, &[&["--node-id", "a"][..], &HA].concat());
+    let mut b = Node::start(&database, &[&["--node-id", "b"][..], &HA].concat());
+    b.token = a.token.clone();
+    let put = |zone: &str, address: &str| {
+        let body = json!({"ttl": 60, "records": [address]});
+        let (status, body, _) =
+            json(a.request(Method::PUT, &format!("/v1/zones/{zone}/rrsets/www/A")).json(&body).send().unwrap());
+        assert_eq!(status, 200, "{body}");
+    };
+    for k in 0..20 {
+        a.create_zone(&format!("c{k}.test"));
+        put(&format!("c{k}.test"), "192.0.2.1");
+    }
+    a.create_zone("gone.test");
+    put("gone.test", "192.0.2.1");
+    for zone in (0..20).map(|k| format!("c{k}.test")).chain(["gone.test".to_string()]) {
+        wait_for_answer(&b, &format!("www.{zone}."), "192.0.2.1");
+    }
+
+    // b stops, and its listening connection is ended (a's too; a
+    // reconnects at once): whatever is announced now, b never hears.
+    b.signal(libc::SIGSTOP);
+    let db = database.url().unwrap().rsplit('/').next().unwrap().to_string();
+    psql(&format!(
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{db}' AND query ILIKE 'LISTEN%'"
+    ));
+    for k in 0..20 {
+        put(&format!("c{k}.test"), "192.0.2.2");
+        put(&format!("c{k}.test"), "192.0.2.3");
+    }
+    for k in 0..10 {
+        a.create_zone(&format!("n{k}.test"));
+        put(&format!("n{k}.test"), "192.0.2.9");
+    }
+    assert_eq!(a.request(Method::DELETE, "/v1/zones/gone.test").send().unwrap().status(), 204);
+    b.signal(libc::SIGCONT);
+
+    for k in 0..20 {
+        wait_for_answer(&b, &format!("www.c{k}.test."), "192.0.2.3");
+    }
+    for k in 0..10 {
+        wait_for_answer(&b, &format!("www.n{k}.test."), "192.0.2.9");
+    }
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while dns_lookup(b.dns, "www.gone.test.", 1).0 != "Refused" {
+        assert!(Instant::now() < deadline, "b still serves the deleted zone");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let log = b.log();
+    let line = log
+        .lines()
+        .find(|l| l.contains("caught up with the database") && l.contains("zones=30"))
+        .unwrap_or_else(|| panic!("no catch-up of the 30 zones:\n{log}"));
+    assert!(
+        line.contains("from_journal=20") && line.contains("reloaded=10") && line.contains("one_by_one=0"),
+        "{line}"
+    );
 }
