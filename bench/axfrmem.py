@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Memory of a server while it sends a big zone by AXFR to several clients at once.
 
-The zone is authbench's (../shared/bench/authbench.py, gen_zone): --records 1000000 gives
+The zone is authbench's (bench/authbench.py, gen_zone): --records 1000000 gives
 1.45 million records. The server loads it, settles, and its resident size is read (idle);
 then N clients (kdig) each transfer the whole zone at the same time, while the server's
 RSS is sampled every 5 ms; the figure is the peak above idle. Every client must receive
@@ -14,7 +14,7 @@ the whole zone (the record count is checked), or the run fails.
 """
 import argparse, os, shlex, signal, subprocess, sys, tempfile, threading, time
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "shared", "bench"))
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import authbench  # noqa: E402
 
 

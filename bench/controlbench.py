@@ -41,7 +41,7 @@ import sys, tempfile, threading, time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BINARY = os.environ.get("FERRODNS_BINARY", os.path.join(ROOT, "target", "release", "ferrodns"))
-AUTHBENCH = os.path.join(ROOT, "..", "shared", "bench", "authbench.py")
+AUTHBENCH = os.path.join(ROOT, "bench", "authbench.py")
 
 
 def free_port():

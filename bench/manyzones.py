@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Many-zones mode for ../shared/bench/authbench.py: N small zones instead of one big one.
+"""Many-zones mode for bench/authbench.py: N small zones instead of one big one.
 
 Every zone z<i>.test. holds an SOA, an NS, an A and an AAAA at its apex. Each server is
 configured with all N zones, pinned and measured exactly as authbench does (its run_one:
@@ -15,7 +15,7 @@ the middle and the last zone all answer. The query mix spreads over every zone:
 """
 import argparse, json, os, random, shutil, subprocess, sys, tempfile, time
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "shared", "bench"))
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import authbench  # noqa: E402
 
 

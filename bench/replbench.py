@@ -20,7 +20,7 @@ import tempfile, time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BINARY = os.path.join(ROOT, "target", "release", "ferrodns")
-AUTHBENCH = os.path.join(ROOT, "..", "shared", "bench", "authbench.py")
+AUTHBENCH = os.path.join(ROOT, "bench", "authbench.py")
 SECRET = base64.b64encode(b"replbench-tsig-secret-0123456789").decode()
 KEY = f"xfr:hmac-sha256:{SECRET}"
 
