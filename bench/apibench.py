@@ -309,6 +309,9 @@ def throughput(workdir, db, writers, changes, layout, binary):
         elapsed = time.perf_counter() - began
         for client in clients:
             client.join()
+        # A new connection: the server closes keep-alive connections left
+        # idle as long as a long run takes.
+        conn = server.connect()
         for zone, owner, last, error in outcomes:
             if error:
                 sys.exit(f"{owner}.{zone}: {error}")

@@ -33,8 +33,13 @@ impl Zone {
     /// removes a record the zone does not hold, or it breaks a zone rule
     /// (the rebuild then reports the problem as a load would).
     pub fn apply_overlay(&self, removed: &Records, added: &Records) -> Option<Zone> {
+        // Each version copies the overlay before it adds the change: past
+        // these bounds a rebuild (O(zone), folding the overlay into the
+        // base) costs less than the copies. A small zone's floor is 16 KiB:
+        // with 256 KiB a one-record zone's every change copied up to 256
+        // KiB, 12 % of the API's CPU under a stream of changes.
         let node_limit = (self.base.index.len() / 64).max(1024);
-        let byte_limit = (self.base.arena.len() / 64).max(256 << 10);
+        let byte_limit = (self.base.arena.len() / 64).max(16 << 10);
         let held = self.overlay.as_ref().map_or(0, |o| o.index.len());
         if held + removed.len() + added.len() > node_limit
             || self.overlay.as_ref().is_some_and(|o| o.arena.len() > byte_limit)
@@ -131,10 +136,27 @@ impl Zone {
                 return None;
             }
         }
-        // The new overlay: the old one plus the changed nodes, appended.
+        // The new overlay: the old one plus the changed nodes, appended,
+        // copied once into an arena with room for them.
+        let room: usize = order
+            .iter()
+            .map(|lower| {
+                let node = &work[lower];
+                let records: usize = node
+                    .rrsets
+                    .iter()
+                    .map(|(_, _, rdatas)| 10 + rdatas.iter().map(|r| r.len() + 2).sum::<usize>())
+                    .sum();
+                6 + node.name.len() + records
+            })
+            .sum();
         let mut overlay = match &self.overlay {
-            Some(old) => Layer::clone(old),
-            None => Layer { arena: Vec::new(), index: NameIndex::with_capacity(order.len()) },
+            Some(old) => {
+                let mut arena = Vec::with_capacity(old.arena.len() + room);
+                arena.extend_from_slice(&old.arena);
+                Layer { arena, index: old.index.clone() }
+            }
+            None => Layer { arena: Vec::with_capacity(room), index: NameIndex::with_capacity(order.len()) },
         };
         let (mut apex_offset, mut apex_in_overlay) = (self.apex_offset, self.apex_in_overlay);
         for lower in &order {
