@@ -483,6 +483,7 @@ impl Store {
         if let Some(changes) = &self.changes {
             changes.close();
         }
+        self.queues.cool();
         self.pool.close().await;
     }
 

@@ -13,9 +13,11 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use ferrodns_proto::Name;
 use ferrodns_zone::edit::{self, Checked};
+use sqlx::pool::PoolConnection;
 use sqlx::{Any, AnyPool, Transaction};
 
 use crate::{
@@ -74,9 +76,63 @@ fn copy_error(error: &StoreError) -> StoreError {
 #[derive(Default)]
 pub(crate) struct Queues {
     zones: Mutex<HashMap<String, Vec<Job>>>,
+    /// Connections a change alone used within the last [`WARM_FOR`], kept
+    /// for the next one (at most [`WARM_MAX`]): sqlx's pool pings a
+    /// connection as it lends it and again as it takes it back, two round
+    /// trips of the four such a change made.
+    warm: Mutex<Vec<(PoolConnection<Any>, Instant)>>,
 }
 
+/// How long a connection a change used stays warm. One that sat longer goes
+/// back to the pool, which pings it before it lends it again.
+const WARM_FOR: Duration = Duration::from_secs(1);
+const WARM_MAX: usize = 4;
+
 impl Queues {
+    /// A warm connection, if one was used within [`WARM_FOR`].
+    fn take_warm(&self) -> Option<PoolConnection<Any>> {
+        let mut warm = self.warm.lock().unwrap_or_else(|e| e.into_inner());
+        // Those idle too long go back to the pool.
+        warm.retain(|(_, used)| used.elapsed() < WARM_FOR);
+        warm.pop().map(|(conn, _)| conn)
+    }
+
+    fn keep_warm(&self, conn: PoolConnection<Any>) {
+        let mut warm = self.warm.lock().unwrap_or_else(|e| e.into_inner());
+        if warm.len() < WARM_MAX {
+            warm.push((conn, Instant::now()));
+        }
+    }
+
+    /// Hands every warm connection back to the pool (before it closes,
+    /// which waits for them).
+    pub(crate) fn cool(&self) {
+        self.warm.lock().unwrap_or_else(|e| e.into_inner()).clear();
+    }
+
+    /// A change alone, read unlocked ([`make`]), on a warm connection or one
+    /// from the pool. A warm connection may have been ended by PostgreSQL
+    /// since it was used (a restart, `pg_terminate_backend`): when it fails
+    /// before the change's write was sent, the change goes again on one from
+    /// the pool, which pings it first.
+    async fn alone(&self, pool: &AnyPool, options: &StoreOptions, job: &Job) -> Result<Option<Result<Committed>>> {
+        if let Some(mut conn) = self.take_warm() {
+            let mut writing = false;
+            match make(&mut conn, options, job, Read::Unlocked, &mut writing).await {
+                Ok(made) => {
+                    self.keep_warm(conn);
+                    return Ok(made);
+                }
+                Err(error) if writing => return Err(error),
+                Err(error) => tracing::debug!(%error, "a warm database connection failed; taking another"),
+            }
+        }
+        let mut conn = pool.acquire().await?;
+        let made = make(&mut conn, options, job, Read::Unlocked, &mut false).await?;
+        self.keep_warm(conn);
+        Ok(made)
+    }
+
     /// Hands `job` to its zone's task, starting one if none runs.
     pub(crate) fn submit(self: &Arc<Self>, pool: &AnyPool, options: &Arc<StoreOptions>, job: Job) {
         let key = job.apex().to_string();
@@ -92,7 +148,7 @@ impl Queues {
         tokio::spawn(async move {
             let mut batch = vec![job];
             loop {
-                commit(&pool, &options, batch).await;
+                commit(&queues, &pool, &options, batch).await;
                 let mut zones = queues.zones.lock().unwrap_or_else(|e| e.into_inner());
                 let waiting = zones.get_mut(&key).map(std::mem::take).unwrap_or_default();
                 if waiting.is_empty() {
@@ -107,13 +163,9 @@ impl Queues {
 
 /// Commits `batch` and answers each job: a change alone without a
 /// transaction where it can ([`Read::Unlocked`]), otherwise all in one.
-async fn commit(pool: &AnyPool, options: &StoreOptions, batch: Vec<Job>) {
+async fn commit(queues: &Queues, pool: &AnyPool, options: &StoreOptions, batch: Vec<Job>) {
     if let [job] = &batch[..] {
-        let made = match pool.acquire().await {
-            Ok(mut conn) => make(&mut conn, options, job, Read::Unlocked).await,
-            Err(error) => Err(error.into()),
-        };
-        match made {
+        match queues.alone(pool, options, job).await {
             Ok(Some(result)) => return answer(batch, Ok(vec![result])),
             // Another writer moved the zone on after the read, or the
             // change is too big for one statement: in a transaction, then.
@@ -157,7 +209,7 @@ async fn attempt(pool: &AnyPool, options: &StoreOptions, batch: &[Job]) -> Resul
     let mut locked = false;
     for job in batch {
         let read = if locked { Read::Locked } else { Read::Lock };
-        let result = match make(&mut tx, options, job, read).await? {
+        let result = match make(&mut tx, options, job, read, &mut false).await? {
             Some(result) => result,
             None => too_big(&mut tx, options, job).await?,
         };
@@ -219,6 +271,7 @@ async fn make(
     options: &StoreOptions,
     job: &Job,
     read: Read,
+    writing: &mut bool,
 ) -> Result<Option<Result<Committed>>> {
     let owners = job.batch.owners();
     if read == Read::Unlocked && owners.len() > 500 {
@@ -267,6 +320,8 @@ async fn make(
         now: job.now,
         summary: &job.summary,
     };
+    // From here a failure leaves it unknown whether the change committed.
+    *writing = true;
     let outcome = written.in_one_statement(conn, rows.upserts, rows.deletes, announce, read_version).await?;
     if outcome.is_none() && read != Read::Unlocked {
         return Err(corrupt("a zone moved on while this transaction held its lock"));
@@ -324,7 +379,7 @@ mod tests {
     /// A change alone, read without a lock, as `commit` first tries it.
     async fn unlocked(pool: &AnyPool, options: &StoreOptions, job: &Job) -> Result<Option<Result<Committed>>> {
         let mut conn = pool.acquire().await.map_err(StoreError::from)?;
-        make(&mut conn, options, job, Read::Unlocked).await
+        make(&mut conn, options, job, Read::Unlocked, &mut false).await
     }
 
     async fn admin(sql: &str) {
@@ -513,7 +568,7 @@ mod tests {
         // other writer committed.
         let (reply, answer) = tokio::sync::oneshot::channel();
         let second = Job { reply, ..job("u.test.", None, vec![upsert("www.u.test.", RecordType::A, &[192, 0, 2, 3])]) };
-        commit(&store.pool, &StoreOptions::default(), vec![second]).await;
+        commit(&Queues::default(), &store.pool, &StoreOptions::default(), vec![second]).await;
         let committed = answer.await.unwrap().unwrap();
         let removed: Vec<Vec<u8>> = committed
             .diff
