@@ -221,23 +221,28 @@ async fn apply_journals<'z>(
                 one_by_one.push(zone.name.clone());
                 continue;
             }
-            // Applying may rebuild a large zone: keep it off the async workers.
-            let live = control.live.clone();
-            let key = zone.name.as_wire().to_vec();
-            let applied_all = tokio::task::spawn_blocking(move || {
-                diffs
-                    .into_iter()
-                    .map(Arc::new)
-                    .all(|step| matches!(live.apply(&key, &step), Ok(Applied::Published | Applied::AlreadyServed)))
-            })
-            .await
-            .unwrap_or(false);
-            if !applied_all {
+            if !apply_steps(control, &zone.name, diffs).await {
                 one_by_one.push(zone.name.clone());
             }
         }
     }
     true
+}
+
+/// Applies journal steps to the zone served at `apex`, in order; false
+/// when one does not apply (the caller reads the zone instead).
+async fn apply_steps(control: &ControlPlane, apex: &Name, steps: Vec<ferrodns_zone::edit::Diff>) -> bool {
+    // Applying may rebuild a large zone: keep it off the async workers.
+    let live = control.live.clone();
+    let key = apex.as_wire().to_vec();
+    tokio::task::spawn_blocking(move || {
+        steps
+            .into_iter()
+            .map(Arc::new)
+            .all(|step| matches!(live.apply(&key, &step), Ok(Applied::Published | Applied::AlreadyServed)))
+    })
+    .await
+    .unwrap_or(false)
 }
 
 /// Reads and serves `zones` from their stored RRsets, [`ZONES_PER_READ`]
@@ -337,18 +342,7 @@ async fn sync_zone(control: &ControlPlane, apex: &Name) -> bool {
         Some(serial) if serial == zone.serial => return true,
         Some(serial) => {
             if let Ok(Some(steps)) = control.store.journal_since(zone.id, serial).await {
-                // Applying may rebuild a large zone: keep it off the async workers.
-                let live = control.live.clone();
-                let key = apex.as_wire().to_vec();
-                let applied_all = tokio::task::spawn_blocking(move || {
-                    steps
-                        .into_iter()
-                        .map(Arc::new)
-                        .all(|step| matches!(live.apply(&key, &step), Ok(Applied::Published | Applied::AlreadyServed)))
-                })
-                .await
-                .unwrap_or(false);
-                if applied_all {
+                if apply_steps(control, &apex, steps).await {
                     return true;
                 }
             }

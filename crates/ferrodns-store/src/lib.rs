@@ -1014,7 +1014,7 @@ async fn lock_and_load(
         return Ok((zone, working, soa));
     }
     let sql = lock_and_load_sql(owners.len());
-    let mut read = OwnersAndSoa::new(apex, owners);
+    let read = OwnersAndSoa::new(apex, owners);
     // Prepared for the common batches of a few owners; one plan per count.
     let mut query = sqlx::query(&sql).persistent(owners.len() <= 4).bind(apex.to_lowercase().to_string());
     for text in read.text_parameters(owners) {
@@ -1029,12 +1029,7 @@ async fn lock_and_load(
         let (working, soa) = load_owners_and_soa(conn, Backend::Postgres, zone.id, apex, owners).await?;
         return Ok((zone, working, soa));
     }
-    for row in &rows {
-        if row.try_get::<Option<String>, _>("owner").map_err(|e| corrupt(&e.to_string()))?.is_some() {
-            read.take(rrset_from_row(row)?);
-        }
-    }
-    let (working, soa) = read.finish()?;
+    let (working, soa) = read.read_rows(&rows)?;
     Ok((zone, working, soa))
 }
 
@@ -1076,7 +1071,7 @@ async fn read_unlocked(
     admit: impl FnOnce(&ZoneRecord) -> Result<()>,
 ) -> Result<(ZoneRecord, Working, RRsetData)> {
     let sql = read_unlocked_sql(owners.len());
-    let mut read = OwnersAndSoa::new(apex, owners);
+    let read = OwnersAndSoa::new(apex, owners);
     let mut query = sqlx::query(&sql).persistent(owners.len() <= 4).bind(apex.to_lowercase().to_string());
     for text in read.text_parameters(owners) {
         query = query.bind(text);
@@ -1084,12 +1079,7 @@ async fn read_unlocked(
     let rows = query.bind(RecordType::SOA.0 as i64).fetch_all(&mut *conn).await?;
     let zone = zone_from_row(rows.first().ok_or(StoreError::NotFound)?)?;
     admit(&zone)?;
-    for row in &rows {
-        if row.try_get::<Option<String>, _>("owner").map_err(|e| corrupt(&e.to_string()))?.is_some() {
-            read.take(rrset_from_row(row)?);
-        }
-    }
-    let (working, soa) = read.finish()?;
+    let (working, soa) = read.read_rows(&rows)?;
     Ok((zone, working, soa))
 }
 
@@ -2104,6 +2094,17 @@ impl OwnersAndSoa {
     fn finish(self) -> Result<(Working, RRsetData)> {
         let soa = self.soa.ok_or_else(|| corrupt("the zone has no SOA"))?;
         Ok((self.working, soa))
+    }
+
+    /// The RRsets of a statement whose rows are the zone's joined to each
+    /// RRset read (none when the zone has none at the owners: `owner` null).
+    fn read_rows(mut self, rows: &[AnyRow]) -> Result<(Working, RRsetData)> {
+        for row in rows {
+            if row.try_get::<Option<String>, _>("owner").map_err(|e| corrupt(&e.to_string()))?.is_some() {
+                self.take(rrset_from_row(row)?);
+            }
+        }
+        self.finish()
     }
 }
 

@@ -81,6 +81,8 @@ pub(crate) struct Queues {
     /// connection as it lends it and again as it takes it back, two round
     /// trips of the four such a change made.
     warm: Mutex<Vec<(PoolConnection<Any>, Instant)>>,
+    /// Whether a task is handing back the warm connections left idle.
+    sweeping: std::sync::atomic::AtomicBool,
 }
 
 /// How long a connection a change used stays warm. One that sat longer goes
@@ -97,11 +99,35 @@ impl Queues {
         warm.pop().map(|(conn, _)| conn)
     }
 
-    fn keep_warm(&self, conn: PoolConnection<Any>) {
-        let mut warm = self.warm.lock().unwrap_or_else(|e| e.into_inner());
-        if warm.len() < WARM_MAX {
+    /// Keeps `conn` for the next change, and makes sure that a task hands
+    /// it back to the pool if none takes it within [`WARM_FOR`]: the pool's
+    /// other users (reads, tokens, the follower) must not go without it.
+    fn keep_warm(self: &Arc<Self>, conn: PoolConnection<Any>) {
+        {
+            let mut warm = self.warm.lock().unwrap_or_else(|e| e.into_inner());
+            if warm.len() >= WARM_MAX {
+                return;
+            }
             warm.push((conn, Instant::now()));
         }
+        use std::sync::atomic::Ordering;
+        if self.sweeping.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let queues = self.clone();
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(WARM_FOR).await;
+                let mut warm = queues.warm.lock().unwrap_or_else(|e| e.into_inner());
+                warm.retain(|(_, used)| used.elapsed() < WARM_FOR);
+                if warm.is_empty() {
+                    // Cleared under the lock, so a connection kept after
+                    // this starts a sweeper of its own.
+                    queues.sweeping.store(false, Ordering::Release);
+                    return;
+                }
+            }
+        });
     }
 
     /// Hands every warm connection back to the pool (before it closes,
@@ -115,7 +141,12 @@ impl Queues {
     /// since it was used (a restart, `pg_terminate_backend`): when it fails
     /// before the change's write was sent, the change goes again on one from
     /// the pool, which pings it first.
-    async fn alone(&self, pool: &AnyPool, options: &StoreOptions, job: &Job) -> Result<Option<Result<Committed>>> {
+    async fn alone(
+        self: &Arc<Self>,
+        pool: &AnyPool,
+        options: &StoreOptions,
+        job: &Job,
+    ) -> Result<Option<Result<Committed>>> {
         if let Some(mut conn) = self.take_warm() {
             let mut writing = false;
             match make(&mut conn, options, job, Read::Unlocked, &mut writing).await {
@@ -163,7 +194,7 @@ impl Queues {
 
 /// Commits `batch` and answers each job: a change alone without a
 /// transaction where it can ([`Read::Unlocked`]), otherwise all in one.
-async fn commit(queues: &Queues, pool: &AnyPool, options: &StoreOptions, batch: Vec<Job>) {
+async fn commit(queues: &Arc<Queues>, pool: &AnyPool, options: &StoreOptions, batch: Vec<Job>) {
     if let [job] = &batch[..] {
         match queues.alone(pool, options, job).await {
             Ok(Some(result)) => return answer(batch, Ok(vec![result])),
@@ -382,6 +413,25 @@ mod tests {
         make(&mut conn, options, job, Read::Unlocked, &mut false).await
     }
 
+    /// A database of the test's own, made anew, holding a primary zone at
+    /// `apex`: its store, its URL and its name (for [`dispose`]).
+    async fn with_zone(label: &str, apex: &str) -> (Store, String, String) {
+        let db = format!("ferrodns_queue_{label}_{}", std::process::id());
+        admin(&format!("DROP DATABASE IF EXISTS {db}")).await;
+        admin(&format!("CREATE DATABASE {db}")).await;
+        let url = format!("{}/{db}", server());
+        let store = Store::open(&url, StoreOptions::default()).await.unwrap();
+        let author = Author { name: "test", token: "t1", tenant: "system" };
+        let apex = name(apex);
+        store.create_zone(&apex, "system", "primary", zone_rrsets(&apex), None, "a", &author, 1).await.unwrap();
+        (store, url, db)
+    }
+
+    async fn dispose(store: Store, db: &str) {
+        store.close().await;
+        admin(&format!("DROP DATABASE {db} WITH (FORCE)")).await;
+    }
+
     async fn admin(sql: &str) {
         use sqlx::Connection;
         let mut conn = sqlx::PgConnection::connect(&format!("{}/postgres", server())).await.unwrap();
@@ -393,13 +443,8 @@ mod tests {
     /// ones that fail leave nothing behind.
     #[tokio::test]
     async fn a_batch_commits_each_change_on_its_own_terms() {
-        let db = format!("ferrodns_queue_{}", std::process::id());
-        admin(&format!("DROP DATABASE IF EXISTS {db}")).await;
-        admin(&format!("CREATE DATABASE {db}")).await;
-        let store = Store::open(&format!("{}/{db}", server()), StoreOptions::default()).await.unwrap();
-        let author = Author { name: "test", token: "t1", tenant: "system" };
+        let (store, _url, db) = with_zone("batch", "a.test.").await;
         let apex = name("a.test.");
-        store.create_zone(&apex, "system", "primary", zone_rrsets(&apex), None, "a", &author, 1).await.unwrap();
         let a = store.zone(&apex).await.unwrap();
         let batch = vec![
             job("a.test.", None, vec![upsert("www.a.test.", RecordType::A, &[192, 0, 2, 1])]),
@@ -421,8 +466,7 @@ mod tests {
         assert_eq!(ferrodns_proto::rdata::soa_serial(&soa.rdatas[0]), Some(Serial(3)));
         assert!(!stored.iter().any(|s| s.owner == name("old.a.test.")), "a refused change left a row");
         assert_eq!(store.journal(zone.id).await.unwrap().len(), 3, "the creation and one entry per change");
-        store.close().await;
-        admin(&format!("DROP DATABASE {db} WITH (FORCE)")).await;
+        dispose(store, &db).await;
     }
 
     /// The lock-and-read statement finds the touched RRsets through the
@@ -432,13 +476,8 @@ mod tests {
     /// its idle rate in `controlbench --only underload`).
     #[tokio::test]
     async fn the_lock_and_read_statement_uses_the_index() {
-        let db = format!("ferrodns_queue_plan_{}", std::process::id());
-        admin(&format!("DROP DATABASE IF EXISTS {db}")).await;
-        admin(&format!("CREATE DATABASE {db}")).await;
-        let store = Store::open(&format!("{}/{db}", server()), StoreOptions::default()).await.unwrap();
-        let author = Author { name: "test", token: "t1", tenant: "system" };
+        let (store, _url, db) = with_zone("plan", "big.test.").await;
         let apex = name("big.test.");
-        store.create_zone(&apex, "system", "primary", zone_rrsets(&apex), None, "a", &author, 1).await.unwrap();
         let zone = store.zone(&apex).await.unwrap();
         sqlx::query(
             "INSERT INTO rrsets (zone_id, owner, rtype, ttl, rdata) \
@@ -467,8 +506,7 @@ mod tests {
             assert!(!plan.contains("Seq Scan on rrsets"), "{plan}");
             assert!(plan.contains("rrsets_pkey"), "{plan}");
         }
-        store.close().await;
-        admin(&format!("DROP DATABASE {db} WITH (FORCE)")).await;
+        dispose(store, &db).await;
     }
 
     /// A change that waits for the zone's row lock reads the RRsets as the
@@ -478,14 +516,7 @@ mod tests {
     #[tokio::test]
     async fn a_change_that_waited_for_the_lock_reads_what_was_committed_meanwhile() {
         use sqlx::Connection;
-        let db = format!("ferrodns_queue_wait_{}", std::process::id());
-        admin(&format!("DROP DATABASE IF EXISTS {db}")).await;
-        admin(&format!("CREATE DATABASE {db}")).await;
-        let url = format!("{}/{db}", server());
-        let store = Store::open(&url, StoreOptions::default()).await.unwrap();
-        let author = Author { name: "test", token: "t1", tenant: "system" };
-        let apex = name("w.test.");
-        store.create_zone(&apex, "system", "primary", zone_rrsets(&apex), None, "a", &author, 1).await.unwrap();
+        let (store, url, db) = with_zone("wait", "w.test.").await;
         let first = job("w.test.", None, vec![upsert("www.w.test.", RecordType::A, &[192, 0, 2, 1])]);
         attempt(&store.pool, &StoreOptions::default(), &[first]).await.unwrap().remove(0).unwrap();
 
@@ -511,9 +542,8 @@ mod tests {
         let removed: Vec<Vec<u8>> =
             diff.removed.iter().filter(|r| r.rtype == RecordType::A).map(|r| r.rdata.to_vec()).collect();
         assert_eq!(removed, [vec![192, 0, 2, 2]], "the RRset as the other writer committed it");
-        store.close().await;
         drop(other);
-        admin(&format!("DROP DATABASE {db} WITH (FORCE)")).await;
+        dispose(store, &db).await;
     }
 
     /// A change made without the lock (`unlocked`) whose zone another
@@ -523,14 +553,8 @@ mod tests {
     #[tokio::test]
     async fn a_change_read_before_another_commit_writes_nothing_and_goes_under_the_lock() {
         use sqlx::Connection;
-        let db = format!("ferrodns_queue_unlocked_{}", std::process::id());
-        admin(&format!("DROP DATABASE IF EXISTS {db}")).await;
-        admin(&format!("CREATE DATABASE {db}")).await;
-        let url = format!("{}/{db}", server());
-        let store = Store::open(&url, StoreOptions::default()).await.unwrap();
-        let author = Author { name: "test", token: "t1", tenant: "system" };
+        let (store, url, db) = with_zone("unlocked", "u.test.").await;
         let apex = name("u.test.");
-        store.create_zone(&apex, "system", "primary", zone_rrsets(&apex), None, "a", &author, 1).await.unwrap();
         let first = job("u.test.", None, vec![upsert("www.u.test.", RecordType::A, &[192, 0, 2, 1])]);
         let committed = unlocked(&store.pool, &StoreOptions::default(), &first).await.unwrap().unwrap().unwrap();
         assert_eq!(committed.zone.serial, Serial(2), "alone and unopposed, it commits");
@@ -568,7 +592,7 @@ mod tests {
         // other writer committed.
         let (reply, answer) = tokio::sync::oneshot::channel();
         let second = Job { reply, ..job("u.test.", None, vec![upsert("www.u.test.", RecordType::A, &[192, 0, 2, 3])]) };
-        commit(&Queues::default(), &store.pool, &StoreOptions::default(), vec![second]).await;
+        commit(&Arc::new(Queues::default()), &store.pool, &StoreOptions::default(), vec![second]).await;
         let committed = answer.await.unwrap().unwrap();
         let removed: Vec<Vec<u8>> = committed
             .diff
@@ -580,8 +604,24 @@ mod tests {
             .collect();
         assert_eq!(removed, [vec![192, 0, 2, 2]], "the RRset as the other writer committed it");
         assert_eq!(committed.zone.serial, Serial(3));
-        store.close().await;
         drop(other);
-        admin(&format!("DROP DATABASE {db} WITH (FORCE)")).await;
+        dispose(store, &db).await;
+    }
+
+    /// A connection kept warm after a change goes back to the pool once
+    /// [`WARM_FOR`] passes without another change: the pool's other users
+    /// (reads, tokens, the follower) must not go without it.
+    #[tokio::test]
+    async fn a_warm_connection_goes_back_to_the_pool_when_idle() {
+        let (store, _url, db) = with_zone("warm", "k.test.").await;
+        let queues = Arc::new(Queues::default());
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        let change = Job { reply, ..job("k.test.", None, vec![upsert("www.k.test.", RecordType::A, &[192, 0, 2, 1])]) };
+        commit(&queues, &store.pool, &StoreOptions::default(), vec![change]).await;
+        answer.await.unwrap().unwrap();
+        assert_eq!(queues.warm.lock().unwrap().len(), 1, "kept for the next change");
+        tokio::time::sleep(WARM_FOR * 2 + std::time::Duration::from_millis(200)).await;
+        assert!(queues.warm.lock().unwrap().is_empty(), "handed back to the pool once idle");
+        dispose(store, &db).await;
     }
 }
