@@ -271,8 +271,9 @@ def dnsperf_figures(text):
     }
 
 
-def run_one(name, cmd, port, qfile, settings, workdir):
-    """Starts `cmd` on the server CPU, waits for its first answer, runs dnsperf
+def run_one(name, cmd, port, qfile, settings, workdir, before=None):
+    """Starts `cmd` on the server CPU, waits for its first answer, calls
+    `before(port)` if given (fwdbench fills a cache with it), runs dnsperf
     against it and returns the figures (or {"name", "error"})."""
     log = open(os.path.join(workdir, f"{name}.log"), "w")
     started = time.time()
@@ -282,14 +283,16 @@ def run_one(name, cmd, port, qfile, settings, workdir):
         if wait_ready(port, settings.start_timeout, proc) is None:
             return {"name": name, "error": f"not answering within {settings.start_timeout} s; see {log.name}"}
         load_s = time.time() - started
-        before = session_cpu(proc.pid)
+        if before is not None:
+            before(port)
+        cpu_before = session_cpu(proc.pid)
         perf = subprocess.run(
             ["taskset", "-c", settings.client_cpu, "dnsperf", "-s", "127.0.0.1", "-p", str(port), "-d", qfile,
              "-l", str(settings.duration), "-c", str(settings.clients), "-q", str(settings.outstanding), "-T", "1",
              "-m", settings.mode] + (["-Q", str(settings.max_qps)] if settings.max_qps else []),
             capture_output=True, text=True)
         after = session_cpu(proc.pid)
-        user, kernel = after[0] - before[0], after[1] - before[1]
+        user, kernel = after[0] - cpu_before[0], after[1] - cpu_before[1]
         figures = dnsperf_figures(perf.stdout)
         answers = max(figures["completed"], 1)
         figures.update(
@@ -309,15 +312,17 @@ def run_one(name, cmd, port, qfile, settings, workdir):
             proc.wait()
 
 
-def table(results):
-    knot = next((r for r in results if r["name"] == "knot" and r.get("answers_per_cpu_s")), None)
-    rows = ["| server | qps | lost % | answers/CPU-s | eff/knot | usr us | sys us | mem MiB | load s | rcodes |",
+def table(results, reference="knot"):
+    """The figures as a Markdown table, efficiency relative to `reference`."""
+    base = next((r for r in results if r["name"] == reference and r.get("answers_per_cpu_s")), None)
+    rows = [f"| server | qps | lost % | answers/CPU-s | eff/{reference} | usr us | sys us | mem MiB | load s | "
+            "rcodes |",
             "|---|---|---|---|---|---|---|---|---|---|"]
     for r in results:
         if "error" in r:
             rows.append(f"| {r['name']} | error: {r['error']} |")
             continue
-        eff = f"{r['answers_per_cpu_s'] / knot['answers_per_cpu_s']:.2f}" if knot and r["answers_per_cpu_s"] else ""
+        eff = f"{r['answers_per_cpu_s'] / base['answers_per_cpu_s']:.2f}" if base and r["answers_per_cpu_s"] else ""
         rows.append(f"| {r['name']} | {r['qps']:.0f} | {r['lost_pct']:.2f} | {r['answers_per_cpu_s']} | {eff} | "
                     f"{r['user_us_per_answer']} | {r['sys_us_per_answer']} | {r['mem_mib']} | {r['load_s']} | "
                     f"{r['rcodes']} |")
