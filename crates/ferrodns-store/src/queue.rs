@@ -1,15 +1,19 @@
 //! Queued batches of RRset changes: what both databases' change paths take,
 //! and PostgreSQL's per-zone queue.
 //!
-//! On PostgreSQL, changes to one zone queue on its row lock whatever we do;
-//! each used to be its own transaction and commit. Here the changes this node
-//! has for a zone while one of its transactions is in flight wait in the
-//! zone's queue, and the next transaction takes all of them: each in a
-//! savepoint, with its own version bump, `If-Match` check, plan, serial step
-//! and journal entry, as on SQLite (`sqlite`). Zones never wait on each other:
-//! each has its own queue and its own transaction. The queue's transactions
-//! run in a task of their own, so a request that goes away (its client hung
-//! up) cannot abandon the changes of the others queued with it.
+//! On PostgreSQL, changes to one zone queue on its row lock whatever we do.
+//! A change alone in its zone's queue is two statements and no transaction
+//! ([`make`] with [`Read::Unlocked`]: a read without a lock, then a write
+//! that moves the zone's version on only from the one read), on a
+//! connection kept warm from the change before when there is one
+//! ([`Queues::alone`]). The changes this node has for a zone while one is
+//! in flight wait in the zone's queue, and the next transaction takes all
+//! of them, each with its own version step, `If-Match` check, plan, serial
+//! step and journal entry, as on SQLite (`sqlite`), without savepoints: a
+//! change refused or empty writes nothing ([`attempt`]). Zones never wait
+//! on each other: each has its own queue. The queue's work runs in a task
+//! of its own, so a request that goes away (its client hung up) cannot
+//! abandon the changes of the others queued with it.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
