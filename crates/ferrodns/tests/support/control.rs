@@ -188,11 +188,12 @@ impl Node {
         }
     }
 
-    /// Starts the process. The first start binds ports of the kernel's
-    /// choosing and reads them from the log; a restart asks for the same.
-    /// Those ports are in the kernel's ephemeral range, so while the node
-    /// is down a client's socket (a query's, say) may hold one for a moment:
-    /// a restart that finds its port taken tries again for a few seconds.
+    /// Starts the process. The first start binds ports drawn below the
+    /// kernel's ephemeral range ([`super::free_port`]) and reads them from
+    /// the log; a restart asks for the same, which no outgoing connection
+    /// can have taken meanwhile. A port another test bound in between fails
+    /// the launch: a first start then draws new ones, a restart tries again
+    /// for a few seconds.
     fn launch(&mut self) {
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
@@ -209,7 +210,12 @@ impl Node {
     fn try_launch(&mut self) -> Result<(), String> {
         let first = self.api.is_empty();
         let (dns, api) = if first {
-            ("127.0.0.1:0".to_string(), "127.0.0.1:0".to_string())
+            // Not port 0: a port the kernel handed out was, once the node
+            // stopped, free for any outgoing connection to take as its
+            // source port (a pooled PostgreSQL connection holds one for
+            // minutes; the failover suite's restart found its DNS port
+            // taken for longer than its retries).
+            (format!("127.0.0.1:{}", super::free_port()), format!("127.0.0.1:{}", super::free_port()))
         } else {
             (self.dns.to_string(), self.api.trim_start_matches("http://").to_string())
         };
