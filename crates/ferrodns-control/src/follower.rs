@@ -31,7 +31,7 @@ use std::time::Duration;
 
 use ferrodns_proto::{Name, Serial};
 use ferrodns_store::{Notice, StoreError, StoredSerial, ZONES_PER_READ};
-use ferrodns_zone::live::{build_zone, Applied};
+use ferrodns_zone::live::Applied;
 use tokio::sync::watch;
 
 use crate::catalog::{self, CatalogSync};
@@ -145,9 +145,10 @@ async fn catch_up(control: &ControlPlane, in_step_at: &mut Option<(i64, i64, i64
             }
         }
         let started = std::time::Instant::now();
-        let (to_read, missing_before, alone_before) = (behind.len() + missing.len(), missing.len(), one_by_one.len());
-        let mut in_step = apply_journals(control, &behind, &mut missing, &mut one_by_one).await;
-        let from_journal = behind.len() - (missing.len() - missing_before) - (one_by_one.len() - alone_before);
+        let to_read = behind.len() + missing.len();
+        let from_journal = apply_journals(control, &behind, &mut missing, &mut one_by_one).await;
+        let mut in_step = from_journal.is_some();
+        let from_journal = from_journal.unwrap_or_default();
         let reloaded = missing.len();
         in_step &= reload_zones(control, &missing).await;
         let alone = one_by_one.len();
@@ -193,21 +194,23 @@ async fn catch_up(control: &ControlPlane, in_step_at: &mut Option<(i64, i64, i64
 /// Brings the zones served at an older serial up to the database from
 /// their journals, [`ZONES_PER_READ`] zones a statement. A zone whose
 /// journal does not reach back joins `missing` (to be reloaded); one that
-/// moved meanwhile, or whose steps do not apply, joins `one_by_one`. False
-/// when a read failed (the next poll tries again).
+/// moved meanwhile, or whose steps do not apply, joins `one_by_one`. Says
+/// how many zones its steps brought in step, and `None` when a read failed
+/// (the next poll tries again).
 async fn apply_journals<'z>(
     control: &ControlPlane,
     behind: &[(&'z StoredSerial, Serial)],
     missing: &mut Vec<&'z StoredSerial>,
     one_by_one: &mut Vec<Name>,
-) -> bool {
+) -> Option<usize> {
+    let mut applied = 0;
     for chunk in behind.chunks(ZONES_PER_READ) {
         let from: Vec<(i64, Serial)> = chunk.iter().map(|(zone, served)| (zone.id, *served)).collect();
         let mut steps = match control.store.journals_since(&from).await {
             Ok(steps) => steps,
             Err(error) => {
                 tracing::debug!(%error, "cannot read the journals now");
-                return false;
+                return None;
             }
         };
         for (zone, served) in chunk {
@@ -221,12 +224,14 @@ async fn apply_journals<'z>(
                 one_by_one.push(zone.name.clone());
                 continue;
             }
-            if !apply_steps(control, &zone.name, diffs).await {
+            if apply_steps(control, &zone.name, diffs).await {
+                applied += 1;
+            } else {
                 one_by_one.push(zone.name.clone());
             }
         }
     }
-    true
+    Some(applied)
 }
 
 /// Applies journal steps to the zone served at `apex`, in order; false
@@ -272,18 +277,11 @@ async fn reload_zones(control: &ControlPlane, zones: &[&StoredSerial]) -> bool {
         }
         let live = control.live.clone();
         let built = tokio::task::spawn_blocking(move || {
-            let mut built = Vec::with_capacity(read.len());
-            for (id, rrsets) in read {
-                let Some((apex, rate_limit)) = by_id.get(&id) else { continue };
-                match build_zone(apex, rrsets.iter()) {
-                    Ok(zone) => {
-                        zone.set_rate_limit(*rate_limit);
-                        built.push(zone);
-                    }
-                    Err(errors) => tracing::error!(zone = %apex, ?errors, "stored zone does not build; not serving it"),
-                }
-            }
-            live.publish_zones(built);
+            let built = read.into_iter().filter_map(|(id, rrsets)| {
+                let (apex, rate_limit) = by_id.get(&id)?;
+                crate::build_stored_zone(apex, *rate_limit, &rrsets)
+            });
+            live.publish_zones(built.collect());
         })
         .await;
         in_step &= built.is_ok();

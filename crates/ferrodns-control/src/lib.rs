@@ -46,7 +46,7 @@ use ferrodns_transfer::catalog::Catalog;
 use ferrodns_transfer::peers::Peers;
 use ferrodns_zone::edit::{Checked, Diff, ImportMode, PackedZone, RRsetData};
 use ferrodns_zone::live::{build_zone, Applied, LiveZones};
-use ferrodns_zone::RateLimit;
+use ferrodns_zone::{RateLimit, Zone};
 use tokens::{Principal, Role};
 
 pub use election::{Election, ElectionSettings, HaSnapshot, Leadership};
@@ -755,6 +755,22 @@ impl ControlPlane {
             if served.rate_limit() != rate_limit {
                 served.set_rate_limit(rate_limit);
             }
+        }
+    }
+}
+
+/// A stored zone built to be served, with its own rate limit; `None`, and
+/// an error in the log, when its stored RRsets do not build: start-up and
+/// the follower's catch-up serve the other zones without it.
+pub fn build_stored_zone(apex: &Name, rate_limit: Option<RateLimit>, rrsets: &[RRsetData]) -> Option<Zone> {
+    match build_zone(apex, rrsets.iter()) {
+        Ok(zone) => {
+            zone.set_rate_limit(rate_limit);
+            Some(zone)
+        }
+        Err(errors) => {
+            tracing::error!(zone = %apex, ?errors, "stored zone does not build; not serving it");
+            None
         }
     }
 }

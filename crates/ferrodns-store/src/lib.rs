@@ -990,30 +990,35 @@ async fn lock_zone(
     Ok(zone)
 }
 
-/// Steps 1 and 2 of a change inside `tx` on PostgreSQL, in one statement
-/// ([`lock_and_load_sql`]): takes the zone's row lock (`FOR UPDATE`; the
-/// change's write moves the version on) and reads the RRsets at `owners`
-/// and the SOA. `NotFound` when there is no zone at `apex`; `admit`'s
-/// refusal as in [`read_unlocked`].
+/// Steps 1 and 2 of a change on PostgreSQL, in one statement
+/// ([`zone_and_owners_sql`]): the zone's row, and the RRsets at `owners` and
+/// the SOA. With `lock`, the statement takes the zone's row lock (`FOR
+/// UPDATE`; the change's write moves the version on); without, it reads one
+/// snapshot and locks nothing (a change alone, whose write is guarded by
+/// the version read, or one under the lock its transaction holds already).
+/// `NotFound` when there is no zone at `apex`; `admit`'s refusal when it
+/// refuses the zone, asked before the RRsets are looked at (a forward zone
+/// has none, not even an SOA).
 ///
-/// The read sees the statement's snapshot, taken before the row lock was
-/// granted. Every write of a zone's RRsets moves its version in the same
-/// transaction (or deletes the zone), so when the version the snapshot saw
-/// is the one locked, nothing committed in between and the RRsets read are
-/// current; otherwise they are read again, under the lock.
-async fn lock_and_load(
+/// A locking read sees the statement's snapshot, taken before the row lock
+/// was granted. Every write of a zone's RRsets moves its version in the
+/// same transaction (or deletes the zone), so when the version the snapshot
+/// saw is the one locked, nothing committed in between and the RRsets read
+/// are current; otherwise they are read again, under the lock.
+async fn load_zone_and_owners(
     conn: &mut sqlx::AnyConnection,
     apex: &Name,
     owners: &[Name],
+    lock: bool,
     admit: impl FnOnce(&ZoneRecord) -> Result<()>,
 ) -> Result<(ZoneRecord, Working, RRsetData)> {
     if owners.len() > 500 {
-        // The lock first (reading only the apex), then the owners in chunks.
-        let (zone, ..) = Box::pin(lock_and_load(conn, apex, &[], admit)).await?;
+        // The zone first (reading only the apex), then the owners in chunks.
+        let (zone, ..) = Box::pin(load_zone_and_owners(conn, apex, &[], lock, admit)).await?;
         let (working, soa) = load_owners_and_soa(conn, Backend::Postgres, zone.id, apex, owners).await?;
         return Ok((zone, working, soa));
     }
-    let sql = lock_and_load_sql(owners.len());
+    let sql = zone_and_owners_sql(owners.len(), lock);
     let read = OwnersAndSoa::new(apex, owners);
     // Prepared for the common batches of a few owners; one plan per count.
     let mut query = sqlx::query(&sql).persistent(owners.len() <= 4).bind(apex.to_lowercase().to_string());
@@ -1024,77 +1029,46 @@ async fn lock_and_load(
     let first = rows.first().ok_or(StoreError::NotFound)?;
     let zone = zone_from_row(first)?;
     admit(&zone)?;
-    let seen: Option<i64> = first.try_get("seen_version").map_err(|e| corrupt(&e.to_string()))?;
-    if seen != Some(zone.version) {
-        let (working, soa) = load_owners_and_soa(conn, Backend::Postgres, zone.id, apex, owners).await?;
-        return Ok((zone, working, soa));
+    if lock {
+        let seen: Option<i64> = first.try_get("seen_version").map_err(|e| corrupt(&e.to_string()))?;
+        if seen != Some(zone.version) {
+            let (working, soa) = load_owners_and_soa(conn, Backend::Postgres, zone.id, apex, owners).await?;
+            return Ok((zone, working, soa));
+        }
     }
     let (working, soa) = read.read_rows(&rows)?;
     Ok((zone, working, soa))
 }
 
-/// [`lock_and_load`]'s statement: `$1` the apex, then the owners, the apex
-/// and the SOA's type as in [`owners_and_soa_sql`]. Each row is the locked
-/// zone's (with the version the statement's snapshot saw, `seen_version`)
-/// and one RRset.
+/// [`load_zone_and_owners`]'s statement: `$1` the apex, then the owners, the
+/// apex and the SOA's type as in [`owners_and_soa_sql`]. Each row is the
+/// zone's and one RRset; with `lock`, the zone's row is the locked one, with
+/// the version the statement's snapshot saw (`seen_version`).
 ///
 /// The RRsets are found by the zone id the snapshot saw (the same row the
 /// lock found, or none), not by a join on the locked row: PostgreSQL plans
 /// such a join as a scan of every RRset of every zone (10 ms at 100,000,
 /// where this takes 0.1 ms through the primary key).
-pub(crate) fn lock_and_load_sql(owners: usize) -> String {
+pub(crate) fn zone_and_owners_sql(owners: usize, lock: bool) -> String {
     let mut markers = Markers::new(Backend::Postgres);
     markers.take(1);
+    let (zone, seen) = if lock {
+        (
+            format!(
+                "locked AS (SELECT {ZONE_COLUMNS} FROM zones WHERE name = $1 FOR UPDATE), \
+                 seen AS (SELECT id, version FROM zones WHERE name = $1)"
+            ),
+            "locked.*, (SELECT version FROM seen) AS seen_version",
+        )
+    } else {
+        (format!("seen AS (SELECT {ZONE_COLUMNS} FROM zones WHERE name = $1)"), "seen.*")
+    };
+    let from = if lock { "locked" } else { "seen" };
     format!(
-        "WITH locked AS (SELECT {ZONE_COLUMNS} FROM zones WHERE name = $1 FOR UPDATE), \
-         seen AS (SELECT id, version FROM zones WHERE name = $1), \
+        "WITH {zone}, \
          current AS (SELECT owner, rtype, ttl, rdata FROM rrsets WHERE zone_id = (SELECT id FROM seen) \
          AND (owner IN ({owners}) OR (owner = {apex} AND rtype = {soa}))) \
-         SELECT locked.*, (SELECT version FROM seen) AS seen_version, \
-         current.owner, current.rtype, current.ttl, current.rdata FROM locked LEFT JOIN current ON true",
-        owners = markers.take(owners.max(1)),
-        apex = markers.take(1),
-        soa = markers.take(1),
-    )
-}
-
-/// The read of a change made without a transaction (PostgreSQL, a change
-/// alone in its zone's queue, `queue::unlocked`): the zone's row and the
-/// RRsets at `owners` and the SOA, in one statement, one snapshot, no lock.
-/// `NotFound` when there is no zone at `apex`; `admit`'s refusal when it
-/// refuses the zone, asked before the RRsets are looked at (a forward zone
-/// has none, not even an SOA).
-async fn read_unlocked(
-    conn: &mut sqlx::AnyConnection,
-    apex: &Name,
-    owners: &[Name],
-    admit: impl FnOnce(&ZoneRecord) -> Result<()>,
-) -> Result<(ZoneRecord, Working, RRsetData)> {
-    let sql = read_unlocked_sql(owners.len());
-    let read = OwnersAndSoa::new(apex, owners);
-    let mut query = sqlx::query(&sql).persistent(owners.len() <= 4).bind(apex.to_lowercase().to_string());
-    for text in read.text_parameters(owners) {
-        query = query.bind(text);
-    }
-    let rows = query.bind(RecordType::SOA.0 as i64).fetch_all(&mut *conn).await?;
-    let zone = zone_from_row(rows.first().ok_or(StoreError::NotFound)?)?;
-    admit(&zone)?;
-    let (working, soa) = read.read_rows(&rows)?;
-    Ok((zone, working, soa))
-}
-
-/// [`read_unlocked`]'s statement: `$1` the apex, then the owners, the apex
-/// and the SOA's type as in [`owners_and_soa_sql`]. Each row is the zone's
-/// and one RRset; the RRsets are found by the zone's id through the primary
-/// key, as in [`lock_and_load_sql`].
-pub(crate) fn read_unlocked_sql(owners: usize) -> String {
-    let mut markers = Markers::new(Backend::Postgres);
-    markers.take(1);
-    format!(
-        "WITH seen AS (SELECT {ZONE_COLUMNS} FROM zones WHERE name = $1), \
-         current AS (SELECT owner, rtype, ttl, rdata FROM rrsets WHERE zone_id = (SELECT id FROM seen) \
-         AND (owner IN ({owners}) OR (owner = {apex} AND rtype = {soa}))) \
-         SELECT seen.*, current.owner, current.rtype, current.ttl, current.rdata FROM seen LEFT JOIN current ON true",
+         SELECT {seen}, current.owner, current.rtype, current.ttl, current.rdata FROM {from} LEFT JOIN current ON true",
         owners = markers.take(owners.max(1)),
         apex = markers.take(1),
         soa = markers.take(1),
@@ -1816,8 +1790,6 @@ impl Store {
         Ok(zone)
     }
 
-    /// The journal steps after `serial`, oldest first; `None` when the
-    /// journal no longer holds the step that ends at `serial`.
     /// [`Store::journal_since`] for many zones in one statement: for each
     /// `(zone id, serial)` (at most [`ZONES_PER_READ`]) whose journal holds
     /// an entry ending at that serial, every later entry, in order. A zone
@@ -1849,6 +1821,8 @@ impl Store {
         Ok(steps)
     }
 
+    /// The journal steps after `serial`, oldest first; `None` when the
+    /// journal no longer holds the step that ends at `serial`.
     pub async fn journal_since(&self, zone_id: i64, serial: Serial) -> Result<Option<Vec<Diff>>> {
         let start = sqlx::query("SELECT MAX(id) AS id FROM journal WHERE zone_id = $1 AND serial_to = $2")
             .bind(zone_id)

@@ -25,7 +25,7 @@ use sqlx::pool::PoolConnection;
 use sqlx::{Any, AnyPool, Transaction};
 
 use crate::{
-    admit, announce, corrupt, finish_write, load_owners_and_soa, lock_and_load, next_soa, read_unlocked, zone_from_row,
+    admit, announce, corrupt, finish_write, load_owners_and_soa, load_zone_and_owners, next_soa, zone_from_row,
     Backend, BatchRows, Committed, Planned, Result, Scope, StoreError, StoreOptions, WrittenChange, ZoneRecord,
     UPDATE_ZONE_VERSION, ZONE_COLUMNS,
 };
@@ -283,8 +283,7 @@ enum Read {
 }
 
 /// One change on `conn`, in two statements: the zone's row, the touched
-/// RRsets and the SOA read as `read` says ([`read_unlocked`],
-/// [`lock_and_load`]); the change checked (scope, the zone's kind,
+/// RRsets and the SOA read as `read` says ([`load_zone_and_owners`]); the change checked (scope, the zone's kind,
 /// `If-Match`) and planned on what was read; then its rows, serial, journal
 /// entry and (read unlocked) notification written by one statement that
 /// moves the zone's version on from the one read
@@ -318,10 +317,7 @@ async fn make(
         let after = ZoneRecord { version: zone.version + 1, ..zone.clone() };
         admit(&after, &job.scope(), Some(job.writable), job.if_match.as_deref())
     };
-    let loaded = match read {
-        Read::Unlocked | Read::Locked => read_unlocked(conn, job.apex(), &owners, check).await,
-        Read::Lock => lock_and_load(conn, job.apex(), &owners, check).await,
-    };
+    let loaded = load_zone_and_owners(conn, job.apex(), &owners, read == Read::Lock, check).await;
     let (seen, current, soa) = match loaded {
         Ok(loaded) => loaded,
         Err(refused @ (StoreError::NotFound | StoreError::NotWritable(_) | StoreError::VersionMismatch { .. })) => {
@@ -494,7 +490,7 @@ mod tests {
         sqlx::query("ANALYZE rrsets").execute(&store.pool).await.unwrap();
         // Both reads: the one that takes the lock and the one made without
         // it or under it (`make`).
-        for sql in [crate::lock_and_load_sql(1), crate::read_unlocked_sql(1)] {
+        for sql in [crate::zone_and_owners_sql(1, true), crate::zone_and_owners_sql(1, false)] {
             let plan: Vec<String> = sqlx::query(&format!("EXPLAIN {sql}"))
                 .bind("big.test.")
                 .bind("www.big.test.")
@@ -515,7 +511,7 @@ mod tests {
 
     /// A change that waits for the zone's row lock reads the RRsets as the
     /// transaction holding it left them, not as its statement's snapshot saw
-    /// them before the wait (`lock_and_load`): the RRset it replaces, and so
+    /// them before the wait (`load_zone_and_owners`): the RRset it replaces, and so
     /// its history's removed records, are the committed ones.
     #[tokio::test]
     async fn a_change_that_waited_for_the_lock_reads_what_was_committed_meanwhile() {

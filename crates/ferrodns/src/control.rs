@@ -17,7 +17,7 @@ use ferrodns_proto::Name;
 use ferrodns_store::{Store, StoreError, StoreOptions, TokenRecord};
 use ferrodns_transfer::catalog::{file_zone_id, Catalog};
 use ferrodns_zone::edit::Limits;
-use ferrodns_zone::live::{build_zone, LiveZones};
+use ferrodns_zone::live::LiveZones;
 use tokio::sync::watch;
 
 use crate::config::ServeSettings;
@@ -124,15 +124,7 @@ pub async fn load_stored_zones(plane: &ControlPlane) -> anyhow::Result<()> {
                     tracing::warn!(zone = %zone.name, "zone is both in the database and a --zone-file; serving the file");
                     return;
                 }
-                match build_zone(&zone.name, rrsets.iter()) {
-                    Ok(built) => {
-                        built.set_rate_limit(zone.rate_limit);
-                        batch.push(built)
-                    }
-                    Err(errors) => {
-                        tracing::error!(zone = %zone.name, ?errors, "stored zone does not build; not serving it")
-                    }
-                }
+                batch.extend(ferrodns_control::build_stored_zone(&zone.name, zone.rate_limit, &rrsets));
                 if batch.len() >= LOAD_BATCH || last_publish.elapsed() >= LOAD_PUBLISH_EVERY {
                     loaded += batch.len();
                     live.publish_zones(std::mem::take(&mut batch));
