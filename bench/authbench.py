@@ -329,6 +329,22 @@ def table(results, reference="knot"):
     return "\n".join(rows)
 
 
+def add_measurement_args(ap, start_timeout, transport=True):
+    """The options of run_one's measurement, which every bench built on it
+    takes: dnsperf's load, the CPUs, how long a server may take to start,
+    the work directory; with `transport`, dnsperf's --mode (udp or tcp)."""
+    ap.add_argument("--duration", type=int, default=10)
+    ap.add_argument("--clients", type=int, default=8)
+    ap.add_argument("--outstanding", type=int, default=256)
+    ap.add_argument("--max-qps", type=int, help="dnsperf -Q: the same offered load for every server")
+    if transport:
+        ap.add_argument("--mode", choices=["udp", "tcp"], default="udp")
+    ap.add_argument("--server-cpu", default="1")
+    ap.add_argument("--client-cpu", default="0")
+    ap.add_argument("--start-timeout", type=int, default=start_timeout)
+    ap.add_argument("--workdir")
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--servers", default="knot,nsd,bind,pdns,ferrodns",
@@ -336,15 +352,7 @@ def main():
     ap.add_argument("--custom-cmd", help="the custom server's command, with placeholders (above)")
     ap.add_argument("--custom-name", default="custom")
     ap.add_argument("--records", type=int, default=100_000)
-    ap.add_argument("--duration", type=int, default=10)
-    ap.add_argument("--clients", type=int, default=8)
-    ap.add_argument("--outstanding", type=int, default=256)
-    ap.add_argument("--max-qps", type=int, help="dnsperf -Q: the same offered load for every server")
-    ap.add_argument("--mode", choices=["udp", "tcp"], default="udp")
-    ap.add_argument("--server-cpu", default="1")
-    ap.add_argument("--client-cpu", default="0")
-    ap.add_argument("--start-timeout", type=int, default=300)
-    ap.add_argument("--workdir")
+    add_measurement_args(ap, start_timeout=300)
     ap.add_argument("--json", help="also write the figures here")
     a = ap.parse_args()
     workdir = a.workdir or tempfile.mkdtemp(prefix="authbench-")
