@@ -427,6 +427,28 @@ mod tests {
         (store, url, db)
     }
 
+    /// Another writer (another node, say) in a transaction left open: it
+    /// holds the zone's row lock, having moved its version on as every
+    /// write does, and has given `www` the A record `address`. It commits
+    /// when the test sends `COMMIT` on the connection returned.
+    async fn another_writer_changes_www(url: &str, apex: &str, address: [u8; 4]) -> sqlx::PgConnection {
+        use sqlx::Connection;
+        let mut other = sqlx::PgConnection::connect(url).await.unwrap();
+        sqlx::query("BEGIN").execute(&mut other).await.unwrap();
+        sqlx::query("UPDATE zones SET version = version + 1 WHERE name = $1")
+            .bind(apex)
+            .execute(&mut other)
+            .await
+            .unwrap();
+        sqlx::query("UPDATE rrsets SET rdata = $1 WHERE owner = $2 AND rtype = 1")
+            .bind(ferrodns_zone::edit::pack_rdatas([&address[..]]))
+            .bind(format!("www.{apex}"))
+            .execute(&mut other)
+            .await
+            .unwrap();
+        other
+    }
+
     async fn dispose(store: Store, db: &str) {
         store.close().await;
         admin(&format!("DROP DATABASE {db} WITH (FORCE)")).await;
@@ -515,20 +537,12 @@ mod tests {
     /// its history's removed records, are the committed ones.
     #[tokio::test]
     async fn a_change_that_waited_for_the_lock_reads_what_was_committed_meanwhile() {
-        use sqlx::Connection;
         let (store, url, db) = with_zone("wait", "w.test.").await;
         let first = job("w.test.", None, vec![upsert("www.w.test.", RecordType::A, &[192, 0, 2, 1])]);
         attempt(&store.pool, &StoreOptions::default(), &[first]).await.unwrap().remove(0).unwrap();
 
         // Another writer (another node, say) holds the lock and changes the RRset.
-        let mut other = sqlx::PgConnection::connect(&url).await.unwrap();
-        sqlx::query("BEGIN").execute(&mut other).await.unwrap();
-        sqlx::query("UPDATE zones SET version = version + 1 WHERE name = 'w.test.'").execute(&mut other).await.unwrap();
-        sqlx::query("UPDATE rrsets SET rdata = $1 WHERE owner = 'www.w.test.' AND rtype = 1")
-            .bind(ferrodns_zone::edit::pack_rdatas([&[192u8, 0, 2, 2][..]]))
-            .execute(&mut other)
-            .await
-            .unwrap();
+        let mut other = another_writer_changes_www(&url, "w.test.", [192, 0, 2, 2]).await;
         let pool = store.pool.clone();
         let waiting = tokio::spawn(async move {
             let second = job("w.test.", None, vec![upsert("www.w.test.", RecordType::A, &[192, 0, 2, 3])]);
@@ -552,7 +566,6 @@ mod tests {
     /// makes it on the committed state.
     #[tokio::test]
     async fn a_change_read_before_another_commit_writes_nothing_and_goes_under_the_lock() {
-        use sqlx::Connection;
         let (store, url, db) = with_zone("unlocked", "u.test.").await;
         let apex = name("u.test.");
         let first = job("u.test.", None, vec![upsert("www.u.test.", RecordType::A, &[192, 0, 2, 1])]);
@@ -563,14 +576,7 @@ mod tests {
         // Another writer takes the row lock and changes the RRset; the
         // change reads before that commits, so it sees the old RRset, then
         // waits for the lock in its write.
-        let mut other = sqlx::PgConnection::connect(&url).await.unwrap();
-        sqlx::query("BEGIN").execute(&mut other).await.unwrap();
-        sqlx::query("UPDATE zones SET version = version + 1 WHERE name = 'u.test.'").execute(&mut other).await.unwrap();
-        sqlx::query("UPDATE rrsets SET rdata = $1 WHERE owner = 'www.u.test.' AND rtype = 1")
-            .bind(ferrodns_zone::edit::pack_rdatas([&[192u8, 0, 2, 2][..]]))
-            .execute(&mut other)
-            .await
-            .unwrap();
+        let mut other = another_writer_changes_www(&url, "u.test.", [192, 0, 2, 2]).await;
         let pool = store.pool.clone();
         let racing = tokio::spawn(async move {
             let second = job("u.test.", None, vec![upsert("www.u.test.", RecordType::A, &[192, 0, 2, 3])]);
