@@ -1220,18 +1220,22 @@ impl WrittenChange<'_> {
         }
         let Some(row) = query.fetch_optional(&mut *conn).await? else { return Ok(None) };
         let zone = zone_from_row(&row)?;
-        let change = ChangeRecord {
-            id: row.int("change_id")?,
+        Ok(Some((zone, self.record(row.int("change_id")?))))
+    }
+
+    /// The change's history entry, once the journal has given it `id`.
+    fn record(&self, id: i64) -> ChangeRecord {
+        ChangeRecord {
+            id,
             zone_id: self.zone_id,
-            serial_from: diff.old_serial,
-            serial_to: diff.new_serial,
+            serial_from: self.diff.old_serial,
+            serial_to: self.diff.new_serial,
             actor: self.author.name.to_string(),
             actor_token: self.author.token.to_string(),
             actor_tenant: self.author.tenant.to_string(),
             at: self.now,
             summary: self.summary.to_string(),
-        };
-        Ok(Some((zone, change)))
+        }
     }
 }
 

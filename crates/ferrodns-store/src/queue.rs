@@ -6,7 +6,10 @@
 //! ([`make`] with [`Read::Unlocked`]: a read without a lock, then a write
 //! that moves the zone's version on only from the one read), on a
 //! connection kept warm from the change before when there is one
-//! ([`Queues::alone`]). The changes this node has for a zone while one is
+//! ([`Queues::alone`]). It is one statement, the write, when this node's
+//! last change in the zone touched the same owners: it is planned on what
+//! that change left ([`Known`]), and the write's version guard proves that
+//! current or writes nothing. The changes this node has for a zone while one is
 //! in flight wait in the zone's queue, and the next transaction takes all
 //! of them, each with its own version step, `If-Match` check, plan, serial
 //! step and journal entry, as on SQLite (`sqlite`), without savepoints: a
@@ -20,14 +23,14 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use ferrodns_proto::Name;
-use ferrodns_zone::edit::{self, Checked};
+use ferrodns_zone::edit::{self, Checked, RRsetData, Working};
 use sqlx::pool::PoolConnection;
 use sqlx::{Any, AnyPool, Transaction};
 
 use crate::{
     admit, announce, corrupt, finish_write, load_owners_and_soa, load_zone_and_owners, next_soa, zone_from_row,
-    Backend, BatchRows, Committed, Planned, Result, Scope, StoreError, StoreOptions, WrittenChange, ZoneRecord,
-    UPDATE_ZONE_VERSION, ZONE_COLUMNS,
+    Backend, BatchRows, Columns, Committed, Planned, Result, Scope, StoreError, StoreOptions, WrittenChange,
+    ZoneRecord, UPDATE_ZONE_VERSION, ZONE_COLUMNS,
 };
 
 /// One batch of changes to commit, owning what it needs.
@@ -87,6 +90,79 @@ pub(crate) struct Queues {
     warm: Mutex<Vec<(PoolConnection<Any>, Instant)>>,
     /// Whether a task is handing back the warm connections left idle.
     sweeping: std::sync::atomic::AtomicBool,
+    /// What this node's last change alone left at the owners it touched,
+    /// per zone (at most [`KNOWN_ZONES`]): the next change to those owners
+    /// plans on it instead of reading, and writes only if the zone's
+    /// version is still the one this node committed ([`Known`]).
+    known: Mutex<HashMap<Name, Known>>,
+}
+
+/// The zone's row, the RRsets at some owners and the SOA as a change this
+/// node made alone left them: what a read would give while the zone's
+/// version is `zone.version`.
+///
+/// A change planned on it writes through the same guarded statement as
+/// one read unlocked (`WrittenChange::in_one_statement`), which finds the
+/// zone's row only at that version: every write of a zone's RRsets or
+/// settings moves its version, on any node, so an unmoved version proves
+/// the guess current, and a moved one means nothing was written and the
+/// change is made under the lock. Only a write proves it: a change that
+/// the guess would refuse, or find empty, is made under the lock too, on
+/// what was committed, never refused on what may be stale.
+pub(crate) struct Known {
+    zone: ZoneRecord,
+    /// The owners whose RRsets `working` holds, all of them (sorted).
+    owners: Vec<Name>,
+    working: Working,
+    soa: RRsetData,
+}
+
+/// The most zones a node keeps a [`Known`] for, the most owners one
+/// covers, and the most RDATA bytes it holds: a few megabytes at most.
+const KNOWN_ZONES: usize = 1024;
+const KNOWN_OWNERS: usize = 4;
+const KNOWN_BYTES: usize = 4096;
+
+impl Known {
+    /// What `working` (the RRsets at `owners` before a change) becomes with
+    /// the change's `writes` and the zone's new SOA, if small enough to keep.
+    fn after(
+        zone: &ZoneRecord,
+        owners: Vec<Name>,
+        mut working: Working,
+        writes: &[(edit::RRsetKey, Option<RRsetData>)],
+        soa: &RRsetData,
+    ) -> Option<Known> {
+        for (key, set) in writes {
+            match set {
+                Some(set) => working.insert(key.clone(), set.clone()),
+                None => working.remove(key),
+            };
+        }
+        if let Some(apex_soa) = working.get_mut(&soa.key()) {
+            *apex_soa = soa.clone();
+        }
+        let bytes: usize = working.values().flat_map(|set| &set.rdatas).map(Vec::len).sum();
+        (bytes <= KNOWN_BYTES).then(|| Known { zone: zone.clone(), owners, working, soa: soa.clone() })
+    }
+
+    fn covers(&self, owners: &[Name]) -> bool {
+        owners.iter().all(|owner| self.owners.binary_search(owner).is_ok())
+    }
+}
+
+/// How far a change got on its connection ([`make`]), and what it leaves.
+#[derive(Default)]
+struct Progress {
+    /// Its write was sent: a failure from here leaves it unknown whether
+    /// the change committed.
+    writing: bool,
+    /// A change planned on a [`Known`] and written first thing on its
+    /// connection: the change as it commits, but for its journal entry's
+    /// id, to look for when the write fails ([`committed_after_all`]).
+    pending: Option<Committed>,
+    /// What the change leaves known, once written alone.
+    known: Option<Known>,
 }
 
 /// How long a connection a change used stays warm. One that sat longer goes
@@ -140,31 +216,77 @@ impl Queues {
         self.warm.lock().unwrap_or_else(|e| e.into_inner()).clear();
     }
 
-    /// A change alone, read unlocked ([`make`]), on a warm connection or one
-    /// from the pool. A warm connection may have been ended by PostgreSQL
-    /// since it was used (a restart, `pg_terminate_backend`): when it fails
-    /// before the change's write was sent, the change goes again on one from
-    /// the pool, which pings it first.
+    /// What is known of the zone of `job`, if it covers the owners the job
+    /// touches; taken out, as the job may change it.
+    fn take_known(&self, job: &Job) -> Option<Known> {
+        let mut known = self.known.lock().unwrap_or_else(|e| e.into_inner());
+        let entry = known.remove(job.apex())?;
+        entry.covers(&job.batch.owners()).then_some(entry)
+    }
+
+    fn keep_known(&self, known: Known) {
+        let mut map = self.known.lock().unwrap_or_else(|e| e.into_inner());
+        if map.len() >= KNOWN_ZONES && !map.contains_key(&known.zone.name) {
+            // Any one: a zone written again soon is read once more.
+            let Some(some) = map.keys().next().cloned() else { return };
+            map.remove(&some);
+        }
+        map.insert(known.zone.name.clone(), known);
+    }
+
+    /// Forgets what is known of `apex` (a batch in a transaction moves it on).
+    fn forget(&self, apex: &Name) {
+        self.known.lock().unwrap_or_else(|e| e.into_inner()).remove(apex);
+    }
+
+    /// A change alone ([`make`]): planned on what this node knows of its
+    /// owners when it wrote them last ([`Known`]), otherwise read unlocked;
+    /// on a warm connection or one from the pool.
+    ///
+    /// A warm connection may have been ended by PostgreSQL since it was
+    /// used (a restart, `pg_terminate_backend`). When it fails before the
+    /// change's write was sent, the change goes again on one from the pool,
+    /// which pings it first. When the write was the first statement (the
+    /// change planned on what was known), the change's journal entry tells
+    /// whether it committed all the same ([`committed_after_all`]); if not,
+    /// it goes again, read first.
     async fn alone(
         self: &Arc<Self>,
         pool: &AnyPool,
         options: &StoreOptions,
         job: &Job,
     ) -> Result<Option<Result<Committed>>> {
+        let mut known = self.take_known(job);
         if let Some(mut conn) = self.take_warm() {
-            let mut writing = false;
-            match make(&mut conn, options, job, Read::Unlocked, &mut writing).await {
+            let mut progress = Progress::default();
+            match make(&mut conn, options, job, Read::alone(known.take()), &mut progress).await {
                 Ok(made) => {
                     self.keep_warm(conn);
+                    if let Some(known) = progress.known {
+                        self.keep_known(known);
+                    }
                     return Ok(made);
                 }
-                Err(error) if writing => return Err(error),
-                Err(error) => tracing::debug!(%error, "a warm database connection failed; taking another"),
+                Err(error) => match progress.pending {
+                    Some(pending) => {
+                        tracing::debug!(%error, "a change's write failed on a warm database connection");
+                        let mut conn = pool.acquire().await?;
+                        if let Some(committed) = committed_after_all(&mut conn, pending).await? {
+                            return Ok(Some(Ok(committed)));
+                        }
+                    }
+                    None if progress.writing => return Err(error),
+                    None => tracing::debug!(%error, "a warm database connection failed; taking another"),
+                },
             }
         }
         let mut conn = pool.acquire().await?;
-        let made = make(&mut conn, options, job, Read::Unlocked, &mut false).await?;
+        let mut progress = Progress::default();
+        let made = make(&mut conn, options, job, Read::alone(known), &mut progress).await?;
         self.keep_warm(conn);
+        if let Some(known) = progress.known {
+            self.keep_known(known);
+        }
         Ok(made)
     }
 
@@ -208,6 +330,9 @@ async fn commit(queues: &Arc<Queues>, pool: &AnyPool, options: &StoreOptions, ba
             Err(error) => return answer(batch, Err(error)),
         }
     }
+    if let Some(job) = batch.first() {
+        queues.forget(job.apex());
+    }
     let outcome = attempt(pool, options, &batch).await;
     if let Err(error) = &outcome {
         if batch.len() > 1 {
@@ -244,7 +369,7 @@ async fn attempt(pool: &AnyPool, options: &StoreOptions, batch: &[Job]) -> Resul
     let mut locked = false;
     for job in batch {
         let read = if locked { Read::Locked } else { Read::Lock };
-        let result = match make(&mut tx, options, job, read, &mut false).await? {
+        let result = match make(&mut tx, options, job, read, &mut Progress::default()).await? {
             Some(result) => result,
             None => too_big(&mut tx, options, job).await?,
         };
@@ -270,24 +395,34 @@ async fn attempt(pool: &AnyPool, options: &StoreOptions, batch: &[Job]) -> Resul
 }
 
 /// How a change reads its zone.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Read {
     /// Without a lock, outside a transaction: the change alone in its
     /// zone's queue. Its write then moves the version on only from the one
     /// read, and otherwise writes nothing.
     Unlocked,
+    /// Not at all: the change alone, planned on what this node committed
+    /// last ([`Known`]), its write guarded as after [`Read::Unlocked`].
+    Known(Box<Known>),
     /// Taking the zone's row lock: the first change of a transaction.
     Lock,
     /// Under the lock the transaction holds already.
     Locked,
 }
 
+impl Read {
+    /// A change alone: from what is known, if anything, else read unlocked.
+    fn alone(known: Option<Known>) -> Read {
+        known.map_or(Read::Unlocked, |known| Read::Known(Box::new(known)))
+    }
+}
+
 /// One change on `conn`, in two statements: the zone's row, the touched
 /// RRsets and the SOA read as `read` says ([`load_zone_and_owners`]); the change checked (scope, the zone's kind,
 /// `If-Match`) and planned on what was read; then its rows, serial, journal
-/// entry and (read unlocked) notification written by one statement that
+/// entry and (alone) notification written by one statement that
 /// moves the zone's version on from the one read
-/// (`WrittenChange::in_one_statement`), the zone's row updated once.
+/// (`WrittenChange::in_one_statement`), the zone's row updated once. Planned
+/// on what is known ([`Read::Known`]), the write is the only statement.
 ///
 /// Read unlocked, that update takes the row lock for the statement and
 /// finds the row only if no other change committed since the read: every
@@ -296,7 +431,9 @@ enum Read {
 /// nothing and the change is `None`, to be made under the lock. A change
 /// refused on what was read is refused as of that read, a committed state:
 /// nothing was written. This path saves the locked one's `BEGIN` and
-/// `COMMIT`, three statements where there were five.
+/// `COMMIT`, three statements where there were five. A change that what
+/// is known would refuse or find empty is `None` too: the write did not
+/// prove the guess.
 ///
 /// `None` too, read in any way, for a change too big for one statement
 /// ([`too_big`]).
@@ -305,10 +442,15 @@ async fn make(
     options: &StoreOptions,
     job: &Job,
     read: Read,
-    writing: &mut bool,
+    progress: &mut Progress,
 ) -> Result<Option<Result<Committed>>> {
     let owners = job.batch.owners();
-    if read == Read::Unlocked && owners.len() > 500 {
+    let (alone, guessed) = match read {
+        Read::Unlocked => (true, false),
+        Read::Known(_) => (true, true),
+        Read::Lock | Read::Locked => (false, false),
+    };
+    if alone && owners.len() > 500 {
         return Ok(None);
     }
     // The zone as the change would leave it, its version moved on by one,
@@ -317,31 +459,48 @@ async fn make(
         let after = ZoneRecord { version: zone.version + 1, ..zone.clone() };
         admit(&after, &job.scope(), Some(job.writable), job.if_match.as_deref())
     };
-    let loaded = load_zone_and_owners(conn, job.apex(), &owners, read == Read::Lock, check).await;
-    let (seen, current, soa) = match loaded {
-        Ok(loaded) => loaded,
-        Err(refused @ (StoreError::NotFound | StoreError::NotWritable(_) | StoreError::VersionMismatch { .. })) => {
-            return Ok(Some(Err(refused)))
+    let (seen, covered, current, soa) = match read {
+        Read::Known(known) => {
+            let Known { zone, owners: covered, working, soa } = *known;
+            if check(&zone).is_err() {
+                return Ok(None);
+            }
+            (zone, covered, working, soa)
         }
-        Err(error) => return Err(error),
+        read => match load_zone_and_owners(conn, job.apex(), &owners, matches!(read, Read::Lock), check).await {
+            Ok((seen, current, soa)) => (seen, owners, current, soa),
+            Err(refused @ (StoreError::NotFound | StoreError::NotWritable(_) | StoreError::VersionMismatch { .. })) => {
+                return Ok(Some(Err(refused)))
+            }
+            Err(error) => return Err(error),
+        },
     };
     let read_version = seen.version;
     let zone = ZoneRecord { version: read_version + 1, ..seen };
+    // Kept to learn what the change leaves, if it may be kept.
+    let before = (alone && covered.len() <= KNOWN_OWNERS).then(|| current.clone());
     let plan = match edit::plan(current, &job.batch) {
         Ok(plan) => plan,
+        Err(_) if guessed => return Ok(None),
         Err(errors) => return Ok(Some(Err(StoreError::Rejected(errors)))),
     };
     let Some(next) = next_soa(options.serial_policy, &zone, soa, plan.writes.is_empty(), None, job.now)? else {
+        if guessed {
+            return Ok(None);
+        }
         let zone = ZoneRecord { version: read_version, ..zone };
         return Ok(Some(Ok(Committed { zone, change: None, diff: None })));
     };
-    let rows = BatchRows::new(&plan.writes, &next.soa(&zone.name));
+    let new_soa = next.soa(&zone.name);
+    let rows = BatchRows::new(&plan.writes, &new_soa);
     if !rows.fit_one_statement() {
         return Ok(None);
     }
+    let after = before.and_then(|before| Known::after(&zone, covered, before, &plan.writes, &new_soa));
     let (diff, rrset_delta) = next.diff(&zone, Planned::Batch(plan));
-    // Read unlocked, the change is alone: it announces itself.
-    let announce = (read == Read::Unlocked).then(|| format!("{} {}", zone.name, diff.new_serial.0));
+    let diff = Arc::new(diff);
+    // Alone, the change announces itself.
+    let announce = alone.then(|| format!("{} {}", zone.name, diff.new_serial.0));
     let author = job.author();
     let written = WrittenChange {
         zone_id: zone.id,
@@ -351,13 +510,52 @@ async fn make(
         now: job.now,
         summary: &job.summary,
     };
+    if guessed {
+        // The zone's row as the write leaves it (`in_one_statement`).
+        let zone = ZoneRecord {
+            serial: diff.new_serial,
+            rrset_count: zone.rrset_count + rrset_delta,
+            updated_at: job.now,
+            ..zone.clone()
+        };
+        progress.pending = Some(Committed { zone, change: Some(written.record(0)), diff: Some(diff.clone()) });
+    }
     // From here a failure leaves it unknown whether the change committed.
-    *writing = true;
+    progress.writing = true;
     let outcome = written.in_one_statement(conn, rows.upserts, rows.deletes, announce, read_version).await?;
-    if outcome.is_none() && read != Read::Unlocked {
+    progress.pending = None;
+    if outcome.is_none() && !alone {
         return Err(corrupt("a zone moved on while this transaction held its lock"));
     }
-    Ok(outcome.map(|(zone, change)| Ok(Committed { zone, change: Some(change), diff: Some(Arc::new(diff)) })))
+    Ok(outcome.map(|(zone, change)| {
+        progress.known = after.map(|known| Known { zone: zone.clone(), ..known });
+        Ok(Committed { zone, change: Some(change), diff: Some(diff) })
+    }))
+}
+
+/// Whether a change whose write failed on its connection (`pending`, as
+/// [`make`] left it) committed all the same, looked up on `conn`: its
+/// journal entry, found by its zone, serial step, time, token and summary.
+/// The committed change with that entry's id if so; `None` if not, and the
+/// change may be made again: its new write and the failed one require the
+/// same version of the zone, so at most one of them commits.
+async fn committed_after_all(conn: &mut sqlx::AnyConnection, mut pending: Committed) -> Result<Option<Committed>> {
+    let Some(change) = pending.change.as_mut() else { return Ok(None) };
+    let row = sqlx::query(
+        "SELECT id FROM journal WHERE zone_id = $1 AND serial_from = $2 AND serial_to = $3 AND at = $4 \
+         AND actor_token = $5 AND summary = $6 ORDER BY id DESC LIMIT 1",
+    )
+    .bind(change.zone_id)
+    .bind(change.serial_from.0 as i64)
+    .bind(change.serial_to.0 as i64)
+    .bind(change.at)
+    .bind(change.actor_token.clone())
+    .bind(change.summary.clone())
+    .fetch_optional(&mut *conn)
+    .await?;
+    let Some(row) = row else { return Ok(None) };
+    change.id = row.int("id")?;
+    Ok(Some(pending))
 }
 
 /// A change too big for one statement ([`make`] said so), inside `tx`,
@@ -410,7 +608,7 @@ mod tests {
     /// A change alone, read without a lock, as `commit` first tries it.
     async fn unlocked(pool: &AnyPool, options: &StoreOptions, job: &Job) -> Result<Option<Result<Committed>>> {
         let mut conn = pool.acquire().await.map_err(StoreError::from)?;
-        make(&mut conn, options, job, Read::Unlocked, &mut false).await
+        make(&mut conn, options, job, Read::Unlocked, &mut Progress::default()).await
     }
 
     /// A database of the test's own, made anew, holding a primary zone at
@@ -611,6 +809,140 @@ mod tests {
         assert_eq!(removed, [vec![192, 0, 2, 2]], "the RRset as the other writer committed it");
         assert_eq!(committed.zone.serial, Serial(3));
         drop(other);
+        dispose(store, &db).await;
+    }
+
+    /// Commits `job` through `queues` as the zone's task would, alone.
+    async fn through(queues: &Arc<Queues>, store: &Store, job: Job) -> Result<Committed> {
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        commit(queues, &store.pool, &StoreOptions::default(), vec![Job { reply, ..job }]).await;
+        answer.await.unwrap()
+    }
+
+    /// The A records a change removed.
+    fn removed_a(committed: &Committed) -> Vec<Vec<u8>> {
+        let diff = committed.diff.as_ref().unwrap();
+        diff.removed.iter().filter(|r| r.rtype == RecordType::A).map(|r| r.rdata.to_vec()).collect()
+    }
+
+    fn delete_a(owner: &str, rdata: &[u8]) -> ferrodns_zone::edit::Change {
+        use ferrodns_zone::edit::{Action, Change};
+        Change {
+            action: Action::Delete,
+            owner: name(owner),
+            rtype: RecordType::A,
+            ttl: None,
+            rdatas: vec![rdata.to_vec()],
+        }
+    }
+
+    /// A change to the owners this node's last change in the zone wrote is
+    /// planned on what that change left ([`Known`]), without a read: shown
+    /// here by what it removes when the node's knowledge is made to differ
+    /// from the database while the zone's version stays.
+    #[tokio::test]
+    async fn a_change_to_owners_this_node_wrote_last_is_planned_without_a_read() {
+        let (store, _url, db) = with_zone("known", "n.test.").await;
+        let queues = Arc::new(Queues::default());
+        let first = job("n.test.", None, vec![upsert("www.n.test.", RecordType::A, &[192, 0, 2, 1])]);
+        let committed = through(&queues, &store, first).await.unwrap();
+        {
+            let mut known = queues.known.lock().unwrap();
+            let entry = known.get_mut(&name("n.test.")).expect("kept after a change alone");
+            assert_eq!(entry.zone.version, committed.zone.version);
+            assert_eq!(entry.owners, [name("www.n.test.")]);
+            let set = entry.working.values_mut().find(|set| set.rtype == RecordType::A).unwrap();
+            assert_eq!(set.rdatas, [vec![192, 0, 2, 1]]);
+            set.rdatas = vec![vec![198, 51, 100, 9]];
+        }
+        let second = job("n.test.", None, vec![upsert("www.n.test.", RecordType::A, &[192, 0, 2, 2])]);
+        let committed = through(&queues, &store, second).await.unwrap();
+        assert_eq!(removed_a(&committed), [vec![198, 51, 100, 9]], "planned on what was known");
+        assert_eq!(committed.zone.serial, Serial(3));
+        assert_eq!(queues.known.lock().unwrap()[&name("n.test.")].zone.version, committed.zone.version);
+        dispose(store, &db).await;
+    }
+
+    /// What a node knows goes stale when another writer commits: the write
+    /// planned on it finds the zone's version moved and writes nothing, and
+    /// the change is made on what was committed. A change that the stale
+    /// knowledge would refuse (deleting a record only the other writer
+    /// added) is made too, not refused.
+    #[tokio::test]
+    async fn what_a_node_knows_goes_stale_when_another_writer_commits() {
+        let (store, url, db) = with_zone("stale", "s.test.").await;
+        let apex = name("s.test.");
+        let queues = Arc::new(Queues::default());
+        let first = job("s.test.", None, vec![upsert("www.s.test.", RecordType::A, &[192, 0, 2, 1])]);
+        through(&queues, &store, first).await.unwrap();
+
+        let mut other = another_writer_changes_www(&url, "s.test.", [192, 0, 2, 2]).await;
+        sqlx::query("COMMIT").execute(&mut other).await.unwrap();
+        let second = job("s.test.", None, vec![upsert("www.s.test.", RecordType::A, &[192, 0, 2, 3])]);
+        let committed = through(&queues, &store, second).await.unwrap();
+        assert_eq!(removed_a(&committed), [vec![192, 0, 2, 2]], "the RRset as the other writer committed it");
+        assert_eq!(committed.zone.serial, Serial(3));
+        let zone = store.zone(&apex).await.unwrap();
+        assert_eq!(store.journal(zone.id).await.unwrap().len(), 3, "the creation and one entry per change");
+
+        // Made under the lock, that change left nothing known; this one,
+        // alone and read, does.
+        let again = job("s.test.", None, vec![upsert("www.s.test.", RecordType::A, &[192, 0, 2, 5])]);
+        through(&queues, &store, again).await.unwrap();
+        assert!(queues.known.lock().unwrap().contains_key(&apex));
+        let mut other = another_writer_changes_www(&url, "s.test.", [192, 0, 2, 4]).await;
+        sqlx::query("COMMIT").execute(&mut other).await.unwrap();
+        let third = job("s.test.", None, vec![delete_a("www.s.test.", &[192, 0, 2, 4])]);
+        let committed = through(&queues, &store, third).await.expect("made on what was committed");
+        assert_eq!(removed_a(&committed), [vec![192, 0, 2, 4]]);
+        let stored = store.zone_rrsets(zone.id).await.unwrap();
+        assert!(!stored.iter().any(|s| s.owner == name("www.s.test.")), "{stored:?}");
+        dispose(store, &db).await;
+    }
+
+    /// A change planned on what is known writes first thing on its warm
+    /// connection. When PostgreSQL has ended that connection since, the
+    /// write fails; the change is not in the journal, so it is made again,
+    /// once.
+    #[tokio::test]
+    async fn a_change_whose_warm_connection_was_ended_is_made_again_once() {
+        let (store, _url, db) = with_zone("ended", "e.test.").await;
+        let apex = name("e.test.");
+        let queues = Arc::new(Queues::default());
+        let first = job("e.test.", None, vec![upsert("www.e.test.", RecordType::A, &[192, 0, 2, 1])]);
+        through(&queues, &store, first).await.unwrap();
+        assert_eq!(queues.warm.lock().unwrap().len(), 1);
+        assert!(queues.known.lock().unwrap().contains_key(&apex));
+        admin(&format!("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{db}'")).await;
+
+        let second = job("e.test.", None, vec![upsert("www.e.test.", RecordType::A, &[192, 0, 2, 2])]);
+        let committed = through(&queues, &store, second).await.unwrap();
+        assert_eq!(removed_a(&committed), [vec![192, 0, 2, 1]]);
+        assert_eq!(committed.zone.serial, Serial(3));
+        let journal = store.journal(committed.zone.id).await.unwrap();
+        assert_eq!(journal.len(), 3, "the creation and one entry per change");
+        dispose(store, &db).await;
+    }
+
+    /// After a write whose connection failed, the change's journal entry
+    /// says whether it committed: found by its zone, serial step, time,
+    /// token and summary, and only by all of them.
+    #[tokio::test]
+    async fn a_committed_change_is_found_by_its_journal_entry() {
+        let (store, _url, db) = with_zone("after", "f.test.").await;
+        let queues = Arc::new(Queues::default());
+        let change =
+            Job { now: 7, ..job("f.test.", None, vec![upsert("www.f.test.", RecordType::A, &[192, 0, 2, 1])]) };
+        let committed = through(&queues, &store, change).await.unwrap();
+        let id = committed.change.as_ref().unwrap().id;
+        let mut conn = store.pool.acquire().await.unwrap();
+        let mut pending = committed.clone();
+        pending.change.as_mut().unwrap().id = 0;
+        let found = committed_after_all(&mut conn, pending.clone()).await.unwrap().expect("committed");
+        assert_eq!(found.change.unwrap().id, id);
+        pending.change.as_mut().unwrap().at = 8;
+        assert!(committed_after_all(&mut conn, pending).await.unwrap().is_none(), "another time: another change");
+        drop(conn);
         dispose(store, &db).await;
     }
 
