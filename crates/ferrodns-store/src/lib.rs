@@ -22,6 +22,7 @@
 //!
 //! Times are microseconds since the Unix epoch, passed in by the caller.
 
+mod announcer;
 mod duties;
 mod migrate;
 mod queue;
@@ -1151,7 +1152,6 @@ impl WrittenChange<'_> {
         conn: &mut sqlx::AnyConnection,
         upserts: Vec<RRsetRow>,
         deletes: Vec<(String, RecordType)>,
-        announce: Option<String>,
         read: i64,
     ) -> Result<Option<(ZoneRecord, ChangeRecord)>> {
         let mut markers = Markers::new(Backend::Postgres);
@@ -1182,13 +1182,7 @@ impl WrittenChange<'_> {
             "entry AS (INSERT INTO journal ({JOURNAL_COLUMNS}) SELECT zone.id, {} FROM zone RETURNING id)",
             markers.take(10)
         ));
-        // The notification (`announce`'s payload) with it: delivered at
-        // commit, as from its own statement.
-        let notify = match announce {
-            Some(_) => format!(", pg_notify({}, {})", markers.take(1), markers.take(1)),
-            None => String::new(),
-        };
-        let sql = format!("WITH {} SELECT zone.*, entry.id AS change_id{notify} FROM zone, entry", parts.join(", "));
+        let sql = format!("WITH {} SELECT zone.*, entry.id AS change_id FROM zone, entry", parts.join(", "));
         let diff = self.diff;
         let mut query = sqlx::query(&sql)
             .persistent(upserts.len() + deletes.len() <= 2)
@@ -1215,9 +1209,6 @@ impl WrittenChange<'_> {
             .bind(diff.removed.encoded())
             .bind(diff.added.encoded())
             .bind(records);
-        if let Some(payload) = announce {
-            query = query.bind(CHANGES_CHANNEL).bind(payload);
-        }
         let Some(row) = query.fetch_optional(&mut *conn).await? else { return Ok(None) };
         let zone = zone_from_row(&row)?;
         Ok(Some((zone, self.record(row.int("change_id")?))))
@@ -1542,13 +1533,22 @@ async fn announce(
     serial: Option<Serial>,
 ) -> Result<()> {
     if backend == Backend::Postgres {
-        let payload = match serial {
-            Some(serial) => format!("{zone} {}", serial.0),
-            None => zone.to_string(),
-        };
-        sqlx::query("SELECT pg_notify($1, $2)").bind(CHANGES_CHANNEL).bind(payload).execute(&mut **tx).await?;
+        sqlx::query("SELECT pg_notify($1, $2)")
+            .bind(CHANGES_CHANNEL)
+            .bind(announcement(zone, serial))
+            .execute(&mut **tx)
+            .await?;
     }
     Ok(())
+}
+
+/// The payload announcing a commit to `zone`: its name and, unless it is
+/// gone, its serial (`name serial`), as [`Announced::parse`] reads it.
+fn announcement(zone: &Name, serial: Option<Serial>) -> String {
+    match serial {
+        Some(serial) => format!("{zone} {}", serial.0),
+        None => zone.to_string(),
+    }
 }
 
 /// How a revoked token's notification starts (then its id). No zone's

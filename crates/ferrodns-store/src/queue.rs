@@ -27,8 +27,9 @@ use ferrodns_zone::edit::{self, Checked, RRsetData, Working};
 use sqlx::pool::PoolConnection;
 use sqlx::{Any, AnyPool, Transaction};
 
+use crate::announcer::Announcer;
 use crate::{
-    admit, announce, corrupt, finish_write, load_owners_and_soa, load_zone_and_owners, next_soa, zone_from_row,
+    admit, announcement, corrupt, finish_write, load_owners_and_soa, load_zone_and_owners, next_soa, zone_from_row,
     Backend, BatchRows, Columns, Committed, Planned, Result, Scope, StoreError, StoreOptions, WrittenChange,
     ZoneRecord, UPDATE_ZONE_VERSION, ZONE_COLUMNS,
 };
@@ -95,6 +96,9 @@ pub(crate) struct Queues {
     /// plans on it instead of reading, and writes only if the zone's
     /// version is still the one this node committed ([`Known`]).
     known: Mutex<HashMap<Name, Known>>,
+    /// Announces the changes committed here to the other nodes, after
+    /// their commits (see `announcer`).
+    announcer: Arc<Announcer>,
 }
 
 /// The zone's row, the RRsets at some owners and the SOA as a change this
@@ -214,6 +218,7 @@ impl Queues {
     /// which waits for them).
     pub(crate) fn cool(&self) {
         self.warm.lock().unwrap_or_else(|e| e.into_inner()).clear();
+        self.announcer.close();
     }
 
     /// What is known of the zone of `job`, if it covers the owners the job
@@ -237,6 +242,17 @@ impl Queues {
     /// Forgets what is known of `apex` (a batch in a transaction moves it on).
     fn forget(&self, apex: &Name) {
         self.known.lock().unwrap_or_else(|e| e.into_inner()).remove(apex);
+    }
+
+    /// Announces the last change written among `results` (all to one zone).
+    fn announce(self: &Arc<Self>, pool: &AnyPool, results: &[Result<Committed>]) {
+        let last = results.iter().rev().find_map(|result| match result {
+            Ok(Committed { zone, change: Some(_), .. }) => Some(zone),
+            _ => None,
+        });
+        if let Some(zone) = last {
+            self.announcer.announce(pool, announcement(&zone.name, Some(zone.serial)));
+        }
     }
 
     /// A change alone ([`make`]): planned on what this node knows of its
@@ -319,11 +335,16 @@ impl Queues {
 }
 
 /// Commits `batch` and answers each job: a change alone without a
-/// transaction where it can ([`Read::Unlocked`]), otherwise all in one.
+/// transaction where it can ([`Read::Unlocked`], [`Read::Known`]),
+/// otherwise all in one. What committed is announced to the other nodes
+/// after it did (`announcer`), the zone's last serial once.
 async fn commit(queues: &Arc<Queues>, pool: &AnyPool, options: &StoreOptions, batch: Vec<Job>) {
     if let [job] = &batch[..] {
         match queues.alone(pool, options, job).await {
-            Ok(Some(result)) => return answer(batch, Ok(vec![result])),
+            Ok(Some(result)) => {
+                queues.announce(pool, std::slice::from_ref(&result));
+                return answer(batch, Ok(vec![result]));
+            }
             // Another writer moved the zone on after the read, or the
             // change is too big for one statement: in a transaction, then.
             Ok(None) => {}
@@ -334,10 +355,12 @@ async fn commit(queues: &Arc<Queues>, pool: &AnyPool, options: &StoreOptions, ba
         queues.forget(job.apex());
     }
     let outcome = attempt(pool, options, &batch).await;
-    if let Err(error) = &outcome {
-        if batch.len() > 1 {
-            tracing::warn!(changes = batch.len(), %error, "a batch of changes to one zone failed");
+    match &outcome {
+        Ok(results) => queues.announce(pool, results),
+        Err(error) if batch.len() > 1 => {
+            tracing::warn!(changes = batch.len(), %error, "a batch of changes to one zone failed")
         }
+        Err(_) => {}
     }
     answer(batch, outcome);
 }
@@ -359,11 +382,12 @@ pub(crate) fn answer(batch: Vec<Job>, outcome: Result<Vec<Result<Committed>>>) {
 /// lock as it reads, the others read under it. A change refused (its
 /// `If-Match`, the zone's rules) or that changes nothing writes nothing, so
 /// it needs no savepoint; each that writes moves the version and the serial
-/// on by one, with its own journal entry. One notification for the batch.
+/// on by one, with its own journal entry. [`commit`] announces the batch
+/// once it has committed.
 async fn attempt(pool: &AnyPool, options: &StoreOptions, batch: &[Job]) -> Result<Vec<Result<Committed>>> {
     let mut tx = pool.begin().await?;
     let mut results = Vec::with_capacity(batch.len());
-    let mut last = None;
+    let mut written = false;
     // Whether the transaction holds the zone's lock: once a change has
     // found the zone.
     let mut locked = false;
@@ -374,22 +398,14 @@ async fn attempt(pool: &AnyPool, options: &StoreOptions, batch: &[Job]) -> Resul
             None => too_big(&mut tx, options, job).await?,
         };
         locked |= !matches!(result, Err(StoreError::NotFound));
-        if let Ok(Committed { zone, change: Some(_), .. }) = &result {
-            last = Some((zone.name.clone(), zone.serial));
-        }
+        written |= matches!(&result, Ok(Committed { change: Some(_), .. }));
         results.push(result);
     }
-    match last {
-        // Other nodes read what changed from the journal, up to the serial
-        // the notification names.
-        Some((zone, serial)) => {
-            announce(&mut tx, Backend::Postgres, &zone, Some(serial)).await?;
-            tx.commit().await?;
-        }
-        None => {
-            // Nothing written; the results already say why.
-            let _ = tx.rollback().await;
-        }
+    if written {
+        tx.commit().await?;
+    } else {
+        // Nothing written; the results already say why.
+        let _ = tx.rollback().await;
     }
     Ok(results)
 }
@@ -418,8 +434,8 @@ impl Read {
 
 /// One change on `conn`, in two statements: the zone's row, the touched
 /// RRsets and the SOA read as `read` says ([`load_zone_and_owners`]); the change checked (scope, the zone's kind,
-/// `If-Match`) and planned on what was read; then its rows, serial, journal
-/// entry and (alone) notification written by one statement that
+/// `If-Match`) and planned on what was read; then its rows, serial and journal
+/// entry written by one statement that
 /// moves the zone's version on from the one read
 /// (`WrittenChange::in_one_statement`), the zone's row updated once. Planned
 /// on what is known ([`Read::Known`]), the write is the only statement.
@@ -499,8 +515,6 @@ async fn make(
     let after = before.and_then(|before| Known::after(&zone, covered, before, &plan.writes, &new_soa));
     let (diff, rrset_delta) = next.diff(&zone, Planned::Batch(plan));
     let diff = Arc::new(diff);
-    // Alone, the change announces itself.
-    let announce = alone.then(|| format!("{} {}", zone.name, diff.new_serial.0));
     let author = job.author();
     let written = WrittenChange {
         zone_id: zone.id,
@@ -522,7 +536,7 @@ async fn make(
     }
     // From here a failure leaves it unknown whether the change committed.
     progress.writing = true;
-    let outcome = written.in_one_statement(conn, rows.upserts, rows.deletes, announce, read_version).await?;
+    let outcome = written.in_one_statement(conn, rows.upserts, rows.deletes, read_version).await?;
     progress.pending = None;
     if outcome.is_none() && !alone {
         return Err(corrupt("a zone moved on while this transaction held its lock"));
@@ -943,6 +957,34 @@ mod tests {
         pending.change.as_mut().unwrap().at = 8;
         assert!(committed_after_all(&mut conn, pending).await.unwrap().is_none(), "another time: another change");
         drop(conn);
+        dispose(store, &db).await;
+    }
+
+    /// The change path announces its commits after they commit, the
+    /// zone's new serial in each (`announcer`): a change alone, then a batch
+    /// of two to one zone, which is announced once, at its last serial.
+    #[tokio::test]
+    async fn committed_changes_are_announced_after_they_commit() {
+        let (store, url, db) = with_zone("announce", "m.test.").await;
+        let mut listener = sqlx::postgres::PgListener::connect(&url).await.unwrap();
+        listener.listen(crate::CHANGES_CHANNEL).await.unwrap();
+        let queues = Arc::new(Queues::default());
+        let first = job("m.test.", None, vec![upsert("www.m.test.", RecordType::A, &[192, 0, 2, 1])]);
+        through(&queues, &store, first).await.unwrap();
+        let batch: Vec<Job> = [2u8, 3]
+            .iter()
+            .map(|last| job("m.test.", None, vec![upsert("www.m.test.", RecordType::A, &[192, 0, 2, *last])]))
+            .collect();
+        let results = attempt(&store.pool, &StoreOptions::default(), &batch).await.unwrap();
+        queues.announce(&store.pool, &results);
+        let mut heard = Vec::new();
+        for _ in 0..2 {
+            let next = tokio::time::timeout(std::time::Duration::from_secs(5), listener.recv()).await;
+            heard.push(next.expect("announced").unwrap().payload().to_string());
+        }
+        assert_eq!(heard, ["m.test. 2", "m.test. 4"]);
+        queues.cool();
+        drop(listener);
         dispose(store, &db).await;
     }
 

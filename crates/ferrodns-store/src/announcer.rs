@@ -1,0 +1,156 @@
+//! Announcing the change path's commits to the other nodes after they
+//! commit (PostgreSQL).
+//!
+//! PostgreSQL makes every transaction that sends a notification take one
+//! cluster-wide lock and hold it until after its commit, WAL flush
+//! included (`PreCommit_Notify` in its `async.c`: notifications must enter
+//! the queue in commit order). With the notification inside each change's
+//! transaction, changes to different zones could never share a WAL flush:
+//! each waited for the one before it to reach the disk. Eight writers on
+//! eight zones stopped near 2,800 changes a second here with the CPUs a
+//! quarter idle, and at 3,300–3,900 without the notification
+//! (docs/benchmarks.md).
+//!
+//! So the change path ([`crate::queue`]) announces a change once it has
+//! committed, through one task per node: it gathers announcements for
+//! [`GATHER`] and sends them in one statement and one transaction of its own,
+//! which waits for no WAL flush (`synchronous_commit` off for it alone: it
+//! writes nothing anyone needs kept), so the lock is held for moments. The
+//! task keeps its connection while announcements keep coming and hands it
+//! back after [`IDLE`] without one.
+//!
+//! A node that stops between a commit and its announcement, or whose
+//! announcement fails, leaves the other nodes to find the change at their
+//! next catch-up (`--ha-poll-ms`, a second by default), as they find what
+//! was announced while they were not listening. Rarer writes (imports,
+//! zone settings, creations and deletions, the leader's duties) still
+//! announce inside their transactions (`announce`).
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use sqlx::pool::PoolConnection;
+use sqlx::{Any, AnyPool};
+
+use crate::{Backend, Markers, Result, CHANGES_CHANNEL};
+
+/// How long the task waits for more before it hands its connection back
+/// and ends.
+const IDLE: Duration = Duration::from_secs(1);
+
+/// How long the task gathers announcements before it sends them: under
+/// load, one statement then carries several (at 3,000 changes a second, six
+/// or so), and another node hears of a change this much later.
+const GATHER: Duration = Duration::from_millis(2);
+
+/// The most announcements one statement carries.
+const PER_STATEMENT: usize = 256;
+
+/// The announcements waiting, and the task that sends them.
+#[derive(Default)]
+pub(crate) struct Announcer {
+    /// The payloads waiting, and whether a task is running to send them.
+    state: Mutex<(Vec<String>, bool)>,
+    wake: tokio::sync::Notify,
+    closing: AtomicBool,
+}
+
+impl Announcer {
+    /// Queues `payload` (as `crate::announcement` makes it), starting the
+    /// task if none runs.
+    pub(crate) fn announce(self: &Arc<Self>, pool: &AnyPool, payload: String) {
+        let start = {
+            let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+            state.0.push(payload);
+            !std::mem::replace(&mut state.1, true)
+        };
+        if start {
+            tokio::spawn(self.clone().run(pool.clone()));
+        } else {
+            self.wake.notify_one();
+        }
+    }
+
+    /// Sends what is waiting and has the task hand its connection back (as
+    /// the store closes: the pool waits for every connection).
+    pub(crate) fn close(&self) {
+        self.closing.store(true, Ordering::Release);
+        self.wake.notify_one();
+    }
+
+    async fn run(self: Arc<Self>, pool: AnyPool) {
+        let mut conn: Option<PoolConnection<Any>> = None;
+        loop {
+            if !self.closing.load(Ordering::Acquire) {
+                // Those that come in meanwhile go in the same statement.
+                tokio::time::sleep(GATHER).await;
+            }
+            let waiting = std::mem::take(&mut self.state.lock().unwrap_or_else(|e| e.into_inner()).0);
+            if !waiting.is_empty() {
+                send_or_drop(&pool, &mut conn, &waiting).await;
+                continue;
+            }
+            if self.closing.load(Ordering::Acquire) {
+                break;
+            }
+            tokio::select! {
+                _ = self.wake.notified() => continue,
+                _ = tokio::time::sleep(IDLE) => {}
+            }
+            // Idle: end, unless one came in just now (it found the task
+            // running, so it started none).
+            let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+            if state.0.is_empty() {
+                state.1 = false;
+                break;
+            }
+        }
+        drop(conn);
+    }
+}
+
+/// Sends `waiting` on the kept connection or, when it fails (PostgreSQL may
+/// have ended it), once more on one from the pool; gives them up if that
+/// fails too.
+async fn send_or_drop(pool: &AnyPool, conn: &mut Option<PoolConnection<Any>>, waiting: &[String]) {
+    if let Some(kept) = conn.as_mut() {
+        match send(kept, waiting).await {
+            Ok(()) => return,
+            Err(error) => tracing::debug!(%error, "announcing changes on a kept connection failed; taking another"),
+        }
+    }
+    *conn = None;
+    let sent = match pool.acquire().await {
+        Ok(mut fresh) => send(&mut fresh, waiting).await.map(|()| fresh),
+        Err(error) => Err(error.into()),
+    };
+    match sent {
+        Ok(fresh) => *conn = Some(fresh),
+        Err(error) => tracing::debug!(
+            %error,
+            changes = waiting.len(),
+            "cannot announce committed changes; other nodes find them at their next catch-up"
+        ),
+    }
+}
+
+/// One transaction: the announcements, without waiting for its WAL flush.
+async fn send(conn: &mut sqlx::AnyConnection, payloads: &[String]) -> Result<()> {
+    for chunk in payloads.chunks(PER_STATEMENT) {
+        let mut markers = Markers::new(Backend::Postgres);
+        let channel = markers.take(1);
+        let rows: Vec<String> = chunk.iter().map(|_| format!("({})", markers.take(1))).collect();
+        let sql = format!(
+            "SELECT set_config('synchronous_commit', 'off', true), pg_notify({channel}, v.payload) \
+             FROM (VALUES {}) AS v(payload)",
+            rows.join(", ")
+        );
+        let mut query = sqlx::query(&sql).persistent(chunk.len() <= 4).bind(CHANGES_CHANNEL);
+        for payload in chunk {
+            query = query.bind(payload.as_str());
+        }
+        query.execute(&mut *conn).await?;
+    }
+    Ok(())
+}
