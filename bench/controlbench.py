@@ -16,7 +16,9 @@ PostgreSQL database, and measures, through the REST API:
   underload  on the imported --records zone, the server pinned to CPU 1 and dnsperf
              to CPU 0 (as authbench does): QPS idle, then QPS while 100 change
              batches a second go through the API (from two clients, with a lean
-             HTTP client that leaves dnsperf's CPU alone)
+             HTTP client that leaves dnsperf's CPU alone); with each, how busy
+             dnsperf kept its CPU (near 1.0: dnsperf, not the server, set the
+             QPS) and the answers per CPU-second of the server's DNS threads
   publish    one-record changes (--writes of them) to one API zone while the server
              also serves --zones small zones from files, against the same with no
              other zone: p50 and p99 per change, and the ratio (a change must cost
@@ -37,7 +39,7 @@ Needs: a release build (cargo build --release; FERRODNS_BINARY=path runs another
 binary), PostgreSQL at 127.0.0.1:5432 with trust auth for --db postgres, and psql.
 """
 import argparse, http.client, importlib.util, json, os, random, shutil, socket, struct, subprocess
-import sys, tempfile, threading, time
+import resource, sys, tempfile, threading, time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import leanhttp  # noqa: E402  (beside this script)
@@ -236,6 +238,34 @@ def run_dnsperf(port, qfile, seconds):
     return qps, float(lost)
 
 
+def thread_cpu(pid, prefix):
+    """CPU seconds used so far by the threads of process `pid` whose names
+    start with `prefix` (ferrodns names its DNS workers `dns-…`)."""
+    total = 0
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        try:
+            stat = open(f"/proc/{pid}/task/{tid}/stat").read()
+        except OSError:
+            continue
+        if stat[stat.index("(") + 1:stat.rindex(")")].startswith(prefix):
+            fields = stat.rsplit(")", 1)[1].split()
+            total += int(fields[11]) + int(fields[12])
+    return total / os.sysconf("SC_CLK_TCK")
+
+
+def watched_dnsperf(server, qfile, seconds):
+    """run_dnsperf, and what it cost: the share of its CPU that dnsperf kept
+    busy, and the answers per CPU-second of the server's DNS threads. When
+    dnsperf is near 1.0 it, not the server, sets the QPS figure."""
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    dns = thread_cpu(server.proc.pid, "dns-")
+    qps, lost = run_dnsperf(server.dns_port, qfile, seconds)
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    client = (after.ru_utime + after.ru_stime - children.ru_utime - children.ru_stime) / seconds
+    dns = thread_cpu(server.proc.pid, "dns-") - dns
+    return qps, lost, round(client, 3), round(qps * seconds / dns) if dns else None
+
+
 class LeanUpdater:
     """One-record PUTs over a kept-alive connection (`leanhttp`), for the
     underload measure: the updater shares CPU 0 with dnsperf, which sets the
@@ -258,7 +288,7 @@ def bench_underload(server, records, seconds=10, rate=100, clients=2):
     authbench, _ = import_bench_zone(server, records)
     qfile = os.path.join(server.dir, "queries.txt")
     authbench.gen_queries(qfile, records)
-    idle, idle_lost = run_dnsperf(server.dns_port, qfile, seconds)
+    idle, idle_lost, idle_client, idle_efficiency = watched_dnsperf(server, qfile, seconds)
     stop = threading.Event()
     done = []
 
@@ -283,14 +313,16 @@ def bench_underload(server, records, seconds=10, rate=100, clients=2):
     os.sched_setaffinity(0, {0})
     for thread in threads:
         thread.start()
-    busy, busy_lost = run_dnsperf(server.dns_port, qfile, seconds)
+    busy, busy_lost, busy_client, busy_efficiency = watched_dnsperf(server, qfile, seconds)
     stop.set()
     for thread in threads:
         thread.join()
     return {"records": records, "idle_qps": round(idle), "idle_lost_pct": idle_lost, "qps_under_updates": round(busy),
             "lost_pct_under_updates": busy_lost, "ratio": round(busy / idle, 3), "clients": clients,
             "batches": len(done), "batches_per_s": round(len(done) / seconds, 1),
-            "batch_p50_ms": round(percentile(done, 50) * 1000, 2), "batch_p99_ms": round(percentile(done, 99) * 1000, 2)}
+            "batch_p50_ms": round(percentile(done, 50) * 1000, 2), "batch_p99_ms": round(percentile(done, 99) * 1000, 2),
+            "dnsperf_cpu_idle": idle_client, "dnsperf_cpu_busy": busy_client,
+            "dns_answers_per_cpu_s_idle": idle_efficiency, "dns_answers_per_cpu_s_busy": busy_efficiency}
 
 
 def bench_import(server, records):
