@@ -14,8 +14,9 @@ PostgreSQL database, and measures, through the REST API:
              another, time per update (p50, p99) and the server's memory (PSS)
              before and after
   underload  on the imported --records zone, the server pinned to CPU 1 and dnsperf
-             to CPU 0 (as authbench does): QPS idle, then QPS while 100 change
-             batches a second go through the API (from two clients, with a lean
+             to CPU 0 (as authbench does): QPS idle (half the time before the
+             updates, half after, so that the host's drift cancels), and QPS while
+             100 change batches a second go through the API (from two clients, with a lean
              HTTP client that leaves dnsperf's CPU alone); with each, how busy
              dnsperf kept its CPU (near 1.0: dnsperf, not the server, set the
              QPS) and the answers per CPU-second of the server's DNS threads
@@ -288,7 +289,10 @@ def bench_underload(server, records, seconds=10, rate=100, clients=2):
     authbench, _ = import_bench_zone(server, records)
     qfile = os.path.join(server.dir, "queries.txt")
     authbench.gen_queries(qfile, records)
-    idle, idle_lost, idle_client, idle_efficiency = watched_dnsperf(server, qfile, seconds)
+    # Idle is measured for half the time before the updates and half after,
+    # so that the host's drift over the run (the idle rate has moved by a
+    # fifth between rounds) weighs on idle and busy alike.
+    before = watched_dnsperf(server, qfile, seconds // 2)
     stop = threading.Event()
     done = []
 
@@ -317,11 +321,16 @@ def bench_underload(server, records, seconds=10, rate=100, clients=2):
     stop.set()
     for thread in threads:
         thread.join()
-    return {"records": records, "idle_qps": round(idle), "idle_lost_pct": idle_lost, "qps_under_updates": round(busy),
+    after = watched_dnsperf(server, qfile, seconds - seconds // 2)
+    idle = (before[0] + after[0]) / 2
+    idle_lost, idle_client = max(before[1], after[1]), (before[2] + after[2]) / 2
+    idle_efficiency = (before[3] + after[3]) // 2 if before[3] and after[3] else None
+    return {"records": records, "idle_qps": round(idle), "idle_qps_before": round(before[0]),
+            "idle_qps_after": round(after[0]), "idle_lost_pct": idle_lost, "qps_under_updates": round(busy),
             "lost_pct_under_updates": busy_lost, "ratio": round(busy / idle, 3), "clients": clients,
             "batches": len(done), "batches_per_s": round(len(done) / seconds, 1),
             "batch_p50_ms": round(percentile(done, 50) * 1000, 2), "batch_p99_ms": round(percentile(done, 99) * 1000, 2),
-            "dnsperf_cpu_idle": idle_client, "dnsperf_cpu_busy": busy_client,
+            "dnsperf_cpu_idle": round(idle_client, 3), "dnsperf_cpu_busy": busy_client,
             "dns_answers_per_cpu_s_idle": idle_efficiency, "dns_answers_per_cpu_s_busy": busy_efficiency}
 
 
