@@ -9,7 +9,7 @@
 //! ([`Queues::alone`]). It is one statement, the write, when this node's
 //! last change in the zone touched the same owners: it is planned on what
 //! that change left ([`Known`]), and the write's version guard proves that
-//! current or writes nothing. The changes this node has for a zone while one is
+//! current or writes nothing (and the change is then read and made again). The changes this node has for a zone while one is
 //! in flight wait in the zone's queue, and the next transaction takes all
 //! of them, each with its own version step, `If-Match` check, plan, serial
 //! step and journal entry, as on SQLite (`sqlite`), without savepoints: a
@@ -110,9 +110,9 @@ pub(crate) struct Queues {
 /// zone's row only at that version: every write of a zone's RRsets or
 /// settings moves its version, on any node, so an unmoved version proves
 /// the guess current, and a moved one means nothing was written and the
-/// change is made under the lock. Only a write proves it: a change that
-/// the guess would refuse, or find empty, is made under the lock too, on
-/// what was committed, never refused on what may be stale.
+/// change is read and made again ([`make_alone`]). Only a write proves it:
+/// a change that the guess would refuse, or find empty, is read and made
+/// again too, on what was committed, never refused on what may be stale.
 pub(crate) struct Known {
     zone: ZoneRecord,
     /// The owners whose RRsets `working` holds, all of them (sorted).
@@ -275,7 +275,7 @@ impl Queues {
         let mut known = self.take_known(job);
         if let Some(mut conn) = self.take_warm() {
             let mut progress = Progress::default();
-            match make(&mut conn, options, job, Read::alone(known.take()), &mut progress).await {
+            match make_alone(&mut conn, options, job, known.take(), &mut progress).await {
                 Ok(made) => {
                     self.keep_warm(conn);
                     if let Some(known) = progress.known {
@@ -298,7 +298,7 @@ impl Queues {
         }
         let mut conn = pool.acquire().await?;
         let mut progress = Progress::default();
-        let made = make(&mut conn, options, job, Read::alone(known), &mut progress).await?;
+        let made = make_alone(&mut conn, options, job, known, &mut progress).await?;
         self.keep_warm(conn);
         if let Some(known) = progress.known {
             self.keep_known(known);
@@ -425,13 +425,6 @@ enum Read {
     Locked,
 }
 
-impl Read {
-    /// A change alone: from what is known, if anything, else read unlocked.
-    fn alone(known: Option<Known>) -> Read {
-        known.map_or(Read::Unlocked, |known| Read::Known(Box::new(known)))
-    }
-}
-
 /// One change on `conn`, in two statements: the zone's row, the touched
 /// RRsets and the SOA read as `read` says ([`load_zone_and_owners`]); the change checked (scope, the zone's kind,
 /// `If-Match`) and planned on what was read; then its rows, serial and journal
@@ -449,7 +442,7 @@ impl Read {
 /// nothing was written. This path saves the locked one's `BEGIN` and
 /// `COMMIT`, three statements where there were five. A change that what
 /// is known would refuse or find empty is `None` too: the write did not
-/// prove the guess.
+/// prove the guess ([`make_alone`] reads then).
 ///
 /// `None` too, read in any way, for a change too big for one statement
 /// ([`too_big`]).
@@ -545,6 +538,27 @@ async fn make(
         progress.known = after.map(|known| Known { zone: zone.clone(), ..known });
         Ok(Committed { zone, change: Some(change), diff: Some(diff) })
     }))
+}
+
+/// A change alone on `conn` ([`make`]): planned on `known` when there is
+/// such, and when the write does not prove that current (another writer
+/// moved the zone on, or it would refuse the change or find it empty), read
+/// unlocked and made again, as the change would have been without it. Only
+/// then does it go under the lock (`None`).
+async fn make_alone(
+    conn: &mut sqlx::AnyConnection,
+    options: &StoreOptions,
+    job: &Job,
+    known: Option<Known>,
+    progress: &mut Progress,
+) -> Result<Option<Result<Committed>>> {
+    if let Some(known) = known {
+        if let Some(made) = make(conn, options, job, Read::Known(Box::new(known)), progress).await? {
+            return Ok(Some(made));
+        }
+        *progress = Progress::default();
+    }
+    make(conn, options, job, Read::Unlocked, progress).await
 }
 
 /// Whether a change whose write failed on its connection (`pending`, as
@@ -887,9 +901,9 @@ mod tests {
 
     /// What a node knows goes stale when another writer commits: the write
     /// planned on it finds the zone's version moved and writes nothing, and
-    /// the change is made on what was committed. A change that the stale
-    /// knowledge would refuse (deleting a record only the other writer
-    /// added) is made too, not refused.
+    /// the change is read and made alone on what was committed. A change
+    /// that the stale knowledge would refuse (deleting a record only the
+    /// other writer added) is made too, not refused.
     #[tokio::test]
     async fn what_a_node_knows_goes_stale_when_another_writer_commits() {
         let (store, url, db, queues) = written_once("stale", "s.test.").await;
@@ -903,12 +917,9 @@ mod tests {
         assert_eq!(committed.zone.serial, Serial(3));
         let zone = store.zone(&apex).await.unwrap();
         assert_eq!(store.journal(zone.id).await.unwrap().len(), 3, "the creation and one entry per change");
+        // Read and made alone, not under the lock (which keeps nothing).
+        assert_eq!(queues.known.lock().unwrap()[&apex].zone.version, committed.zone.version);
 
-        // Made under the lock, that change left nothing known; this one,
-        // alone and read, does.
-        let again = job("s.test.", None, vec![upsert("www.s.test.", RecordType::A, &[192, 0, 2, 5])]);
-        through(&queues, &store, again).await.unwrap();
-        assert!(queues.known.lock().unwrap().contains_key(&apex));
         let mut other = another_writer_changes_www(&url, "s.test.", [192, 0, 2, 4]).await;
         sqlx::query("COMMIT").execute(&mut other).await.unwrap();
         let third = job("s.test.", None, vec![delete_a("www.s.test.", &[192, 0, 2, 4])]);
