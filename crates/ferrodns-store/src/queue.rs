@@ -9,9 +9,9 @@
 //! ([`Queues::alone`]). It is one statement, the write, when this node's
 //! last change in the zone touched the same owners: it is planned on what
 //! that change left ([`Known`]), and the write's version guard proves that
-//! current or writes nothing (and the change is then read and made again). The changes this node has for a zone while one is
-//! in flight wait in the zone's queue, and the next transaction takes all
-//! of them, each with its own version step, `If-Match` check, plan, serial
+//! current or writes nothing (and the change is then read and made again).
+//! The changes this node has for a zone while one is in flight wait in the
+//! zone's queue, and the next transaction takes all of them, each with its own version step, `If-Match` check, plan, serial
 //! step and journal entry, as on SQLite (`sqlite`), without savepoints: a
 //! change refused or empty writes nothing ([`attempt`]). Zones never wait
 //! on each other: each has its own queue. The queue's work runs in a task
@@ -277,10 +277,7 @@ impl Queues {
             let mut progress = Progress::default();
             match make_alone(&mut conn, options, job, known.take(), &mut progress).await {
                 Ok(made) => {
-                    self.keep_warm(conn);
-                    if let Some(known) = progress.known {
-                        self.keep_known(known);
-                    }
+                    self.keep(conn, progress);
                     return Ok(made);
                 }
                 Err(error) => match progress.pending {
@@ -299,11 +296,17 @@ impl Queues {
         let mut conn = pool.acquire().await?;
         let mut progress = Progress::default();
         let made = make_alone(&mut conn, options, job, known, &mut progress).await?;
+        self.keep(conn, progress);
+        Ok(made)
+    }
+
+    /// After a change alone: its connection kept warm, and what it left
+    /// known kept.
+    fn keep(self: &Arc<Self>, conn: PoolConnection<Any>, progress: Progress) {
         self.keep_warm(conn);
         if let Some(known) = progress.known {
             self.keep_known(known);
         }
-        Ok(made)
     }
 
     /// Hands `job` to its zone's task, starting one if none runs.
@@ -426,10 +429,10 @@ enum Read {
 }
 
 /// One change on `conn`, in two statements: the zone's row, the touched
-/// RRsets and the SOA read as `read` says ([`load_zone_and_owners`]); the change checked (scope, the zone's kind,
-/// `If-Match`) and planned on what was read; then its rows, serial and journal
-/// entry written by one statement that
-/// moves the zone's version on from the one read
+/// RRsets and the SOA read as `read` says ([`load_zone_and_owners`]); the
+/// change checked (scope, the zone's kind, `If-Match`) and planned on what
+/// was read; then its rows, serial and journal entry written by one
+/// statement that moves the zone's version on from the one read
 /// (`WrittenChange::in_one_statement`), the zone's row updated once. Planned
 /// on what is known ([`Read::Known`]), the write is the only statement.
 ///
