@@ -412,4 +412,44 @@ pub(crate) mod tests {
         store.close().await;
         let _ = std::fs::remove_dir_all(&dir);
     }
+
+    /// Each statement of a change finds its rows by key: a statement that
+    /// reads every RRset of the zone costs time in proportion to the zone,
+    /// for each one-record change (the owners-and-SOA read once did).
+    #[tokio::test]
+    async fn every_statement_of_a_change_searches_by_key() {
+        let dir = std::env::temp_dir().join(format!("ferrodns-sqlite-plans-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let store = Store::open(&Store::sqlite_url(&dir), StoreOptions::default()).await.unwrap();
+        store.close().await;
+        let conn = Connection::open(dir.join("ferrodns.db")).unwrap();
+        let statements = [
+            format!("{UPDATE_ZONE_VERSION} RETURNING {ZONE_COLUMNS}"),
+            owners_and_soa_sql(Backend::Sqlite, 1),
+            owners_and_soa_sql(Backend::Sqlite, 3),
+            upsert_sql(Backend::Sqlite, 2),
+            delete_rrsets_sql(Backend::Sqlite, 2),
+            format!("{UPDATE_ZONE_SERIAL} RETURNING {ZONE_COLUMNS}"),
+            format!("{INSERT_JOURNAL} RETURNING {CHANGE_COLUMNS}"),
+            duties::TRIM_JOURNAL.to_string(),
+        ];
+        for sql in statements {
+            let mut plan = conn.prepare(&format!("EXPLAIN QUERY PLAN {sql}")).unwrap();
+            let mut rows = plan.raw_query();
+            let mut details = Vec::new();
+            while let Some(row) = rows.next().unwrap() {
+                details.push(row.get::<_, String>(3).unwrap());
+            }
+            for detail in &details {
+                let table_scan =
+                    ["zones", "rrsets", "journal"].iter().any(|t| detail.starts_with(&format!("SCAN {t}")));
+                assert!(!table_scan, "{sql}\nscans: {details:?}");
+                if detail.contains(" rrsets ") {
+                    assert!(detail.contains("owner=?"), "{sql}\nreads the zone's RRsets: {details:?}");
+                }
+            }
+        }
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 }
