@@ -1,6 +1,7 @@
 //! Micro-benchmarks of the answer path on the authbench zone shape (100k
-//! names): name lookup alone, message encoding alone, and whole answers
-//! (parse, lookup, encode) for the common kinds of query.
+//! names): name lookup alone (as loaded, and after a stream of changes),
+//! message encoding alone, and whole answers (parse, lookup, encode) for
+//! the common kinds of query.
 //!
 //! `cargo bench -p ferrodns-engine --bench answer`
 
@@ -11,6 +12,8 @@ use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughpu
 use ferrodns_engine::{respond, Outcome, Transport};
 use ferrodns_proto::message::Section;
 use ferrodns_proto::{MessageWriter, Name, RecordType};
+use ferrodns_zone::edit::{Diff, Record, Records};
+use ferrodns_zone::live::apply_to_zone;
 use ferrodns_zone::{load_zone_file, Zone, ZoneSet};
 
 const NAMES: usize = 100_000;
@@ -63,7 +66,37 @@ fn names(prefix: &str, step: usize) -> Vec<String> {
     (0..1024).map(|i| format!("{prefix}{}.bench.test.", (i * 7877 * step) % NAMES / step * step)).collect()
 }
 
-fn lookup(c: &mut Criterion, zone: &Zone) {
+/// `zone` after 300 one-record changes, each stepping the serial, as a
+/// stream of API changes leaves it: the changed names and the apex in an
+/// overlay beside the base, which every lookup asks first.
+fn changed(zone: Zone) -> Zone {
+    let mut zone = std::sync::Arc::new(zone);
+    for step in 0..300u32 {
+        let owner = Name::parse(&format!("h{}.bench.test.", step * 331 % NAMES as u32), None).unwrap();
+        let old = zone.node(owner.to_lowercase().as_wire()).unwrap().rrset(RecordType::A).unwrap().first().to_vec();
+        let old_soa = zone.soa().first().to_vec();
+        let mut new_soa = old_soa.clone();
+        let at = new_soa.len() - 20;
+        new_soa[at..at + 4].copy_from_slice(&(zone.serial().0 + 1).to_be_bytes());
+        let record = |owner: &Name, rtype, rdata: Vec<u8>| Record { owner: owner.clone(), rtype, ttl: 3600, rdata };
+        let apex = zone.apex().clone();
+        let mut diff = Diff {
+            old_serial: zone.serial(),
+            new_serial: ferrodns_proto::Serial(zone.serial().0 + 1),
+            removed: Records::new(),
+            added: Records::new(),
+        };
+        diff.removed.push_record(&record(&apex, RecordType::SOA, old_soa));
+        diff.removed.push_record(&record(&owner, RecordType::A, old));
+        diff.added.push_record(&record(&apex, RecordType::SOA, new_soa));
+        diff.added.push_record(&record(&owner, RecordType::A, vec![198, 51, (step >> 8) as u8, step as u8]));
+        zone = std::sync::Arc::new(apply_to_zone(&zone, &std::sync::Arc::new(diff)).unwrap());
+    }
+    assert!(zone.overlay_len() > 0, "the changes went into an overlay");
+    std::sync::Arc::into_inner(zone).unwrap()
+}
+
+fn lookup(c: &mut Criterion, zone: &Zone, changed: &Zone) {
     let hits: Vec<Vec<u8>> = names("h", 1).iter().map(|n| lower_wire(n)).collect();
     let misses: Vec<Vec<u8>> = (0..1024).map(|i| lower_wire(&format!("nx{i}.bench.test."))).collect();
     let mut group = c.benchmark_group("lookup");
@@ -79,6 +112,18 @@ fn lookup(c: &mut Criterion, zone: &Zone) {
         b.iter(|| {
             i = (i + 1) & 1023;
             black_box(zone.lookup(black_box(&misses[i]), RecordType::A).wildcard)
+        })
+    });
+    group.bench_function("existing name, A, after 300 changes", |b| {
+        b.iter(|| {
+            i = (i + 1) & 1023;
+            black_box(changed.lookup(black_box(&hits[i]), RecordType::A).wildcard)
+        })
+    });
+    group.bench_function("missing name, after 300 changes", |b| {
+        b.iter(|| {
+            i = (i + 1) & 1023;
+            black_box(changed.lookup(black_box(&misses[i]), RecordType::A).wildcard)
         })
     });
     group.finish();
@@ -138,7 +183,8 @@ fn answer(c: &mut Criterion, zones: &ZoneSet) {
 
 fn benches(c: &mut Criterion) {
     let zone = bench_zone();
-    lookup(c, &zone);
+    let after_changes = changed(bench_zone());
+    lookup(c, &zone, &after_changes);
     encode(c, &zone);
     let mut zones = ZoneSet::new();
     zones.insert(std::sync::Arc::new(zone));

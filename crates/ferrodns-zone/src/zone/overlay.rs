@@ -169,9 +169,17 @@ impl Zone {
             Some(old) => {
                 let mut arena = Vec::with_capacity(old.arena.len() + room);
                 arena.extend_from_slice(&old.arena);
-                Layer { arena, index: old.index.clone(), dead: 0 }
+                Layer { arena, index: old.index.clone(), dead: 0, filter: old.filter.clone() }
             }
-            None => Layer { arena: Vec::with_capacity(room), index: NameIndex::with_capacity(order.len()), dead: 0 },
+            None => Layer {
+                arena: Vec::with_capacity(room),
+                index: NameIndex::with_capacity(order.len()),
+                dead: 0,
+                // Sixteen bits a node the bound allows: a lookup of a name
+                // the overlay does not hold passes the filter one time in
+                // sixteen or less.
+                filter: vec![0; (bounds.nodes * 16).next_power_of_two() / 64].into_boxed_slice(),
+            },
         };
         let (mut apex_offset, mut apex_in_overlay) = (self.apex_offset, self.apex_in_overlay);
         for lower in &order {
@@ -201,6 +209,7 @@ impl Zone {
             let arena = &overlay.arena;
             if !overlay.index.replace(hash, |o| stored_name(arena, o).eq_ignore_ascii_case(lower), offset) {
                 overlay.index.insert(hash, offset);
+                overlay.mark(hash);
             }
             if lower == apex {
                 (apex_offset, apex_in_overlay) = (offset, true);
@@ -272,7 +281,7 @@ impl Zone {
                 None => index.insert(hash, at),
             }
         }
-        let mut layer = Layer { arena, index, dead };
+        let mut layer = Layer { arena, index, dead, filter: Box::default() };
         if layer.dead > layer.arena.len() / 4 {
             layer = layer.compacted();
         }
@@ -336,7 +345,7 @@ impl Layer {
             arena.extend_from_slice(node_bytes(&self.arena, offset));
             index.insert(hash, at);
         }
-        Layer { arena, index, dead: 0 }
+        Layer { arena, index, dead: 0, filter: Box::default() }
     }
 }
 
