@@ -30,6 +30,8 @@ PostgreSQL database, and measures, through the REST API:
   exports    memory (RSS, sampled every 10 ms) through the import of the --records
              zone, then through four concurrent exports of it by a viewer token
              while a fifth is refused with 503, and some seconds after
+  cost       the server's CPU per one-record PUT at 100 a second and nothing else,
+             on the imported --records zone and on a zone that starts empty
   poll       (PostgreSQL) the follower's catch-up with --zones stored zones: the
              server's CPU per poll (--ha-poll-ms 1000) beyond the same node's with
              no zones, while nothing changes and while a change comes every 0.5 s
@@ -508,6 +510,36 @@ def cpu_seconds(pid):
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def bench_cost(db, records, changes=1000, rate=100):
+    """The server's CPU (every thread, user and system) per one-record PUT at
+    `rate` a second with nothing else to do: on the imported --records zone,
+    and on a zone that starts empty and gains the names the PUTs create. A
+    change should cost the same on both."""
+    result = {"records": records, "changes": changes, "rate": rate}
+    for label in ("empty", "imported"):
+        server = Server(db, cpu=1)
+        try:
+            if label == "imported":
+                origin = import_bench_zone(server, records)[0].ORIGIN
+            else:
+                origin = "cost.example."
+                server.client().call("POST", "/v1/zones", {"name": origin})
+            updater = LeanUpdater(server.api_port, server.token, origin)
+            rnd = random.Random(6)
+            time.sleep(1)
+            before, start = cpu_seconds(server.proc.pid), time.perf_counter()
+            for n in range(changes):
+                pause = start + n / rate - time.perf_counter()
+                if pause > 0:
+                    time.sleep(pause)
+                updater.update(rnd.randrange(records if label == "imported" else 1000))
+            used = cpu_seconds(server.proc.pid) - before
+        finally:
+            server.stop()
+        result[f"{label}_zone_ms_per_change"] = round(used / changes * 1000, 3)
+    return result
+
+
 def bench_publish(db, zones, writes):
     """One-record changes with and without `zones` file zones beside the changed one."""
     sys.path.insert(0, os.path.join(ROOT, "bench"))
@@ -677,7 +709,7 @@ def main():
     ap.add_argument("--db", action="append", choices=["sqlite", "postgres"])
     ap.add_argument("--only", action="append",
                     choices=["batch1", "batch1000", "import", "list", "delay", "update", "underload", "publish", "poll",
-                             "startup", "exports"])
+                             "startup", "exports", "cost"])
     ap.add_argument("--batch1", type=int, default=2000, help="single-client 1-record batches")
     ap.add_argument("--batch1-per-client", type=int, default=250)
     ap.add_argument("--batch1000", type=int, default=20)
@@ -692,11 +724,13 @@ def main():
     for db in a.db or ["sqlite", "postgres"]:
         results[db] = {}
         for name in a.only or ["batch1", "batch1000", "import", "list", "delay", "update", "underload"]:
-            if name in ("publish", "poll", "startup"):
+            if name in ("publish", "poll", "startup", "cost"):
                 if name == "poll" and db != "postgres":
                     continue
                 if name == "startup":
                     r = bench_startup(db, a.zones)
+                elif name == "cost":
+                    r = bench_cost(db, a.records)
                 else:
                     r = bench_publish(db, a.zones, a.writes) if name == "publish" else bench_poll(a.zones)
                 results[db][name] = r

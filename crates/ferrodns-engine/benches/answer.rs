@@ -1,12 +1,14 @@
 //! Micro-benchmarks of the answer path on the authbench zone shape (100k
 //! names): name lookup alone (as loaded, and after a stream of changes),
-//! message encoding alone, and whole answers (parse, lookup, encode) for
-//! the common kinds of query.
+//! a new version per one-record change, message encoding alone, and whole
+//! answers (parse, lookup, encode) for the common kinds of query.
 //!
 //! `cargo bench -p ferrodns-engine --bench answer`
 
 use std::hint::black_box;
 use std::io::Write;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
 use ferrodns_engine::{respond, Outcome, Transport};
@@ -66,34 +68,65 @@ fn names(prefix: &str, step: usize) -> Vec<String> {
     (0..1024).map(|i| format!("{prefix}{}.bench.test.", (i * 7877 * step) % NAMES / step * step)).collect()
 }
 
-/// `zone` after 300 one-record changes, each stepping the serial, as a
-/// stream of API changes leaves it: the changed names and the apex in an
-/// overlay beside the base, which every lookup asks first.
+/// Step `step` of a stream of API changes: one name's address replaced
+/// and the serial moved on.
+fn one_change(zone: &Zone, step: u32) -> Arc<Diff> {
+    let owner = Name::parse(&format!("h{}.bench.test.", step * 331 % NAMES as u32), None).unwrap();
+    let old = zone.node(owner.to_lowercase().as_wire()).unwrap().rrset(RecordType::A).unwrap().first().to_vec();
+    let old_soa = zone.soa().first().to_vec();
+    let mut new_soa = old_soa.clone();
+    let at = new_soa.len() - 20;
+    new_soa[at..at + 4].copy_from_slice(&(zone.serial().0 + 1).to_be_bytes());
+    let record = |owner: &Name, rtype, rdata: Vec<u8>| Record { owner: owner.clone(), rtype, ttl: 3600, rdata };
+    let apex = zone.apex().clone();
+    let mut diff = Diff {
+        old_serial: zone.serial(),
+        new_serial: ferrodns_proto::Serial(zone.serial().0 + 1),
+        removed: Records::new(),
+        added: Records::new(),
+    };
+    diff.removed.push_record(&record(&apex, RecordType::SOA, old_soa));
+    diff.removed.push_record(&record(&owner, RecordType::A, old));
+    diff.added.push_record(&record(&apex, RecordType::SOA, new_soa));
+    diff.added.push_record(&record(&owner, RecordType::A, vec![198, 51, (step >> 8) as u8, step as u8]));
+    Arc::new(diff)
+}
+
+/// `zone` after 300 one-record changes, as a stream of API changes leaves
+/// it: the changed names and the apex in an overlay beside the base, which
+/// every lookup asks first.
 fn changed(zone: Zone) -> Zone {
-    let mut zone = std::sync::Arc::new(zone);
+    let mut zone = Arc::new(zone);
     for step in 0..300u32 {
-        let owner = Name::parse(&format!("h{}.bench.test.", step * 331 % NAMES as u32), None).unwrap();
-        let old = zone.node(owner.to_lowercase().as_wire()).unwrap().rrset(RecordType::A).unwrap().first().to_vec();
-        let old_soa = zone.soa().first().to_vec();
-        let mut new_soa = old_soa.clone();
-        let at = new_soa.len() - 20;
-        new_soa[at..at + 4].copy_from_slice(&(zone.serial().0 + 1).to_be_bytes());
-        let record = |owner: &Name, rtype, rdata: Vec<u8>| Record { owner: owner.clone(), rtype, ttl: 3600, rdata };
-        let apex = zone.apex().clone();
-        let mut diff = Diff {
-            old_serial: zone.serial(),
-            new_serial: ferrodns_proto::Serial(zone.serial().0 + 1),
-            removed: Records::new(),
-            added: Records::new(),
-        };
-        diff.removed.push_record(&record(&apex, RecordType::SOA, old_soa));
-        diff.removed.push_record(&record(&owner, RecordType::A, old));
-        diff.added.push_record(&record(&apex, RecordType::SOA, new_soa));
-        diff.added.push_record(&record(&owner, RecordType::A, vec![198, 51, (step >> 8) as u8, step as u8]));
-        zone = std::sync::Arc::new(apply_to_zone(&zone, &std::sync::Arc::new(diff)).unwrap());
+        zone = Arc::new(apply_to_zone(&zone, &one_change(&zone, step)).unwrap());
     }
     assert!(zone.overlay_len() > 0, "the changes went into an overlay");
-    std::sync::Arc::into_inner(zone).unwrap()
+    Arc::into_inner(zone).unwrap()
+}
+
+/// A new version per one-record change, as publishing an API change makes
+/// it: the mean includes the folds of the overlay into a new base that
+/// every few hundred changes bring.
+fn change(c: &mut Criterion, zone: Zone) {
+    let mut group = c.benchmark_group("change");
+    group.throughput(Throughput::Elements(1));
+    let mut zone = Arc::new(zone);
+    let mut step = 0u32;
+    group.bench_function("one-record replacement, new version", |b| {
+        b.iter_custom(|iterations| {
+            let mut spent = Duration::ZERO;
+            for _ in 0..iterations {
+                step += 1;
+                let diff = one_change(&zone, step);
+                let start = Instant::now();
+                let next = apply_to_zone(&zone, &diff).unwrap();
+                spent += start.elapsed();
+                zone = Arc::new(next);
+            }
+            spent
+        })
+    });
+    group.finish();
 }
 
 fn lookup(c: &mut Criterion, zone: &Zone, changed: &Zone) {
@@ -185,9 +218,10 @@ fn benches(c: &mut Criterion) {
     let zone = bench_zone();
     let after_changes = changed(bench_zone());
     lookup(c, &zone, &after_changes);
+    change(c, after_changes);
     encode(c, &zone);
     let mut zones = ZoneSet::new();
-    zones.insert(std::sync::Arc::new(zone));
+    zones.insert(Arc::new(zone));
     answer(c, &zones);
 }
 

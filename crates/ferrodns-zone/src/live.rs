@@ -208,8 +208,9 @@ pub const HISTORY_RECORDS: usize = 100_000;
 
 /// A new zone: `zone` with `diff` applied, keeping the diff in the new
 /// version's recent history. Costs time in proportion to the change (an
-/// overlay, [`Zone::apply_overlay`]), or a rebuild of the zone when the
-/// overlay has grown past its bound or the change needs the full checks.
+/// overlay, [`Zone::apply_overlay`], which folds a grown overlay into a
+/// new base by a copy first), or a rebuild of the zone when the change
+/// needs the full checks.
 pub fn apply_to_zone(zone: &Zone, diff: &Arc<Diff>) -> Result<Zone, Vec<ZoneError>> {
     let next = match zone.apply_overlay(&diff.removed, &diff.added) {
         Some(next) => next,
@@ -218,8 +219,8 @@ pub fn apply_to_zone(zone: &Zone, diff: &Arc<Diff>) -> Result<Zone, Vec<ZoneErro
     finish_version(zone, next, diff)
 }
 
-/// `zone` with `diff` applied, rebuilt whole (which also folds the overlay
-/// into a new base).
+/// `zone` with `diff` applied, rebuilt whole from its nodes, with every
+/// load check.
 pub fn rebuild_with(zone: &Zone, diff: &Diff) -> Result<Zone, Vec<ZoneError>> {
     type Key = (Vec<u8>, RecordType, Vec<u8>);
     let mut removed: HashSet<Key> =
