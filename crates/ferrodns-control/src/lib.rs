@@ -162,10 +162,12 @@ pub struct Replication {
 pub const PUBLICATION_WAIT: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// Zones up to this many records, counting the change's, take a change on
-/// the async task that published it: applying one costs microseconds, and
-/// rebuilding one (when its overlay is full) well under a millisecond, less
-/// than the two thread hand-offs of the blocking pool. Larger zones and
-/// larger changes go to the blocking pool.
+/// the async task that published it whatever it costs: applying one costs
+/// microseconds, and folding or rebuilding one well under a millisecond,
+/// less than the two thread hand-offs of the blocking pool. A larger zone
+/// takes a change there too when the change goes into its overlay cheaply
+/// ([`ferrodns_zone::Zone::takes_change_cheaply`]); a fold or a rebuild of
+/// it goes to the blocking pool.
 const INLINE_PUBLISH_RECORDS: usize = 2_000;
 
 /// The control plane of one node.
@@ -677,12 +679,10 @@ impl ControlPlane {
                 // The zone's size after the change, not before: an import
                 // into a new zone is a small zone and a large diff.
                 let records = diff.added.len() + diff.removed.len();
-                let small = self
-                    .live
-                    .snapshot()
-                    .get(&key)
-                    .is_some_and(|z| z.record_count() + records <= INLINE_PUBLISH_RECORDS);
-                let applied = if small {
+                let cheap = self.live.snapshot().get(&key).is_some_and(|z| {
+                    z.record_count() + records <= INLINE_PUBLISH_RECORDS || z.takes_change_cheaply(records)
+                });
+                let applied = if cheap {
                     self.live.apply(&key, &diff)
                 } else {
                     let live = self.live.clone();

@@ -52,6 +52,22 @@ impl Zone {
         Bounds { nodes: (self.base.index.len() / 64).max(1024), bytes: (self.base.arena.len() / 64).max(16 << 10) }
     }
 
+    /// Whether a change of `records` records goes into the overlay as it
+    /// is, with no fold first, and the version it makes copies at most
+    /// 256 KiB of overlay: tens of microseconds, cheap enough to make on an
+    /// async task. A fold copies the base and a rebuild reads the whole
+    /// zone; those belong on a blocking thread.
+    pub fn takes_change_cheaply(&self, records: usize) -> bool {
+        const CHEAP_COPY: usize = 256 << 10;
+        let bounds = self.overlay_bounds();
+        let (held, bytes) = self.overlay.as_ref().map_or((0, 0), |o| {
+            (o.index.len(), o.arena.len() + o.index.memory_bytes() + std::mem::size_of_val(&*o.filter))
+        });
+        held + records <= bounds.nodes
+            && self.overlay.as_ref().is_none_or(|o| o.arena.len() <= bounds.bytes)
+            && bytes <= CHEAP_COPY
+    }
+
     fn apply_overlay_within(&self, removed: &Records, added: &Records, bounds: Bounds) -> Option<Zone> {
         let change = removed.len() + added.len();
         if change > bounds.nodes {
@@ -541,6 +557,40 @@ mod tests {
             slow = Some(Arc::new(by_rebuild));
         }
         walk
+    }
+
+    /// A change is called cheap exactly when it goes into the overlay
+    /// without a fold, and a change bigger than the overlay's bound is
+    /// never cheap.
+    #[test]
+    fn a_cheap_change_is_one_that_folds_nothing() {
+        let mut zone = Arc::new(
+            crate::zone::tests::build("$ORIGIN example.\n$TTL 300\n@ SOA ns h 1 1 1 1 60\n@ NS ns\nns A 192.0.2.1\n")
+                .unwrap(),
+        );
+        assert!(!zone.takes_change_cheaply(1025));
+        let (mut cheap, mut folds) = (0, 0);
+        for step in 0..400u32 {
+            let owner = Name::parse(&format!("host-with-a-long-name-{step}.example."), None).unwrap();
+            let apex = Name::parse("example.", None).unwrap();
+            let mut diff = Diff {
+                old_serial: zone.serial(),
+                new_serial: Serial(zone.serial().0 + 1),
+                removed: Records::new(),
+                added: Records::new(),
+            };
+            let record = |owner: &Name, rtype, rdata: Vec<u8>| Record { owner: owner.clone(), rtype, ttl: 60, rdata };
+            diff.removed.push_record(&record(&apex, RecordType::SOA, zone.soa().first().to_vec()));
+            diff.added.push_record(&record(&apex, RecordType::SOA, soa(zone.serial().0 + 1)));
+            diff.added.push_record(&record(&owner, RecordType::A, vec![192, 0, 2, step as u8]));
+            let predicted = zone.takes_change_cheaply(diff.removed.len() + diff.added.len());
+            let next = Arc::new(apply_to_zone(&zone, &Arc::new(diff)).unwrap());
+            let folded = !Arc::ptr_eq(&next.base, &zone.base);
+            assert_eq!(predicted, !folded, "step {step}");
+            (cheap, folds) = (cheap + usize::from(predicted), folds + usize::from(folded));
+            zone = next;
+        }
+        assert!(folds > 2 && cheap > 300, "{folds} folds, {cheap} cheap changes");
     }
 
     /// Removing what is not there, or breaking a rule, is left to the rebuild.
