@@ -367,8 +367,11 @@ impl Rate {
     }
 
     fn count(&mut self, packets: usize) {
+        self.count_at(packets, Instant::now());
+    }
+
+    fn count_at(&mut self, packets: usize, now: Instant) {
         self.window_packets += packets;
-        let now = Instant::now();
         let elapsed = now.duration_since(self.window_start);
         if elapsed >= WINDOW {
             // A window that ran long (the worker slept through a quiet spell)
@@ -1164,21 +1167,28 @@ mod tests {
 
     #[test]
     fn the_rate_turns_polling_and_coalescing_on_and_off_by_window() {
+        // The clock is the test's: a sleep on a loaded machine can overshoot
+        // a 10 ms window several times over (it did, under CI), which made
+        // 300 packets look like a low rate.
         let mut rate = Rate::new();
-        // (Counts with room to spare, for a sleep that overshoots a window.)
-        rate.count(300);
+        let mut now = rate.window_start;
+        rate.count_at(300, now + WINDOW / 2);
         assert!(!rate.polling, "nothing is judged before a window ends");
-        std::thread::sleep(WINDOW);
-        rate.count(0);
+        now += WINDOW;
+        rate.count_at(0, now);
         assert!(rate.polling && !rate.busy, "300 in a window: poll, do not coalesce");
-        rate.count(3000);
-        std::thread::sleep(WINDOW);
-        rate.count(0);
+        rate.count_at(3000, now);
+        now += WINDOW;
+        rate.count_at(0, now);
         assert!(rate.polling && rate.busy, "3,000 in a window: both");
+        rate.count_at(150, now);
+        now += WINDOW * 3;
+        rate.count_at(0, now);
+        assert!(!rate.polling && !rate.busy, "150 over three windows: neither");
         // 1,500 spread over a long quiet spell is a low rate.
-        rate.count(1500);
-        std::thread::sleep(WINDOW * 20);
-        rate.count(0);
+        rate.count_at(1500, now);
+        now += WINDOW * 20;
+        rate.count_at(0, now);
         assert!(!rate.polling && !rate.busy, "1,500 over twenty windows: neither");
     }
 
