@@ -194,7 +194,7 @@ impl Zone {
                 // Sixteen bits a node the bound allows: a lookup of a name
                 // the overlay does not hold passes the filter one time in
                 // sixteen or less.
-                filter: vec![0; (bounds.nodes * 16).next_power_of_two() / 64].into_boxed_slice(),
+                filter: vec![0; ((bounds.nodes * 16).next_power_of_two() / 64).max(1)].into_boxed_slice(),
             },
         };
         let (mut apex_offset, mut apex_in_overlay) = (self.apex_offset, self.apex_in_overlay);
