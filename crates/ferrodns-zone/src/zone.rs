@@ -272,20 +272,35 @@ impl Layer {
         self.index.find(hash, |offset| name::eq_ignore_case(stored_name(arena, offset), name_lower))
     }
 
-    /// False when the layer surely does not hold the name of this hash
-    /// (always true for a base, which has no filter).
+    /// As [`Layer::find`], asking the filter first: an overlay's lookup.
     #[inline]
-    fn may_hold(&self, hash: u64) -> bool {
-        let Some(last) = self.filter.len().checked_sub(1) else { return true };
-        let bit = hash as u32 as usize;
-        self.filter[(bit >> 6) & last] & (1 << (bit & 63)) != 0
+    fn find_filtered(&self, hash: u64, name_lower: &[u8]) -> Option<u32> {
+        let (word, bit) = self.filter_bit(hash)?;
+        if self.filter[word] & bit == 0 {
+            return None;
+        }
+        self.find(hash, name_lower)
     }
 
     /// Records a name of this hash in the filter.
     fn mark(&mut self, hash: u64) {
-        let last = self.filter.len() - 1;
+        if let Some((word, bit)) = self.filter_bit(hash) {
+            self.filter[word] |= bit;
+        }
+    }
+
+    /// The filter's word and bit for a hash (its low half); `None` without
+    /// a filter.
+    #[inline]
+    fn filter_bit(&self, hash: u64) -> Option<(usize, u64)> {
+        let last = self.filter.len().checked_sub(1)?;
         let bit = hash as u32 as usize;
-        self.filter[(bit >> 6) & last] |= 1 << (bit & 63);
+        Some(((bit >> 6) & last, 1 << (bit & 63)))
+    }
+
+    /// Bytes held by the arena, the index and the filter.
+    fn memory_bytes(&self) -> usize {
+        self.arena.len() + self.index.memory_bytes() + std::mem::size_of_val(&*self.filter)
     }
 }
 
@@ -367,16 +382,12 @@ fn stored_name(arena: &[u8], offset: u32) -> &[u8] {
     &arena[offset + 1..offset + 1 + arena[offset] as usize]
 }
 
-/// Every byte of the node at `offset`, its RRsets included.
+/// Every byte of the node at `offset`, its RRsets included: up to where
+/// the walk over its RRsets stops.
 fn node_bytes(arena: &[u8], offset: u32) -> &[u8] {
-    let start = offset as usize;
-    let node = Node::at(arena, offset);
-    let mut end = start + 1 + node.name.len() + 5;
-    for _ in 0..node.count {
-        let len = &arena[end + 6..end + 10];
-        end += 10 + u32::from_be_bytes([len[0], len[1], len[2], len[3]]) as usize;
-    }
-    &arena[start..end]
+    let mut rrsets = Node::at(arena, offset).rrsets();
+    rrsets.by_ref().for_each(drop);
+    &arena[offset as usize..arena.len() - rrsets.bytes.len()]
 }
 
 impl Zone {
@@ -444,8 +455,7 @@ impl Zone {
 
     /// Bytes held by the node arenas and their indexes, for memory reports.
     pub fn memory_bytes(&self) -> usize {
-        let layer = |l: &Layer| l.arena.len() + l.index.memory_bytes() + std::mem::size_of_val(&*l.filter);
-        layer(&self.base) + self.overlay.as_deref().map_or(0, layer)
+        self.base.memory_bytes() + self.overlay.as_deref().map_or(0, Layer::memory_bytes)
     }
 
     /// How many nodes the overlay holds (changed since the last full build).
@@ -530,8 +540,8 @@ impl Zone {
     /// a transport that prefetched the node has it.
     #[inline]
     pub fn node_hashed(&self, name_lower: &[u8], hash: u64) -> Option<Node<'_>> {
-        if let Some(overlay) = self.overlay.as_ref().filter(|o| o.may_hold(hash)) {
-            if let Some(offset) = overlay.find(hash, name_lower) {
+        if let Some(overlay) = &self.overlay {
+            if let Some(offset) = overlay.find_filtered(hash, name_lower) {
                 let node = Node::at(&overlay.arena, offset);
                 return (node.children != TOMBSTONE).then_some(node);
             }
@@ -564,8 +574,7 @@ impl Zone {
             };
             let node = Node::at(&self.base.arena, offset);
             let replaced = overlay.is_some_and(|o| {
-                let hash = self.hash_name(lowercase_into(node.name, &mut buffer));
-                o.may_hold(hash) && o.find(hash, node.name).is_some()
+                o.find_filtered(self.hash_name(lowercase_into(node.name, &mut buffer)), node.name).is_some()
             });
             if !replaced {
                 return Some(node);

@@ -59,13 +59,16 @@ impl Zone {
     /// zone; those belong on a blocking thread.
     pub fn takes_change_cheaply(&self, records: usize) -> bool {
         const CHEAP_COPY: usize = 256 << 10;
-        let bounds = self.overlay_bounds();
-        let (held, bytes) = self.overlay.as_ref().map_or((0, 0), |o| {
-            (o.index.len(), o.arena.len() + o.index.memory_bytes() + std::mem::size_of_val(&*o.filter))
-        });
-        held + records <= bounds.nodes
-            && self.overlay.as_ref().is_none_or(|o| o.arena.len() <= bounds.bytes)
-            && bytes <= CHEAP_COPY
+        !self.fold_due(records, self.overlay_bounds())
+            && self.overlay.as_deref().map_or(0, Layer::memory_bytes) <= CHEAP_COPY
+    }
+
+    /// Whether a change of `records` records must fold the overlay into the
+    /// base first: the overlay would pass its bound on nodes, or has passed
+    /// it on bytes. (A change bigger than the bound on its own is rebuilt.)
+    fn fold_due(&self, records: usize, bounds: Bounds) -> bool {
+        let held = self.overlay.as_ref().map_or(0, |o| o.index.len());
+        held + records > bounds.nodes || self.overlay.as_ref().is_some_and(|o| o.arena.len() > bounds.bytes)
     }
 
     fn apply_overlay_within(&self, removed: &Records, added: &Records, bounds: Bounds) -> Option<Zone> {
@@ -73,8 +76,7 @@ impl Zone {
         if change > bounds.nodes {
             return None;
         }
-        let held = self.overlay.as_ref().map_or(0, |o| o.index.len());
-        if held + change > bounds.nodes || self.overlay.as_ref().is_some_and(|o| o.arena.len() > bounds.bytes) {
+        if self.fold_due(change, bounds) {
             return self.folded()?.apply_overlay_within(removed, added, bounds);
         }
         let apex = &self.apex_lower[..];
