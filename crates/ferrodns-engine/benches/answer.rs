@@ -134,31 +134,21 @@ fn lookup(c: &mut Criterion, zone: &Zone, changed: &Zone) {
     let misses: Vec<Vec<u8>> = (0..1024).map(|i| lower_wire(&format!("nx{i}.bench.test."))).collect();
     let mut group = c.benchmark_group("lookup");
     group.throughput(Throughput::Elements(1));
+    let cases = [
+        ("existing name, A", zone, &hits),
+        ("missing name (NXDOMAIN)", zone, &misses),
+        ("existing name, A, after 300 changes", changed, &hits),
+        ("missing name, after 300 changes", changed, &misses),
+    ];
     let mut i = 0;
-    group.bench_function("existing name, A", |b| {
-        b.iter(|| {
-            i = (i + 1) & 1023;
-            black_box(zone.lookup(black_box(&hits[i]), RecordType::A).wildcard)
-        })
-    });
-    group.bench_function("missing name (NXDOMAIN)", |b| {
-        b.iter(|| {
-            i = (i + 1) & 1023;
-            black_box(zone.lookup(black_box(&misses[i]), RecordType::A).wildcard)
-        })
-    });
-    group.bench_function("existing name, A, after 300 changes", |b| {
-        b.iter(|| {
-            i = (i + 1) & 1023;
-            black_box(changed.lookup(black_box(&hits[i]), RecordType::A).wildcard)
-        })
-    });
-    group.bench_function("missing name, after 300 changes", |b| {
-        b.iter(|| {
-            i = (i + 1) & 1023;
-            black_box(changed.lookup(black_box(&misses[i]), RecordType::A).wildcard)
-        })
-    });
+    for (label, zone, names) in cases {
+        group.bench_function(label, |b| {
+            b.iter(|| {
+                i = (i + 1) & 1023;
+                black_box(zone.lookup(black_box(&names[i]), RecordType::A).wildcard)
+            })
+        });
+    }
     group.finish();
 }
 

@@ -361,15 +361,20 @@ pub(crate) mod tests {
         }
     }
 
+    /// A store on a new, empty data directory of its own, and the directory.
+    async fn fresh_store(label: &str) -> (Store, std::path::PathBuf) {
+        let dir = std::env::temp_dir().join(format!("ferrodns-sqlite-{label}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        (Store::open(&Store::sqlite_url(&dir), StoreOptions::default()).await.unwrap(), dir)
+    }
+
     /// Changes committed together keep their own checks, serial steps and
     /// history entries; the ones that fail leave nothing behind; and each
     /// zone's stored SOA carries the serial its row says.
     #[tokio::test]
     async fn a_batch_commits_each_change_on_its_own_terms() {
-        let dir = std::env::temp_dir().join(format!("ferrodns-sqlite-batch-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        let store = Store::open(&Store::sqlite_url(&dir), StoreOptions::default()).await.unwrap();
+        let (store, dir) = fresh_store("batch").await;
         let author = Author { name: "test", token: "t1", tenant: "system" };
         for (apex, catalog_id) in [("a.test.", "a"), ("b.test.", "b")] {
             let apex = name(apex);
@@ -418,10 +423,7 @@ pub(crate) mod tests {
     /// for each one-record change (the owners-and-SOA read once did).
     #[tokio::test]
     async fn every_statement_of_a_change_searches_by_key() {
-        let dir = std::env::temp_dir().join(format!("ferrodns-sqlite-plans-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        let store = Store::open(&Store::sqlite_url(&dir), StoreOptions::default()).await.unwrap();
+        let (store, dir) = fresh_store("plans").await;
         store.close().await;
         let conn = Connection::open(dir.join("ferrodns.db")).unwrap();
         let statements = [
