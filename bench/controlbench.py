@@ -14,12 +14,15 @@ PostgreSQL database, and measures, through the REST API:
              another, time per update (p50, p99) and the server's memory (PSS)
              before and after
   underload  on the imported --records zone, the server pinned to CPU 1 and dnsperf
-             to CPU 0 (as authbench does): QPS idle (half the time before the
-             updates, half after, so that the host's drift cancels), and QPS while
-             100 change batches a second go through the API (from two clients, with a lean
-             HTTP client that leaves dnsperf's CPU alone); with each, how busy
-             dnsperf kept its CPU (near 1.0: dnsperf, not the server, set the
-             QPS) and the answers per CPU-second of the server's DNS threads
+             to CPU 0 (as authbench does), one 20-second dnsperf run: QPS in
+             the seconds while 100 change batches a second go through the API
+             (from two clients, with a lean HTTP client that leaves dnsperf's
+             CPU alone) against QPS in the seconds with none, the two in
+             blocks of --underload-block seconds (idle, busy, busy, idle,
+             repeated) so that the host's drift falls on both alike; with
+             each, how busy dnsperf kept its CPU (near 1.0: dnsperf, not the
+             server, set the QPS) and the answers per CPU-second of the
+             server's DNS threads
   publish    one-record changes (--writes of them) to one API zone while the server
              also serves --zones small zones from files, against the same with no
              other zone: p50 and p99 per change, and the ratio (a change must cost
@@ -233,40 +236,19 @@ def bench_update(server, records, updates=1000):
             "pss_before_mib": before, "pss_after_mib": after}
 
 
-def run_dnsperf(port, qfile, seconds):
-    out = subprocess.run(["taskset", "-c", "0", "dnsperf", "-s", "127.0.0.1", "-p", str(port), "-d", qfile,
-                          "-l", str(seconds), "-c", "8", "-q", "256", "-T", "1"], capture_output=True, text=True).stdout
-    qps = float(next(l.split()[-1] for l in out.splitlines() if "Queries per second" in l))
-    lost = next(l.split("(")[1].split("%")[0] for l in out.splitlines() if "Queries lost" in l)
-    return qps, float(lost)
-
-
-def thread_cpu(pid, prefix):
+def run_time(pid, prefix=""):
     """CPU seconds used so far by the threads of process `pid` whose names
-    start with `prefix` (ferrodns names its DNS workers `dns-…`)."""
+    start with `prefix` (ferrodns names its DNS workers `dns-…`), from
+    schedstat (nanoseconds, where /proc's stat counts 10 ms ticks)."""
     total = 0
     for tid in os.listdir(f"/proc/{pid}/task"):
         try:
-            stat = open(f"/proc/{pid}/task/{tid}/stat").read()
+            name = open(f"/proc/{pid}/task/{tid}/comm").read().strip()
+            if name.startswith(prefix):
+                total += int(open(f"/proc/{pid}/task/{tid}/schedstat").read().split()[0])
         except OSError:
             continue
-        if stat[stat.index("(") + 1:stat.rindex(")")].startswith(prefix):
-            fields = stat.rsplit(")", 1)[1].split()
-            total += int(fields[11]) + int(fields[12])
-    return total / os.sysconf("SC_CLK_TCK")
-
-
-def watched_dnsperf(server, qfile, seconds):
-    """run_dnsperf, and what it cost: the share of its CPU that dnsperf kept
-    busy, and the answers per CPU-second of the server's DNS threads. When
-    dnsperf is near 1.0 it, not the server, sets the QPS figure."""
-    children = resource.getrusage(resource.RUSAGE_CHILDREN)
-    dns = thread_cpu(server.proc.pid, "dns-")
-    qps, lost = run_dnsperf(server.dns_port, qfile, seconds)
-    after = resource.getrusage(resource.RUSAGE_CHILDREN)
-    client = (after.ru_utime + after.ru_stime - children.ru_utime - children.ru_stime) / seconds
-    dns = thread_cpu(server.proc.pid, "dns-") - dns
-    return qps, lost, round(client, 3), round(qps * seconds / dns) if dns else None
+    return total / 1e9
 
 
 class LeanUpdater:
@@ -287,53 +269,116 @@ class LeanUpdater:
             raise SystemExit(f"PUT h{i}: {status} {answer[:200]!r}")
 
 
-def bench_underload(server, records, seconds=10, rate=100, clients=2):
+def bench_underload(server, records, seconds=20, block=1, rate=100, clients=2):
+    """QPS while `rate` one-record PUTs a second go through the API, against
+    QPS with none, over `seconds` seconds of one dnsperf run: the updates run
+    for half the seconds, in blocks of `block` seconds in the order idle,
+    busy, busy, idle, repeated. `block` 5 is one idle-busy-idle pass (5, 10
+    and 5 seconds), the layout this measure had before 2026-12-04.
+
+    Why blocks: on a shared host dnsperf's rate moves by 10-20 % over a few
+    seconds with nothing changing in the server (per-second figures of an
+    idle server: 152k-201k within one minute), so a ratio of one ten-second
+    stretch to the ten around it reads the host as much as the server. In
+    blocks of a second, a slow stretch of the host falls on idle and busy
+    seconds alike. Each second's figure comes from dnsperf's own interval
+    statistics (-S 1), and the updaters turn on and off on those ticks."""
     authbench, _ = import_bench_zone(server, records)
     qfile = os.path.join(server.dir, "queries.txt")
     authbench.gen_queries(qfile, records)
-    # Idle is measured for half the time before the updates and half after,
-    # so that the host's drift over the run (the idle rate has moved by a
-    # fifth between rounds) weighs on idle and busy alike.
-    before = watched_dnsperf(server, qfile, seconds // 2)
-    stop = threading.Event()
+    pattern = [False, True, True, False]
+    busy_at = [pattern[(i // block) % 4] for i in range(seconds)]
+    state = {"since": None}  # perf_counter() when the busy block began
+    on, stop = threading.Event(), threading.Event()
     done = []
 
     # `clients` connections share the rate, each sending on its own schedule,
     # so that one batch waiting for its commit does not hold the next back
-    # (as changes from several API clients would arrive).
+    # (as changes from several API clients would arrive). Each busy block
+    # starts the schedule afresh: no burst to catch up on the idle one.
     def updater(k):
         c = LeanUpdater(server.api_port, server.token, authbench.ORIGIN)
         rnd = random.Random(6 + k)
-        start = time.perf_counter()
-        sent = 0
-        while not stop.is_set():
-            pause = start + (sent * clients + k) / rate - time.perf_counter()
+        epoch, sent = None, 0
+        while True:
+            on.wait()
+            since = state["since"]
+            if stop.is_set():
+                return
+            if since is None:
+                continue
+            if since != epoch:
+                epoch, sent = since, 0
+            pause = epoch + (sent * clients + k) / rate - time.perf_counter()
             if pause > 0:
                 time.sleep(pause)
+            if state["since"] != epoch:
+                continue
             t = time.perf_counter()
             c.update(rnd.randrange(records))
             done.append(time.perf_counter() - t)
             sent += 1
 
-    threads = [threading.Thread(target=updater, args=(k,)) for k in range(clients)]
     os.sched_setaffinity(0, {0})
+    threads = [threading.Thread(target=updater, args=(k,)) for k in range(clients)]
     for thread in threads:
         thread.start()
-    busy, busy_lost, busy_client, busy_efficiency = watched_dnsperf(server, qfile, seconds)
+    # One second of warm-up, idle, before the measured seconds.
+    warmup = 1
+    proc = subprocess.Popen(["stdbuf", "-oL", "taskset", "-c", "0", "dnsperf", "-s", "127.0.0.1",
+                             "-p", str(server.dns_port), "-d", qfile, "-l", str(warmup + seconds + 1),
+                             "-c", "8", "-q", "256", "-T", "1", "-S", "1"],
+                            stdout=subprocess.PIPE, text=True)
+    qps = {False: [], True: []}
+    client = {False: 0.0, True: 0.0}
+    dns = {False: 0.0, True: 0.0}
+    tick = -warmup
+    last = (run_time(proc.pid), run_time(server.proc.pid, "dns-"))
+    output = []
+    for line in proc.stdout:
+        output.append(line)
+        head, _, rate_text = line.partition(": ")
+        if not head.replace(".", "").isdigit() or not 0 <= tick + 1 <= seconds:
+            continue
+        # The interval that just ended was `tick`; the next is `tick + 1`.
+        now = (run_time(proc.pid), run_time(server.proc.pid, "dns-"))
+        if tick >= 0:
+            phase = busy_at[tick]
+            qps[phase].append(float(rate_text))
+            client[phase] += now[0] - last[0]
+            dns[phase] += now[1] - last[1]
+        last = now
+        tick += 1
+        if tick == seconds:
+            on.clear()
+            state["since"] = None
+        elif busy_at[tick] != (state["since"] is not None):
+            if busy_at[tick]:
+                state["since"] = time.perf_counter()
+                on.set()
+            else:
+                on.clear()
+                state["since"] = None
+    proc.wait()
     stop.set()
+    on.set()
     for thread in threads:
         thread.join()
-    after = watched_dnsperf(server, qfile, seconds - seconds // 2)
-    idle = (before[0] + after[0]) / 2
-    idle_lost, idle_client = max(before[1], after[1]), (before[2] + after[2]) / 2
-    idle_efficiency = (before[3] + after[3]) // 2 if before[3] and after[3] else None
-    return {"records": records, "idle_qps": round(idle), "idle_qps_before": round(before[0]),
-            "idle_qps_after": round(after[0]), "idle_lost_pct": idle_lost, "qps_under_updates": round(busy),
-            "lost_pct_under_updates": busy_lost, "ratio": round(busy / idle, 3), "clients": clients,
-            "batches": len(done), "batches_per_s": round(len(done) / seconds, 1),
+    if len(qps[False]) + len(qps[True]) != seconds:
+        raise SystemExit("dnsperf gave too few interval figures:\n" + "".join(output))
+    lost = next(l.split("(")[1].split("%")[0] for l in output if "Queries lost" in l)
+    idle, busy = (sum(qps[p]) / len(qps[p]) for p in (False, True))
+    answered = {p: sum(qps[p]) for p in (False, True)}
+    return {"records": records, "seconds": seconds, "block_s": block, "idle_qps": round(idle),
+            "idle_qps_range": [round(min(qps[False])), round(max(qps[False]))],
+            "qps_under_updates": round(busy), "busy_qps_range": [round(min(qps[True])), round(max(qps[True]))],
+            "ratio": round(busy / idle, 3), "lost_pct": float(lost), "clients": clients,
+            "batches": len(done), "batches_per_busy_s": round(len(done) / len(qps[True]), 1),
             "batch_p50_ms": round(percentile(done, 50) * 1000, 2), "batch_p99_ms": round(percentile(done, 99) * 1000, 2),
-            "dnsperf_cpu_idle": round(idle_client, 3), "dnsperf_cpu_busy": busy_client,
-            "dns_answers_per_cpu_s_idle": idle_efficiency, "dns_answers_per_cpu_s_busy": busy_efficiency}
+            "dnsperf_cpu_idle": round(client[False] / len(qps[False]), 3),
+            "dnsperf_cpu_busy": round(client[True] / len(qps[True]), 3),
+            "dns_answers_per_cpu_s_idle": round(answered[False] / dns[False]) if dns[False] else None,
+            "dns_answers_per_cpu_s_busy": round(answered[True] / dns[True]) if dns[True] else None}
 
 
 def bench_import(server, records):
@@ -716,6 +761,8 @@ def main():
     ap.add_argument("--records", type=int, default=100000)
     ap.add_argument("--zones", type=int, default=10000)
     ap.add_argument("--writes", type=int, default=1000)
+    ap.add_argument("--underload-block", type=int, default=1, choices=[1, 2, 5],
+                    help="seconds a block of the underload measure (5: idle 5 s, busy 10 s, idle 5 s)")
     ap.add_argument("--json")
     a = ap.parse_args()
     if not os.path.exists(BINARY):
@@ -753,7 +800,7 @@ def main():
                 elif name == "update":
                     r = bench_update(server, a.records)
                 elif name == "underload":
-                    r = bench_underload(server, a.records)
+                    r = bench_underload(server, a.records, block=a.underload_block)
                 else:
                     r = bench_delay(server, a.writes)
             finally:
