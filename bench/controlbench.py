@@ -319,8 +319,17 @@ def bench_underload(server, records, seconds=20, block=1, rate=100, clients=2):
             done.append(time.perf_counter() - t)
             sent += 1
 
+    # A failed PUT ends its thread; the round then fails, not reads as fewer updates.
+    failures = []
+
+    def guarded(k):
+        try:
+            updater(k)
+        except BaseException as error:  # SystemExit from LeanUpdater too
+            failures.append(f"updater {k}: {error}")
+
     os.sched_setaffinity(0, {0})
-    threads = [threading.Thread(target=updater, args=(k,)) for k in range(clients)]
+    threads = [threading.Thread(target=guarded, args=(k,)) for k in range(clients)]
     for thread in threads:
         thread.start()
     # One second of warm-up, idle, before the measured seconds.
@@ -364,6 +373,8 @@ def bench_underload(server, records, seconds=20, block=1, rate=100, clients=2):
     on.set()
     for thread in threads:
         thread.join()
+    if failures:
+        raise SystemExit("; ".join(failures))
     if len(qps[False]) + len(qps[True]) != seconds:
         raise SystemExit("dnsperf gave too few interval figures:\n" + "".join(output))
     lost = next(l.split("(")[1].split("%")[0] for l in output if "Queries lost" in l)
