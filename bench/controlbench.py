@@ -34,7 +34,9 @@ PostgreSQL database, and measures, through the REST API:
              zone, then through four concurrent exports of it by a viewer token
              while a fifth is refused with 503, and some seconds after
   cost       the server's CPU per one-record PUT at 100 a second and nothing else,
-             on the imported --records zone and on a zone that starts empty
+             on the imported --records zone and on a zone that starts empty;
+             with each, the server's context switches per PUT and (PostgreSQL)
+             its backends' CPU per PUT
   poll       (PostgreSQL) the follower's catch-up with --zones stored zones: the
              server's CPU per poll (--ha-poll-ms 1000) beyond the same node's with
              no zones, while nothing changes and while a change comes every 0.5 s
@@ -566,11 +568,40 @@ def cpu_seconds(pid):
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def context_switches(pid):
+    """Context switches so far, voluntary and not, of every thread of `pid`."""
+    total = 0
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        try:
+            for line in open(f"/proc/{pid}/task/{tid}/status"):
+                if line.startswith(("voluntary_ctxt_switches:", "nonvoluntary_ctxt_switches:")):
+                    total += int(line.split()[1])
+        except OSError:
+            continue
+    return total
+
+
+def postgres_cpu_seconds(database):
+    """CPU seconds used so far by PostgreSQL's backends connected to `database`."""
+    total = 0.0
+    for pid in os.listdir("/proc"):
+        if not pid.isdigit():
+            continue
+        try:
+            title = open(f"/proc/{pid}/cmdline", "rb").read()
+            if title.startswith(b"postgres: ") and f" {database} ".encode() in title:
+                total += cpu_seconds(int(pid))
+        except OSError:
+            continue
+    return total
+
+
 def bench_cost(db, records, changes=1000, rate=100):
     """The server's CPU (every thread, user and system) per one-record PUT at
     `rate` a second with nothing else to do: on the imported --records zone,
     and on a zone that starts empty and gains the names the PUTs create. A
-    change should cost the same on both."""
+    change should cost the same on both. With each, the server's context
+    switches per change and, on PostgreSQL, the CPU of its backends."""
     result = {"records": records, "changes": changes, "rate": rate}
     for label in ("empty", "imported"):
         server = Server(db, cpu=1)
@@ -583,16 +614,22 @@ def bench_cost(db, records, changes=1000, rate=100):
             updater = LeanUpdater(server.api_port, server.token, origin)
             rnd = random.Random(6)
             time.sleep(1)
-            before, start = cpu_seconds(server.proc.pid), time.perf_counter()
+            before, switches, start = cpu_seconds(server.proc.pid), context_switches(server.proc.pid), time.perf_counter()
+            pg = postgres_cpu_seconds(server.pg) if server.pg else 0.0
             for n in range(changes):
                 pause = start + n / rate - time.perf_counter()
                 if pause > 0:
                     time.sleep(pause)
                 updater.update(rnd.randrange(records if label == "imported" else 1000))
             used = cpu_seconds(server.proc.pid) - before
+            switches = context_switches(server.proc.pid) - switches
+            if server.pg:
+                result[f"{label}_zone_postgres_ms_per_change"] = round(
+                    (postgres_cpu_seconds(server.pg) - pg) / changes * 1000, 3)
         finally:
             server.stop()
         result[f"{label}_zone_ms_per_change"] = round(used / changes * 1000, 3)
+        result[f"{label}_zone_switches_per_change"] = round(switches / changes, 2)
     return result
 
 

@@ -12,12 +12,15 @@
 //! (docs/benchmarks.md).
 //!
 //! So the change path ([`crate::queue`]) announces a change once it has
-//! committed, through one task per node: it gathers announcements for
-//! [`GATHER`] and sends them in one statement and one transaction of its own,
-//! which waits for no WAL flush (`synchronous_commit` off for it alone: it
-//! writes nothing anyone needs kept), so the lock is held for moments. The
-//! task keeps its connection while announcements keep coming and hands it
-//! back after [`IDLE`] without one.
+//! committed, through one task per node. It sends what is waiting in one
+//! statement and one transaction of its own, which waits for no WAL flush
+//! (`synchronous_commit` off for it alone: it writes nothing anyone needs
+//! kept), so the lock is held for moments; it sends at once when its last
+//! statement ended at least [`GATHER`] ago, and otherwise gathers until
+//! then, so that under load one statement carries several announcements
+//! while a change among sparse ones is told at once. The task keeps its
+//! connection while announcements keep coming and hands it back after
+//! [`IDLE`] without one.
 //!
 //! A node that stops between a commit and its announcement, or whose
 //! announcement fails, leaves the other nodes to find the change at their
@@ -32,6 +35,7 @@ use std::time::Duration;
 
 use sqlx::pool::PoolConnection;
 use sqlx::{Any, AnyPool};
+use tokio::time::Instant;
 
 use crate::{Backend, Markers, Result, CHANGES_CHANNEL};
 
@@ -39,9 +43,12 @@ use crate::{Backend, Markers, Result, CHANGES_CHANNEL};
 /// and ends.
 const IDLE: Duration = Duration::from_secs(1);
 
-/// How long the task gathers announcements before it sends them: under
-/// load, one statement then carries several (at 3,000 changes a second, six
-/// or so), and another node hears of a change this much later.
+/// The least time between the end of one of the task's statements and
+/// the start of the next: under load, one statement then carries several (at 3,000 changes a
+/// second, six or so), and another node hears of a change up to this much
+/// later. A change that comes after a quiet spell of this long goes at once
+/// (at 100 changes a second, every one does), which spares the task a timer
+/// wake-up per change.
 const GATHER: Duration = Duration::from_millis(2);
 
 /// The most announcements one statement carries.
@@ -81,14 +88,18 @@ impl Announcer {
 
     async fn run(self: Arc<Self>, pool: AnyPool) {
         let mut conn: Option<PoolConnection<Any>> = None;
+        let mut last_end: Option<Instant> = None;
         loop {
-            if !self.closing.load(Ordering::Acquire) {
-                // Those that come in meanwhile go in the same statement.
-                tokio::time::sleep(GATHER).await;
+            if let Some(until) = gather_until(last_end, Instant::now()) {
+                if !self.closing.load(Ordering::Acquire) {
+                    // Those that come in meanwhile go in the same statement.
+                    tokio::time::sleep_until(until).await;
+                }
             }
             let waiting = std::mem::take(&mut self.state.lock().unwrap_or_else(|e| e.into_inner()).0);
             if !waiting.is_empty() {
                 send_or_drop(&pool, &mut conn, &waiting).await;
+                last_end = Some(Instant::now());
                 continue;
             }
             if self.closing.load(Ordering::Acquire) {
@@ -108,6 +119,13 @@ impl Announcer {
         }
         drop(conn);
     }
+}
+
+/// Until when the task gathers before its next statement, its last having
+/// ended at `last_end`: none when that was [`GATHER`] ago or more, or
+/// never.
+fn gather_until(last_end: Option<Instant>, now: Instant) -> Option<Instant> {
+    last_end.map(|end| end + GATHER).filter(|until| *until > now)
 }
 
 /// Sends `waiting` on the kept connection or, when it fails (PostgreSQL may
@@ -153,4 +171,22 @@ async fn send(conn: &mut sqlx::AnyConnection, payloads: &[String]) -> Result<()>
         query.execute(&mut *conn).await?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A statement goes at once after a quiet spell of [`GATHER`], and
+    /// otherwise waits out the rest of it from the last one's end.
+    #[test]
+    fn the_task_gathers_only_within_gather_of_its_last_statement() {
+        let now = Instant::now();
+        assert_eq!(gather_until(None, now), None, "the first goes at once");
+        assert_eq!(gather_until(Some(now - GATHER), now), None);
+        assert_eq!(gather_until(Some(now - GATHER * 5), now), None);
+        let recent = now - GATHER / 4;
+        assert_eq!(gather_until(Some(recent), now), Some(recent + GATHER));
+        assert_eq!(gather_until(Some(now), now), Some(now + GATHER));
+    }
 }
