@@ -54,13 +54,29 @@ const GATHER: Duration = Duration::from_millis(2);
 /// The most announcements one statement carries.
 const PER_STATEMENT: usize = 256;
 
+/// The most announcements waiting. Changes commit on other connections
+/// while the task's statement is under way; were that statement to hang
+/// (PostgreSQL's notification queue lock held by another session, say),
+/// those past this many are dropped, and other nodes find their changes at
+/// their next catch-up as they would after a failed statement. Some 6 MiB
+/// with names of 40 characters; a few seconds of changes at full speed.
+const MOST_WAITING: usize = 1 << 16;
+
 /// The announcements waiting, and the task that sends them.
 #[derive(Default)]
 pub(crate) struct Announcer {
-    /// The payloads waiting, and whether a task is running to send them.
-    state: Mutex<(Vec<String>, bool)>,
+    state: Mutex<Waiting>,
     wake: tokio::sync::Notify,
     closing: AtomicBool,
+}
+
+#[derive(Default)]
+struct Waiting {
+    payloads: Vec<String>,
+    /// A task is running to send them.
+    running: bool,
+    /// Announcements dropped since the task last sent, the queue full.
+    dropped: u64,
 }
 
 impl Announcer {
@@ -69,8 +85,12 @@ impl Announcer {
     pub(crate) fn announce(self: &Arc<Self>, pool: &AnyPool, payload: String) {
         let start = {
             let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
-            state.0.push(payload);
-            !std::mem::replace(&mut state.1, true)
+            if state.payloads.len() < MOST_WAITING {
+                state.payloads.push(payload);
+            } else {
+                state.dropped += 1;
+            }
+            !std::mem::replace(&mut state.running, true)
         };
         if start {
             tokio::spawn(self.clone().run(pool.clone()));
@@ -96,7 +116,17 @@ impl Announcer {
                     tokio::time::sleep_until(until).await;
                 }
             }
-            let waiting = std::mem::take(&mut self.state.lock().unwrap_or_else(|e| e.into_inner()).0);
+            let (waiting, dropped) = {
+                let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+                (std::mem::take(&mut state.payloads), std::mem::take(&mut state.dropped))
+            };
+            if dropped > 0 {
+                tracing::warn!(
+                    dropped,
+                    "announcements of committed changes waited past their bound and were dropped; \
+                     other nodes find those changes at their next catch-up"
+                );
+            }
             if !waiting.is_empty() {
                 send_or_drop(&pool, &mut conn, &waiting).await;
                 last_end = Some(Instant::now());
@@ -112,8 +142,8 @@ impl Announcer {
             // Idle: end, unless one came in just now (it found the task
             // running, so it started none).
             let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
-            if state.0.is_empty() {
-                state.1 = false;
+            if state.payloads.is_empty() {
+                state.running = false;
                 break;
             }
         }
@@ -176,6 +206,27 @@ async fn send(conn: &mut sqlx::AnyConnection, payloads: &[String]) -> Result<()>
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// While the task's statement is under way, announcements wait up to
+    /// their bound; those past it are counted and dropped, not kept.
+    #[tokio::test]
+    async fn announcements_waiting_on_a_stuck_statement_are_bounded() {
+        sqlx::any::install_default_drivers();
+        let pool = sqlx::any::AnyPoolOptions::new().connect_lazy("postgres://127.0.0.1:1/none").unwrap();
+        let announcer = Arc::new(Announcer::default());
+        // As though the task were running, held up in its statement.
+        announcer.state.lock().unwrap().running = true;
+        for n in 0..MOST_WAITING + 5 {
+            announcer.announce(&pool, format!("zone{n}.test. 1"));
+        }
+        let state = announcer.state.lock().unwrap();
+        assert_eq!(state.payloads.len(), MOST_WAITING);
+        assert_eq!(state.dropped, 5);
+        assert_eq!(
+            state.payloads.last().map(String::as_str),
+            Some(format!("zone{}.test. 1", MOST_WAITING - 1).as_str())
+        );
+    }
 
     /// A statement goes at once after a quiet spell of [`GATHER`], and
     /// otherwise waits out the rest of it from the last one's end.
