@@ -47,7 +47,7 @@ Needs: a release build (cargo build --release; FERRODNS_BINARY=path runs another
 binary), PostgreSQL at 127.0.0.1:5432 with trust auth for --db postgres, and psql.
 """
 import argparse, http.client, importlib.util, json, os, random, shutil, socket, struct, subprocess
-import resource, sys, tempfile, threading, time
+import sys, tempfile, threading, time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import leanhttp  # noqa: E402  (beside this script)
@@ -379,13 +379,13 @@ def bench_underload(server, records, seconds=20, block=1, rate=100, clients=2):
         raise SystemExit("; ".join(failures))
     if len(qps[False]) + len(qps[True]) != seconds:
         raise SystemExit("dnsperf gave too few interval figures:\n" + "".join(output))
-    lost = next(l.split("(")[1].split("%")[0] for l in output if "Queries lost" in l)
     idle, busy = (sum(qps[p]) / len(qps[p]) for p in (False, True))
     answered = {p: sum(qps[p]) for p in (False, True)}
     return {"records": records, "seconds": seconds, "block_s": block, "idle_qps": round(idle),
             "idle_qps_range": [round(min(qps[False])), round(max(qps[False]))],
             "qps_under_updates": round(busy), "busy_qps_range": [round(min(qps[True])), round(max(qps[True]))],
-            "ratio": round(busy / idle, 3), "lost_pct": float(lost), "clients": clients,
+            "ratio": round(busy / idle, 3), "lost_pct": authbench.dnsperf_figures("".join(output))["lost_pct"],
+            "clients": clients,
             "batches": len(done), "batches_per_busy_s": round(len(done) / len(qps[True]), 1),
             "batch_p50_ms": round(percentile(done, 50) * 1000, 2), "batch_p99_ms": round(percentile(done, 99) * 1000, 2),
             "dnsperf_cpu_idle": round(client[False] / len(qps[False]), 3),

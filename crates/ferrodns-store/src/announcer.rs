@@ -44,11 +44,11 @@ use crate::{Backend, Markers, Result, CHANGES_CHANNEL};
 const IDLE: Duration = Duration::from_secs(1);
 
 /// The least time between the end of one of the task's statements and
-/// the start of the next: under load, one statement then carries several (at 3,000 changes a
-/// second, six or so), and another node hears of a change up to this much
-/// later. A change that comes after a quiet spell of this long goes at once
-/// (at 100 changes a second, every one does), which spares the task a timer
-/// wake-up per change.
+/// the start of the next: under load, one statement then carries several
+/// (at 3,000 changes a second, six or so), and another node hears of a
+/// change up to this much later. A change that comes after a quiet spell of
+/// this long goes at once (at 100 changes a second, every one does), which
+/// spares the task a timer wake-up per change.
 const GATHER: Duration = Duration::from_millis(2);
 
 /// The most announcements one statement carries.
